@@ -1,0 +1,6 @@
+//! keyward: provision hardware security keys against signed tickets.
+//!
+//! Layers (see DESIGN.md): `sim` holds the virtual keys everything else is
+//! tested on.
+
+pub mod sim;

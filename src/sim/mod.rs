@@ -1,0 +1,115 @@
+//! Virtual security keys: a CTAP 2.1 authenticator and a YubiKey-compatible
+//! PIV card with the YubiKey Management applet, as one simulated device.
+//!
+//! They attach in-process ([`card::VirtualCard`], [`fido::ctaphid`]), or to
+//! pcscd through the vsmartcard `vpcd` driver ([`vpcd`]). Attestation CAs are
+//! deterministic ([`ca`]); device keys and credentials are random per key.
+
+pub mod apdu;
+pub mod ca;
+pub mod card;
+pub mod device;
+pub mod fault;
+pub mod fido;
+pub mod mgmt;
+pub mod person;
+pub mod piv;
+pub mod state;
+pub mod vpcd;
+
+pub use fault::{Fault, Faults};
+pub use person::{Person, TouchOutcome, UserPresence};
+
+use std::fmt;
+
+/// Firmware version `major.minor.patch`, as GET VERSION and the Management
+/// applet report it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Firmware(pub u8, pub u8, pub u8);
+
+impl Firmware {
+    /// The two profiles the simulator is tested with.
+    pub const V5_4_3: Firmware = Firmware(5, 4, 3);
+    pub const V5_7_1: Firmware = Firmware(5, 7, 1);
+
+    pub fn bytes(self) -> [u8; 3] {
+        [self.0, self.1, self.2]
+    }
+}
+
+impl fmt::Display for Firmware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+impl std::str::FromStr for Firmware {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('.').collect();
+        let n = |p: &str| {
+            p.parse::<u8>()
+                .map_err(|_| format!("firmware {s:?}: {p:?} is not a number 0-255"))
+        };
+        match parts.as_slice() {
+            [a, b, c] => Ok(Firmware(n(a)?, n(b)?, n(c)?)),
+            _ => Err(format!("firmware {s:?} is not MAJOR.MINOR.PATCH")),
+        }
+    }
+}
+
+/// The identity of one simulated device, shared by its applets.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceProfile {
+    pub serial: u32,
+    pub firmware: Firmware,
+    /// YubiKey form factor byte (Management device-info tag 0x04; the PIV
+    /// attestation extension 1.3.6.1.4.1.41482.3.9). 0x01 is USB-A keychain.
+    pub form_factor: u8,
+    /// The FIDO2 AAGUID.
+    pub aaguid: [u8; 16],
+    /// Which applets the card carries.
+    pub fido2: bool,
+    pub piv: bool,
+}
+
+/// AAGUID of the simulated authenticator model. Not a Yubico AAGUID, so that
+/// no verifier mistakes the simulator for a genuine key.
+pub const SIM_AAGUID: [u8; 16] = [
+    0x6b, 0x65, 0x79, 0x77, 0x61, 0x72, 0x64, 0x2d, 0x73, 0x69, 0x6d, 0x2d, 0x66, 0x69, 0x64, 0x6f,
+];
+
+impl DeviceProfile {
+    pub fn new(serial: u32, firmware: Firmware) -> DeviceProfile {
+        DeviceProfile {
+            serial,
+            firmware,
+            form_factor: 0x01,
+            aaguid: SIM_AAGUID,
+            fido2: true,
+            piv: true,
+        }
+    }
+}
+
+impl Default for DeviceProfile {
+    fn default() -> Self {
+        DeviceProfile::new(12_345_678, Firmware::V5_7_1)
+    }
+}
+
+/// Fill `buf` from the operating system's CSPRNG.
+pub fn random_bytes(buf: &mut [u8]) {
+    use rand_core::TryRng;
+    // The system RNG failing is not recoverable for a key simulator.
+    getrandom::SysRng
+        .try_fill_bytes(buf)
+        .expect("system random number generator failed");
+}
+
+/// The operating system's CSPRNG as an infallible `rand_core` RNG.
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
