@@ -441,6 +441,22 @@ fn schema_migrates_from_empty_and_refuses_a_newer_one() {
 }
 
 #[test]
+fn a_ledger_refuses_another_stations_key() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    let err = Ledger::open(&dir.path().join("ledger.db"), StationKey::generate()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::StationKeyMismatch { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("restore that station's station.key"),
+        "{err}"
+    );
+}
+
+#[test]
 fn two_processes_worth_of_connections_do_not_lose_updates() {
     let dir = tempfile::tempdir().unwrap();
     open(&dir);

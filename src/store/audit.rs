@@ -149,6 +149,17 @@ impl AuditReport {
 }
 
 impl Ledger {
+    /// Record events that belong to no binding (station start, policy
+    /// loaded, operator actions) in one transaction.
+    pub fn record(&mut self, events: &[AuditEvent<'_>], now: i64) -> Result<i64, StoreError> {
+        let (conn, station) = self.parts();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let head = append(&tx, station, now, events)?;
+        super::observe_time(&tx, now)?;
+        tx.commit()?;
+        Ok(head)
+    }
+
     /// Walk the whole chain and every checkpoint.
     pub fn verify_audit(&self) -> Result<AuditReport, StoreError> {
         let conn = self.conn();

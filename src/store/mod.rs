@@ -20,7 +20,7 @@ pub mod outbox;
 pub mod query;
 pub mod station_key;
 
-pub use audit::{AuditReport, AuditRow};
+pub use audit::{AuditEvent, AuditReport, AuditRow};
 pub use enroll::{CredentialRecord, DeviceRecord, EnrollmentRecord, TicketRecord};
 pub use lifecycle::BindingState;
 pub use station_key::StationKey;
@@ -69,6 +69,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     StationKey(#[from] station_key::StationKeyError),
+    #[error(
+        "this ledger's audit checkpoints are signed by station key {recorded}, but key {given} was given; restore that station's station.key (or open the ledger on its own station)"
+    )]
+    StationKeyMismatch { recorded: String, given: String },
     #[error("invalid record: {0}")]
     InvalidRecord(String),
 }
@@ -120,6 +124,10 @@ impl Ledger {
         // FULL: a committed binding survives power loss, not just a crash.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Checkpoint the WAL every ~16 MiB instead of SQLite's 4 MiB: an
+        // automatic checkpoint stalls the commit that triggers it, and at the
+        // default size that is about one enrollment in 150 (the p99).
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
         migrate(&mut conn)?;
         let ledger = Ledger { conn, station };
         ledger.record_station_key()?;
@@ -156,10 +164,22 @@ impl Ledger {
     /// Remember the station's public key the first time, so `audit verify`
     /// can check checkpoints without the private key.
     fn record_station_key(&self) -> Result<(), StoreError> {
+        let ours = hex::encode(self.station.public_key());
         self.conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('station_public_key', ?1)",
-            [hex::encode(self.station.public_key())],
+            [&ours],
         )?;
+        let recorded = meta_get(&self.conn, "station_public_key")?.unwrap_or_default();
+        if recorded != ours {
+            let recorded_id = hex::decode(&recorded)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map_or_else(|| "(unreadable)".to_string(), |k| station_key::key_id(&k));
+            return Err(StoreError::StationKeyMismatch {
+                recorded: recorded_id,
+                given: self.station.key_id(),
+            });
+        }
         Ok(())
     }
 
