@@ -1,0 +1,247 @@
+//! GENERAL AUTHENTICATE (SP 800-73-4 Part 2 §3.2.4): management-key
+//! authentication (Appendix A.1 external, A.2 mutual with witness) and the
+//! private-key operations of the slots; SET MANAGEMENT KEY (`FF`, Yubico PIV
+//! docs "PIV extensions").
+
+use cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::secrets::{ManagementKey, MgmtAlg};
+use super::tlv::{self, Tlv};
+use super::{KEY_MGMT, PendingAuth, PivApplet, is_key_slot};
+use crate::sim::apdu::{Command, Response, sw};
+use crate::sim::card::CardEnv;
+
+/// Dynamic authentication template tags (SP 800-73-4 Part 2 Table 7).
+const TAG_TEMPLATE: u16 = 0x7C;
+const TAG_WITNESS: u16 = 0x80;
+const TAG_CHALLENGE: u16 = 0x81;
+const TAG_RESPONSE: u16 = 0x82;
+const TAG_EXPONENTIATION: u16 = 0x85;
+
+/// ECB over whole blocks with the management key; `None` if the data is
+/// not a multiple of the block size.
+pub fn ecb(key: &ManagementKey, data: &[u8], encrypt: bool) -> Option<Zeroizing<Vec<u8>>> {
+    let k = key.expose();
+    match key.alg {
+        MgmtAlg::Tdes => run::<des::TdesEde3>(k, data, encrypt),
+        MgmtAlg::Aes128 => run::<aes::Aes128>(k, data, encrypt),
+        MgmtAlg::Aes192 => run::<aes::Aes192>(k, data, encrypt),
+        MgmtAlg::Aes256 => run::<aes::Aes256>(k, data, encrypt),
+    }
+}
+
+fn run<C>(key: &[u8], data: &[u8], encrypt: bool) -> Option<Zeroizing<Vec<u8>>>
+where
+    C: BlockCipherEncrypt + BlockCipherDecrypt + KeyInit,
+{
+    let c = C::new_from_slice(key).ok()?;
+    let bs = C::block_size();
+    if data.is_empty() || data.len() % bs != 0 {
+        return None;
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(data.len()));
+    for chunk in data.chunks(bs) {
+        let mut block = cipher::Block::<C>::try_from(chunk).ok()?;
+        if encrypt {
+            c.encrypt_block(&mut block);
+        } else {
+            c.decrypt_block(&mut block);
+        }
+        out.extend_from_slice(&block);
+    }
+    Some(out)
+}
+
+fn random_block(len: usize) -> Zeroizing<Vec<u8>> {
+    let mut v = Zeroizing::new(vec![0u8; len]);
+    crate::sim::random_bytes(&mut v);
+    v
+}
+
+fn template(tag: u16, value: &[u8]) -> Response {
+    Response::ok(tlv::encode(TAG_TEMPLATE, &tlv::encode(tag, value)))
+}
+
+/// The TLVs inside the `7C` template, which must be all of the data.
+fn parse_template(data: &[u8]) -> Result<Vec<Tlv<'_>>, u16> {
+    match tlv::parse_one(data) {
+        Some((t, [])) if t.tag == TAG_TEMPLATE => tlv::parse(t.value).ok_or(sw::WRONG_DATA),
+        _ => Err(sw::WRONG_DATA),
+    }
+}
+
+impl PivApplet {
+    pub(super) fn general_authenticate(
+        &mut self,
+        cmd: &Command,
+        env: &mut CardEnv<'_>,
+        fresh: bool,
+    ) -> Result<Response, u16> {
+        let tlvs = parse_template(&cmd.data)?;
+        if cmd.p2 == KEY_MGMT {
+            let pending = self.sess.pending.take();
+            return self.mgmt_auth(cmd.p1, &tlvs, pending, env);
+        }
+        self.use_key(cmd.p1, cmd.p2, &tlvs, env, fresh)
+    }
+
+    fn mgmt_auth(
+        &mut self,
+        alg: u8,
+        tlvs: &[Tlv<'_>],
+        pending: Option<PendingAuth>,
+        env: &mut CardEnv<'_>,
+    ) -> Result<Response, u16> {
+        if MgmtAlg::from_byte(alg) != Some(self.st.mgmt.alg) {
+            return Err(sw::INCORRECT_P1P2);
+        }
+        self.sess.mgmt_authed = false;
+        let bl = self.st.mgmt.alg.block_len();
+        let get = |tag| tlv::find(tlvs, tag);
+        match (get(TAG_WITNESS), get(TAG_CHALLENGE), get(TAG_RESPONSE)) {
+            // A.2 step 1: the host asks for a witness.
+            (Some([]), None, None) => {
+                let w = random_block(bl);
+                let enc = ecb(&self.st.mgmt, &w, true).ok_or(sw::NO_PRECISE_DIAGNOSIS)?;
+                self.sess.pending = Some(PendingAuth::Witness(w));
+                Ok(template(TAG_WITNESS, &enc))
+            }
+            // A.2 step 2: decrypted witness back, and the host's challenge.
+            (Some(w), Some(c), _) if !w.is_empty() && c.len() == bl => {
+                let Some(PendingAuth::Witness(expected)) = pending else {
+                    return Err(sw::CONDITIONS_NOT_SATISFIED);
+                };
+                if !bool::from(w.ct_eq(&expected[..])) {
+                    return Err(sw::SECURITY_STATUS_NOT_SATISFIED);
+                }
+                self.mgmt_touch(env)?;
+                let enc = ecb(&self.st.mgmt, c, true).ok_or(sw::NO_PRECISE_DIAGNOSIS)?;
+                self.sess.mgmt_authed = true;
+                Ok(template(TAG_RESPONSE, &enc))
+            }
+            // A.1 step 1: the host asks for a challenge.
+            (None, Some([]), None) => {
+                let c = random_block(bl);
+                let out = template(TAG_CHALLENGE, &c);
+                self.sess.pending = Some(PendingAuth::Challenge(c));
+                Ok(out)
+            }
+            // A.1 step 2: the challenge encrypted by the host.
+            (None, None, Some(r)) if !r.is_empty() => {
+                let Some(PendingAuth::Challenge(c)) = pending else {
+                    return Err(sw::CONDITIONS_NOT_SATISFIED);
+                };
+                let expected = ecb(&self.st.mgmt, &c, true).ok_or(sw::NO_PRECISE_DIAGNOSIS)?;
+                if !bool::from(r.ct_eq(&expected[..])) {
+                    return Err(sw::SECURITY_STATUS_NOT_SATISFIED);
+                }
+                self.mgmt_touch(env)?;
+                self.sess.mgmt_authed = true;
+                Ok(Response::status(sw::OK))
+            }
+            _ => Err(sw::WRONG_DATA),
+        }
+    }
+
+    fn mgmt_touch(&mut self, env: &mut CardEnv<'_>) -> Result<(), u16> {
+        if self.st.mgmt.touch {
+            self.touch(0x02, env)?;
+        }
+        Ok(())
+    }
+
+    /// Sign (`81`) or key agreement (`85`) with the key in `slot`, after
+    /// the PIN and touch its policies demand.
+    fn use_key(
+        &mut self,
+        alg: u8,
+        slot: u8,
+        tlvs: &[Tlv<'_>],
+        env: &mut CardEnv<'_>,
+        fresh: bool,
+    ) -> Result<Response, u16> {
+        if !is_key_slot(slot) {
+            return Err(sw::INCORRECT_P1P2);
+        }
+        let (key_alg, pin_policy, touch_policy) = match self.st.slots.get(&slot) {
+            Some(s) => (s.key.alg(), s.pin_policy, s.touch_policy),
+            None => return Err(sw::REFERENCE_NOT_FOUND),
+        };
+        if alg != key_alg {
+            return Err(sw::WRONG_DATA);
+        }
+        let get = |tag| tlv::find(tlvs, tag);
+        let (input, ecdh) = match (
+            get(TAG_RESPONSE),
+            get(TAG_CHALLENGE),
+            get(TAG_EXPONENTIATION),
+        ) {
+            (Some([]), Some(m), None) => (m, false),
+            (Some([]), None, Some(p)) => (p, true),
+            _ => return Err(sw::WRONG_DATA),
+        };
+        let pin_ok = match pin_policy {
+            0x03 => fresh,
+            0x02 => self.sess.pin_verified,
+            _ => true,
+        };
+        if !pin_ok {
+            return Err(sw::SECURITY_STATUS_NOT_SATISFIED);
+        }
+        self.touch(touch_policy, env)?;
+        let key = &self.st.slots.get(&slot).ok_or(sw::REFERENCE_NOT_FOUND)?.key;
+        let out = if ecdh {
+            key.ecdh(input)?
+        } else {
+            key.sign(input)?
+        };
+        Ok(template(TAG_RESPONSE, &out))
+    }
+
+    /// SET MANAGEMENT KEY: `00 FF FF FF|FE <alg> 9B <len> <key>`; P2 `FE`
+    /// requires touch to authenticate. AES keys need firmware 5.4.
+    pub(super) fn set_management_key(&mut self, cmd: &Command) -> Result<Response, u16> {
+        self.require_mgmt()?;
+        let touch = match (cmd.p1, cmd.p2) {
+            (0xFF, 0xFF) => false,
+            (0xFF, 0xFE) => true,
+            _ => return Err(sw::INCORRECT_P1P2),
+        };
+        let (&alg, rest) = cmd.data.split_first().ok_or(sw::WRONG_DATA)?;
+        let alg = MgmtAlg::from_byte(alg).ok_or(sw::WRONG_DATA)?;
+        if alg != MgmtAlg::Tdes && self.firmware < crate::sim::Firmware(5, 4, 0) {
+            return Err(sw::WRONG_DATA);
+        }
+        let key = match tlv::parse_one(rest) {
+            Some((t, [])) if t.tag == u16::from(KEY_MGMT) => t.value,
+            _ => return Err(sw::WRONG_DATA),
+        };
+        self.st.mgmt = ManagementKey::new(alg, key, touch, false).ok_or(sw::WRONG_DATA)?;
+        Ok(Response::status(sw::OK))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecb_matches_known_answers() {
+        // FIPS 197 Appendix C.2 (AES-192).
+        let k = ManagementKey::new(
+            MgmtAlg::Aes192,
+            &hex::decode("000102030405060708090a0b0c0d0e0f1011121314151617").unwrap(),
+            false,
+            false,
+        )
+        .unwrap();
+        let pt = hex::decode("00112233445566778899aabbccddeeff").unwrap();
+        let ct = ecb(&k, &pt, true).unwrap();
+        assert_eq!(hex::encode(&ct[..]), "dda97ca4864cdfe06eaf70a0ec0d7191");
+        assert_eq!(&ecb(&k, &ct, false).unwrap()[..], &pt[..]);
+        assert!(ecb(&k, &pt[..15], true).is_none());
+        assert!(ecb(&k, &[], true).is_none());
+    }
+}
