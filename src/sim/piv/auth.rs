@@ -38,7 +38,7 @@ where
 {
     let c = C::new_from_slice(key).ok()?;
     let bs = C::block_size();
-    if data.is_empty() || data.len() % bs != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(bs) {
         return None;
     }
     let mut out = Zeroizing::new(Vec::with_capacity(data.len()));

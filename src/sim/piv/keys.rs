@@ -191,7 +191,7 @@ fn rsa_raw(k: &rsa::RsaPrivateKey, input: &[u8]) -> Result<Vec<u8>, Sw> {
         return Err(sw::WRONG_DATA);
     }
     let c = BoxedUint::from_be_slice(input, k.n_bits_precision()).map_err(|_| sw::WRONG_DATA)?;
-    if &c >= k.n().as_ref() {
+    if c >= *k.n().as_ref() {
         return Err(sw::WRONG_DATA);
     }
     // The rsa crate's raw primitive sits behind its `hazmat` feature, which
@@ -255,5 +255,28 @@ mod tests {
             .ecdh(ks.verifying_key().to_sec1_point(false).as_bytes())
             .unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rsa_raw_signature_verifies_as_pkcs1v15() {
+        use rsa::signature::Verifier;
+        use sha2::Digest;
+        let k = PrivateKey::generate(ALG_RSA2048).unwrap();
+        let PrivateKey::Rsa(sk) = &k else { panic!() };
+        let tlvs = k.public_tlvs();
+        assert_eq!(tlvs[..4], [0x81, 0x82, 0x01, 0x00]);
+        // EMSA-PKCS1-v1_5 (RFC 8017 §9.2) of SHA-256("hello"), built by the host.
+        let prefix = hex::decode("3031300d060960864801650304020105000420").unwrap();
+        let mut em = vec![0x00, 0x01];
+        em.resize(256 - prefix.len() - 32 - 1, 0xFF);
+        em.push(0x00);
+        em.extend(prefix);
+        em.extend(sha2::Sha256::digest(b"hello"));
+        let sig = k.sign(&em).unwrap();
+        let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(sk.to_public_key());
+        let sig = rsa::pkcs1v15::Signature::try_from(&sig[..]).unwrap();
+        vk.verify(b"hello", &sig).unwrap();
+        assert_eq!(k.sign(&em[1..]), Err(sw::WRONG_DATA));
+        assert_eq!(k.sign(&[0xFF; 256]), Err(sw::WRONG_DATA));
     }
 }

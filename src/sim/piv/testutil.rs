@@ -40,9 +40,19 @@ impl Card {
 
     /// Send an APDU given as hex (spaces allowed); returns the response
     /// bytes with the status word.
+    /// `61xx` is followed with GET RESPONSE, as PC/SC hosts do.
     pub fn send(&mut self, apdu: &str) -> Vec<u8> {
         let bytes = hex::decode(apdu.replace(' ', "")).unwrap();
-        self.send_bytes(&bytes)
+        let mut r = self.send_bytes(&bytes);
+        let mut data = Vec::new();
+        while r.len() >= 2 && r[r.len() - 2] == 0x61 {
+            let n = r[r.len() - 1];
+            r.truncate(r.len() - 2);
+            data.extend(r);
+            r = self.send_bytes(&[0x00, 0xC0, 0x00, 0x00, n]);
+        }
+        data.extend(r);
+        data
     }
 
     pub fn send_bytes(&mut self, apdu: &[u8]) -> Vec<u8> {
