@@ -77,14 +77,13 @@ impl PivApplet {
         &mut self,
         cmd: &Command,
         env: &mut CardEnv<'_>,
-        fresh: bool,
     ) -> Result<Response, u16> {
         let tlvs = parse_template(&cmd.data)?;
         if cmd.p2 == KEY_MGMT {
             let pending = self.sess.pending.take();
             return self.mgmt_auth(cmd.p1, &tlvs, pending, env);
         }
-        self.use_key(cmd.p1, cmd.p2, &tlvs, env, fresh)
+        self.use_key(cmd.p1, cmd.p2, &tlvs, env)
     }
 
     fn mgmt_auth(
@@ -160,7 +159,6 @@ impl PivApplet {
         slot: u8,
         tlvs: &[Tlv<'_>],
         env: &mut CardEnv<'_>,
-        fresh: bool,
     ) -> Result<Response, u16> {
         if !is_key_slot(slot) {
             return Err(sw::INCORRECT_P1P2);
@@ -183,7 +181,8 @@ impl PivApplet {
             _ => return Err(sw::WRONG_DATA),
         };
         let pin_ok = match pin_policy {
-            0x03 => fresh,
+            // "Always": one verification buys one private-key operation.
+            0x03 => std::mem::take(&mut self.sess.pin_fresh),
             0x02 => self.sess.pin_verified,
             _ => true,
         };

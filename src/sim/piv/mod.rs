@@ -84,8 +84,9 @@ enum PendingAuth {
 pub struct Session {
     mgmt_authed: bool,
     pin_verified: bool,
-    /// The PIN was verified by the command just before this one (for the
-    /// "always" PIN policy).
+    /// A PIN verification not yet spent on a key with the "always" PIN
+    /// policy: one VERIFY buys one private-key operation (Yubico PIV docs,
+    /// "PIN policy"); other commands in between do not spend it.
     pin_fresh: bool,
     pending: Option<PendingAuth>,
     last_touch: Option<Instant>,
@@ -158,12 +159,7 @@ impl PivApplet {
         }
     }
 
-    fn route(
-        &mut self,
-        cmd: &Command,
-        env: &mut CardEnv<'_>,
-        fresh: bool,
-    ) -> Result<Response, u16> {
+    fn route(&mut self, cmd: &Command, env: &mut CardEnv<'_>) -> Result<Response, u16> {
         match cmd.ins {
             INS_GET_VERSION => Ok(Response::ok(self.firmware.bytes().to_vec())),
             INS_GET_SERIAL => Ok(Response::ok(self.serial.to_be_bytes().to_vec())),
@@ -173,7 +169,7 @@ impl PivApplet {
             INS_RESET_RETRY => self.reset_retry(cmd),
             INS_SET_PIN_RETRIES => self.set_pin_retries(cmd),
             INS_RESET => self.reset(cmd),
-            INS_AUTHENTICATE => self.general_authenticate(cmd, env, fresh),
+            INS_AUTHENTICATE => self.general_authenticate(cmd, env),
             INS_SET_MGMT_KEY => self.set_management_key(cmd),
             INS_GENERATE => self.generate(cmd),
             INS_ATTEST => self.attest(cmd),
@@ -203,11 +199,10 @@ impl Applet for PivApplet {
     }
 
     fn process(&mut self, cmd: &Command, env: &mut CardEnv<'_>) -> Result<Response, Interrupt> {
-        let fresh = std::mem::take(&mut self.sess.pin_fresh);
         if cmd.cla != 0x00 {
             return Ok(Response::status(sw::CLA_NOT_SUPPORTED));
         }
-        Ok(self.route(cmd, env, fresh).unwrap_or_else(Response::status))
+        Ok(self.route(cmd, env).unwrap_or_else(Response::status))
     }
 
     fn power_cycle(&mut self) {

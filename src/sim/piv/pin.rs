@@ -36,6 +36,7 @@ impl PivApplet {
         match (cmd.p1, cmd.data.len()) {
             (0xFF, 0) => {
                 self.sess.pin_verified = false;
+                self.sess.pin_fresh = false;
                 return Ok(Response::status(sw::OK));
             }
             (0x00, 0) => {

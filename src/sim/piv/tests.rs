@@ -200,8 +200,14 @@ fn pin_always_needs_a_fresh_verify() {
     c.verify_default_pin();
     c.ok(&sign);
     assert_eq!(c.sw(&sign), 0x6982);
+    // Other commands between VERIFY and the operation do not spend it
+    // (yubico-piv-tool reads metadata in between).
     c.verify_default_pin();
+    c.ok("00F7009C00");
     c.ok(&sign);
+    c.verify_default_pin();
+    c.ok("0020FF8000");
+    assert_eq!(c.sw(&sign), 0x6982);
 }
 
 #[test]
