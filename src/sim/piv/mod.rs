@@ -4,7 +4,8 @@
 //!
 //! One file per command family: [`pin`] (VERIFY, CHANGE REFERENCE DATA,
 //! RESET RETRY COUNTER, SET PIN RETRIES, RESET), [`auth`] (GENERAL
-//! AUTHENTICATE, SET MANAGEMENT KEY), [`generate`] (GENERATE ASYMMETRIC KEY),
+//! AUTHENTICATE, SET MANAGEMENT KEY), [`generate`] (GENERATE ASYMMETRIC KEY,
+//! MOVE KEY), [`import`] (IMPORT KEY),
 //! [`attest`] (ATTEST), [`data`] (GET DATA, PUT DATA), [`info`] (GET VERSION,
 //! GET SERIAL, GET METADATA). [`state`] holds what persists across power
 //! cycles; the volatile security status lives in [`Session`].
@@ -13,6 +14,7 @@ pub mod attest;
 pub mod auth;
 pub mod data;
 pub mod generate;
+pub mod import;
 pub mod info;
 pub mod keys;
 pub mod pin;
@@ -51,6 +53,7 @@ pub const INS_ATTEST: u8 = 0xF9;
 pub const INS_SET_PIN_RETRIES: u8 = 0xFA;
 pub const INS_RESET: u8 = 0xFB;
 pub const INS_GET_VERSION: u8 = 0xFD;
+pub const INS_IMPORT_KEY: u8 = 0xFE;
 pub const INS_SET_MGMT_KEY: u8 = 0xFF;
 
 /// Key references (SP 800-73-4 Part 1 Table 4b; `F9` is Yubico's
@@ -176,6 +179,7 @@ impl PivApplet {
             INS_GET_DATA => self.get_data(cmd),
             INS_PUT_DATA => self.put_data(cmd),
             INS_MOVE_KEY => self.move_key(cmd),
+            INS_IMPORT_KEY => self.import_key(cmd),
             _ => Err(sw::INS_NOT_SUPPORTED),
         }
     }
