@@ -328,6 +328,58 @@ fn opensc_pkcs11_lists_the_key_and_certificate_and_signs() {
         &msg,
     ]);
     assert!(out.contains("Verified OK"), "{out}");
+
+    // RSA-2048 in 9C (PIN policy "always": pkcs11-tool logs in again for
+    // the operation), PKCS#1 v1.5 padding built by OpenSC.
+    let rsa_pub = path(d, "rsa.pem");
+    ykman(
+        &sim,
+        &[
+            "piv", "keys", "generate", "-m", MGMT, "-a", "RSA2048", "9c", &rsa_pub,
+        ],
+    );
+    ykman(
+        &sim,
+        &[
+            "piv",
+            "certificates",
+            "generate",
+            "-m",
+            MGMT,
+            "-P",
+            "123456",
+            "-s",
+            "CN=rsa",
+            "9c",
+            &rsa_pub,
+        ],
+    );
+    p11(&[
+        "--slot",
+        &slot,
+        "--login",
+        "--pin",
+        "123456",
+        "--sign",
+        "--id",
+        "02",
+        "-m",
+        "SHA256-RSA-PKCS",
+        "-i",
+        &msg,
+        "-o",
+        &sig,
+    ]);
+    let out = openssl_ok(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        &rsa_pub,
+        "-signature",
+        &sig,
+        &msg,
+    ]);
+    assert!(out.contains("Verified OK"), "{out}");
 }
 
 #[test]
