@@ -47,3 +47,49 @@ impl PivApplet {
         ])
     }
 }
+
+#[cfg(test)]
+mod apdu_tests {
+    //! Byte-exact APDUs as ykman 5.9 (`yubikit/piv.py`) and yubico-piv-tool
+    //! send them.
+    use crate::sim::Firmware;
+    use crate::sim::piv::testutil::Card;
+
+    const V571: Firmware = Firmware::V5_7_1;
+
+    #[test]
+    fn attestation_certificate_carries_yubico_extensions() {
+        use der::Decode;
+        let mut c = Card::new(V571);
+        assert_eq!(c.sw("00F99A00"), 0x6A88);
+        c.auth_default(V571);
+        c.ok("0047009A0BAC09800111AA0103AB0103");
+        let der = c.ok("00F99A00");
+        let cert = x509_cert::Certificate::from_der(&der).unwrap();
+        let tbs = cert.tbs_certificate();
+        assert_eq!(tbs.subject().to_string(), "CN=YubiKey PIV Attestation 9a");
+        assert_eq!(
+            tbs.issuer().to_string(),
+            "CN=keyward Simulator PIV Attestation"
+        );
+        let ext = |oid: &str| {
+            tbs.extensions()
+                .unwrap()
+                .iter()
+                .find(|e| e.extn_id.to_string() == oid)
+                .unwrap()
+                .extn_value
+                .as_bytes()
+                .to_vec()
+        };
+        assert_eq!(ext("1.3.6.1.4.1.41482.3.3"), [5, 7, 1]);
+        assert_eq!(
+            ext("1.3.6.1.4.1.41482.3.7"),
+            [0x02, 0x04, 0x00, 0xBC, 0x61, 0x4E]
+        );
+        assert_eq!(ext("1.3.6.1.4.1.41482.3.8"), [0x03, 0x03]);
+        assert_eq!(ext("1.3.6.1.4.1.41482.3.9"), [0x01]);
+        assert_eq!(c.sw("00F9F900"), 0x6A86);
+        assert_eq!(c.sw("00F99A01"), 0x6A86);
+    }
+}

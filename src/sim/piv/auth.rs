@@ -244,3 +244,157 @@ mod tests {
         assert!(ecb(&k, &[], true).is_none());
     }
 }
+
+#[cfg(test)]
+mod apdu_tests {
+    //! Byte-exact APDUs as ykman 5.9 (`yubikit/piv.py`) and yubico-piv-tool
+    //! send them.
+    use crate::sim::Firmware;
+    use crate::sim::person::Person;
+    use crate::sim::piv::testutil::{Card, touching};
+
+    const V543: Firmware = Firmware::V5_4_3;
+    const V571: Firmware = Firmware::V5_7_1;
+
+    #[test]
+    fn management_key_mutual_auth_3des_and_aes192() {
+        for fw in [V543, V571] {
+            let mut c = Card::new(fw);
+            c.auth_default(fw);
+            // Wrong algorithm in P1.
+            let other = if fw == V543 { "0A" } else { "03" };
+            assert_eq!(c.sw(&format!("0087{other}9B047C028000")), 0x6A86);
+        }
+    }
+
+    #[test]
+    fn management_key_auth_rejects_wrong_witness_and_stray_steps() {
+        let mut c = Card::new(V571);
+        // Step 2 without step 1.
+        let step2 = format!("00879B{}", "");
+        let _ = step2;
+        let w = "0087 0A 9B 26 7C 24 8010 00000000000000000000000000000000 8110 42424242424242424242424242424242";
+        assert_eq!(c.sw(&w.replace(' ', "")), 0x6985);
+        c.ok("00870A9B047C028000");
+        assert_eq!(c.sw(&w.replace(' ', "")), 0x6982);
+        // External authentication (A.1) with a wrong cryptogram.
+        let r = c.ok("00870A9B047C028100");
+        assert_eq!(r[..4], [0x7C, 0x12, 0x81, 0x10]);
+        assert_eq!(
+            c.sw("00870A9B147C1282100000000000000000000000000000000000"),
+            0x6982
+        );
+        // Garbage in the template.
+        assert_eq!(c.sw("00870A9B037C0180"), 0x6A80);
+        assert_eq!(c.sw("00870A9B02FFFF"), 0x6A80);
+        assert_eq!(c.sw("00870A9B00"), 0x6A80);
+        // No authentication: generate is refused.
+        assert_eq!(c.sw("0047009A05AC03800111"), 0x6982);
+    }
+
+    #[test]
+    fn external_auth_succeeds_with_right_cryptogram() {
+        let mut c = Card::new(V543);
+        let r = c.ok("0087039B047C028100");
+        let key = crate::sim::piv::secrets::ManagementKey::factory(V543);
+        let enc = crate::sim::piv::auth::ecb(&key, &r[4..12], true).unwrap();
+        let apdu = format!("0087039B0C7C0A8208{}", hex::encode(&enc[..]));
+        c.ok(&apdu);
+        c.ok("0047009A05AC03800111");
+    }
+
+    #[test]
+    fn set_management_key_and_touch() {
+        let mut c = Card::new(V543);
+        c.auth_default(V543);
+        let aes = "0F".repeat(16);
+        // ykman: 00 FF FF FF <type> 9B <len> <key>.
+        c.ok(&format!("00FFFFFF13089B10{aes}"));
+        assert_eq!(
+            c.ok("00F7009B00"),
+            hex::decode("010108020200010501 00".replace(' ', "")).unwrap()
+        );
+        let key = crate::sim::piv::secrets::ManagementKey::new(
+            crate::sim::piv::secrets::MgmtAlg::Aes128,
+            &hex::decode(&aes).unwrap(),
+            false,
+            false,
+        )
+        .unwrap();
+        c.ok("00A4040005A000000308");
+        assert_eq!(c.sw(&format!("00FFFFFF13089B10{aes}")), 0x6982);
+        c.auth(&key);
+        assert_eq!(c.sw("00FFFFFF05089B03010203"), 0x6A80);
+        assert_eq!(c.sw("00FFFFFF05099B03010203"), 0x6A80);
+        assert_eq!(c.sw("00FFFF0005089B03010203"), 0x6A86);
+        assert_eq!(c.sw("00FFFFFF00"), 0x6A80);
+    }
+
+    #[test]
+    fn generate_sign_and_policies() {
+        let mut c = Card::new(V571);
+        c.auth_default(V571);
+        // ykman piv keys generate 9a (P-256, defaults): AC 03 80 01 11.
+        let r = c.ok("0047009A05AC03800111");
+        assert_eq!(r[..5], [0x7F, 0x49, 0x43, 0x86, 0x41]);
+        let point = r[5..].to_vec();
+        let md = c.ok("00F7009A00");
+        assert_eq!(
+            md[..12],
+            [
+                0x01, 0x01, 0x11, 0x02, 0x02, 0x02, 0x01, 0x03, 0x01, 0x01, 0x04, 0x43
+            ]
+        );
+        // Signing needs the PIN (policy once).
+        let digest = "11".repeat(32);
+        let sign = format!("0087119A267C248200 8120{digest}").replace(' ', "");
+        assert_eq!(c.sw(&sign), 0x6982);
+        c.verify_default_pin();
+        let r = c.ok(&sign);
+        assert_eq!(r[0], 0x7C);
+        assert_eq!(r[2], 0x82);
+        let sig = p256::ecdsa::Signature::from_der(&r[4..]).unwrap();
+        let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).unwrap();
+        use p256::ecdsa::signature::hazmat::PrehashVerifier;
+        vk.verify_prehash(&hex::decode(&digest).unwrap(), &sig)
+            .unwrap();
+        // Once verified, further signatures work; wrong algorithm does not.
+        c.ok(&sign);
+        assert_eq!(c.sw(&sign.replace("0087119A", "0087149A")), 0x6A80);
+        assert_eq!(c.sw(&sign.replace("0087119A", "0087119C")), 0x6A88);
+    }
+
+    #[test]
+    fn pin_always_needs_a_fresh_verify() {
+        let mut c = Card::new(V571);
+        c.auth_default(V571);
+        // 9C defaults to PIN policy always.
+        c.ok("0047009C05AC03800114");
+        let sign = format!("0087149C367C34820081 30{}", "22".repeat(48)).replace(' ', "");
+        c.verify_default_pin();
+        c.ok(&sign);
+        assert_eq!(c.sw(&sign), 0x6982);
+        // Other commands between VERIFY and the operation do not spend it
+        // (yubico-piv-tool reads metadata in between).
+        c.verify_default_pin();
+        c.ok("00F7009C00");
+        c.ok(&sign);
+        c.verify_default_pin();
+        c.ok("0020FF8000");
+        assert_eq!(c.sw(&sign), 0x6982);
+    }
+
+    #[test]
+    fn touch_policy_waits_for_the_person() {
+        let mut c = touching(V571, Person::Never);
+        c.auth_default(V571);
+        // PIN never, touch always.
+        c.ok("0047009A0BAC09800111AA0101AB0102");
+        let sign = format!("0087119A267C2482008120{}", "11".repeat(32));
+        assert_eq!(c.sw(&sign), 0x6982);
+        let mut c = touching(V571, Person::Immediate);
+        c.auth_default(V571);
+        c.ok("0047009A0BAC09800111AA0101AB0102");
+        c.ok(&sign);
+    }
+}

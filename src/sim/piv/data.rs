@@ -90,3 +90,77 @@ impl PivApplet {
         Ok(Response::status(sw::OK))
     }
 }
+
+#[cfg(test)]
+mod apdu_tests {
+    //! Byte-exact APDUs as ykman 5.9 (`yubikit/piv.py`) and yubico-piv-tool
+    //! send them.
+    use crate::sim::Firmware;
+    use crate::sim::piv::testutil::Card;
+
+    const V571: Firmware = Firmware::V5_7_1;
+
+    #[test]
+    fn objects_get_put_delete_and_protection() {
+        let mut c = Card::new(V571);
+        // Discovery object.
+        assert_eq!(
+            hex::encode(c.ok("00CB3FFF035C017E")),
+            "7e124f0ba0000003080000100001005f2f024000"
+        );
+        assert_eq!(c.sw("00CB3FFF055C035FC102"), 0x6A82);
+        assert_eq!(c.sw("00DB3FFF0A5C035FC1025303010203"), 0x6982);
+        c.auth_default(V571);
+        c.ok("00DB3FFF0A5C035FC1025303010203");
+        assert_eq!(c.ok("00CB3FFF055C035FC102"), [0x53, 0x03, 1, 2, 3]);
+        c.ok("00DB3FFF075C035FC1025300");
+        assert_eq!(c.sw("00CB3FFF055C035FC102"), 0x6A82);
+        // Printed information needs the PIN to read.
+        c.ok("00DB3FFF085C035FC109530188");
+        assert_eq!(c.sw("00CB3FFF055C035FC109"), 0x6982);
+        c.verify_default_pin();
+        assert_eq!(c.ok("00CB3FFF055C035FC109"), [0x53, 0x01, 0x88]);
+        // Unknown objects, bad P1P2, malformed data.
+        assert_eq!(c.sw("00CB3FFF055C03123456"), 0x6A82);
+        assert_eq!(c.sw("00DB3FFF085C031234565301AA"), 0x6A82);
+        assert_eq!(c.sw("00CB3FFE055C035FC102"), 0x6A86);
+        assert_eq!(c.sw("00CB3FFF045C035FC1"), 0x6A80);
+        assert_eq!(c.sw("00CB3FFF025C00"), 0x6A80);
+        assert_eq!(c.sw("00DB3FFF055C035FC102"), 0x6A80);
+        // Too large: 3053 bytes of content (extended APDU).
+        let mut big = vec![0x00, 0xDB, 0x3F, 0xFF, 0x00];
+        let body = [hex::decode("5C035FC10553820BED").unwrap(), vec![0u8; 3053]].concat();
+        big.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        big.extend(body);
+        let r = c.send_bytes(&big);
+        assert_eq!(r, [0x6A, 0x84]);
+    }
+
+    #[test]
+    fn attestation_certificate_object_and_long_response_chaining() {
+        let mut c = Card::new(V571);
+        let mut r = c.send_bytes(&hex::decode("00CB3FFF055C035FFF01").unwrap());
+        let mut all = Vec::new();
+        loop {
+            let sw = r.split_off(r.len() - 2);
+            all.extend(r);
+            match sw[..] {
+                [0x90, 0x00] => break,
+                [0x61, _] => r = c.send_bytes(&[0, 0xC0, 0, 0, 0]),
+                _ => panic!("{sw:02X?}"),
+            }
+        }
+        assert_eq!(all[0], 0x53);
+        let (obj, rest) = crate::sim::piv::tlv::parse_one(&all).unwrap();
+        assert!(rest.is_empty());
+        let tlvs = crate::sim::piv::tlv::parse(obj.value).unwrap();
+        let cert = crate::sim::piv::tlv::find(&tlvs, 0x70).unwrap();
+        assert_eq!(
+            cert,
+            crate::sim::piv::testutil::ca()
+                .piv_device_f9(12_345_678)
+                .unwrap()
+                .1
+        );
+    }
+}

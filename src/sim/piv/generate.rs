@@ -109,3 +109,57 @@ impl PivApplet {
         Ok(Response::status(sw::OK))
     }
 }
+
+#[cfg(test)]
+mod apdu_tests {
+    //! Byte-exact APDUs as ykman 5.9 (`yubikit/piv.py`) and yubico-piv-tool
+    //! send them.
+    use crate::sim::Firmware;
+    use crate::sim::piv::testutil::Card;
+
+    const V543: Firmware = Firmware::V5_4_3;
+    const V571: Firmware = Firmware::V5_7_1;
+
+    #[test]
+    fn generate_rejects_bad_input() {
+        let mut c = Card::new(V543);
+        c.auth_default(V543);
+        assert_eq!(c.sw("0047009A05AC038001E0"), 0x6A80); // Ed25519 needs 5.7
+        assert_eq!(c.sw("0047009A05AC03800199"), 0x6A80);
+        assert_eq!(c.sw("0047009A08AC06800111AA0109"), 0x6A80);
+        assert_eq!(c.sw("004700F905AC03800111"), 0x6A86);
+        assert_eq!(c.sw("0047019A05AC03800111"), 0x6A86);
+        assert_eq!(c.sw("0047009A03AC0380"), 0x6A80);
+        assert_eq!(c.sw("0047009A00"), 0x6A80);
+    }
+
+    #[test]
+    fn ed25519_signs_messages_on_5_7() {
+        let mut c = Card::new(V571);
+        c.auth_default(V571);
+        let r = c.ok("0047009E05AC038001E0");
+        assert_eq!(r[..5], [0x7F, 0x49, 0x22, 0x86, 0x20]);
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&r[5..37].try_into().unwrap()).unwrap();
+        // 9E: PIN policy never.
+        let r = c.ok("008 7E09E0B7C098200 8105 68656C6C6F"
+            .replace(' ', "")
+            .as_str());
+        let sig = ed25519_dalek::Signature::from_slice(&r[4..68]).unwrap();
+        vk.verify_strict(b"hello", &sig).unwrap();
+    }
+
+    #[test]
+    fn move_and_delete_keys_on_5_7() {
+        let mut c = Card::new(V571);
+        c.auth_default(V571);
+        c.ok("0047009A05AC03800111");
+        c.ok("00F6829A");
+        assert_eq!(c.sw("00F7009A00"), 0x6A88);
+        c.ok("00F7008200");
+        c.ok("00F6FF82");
+        assert_eq!(c.sw("00F7008200"), 0x6A88);
+        assert_eq!(c.sw("00F6FF82"), 0x6A88);
+        let mut c = Card::new(V543);
+        assert_eq!(c.sw("00F6FF82"), 0x6D00);
+    }
+}

@@ -70,3 +70,41 @@ impl PivApplet {
         Ok(Response::status(sw::OK))
     }
 }
+
+#[cfg(test)]
+mod apdu_tests {
+    //! Byte-exact APDUs as ykman 5.9 (`yubikit/piv.py`) and yubico-piv-tool
+    //! send them.
+    use crate::sim::Firmware;
+    use crate::sim::piv::testutil::Card;
+
+    const V571: Firmware = Firmware::V5_7_1;
+
+    #[test]
+    fn import_key_is_used_but_never_attested() {
+        let mut c = Card::new(V571);
+        assert_eq!(
+            c.sw("00FE119A2206200101010101010101010101010101010101010101010101010101010101010101"),
+            0x6982
+        );
+        c.auth_default(V571);
+        // ykman put_key P-256: 06 <32-byte scalar>, PIN policy never.
+        let scalar = "01".repeat(32);
+        c.ok(&format!("00FE119A25 0620{scalar} AA0101").replace(' ', ""));
+        let md = c.ok("00F7009A00");
+        assert_eq!(
+            md[..9],
+            [0x01, 0x01, 0x11, 0x02, 0x02, 0x01, 0x01, 0x03, 0x01]
+        );
+        assert_eq!(md[9], 0x02, "origin imported");
+        assert_eq!(c.sw("00F99A00"), 0x6A80);
+        c.ok(&format!("0087119A267C2482008120{}", "11".repeat(32)));
+        // Ed25519 seed, wrong lengths, zero scalar, unknown algorithm.
+        c.ok(&format!("00FEE09D220720{}", "07".repeat(32)));
+        assert_eq!(c.sw(&format!("00FEE09D210720{}", "07".repeat(31))), 0x6A80);
+        assert_eq!(c.sw(&format!("00FE119A220620{}", "00".repeat(32))), 0x6A80);
+        assert_eq!(c.sw(&format!("00FE999A220620{}", "01".repeat(32))), 0x6A86);
+        assert_eq!(c.sw(&format!("00FE11F9220620{}", "01".repeat(32))), 0x6A86);
+        assert_eq!(c.sw("00FE119A00"), 0x6A80);
+    }
+}

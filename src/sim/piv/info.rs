@@ -80,3 +80,44 @@ impl PivApplet {
         Ok(Response::ok(out))
     }
 }
+
+#[cfg(test)]
+mod apdu_tests {
+    //! Byte-exact APDUs as ykman 5.9 (`yubikit/piv.py`) and yubico-piv-tool
+    //! send them.
+    use crate::sim::Firmware;
+    use crate::sim::piv::testutil::Card;
+
+    const V543: Firmware = Firmware::V5_4_3;
+    const V571: Firmware = Firmware::V5_7_1;
+
+    #[test]
+    fn metadata_of_defaults() {
+        let mut c = Card::new(V571);
+        // PIN: default, 3/3.
+        assert_eq!(
+            hex::encode(c.ok("00F7008000")),
+            "0101ff02020000050101060203 03".replace(' ', "")
+        );
+        assert_eq!(
+            hex::encode(c.ok("00F7008100")),
+            "0101ff0202000005010106020303"
+        );
+        // Management key: AES-192 default on 5.7, no touch.
+        assert_eq!(
+            hex::encode(c.ok("00F7009B00")),
+            "01010a020200010501 01".replace(' ', "")
+        );
+        let mut c = Card::new(V543);
+        assert_eq!(
+            hex::encode(c.ok("00F7009B00")),
+            "0101030202000105010 1".replace(' ', "")
+        );
+        // Empty slot, bio slot: reference data not found.
+        assert_eq!(c.sw("00F7009A00"), 0x6A88);
+        assert_eq!(c.sw("00F7009600"), 0x6A88);
+        assert_eq!(c.sw("00F7019A00"), 0x6A86);
+        // F9: the device attestation key.
+        assert_eq!(c.ok("00F700F900")[..3], [0x01, 0x01, 0x11]);
+    }
+}

@@ -131,3 +131,94 @@ impl PivApplet {
         Ok(Response::status(sw::OK))
     }
 }
+
+#[cfg(test)]
+mod apdu_tests {
+    //! Byte-exact APDUs as ykman 5.9 (`yubikit/piv.py`) and yubico-piv-tool
+    //! send them.
+    use crate::sim::Firmware;
+    use crate::sim::piv::testutil::Card;
+
+    const V571: Firmware = Firmware::V5_7_1;
+
+    #[test]
+    fn verify_counts_blocks_and_reports_status() {
+        let mut c = Card::new(V571);
+        assert_eq!(c.sw("0020008000"), 0x63C3);
+        assert_eq!(c.sw("0020008008313131313131FFFF"), 0x63C2);
+        c.verify_default_pin();
+        assert_eq!(c.sw("0020008000"), 0x9000);
+        assert_eq!(c.sw("002000800100"), 0x6A80);
+        assert_eq!(c.sw("0020008100"), 0x6A88);
+        assert_eq!(c.sw("0020FF8000"), 0x9000);
+        assert_eq!(c.sw("0020008000"), 0x63C3);
+        for sw in [0x63C2, 0x63C1, 0x6983, 0x6983] {
+            assert_eq!(c.sw("0020008008FFFFFFFFFFFFFFFF"), sw);
+        }
+        assert_eq!(c.sw("0020008008313233343536FFFF"), 0x6983);
+        assert_eq!(c.sw("0020008000"), 0x6983);
+        // PUK unblocks: 00 2C 00 80 10 <PUK> <new PIN>.
+        assert_eq!(
+            c.sw("002C0080103132333435363738 3635FFFFFFFFFFFF"
+                .replace(' ', "")
+                .as_str()),
+            0x6A80
+        );
+        c.ok("002C008010313233343536373836353433323130FF");
+        c.ok("002000800836353433323130FF");
+    }
+
+    #[test]
+    fn change_pin_and_puk() {
+        let mut c = Card::new(V571);
+        // ykman piv access change-pin: old || new, each padded to 8.
+        c.ok("0024008010313233343536FFFF3837363534333231");
+        assert_eq!(c.sw("0020008008313233343536FFFF"), 0x63C2);
+        c.ok("00200080083837363534333231");
+        assert_eq!(
+            c.ok("00F7008000")[7..],
+            [0x05, 0x01, 0x00, 0x06, 0x02, 0x03, 0x03]
+        );
+        // New value too short: old checked first, then 6A80.
+        assert_eq!(
+            c.sw("00240080103837363534333231 3132FFFFFFFFFFFF"
+                .replace(' ', "")
+                .as_str()),
+            0x6A80
+        );
+        // Wrong old PUK.
+        assert_eq!(c.sw("0024008110FFFFFFFFFFFFFFFF3837363534333231"), 0x63C2);
+        assert_eq!(c.sw("0024008208FFFFFFFFFFFFFFFF"), 0x6A88);
+        assert_eq!(c.sw("0024008005FFFFFFFFFF"), 0x6A80);
+    }
+
+    #[test]
+    fn set_pin_retries_and_reset() {
+        let mut c = Card::new(V571);
+        assert_eq!(c.sw("00FA0505"), 0x6982);
+        c.auth_default(V571);
+        assert_eq!(c.sw("00FA0505"), 0x6982);
+        c.verify_default_pin();
+        assert_eq!(c.sw("00FA0005"), 0x6A86);
+        c.ok("00FA0505");
+        assert_eq!(
+            c.ok("00F7008000")[7..],
+            [0x05, 0x01, 0x01, 0x06, 0x02, 0x05, 0x05]
+        );
+        // Reset needs PIN and PUK blocked.
+        assert_eq!(c.sw("00FB0000"), 0x6985);
+        c.auth_default(V571);
+        c.ok("0047009A05AC03800111");
+        for _ in 0..5 {
+            c.send("0020008008FFFFFFFFFFFFFFFF");
+            c.send("002C008010FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF");
+        }
+        assert_eq!(c.sw("00FB0000"), 0x9000);
+        assert_eq!(c.sw("00F7009A00"), 0x6A88);
+        assert_eq!(
+            c.ok("00F7008000")[7..],
+            [0x05, 0x01, 0x01, 0x06, 0x02, 0x03, 0x03]
+        );
+        assert_eq!(c.sw("00FB0100"), 0x6A86);
+    }
+}
