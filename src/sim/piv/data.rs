@@ -1,8 +1,8 @@
 //! GET DATA (SP 800-73-4 Part 2 §3.1.2) and PUT DATA (§3.3.1) for the PIV
 //! data objects (Part 1 Table 3: certificates `5FC1xx`, CHUID `5FC102`,
-//! CCC `5FC107`, Printed Information `5FC109`, Discovery `7E`) and the
-//! YubiKey objects `5FFF00`-`5FFF15` (pivman data, attestation certificate
-//! `5FFF01`).
+//! CCC `5FC107`, Printed Information `5FC109`, Discovery `7E`), the
+//! YubiKey objects (`5FFF00` pivman data, `5FFF01` attestation certificate)
+//! and any other tag in `5F0000`-`5FFFFF`, as a YubiKey allows.
 
 use super::PivApplet;
 use super::tlv;
@@ -11,16 +11,22 @@ use crate::sim::apdu::{Command, Response, sw};
 const TAG_OBJ_ID: u16 = 0x5C;
 const TAG_OBJ_DATA: u16 = 0x53;
 const OBJ_DISCOVERY: u32 = 0x7E;
-/// Printed Information: readable only after PIN verification (Part 1
-/// Table 3, access rule "PIN"); ykman keeps its PIN-protected data here.
-const OBJ_PRINTED: u32 = 0x5F_C109;
-/// Largest object a YubiKey 5 stores (Yubico PIV docs, "Data objects":
-/// 3052 bytes).
-pub const MAX_OBJECT: usize = 3052;
+/// Objects readable only after PIN verification (SP 800-73-4 Part 1
+/// Table 3 access rule "PIN"; Yubico SDK "PIV data objects" Table 1A):
+/// Fingerprints, Facial Image, Printed Information (where ykman keeps its
+/// PIN-protected data), Iris Images.
+fn pin_protected(id: u32) -> bool {
+    matches!(id, 0x5F_C103 | 0x5F_C108 | 0x5F_C109 | 0x5F_C121)
+}
+/// Largest object content a YubiKey stores: its 3072-byte APDU buffer less
+/// the `5C`/`53` framing (yubico-piv-tool `ykpiv.h`: `CB_OBJ_MAX =
+/// CB_BUF_MAX - 9`).
+pub const MAX_OBJECT: usize = 3063;
 
-/// Whether the card has a place for object `id`.
+/// Whether the card has a place for object `id`: on a YubiKey any tag from
+/// `5F0000` to `5FFFFF` (Yubico SDK "PIV data objects"); `7E` is read-only.
 fn known_object(id: u32) -> bool {
-    matches!(id, 0x5F_C101..=0x5F_C123 | 0x5F_FF00..=0x5F_FF15)
+    (0x5F_0000..=0x5F_FFFF).contains(&id)
 }
 
 /// The Discovery object (Part 1 §3.3.2): the PIV AID and PIN usage policy
@@ -55,7 +61,7 @@ impl PivApplet {
         if !known_object(id) {
             return Err(sw::FILE_NOT_FOUND);
         }
-        if id == OBJ_PRINTED && !self.sess.pin_verified {
+        if pin_protected(id) && !self.sess.pin_verified {
             return Err(sw::SECURITY_STATUS_NOT_SATISFIED);
         }
         let v = self.st.objects.get(&id).ok_or(sw::FILE_NOT_FOUND)?;
@@ -95,6 +101,7 @@ impl PivApplet {
 mod apdu_tests {
     //! Byte-exact APDUs as ykman 5.9 (`yubikit/piv.py`) and yubico-piv-tool
     //! send them.
+    use super::MAX_OBJECT;
     use crate::sim::Firmware;
     use crate::sim::piv::testutil::Card;
 
@@ -123,17 +130,25 @@ mod apdu_tests {
         // Unknown objects, bad P1P2, malformed data.
         assert_eq!(c.sw("00CB3FFF055C03123456"), 0x6A82);
         assert_eq!(c.sw("00DB3FFF085C031234565301AA"), 0x6A82);
+        assert_eq!(c.sw("00DB3FFF065C017E5301AA"), 0x6A82);
+        c.ok("00DB3FFF085C035F00015301AA");
+        assert_eq!(c.ok("00CB3FFF055C035F0001"), [0x53, 0x01, 0xAA]);
         assert_eq!(c.sw("00CB3FFE055C035FC102"), 0x6A86);
         assert_eq!(c.sw("00CB3FFF045C035FC1"), 0x6A80);
         assert_eq!(c.sw("00CB3FFF025C00"), 0x6A80);
         assert_eq!(c.sw("00DB3FFF055C035FC102"), 0x6A80);
-        // Too large: 3053 bytes of content (extended APDU).
-        let mut big = vec![0x00, 0xDB, 0x3F, 0xFF, 0x00];
-        let body = [hex::decode("5C035FC10553820BED").unwrap(), vec![0u8; 3053]].concat();
-        big.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        big.extend(body);
-        let r = c.send_bytes(&big);
-        assert_eq!(r, [0x6A, 0x84]);
+        // Largest accepted, then one byte too many (extended APDUs).
+        let put = |n: usize| {
+            let mut hdr = hex::decode("5C035FC1055382").unwrap();
+            hdr.extend_from_slice(&(n as u16).to_be_bytes());
+            let body = [hdr, vec![0u8; n]].concat();
+            let mut apdu = vec![0x00, 0xDB, 0x3F, 0xFF, 0x00];
+            apdu.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            apdu.extend(body);
+            apdu
+        };
+        assert_eq!(c.send_bytes(&put(MAX_OBJECT)), [0x90, 0x00]);
+        assert_eq!(c.send_bytes(&put(MAX_OBJECT + 1)), [0x6A, 0x84]);
     }
 
     #[test]
