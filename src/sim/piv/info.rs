@@ -1,4 +1,4 @@
-//! GET METADATA (`F7`, YubiKey 5.3+; Yubico PIV docs "GET METADATA"): key
+//! GET METADATA (`F7`, YubiKey 5.3+; Yubico SDK "Get metadata" Table 1): key
 //! type, policies, origin, public key, default flag and retry counters of
 //! PIN (`80`), PUK (`81`), management key (`9B`) and key slots.
 //! GET VERSION (`FD`) and GET SERIAL (`F8`) are answered in [`super`].
@@ -20,8 +20,9 @@ const ORIGIN_GENERATED: u8 = 0x01;
 const ORIGIN_IMPORTED: u8 = 0x02;
 
 fn pin_metadata(r: &RefData) -> Vec<u8> {
+    // Algorithm `FF` for PIN/PUK; no policy, origin or public key (Yubico
+    // SDK "Get metadata" Table 1).
     let mut v = tlv::encode(TAG_ALGO, &[0xFF]);
-    v.extend(tlv::encode(TAG_POLICY, &[0x00, 0x00]));
     v.extend(tlv::encode(TAG_IS_DEFAULT, &[u8::from(r.is_default)]));
     v.extend(tlv::encode(TAG_RETRIES, &[r.total, r.remaining]));
     v
@@ -97,12 +98,9 @@ mod apdu_tests {
         // PIN: default, 3/3.
         assert_eq!(
             hex::encode(c.ok("00F7008000")),
-            "0101ff02020000050101060203 03".replace(' ', "")
+            "0101ff 050101 06020303".replace(' ', "")
         );
-        assert_eq!(
-            hex::encode(c.ok("00F7008100")),
-            "0101ff0202000005010106020303"
-        );
+        assert_eq!(hex::encode(c.ok("00F7008100")), "0101ff05010106020303");
         // Management key: AES-192 default on 5.7, no touch.
         assert_eq!(
             hex::encode(c.ok("00F7009B00")),

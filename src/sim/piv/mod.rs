@@ -154,8 +154,8 @@ impl PivApplet {
                 self.sess.last_touch = Some(Instant::now());
                 Ok(())
             }
-            // A YubiKey answers "security status not satisfied" when nobody
-            // touched it in time.
+            // A YubiKey answers 6982 "security status not satisfied" when
+            // nobody touched it in time (yubico-piv-tool issue #185).
             TouchOutcome::TimedOut | TouchOutcome::Cancelled => {
                 Err(sw::SECURITY_STATUS_NOT_SATISFIED)
             }

@@ -176,7 +176,7 @@ mod apdu_tests {
         assert_eq!(c.sw("0020008008313233343536FFFF"), 0x63C2);
         c.ok("00200080083837363534333231");
         assert_eq!(
-            c.ok("00F7008000")[7..],
+            c.ok("00F7008000")[3..],
             [0x05, 0x01, 0x00, 0x06, 0x02, 0x03, 0x03]
         );
         // New value too short: old checked first, then 6A80.
@@ -202,7 +202,7 @@ mod apdu_tests {
         assert_eq!(c.sw("00FA0005"), 0x6A86);
         c.ok("00FA0505");
         assert_eq!(
-            c.ok("00F7008000")[7..],
+            c.ok("00F7008000")[3..],
             [0x05, 0x01, 0x01, 0x06, 0x02, 0x05, 0x05]
         );
         // Reset needs PIN and PUK blocked.
@@ -216,7 +216,7 @@ mod apdu_tests {
         assert_eq!(c.sw("00FB0000"), 0x9000);
         assert_eq!(c.sw("00F7009A00"), 0x6A88);
         assert_eq!(
-            c.ok("00F7008000")[7..],
+            c.ok("00F7008000")[3..],
             [0x05, 0x01, 0x01, 0x06, 0x02, 0x03, 0x03]
         );
         assert_eq!(c.sw("00FB0100"), 0x6A86);
