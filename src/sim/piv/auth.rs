@@ -243,6 +243,18 @@ mod tests {
         assert!(ecb(&k, &pt[..15], true).is_none());
         assert!(ecb(&k, &[], true).is_none());
     }
+
+    #[test]
+    fn default_keys_match_openssl() {
+        // `openssl enc -des-ede3 / -aes-192-ecb -nopad -K 0102..08` (x3).
+        let tdes = ManagementKey::factory(crate::sim::Firmware::V5_4_3);
+        let ct = ecb(&tdes, &hex::decode("1122334455667788").unwrap(), true).unwrap();
+        assert_eq!(hex::encode(&ct[..]), "6c5e94dcadd39f1d");
+        let aes = ManagementKey::factory(crate::sim::Firmware::V5_7_1);
+        let pt = hex::decode("112233445566778899aabbccddeeff00").unwrap();
+        let ct = ecb(&aes, &pt, true).unwrap();
+        assert_eq!(hex::encode(&ct[..]), "e2681915416e89a2fedbd0779e9247f4");
+    }
 }
 
 #[cfg(test)]
