@@ -222,7 +222,7 @@ impl Applet for PivApplet {
     }
 
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
-        self.st = PivState::load(state)?;
+        self.st = PivState::load(state).map_err(|e| e.to_string())?;
         self.sess = Session::default();
         Ok(())
     }

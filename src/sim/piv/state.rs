@@ -18,6 +18,21 @@ use crate::sim::Firmware;
 /// "Attestation": slot F9's certificate is object `5FFF01`).
 pub const OBJ_ATTESTATION: u32 = 0x5F_FF01;
 
+/// Why saved PIV state could not be restored. Messages never carry the
+/// secret values themselves.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    #[error("PIV state is not the expected JSON document: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("PIV state format version {0} is not supported (this keyward reads 1)")]
+    Version(u32),
+    #[error("PIV state field {0:?} is malformed; delete the state directory to start afresh")]
+    Field(&'static str),
+    #[error("PIV state: the key of slot {0:02X} does not parse")]
+    Slot(u8),
+}
+
 /// A private key in a slot with its policies.
 #[derive(Debug)]
 pub struct Slot {
@@ -91,20 +106,21 @@ impl PivState {
         serde_json::to_value(&saved).ok()
     }
 
-    pub fn load(value: serde_json::Value) -> Result<PivState, String> {
-        let s: Saved = serde_json::from_value(value).map_err(|e| format!("PIV state: {e}"))?;
+    pub fn load(value: serde_json::Value) -> Result<PivState, StateError> {
+        let s: Saved = serde_json::from_value(value)?;
         if s.version != 1 {
-            return Err(format!("PIV state version {} is not supported", s.version));
+            return Err(StateError::Version(s.version));
         }
-        let alg = MgmtAlg::from_byte(s.mgmt_alg).ok_or("PIV state: bad management key type")?;
-        let key = Zeroizing::new(hex::decode(&s.mgmt_key).map_err(|_| "PIV state: bad hex")?);
+        let alg = MgmtAlg::from_byte(s.mgmt_alg).ok_or(StateError::Field("mgmt_alg"))?;
+        let key =
+            Zeroizing::new(hex::decode(&s.mgmt_key).map_err(|_| StateError::Field("mgmt_key"))?);
         let mgmt = ManagementKey::new(alg, &key, s.mgmt_touch, s.mgmt_default)
-            .ok_or("PIV state: management key length does not fit its type")?;
+            .ok_or(StateError::Field("mgmt_key"))?;
         let mut slots = BTreeMap::new();
         for sl in &s.slots {
-            let der = Zeroizing::new(hex::decode(&sl.pkcs8).map_err(|_| "PIV state: bad hex")?);
-            let key = PrivateKey::from_pkcs8(sl.alg, &der)
-                .ok_or_else(|| format!("PIV state: slot {:02X} key does not parse", sl.slot))?;
+            let der =
+                Zeroizing::new(hex::decode(&sl.pkcs8).map_err(|_| StateError::Slot(sl.slot))?);
+            let key = PrivateKey::from_pkcs8(sl.alg, &der).ok_or(StateError::Slot(sl.slot))?;
             let slot = Slot {
                 key,
                 pin_policy: sl.pin_policy,
@@ -115,12 +131,15 @@ impl PivState {
         }
         let mut objects = BTreeMap::new();
         for (id, v) in &s.objects {
-            let id = u32::from_str_radix(id, 16).map_err(|_| "PIV state: bad object id")?;
-            objects.insert(id, hex::decode(v).map_err(|_| "PIV state: bad hex")?);
+            let id = u32::from_str_radix(id, 16).map_err(|_| StateError::Field("objects"))?;
+            objects.insert(
+                id,
+                hex::decode(v).map_err(|_| StateError::Field("objects"))?,
+            );
         }
         Ok(PivState {
-            pin: s.pin.restore()?,
-            puk: s.puk.restore()?,
+            pin: s.pin.restore("pin")?,
+            puk: s.puk.restore("puk")?,
             mgmt,
             slots,
             objects,
@@ -183,11 +202,11 @@ impl SavedRef {
             default: r.is_default,
         }
     }
-    fn restore(&self) -> Result<RefData, String> {
+    fn restore(&self, name: &'static str) -> Result<RefData, StateError> {
         let mut padded = [0u8; REF_LEN];
-        hex::decode_to_slice(&self.value, &mut padded).map_err(|_| "PIV state: bad PIN data")?;
+        hex::decode_to_slice(&self.value, &mut padded).map_err(|_| StateError::Field(name))?;
         if self.total == 0 || self.total > 15 {
-            return Err("PIV state: retry counter out of range".into());
+            return Err(StateError::Field(name));
         }
         Ok(RefData::from_padded(
             padded,

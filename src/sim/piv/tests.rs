@@ -61,6 +61,13 @@ fn state_round_trips_through_json() {
     assert!(!fresh.state().pin.is_default);
     assert!(fresh.load(serde_json::json!({"version": 9})).is_err());
     assert!(fresh.load(serde_json::json!("junk")).is_err());
+    let mut bad = c.card.applets().next().unwrap().save().unwrap();
+    bad["slots"][0]["pkcs8"] = serde_json::json!("00");
+    let err = fresh.load(bad).unwrap_err();
+    assert!(err.contains("slot 9A"), "{err}");
+    let mut bad = c.card.applets().next().unwrap().save().unwrap();
+    bad["pin"]["total"] = serde_json::json!(0);
+    assert!(fresh.load(bad).unwrap_err().contains("\"pin\""));
 }
 
 #[test]
