@@ -109,3 +109,26 @@ fn garbage_never_panics() {
         }
     }
 }
+
+/// Replay what ykman 5.9.2 sent for `ykman piv info` (captured with
+/// `--log-level TRAFFIC`) against a factory card with the Management and
+/// PIV applets: every response must be byte-identical.
+#[test]
+fn replays_ykman_piv_info_trace_byte_for_byte() {
+    let trace = include_str!("testdata/ykman-5.9.2-piv-info.trace");
+    let mut o = super::testutil::opts(V571);
+    o.profile.fido2 = false;
+    let mut card = crate::sim::device::build_card(&o);
+    let mut person = crate::sim::person::PlainPresence(o.person);
+    let mut lines = trace.lines().filter(|l| !l.starts_with('#'));
+    let mut n = 0;
+    while let Some(cmd) = lines.next() {
+        let resp = lines.next().unwrap();
+        let cmd = hex::decode(cmd.strip_prefix("> ").unwrap()).unwrap();
+        let want = resp.strip_prefix("< ").unwrap();
+        let got = card.transmit(&cmd, &mut person).unwrap();
+        assert_eq!(hex::encode(got), want, "command {}", hex::encode(&cmd));
+        n += 1;
+    }
+    assert!(n > 50, "{n} exchanges");
+}
