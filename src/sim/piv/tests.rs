@@ -132,3 +132,37 @@ fn replays_ykman_piv_info_trace_byte_for_byte() {
     }
     assert!(n > 50, "{n} exchanges");
 }
+
+/// Random APDUs (valid header shapes, random bodies) after authentication
+/// and PIN verification: always a status word, never a panic.
+#[test]
+fn random_apdus_never_panic() {
+    let mut c = Card::new(V571);
+    c.auth_default(V571);
+    c.verify_default_pin();
+    c.ok("0047009A05AC03800111");
+    let inss = [
+        0x20u8, 0x24, 0x2C, 0x47, 0x87, 0xCB, 0xDB, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA, 0xFD, 0xFE, 0xFF,
+    ];
+    let mut seed = [0u8; 4096];
+    crate::sim::random_bytes(&mut seed);
+    for round in 0..2000usize {
+        let r = &seed[(round * 2) % 4000..];
+        let ins = inss[usize::from(r[0]) % inss.len()];
+        let len = usize::from(r[3]) % 64;
+        let mut apdu = vec![0x00, ins, r[1], r[2]];
+        if len > 0 {
+            apdu.push(len as u8);
+            let mut body = vec![0u8; len];
+            crate::sim::random_bytes(&mut body);
+            // Half the time, make it look like a template the command expects.
+            if r[4] & 1 == 0 && len > 2 {
+                body[0] = [0x7C, 0xAC, 0x5C, 0x9B][usize::from(r[5]) % 4];
+                body[1] = (len - 2) as u8;
+            }
+            apdu.extend(body);
+        }
+        let resp = c.send_bytes(&apdu);
+        assert!(resp.len() >= 2, "{apdu:02X?}");
+    }
+}
