@@ -397,6 +397,30 @@ mod apdu_tests {
     }
 
     #[test]
+    fn ecdh_with_the_host_point_agrees() {
+        let mut c = Card::new(V571);
+        c.auth_default(V571);
+        // 9D, PIN policy never: AC 09 80 01 11 AA 01 01 AB 01 01.
+        let r = c.ok("0047009D0BAC09800111AA0101AB0101");
+        let card_pub = p256::PublicKey::from_sec1_bytes(&r[5..]).unwrap();
+        let host = p256::SecretKey::from_slice(&[0x5A; 32]).unwrap();
+        use p256::elliptic_curve::sec1::ToSec1Point;
+        let point = host.public_key().to_sec1_point(false);
+        // ykman calculate_secret: 7C 45 { 82 00, 85 41 <point> }.
+        let apdu = format!("0087119D477C458200 8541{}", hex::encode(point.as_bytes()));
+        let r = c.ok(&apdu.replace(' ', ""));
+        assert_eq!(r[..4], [0x7C, 0x22, 0x82, 0x20]);
+        let expected = p256::elliptic_curve::ecdh::diffie_hellman(
+            host.to_nonzero_scalar(),
+            card_pub.as_affine(),
+        );
+        assert_eq!(&r[4..], expected.raw_secret_bytes().as_slice());
+        // Not a point on the curve.
+        let bad = format!("0087119D477C4582008541{}", "04".repeat(65));
+        assert_eq!(c.sw(&bad), 0x6A80);
+    }
+
+    #[test]
     fn touch_policy_waits_for_the_person() {
         let mut c = touching(V571, Person::Never);
         c.auth_default(V571);
