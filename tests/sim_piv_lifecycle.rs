@@ -239,3 +239,52 @@ fn management_key_retries_and_reset() {
     assert!(info.contains("PIN tries remaining:      3/3"), "{info}");
     assert!(!info.contains("Slot 9A"), "{info}");
 }
+
+#[test]
+fn touch_policy_waits_for_the_simulated_person() {
+    if !rig() {
+        return;
+    }
+    let dir = tempdir();
+    let public = path(dir.path(), "p.pem");
+    let gen_and_sign = |sim: &Sim| {
+        ykman(
+            sim,
+            &[
+                "piv",
+                "keys",
+                "generate",
+                "-m",
+                MGMT,
+                "--touch-policy",
+                "ALWAYS",
+                "9a",
+                &public,
+            ],
+        );
+        run(Command::new(venv_bin("ykman")).args([
+            "-r",
+            sim.reader.name,
+            "piv",
+            "certificates",
+            "generate",
+            "-m",
+            MGMT,
+            "-P",
+            "123456",
+            "-s",
+            "CN=touched",
+            "9a",
+            &public,
+        ]))
+    };
+    // Nobody touches: the signature fails once the key gives up waiting.
+    let sim = start_sim(&["--piv", "--no-touch", "--touch-timeout-ms", "300"]);
+    assert!(!gen_and_sign(&sim).status.success());
+    drop(sim);
+    // The person touches after 400 ms: it succeeds, and takes that long.
+    let sim = start_sim(&["--piv", "--touch-delay-ms", "400"]);
+    let t = std::time::Instant::now();
+    assert!(gen_and_sign(&sim).status.success());
+    assert!(t.elapsed() >= std::time::Duration::from_millis(400));
+}
