@@ -1,0 +1,1 @@
+//! CTAPHID (placeholder)
