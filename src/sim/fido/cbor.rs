@@ -179,8 +179,14 @@ mod tests {
     #[test]
     fn parse_rejects_garbage_and_non_maps() {
         assert_eq!(parse_map(&[0xA1]).unwrap_err(), CtapError::InvalidCbor);
-        assert_eq!(parse_map(&[0x01]).unwrap_err(), CtapError::CborUnexpectedType);
-        assert_eq!(parse_map(&[0xA0, 0x00]).unwrap_err(), CtapError::InvalidCbor);
+        assert_eq!(
+            parse_map(&[0x01]).unwrap_err(),
+            CtapError::CborUnexpectedType
+        );
+        assert_eq!(
+            parse_map(&[0xA0, 0x00]).unwrap_err(),
+            CtapError::InvalidCbor
+        );
         let r = parse_map(&[0xA1, 0x01, 0x41, 0xAA]).unwrap();
         assert_eq!(r.bytes(1).unwrap(), Some(&[0xAA][..]));
         assert_eq!(r.text(1).unwrap_err(), CtapError::CborUnexpectedType);

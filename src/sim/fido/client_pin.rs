@@ -34,7 +34,10 @@ impl Authenticator {
         if subcommand == sub::GET_PIN_RETRIES {
             return Ok(Some(cbor::int_map(vec![
                 (0x03, cbor::int(i64::from(self.state.pin_retries))),
-                (0x04, Value::Bool(self.pin_fails_in_row >= PIN_FAILS_BEFORE_POWER_CYCLE)),
+                (
+                    0x04,
+                    Value::Bool(self.pin_fails_in_row >= PIN_FAILS_BEFORE_POWER_CYCLE),
+                ),
             ])));
         }
         if matches!(subcommand, sub::GET_UV_TOKEN | sub::GET_UV_RETRIES) {

@@ -62,8 +62,8 @@ impl Authenticator {
             return Err(CtapError::PinNotSet);
         }
         self.state.min_pin_length = new as u8;
-        let too_short = self.state.pin_hash.is_some()
-            && i128::from(self.state.pin_code_points) < new;
+        let too_short =
+            self.state.pin_hash.is_some() && i128::from(self.state.pin_code_points) < new;
         if force || too_short {
             self.state.force_pin_change = true;
         }

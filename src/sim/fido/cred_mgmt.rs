@@ -84,7 +84,10 @@ impl Authenticator {
     }
 
     fn rp_entry(&self, rp_id: &str, with_total: bool, total: usize) -> Value {
-        let name = self.rks().find(|c| c.rp_id == rp_id).and_then(|c| c.rp_name.clone());
+        let name = self
+            .rks()
+            .find(|c| c.rp_id == rp_id)
+            .and_then(|c| c.rp_name.clone());
         let mut rp = vec![("id", cbor::text(rp_id))];
         if let Some(n) = name {
             rp.push(("name", cbor::text(&n)));
@@ -127,7 +130,10 @@ impl Authenticator {
     }
 
     fn cred_entry(&self, id: &[u8], total: Option<usize>) -> Result<Value, CtapError> {
-        let c = self.rks().find(|c| c.id == id).ok_or(CtapError::NoCredentials)?;
+        let c = self
+            .rks()
+            .find(|c| c.id == id)
+            .ok_or(CtapError::NoCredentials)?;
         let mut m = vec![
             (0x06, c.user(true)),
             (0x07, c.descriptor()),

@@ -90,9 +90,10 @@ impl Credential {
     pub fn generate_key(alg: i64) -> Result<SecretBytes, CtapError> {
         match alg {
             ES256 => {
-                let k = <p256::ecdsa::SigningKey as p256::elliptic_curve::Generate>::generate_from_rng(
-                    &mut crate::sim::rng(),
-                );
+                let k =
+                    <p256::ecdsa::SigningKey as p256::elliptic_curve::Generate>::generate_from_rng(
+                        &mut crate::sim::rng(),
+                    );
                 Ok(SecretBytes::new(k.to_bytes().to_vec()))
             }
             EDDSA => {
@@ -162,7 +163,10 @@ impl Credential {
 
     /// PublicKeyCredentialDescriptor {id, type} (WebAuthn §5.10.3).
     pub fn descriptor(&self) -> Value {
-        cbor::text_map(vec![("id", cbor::bytes(&self.id)), ("type", cbor::text("public-key"))])
+        cbor::text_map(vec![
+            ("id", cbor::bytes(&self.id)),
+            ("type", cbor::text("public-key")),
+        ])
     }
 
     /// PublicKeyCredentialUserEntity; with `full` false only the id (CTAP
@@ -206,8 +210,12 @@ mod tests {
     fn signatures_verify_with_the_cose_key() {
         let c = cred(ES256);
         let pk = cbor::Req::from_value(&c.cose_public().unwrap()).unwrap();
-        let sec1 = [&[4u8][..], pk.bytes(-2).unwrap().unwrap(), pk.bytes(-3).unwrap().unwrap()]
-            .concat();
+        let sec1 = [
+            &[4u8][..],
+            pk.bytes(-2).unwrap().unwrap(),
+            pk.bytes(-3).unwrap().unwrap(),
+        ]
+        .concat();
         let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).unwrap();
         let sig = p256::ecdsa::DerSignature::from_bytes(&c.sign(b"hi").unwrap()).unwrap();
         use p256::ecdsa::signature::Verifier;
@@ -229,6 +237,9 @@ mod tests {
         let json = serde_json::to_string(&c).unwrap();
         let back: Credential = serde_json::from_str(&json).unwrap();
         assert_eq!(back.key, c.key);
-        assert_eq!(Credential::generate_key(-257).unwrap_err(), CtapError::UnsupportedAlgorithm);
+        assert_eq!(
+            Credential::generate_key(-257).unwrap_err(),
+            CtapError::UnsupportedAlgorithm
+        );
     }
 }

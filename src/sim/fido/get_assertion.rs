@@ -125,10 +125,10 @@ impl Authenticator {
                     let hit = creds
                         .iter()
                         .find(|c| c.id == id && c.rp_id == rp_id && (c.cred_protect < 3 || uv));
-                    if let Some(c) = hit {
-                        if !out.contains(&c.id) {
-                            out.push(c.id.clone());
-                        }
+                    if let Some(c) = hit
+                        && !out.contains(&c.id)
+                    {
+                        out.push(c.id.clone());
                     }
                 }
             }
@@ -137,7 +137,7 @@ impl Authenticator {
                     .iter()
                     .filter(|c| c.discoverable && c.rp_id == rp_id && (c.cred_protect < 2 || uv))
                     .collect();
-                found.sort_by(|a, b| b.created.cmp(&a.created));
+                found.sort_by_key(|c| std::cmp::Reverse(c.created));
                 out = found.into_iter().map(|c| c.id.clone()).collect();
             }
         }

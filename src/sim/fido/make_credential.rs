@@ -146,14 +146,16 @@ fn parse(req: &Req) -> Result<Request<'_>, CtapError> {
         rk = o.get_text_key("rk").map(cbor::as_bool).transpose()? == Some(true);
     }
     let mut cred_protect = None;
-    if let Some(ext) = req.map(0x06)? {
-        if let Some(v) = ext.get_text_key("credProtect") {
-            let level = cbor::as_int(v)?;
-            cred_protect =
-                Some(u8::try_from(level).ok().filter(|l| (1..=3).contains(l)).ok_or(
-                    CtapError::InvalidParameter,
-                )?);
-        }
+    if let Some(ext) = req.map(0x06)?
+        && let Some(v) = ext.get_text_key("credProtect")
+    {
+        let level = cbor::as_int(v)?;
+        cred_protect = Some(
+            u8::try_from(level)
+                .ok()
+                .filter(|l| (1..=3).contains(l))
+                .ok_or(CtapError::InvalidParameter)?,
+        );
     }
     Ok(Request {
         client_data_hash,
@@ -188,7 +190,13 @@ impl Authenticator {
         let r = parse(req)?;
         let uv = match auth_param {
             Some(p) => {
-                self.check_token(req.int(0x09)?, p, r.client_data_hash, perm::MC, Some(&r.rp_id))?;
+                self.check_token(
+                    req.int(0x09)?,
+                    p,
+                    r.client_data_hash,
+                    perm::MC,
+                    Some(&r.rp_id),
+                )?;
                 true
             }
             None => {
@@ -249,9 +257,11 @@ impl Authenticator {
         };
         for d in list {
             let id = descriptor_id(d)?;
-            let hit = self.state.credentials.iter().any(|c| {
-                c.id == id && c.rp_id == rp_id && (c.cred_protect < 3 || uv)
-            });
+            let hit = self
+                .state
+                .credentials
+                .iter()
+                .any(|c| c.id == id && c.rp_id == rp_id && (c.cred_protect < 3 || uv));
             if hit {
                 self.touch(up)?;
                 return Err(CtapError::CredentialExcluded);
@@ -263,7 +273,11 @@ impl Authenticator {
     fn new_credential(&mut self, r: &Request<'_>) -> Result<Credential, CtapError> {
         if r.rk {
             let same_user = |c: &Credential| c.rp_id == r.rp_id && c.user_id == r.user_id;
-            let rks = self.state.credentials.iter().filter(|c| c.discoverable && !same_user(c));
+            let rks = self
+                .state
+                .credentials
+                .iter()
+                .filter(|c| c.discoverable && !same_user(c));
             if rks.count() >= MAX_DISCOVERABLE {
                 return Err(CtapError::KeyStoreFull);
             }
@@ -291,11 +305,13 @@ impl Authenticator {
     fn store(&mut self, cred: Credential) {
         let creds = &mut self.state.credentials;
         if cred.discoverable {
-            creds.retain(|c| !(c.discoverable && c.rp_id == cred.rp_id && c.user_id == cred.user_id));
-        } else if creds.iter().filter(|c| !c.discoverable).count() >= MAX_NON_DISCOVERABLE {
-            if let Some(i) = creds.iter().position(|c| !c.discoverable) {
-                creds.remove(i);
-            }
+            creds.retain(|c| {
+                !(c.discoverable && c.rp_id == cred.rp_id && c.user_id == cred.user_id)
+            });
+        } else if creds.iter().filter(|c| !c.discoverable).count() >= MAX_NON_DISCOVERABLE
+            && let Some(i) = creds.iter().position(|c| !c.discoverable)
+        {
+            creds.remove(i);
         }
         creds.push(cred);
     }
@@ -332,7 +348,10 @@ impl Authenticator {
         Ok(cbor::text_map(vec![
             ("alg", cbor::int(ES256)),
             ("sig", cbor::bytes(sig.to_der().as_bytes())),
-            ("x5c", Value::Array(x5c.iter().map(|c| cbor::bytes(c)).collect())),
+            (
+                "x5c",
+                Value::Array(x5c.iter().map(|c| cbor::bytes(c)).collect()),
+            ),
         ]))
     }
 }

@@ -83,7 +83,10 @@ impl Applet for FidoApplet {
     }
 
     fn power_cycle(&mut self) {
-        self.auth.lock().unwrap_or_else(PoisonError::into_inner).power_cycle();
+        self.auth
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .power_cycle();
     }
 
     fn state_name(&self) -> &'static str {
@@ -91,11 +94,19 @@ impl Applet for FidoApplet {
     }
 
     fn save(&self) -> Option<serde_json::Value> {
-        Some(self.auth.lock().unwrap_or_else(PoisonError::into_inner).save())
+        Some(
+            self.auth
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .save(),
+        )
     }
 
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
-        self.auth.lock().unwrap_or_else(PoisonError::into_inner).load(state)
+        self.auth
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .load(state)
     }
 }
 
@@ -113,7 +124,9 @@ mod tests {
         (c, PlainPresence(Person::Immediate))
     }
 
-    const SELECT: [u8; 13] = [0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 0x06, 0x47, 0x2F, 0, 0x01];
+    const SELECT: [u8; 13] = [
+        0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 0x06, 0x47, 0x2F, 0, 0x01,
+    ];
 
     #[test]
     fn select_answers_fido_2_0() {
@@ -126,13 +139,23 @@ mod tests {
         let (mut c, mut p) = card(Faults::none());
         c.transmit(&SELECT, &mut p).unwrap();
         // python-fido2 sends P1=80 (it would take NFCCTAP_GETRESPONSE).
-        let r = c.transmit(&[0x80, 0x10, 0x80, 0x00, 0x01, 0x04, 0x00], &mut p).unwrap();
-        assert_eq!(&r[..2], [0x00, 0xAD]);
+        let r = c
+            .transmit(&[0x80, 0x10, 0x80, 0x00, 0x01, 0x04, 0x00], &mut p)
+            .unwrap();
+        assert_eq!(&r[..2], [0x00, 0xAE]);
         assert_eq!(&r[r.len() - 2..], [0x90, 0x00]);
-        let r = c.transmit(&[0x80, 0x10, 0x00, 0x00, 0x01, 0x42], &mut p).unwrap();
+        let r = c
+            .transmit(&[0x80, 0x10, 0x00, 0x00, 0x01, 0x42], &mut p)
+            .unwrap();
         assert_eq!(r, [0x01, 0x90, 0x00]);
-        assert_eq!(c.transmit(&[0x00, 0x10, 0, 0, 1, 4], &mut p).unwrap(), [0x6E, 0x00]);
-        assert_eq!(c.transmit(&[0x80, 0x12, 0, 0], &mut p).unwrap(), [0x6D, 0x00]);
+        assert_eq!(
+            c.transmit(&[0x00, 0x10, 0, 0, 1, 4], &mut p).unwrap(),
+            [0x6E, 0x00]
+        );
+        assert_eq!(
+            c.transmit(&[0x80, 0x12, 0, 0], &mut p).unwrap(),
+            [0x6D, 0x00]
+        );
     }
 
     #[test]
@@ -140,7 +163,9 @@ mod tests {
         let (mut c, mut p) = card(Faults::none().with(Fault::WrongStatusWord));
         c.transmit(&SELECT, &mut p).unwrap();
         // getInfo is never faulted, selection is not either; clientPIN is.
-        let r = c.transmit(&[0x80, 0x10, 0x00, 0x00, 0x01, 0x04], &mut p).unwrap();
+        let r = c
+            .transmit(&[0x80, 0x10, 0x00, 0x00, 0x01, 0x04], &mut p)
+            .unwrap();
         assert_eq!(&r[r.len() - 2..], [0x90, 0x00]);
         let get_retries = [0x80, 0x10, 0, 0, 6, 0x06, 0xA2, 0x01, 0x02, 0x02, 0x01];
         assert_eq!(c.transmit(&get_retries, &mut p).unwrap(), [0x6F, 0x00]);
@@ -155,7 +180,10 @@ mod tests {
     #[test]
     fn stall_and_disconnect_interrupt_the_card() {
         let get_retries = [0x80, 0x10, 0, 0, 6, 0x06, 0xA2, 0x01, 0x02, 0x02, 0x01];
-        for (f, i) in [(Fault::Stall, Interrupt::Stall), (Fault::DisconnectMidCommand, Interrupt::Disconnect)] {
+        for (f, i) in [
+            (Fault::Stall, Interrupt::Stall),
+            (Fault::DisconnectMidCommand, Interrupt::Disconnect),
+        ] {
             let (mut c, mut p) = card(Faults::none().with(f));
             c.transmit(&SELECT, &mut p).unwrap();
             assert_eq!(c.transmit(&get_retries, &mut p), Err(i));

@@ -226,10 +226,7 @@ pub mod tests {
     use super::*;
 
     /// The platform side of key agreement, for tests.
-    pub fn platform(
-        auth_ka: &Value,
-        proto: PinProtocol,
-    ) -> (Value, SharedSecret) {
+    pub fn platform(auth_ka: &Value, proto: PinProtocol) -> (Value, SharedSecret) {
         let me = KeyAgreement::generate();
         let peer = Req::from_value(auth_ka).unwrap();
         let shared = me.shared_secret(proto, &peer).unwrap();
@@ -241,7 +238,9 @@ pub mod tests {
         for proto in [PinProtocol::One, PinProtocol::Two] {
             let a = KeyAgreement::generate();
             let (pk, s1) = platform(&a.cose_public(), proto);
-            let s2 = a.shared_secret(proto, &Req::from_value(&pk).unwrap()).unwrap();
+            let s2 = a
+                .shared_secret(proto, &Req::from_value(&pk).unwrap())
+                .unwrap();
             assert_eq!(*s1, *s2);
             let ct = proto.encrypt(&s1, &[7u8; 64]);
             assert_eq!(ct.len(), if proto == PinProtocol::One { 64 } else { 80 });

@@ -42,8 +42,8 @@ mod tests {
     #[test]
     fn reset_in_window_with_touch_wipes_everything() {
         let mut t = Tester::new();
-        t.set_pin(2, "123456");
         t.make_credential_rk("example.com", b"u1");
+        t.set_pin(2, "123456");
         assert_eq!(t.call(0x07, None), [0x00]);
         assert_eq!(t.info_option("clientPin"), Some(false));
         assert_eq!(t.cred_count(), 0);

@@ -39,6 +39,12 @@ pub struct Tester {
     pub up: PlainPresence,
 }
 
+impl Default for Tester {
+    fn default() -> Self {
+        Tester::new()
+    }
+}
+
 impl Tester {
     pub fn new() -> Tester {
         Tester::with_opts(opts())
@@ -79,7 +85,11 @@ impl Tester {
 
     pub fn info_option(&mut self, name: &str) -> Option<bool> {
         let info = decode(&self.call(0x04, None));
-        info.map(4).unwrap().unwrap().get_text_key(name).and_then(|v| v.as_bool())
+        info.map(4)
+            .unwrap()
+            .unwrap()
+            .get_text_key(name)
+            .and_then(|v| v.as_bool())
     }
 
     pub fn cred_count(&self) -> usize {
@@ -93,7 +103,8 @@ impl Tester {
     }
 
     pub fn set_pin(&mut self, p: i64, pin: &str) {
-        let r = self.call(0x06, Some(self.set_pin_req(p, pin)));
+        let req = self.set_pin_req(p, pin);
+        let r = self.call(0x06, Some(req));
         assert_eq!(r, [0x00]);
     }
 
@@ -131,7 +142,10 @@ impl Tester {
             return Err(r[0]);
         }
         let r = decode(&r);
-        Ok(proto(p).decrypt(&s, r.bytes(2).unwrap().unwrap()).unwrap().to_vec())
+        Ok(proto(p)
+            .decrypt(&s, r.bytes(2).unwrap().unwrap())
+            .unwrap()
+            .to_vec())
     }
 
     pub fn make_credential_rk(&mut self, rp: &str, user: &[u8]) -> Req {
@@ -146,7 +160,10 @@ pub const CDH: [u8; 32] = [0xCD; 32];
 pub fn mc_req(rp: &str, user: &[u8], rk: bool, extra: Vec<(i64, Value)>) -> Value {
     let mut m = vec![
         (1, cbor::bytes(&CDH)),
-        (2, cbor::text_map(vec![("id", text(rp)), ("name", text("Example"))])),
+        (
+            2,
+            cbor::text_map(vec![("id", text(rp)), ("name", text("Example"))]),
+        ),
         (
             3,
             cbor::text_map(vec![
