@@ -3,4 +3,5 @@
 //! Layers (see DESIGN.md): `sim` holds the virtual keys everything else is
 //! tested on.
 
+pub mod cli;
 pub mod sim;

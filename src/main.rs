@@ -1,1 +1,46 @@
-fn main() {}
+//! The `keyward` command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keyward::cli::{Cli, Commands};
+
+/// Exit codes (documented in `keyward --help` and docs/cli.md).
+mod exit {
+    pub const FAILURE: u8 = 1;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let result = match cli.command {
+        Commands::Sim(args) => keyward::cli::sim::run(args, cli.global.json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyward: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Map an error to its documented exit code.
+fn exit_code(_e: &anyhow::Error) -> u8 {
+    exit::FAILURE
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "keyward=info,warn",
+        2 => "keyward=debug,info",
+        _ => "keyward=trace,debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -51,7 +51,7 @@ pub const OID_YUBICO_FORM_FACTOR: &str = "1.3.6.1.4.1.41482.3.9";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CaError {
-    #[error("building certificate {subject:?}: {source}")]
+    #[error("building certificate {subject:?}")]
     Build {
         subject: String,
         #[source]

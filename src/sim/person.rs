@@ -3,20 +3,15 @@
 use std::time::{Duration, Instant};
 
 /// How the simulated person behaves when the key blinks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Person {
     /// Touches at once (the default).
+    #[default]
     Immediate,
     /// Touches after this delay (`--touch-delay-ms`).
     After(Duration),
     /// Never touches (`--no-touch`).
     Never,
-}
-
-impl Default for Person {
-    fn default() -> Self {
-        Person::Immediate
-    }
 }
 
 /// What came of waiting for a touch.

@@ -60,10 +60,17 @@ pub fn lease_reader() -> Reader {
             let f = File::create(&path).expect("create reader lock file");
             // SAFETY: flock on a file descriptor we own; no memory involved.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Reader { port, name, _lock: f };
+                return Reader {
+                    port,
+                    name,
+                    _lock: f,
+                };
             }
         }
-        assert!(Instant::now() < deadline, "no vpcd reader became free in 2 minutes");
+        assert!(
+            Instant::now() < deadline,
+            "no vpcd reader became free in 2 minutes"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -116,7 +123,10 @@ pub fn start_sim_on(reader: Reader, extra: &[&str]) -> Sim {
     let mut sim = Sim { reader, child };
     if !wait_card(sim.reader.name, true, Duration::from_secs(15)) {
         let status = sim.child.try_wait();
-        panic!("card never appeared in {:?} (sim status {status:?})", sim.reader.name);
+        panic!(
+            "card never appeared in {:?} (sim status {status:?})",
+            sim.reader.name
+        );
     }
     sim
 }
@@ -124,11 +134,19 @@ pub fn start_sim_on(reader: Reader, extra: &[&str]) -> Sim {
 /// Wait until `reader` has (or has not) a card; true if it happened in time.
 pub fn wait_card(reader: &str, present: bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    let Ok(ctx) = pcsc::Context::establish(pcsc::Scope::System) else { return false };
+    let Ok(ctx) = pcsc::Context::establish(pcsc::Scope::System) else {
+        return false;
+    };
     let name = std::ffi::CString::new(reader).expect("reader name");
     loop {
-        let mut rs = [pcsc::ReaderState::new(name.as_c_str(), pcsc::State::UNAWARE)];
-        if ctx.get_status_change(Duration::from_millis(200), &mut rs).is_ok() {
+        let mut rs = [pcsc::ReaderState::new(
+            name.as_c_str(),
+            pcsc::State::UNAWARE,
+        )];
+        if ctx
+            .get_status_change(Duration::from_millis(200), &mut rs)
+            .is_ok()
+        {
             let has = rs[0].event_state().contains(pcsc::State::PRESENT);
             if has == present {
                 return true;
@@ -144,14 +162,18 @@ pub fn wait_card(reader: &str, present: bool, timeout: Duration) -> bool {
 /// A program from the test venv (`KEYWARD_VENV`, default /opt/keyward-venv),
 /// else from PATH.
 pub fn venv_bin(name: &str) -> PathBuf {
-    let venv = std::env::var_os("KEYWARD_VENV").map(PathBuf::from).unwrap_or_else(|| "/opt/keyward-venv".into());
+    let venv = std::env::var_os("KEYWARD_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/opt/keyward-venv".into());
     let p = venv.join("bin").join(name);
     if p.exists() { p } else { PathBuf::from(name) }
 }
 
 /// Run a command, print its output for the test log, and return it.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     eprintln!(
         "$ {cmd:?}\n-> {}\n--- stdout\n{}--- stderr\n{}",
         out.status,

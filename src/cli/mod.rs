@@ -1,0 +1,84 @@
+//! Command-line definitions. Standalone (clap derive only) so a build script
+//! can generate man pages and shell completions from it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub mod sim;
+
+/// Provision hardware security keys (FIDO2, PIV) against signed tickets,
+/// verify their attestation, and keep an auditable ledger of who holds which
+/// key.
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyward",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file [default: /etc/keyward/keyward.toml]
+    #[arg(long, global = true, value_name = "FILE", env = "KEYWARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The ledger database [default: /var/lib/keyward/ledger.db as root,
+    /// else $XDG_DATA_HOME/keyward/ledger.db]
+    #[arg(long, global = true, value_name = "FILE", env = "KEYWARD_DB")]
+    pub db: Option<PathBuf>,
+    /// Print data as one JSON document on stdout (diagnostics stay on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG
+    /// overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run a virtual security key (FIDO2 + YubiKey-compatible PIV) in a
+    /// vpcd reader of pcscd, or print the simulator's attestation roots
+    Sim(sim::SimArgs),
+}
+
+impl GlobalArgs {
+    /// The ledger path: `--db`, else the per-user or system default.
+    pub fn db_path(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(default_db_path)
+    }
+}
+
+/// `/var/lib/keyward/ledger.db` for root; otherwise under the user's XDG data
+/// directory, so a workstation user never needs root for a local ledger.
+pub fn default_db_path() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/keyward/ledger.db");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("keyward/ledger.db")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
