@@ -310,3 +310,6 @@ fn non_canonical(body: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 pub mod testutil;
+
+#[cfg(test)]
+mod robustness_tests;
