@@ -119,6 +119,12 @@ impl HidPipe {
             .map_err(|_| HidError::Disconnected)
     }
 
+    /// A handle that writes reports from another thread (a host that reads
+    /// and writes concurrently, as hidraw allows).
+    pub fn writer(&self) -> HidWriter {
+        HidWriter(self.to_device.clone())
+    }
+
     /// Wait up to `timeout` for one input report.
     pub fn read_report(&self, timeout: Duration) -> Result<[u8; REPORT_LEN], HidError> {
         self.from_device.recv_timeout(timeout).map_err(|e| match e {
@@ -134,6 +140,20 @@ impl Drop for HidPipe {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Writes output reports to a [`HidPipe`]'s device from any thread.
+#[derive(Clone)]
+pub struct HidWriter(Option<Sender<[u8; REPORT_LEN]>>);
+
+impl HidWriter {
+    pub fn write_report(&self, report: &[u8; REPORT_LEN]) -> Result<(), HidError> {
+        self.0
+            .as_ref()
+            .ok_or(HidError::Disconnected)?
+            .send(*report)
+            .map_err(|_| HidError::Disconnected)
     }
 }
 
