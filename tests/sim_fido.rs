@@ -142,7 +142,19 @@ fn fido_state_survives_a_restart() {
     let text = std::fs::read_to_string(dir.path().join("state/state.json")).unwrap_or_default();
     // LEFT(SHA-256("123456"), 16), as real keys keep it; never the PIN.
     assert!(text.contains("8d969eef6ecad3c29a3a629280e686cf"), "{text}");
-    assert!(!text.contains("313233343536"), "the PIN itself is never stored");
+    assert!(
+        !text.contains("313233343536"),
+        "the PIN itself is never stored"
+    );
+}
+
+fn ykman(reader: &str, args: &[&str]) -> String {
+    run_ok(
+        Command::new(venv_bin("ykman"))
+            .arg("-r")
+            .arg(reader)
+            .args(args),
+    )
 }
 
 #[test]
@@ -151,9 +163,80 @@ fn ykman_fido_info() {
         return;
     }
     let sim = fido_sim(&[]);
-    let out = run_ok(Command::new(venv_bin("ykman")).args(["-r", sim.reader.name, "fido", "info"]));
-    assert!(out.contains("PIN:"), "{out}");
-    assert!(out.contains("not set") || out.contains("Not set"), "{out}");
+    let out = ykman(sim.reader.name, &["fido", "info"]);
+    assert!(
+        out.contains("6b657977-6172-642d-7369-6d2d6669646f"),
+        "{out}"
+    );
+    assert!(out.contains("PIN:") && out.contains("Not set"), "{out}");
+}
+
+#[test]
+fn ykman_manages_pin_config_and_credentials() {
+    if !rig() {
+        return;
+    }
+    let sim = fido_sim(&[]);
+    let r = sim.reader.name;
+    passes(&run(&mut python("fido2_state.py", &[r, "set"])));
+    assert!(ykman(r, &["fido", "info"]).contains("8 attempt(s) remaining"));
+    ykman(
+        r,
+        &[
+            "fido",
+            "access",
+            "change-pin",
+            "--pin",
+            "123456",
+            "--new-pin",
+            "1234567",
+        ],
+    );
+    let pin = ["--pin", "1234567"];
+    let csv = ykman(
+        r,
+        &[&["fido", "credentials", "list", "--csv"][..], &pin].concat(),
+    );
+    let line = csv
+        .lines()
+        .find(|l| l.contains(",state.example,kept,"))
+        .unwrap_or_else(|| panic!("credential not listed:\n{csv}"));
+    let id = line.split(',').next().unwrap_or_default().to_string();
+    ykman(
+        r,
+        &[&["fido", "config", "enable-ep-attestation"][..], &pin].concat(),
+    );
+    ykman(
+        r,
+        &[&["fido", "config", "toggle-always-uv"][..], &pin].concat(),
+    );
+    ykman(
+        r,
+        &[&["fido", "access", "set-min-length"][..], &pin, &["6"]].concat(),
+    );
+    let info = ykman(r, &["fido", "info"]);
+    for want in [
+        "Minimum PIN length:           6",
+        "Always Require UV:            On",
+        "Enterprise Attestation:       Enabled",
+        "Credential storage remaining: 99",
+    ] {
+        assert!(info.contains(want), "{want:?} missing in:\n{info}");
+    }
+    ykman(
+        r,
+        &[
+            &["fido", "credentials", "delete", "--force"][..],
+            &pin,
+            &[&id],
+        ]
+        .concat(),
+    );
+    let csv = ykman(
+        r,
+        &[&["fido", "credentials", "list", "--csv"][..], &pin].concat(),
+    );
+    assert!(!csv.contains("state.example"), "{csv}");
 }
 
 /// Run the fault script; returns its stdout.
