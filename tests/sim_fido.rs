@@ -73,6 +73,20 @@ fn python_fido2_enrolls_with_pin_protocol_1() {
 }
 
 #[test]
+fn python_fido2_webauthn_ceremony_verified_by_fido2_server() {
+    if !rig() {
+        return;
+    }
+    let dir = common::tempdir();
+    let roots = roots_file(&dir);
+    let sim = fido_sim(&[]);
+    passes(&run(&mut python(
+        "fido2_webauthn.py",
+        &[sim.reader.name, &roots],
+    )));
+}
+
+#[test]
 fn python_fido2_config_enterprise_attestation_and_pin_policy() {
     if !rig() {
         return;

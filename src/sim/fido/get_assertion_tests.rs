@@ -124,3 +124,32 @@ fn cred_protect_hides_credentials_without_uv() {
         [0x2E]
     );
 }
+
+#[test]
+fn credentials_survive_save_and_load() {
+    let mut t = Tester::new();
+    t.make_credential_rk("example.com", b"kept");
+    t.set_pin(2, "123456");
+    let saved = t.auth.save();
+    let text = saved.to_string();
+    assert!(
+        text.contains("8d969eef6ecad3c29a3a629280e686cf"),
+        "PIN kept as LEFT(SHA-256, 16)"
+    );
+    let mut u = Tester::new();
+    u.auth.load(saved).unwrap();
+    assert_eq!(u.info_option("clientPin"), Some(true));
+    let tok = u.token(2, "123456", 0x02, None).unwrap();
+    let auth = proto(2).authenticate(&tok, &CDH);
+    let r = u.ok(
+        0x02,
+        ga_req("example.com", vec![(6, cbor::bytes(&auth)), (7, int(2))]),
+    );
+    assert_eq!(
+        r.map(4).unwrap().unwrap().get_text_key("id"),
+        Some(&cbor::bytes(b"kept"))
+    );
+    let mut bad = u.auth.save();
+    bad["pin_hash"] = serde_json::json!("abcd");
+    assert!(u.auth.load(bad).is_err());
+}
