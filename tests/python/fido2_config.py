@@ -27,6 +27,25 @@ try:
 except CtapError as e:
     check("wrong pin is PIN_INVALID", e.code == CtapError.ERR.PIN_INVALID)
 check("retries count down", cp.get_pin_retries()[0] == 7)
+codes = []
+for _ in range(2):
+    try:
+        cp.get_pin_token("000000", P.MAKE_CREDENTIAL)
+    except CtapError as e:
+        codes.append(e.code)
+check("third wrong PIN in a row blocks", codes == [CtapError.ERR.PIN_INVALID, CtapError.ERR.PIN_AUTH_BLOCKED], codes)
+try:
+    cp.get_pin_token(PIN, P.MAKE_CREDENTIAL)
+    raise AssertionError("right PIN accepted before a power cycle")
+except CtapError as e:
+    check("even the right PIN waits for a power cycle", e.code == CtapError.ERR.PIN_AUTH_BLOCKED)
+check("power cycle state reported", cp.get_pin_retries() == (5, True), cp.get_pin_retries())
+# Leave the field (pyscard unpowers the card on disconnect) and come back.
+c.device.close()
+c = ctap(reader)
+cp = ClientPin(c, proto)
+cp.get_pin_token(PIN, P.MAKE_CREDENTIAL)
+check("after a power cycle the right PIN works and resets retries", cp.get_pin_retries()[0] == 8)
 
 token = cp.get_pin_token(PIN, P.AUTHENTICATOR_CFG)
 cfg = Config(c, proto, token)
