@@ -113,6 +113,18 @@ fn python_fido2_reset_within_the_power_up_window() {
 }
 
 #[test]
+fn python_fido2_blocked_pin_is_cleared_only_by_reset() {
+    if !rig() {
+        return;
+    }
+    let sim = fido_sim(&[]);
+    passes(&run(&mut python(
+        "fido2_reset.py",
+        &[sim.reader.name, "blocked"],
+    )));
+}
+
+#[test]
 fn python_fido2_reset_after_the_window_is_not_allowed() {
     if !rig() {
         return;
