@@ -198,7 +198,8 @@ impl Authenticator {
         if code_points < usize::from(self.state.min_pin_length) {
             return Err(CtapError::PinPolicyViolation);
         }
-        let hash = Zeroizing::new(Sha256::digest(pin)[..16].to_vec());
+        let digest = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(pin)));
+        let hash = Zeroizing::new(digest[..16].to_vec());
         if self.state.force_pin_change
             && old_hash.is_some_and(|old| bool::from(old.ct_eq(hash.as_slice())))
         {

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use p256::ecdsa::SigningKey;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::cbor::{self, Req};
 use super::status::CtapError;
@@ -161,6 +161,8 @@ fn cbc_decrypt(key: &[u8], iv: &[u8; 16], ct: &[u8]) -> Zeroizing<Vec<u8>> {
         }
         prev.copy_from_slice(chunk);
         out.extend_from_slice(&b);
+        // The block held plaintext (a PIN, a token): wipe it.
+        b.as_mut_slice().zeroize();
     }
     out
 }
