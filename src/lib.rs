@@ -4,4 +4,6 @@
 //! tested on.
 
 pub mod cli;
+pub mod random;
 pub mod sim;
+pub mod store;

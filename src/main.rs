@@ -3,18 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyward::cli::{Cli, Commands};
-
-/// Exit codes (documented in `keyward --help` and docs/cli.md).
-mod exit {
-    pub const FAILURE: u8 = 1;
-}
+use keyward::cli::{Cli, Commands, Failure};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     let result = match cli.command {
         Commands::Sim(args) => keyward::cli::sim::run(args, cli.global.json),
+        Commands::Audit(cmd) => {
+            keyward::cli::ledger::audit(cmd, &cli.global.db_path(), cli.global.json)
+        }
+        Commands::Bindings(cmd) => {
+            keyward::cli::ledger::bindings(cmd, &cli.global.db_path(), cli.global.json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -25,9 +26,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Map an error to its documented exit code.
-fn exit_code(_e: &anyhow::Error) -> u8 {
-    exit::FAILURE
+/// Map an error to its documented exit code (`keyward --help` lists them).
+fn exit_code(e: &anyhow::Error) -> u8 {
+    e.downcast_ref::<Failure>().map_or(1, Failure::exit_code)
 }
 
 fn init_logging(verbose: u8) {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod ledger;
 pub mod sim;
 
 /// Provision hardware security keys (FIDO2, PIV) against signed tickets,
@@ -48,6 +49,47 @@ pub enum Commands {
     /// Run a virtual security key (FIDO2 + YubiKey-compatible PIV) in a
     /// vpcd reader of pcscd, or print the simulator's attestation roots
     Sim(sim::SimArgs),
+    /// Check or export the ledger's tamper-evident audit log
+    #[command(subcommand)]
+    Audit(ledger::AuditCommand),
+    /// List and show key bindings recorded in the ledger
+    #[command(subcommand)]
+    Bindings(ledger::BindingsCommand),
+}
+
+/// Failures with their own documented exit codes (see [`Failure::exit_code`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failure {
+    /// Bad arguments found after parsing.
+    #[error("{0}")]
+    Usage(String),
+    /// No security key was found, or not the one named.
+    #[error("{0}")]
+    NoDevice(String),
+    /// The PIN is blocked.
+    #[error("{0}")]
+    PinBlocked(String),
+    /// A signature, chain, ticket or audit check failed.
+    #[error("{0}")]
+    Verification(String),
+    /// The keyward daemon did not answer.
+    #[error("{0}")]
+    DaemonUnreachable(String),
+}
+
+impl Failure {
+    /// Exit codes: 0 success, 1 any other failure, 2 usage, 3 no device,
+    /// 4 PIN blocked, 5 verification failed, 6 daemon unreachable.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::NoDevice(_) => 3,
+            Failure::PinBlocked(_) => 4,
+            Failure::Verification(_) => 5,
+            Failure::DaemonUnreachable(_) => 6,
+        }
+    }
 }
 
 impl GlobalArgs {

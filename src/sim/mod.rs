@@ -100,16 +100,4 @@ impl Default for DeviceProfile {
     }
 }
 
-/// Fill `buf` from the operating system's CSPRNG.
-pub fn random_bytes(buf: &mut [u8]) {
-    use rand_core::TryRng;
-    // The system RNG failing is not recoverable for a key simulator.
-    getrandom::SysRng
-        .try_fill_bytes(buf)
-        .expect("system random number generator failed");
-}
-
-/// The operating system's CSPRNG as an infallible `rand_core` RNG.
-pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
-    rand_core::UnwrapErr(getrandom::SysRng)
-}
+pub use crate::random::{fill as random_bytes, rng};

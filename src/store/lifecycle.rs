@@ -1,0 +1,290 @@
+//! Binding lifecycle: active → suspended / lost / revoked / replaced /
+//! returned, each change with its timestamp, audit row and outbox event in one
+//! transaction. NIST SP 800-63B §6 asks for a record of every authenticator
+//! bound and of each lifecycle event.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::json;
+
+use super::audit::{self, AuditEvent};
+use super::enroll::{EnrollmentRecord, insert_binding};
+use super::station_key::StationKey;
+use super::{Ledger, StoreError, observe_time, outbox, rfc3339};
+
+/// Where a binding is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindingState {
+    Active,
+    Suspended,
+    Lost,
+    Revoked,
+    Replaced,
+    /// The key came back to stock (deprovisioned).
+    Returned,
+}
+
+impl BindingState {
+    pub const ALL: [BindingState; 6] = [
+        BindingState::Active,
+        BindingState::Suspended,
+        BindingState::Lost,
+        BindingState::Revoked,
+        BindingState::Replaced,
+        BindingState::Returned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingState::Active => "active",
+            BindingState::Suspended => "suspended",
+            BindingState::Lost => "lost",
+            BindingState::Revoked => "revoked",
+            BindingState::Replaced => "replaced",
+            BindingState::Returned => "returned",
+        }
+    }
+
+    /// The column that records when a binding entered this state.
+    fn timestamp_column(self) -> Option<&'static str> {
+        match self {
+            BindingState::Active => None,
+            BindingState::Suspended => Some("suspended_at"),
+            BindingState::Lost => Some("lost_at"),
+            BindingState::Revoked => Some("revoked_at"),
+            BindingState::Replaced => Some("replaced_at"),
+            BindingState::Returned => Some("returned_at"),
+        }
+    }
+
+    /// Allowed transitions. Revoked, replaced and returned are final; a lost
+    /// key can be revoked or replaced but never silently reactivated.
+    pub fn can_become(self, to: BindingState) -> bool {
+        use BindingState::*;
+        matches!(
+            (self, to),
+            (Active, Suspended | Lost | Revoked | Replaced | Returned)
+                | (Suspended, Active | Lost | Revoked | Replaced | Returned)
+                | (Lost, Revoked | Replaced)
+        )
+    }
+}
+
+impl fmt::Display for BindingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BindingState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BindingState::ALL.into_iter().find(|b| b.as_str() == s).ok_or_else(|| {
+            format!("unknown binding state {s:?}; states: active, suspended, lost, revoked, replaced, returned")
+        })
+    }
+}
+
+fn current_state(tx: &Transaction<'_>, id: &str) -> Result<BindingState, StoreError> {
+    let s: Option<String> = tx
+        .query_row("SELECT state FROM bindings WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let s = s.ok_or_else(|| StoreError::BindingNotFound(id.to_string()))?;
+    s.parse().map_err(StoreError::Corrupt)
+}
+
+/// One state change.
+struct Change<'a> {
+    id: &'a str,
+    to: BindingState,
+    reason: &'a str,
+    actor: &'a str,
+    now: i64,
+    replaced_by: Option<&'a str>,
+}
+
+/// Change a binding's state inside the caller's transaction.
+fn transition_in(
+    tx: &Transaction<'_>,
+    station: &StationKey,
+    c: &Change<'_>,
+) -> Result<BindingState, StoreError> {
+    let from = current_state(tx, c.id)?;
+    if !from.can_become(c.to) {
+        return Err(StoreError::IllegalTransition {
+            id: c.id.to_string(),
+            from,
+            to: c.to,
+        });
+    }
+    let ts =
+        c.to.timestamp_column()
+            .map(|col| format!(", {col} = ?4"))
+            .unwrap_or_default();
+    tx.execute(
+        &format!("UPDATE bindings SET state = ?2, state_reason = ?3, replaced_by = COALESCE(?5, replaced_by){ts} WHERE id = ?1"),
+        params![c.id, c.to.as_str(), c.reason, c.now, c.replaced_by],
+    )?;
+    let detail =
+        json!({"from": from, "to": c.to, "reason": c.reason, "replaced_by": c.replaced_by});
+    let event = AuditEvent {
+        actor: c.actor,
+        action: "binding.state",
+        entity: "binding",
+        entity_id: c.id,
+        detail: detail.clone(),
+    };
+    audit::append(tx, station, c.now, &[event])?;
+    outbox::enqueue(
+        tx,
+        "binding.state_changed",
+        &json!({"binding": c.id, "at": rfc3339(c.now), "change": detail}),
+        c.now,
+    )?;
+    Ok(from)
+}
+
+impl Ledger {
+    /// Move a binding to `to` with a reason (e.g. lost, stolen, damaged, left).
+    pub fn transition(
+        &mut self,
+        id: &str,
+        to: BindingState,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<BindingState, StoreError> {
+        let (conn, station) = self.parts();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let from = transition_in(
+            &tx,
+            station,
+            &Change {
+                id,
+                to,
+                reason,
+                actor,
+                now,
+                replaced_by: None,
+            },
+        )?;
+        observe_time(&tx, now)?;
+        tx.commit()?;
+        Ok(from)
+    }
+
+    /// Replace a binding: the old one becomes `old_state` (replaced or lost →
+    /// replaced) and the new one is committed, in one transaction, with a
+    /// notification event for an out-of-band channel.
+    pub fn commit_replacement(
+        &mut self,
+        old: &str,
+        rec: &EnrollmentRecord,
+        reason: &str,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        let (conn, station) = self.parts();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let new_id = insert_binding(&tx, rec, now)?;
+        let change = Change {
+            id: old,
+            to: BindingState::Replaced,
+            reason,
+            actor: &rec.actor,
+            now,
+            replaced_by: Some(&new_id),
+        };
+        transition_in(&tx, station, &change)?;
+        let events = [AuditEvent {
+            actor: &rec.actor,
+            action: "binding.created",
+            entity: "binding",
+            entity_id: &new_id,
+            detail: json!({"subject": rec.subject, "device": rec.device, "replaces": old, "ticket": rec.ticket.jti, "ial": rec.ticket.ial}),
+        }];
+        audit::append(&tx, station, now, &events)?;
+        outbox::enqueue(
+            &tx,
+            "binding.created",
+            &json!({"binding": new_id, "subject": rec.subject, "replaces": old, "at": rfc3339(now)}),
+            now,
+        )?;
+        outbox::enqueue(
+            &tx,
+            "notify.replacement",
+            &json!({"subject": rec.subject, "old": old, "new": new_id, "reason": reason, "at": rfc3339(now)}),
+            now,
+        )?;
+        observe_time(&tx, now)?;
+        tx.commit()?;
+        Ok(new_id)
+    }
+
+    /// Record a policy exception (waiver) with its approver and expiry.
+    pub fn add_exception(
+        &mut self,
+        rule: &str,
+        scope: &str,
+        reason: &str,
+        approver: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        if expires_at <= now {
+            return Err(StoreError::InvalidRecord(format!(
+                "exception for {rule} expires at {} which is not in the future",
+                rfc3339(expires_at)
+            )));
+        }
+        let (conn, station) = self.parts();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO exceptions(rule, scope, reason, approver, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![rule, scope, reason, approver, now, expires_at],
+        )?;
+        let id = tx.last_insert_rowid();
+        let detail = json!({"rule": rule, "scope": scope, "reason": reason, "approver": approver, "expires_at": rfc3339(expires_at)});
+        audit::append(
+            &tx,
+            station,
+            now,
+            &[AuditEvent {
+                actor: approver,
+                action: "exception.granted",
+                entity: "exception",
+                entity_id: &id.to_string(),
+                detail: detail.clone(),
+            }],
+        )?;
+        outbox::enqueue(&tx, "exception.granted", &detail, now)?;
+        tx.commit()?;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_states_stay_terminal_and_lost_never_reactivates() {
+        use BindingState::*;
+        for end in [Revoked, Replaced, Returned] {
+            assert!(BindingState::ALL.iter().all(|&to| !end.can_become(to)));
+        }
+        assert!(!Lost.can_become(Active));
+        assert!(Active.can_become(Lost) && Suspended.can_become(Active));
+        assert!(
+            "stolen"
+                .parse::<BindingState>()
+                .unwrap_err()
+                .contains("states: active")
+        );
+    }
+}
