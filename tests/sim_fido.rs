@@ -273,6 +273,16 @@ fn fault_output(fault: &str, timeout: Option<Duration>) -> String {
     let mut cmd = python("fido2_fault.py", &[sim.reader.name, fault, &roots]);
     let Some(limit) = timeout else {
         let out = run(&mut cmd);
+        if fault == "disconnect-mid-command" {
+            // The card comes back by itself 0.5 s later. Waiting for that
+            // also leaves the reader healthy: killing the simulator while
+            // the card is out makes vpcd's first reader ignore the next
+            // card for a long while.
+            assert!(
+                common::wait_card(sim.reader.name, true, Duration::from_secs(10)),
+                "the card did not re-insert itself after the disconnect"
+            );
+        }
         return String::from_utf8_lossy(&out.stdout).into_owned();
     };
     // The stall fault: the script must still be waiting when the deadline
