@@ -79,12 +79,14 @@ pub struct HidPipe {
 }
 
 impl HidPipe {
-    /// Plug in a device serving `auth` over CTAPHID.
+    /// Plug in a device serving `auth` over CTAPHID. Plugging in powers the
+    /// key up: the reset window (CTAP 2.1 §6.6) starts now.
     pub fn spawn(auth: SharedAuthenticator) -> HidPipe {
         let (to_device, rx) = mpsc::channel();
         let (tx, from_device) = mpsc::channel();
         let (person, faults, fw) = {
-            let a = auth.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut a = auth.lock().unwrap_or_else(PoisonError::into_inner);
+            a.power_cycle();
             let o = a.options();
             (o.person, o.faults.clone(), o.profile.firmware)
         };

@@ -285,3 +285,23 @@ fn faults_on_the_wire() {
     assert_eq!(p.read_report(T), Err(HidError::Disconnected));
     assert_eq!(p.write_report(&[0; 64]), Err(HidError::Disconnected));
 }
+
+#[test]
+fn plugging_in_opens_the_reset_window() {
+    let auth = Authenticator::shared(&opts());
+    if let Ok(mut a) = auth.lock() {
+        a.danger_age_power_up(Duration::from_secs(60));
+    }
+    let p = HidPipe::spawn(auth.clone());
+    let cid = init(&p);
+    send(&p, cid, cmd::CBOR, &[0x07]);
+    assert_eq!(recv(&p), (0x90, vec![0x00]));
+    drop(p);
+    if let Ok(mut a) = auth.lock() {
+        a.danger_age_power_up(Duration::from_secs(11));
+    }
+    // Without a re-plug, the window stays closed.
+    let mut up = crate::sim::person::PlainPresence(Person::Immediate);
+    let r = auth.lock().map(|mut a| a.handle(&[0x07], &mut up));
+    assert_eq!(r.ok().and_then(Result::ok), Some(vec![0x30]));
+}
