@@ -160,8 +160,10 @@ impl HidWriter {
 }
 
 /// Split a message into reports (§11.2.4): INIT with CMD|0x80 and BCNT,
-/// then CONT packets with SEQ 0, 1, ...
+/// then CONT packets with SEQ 0, 1, ... Data beyond [`MAX_MESSAGE`] bytes
+/// does not fit the sequence numbers and is cut.
 pub fn frames(cid: u32, command: u8, data: &[u8]) -> Vec<[u8; REPORT_LEN]> {
+    let data = &data[..data.len().min(MAX_MESSAGE)];
     let mut out = Vec::new();
     let mut r = [0u8; REPORT_LEN];
     r[..4].copy_from_slice(&cid.to_be_bytes());
