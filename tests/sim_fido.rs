@@ -142,7 +142,22 @@ fn python_fido2_no_touch_times_out() {
         return;
     }
     let sim = fido_sim(&["--no-touch", "--touch-timeout-ms", "400"]);
-    passes(&run(&mut python("fido2_touch.py", &[sim.reader.name])));
+    passes(&run(&mut python(
+        "fido2_touch.py",
+        &[sim.reader.name, "never"],
+    )));
+}
+
+#[test]
+fn python_fido2_waits_for_a_delayed_touch() {
+    if !rig() {
+        return;
+    }
+    let sim = fido_sim(&["--touch-delay-ms", "1500"]);
+    passes(&run(&mut python(
+        "fido2_touch.py",
+        &[sim.reader.name, "delayed", "1500"],
+    )));
 }
 
 #[test]
