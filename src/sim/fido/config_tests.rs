@@ -27,6 +27,7 @@ fn without_pin_no_token_is_needed() {
     let mut t = Tester::new();
     assert_eq!(cfg(&mut t, None, 2, None), [0x00]);
     assert_eq!(t.info_option("alwaysUv"), Some(true));
+    assert_eq!(t.info_option("makeCredUvNotRqd"), Some(false));
     assert_eq!(
         t.call(0x01, Some(mc_req("e.com", b"u", false, vec![]))),
         [0x27]

@@ -26,7 +26,8 @@ impl Authenticator {
             ("credMgmt", Value::Bool(true)),
             ("authnrCfg", Value::Bool(true)),
             ("setMinPINLength", Value::Bool(true)),
-            ("makeCredUvNotRqd", Value::Bool(true)),
+            // §6.4: with alwaysUv on, makeCredUvNotRqd must be false.
+            ("makeCredUvNotRqd", Value::Bool(!s.always_uv)),
             ("pinUvAuthToken", Value::Bool(true)),
         ];
         let algs = ALGORITHMS
