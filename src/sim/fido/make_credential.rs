@@ -68,7 +68,7 @@ impl AttestationKeys {
 }
 
 /// authenticatorData (WebAuthn §6.1): rpIdHash ‖ flags ‖ signCount ‖
-/// [attestedCredentialData] ‖ [extensions].
+/// (attestedCredentialData) ‖ (extensions), the last two optional.
 pub fn auth_data(
     rp_id: &str,
     flags: u8,
