@@ -18,6 +18,7 @@ const NEXT_ASSERTION_WINDOW: Duration = Duration::from_secs(30);
 pub struct Pending {
     /// Ids of the credentials still to return, next first.
     remaining: Vec<Vec<u8>>,
+    rp_id: String,
     client_data_hash: Vec<u8>,
     flags: u8,
     started: Instant,
@@ -80,13 +81,14 @@ impl Authenticator {
         let mut ids = found.into_iter();
         let first = ids.next().ok_or(CtapError::NoCredentials)?;
         let discovering = allow.is_none();
-        let mut resp = self.assert_one(&first, cdh, flags, discovering)?;
+        let mut resp = self.assert_one(&first, rp_id, cdh, flags, discovering)?;
         if discovering && total > 1 {
             if let Value::Map(m) = &mut resp {
                 m.push((cbor::int(0x05), cbor::int(total as i64)));
             }
             self.next_assertion = Some(Pending {
                 remaining: ids.collect(),
+                rp_id: rp_id.to_string(),
                 client_data_hash: cdh.to_vec(),
                 flags,
                 started: Instant::now(),
@@ -103,7 +105,7 @@ impl Authenticator {
             return Err(CtapError::NotAllowed);
         }
         let id = p.remaining.remove(0);
-        let resp = self.assert_one(&id, &p.client_data_hash, p.flags, true)?;
+        let resp = self.assert_one(&id, &p.rp_id, &p.client_data_hash, p.flags, true)?;
         self.next_assertion = Some(p);
         Ok(resp)
     }
@@ -122,9 +124,9 @@ impl Authenticator {
             Some(list) => {
                 for d in list {
                     let id = descriptor_id(d)?;
-                    let hit = creds
-                        .iter()
-                        .find(|c| c.id == id && c.rp_id == rp_id && (c.cred_protect < 3 || uv));
+                    let hit = self
+                        .find_credential(id, rp_id)
+                        .filter(|c| c.cred_protect < 3 || uv);
                     if let Some(c) = hit
                         && !out.contains(&c.id)
                     {
@@ -149,17 +151,29 @@ impl Authenticator {
     fn assert_one(
         &mut self,
         id: &[u8],
+        rp_id: &str,
         cdh: &[u8],
         flags: u8,
         discovering: bool,
     ) -> Result<Value, CtapError> {
-        let cred = self
+        let stored = self
             .state
             .credentials
             .iter_mut()
-            .find(|c| c.id == id)
-            .ok_or(CtapError::NoCredentials)?;
-        cred.sign_count = cred.sign_count.wrapping_add(1);
+            .find(|c| c.id == id && c.rp_id == rp_id);
+        let cred = match stored {
+            Some(c) => {
+                c.sign_count = c.sign_count.wrapping_add(1);
+                c.clone()
+            }
+            None => {
+                let mut c = super::key_handle::open(&self.state.wrap_secret, id, rp_id)
+                    .ok_or(CtapError::NoCredentials)?;
+                self.state.handle_sign_count = self.state.handle_sign_count.wrapping_add(1);
+                c.sign_count = self.state.handle_sign_count;
+                c
+            }
+        };
         let ad = auth_data(&cred.rp_id, flags, cred.sign_count, None, None)?;
         let sig = cred.sign(&[&ad[..], cdh].concat())?;
         let mut m = vec![

@@ -153,3 +153,39 @@ fn credentials_survive_save_and_load() {
     bad["pin_hash"] = serde_json::json!("abcd");
     assert!(u.auth.load(bad).is_err());
 }
+
+#[test]
+fn non_discoverable_credentials_live_in_their_ids() {
+    let mut t = Tester::new();
+    let mc = t.ok(0x01, mc_req("example.com", b"u", false, vec![]));
+    let id = cred_id(&mc);
+    assert_eq!(id.len(), super::super::key_handle::ID_LEN);
+    assert_eq!(
+        t.cred_count(),
+        0,
+        "nothing stored for a non-discoverable credential"
+    );
+    let allow = Value::Array(vec![cbor::text_map(vec![
+        ("id", cbor::bytes(&id)),
+        ("type", text("public-key")),
+    ])]);
+    // The handle survives save/load (the wrapping secret is saved) ...
+    let mut u = Tester::new();
+    u.auth.load(t.auth.save()).unwrap();
+    let r = u.ok(0x02, ga_req("example.com", vec![(3, allow.clone())]));
+    let sig = p256::ecdsa::DerSignature::from_bytes(r.bytes(3).unwrap().unwrap()).unwrap();
+    let ad = r.bytes(2).unwrap().unwrap();
+    pubkey(&mc).verify(&[ad, &CDH[..]].concat(), &sig).unwrap();
+    // ... is excluded like a stored one ...
+    let ex = vec![(5, allow.clone())];
+    assert_eq!(
+        u.call(0x01, Some(mc_req("example.com", b"v", false, ex))),
+        [0x19]
+    );
+    // ... and dies with a reset.
+    assert_eq!(u.call(0x07, None), [0x00]);
+    assert_eq!(
+        u.call(0x02, Some(ga_req("example.com", vec![(3, allow)]))),
+        [0x2E]
+    );
+}

@@ -21,9 +21,6 @@ pub mod flag {
     pub const ED: u8 = 0x80;
 }
 
-/// Non-discoverable credentials kept before the oldest are forgotten.
-const MAX_NON_DISCOVERABLE: usize = 10_000;
-
 /// An attestation key with its x5c chain (leaf first).
 type Chain = (SigningKey, Vec<Vec<u8>>);
 
@@ -223,7 +220,10 @@ impl Authenticator {
             // User presence was consumed (§6.5.2.2 "clearUserPresentFlag").
             self.token.permissions &= !(perm::MC | perm::GA);
         }
-        let cred = self.new_credential(&r)?;
+        let mut cred = self.new_credential(&r)?;
+        if !cred.discoverable {
+            cred.id = super::key_handle::seal(&self.state.wrap_secret, &cred);
+        }
         let ext = r
             .cred_protect
             .map(|l| cbor::text_map(vec![("credProtect", cbor::int(i64::from(l)))]));
@@ -231,7 +231,9 @@ impl Authenticator {
         let aaguid = self.opts.profile.aaguid;
         let ad = auth_data(&r.rp_id, flags, 0, Some((&aaguid, &cred)), ext)?;
         let att_stmt = self.attest(&ad, r.client_data_hash, enterprise)?;
-        self.store(cred);
+        if cred.discoverable {
+            self.store(cred);
+        }
         let mut out = vec![
             (0x01, cbor::text("packed")),
             (0x02, cbor::bytes(&ad)),
@@ -258,10 +260,8 @@ impl Authenticator {
         for d in list {
             let id = descriptor_id(d)?;
             let hit = self
-                .state
-                .credentials
-                .iter()
-                .any(|c| c.id == id && c.rp_id == rp_id && (c.cred_protect < 3 || uv));
+                .find_credential(id, rp_id)
+                .is_some_and(|c| c.cred_protect < 3 || uv);
             if hit {
                 self.touch(up)?;
                 return Err(CtapError::CredentialExcluded);
@@ -300,19 +300,11 @@ impl Authenticator {
         })
     }
 
-    /// Keep a credential; a discoverable one replaces the RP's credential
+    /// Keep a discoverable credential; it replaces the RP's credential
     /// for the same user handle (§6.1.2 step 17).
     fn store(&mut self, cred: Credential) {
         let creds = &mut self.state.credentials;
-        if cred.discoverable {
-            creds.retain(|c| {
-                !(c.discoverable && c.rp_id == cred.rp_id && c.user_id == cred.user_id)
-            });
-        } else if creds.iter().filter(|c| !c.discoverable).count() >= MAX_NON_DISCOVERABLE
-            && let Some(i) = creds.iter().position(|c| !c.discoverable)
-        {
-            creds.remove(i);
-        }
+        creds.retain(|c| !(c.rp_id == cred.rp_id && c.user_id == cred.user_id));
         creds.push(cred);
     }
 

@@ -17,6 +17,7 @@ pub mod credential;
 pub mod ctaphid;
 pub mod get_assertion;
 pub mod get_info;
+pub mod key_handle;
 pub mod make_credential;
 pub mod nfc;
 pub mod pin_protocol;
@@ -77,8 +78,16 @@ pub struct Persistent {
     pub force_pin_change: bool,
     pub always_uv: bool,
     pub ep_enabled: bool,
+    /// Discoverable credentials (non-discoverable ones live in their
+    /// credential ids, see [`key_handle`]).
     pub credentials: Vec<Credential>,
     pub next_seq: u64,
+    /// The secret that seals key handles; a reset replaces it.
+    #[serde(default)]
+    pub wrap_secret: SecretBytes,
+    /// The signature counter of key-handle credentials (one for all).
+    #[serde(default)]
+    pub handle_sign_count: u32,
 }
 
 impl Persistent {
@@ -86,6 +95,7 @@ impl Persistent {
         Persistent {
             pin_retries: PIN_RETRIES,
             min_pin_length: DEFAULT_MIN_PIN_LENGTH,
+            wrap_secret: key_handle::new_secret(),
             ..Persistent::default()
         }
     }
@@ -261,6 +271,9 @@ impl Authenticator {
             return Err("FIDO state: PIN hash is not 16 bytes".into());
         }
         self.state = s;
+        if self.state.wrap_secret.expose().is_empty() {
+            self.state.wrap_secret = key_handle::new_secret();
+        }
         self.power_cycle();
         Ok(())
     }
@@ -272,6 +285,17 @@ impl Authenticator {
             TouchOutcome::TimedOut => Err(CtapError::UserActionTimeout),
             TouchOutcome::Cancelled => Err(CtapError::KeepaliveCancel),
         }
+    }
+
+    /// The credential `id` of `rp_id`: a stored discoverable one or a key
+    /// handle of this device.
+    fn find_credential(&self, id: &[u8], rp_id: &str) -> Option<Credential> {
+        self.state
+            .credentials
+            .iter()
+            .find(|c| c.id == id && c.rp_id == rp_id)
+            .cloned()
+            .or_else(|| key_handle::open(&self.state.wrap_secret, id, rp_id))
     }
 
     fn next_seq(&mut self) -> u64 {
