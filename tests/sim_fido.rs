@@ -49,7 +49,7 @@ fn fido_sim(extra: &[&str]) -> Sim {
     start_sim(&args)
 }
 
-fn enroll_with_protocol(proto: &str) {
+fn enroll_with_protocol(proto: &str, apdus: &str) {
     if !rig() {
         return;
     }
@@ -58,18 +58,18 @@ fn enroll_with_protocol(proto: &str) {
     let sim = fido_sim(&[]);
     passes(&run(&mut python(
         "fido2_enroll.py",
-        &[sim.reader.name, &roots, proto],
+        &[sim.reader.name, &roots, proto, apdus],
     )));
 }
 
 #[test]
 fn python_fido2_enrolls_with_pin_protocol_2() {
-    enroll_with_protocol("2");
+    enroll_with_protocol("2", "short");
 }
 
 #[test]
-fn python_fido2_enrolls_with_pin_protocol_1() {
-    enroll_with_protocol("1");
+fn python_fido2_enrolls_with_pin_protocol_1_and_extended_apdus() {
+    enroll_with_protocol("1", "ext");
 }
 
 #[test]

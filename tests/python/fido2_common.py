@@ -23,8 +23,11 @@ def device(reader):
     return devs[0]
 
 
-def ctap(reader):
-    return Ctap2(device(reader))
+def ctap(reader, extended=False):
+    dev = device(reader)
+    # Extended-length APDUs instead of short ones with chaining and 61xx.
+    dev.use_ext_apdu = extended
+    return Ctap2(dev)
 
 
 def cdh(label):

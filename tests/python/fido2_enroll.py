@@ -1,7 +1,8 @@
 """get_info, set PIN, make_credential (packed, chained to the simulator
 root), get_assertion, credential management, with PIN protocol 1 or 2.
 
-usage: fido2_enroll.py READER ROOTS_PEM PROTOCOL
+usage: fido2_enroll.py READER ROOTS_PEM PROTOCOL [ext]
+("ext": extended-length APDUs instead of chaining)
 """
 
 import sys
@@ -100,5 +101,6 @@ def enroll(c, root, proto_num):
 
 if __name__ == "__main__":
     reader, roots, proto_num = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    enroll(ctap(reader), load_root(roots), proto_num)
+    extended = sys.argv[4:] == ["ext"]
+    enroll(ctap(reader, extended), load_root(roots), proto_num)
     print("ALL OK")
