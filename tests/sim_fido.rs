@@ -149,6 +149,18 @@ fn python_fido2_no_touch_times_out() {
 }
 
 #[test]
+fn python_fido2_cancels_a_touch_wait_over_nfc() {
+    if !rig() {
+        return;
+    }
+    let sim = fido_sim(&["--no-touch"]);
+    passes(&run(&mut python(
+        "fido2_touch.py",
+        &[sim.reader.name, "cancel"],
+    )));
+}
+
+#[test]
 fn python_fido2_waits_for_a_delayed_touch() {
     if !rig() {
         return;

@@ -1,12 +1,23 @@
 //! FIDO2 over NFC / PC-SC (CTAP 2.1 §11.3): the applet with AID
 //! `A0000006472F0001`, CTAP requests in NFCCTAP_MSG APDUs.
+//!
+//! A host that sets P1 bit 0x80 in NFCCTAP_MSG can take NFCCTAP_GETRESPONSE
+//! (§11.3.4.2): if the request is not done within [`POLL_INTERVAL`] (it
+//! waits for a touch), the applet answers `9100` with a keepalive status
+//! byte (1 processing, 2 user presence needed) and the host polls with
+//! `80 11`; P1 = 0x11 in a poll cancels. Other hosts get the answer
+//! synchronously.
 
-use std::sync::PoisonError;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use crate::sim::apdu::{Command, Response, sw};
 use crate::sim::card::{Applet, CardEnv, Interrupt};
 use crate::sim::device::SimOptions;
 use crate::sim::fault::Fault;
+use crate::sim::person::{self, Person, TouchOutcome, UserPresence};
 
 use super::{Authenticator, SharedAuthenticator};
 
@@ -16,25 +27,54 @@ pub const AID: [u8; 8] = [0xA0, 0x00, 0x00, 0x06, 0x47, 0x2F, 0x00, 0x01];
 const CLA_NFCCTAP: u8 = 0x80;
 /// NFCCTAP_MSG: one CTAP request (§11.3.4.1).
 const INS_NFCCTAP_MSG: u8 = 0x10;
-/// NFCCTAP_GETRESPONSE (§11.3.4.2). The simulator answers NFCCTAP_MSG
-/// synchronously, so there is never a pending response.
+/// NFCCTAP_GETRESPONSE (§11.3.4.2).
 const INS_NFCCTAP_GETRESPONSE: u8 = 0x11;
+/// NFCCTAP_MSG P1: the host accepts `9100` and will poll.
+const P1_GETRESPONSE_OK: u8 = 0x80;
+/// NFCCTAP_GETRESPONSE P1: cancel the pending request.
+const P1_CANCEL: u8 = 0x11;
+/// `9100`: still working; the data byte is the keepalive status.
+const SW_UPDATE: u16 = 0x9100;
+/// How long a request may run before the host gets a `9100` instead.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+const STATUS_PROCESSING: u8 = 0x01;
+const STATUS_UPNEEDED: u8 = 0x02;
+
+/// A request running in its own thread while the host polls.
+struct Pending {
+    result: Receiver<Result<Vec<u8>, Interrupt>>,
+    status: Arc<AtomicU8>,
+    cancel: Arc<AtomicBool>,
+    command: u8,
+}
 
 /// The FIDO2 applet of the virtual card.
 pub struct FidoApplet {
     auth: SharedAuthenticator,
+    person: Person,
+    pending: Option<Pending>,
+    /// The last saved state, for when a running request holds the lock.
+    snapshot: Option<serde_json::Value>,
 }
 
 impl FidoApplet {
     pub fn new(opts: &SimOptions) -> Self {
-        FidoApplet {
-            auth: Authenticator::shared(opts),
-        }
+        FidoApplet::with_authenticator(Authenticator::shared(opts))
     }
 
     /// An applet over an authenticator another transport also serves.
     pub fn with_authenticator(auth: SharedAuthenticator) -> Self {
-        FidoApplet { auth }
+        let person = auth
+            .lock()
+            .map(|a| a.options().person)
+            .unwrap_or(Person::Immediate);
+        FidoApplet {
+            auth,
+            person,
+            pending: None,
+            snapshot: None,
+        }
     }
 
     pub fn authenticator(&self) -> SharedAuthenticator {
@@ -42,21 +82,101 @@ impl FidoApplet {
     }
 
     fn msg(&mut self, cmd: &Command, env: &mut CardEnv<'_>) -> Result<Response, Interrupt> {
-        let mut auth = self.auth.lock().unwrap_or_else(PoisonError::into_inner);
-        let out = auth.handle(&cmd.data, env.presence)?;
-        let faults = &auth.options().faults;
+        self.abandon_pending();
         let command = cmd.data.first().copied().unwrap_or(0);
-        if faults.applies_to_ctap(command) {
-            if faults.has(Fault::WrongStatusWord) {
-                return Ok(Response::status(sw::NO_PRECISE_DIAGNOSIS));
+        if cmd.p1 & P1_GETRESPONSE_OK == 0 {
+            let out = {
+                let mut auth = self.auth.lock().unwrap_or_else(PoisonError::into_inner);
+                auth.handle(&cmd.data, env.presence)?
+            };
+            return Ok(self.finish(command, out));
+        }
+        let (tx, rx) = mpsc::channel();
+        let status = Arc::new(AtomicU8::new(STATUS_PROCESSING));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut up = NfcPresence {
+            person: self.person,
+            status: status.clone(),
+            cancel: cancel.clone(),
+        };
+        let (auth, data) = (self.auth.clone(), cmd.data.clone());
+        std::thread::spawn(move || {
+            let mut a = auth.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = tx.send(a.handle(&data, &mut up));
+        });
+        self.pending = Some(Pending {
+            result: rx,
+            status,
+            cancel,
+            command,
+        });
+        self.poll()
+    }
+
+    /// NFCCTAP_GETRESPONSE: the answer if it is ready within
+    /// [`POLL_INTERVAL`], else `9100` with the keepalive status.
+    fn poll(&mut self) -> Result<Response, Interrupt> {
+        let Some(p) = &self.pending else {
+            return Ok(Response::status(sw::CONDITIONS_NOT_SATISFIED));
+        };
+        match p.result.recv_timeout(POLL_INTERVAL) {
+            Ok(result) => {
+                let command = p.command;
+                self.pending = None;
+                let out = result?;
+                Ok(self.finish(command, out))
             }
-            if faults.has(Fault::TruncatedResponse) {
-                let mut out = out;
-                out.truncate(out.len() / 2);
-                return Ok(Response::ok(out));
+            Err(RecvTimeoutError::Timeout) => Ok(Response {
+                data: vec![p.status.load(Ordering::SeqCst)],
+                sw: SW_UPDATE,
+            }),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.pending = None;
+                Ok(Response::status(sw::NO_PRECISE_DIAGNOSIS))
             }
         }
-        Ok(Response::ok(out))
+    }
+
+    /// Cancel a request the host stopped polling and wait for it to end.
+    fn abandon_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            p.cancel.store(true, Ordering::SeqCst);
+            let _ = p.result.recv();
+        }
+    }
+
+    /// The response APDU, with the NFC faults (see [`crate::sim::fault`]).
+    fn finish(&mut self, command: u8, mut out: Vec<u8>) -> Response {
+        let auth = self.auth.lock().unwrap_or_else(PoisonError::into_inner);
+        self.snapshot = Some(auth.save());
+        let faults = &auth.options().faults;
+        if faults.applies_to_ctap(command) {
+            if faults.has(Fault::WrongStatusWord) {
+                return Response::status(sw::NO_PRECISE_DIAGNOSIS);
+            }
+            if faults.has(Fault::TruncatedResponse) {
+                out.truncate(out.len() / 2);
+            }
+        }
+        Response::ok(out)
+    }
+}
+
+/// User presence for a request the host polls for: the status byte says
+/// "user presence needed" while waiting; a cancelling poll ends the wait.
+struct NfcPresence {
+    person: Person,
+    status: Arc<AtomicU8>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl UserPresence for NfcPresence {
+    fn wait_for_touch(&mut self, timeout: Duration) -> TouchOutcome {
+        self.status.store(STATUS_UPNEEDED, Ordering::SeqCst);
+        let cancel = self.cancel.clone();
+        let out = person::wait(self.person, timeout, &mut || cancel.load(Ordering::SeqCst));
+        self.status.store(STATUS_PROCESSING, Ordering::SeqCst);
+        out
     }
 }
 
@@ -68,6 +188,7 @@ impl Applet for FidoApplet {
     /// SELECT answers the version string: "FIDO_2_0" for an authenticator
     /// without U2F (§11.3.3; python-fido2 `CtapPcscDevice._select`).
     fn select(&mut self) -> Response {
+        self.abandon_pending();
         Response::ok(b"FIDO_2_0".to_vec())
     }
 
@@ -77,12 +198,20 @@ impl Applet for FidoApplet {
         }
         match cmd.ins {
             INS_NFCCTAP_MSG => self.msg(cmd, env),
-            INS_NFCCTAP_GETRESPONSE => Ok(Response::status(sw::CONDITIONS_NOT_SATISFIED)),
+            INS_NFCCTAP_GETRESPONSE => {
+                if cmd.p1 == P1_CANCEL
+                    && let Some(p) = &self.pending
+                {
+                    p.cancel.store(true, Ordering::SeqCst);
+                }
+                self.poll()
+            }
             _ => Ok(Response::status(sw::INS_NOT_SUPPORTED)),
         }
     }
 
     fn power_cycle(&mut self) {
+        self.abandon_pending();
         self.auth
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -93,16 +222,18 @@ impl Applet for FidoApplet {
         "fido"
     }
 
+    /// While a request waits for a touch it holds the authenticator; the
+    /// state saved after the last finished request stands in.
     fn save(&self) -> Option<serde_json::Value> {
-        Some(
-            self.auth
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .save(),
-        )
+        match self.auth.try_lock() {
+            Ok(a) => Some(a.save()),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().save()),
+            Err(std::sync::TryLockError::WouldBlock) => self.snapshot.clone(),
+        }
     }
 
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+        self.abandon_pending();
         self.auth
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -111,92 +242,5 @@ impl Applet for FidoApplet {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sim::card::VirtualCard;
-    use crate::sim::person::{Person, PlainPresence};
-    use crate::sim::{Fault, Faults};
-
-    fn card(f: Faults) -> (VirtualCard, PlainPresence) {
-        let mut o = super::super::testutil::opts();
-        o.faults = f;
-        let c = VirtualCard::new(vec![Box::new(FidoApplet::new(&o))]);
-        (c, PlainPresence(Person::Immediate))
-    }
-
-    const SELECT: [u8; 13] = [
-        0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 0x06, 0x47, 0x2F, 0, 0x01,
-    ];
-
-    #[test]
-    fn select_answers_fido_2_0() {
-        let (mut c, mut p) = card(Faults::none());
-        assert_eq!(c.transmit(&SELECT, &mut p).unwrap(), b"FIDO_2_0\x90\x00");
-    }
-
-    #[test]
-    fn nfcctap_msg_carries_ctap() {
-        let (mut c, mut p) = card(Faults::none());
-        c.transmit(&SELECT, &mut p).unwrap();
-        // python-fido2 sends P1=80 (it would take NFCCTAP_GETRESPONSE).
-        let r = c
-            .transmit(&[0x80, 0x10, 0x80, 0x00, 0x01, 0x04, 0x00], &mut p)
-            .unwrap();
-        assert_eq!(&r[..2], [0x00, 0xAE]);
-        assert_eq!(&r[r.len() - 2..], [0x90, 0x00]);
-        let r = c
-            .transmit(&[0x80, 0x10, 0x00, 0x00, 0x01, 0x42], &mut p)
-            .unwrap();
-        assert_eq!(r, [0x01, 0x90, 0x00]);
-        assert_eq!(
-            c.transmit(&[0x00, 0x10, 0, 0, 1, 4], &mut p).unwrap(),
-            [0x6E, 0x00]
-        );
-        assert_eq!(
-            c.transmit(&[0x80, 0x12, 0, 0], &mut p).unwrap(),
-            [0x6D, 0x00]
-        );
-    }
-
-    #[test]
-    fn wrong_status_word_and_truncation_faults() {
-        let (mut c, mut p) = card(Faults::none().with(Fault::WrongStatusWord));
-        c.transmit(&SELECT, &mut p).unwrap();
-        // getInfo is never faulted, selection is not either; clientPIN is.
-        let r = c
-            .transmit(&[0x80, 0x10, 0x00, 0x00, 0x01, 0x04], &mut p)
-            .unwrap();
-        assert_eq!(&r[r.len() - 2..], [0x90, 0x00]);
-        let get_retries = [0x80, 0x10, 0, 0, 6, 0x06, 0xA2, 0x01, 0x02, 0x02, 0x01];
-        assert_eq!(c.transmit(&get_retries, &mut p).unwrap(), [0x6F, 0x00]);
-
-        let (mut c, mut p) = card(Faults::none().with(Fault::TruncatedResponse));
-        c.transmit(&SELECT, &mut p).unwrap();
-        // Whole answer: 00 A2 03 08 04 F4 (6 bytes); half of it arrives.
-        let r = c.transmit(&get_retries, &mut p).unwrap();
-        assert_eq!(r, [0x00, 0xA2, 0x03, 0x90, 0x00]);
-    }
-
-    #[test]
-    fn stall_and_disconnect_interrupt_the_card() {
-        let get_retries = [0x80, 0x10, 0, 0, 6, 0x06, 0xA2, 0x01, 0x02, 0x02, 0x01];
-        for (f, i) in [
-            (Fault::Stall, Interrupt::Stall),
-            (Fault::DisconnectMidCommand, Interrupt::Disconnect),
-        ] {
-            let (mut c, mut p) = card(Faults::none().with(f));
-            c.transmit(&SELECT, &mut p).unwrap();
-            assert_eq!(c.transmit(&get_retries, &mut p), Err(i));
-        }
-    }
-
-    #[test]
-    fn state_saves_and_loads() {
-        let o = super::super::testutil::opts();
-        let mut a = FidoApplet::new(&o);
-        let s = a.save().unwrap();
-        assert!(s.get("pin_retries").is_some());
-        a.load(s).unwrap();
-        assert!(a.load(serde_json::json!({"pin_retries": "x"})).is_err());
-    }
-}
+#[path = "nfc_tests.rs"]
+mod tests;
