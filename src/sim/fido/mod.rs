@@ -8,6 +8,19 @@
 //!
 //! One file per command: [`get_info`], [`client_pin`], [`make_credential`],
 //! [`get_assertion`], [`cred_mgmt`], [`config`], [`reset`] (with selection).
+//!
+//! One key seen over NFC and USB at once:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use keyward::sim::{DeviceProfile, ca::SimCa, device::SimOptions};
+//! use keyward::sim::fido::{Authenticator, ctaphid::HidPipe, nfc::FidoApplet};
+//! # let ca = Arc::new(SimCa::from_seed(SimCa::DEFAULT_SEED).unwrap());
+//! # let opts = SimOptions::new(DeviceProfile::default(), ca);
+//! let auth = Authenticator::shared(&opts);
+//! let applet = FidoApplet::with_authenticator(auth.clone()); // into the VirtualCard
+//! let hid = HidPipe::spawn(auth); // the host drives write_report / read_report
+//! ```
 
 pub mod cbor;
 pub mod client_pin;
