@@ -210,8 +210,9 @@ fn keepalive_while_waiting_for_touch() {
         assert_eq!(r, report(&[0, 0, 0, 1, 0x90, 0, 1, 0x00]));
         break;
     }
+    // One every 100 ms: 4 in 350 ms on an idle machine; allow for load.
     assert!(
-        (3..=5).contains(&keepalives),
+        (2..=6).contains(&keepalives),
         "{keepalives} keepalives in 350 ms"
     );
 }
