@@ -1,7 +1,8 @@
 //! keyward: provision hardware security keys against signed tickets.
 //!
 //! Layers (see DESIGN.md): `sim` holds the virtual keys everything else is
-//! tested on.
+//! tested on; `ticket` verifies signed provisioning tickets.
 
 pub mod cli;
 pub mod sim;
+pub mod ticket;
