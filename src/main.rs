@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     init_logging(cli.global.verbose);
     let result = match cli.command {
         Commands::Sim(args) => keyward::cli::sim::run(args, cli.global.json),
+        Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -26,8 +27,8 @@ fn main() -> ExitCode {
 }
 
 /// Map an error to its documented exit code.
-fn exit_code(_e: &anyhow::Error) -> u8 {
-    exit::FAILURE
+fn exit_code(e: &anyhow::Error) -> u8 {
+    keyward::cli::ticket::exit_code(e).unwrap_or(exit::FAILURE)
 }
 
 fn init_logging(verbose: u8) {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod sim;
+pub mod ticket;
 
 /// Provision hardware security keys (FIDO2, PIV) against signed tickets,
 /// verify their attestation, and keep an auditable ledger of who holds which
@@ -48,6 +49,8 @@ pub enum Commands {
     /// Run a virtual security key (FIDO2 + YubiKey-compatible PIV) in a
     /// vpcd reader of pcscd, or print the simulator's attestation roots
     Sim(sim::SimArgs),
+    /// Make, co-sign, verify and inspect signed provisioning tickets
+    Ticket(ticket::TicketArgs),
 }
 
 impl GlobalArgs {
