@@ -272,9 +272,14 @@ impl SigningKey {
             reason: e.to_string(),
         };
         let pem = match alg {
-            TicketAlg::EdDsa => ed25519_dalek::SigningKey::from_bytes(seed)
-                .to_pkcs8_pem(lf)
-                .map_err(enc)?,
+            // PKCS#8 v1 (no public key member): OpenSSL 3.0 and Python's
+            // cryptography refuse the v2 form ed25519-dalek writes by default.
+            TicketAlg::EdDsa => ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: **seed,
+                public_key: None,
+            }
+            .to_pkcs8_pem(lf)
+            .map_err(enc)?,
             TicketAlg::Es256 => {
                 let sk =
                     p256::SecretKey::from_slice(seed.as_ref()).map_err(|_| KeyError::BadSeed)?;
