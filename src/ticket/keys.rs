@@ -40,6 +40,7 @@ pub enum KeyError {
 }
 
 /// A trusted public key: its algorithm is its type (no algorithm confusion).
+#[non_exhaustive]
 #[derive(Clone, PartialEq, Eq)]
 pub enum PublicKey {
     /// Ed25519 (RFC 8037), used with EdDSA.
