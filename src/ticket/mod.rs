@@ -24,6 +24,7 @@ mod error;
 mod issue;
 mod json;
 mod keys;
+mod ops;
 mod parse;
 mod replay;
 mod trust;
@@ -31,15 +32,14 @@ mod verify;
 
 use serde::Serialize;
 
-pub use claims::{
-    Audience, Claims, Device, Evidence, Fido2Op, MAX_OPS, Op, OpKind, PivOp, Replaces, VERSION,
-};
+pub use claims::{Audience, Claims, Device, Evidence, Replaces, VERSION};
 pub use digest::{
     Fido2ClientData, PIV_BINDING_CONTEXT, TicketDigest, fido2_client_data, piv_binding_digest,
 };
 pub use error::{FailureClass, Part, TicketError};
 pub use issue::{IssueError, cosign, sign_compact, sign_general};
 pub use keys::{KeyError, PublicKey, SigningKey};
+pub use ops::{Fido2Op, MAX_OPS, Op, OpKind, PivOp};
 pub use parse::{Form, Header, MAX_SIGNATURES, RawSignature, RawTicket, parse};
 pub use replay::{MemoryReplayGuard, NoReplayCheck, ReplayError, ReplayGuard};
 pub use trust::{

@@ -13,8 +13,8 @@ use jsonwebtoken::DecodingKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::claims::OpKind;
 use super::keys::{JwkFields, KeyError, PublicKey};
+use super::ops::OpKind;
 
 /// Trust store configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

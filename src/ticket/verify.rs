@@ -8,9 +8,10 @@
 use serde::Serialize;
 use thiserror::Error;
 
-use super::claims::{Claims, OpKind};
+use super::claims::Claims;
 use super::digest::TicketDigest;
 use super::error::TicketError;
+use super::ops::OpKind;
 use super::parse::{self, Form, RawSignature};
 use super::replay::{ReplayError, ReplayGuard};
 use super::trust::{Issuer, Lookup, TrustStore, TrustedKey};
