@@ -210,6 +210,45 @@ fn corpus(k: &Keys) -> Vec<Case> {
             ),
             E::HeaderParameter { name } if name == "cty"
         ),
+        case!(
+            "kid not a string",
+            raw(
+                r#"{"alg":"EdDSA","kid":7,"typ":"keyward-ticket+jwt"}"#,
+                &good_text,
+                &k.ed
+            ),
+            E::Json {
+                part: Part::Header,
+                ..
+            }
+        ),
+        case!(
+            "JSON envelope with escaped payload",
+            general(&dual, &[(&k.ed, "idp-ed"), (&k.es, "idp-es")]).replacen(
+                "\"payload\":\"e",
+                "\"payload\":\"\\u0065",
+                1
+            ),
+            E::Json {
+                part: Part::Envelope,
+                ..
+            }
+        ),
+        case!(
+            "exp after year 9999 (overflow bait)",
+            ed(&with(|m| {
+                m.insert("exp".into(), json!(i64::MAX));
+                m.insert("iat".into(), json!(NOW - 60));
+            })),
+            E::InvalidClaim { claim: "exp", .. }
+        ),
+        case!(
+            "iat before 1970",
+            ed(&with(|m| {
+                m.insert("iat".into(), json!(i64::MIN));
+            })),
+            E::InvalidClaim { claim: "iat", .. }
+        ),
         // --- time ---------------------------------------------------------
         case!(
             "expired",

@@ -9,6 +9,10 @@ use super::json::{self, StrictJsonError};
 use super::ops::{Op, OpKind, check_ops};
 use super::parse::MAX_SIGNATURES;
 
+/// The largest NumericDate accepted (9999-12-31T23:59:59Z): keeps all time
+/// arithmetic far from overflow.
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
+
 /// The ticket format version this build reads and writes (`ver` claim).
 pub const VERSION: u64 = 1;
 
@@ -226,6 +230,11 @@ impl Claims {
                     self.ial
                 ),
             );
+        }
+        for (claim, t) in [("iat", self.iat), ("nbf", self.nbf), ("exp", self.exp)] {
+            if !(0..=MAX_NUMERIC_DATE).contains(&t) {
+                return invalid(claim, "must be a NumericDate between 1970 and 9999");
+            }
         }
         if self.exp <= self.nbf || self.exp <= self.iat {
             return invalid("exp", "must be later than iat and nbf");

@@ -108,6 +108,13 @@ fn parse_compact(text: &str) -> Result<(Vec<u8>, Vec<RawSignature>), TicketError
 }
 
 fn parse_general(text: &str) -> Result<(Vec<u8>, Vec<RawSignature>), TicketError> {
+    // Base64url values and the few member names never need escapes; refusing
+    // them keeps one signed ticket to one byte string (and one digest).
+    if text.contains('\\') {
+        return Err(envelope(
+            "escape sequences are not allowed in the JSON envelope",
+        ));
+    }
     let top = object(text.as_bytes(), Part::Envelope)?;
     let mut payload_b64 = None;
     let mut entries = None;
@@ -235,7 +242,14 @@ fn parse_header(header_b64: &str) -> Result<Header, TicketError> {
     }
     let kid = match members.get("kid") {
         Some(Value::String(k)) if !k.is_empty() && k.len() <= 256 => k.clone(),
-        _ => return Err(TicketError::MissingKid),
+        None => return Err(TicketError::MissingKid),
+        Some(Value::String(k)) if k.is_empty() => return Err(TicketError::MissingKid),
+        Some(_) => {
+            return Err(TicketError::Json {
+                part: Part::Header,
+                reason: "kid must be a string of 1 to 256 characters".into(),
+            });
+        }
     };
     Ok(Header { alg, kid })
 }

@@ -158,7 +158,7 @@ impl Verifier {
         let trusted = replay
             .latest_trusted_time()
             .map_err(TicketError::ReplayStore)?;
-        if let Some(trusted) = trusted.filter(|t| now < t - skew) {
+        if let Some(trusted) = trusted.filter(|t| now < t.saturating_sub(skew)) {
             return Err(TicketError::ClockRollback {
                 now: fmt_time(now),
                 trusted: fmt_time(trusted),
@@ -296,19 +296,19 @@ impl Verifier {
                 max_secs: self.opts.max_lifetime_secs,
             });
         }
-        if c.iat > now + skew {
+        if c.iat > now.saturating_add(skew) {
             return Err(TicketError::IssuedInFuture {
                 iat: fmt_time(c.iat),
                 now: fmt_time(now),
             });
         }
-        if c.nbf > now + skew {
+        if c.nbf > now.saturating_add(skew) {
             return Err(TicketError::NotYetValid {
                 nbf: fmt_time(c.nbf),
                 now: fmt_time(now),
             });
         }
-        if now - skew >= c.exp {
+        if now.saturating_sub(skew) >= c.exp {
             return Err(TicketError::Expired {
                 exp: fmt_time(c.exp),
                 now: fmt_time(now),
