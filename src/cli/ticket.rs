@@ -119,10 +119,15 @@ pub struct IssueArgs {
     /// Lifetime, e.g. 15m, 2h (exp = now + ttl)
     #[arg(long, value_name = "DURATION", default_value = "15m")]
     pub ttl: jiff::SignedDuration,
-    /// What to provision (repeatable):
-    /// fido2:rp_id=DOMAIN[,user=TEXT|,user_b64=B64URL][,name=USERNAME] or
-    /// piv:slot=9a,alg=p256[,pin_policy=once][,touch_policy=always]
-    #[arg(long = "op", value_name = "OP", required = true)]
+    /// What to provision (repeatable); see `--help`.
+    #[arg(
+        long = "op",
+        value_name = "OP",
+        required = true,
+        help = "What to provision (repeatable): \
+                fido2:rp_id=DOMAIN[,user=TEXT|,user_b64=B64URL][,name=USERNAME] or \
+                piv:slot=9a,alg=p256[,pin_policy=once][,touch_policy=always]"
+    )]
     pub ops: Vec<String>,
     /// The device being replaced: serial=N|binding=ID,reason=lost|stolen|damaged|compromised|retired
     #[arg(long, value_name = "SPEC")]
