@@ -89,6 +89,19 @@ fn keygen_issue_verify_and_every_exit_code() {
         .success(),
         "overwrote a key"
     );
+    // --force replaces a world-readable file with a 0600 one.
+    std::fs::write(dir.join("old.key"), "x").unwrap();
+    std::fs::set_permissions(dir.join("old.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let forced = run(keyward()
+        .current_dir(dir)
+        .args(["ticket", "keygen", "--out", "old.key", "--force"]));
+    assert!(forced.status.success());
+    let mode = std::fs::metadata(dir.join("old.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "forced key mode");
 
     assert!(issue(dir, "idp", &["--out", "t.jwt"]).status.success());
     let ok = verify(dir, "t.jwt", &["--now", "2027-01-15T08:05:00Z", "--json"]);

@@ -45,21 +45,29 @@ pub(super) fn keygen(a: KeygenArgs, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Create `path` with `mode`. With `force`, an existing file is removed
+/// first: truncating it would keep its old (maybe world-readable) mode.
 fn write_new(path: &Path, data: &[u8], mode: u32, force: bool) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).mode(mode);
     if force {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot replace {}", path.display()));
+            }
+            _ => {}
+        }
     }
-    let mut f = o.open(path).with_context(|| {
-        format!(
-            "cannot create {} (use --force to overwrite)",
-            path.display()
-        )
-    })?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot create {} (use --force to overwrite)",
+                path.display()
+            )
+        })?;
     f.write_all(data)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
