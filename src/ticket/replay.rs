@@ -60,8 +60,10 @@ pub struct MemoryReplayGuard {
 
 #[derive(Debug, Default)]
 struct State {
-    consumed: HashMap<(String, String), i64>,
+    /// iss → jti → exp. Nested so lookups borrow `&str` without allocating.
+    consumed: HashMap<String, HashMap<String, i64>>,
     latest: Option<i64>,
+    pruned_at: Option<i64>,
 }
 
 /// Entries are kept this long past `exp`, beyond any allowed clock skew.
@@ -81,7 +83,9 @@ impl MemoryReplayGuard {
 
     /// Number of remembered tickets.
     pub fn len(&self) -> usize {
-        self.lock().map(|s| s.consumed.len()).unwrap_or(0)
+        self.lock()
+            .map(|s| s.consumed.values().map(HashMap::len).sum())
+            .unwrap_or(0)
     }
 
     /// Whether no ticket is remembered.
@@ -92,31 +96,62 @@ impl MemoryReplayGuard {
 
 impl ReplayGuard for MemoryReplayGuard {
     fn is_consumed(&self, iss: &str, jti: &str) -> Result<bool, ReplayError> {
-        // Allocation-free lookup would need a borrowed key type; the tuple
-        // costs two small copies, far below a signature check.
         Ok(self
             .lock()?
             .consumed
-            .contains_key(&(iss.to_owned(), jti.to_owned())))
+            .get(iss)
+            .is_some_and(|m| m.contains_key(jti)))
     }
 
     fn consume(&self, iss: &str, jti: &str, exp: i64, now: i64) -> Result<(), ReplayError> {
         let mut s = self.lock()?;
-        s.consumed
-            .retain(|_, e| e.saturating_add(RETAIN_AFTER_EXP_SECS) >= now);
-        let key = (iss.to_owned(), jti.to_owned());
-        if s.consumed.contains_key(&key) {
+        // Forget expired entries at most once a minute of station time, so
+        // consuming stays O(1) amortised.
+        if s.pruned_at.is_none_or(|p| now.saturating_sub(p) >= 60) {
+            for m in s.consumed.values_mut() {
+                m.retain(|_, e| e.saturating_add(RETAIN_AFTER_EXP_SECS) >= now);
+            }
+            s.consumed.retain(|_, m| !m.is_empty());
+            s.pruned_at = Some(now);
+        }
+        let per_issuer = s.consumed.entry(iss.to_owned()).or_default();
+        if per_issuer.contains_key(jti) {
             return Err(ReplayError::AlreadyConsumed {
-                iss: key.0,
-                jti: key.1,
+                iss: iss.to_owned(),
+                jti: jti.to_owned(),
             });
         }
-        s.consumed.insert(key, exp);
+        per_issuer.insert(jti.to_owned(), exp);
         s.latest = Some(s.latest.map_or(now, |l| l.max(now)));
         Ok(())
     }
 
     fn latest_trusted_time(&self) -> Result<Option<i64>, ReplayError> {
         Ok(self.lock()?.latest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumes_once_per_issuer_and_forgets_long_expired_tickets() {
+        let g = MemoryReplayGuard::new();
+        g.consume("a", "t1", 1_000, 500).unwrap();
+        assert!(g.is_consumed("a", "t1").unwrap());
+        assert!(!g.is_consumed("b", "t1").unwrap());
+        assert!(matches!(
+            g.consume("a", "t1", 1_000, 501),
+            Err(ReplayError::AlreadyConsumed { .. })
+        ));
+        g.consume("b", "t1", 1_000, 502).unwrap();
+        assert_eq!(g.latest_trusted_time().unwrap(), Some(502));
+        // Long after exp (+ retention), the entry is dropped.
+        g.consume("a", "t2", 99_999, 1_000 + RETAIN_AFTER_EXP_SECS + 61)
+            .unwrap();
+        assert!(!g.is_consumed("a", "t1").unwrap());
+        assert!(!g.is_consumed("b", "t1").unwrap());
+        assert_eq!(g.len(), 1);
     }
 }
