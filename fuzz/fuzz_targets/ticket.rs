@@ -20,8 +20,12 @@ use zeroize::Zeroizing;
 const NOW: i64 = 1_800_000_000;
 
 static VERIFIER: LazyLock<Verifier> = LazyLock::new(|| {
-    let ed = SigningKey::generate(TicketAlg::EdDsa, &Zeroizing::new([1; 32])).expect("key").0;
-    let es = SigningKey::generate(TicketAlg::Es256, &Zeroizing::new([2; 32])).expect("key").0;
+    let ed = SigningKey::generate(TicketAlg::EdDsa, &Zeroizing::new([1; 32]))
+        .expect("key")
+        .0;
+    let es = SigningKey::generate(TicketAlg::Es256, &Zeroizing::new([2; 32]))
+        .expect("key")
+        .0;
     let mut trust = TrustStore::default();
     let issuer = IssuerConfig {
         iss: "https://idp.example.com".into(),
