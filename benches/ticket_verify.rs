@@ -123,6 +123,10 @@ fn main() {
         }));
     }
     let (bare, full, replay) = (median(bare), median(full), median(replay));
+    let parse_only = rate(secs / 3.0, || {
+        let raw = parse(black_box(ticket.as_bytes()), DEFAULT_MAX_BYTES).expect("parse");
+        black_box(Claims::from_payload(&raw.payload).expect("claims"));
+    });
     println!(
         "ticket verification, one core, {} byte EdDSA ticket:",
         ticket.len()
@@ -135,6 +139,10 @@ fn main() {
     println!(
         "  verify, replay check (100k set) {replay:>10.0} /s  ({:.0}% of bare)",
         100.0 * replay / bare
+    );
+    println!(
+        "  parse + claims, no signature    {parse_only:>10.0} /s  ({:.1} us per ticket)",
+        1e6 / parse_only
     );
     let ratio = full / bare;
     if ratio < 0.70 {

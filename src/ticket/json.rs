@@ -5,13 +5,15 @@
 //! could mean two things. RFC 7515 §5.2 step 2 and RFC 7519 §7.2 step 4
 //! allow refusing such input; keyward always does. No crate offers this check
 //! on top of serde_json, hence this short visitor: it walks the document once,
-//! allocates only member names, and relies on serde_json's recursion limit
+//! allocates only escaped member names, and relies on serde_json's recursion limit
 //! (128) for depth.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Why [`check`] refused a document.
@@ -79,15 +81,52 @@ impl<'de> Visitor<'de> for NoDup<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
-                *self.0.borrow_mut() = Some(key.clone());
+        // Keys borrow from the input unless they contain escapes; a linear
+        // scan beats hashing for the small objects tickets have, and the
+        // set switches to hashing past 32 members so a hostile object stays
+        // O(n).
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let repeated = if many.is_empty() && few.len() < 32 {
+                let r = few.contains(&key);
+                few.push(key.clone());
+                r
+            } else {
+                if many.is_empty() {
+                    many.extend(few.drain(..));
+                }
+                !many.insert(key.clone())
+            };
+            if repeated {
+                *self.0.borrow_mut() = Some(key.clone().into_owned());
                 return Err(de::Error::custom(format_args!("duplicate member {key:?}")));
             }
             map.next_value_seed(self)?;
         }
         Ok(())
+    }
+}
+
+/// A member name, borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -117,6 +156,19 @@ mod tests {
         assert_eq!(
             check(br#"{"iss":"a","\u0069ss":"b"}"#),
             Err(StrictJsonError::Duplicate("iss".into()))
+        );
+    }
+
+    #[test]
+    fn finds_duplicates_in_large_objects() {
+        let mut doc = String::from("{");
+        for i in 0..100 {
+            doc.push_str(&format!("\"k{i}\":{i},"));
+        }
+        doc.push_str("\"k7\":0}");
+        assert_eq!(
+            check(doc.as_bytes()),
+            Err(StrictJsonError::Duplicate("k7".into()))
         );
     }
 
