@@ -233,3 +233,42 @@ fn help_documents_the_exit_codes() {
         );
     }
 }
+
+#[test]
+fn verify_with_a_trust_store_file() {
+    let d = tempdir();
+    let dir = d.path();
+    keygen(dir, "idp", "eddsa");
+    assert!(issue(dir, "idp", &["--out", "t.jwt"]).status.success());
+    let trust = |revoked: &[&str], ops: &[&str]| {
+        let doc = serde_json::json!({"issuers": [{
+            "iss": "https://idp.example.com",
+            "keys": [{"path": dir.join("idp.pub.jwk"), "approver": "alice"}],
+            "allowed_ops": ops,
+            "not_after": "2030-01-01T00:00:00Z",
+            "revoked_kids": revoked,
+        }]});
+        std::fs::write(dir.join("trust.json"), doc.to_string()).unwrap();
+    };
+    let verify_trust = || {
+        run(keyward().current_dir(dir).args([
+            "ticket",
+            "verify",
+            "t.jwt",
+            "--trust",
+            "trust.json",
+            "--audience",
+            "kiosk-1",
+            "--now",
+            NOW,
+        ]))
+        .status
+        .code()
+    };
+    trust(&[], &["fido2", "piv"]);
+    assert_eq!(verify_trust(), Some(0));
+    trust(&["idp"], &["fido2", "piv"]);
+    assert_eq!(verify_trust(), Some(21), "revoked kid");
+    trust(&[], &["fido2"]);
+    assert_eq!(verify_trust(), Some(25), "issuer may not grant piv");
+}
