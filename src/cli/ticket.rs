@@ -62,8 +62,8 @@ pub enum TicketCommand {
 const VERIFY_AFTER: &str = "\
 Exit status:
   0   valid (the ticket is NOT consumed: consumption happens at enrollment)
-  1   could not run (unreadable file or key, bad --now)
-  2   usage error
+  1   could not run (unreadable file, key or trust store)
+  2   usage error (including a malformed --now)
   20  malformed: size, encoding, JSON, duplicate members, typ, claims
   21  untrusted: alg not allowed, unknown/revoked kid, bad signature,
       wrong issuer, missing or duplicate approvals
