@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Commands::Bindings(cmd) => {
             keyward::cli::ledger::bindings(cmd, &cli.global.db_path(), cli.global.json)
         }
+        Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -29,7 +30,10 @@ fn main() -> ExitCode {
 
 /// Map an error to its documented exit code (`keyward --help` lists them).
 fn exit_code(e: &anyhow::Error) -> u8 {
-    e.downcast_ref::<Failure>().map_or(1, Failure::exit_code)
+    if let Some(f) = e.downcast_ref::<Failure>() {
+        return f.exit_code();
+    }
+    keyward::cli::ticket::exit_code(e).unwrap_or(1)
 }
 
 fn init_logging(verbose: u8) {

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod devices;
 pub mod ledger;
 pub mod sim;
+pub mod ticket;
 
 /// Provision hardware security keys (FIDO2, PIV) against signed tickets,
 /// verify their attestation, and keep an auditable ledger of who holds which
@@ -59,6 +60,8 @@ pub enum Commands {
     /// List and show key bindings recorded in the ledger
     #[command(subcommand)]
     Bindings(ledger::BindingsCommand),
+    /// Make, co-sign, verify and inspect signed provisioning tickets
+    Ticket(ticket::TicketArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).
