@@ -4,6 +4,7 @@
 //! tested on.
 
 pub mod cli;
+pub mod piv;
 pub mod random;
 pub mod sim;
 pub mod store;

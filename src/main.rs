@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Commands::Bindings(cmd) => {
             keyward::cli::ledger::bindings(cmd, &cli.global.db_path(), cli.global.json)
         }
+        Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod ledger;
+pub mod piv;
 pub mod sim;
 
 /// Provision hardware security keys (FIDO2, PIV) against signed tickets,
@@ -55,6 +56,10 @@ pub enum Commands {
     /// List and show key bindings recorded in the ledger
     #[command(subcommand)]
     Bindings(ledger::BindingsCommand),
+    /// Read, check and provision the PIV application of a YubiKey: PIN,
+    /// PUK, management key, on-card keys, attestation, CSR, certificates
+    #[command(subcommand)]
+    Piv(piv::PivCommand),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).

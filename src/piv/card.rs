@@ -1,0 +1,238 @@
+//! Opening a PIV card by reader name, and the access-control commands:
+//! VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER (SP 800-73-4 Part 2
+//! §3.2), management-key mutual authentication (GENERAL AUTHENTICATE,
+//! witness/challenge, Part 2 §3.2.4) and the YubiKey extensions SET PIN
+//! RETRIES (`FA`) and RESET (`FB`) (Yubico, "PIV extensions").
+
+use yubikey::reader::Context;
+use yubikey::{MgmKey, YubiKey};
+
+use super::error::{PivError, Reference, from_yk};
+use super::secret::{ManagementKey, Pin, Puk};
+use super::types::FirmwareVersion;
+
+/// An open session with one PIV card. Dropping it resets the card's
+/// security state (PIN and management-key authentication), as ykman does.
+pub struct PivCard {
+    pub(crate) yk: YubiKey,
+}
+
+impl std::fmt::Debug for PivCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PivCard")
+            .field("reader", &self.reader())
+            .field("serial", &self.serial())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The readers pcscd knows, by name.
+pub fn readers() -> Result<Vec<String>, PivError> {
+    let mut ctx = context()?;
+    let names = match ctx.iter() {
+        Ok(it) => it.map(|r| r.name().into_owned()).collect(),
+        Err(yubikey::Error::PcscError {
+            inner: Some(pcsc::Error::NoReadersAvailable),
+        }) => Vec::new(),
+        Err(e) => return Err(from_yk("listing readers", Reference::None, e)),
+    };
+    Ok(names)
+}
+
+fn context() -> Result<Context, PivError> {
+    Context::open().map_err(|e| from_yk("connecting to pcscd", Reference::None, e))
+}
+
+impl PivCard {
+    /// Open the PIV card in `reader`, or, with `None`, the only PIV card
+    /// present in any reader.
+    pub fn open(reader: Option<&str>) -> Result<Self, PivError> {
+        let mut ctx = context()?;
+        let listed: Vec<_> = match ctx.iter() {
+            Ok(it) => it.collect(),
+            Err(yubikey::Error::PcscError {
+                inner: Some(pcsc::Error::NoReadersAvailable),
+            }) => Vec::new(),
+            Err(e) => return Err(from_yk("listing readers", Reference::None, e)),
+        };
+        if let Some(want) = reader {
+            let r =
+                listed
+                    .iter()
+                    .find(|r| r.name() == want)
+                    .ok_or_else(|| PivError::NoSuchReader {
+                        reader: want.to_string(),
+                        available: listed.iter().map(|r| r.name().into_owned()).collect(),
+                    })?;
+            return r
+                .open()
+                .map(|yk| Self { yk })
+                .map_err(|_| PivError::NotPiv {
+                    reader: want.to_string(),
+                });
+        }
+        let mut found: Vec<YubiKey> = listed.iter().filter_map(|r| r.open().ok()).collect();
+        match found.len() {
+            0 => Err(PivError::NoCard),
+            1 => Ok(Self {
+                yk: found.remove(0),
+            }),
+            _ => {
+                let readers = found.iter().map(|y| y.name().to_string()).collect();
+                // Leave the others' security state alone (the crate's Drop
+                // would reset them).
+                for y in found {
+                    let _ = y.disconnect(pcsc::Disposition::LeaveCard);
+                }
+                Err(PivError::SeveralCards { readers })
+            }
+        }
+    }
+
+    /// The reader the card is in.
+    pub fn reader(&self) -> &str {
+        self.yk.name()
+    }
+
+    /// The device serial (YubiKey GET SERIAL, `00 F8`).
+    pub fn serial(&self) -> u32 {
+        self.yk.serial().0
+    }
+
+    /// The PIV applet version (`00 FD`).
+    pub fn version(&self) -> FirmwareVersion {
+        let v = self.yk.version();
+        FirmwareVersion {
+            major: v.major,
+            minor: v.minor,
+            patch: v.patch,
+        }
+    }
+
+    /// VERIFY the PIN (Part 2 §3.2.1). A wrong PIN reports the tries left.
+    pub fn verify_pin(&mut self, pin: &Pin) -> Result<(), PivError> {
+        self.yk
+            .verify_pin(pin.expose_secret())
+            .map_err(|e| from_yk("PIN verification", Reference::Pin, e))
+    }
+
+    /// Mutual authentication with the management key.
+    pub fn authenticate(&mut self, key: &ManagementKey) -> Result<(), PivError> {
+        let mgm = to_mgm(key)?;
+        self.yk.authenticate(&mgm).map_err(|e| match e {
+            yubikey::Error::AuthenticationError | yubikey::Error::SizeError => {
+                PivError::WrongManagementKey
+            }
+            e => from_yk("management-key authentication", Reference::None, e),
+        })
+    }
+
+    /// CHANGE REFERENCE DATA for the PIN (`00 24 00 80`).
+    pub fn change_pin(&mut self, old: &Pin, new: &Pin) -> Result<(), PivError> {
+        self.yk
+            .change_pin(old.expose_secret(), new.expose_secret())
+            .map_err(|e| from_yk("PIN change", Reference::Pin, e))
+    }
+
+    /// CHANGE REFERENCE DATA for the PUK (`00 24 00 81`).
+    pub fn change_puk(&mut self, old: &Puk, new: &Puk) -> Result<(), PivError> {
+        self.yk
+            .change_puk(old.expose_secret(), new.expose_secret())
+            .map_err(|e| from_yk("PUK change", Reference::Puk, e))
+    }
+
+    /// RESET RETRY COUNTER (`00 2C 00 80`): a new PIN, bought with the PUK.
+    pub fn unblock_pin(&mut self, puk: &Puk, new: &Pin) -> Result<(), PivError> {
+        self.yk
+            .unblock_pin(puk.expose_secret(), new.expose_secret())
+            .map_err(|e| from_yk("PIN unblock", Reference::Puk, e))
+    }
+
+    /// SET PIN RETRIES (`00 FA pin puk`). Needs the management key and the
+    /// PIN; the card then resets the PIN and PUK to their factory values
+    /// (Yubico, "PIV extensions"), so callers set them again afterwards.
+    pub fn set_pin_retries(&mut self, pin_tries: u8, puk_tries: u8) -> Result<(), PivError> {
+        if pin_tries == 0 || puk_tries == 0 {
+            return Err(PivError::Invalid(
+                "retry counts must be 1 to 255".to_string(),
+            ));
+        }
+        self.yk
+            .set_pin_retries(pin_tries, puk_tries)
+            .map_err(|e| match e {
+                yubikey::Error::AuthenticationError => PivError::SecurityStatus {
+                    operation: "setting PIN retries",
+                    needs: "the management key and the PIN",
+                },
+                e => from_yk("setting PIN retries", Reference::None, e),
+            })
+    }
+
+    /// Reset the PIV application to factory state. The card allows it only
+    /// once the PIN and the PUK are both blocked, so this blocks them first
+    /// with values that can never match (`FF`-padding only), as
+    /// `ykman piv reset` does. Destroys every key and certificate.
+    pub fn danger_reset(&mut self) -> Result<(), PivError> {
+        const NEVER: [u8; 8] = [0xFF; 8];
+        for _ in 0..256 {
+            match self.yk.verify_pin(&NEVER) {
+                Err(yubikey::Error::WrongPin { tries: 0 }) | Err(yubikey::Error::PinLocked) => {
+                    break;
+                }
+                Err(yubikey::Error::WrongPin { .. }) => {}
+                Ok(()) => return Err(PivError::ResetRefused),
+                Err(e) => return Err(from_yk("blocking the PIN", Reference::Pin, e)),
+            }
+        }
+        self.yk
+            .block_puk()
+            .map_err(|e| from_yk("blocking the PUK", Reference::Puk, e))?;
+        self.yk.reset_device().map_err(|e| match e {
+            yubikey::Error::GenericError => PivError::ResetRefused,
+            e => from_yk("reset", Reference::None, e),
+        })
+    }
+
+    /// Read a data object (GET DATA, Part 2 §3.1.2); `None` if absent.
+    pub(crate) fn read_object(
+        &mut self,
+        id: u32,
+        operation: &'static str,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, PivError> {
+        match self.yk.fetch_object(id) {
+            Ok(b) => Ok(Some(b)),
+            Err(yubikey::Error::NotFound) => Ok(None),
+            Err(yubikey::Error::GenericError) => Err(PivError::SecurityStatus {
+                operation,
+                needs: "the PIN",
+            }),
+            Err(e) => Err(from_yk(operation, Reference::None, e)),
+        }
+    }
+
+    /// Write a data object (PUT DATA, Part 2 §3.3.2); empty deletes it.
+    pub(crate) fn write_object(
+        &mut self,
+        id: u32,
+        data: &mut [u8],
+        operation: &'static str,
+    ) -> Result<(), PivError> {
+        self.yk.save_object(id, data).map_err(|e| match e {
+            yubikey::Error::AuthenticationError => PivError::SecurityStatus {
+                operation,
+                needs: "the management key",
+            },
+            e => from_yk(operation, Reference::None, e),
+        })
+    }
+}
+
+/// The crate's key type, built only at the moment of use.
+pub(crate) fn to_mgm(key: &ManagementKey) -> Result<MgmKey, PivError> {
+    MgmKey::from_bytes(key.expose_secret(), Some(key.algorithm().to_yk())).map_err(|_| {
+        PivError::BadSecretFormat {
+            what: "management key",
+            rule: "the length its algorithm needs",
+        }
+    })
+}
