@@ -74,9 +74,7 @@ impl PivCard {
         let mut found: Vec<YubiKey> = listed.iter().filter_map(|r| r.open().ok()).collect();
         match found.len() {
             0 => Err(PivError::NoCard),
-            1 => Ok(Self {
-                yk: found.remove(0),
-            }),
+            1 => Ok(Self::opened(found.remove(0))),
             _ => {
                 let readers = found.iter().map(|y| y.name().to_string()).collect();
                 // Leave the others' security state alone (the crate's Drop
@@ -87,6 +85,17 @@ impl PivCard {
                 Err(PivError::SeveralCards { readers })
             }
         }
+    }
+
+    fn opened(yk: YubiKey) -> Self {
+        let card = Self { yk };
+        tracing::debug!(
+            reader = card.reader(),
+            serial = card.serial(),
+            version = %card.version(),
+            "opened PIV card"
+        );
+        card
     }
 
     /// The reader the card is in.
