@@ -122,7 +122,7 @@ impl PivCard {
     pub fn verify_pin(&mut self, pin: &Pin) -> Result<(), PivError> {
         self.yk
             .verify_pin(pin.expose_secret())
-            .map_err(|e| from_yk("PIN verification", Reference::Pin, e))
+            .map_err(|e| self.yk_err("PIN verification", Reference::Pin, e))
     }
 
     /// Mutual authentication with the management key.
@@ -132,7 +132,7 @@ impl PivCard {
             yubikey::Error::AuthenticationError | yubikey::Error::SizeError => {
                 PivError::WrongManagementKey
             }
-            e => from_yk("management-key authentication", Reference::None, e),
+            e => self.yk_err("management-key authentication", Reference::None, e),
         })
     }
 
@@ -140,21 +140,21 @@ impl PivCard {
     pub fn change_pin(&mut self, old: &Pin, new: &Pin) -> Result<(), PivError> {
         self.yk
             .change_pin(old.expose_secret(), new.expose_secret())
-            .map_err(|e| from_yk("PIN change", Reference::Pin, e))
+            .map_err(|e| self.yk_err("PIN change", Reference::Pin, e))
     }
 
     /// CHANGE REFERENCE DATA for the PUK (`00 24 00 81`).
     pub fn change_puk(&mut self, old: &Puk, new: &Puk) -> Result<(), PivError> {
         self.yk
             .change_puk(old.expose_secret(), new.expose_secret())
-            .map_err(|e| from_yk("PUK change", Reference::Puk, e))
+            .map_err(|e| self.yk_err("PUK change", Reference::Puk, e))
     }
 
     /// RESET RETRY COUNTER (`00 2C 00 80`): a new PIN, bought with the PUK.
     pub fn unblock_pin(&mut self, puk: &Puk, new: &Pin) -> Result<(), PivError> {
         self.yk
             .unblock_pin(puk.expose_secret(), new.expose_secret())
-            .map_err(|e| from_yk("PIN unblock", Reference::Puk, e))
+            .map_err(|e| self.yk_err("PIN unblock", Reference::Puk, e))
     }
 
     /// SET PIN RETRIES (`00 FA pin puk`). Needs the management key and the
@@ -173,7 +173,7 @@ impl PivCard {
                     operation: "setting PIN retries",
                     needs: "the management key and the PIN",
                 },
-                e => from_yk("setting PIN retries", Reference::None, e),
+                e => self.yk_err("setting PIN retries", Reference::None, e),
             })
     }
 
@@ -190,15 +190,15 @@ impl PivCard {
                 }
                 Err(yubikey::Error::WrongPin { .. }) => {}
                 Ok(()) => return Err(PivError::ResetRefused),
-                Err(e) => return Err(from_yk("blocking the PIN", Reference::Pin, e)),
+                Err(e) => return Err(self.yk_err("blocking the PIN", Reference::Pin, e)),
             }
         }
         self.yk
             .block_puk()
-            .map_err(|e| from_yk("blocking the PUK", Reference::Puk, e))?;
+            .map_err(|e| self.yk_err("blocking the PUK", Reference::Puk, e))?;
         self.yk.reset_device().map_err(|e| match e {
             yubikey::Error::GenericError => PivError::ResetRefused,
-            e => from_yk("reset", Reference::None, e),
+            e => self.yk_err("reset", Reference::None, e),
         })
     }
 
@@ -215,7 +215,7 @@ impl PivCard {
                 operation,
                 needs: "the PIN",
             }),
-            Err(e) => Err(from_yk(operation, Reference::None, e)),
+            Err(e) => Err(self.yk_err(operation, Reference::None, e)),
         }
     }
 
@@ -231,8 +231,45 @@ impl PivCard {
                 operation,
                 needs: "the management key",
             },
-            e => from_yk(operation, Reference::None, e),
+            e => self.yk_err(operation, Reference::None, e),
         })
+    }
+}
+
+impl PivCard {
+    /// Translate a crate error; a failure the crate could not explain
+    /// (it turns a lost card's empty response into "generic error") is
+    /// reported as a removal when the reader no longer holds a card.
+    pub(crate) fn yk_err(
+        &self,
+        operation: &'static str,
+        r: Reference,
+        e: yubikey::Error,
+    ) -> PivError {
+        let mapped = from_yk(operation, r, e);
+        if matches!(mapped, PivError::Device { .. }) && !card_present(self.reader()) {
+            return PivError::CardRemoved { operation };
+        }
+        mapped
+    }
+}
+
+/// Whether pcscd still sees a card in `reader` (SCardGetStatusChange with
+/// a zero timeout).
+fn card_present(reader: &str) -> bool {
+    let Ok(ctx) = pcsc::Context::establish(pcsc::Scope::System) else {
+        return false;
+    };
+    let Ok(name) = std::ffi::CString::new(reader) else {
+        return false;
+    };
+    let mut rs = [pcsc::ReaderState::new(
+        name.as_c_str(),
+        pcsc::State::UNAWARE,
+    )];
+    match ctx.get_status_change(std::time::Duration::ZERO, &mut rs) {
+        Ok(()) => rs[0].event_state().contains(pcsc::State::PRESENT),
+        Err(_) => false,
     }
 }
 

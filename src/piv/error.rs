@@ -130,7 +130,7 @@ pub enum PivError {
     #[error("{0}")]
     Invalid(String),
     /// Any other failure of the card or of pcscd.
-    #[error("{operation} failed: {source}")]
+    #[error("{operation} failed")]
     Device {
         /// The operation.
         operation: &'static str,

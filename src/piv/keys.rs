@@ -12,7 +12,7 @@ use yubikey::certificate::yubikey_signer::{Rsa2048, Signer, YubiRsa};
 use yubikey::piv::{self, AlgorithmId, SlotAlgorithmId};
 
 use super::card::PivCard;
-use super::error::{PivError, Reference, from_yk};
+use super::error::{PivError, Reference};
 use super::tlv;
 use super::types::{KeyAlgorithm, PinPolicy, Slot, TouchPolicy};
 
@@ -69,7 +69,7 @@ impl PivCard {
                     "{algorithm} with PIN policy {pin_policy} and touch policy {touch_policy}"
                 ),
             },
-            e => from_yk("key generation", Reference::None, e),
+            e => self.yk_err("key generation", Reference::None, e),
         })?;
         spki.to_der()
             .map_err(|e| PivError::Invalid(format!("card returned a bad public key: {e}")))
@@ -100,7 +100,7 @@ impl PivCard {
         let slot_certificate = piv::attest(&mut self.yk, yk_slot(slot)?)
             .map_err(|e| match e {
                 yubikey::Error::GenericError => PivError::SlotEmpty { slot },
-                e => from_yk("attestation", Reference::None, e),
+                e => self.yk_err("attestation", Reference::None, e),
             })?
             .to_vec();
         let f9 = self
@@ -192,7 +192,7 @@ impl PivCard {
                 });
             }
         }
-        .map_err(|e| sign_error(&e))?;
+        .map_err(|e| sign_error(self, &e))?;
         req.to_der()
             .map_err(|e| PivError::Invalid(format!("CSR encoding: {e}")))
     }
@@ -210,7 +210,7 @@ fn bad_key(_: yubikey::Error) -> PivError {
 }
 
 /// The builder wraps the card's error in `signature::Error`; find it again.
-fn sign_error(e: &x509_cert::builder::Error) -> PivError {
+fn sign_error(card: &PivCard, e: &x509_cert::builder::Error) -> PivError {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {
         if let Some(yk) = s.downcast_ref::<yubikey::Error>() {
@@ -219,7 +219,7 @@ fn sign_error(e: &x509_cert::builder::Error) -> PivError {
                     operation: "signing the CSR",
                     needs: "the PIN (and a touch, if the slot's touch policy asks)",
                 },
-                e => from_yk("signing the CSR", Reference::None, *e),
+                e => card.yk_err("signing the CSR", Reference::None, *e),
             };
         }
         src = s.source();

@@ -7,7 +7,7 @@ use yubikey::MgmKey;
 use yubikey::piv::{ManagementSlotId, SlotAlgorithmId, SlotId};
 
 use super::card::{PivCard, to_mgm};
-use super::error::{PivError, Reference, from_yk};
+use super::error::{PivError, Reference};
 use super::objects::{self, MgmtStorage, OBJ_PIVMAN_PROTECTED};
 use super::secret::{ManagementKey, Pin};
 use super::types::MgmtAlgorithm;
@@ -123,7 +123,7 @@ impl PivCard {
         // SET MANAGEMENT KEY (`00 FF FF FF`), then protected data `88{89 key}`
         // and the pivman flag `02`, salt removed: the crate does all three.
         mgm.set_protected(&mut self.yk)
-            .map_err(|e| from_yk("setting the management key", Reference::None, e))?;
+            .map_err(|e| self.yk_err("setting the management key", Reference::None, e))?;
         self.verify_pin(pin)?;
         let stored = objects::protected_key(self, algorithm)?;
         if objects::mgmt_storage(self)? != MgmtStorage::PinProtected

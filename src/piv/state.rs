@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use yubikey::piv::{self, ManagementSlotId, SlotAlgorithmId, SlotId};
 
 use super::card::PivCard;
-use super::error::{PivError, Reference, from_yk};
+use super::error::{PivError, Reference};
 use super::objects::{self, Ccc, Chuid, MgmtStorage};
 use super::types::{FirmwareVersion, MgmtAlgorithm, PinPolicy, Slot, TouchPolicy, algorithm_name};
 
@@ -122,7 +122,7 @@ impl PivCard {
             None => self
                 .yk
                 .get_pin_retries()
-                .map_err(|e| from_yk("reading PIN retries", Reference::None, e))?,
+                .map_err(|e| self.yk_err("reading PIN retries", Reference::None, e))?,
         };
         let management_key_algorithm = match mgm.as_ref().map(|m| m.algorithm) {
             Some(SlotAlgorithmId::Management(a)) => MgmtAlgorithm::from_yk(a),
@@ -172,7 +172,7 @@ impl PivCard {
         match piv::metadata(&mut self.yk, slot) {
             Ok(m) => Ok(Some(m)),
             Err(yubikey::Error::NotFound) | Err(yubikey::Error::NotSupported) => Ok(None),
-            Err(e) => Err(from_yk("reading metadata", Reference::None, e)),
+            Err(e) => Err(self.yk_err("reading metadata", Reference::None, e)),
         }
     }
 
