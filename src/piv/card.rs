@@ -64,12 +64,9 @@ impl PivCard {
                         reader: want.to_string(),
                         available: listed.iter().map(|r| r.name().into_owned()).collect(),
                     })?;
-            return r
-                .open()
-                .map(|yk| Self { yk })
-                .map_err(|_| PivError::NotPiv {
-                    reader: want.to_string(),
-                });
+            return r.open().map(Self::opened).map_err(|_| PivError::NotPiv {
+                reader: want.to_string(),
+            });
         }
         let mut found: Vec<YubiKey> = listed.iter().filter_map(|r| r.open().ok()).collect();
         match found.len() {
