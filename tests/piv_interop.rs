@@ -18,13 +18,44 @@ fn keyward_operates_a_card_ykman_set_up() {
         let dir = tempdir();
         let d = dir.path();
         let sim = start_sim(&["--piv", "--firmware", fw]);
-        ykman(&sim, &["piv", "access", "change-pin", "-P", "123456", "-n", "11223344"]);
-        ykman(&sim, &["piv", "access", "change-puk", "-p", "12345678", "-n", "55667788"]);
         ykman(
             &sim,
             &[
-                "piv", "access", "change-management-key", "-m", MGMT, "-a", "aes256",
-                "--protect", "-P", "11223344", "-f",
+                "piv",
+                "access",
+                "change-pin",
+                "-P",
+                "123456",
+                "-n",
+                "11223344",
+            ],
+        );
+        ykman(
+            &sim,
+            &[
+                "piv",
+                "access",
+                "change-puk",
+                "-p",
+                "12345678",
+                "-n",
+                "55667788",
+            ],
+        );
+        ykman(
+            &sim,
+            &[
+                "piv",
+                "access",
+                "change-management-key",
+                "-m",
+                MGMT,
+                "-a",
+                "aes256",
+                "--protect",
+                "-P",
+                "11223344",
+                "-f",
             ],
         );
         let s = info(&sim);
@@ -39,8 +70,15 @@ fn keyward_operates_a_card_ykman_set_up() {
         kw_ok(
             &sim,
             &[
-                "provision", "--slot", "9a", "--algorithm", "p256", "--subject", "CN=from ykman",
-                "--out-dir", out.to_str().unwrap(),
+                "provision",
+                "--slot",
+                "9a",
+                "--algorithm",
+                "p256",
+                "--subject",
+                "CN=from ykman",
+                "--out-dir",
+                out.to_str().unwrap(),
             ],
             "11223344\n",
         );
@@ -64,11 +102,18 @@ fn ykman_operates_a_card_keyward_set_up() {
         let sim = start_sim(&["--piv", "--firmware", fw]);
         kw_ok(&sim, &["change-pin"], "123456\n31415926\n");
         kw_ok(&sim, &["change-puk"], "12345678\n27182818\n");
-        kw_ok(&sim, &["rotate-management-key", "--algorithm", alg], "31415926\n");
+        kw_ok(
+            &sim,
+            &["rotate-management-key", "--algorithm", alg],
+            "31415926\n",
+        );
         kw_ok(&sim, &["write-ids"], "31415926\n");
 
         let y = ykman(&sim, &["piv", "info"]);
-        assert!(y.contains(&format!("Management key algorithm: {yk_alg}")), "{y}");
+        assert!(
+            y.contains(&format!("Management key algorithm: {yk_alg}")),
+            "{y}"
+        );
         assert!(
             y.contains("Management key is stored on the YubiKey, protected by PIN"),
             "{y}"
@@ -78,10 +123,25 @@ fn ykman_operates_a_card_keyward_set_up() {
         // ykman fetches the stored key with the PIN and generates and
         // certifies a key with it.
         let public = path(d, "9d.pub.pem");
-        ykman(&sim, &["piv", "keys", "generate", "-P", "31415926", "-a", "ECCP384", "9d", &public]);
         ykman(
             &sim,
-            &["piv", "certificates", "generate", "-P", "31415926", "-s", "CN=by ykman", "9d", &public],
+            &[
+                "piv", "keys", "generate", "-P", "31415926", "-a", "ECCP384", "9d", &public,
+            ],
+        );
+        ykman(
+            &sim,
+            &[
+                "piv",
+                "certificates",
+                "generate",
+                "-P",
+                "31415926",
+                "-s",
+                "CN=by ykman",
+                "9d",
+                &public,
+            ],
         );
         let s = info(&sim);
         let slot9d = &s["slots"][2];
@@ -89,10 +149,29 @@ fn ykman_operates_a_card_keyward_set_up() {
         assert_eq!(slot9d["certificate"]["subject"], "CN=by ykman", "{s}");
         assert_eq!(slot9d["certificate"]["matches_key"], true, "{s}");
         // ykman's PIN change keeps keyward's stored key usable.
-        ykman(&sim, &["piv", "access", "change-pin", "-P", "31415926", "-n", "27272727"]);
+        ykman(
+            &sim,
+            &[
+                "piv",
+                "access",
+                "change-pin",
+                "-P",
+                "31415926",
+                "-n",
+                "27272727",
+            ],
+        );
         kw_ok(
             &sim,
-            &["provision", "--slot", "9e", "--algorithm", "p256", "--subject", "CN=after"],
+            &[
+                "provision",
+                "--slot",
+                "9e",
+                "--algorithm",
+                "p256",
+                "--subject",
+                "CN=after",
+            ],
             "27272727\n",
         );
     }

@@ -58,7 +58,7 @@ pub enum Commands {
     Bindings(ledger::BindingsCommand),
     /// Read, check and provision the PIV application of a YubiKey: PIN,
     /// PUK, management key, on-card keys, attestation, CSR, certificates
-    #[command(subcommand)]
+    #[command(subcommand, after_help = piv::AFTER_HELP)]
     Piv(piv::PivCommand),
 }
 

@@ -19,6 +19,26 @@ use crate::piv::{
     MgmtSource, Pin, PinPolicy, PivCard, PivError, Puk, Slot, TouchPolicy,
 };
 
+/// Shown after `keyward piv --help`.
+pub const AFTER_HELP: &str = "\
+Secrets (PIN, PUK, management key) are never taken from the command line:
+  --pin-fd N, --puk-fd N, --new-fd N, --management-key-fd N  read one line each
+  from descriptor N (several may share one: one line per secret, in the order
+  the command asks); without them keyward prompts without echo on a terminal,
+  or reads lines from stdin.
+
+Typical first provisioning (see docs/piv.md):
+  keyward piv check
+  keyward piv change-pin --generate      # prints the new PIN on stdout
+  keyward piv change-puk --generate
+  keyward piv rotate-management-key --algorithm aes256
+  keyward piv provision --slot 9a --algorithm p256 --pin-policy once \\
+      --touch-policy always --subject 'CN=Ada Lovelace' --out-dir ./9a
+  keyward piv import-cert --slot 9a issued.pem
+
+Exit codes: 0 ok, 1 failure (wrong PIN, drift found, ...), 2 usage,
+3 no card / no such reader, 4 PIN blocked.";
+
 mod input;
 use input::SecretInput;
 
