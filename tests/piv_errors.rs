@@ -211,6 +211,28 @@ fn certificate_for_another_key_and_empty_slot_are_refused() {
         ],
         "123456\n",
     );
+    // A key already there is not destroyed without --overwrite.
+    let args = [
+        "provision",
+        "--slot",
+        "9a",
+        "--algorithm",
+        "p384",
+        "--subject",
+        "CN=y",
+    ];
+    let o = kw(&sim, &args, "123456\n");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("slot 9a already holds a key; pass --overwrite"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(info(&sim)["slots"][0]["key"]["algorithm"], "p256");
+    let mut again = args.to_vec();
+    again.push("--overwrite");
+    kw_ok(&sim, &again, "123456\n");
+    assert_eq!(info(&sim)["slots"][0]["key"]["algorithm"], "p384");
     let (key, cert) = (path(d, "other.key"), path(d, "other.pem"));
     openssl(&[
         "req",

@@ -125,7 +125,8 @@ impl PivCard {
     /// Mutual authentication with the management key.
     pub fn authenticate(&mut self, key: &ManagementKey) -> Result<(), PivError> {
         let mgm = to_mgm(key)?;
-        self.yk.authenticate(&mgm).map_err(|e| match e {
+        let yk = &mut self.yk;
+        guard("management-key authentication", || yk.authenticate(&mgm))?.map_err(|e| match e {
             yubikey::Error::AuthenticationError | yubikey::Error::SizeError => {
                 PivError::WrongManagementKey
             }
@@ -190,9 +191,18 @@ impl PivCard {
                 Err(e) => return Err(self.yk_err("blocking the PIN", Reference::Pin, e)),
             }
         }
-        self.yk
-            .block_puk()
-            .map_err(|e| self.yk_err("blocking the PUK", Reference::Puk, e))?;
+        // Not the crate's `block_puk`: it retries forever on any error other
+        // than "blocked", so a card pulled mid-loop would hang keyward.
+        for _ in 0..256 {
+            match self.yk.change_puk(&NEVER, &NEVER) {
+                Err(yubikey::Error::WrongPin { tries: 0 }) | Err(yubikey::Error::PinLocked) => {
+                    break;
+                }
+                Err(yubikey::Error::WrongPin { .. }) => {}
+                Ok(()) => return Err(PivError::ResetRefused),
+                Err(e) => return Err(self.yk_err("blocking the PUK", Reference::Puk, e)),
+            }
+        }
         self.yk.reset_device().map_err(|e| match e {
             yubikey::Error::GenericError => PivError::ResetRefused,
             e => self.yk_err("reset", Reference::None, e),
@@ -208,10 +218,13 @@ impl PivCard {
         match self.yk.fetch_object(id) {
             Ok(b) => Ok(Some(b)),
             Err(yubikey::Error::NotFound) => Ok(None),
-            Err(yubikey::Error::GenericError) => Err(PivError::SecurityStatus {
-                operation,
-                needs: "the PIN",
-            }),
+            // `6982` and a lost card both come back as a generic error.
+            Err(yubikey::Error::GenericError) if card_present(self.reader()) => {
+                Err(PivError::SecurityStatus {
+                    operation,
+                    needs: "the PIN",
+                })
+            }
             Err(e) => Err(self.yk_err(operation, Reference::None, e)),
         }
     }
@@ -268,6 +281,17 @@ fn card_present(reader: &str) -> bool {
         Ok(()) => rs[0].event_state().contains(pcsc::State::PRESENT),
         Err(_) => false,
     }
+}
+
+/// Run a crate call that indexes device responses without checking their
+/// length (`authenticate` slices `data()[4..]`, `piv::attest` reads
+/// `data()[0]`): a short answer from a faulty card becomes an error, not a
+/// crash of keyward.
+pub(crate) fn guard<T>(operation: &'static str, f: impl FnOnce() -> T) -> Result<T, PivError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| PivError::Device {
+        operation,
+        source: "the card's answer was too short (the yubikey crate panicked on it)".into(),
+    })
 }
 
 /// The crate's key type, built only at the moment of use.

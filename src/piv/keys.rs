@@ -11,7 +11,7 @@ use x509_cert::request::RequestBuilder;
 use yubikey::certificate::yubikey_signer::{Rsa2048, Signer, YubiRsa};
 use yubikey::piv::{self, AlgorithmId, SlotAlgorithmId};
 
-use super::card::PivCard;
+use super::card::{PivCard, guard};
 use super::error::{PivError, Reference};
 use super::tlv;
 use super::types::{KeyAlgorithm, PinPolicy, Slot, TouchPolicy};
@@ -97,7 +97,9 @@ impl PivCard {
 
     /// ATTEST the key in `slot` and read the F9 certificate.
     pub fn attest(&mut self, slot: Slot) -> Result<Attestation, PivError> {
-        let slot_certificate = piv::attest(&mut self.yk, yk_slot(slot)?)
+        let yk_slot = yk_slot(slot)?;
+        let yk = &mut self.yk;
+        let slot_certificate = guard("attestation", || piv::attest(yk, yk_slot))?
             .map_err(|e| match e {
                 yubikey::Error::GenericError => PivError::SlotEmpty { slot },
                 e => self.yk_err("attestation", Reference::None, e),
