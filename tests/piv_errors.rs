@@ -306,3 +306,27 @@ fn set_retries_and_reset() {
     assert_eq!(s["pin_retries"], 3);
     assert!(s["slots"][3]["key"].is_null(), "{s}");
 }
+
+#[test]
+fn pin_change_refused_while_the_management_key_is_pin_derived() {
+    if !rig() {
+        return;
+    }
+    let dir = common::tempdir();
+    let sim = start_sim(&["--piv", "--firmware", "5.4.3"]);
+    // pivman data with a PBKDF2 salt (tag 82): the deprecated scheme.
+    let data = path(dir.path(), "pivman.bin");
+    let mut raw = vec![0x80, 0x12, 0x82, 0x10];
+    raw.extend([0x5A; 16]);
+    std::fs::write(&data, raw).unwrap();
+    ykman(
+        &sim,
+        &["piv", "objects", "import", "-m", MGMT, "5FFF00", &data],
+    );
+    assert_eq!(info(&sim)["management_key_storage"], "pin-derived");
+    let o = kw(&sim, &["change-pin"], "123456\n654321\n");
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("derived from it"), "{}", stderr(&o));
+    assert_eq!(info(&sim)["pin_is_default"], true);
+}

@@ -410,8 +410,11 @@ fn done(json: bool, what: &str, new: &NewSecret, value: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn report(json: bool, doc: serde_json::Value, text: &str) -> Result<()> {
+fn report(json: bool, mut doc: serde_json::Value, text: &str) -> Result<()> {
     if json {
+        if let Some(map) = doc.as_object_mut() {
+            map.insert("schema_version".into(), 1.into());
+        }
         println!("{doc}");
     } else {
         println!("{text}");

@@ -135,7 +135,12 @@ impl PivCard {
     }
 
     /// CHANGE REFERENCE DATA for the PIN (`00 24 00 80`).
+    ///
+    /// Refused on a card whose management key is derived from the PIN
+    /// (the deprecated pivman PBKDF2 scheme): a new PIN would silently
+    /// change the management key.
     pub fn change_pin(&mut self, old: &Pin, new: &Pin) -> Result<(), PivError> {
+        self.refuse_pin_derived()?;
         self.yk
             .change_pin(old.expose_secret(), new.expose_secret())
             .map_err(|e| self.yk_err("PIN change", Reference::Pin, e))
@@ -150,9 +155,21 @@ impl PivCard {
 
     /// RESET RETRY COUNTER (`00 2C 00 80`): a new PIN, bought with the PUK.
     pub fn unblock_pin(&mut self, puk: &Puk, new: &Pin) -> Result<(), PivError> {
+        self.refuse_pin_derived()?;
         self.yk
             .unblock_pin(puk.expose_secret(), new.expose_secret())
             .map_err(|e| self.yk_err("PIN unblock", Reference::Puk, e))
+    }
+
+    fn refuse_pin_derived(&mut self) -> Result<(), PivError> {
+        if super::objects::mgmt_storage(self)? == super::objects::MgmtStorage::PinDerived {
+            return Err(PivError::NotSupported {
+                what: "changing the PIN while the management key is derived from it \
+                       (deprecated); rotate the management key with ykman first"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// SET PIN RETRIES (`00 FA pin puk`). Needs the management key and the
