@@ -223,7 +223,14 @@ fn info(card: &CardArgs, json: bool) -> Result<()> {
     );
     for slot in &s.slots {
         let key = slot.key.as_ref().map_or("empty".to_string(), |k| {
-            format!("{} ({})", k.algorithm, k.origin.unwrap_or("?"))
+            let policy = |p: Option<String>| p.unwrap_or_else(|| "?".into());
+            format!(
+                "{} ({}, PIN {}, touch {})",
+                k.algorithm,
+                k.origin.unwrap_or("?"),
+                policy(k.pin_policy.map(|p| p.to_string())),
+                policy(k.touch_policy.map(|t| t.to_string())),
+            )
         });
         println!(
             "Slot {} {:<24} key: {key}",
@@ -395,15 +402,16 @@ fn new_value<T>(
 fn done(json: bool, what: &str, new: &NewSecret, value: &[u8]) -> Result<()> {
     let generated = new
         .generate
-        .then(|| String::from_utf8_lossy(value).into_owned());
+        .then(|| zeroize::Zeroizing::new(String::from_utf8_lossy(value).into_owned()));
     if json {
+        let generated = generated.as_ref().map(|g| g.as_str());
         println!(
             "{}",
             json!({"schema_version": 1, "result": what, "generated": generated})
         );
     } else {
         if let Some(g) = &generated {
-            println!("{g}");
+            println!("{}", g.as_str());
         }
         eprintln!("keyward: {what}");
     }

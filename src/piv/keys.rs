@@ -202,6 +202,17 @@ impl PivCard {
 
 use der::referenced::OwnedToRef;
 
+/// The content of a certificate object as ykman and yubico-piv-tool write
+/// it: certificate `70`, CertInfo `71` = `00` (not compressed), empty LRC
+/// `FE` (SP 800-73-4 Part 1 Appendix A, Table 10 "X.509 Certificate for PIV
+/// Authentication").
+pub fn certificate_body(cert_der: &[u8]) -> Vec<u8> {
+    let mut body = tlv::encode(0x70, cert_der);
+    body.extend(tlv::encode(0x71, &[0x00]));
+    body.extend(tlv::encode(0xFE, &[]));
+    body
+}
+
 fn yk_slot(slot: Slot) -> Result<piv::SlotId, PivError> {
     slot.to_yk()
         .ok_or_else(|| PivError::Invalid(format!("{slot} is not a key slot")))
@@ -232,6 +243,16 @@ fn sign_error(card: &PivCard, e: &x509_cert::builder::Error) -> PivError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_body_bytes() {
+        assert_eq!(
+            hex::encode_upper(certificate_body(&[0x30, 0x03, 0x02, 0x01, 0x05])),
+            "7005300302010571010 0FE00".replace(' ', "")
+        );
+        let long = certificate_body(&[0u8; 300]);
+        assert_eq!(&long[..4], &[0x70, 0x82, 0x01, 0x2C]);
+    }
 
     #[test]
     fn certificate_objects_per_sp800_73_4_table_3() {

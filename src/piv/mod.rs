@@ -26,7 +26,7 @@ mod types;
 pub use card::{PivCard, readers};
 pub use drift::{DriftFact, DriftPolicy, DriftReport};
 pub use error::PivError;
-pub use keys::{Attestation, OBJ_ATTESTATION_F9, certificate_object};
+pub use keys::{Attestation, OBJ_ATTESTATION_F9, certificate_body, certificate_object};
 pub use mgmt::MgmtSource;
 pub use objects::{Ccc, Chuid, MgmtStorage, build_ccc, build_chuid};
 pub use secret::{DEFAULT_MGMT_KEY, DEFAULT_PIN, DEFAULT_PUK, ManagementKey, Pin, Puk};
