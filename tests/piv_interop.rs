@@ -9,12 +9,10 @@ mod piv_support;
 use common::{rig, start_sim, tempdir};
 use piv_support::*;
 
-#[test]
-fn keyward_operates_a_card_ykman_set_up() {
-    if !rig() {
-        return;
-    }
-    for fw in ["5.4.3", "5.7.1"] {
+/// One simulator per test (not a loop of them): back-to-back simulators on
+/// a loaded machine can outlast the rig's 15 s wait for the card.
+fn keyward_on_ykman_card(fw: &str) {
+    {
         let dir = tempdir();
         let d = dir.path();
         let sim = start_sim(&["--piv", "--firmware", fw]);
@@ -91,12 +89,8 @@ fn keyward_operates_a_card_ykman_set_up() {
     }
 }
 
-#[test]
-fn ykman_operates_a_card_keyward_set_up() {
-    if !rig() {
-        return;
-    }
-    for (fw, alg, yk_alg) in [("5.4.3", "aes192", "AES192"), ("5.7.1", "aes256", "AES256")] {
+fn ykman_on_keyward_card(fw: &str, alg: &str, yk_alg: &str) {
+    {
         let dir = tempdir();
         let d = dir.path();
         let sim = start_sim(&["--piv", "--firmware", fw]);
@@ -174,5 +168,33 @@ fn ykman_operates_a_card_keyward_set_up() {
             ],
             "27272727\n",
         );
+    }
+}
+
+#[test]
+fn keyward_operates_a_card_ykman_set_up_5_4_3() {
+    if rig() {
+        keyward_on_ykman_card("5.4.3");
+    }
+}
+
+#[test]
+fn keyward_operates_a_card_ykman_set_up_5_7_1() {
+    if rig() {
+        keyward_on_ykman_card("5.7.1");
+    }
+}
+
+#[test]
+fn ykman_operates_a_card_keyward_set_up_5_4_3() {
+    if rig() {
+        ykman_on_keyward_card("5.4.3", "aes192", "AES192");
+    }
+}
+
+#[test]
+fn ykman_operates_a_card_keyward_set_up_5_7_1() {
+    if rig() {
+        ykman_on_keyward_card("5.7.1", "aes256", "AES256");
     }
 }

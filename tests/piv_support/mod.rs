@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::common::{Sim, keyward, venv_bin};
+use crate::common::{Sim, keyward};
 
 /// The factory management key, hex.
 pub const MGMT: &str = "010203040506070801020304050607080102030405060708";
@@ -55,21 +55,9 @@ pub fn info(sim: &Sim) -> serde_json::Value {
     serde_json::from_str(&kw_ok(sim, &["info", "--json"], "")).expect("info JSON")
 }
 
-pub fn ykman(sim: &Sim, args: &[&str]) -> String {
-    crate::common::run_ok(
-        Command::new(venv_bin("ykman"))
-            .args(["-r", sim.reader.name])
-            .args(args),
-    )
-}
-
-pub fn openssl(args: &[&str]) -> String {
-    crate::common::run_ok(Command::new("openssl").args(args))
-}
-
-pub fn path(dir: &Path, name: &str) -> String {
-    dir.join(name).to_string_lossy().into_owned()
-}
+// Not every test file uses every helper.
+#[allow(unused_imports)]
+pub use crate::common::{openssl_ok as openssl, path, ykman};
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
