@@ -281,8 +281,10 @@ impl PivCard {
     }
 }
 
-/// Whether pcscd still sees a card in `reader` (SCardGetStatusChange with
-/// a zero timeout).
+/// Whether pcscd still sees a card in `reader`. Asked after a failure the
+/// crate could not explain: pcscd learns of a removal from its reader
+/// driver a moment after the transmit that failed, so a card still shown
+/// present is watched for up to a second before it is believed.
 fn card_present(reader: &str) -> bool {
     let Ok(ctx) = pcsc::Context::establish(pcsc::Scope::System) else {
         return false;
@@ -294,9 +296,23 @@ fn card_present(reader: &str) -> bool {
         name.as_c_str(),
         pcsc::State::UNAWARE,
     )];
-    match ctx.get_status_change(std::time::Duration::ZERO, &mut rs) {
-        Ok(()) => rs[0].event_state().contains(pcsc::State::PRESENT),
-        Err(_) => false,
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let mut timeout = std::time::Duration::ZERO;
+    loop {
+        match ctx.get_status_change(timeout, &mut rs) {
+            Ok(()) => {}
+            Err(pcsc::Error::Timeout) => return true,
+            Err(_) => return false,
+        }
+        if !rs[0].event_state().contains(pcsc::State::PRESENT) {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        rs[0].sync_current_state();
+        timeout = left;
     }
 }
 
