@@ -170,3 +170,88 @@ impl std::fmt::Display for DriftFact {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::piv::objects::MgmtStorage;
+    use crate::piv::state::{DeviceState, KeyState, SlotState};
+
+    fn state(defaults: Option<bool>, alg: MgmtAlgorithm, version: &str) -> DeviceState {
+        DeviceState {
+            schema_version: 1,
+            reader: "r".into(),
+            serial: 7,
+            version: version.parse().unwrap(),
+            pin_retries: 3,
+            pin_retries_total: Some(3),
+            pin_is_default: defaults,
+            puk_retries: Some(3),
+            puk_retries_total: Some(3),
+            puk_is_default: defaults,
+            management_key_algorithm: alg,
+            management_key_is_default: defaults,
+            management_key_touch: Some(false),
+            management_key_storage: MgmtStorage::Manual,
+            slots: Slot::PROVISIONABLE
+                .into_iter()
+                .map(|slot| SlotState {
+                    slot,
+                    purpose: slot.purpose(),
+                    key: None,
+                    certificate: None,
+                })
+                .collect(),
+            chuid: None,
+            ccc: None,
+        }
+    }
+
+    #[test]
+    fn factory_5_4_3_card_reports_every_fact() {
+        let mut s = state(Some(true), MgmtAlgorithm::TripleDes, "5.4.3");
+        s.slots[1].key = Some(KeyState {
+            algorithm: "p256",
+            origin: Some("generated"),
+            pin_policy: None,
+            touch_policy: None,
+            public_key_sha256: None,
+        });
+        let r = DriftReport::check(&s, &DriftPolicy::default());
+        assert_eq!(
+            r.facts,
+            vec![
+                DriftFact::DefaultPin,
+                DriftFact::DefaultPuk,
+                DriftFact::DefaultManagementKey,
+                DriftFact::ManagementKeyAlgorithm {
+                    algorithm: MgmtAlgorithm::TripleDes
+                },
+                DriftFact::FirmwareBelowMinimum {
+                    found: "5.4.3".parse().unwrap(),
+                    minimum: "5.7.0".parse().unwrap()
+                },
+                DriftFact::SlotInUse {
+                    slot: Slot::Signature,
+                    key: true,
+                    certificate: false
+                },
+            ]
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["facts"][4]["fact"], "firmware-below-minimum");
+        assert_eq!(json["facts"][4]["found"], "5.4.3");
+        assert_eq!(json["facts"][5]["slot"], "9c");
+    }
+
+    #[test]
+    fn provisioned_card_is_clean_and_unknown_defaults_are_a_fact() {
+        let s = state(Some(false), MgmtAlgorithm::Aes256, "5.7.1");
+        assert!(DriftReport::check(&s, &DriftPolicy::default()).is_clean());
+        let s = state(None, MgmtAlgorithm::Aes256, "5.7.1");
+        assert_eq!(
+            DriftReport::check(&s, &DriftPolicy::default()).facts,
+            vec![DriftFact::DefaultsUnknown]
+        );
+    }
+}
