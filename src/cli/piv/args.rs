@@ -116,8 +116,8 @@ pub enum PivCommand {
         /// Subject of the CSR (RFC 4514, e.g. "CN=Ada Lovelace,O=Example")
         #[arg(long, value_name = "DN")]
         subject: String,
-        /// Write <slot>.pub.pem, <slot>.attestation.pem, f9.pem and
-        /// <slot>.csr.pem here
+        /// Write 9a.pub.pem, 9a.attestation.pem, f9.pem and 9a.csr.pem
+        /// here (named after the slot)
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
         /// Replace a key already in the slot (it is destroyed)
@@ -145,7 +145,7 @@ pub enum PivCommand {
         /// Slot of the key
         #[arg(long, value_parser = parse::<Slot>)]
         slot: Slot,
-        /// Write <slot>.attestation.pem and f9.pem here
+        /// Write 9a.attestation.pem (named after the slot) and f9.pem here
         #[arg(long, value_name = "DIR")]
         out_dir: PathBuf,
     },
