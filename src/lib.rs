@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod detect;
+pub mod piv;
 pub mod random;
 pub mod sim;
 pub mod store;

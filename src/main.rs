@@ -18,6 +18,7 @@ fn main() -> ExitCode {
             keyward::cli::ledger::bindings(cmd, &cli.global.db_path(), cli.global.json)
         }
         Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
+        Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,10 +39,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
-        1 => "keyward=info,warn",
-        2 => "keyward=debug,info",
-        _ => "keyward=trace,debug",
+        // The yubikey crate reports card errors that keyward already turns
+        // into typed errors with advice; its own lines would only confuse.
+        0 => "warn,yubikey=off",
+        1 => "keyward=info,warn,yubikey=off",
+        2 => "keyward=debug,info,yubikey=off",
+        _ => "keyward=trace,debug,yubikey=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

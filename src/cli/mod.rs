@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod devices;
 pub mod ledger;
+pub mod piv;
 pub mod sim;
 pub mod ticket;
 
@@ -62,6 +63,10 @@ pub enum Commands {
     Bindings(ledger::BindingsCommand),
     /// Make, co-sign, verify and inspect signed provisioning tickets
     Ticket(ticket::TicketArgs),
+    /// Read, check and provision the PIV application of a YubiKey: PIN,
+    /// PUK, management key, on-card keys, attestation, CSR, certificates
+    #[command(subcommand, after_help = piv::AFTER_HELP)]
+    Piv(piv::PivCommand),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).
