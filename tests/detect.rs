@@ -166,23 +166,41 @@ fn expect_arrival(rx: &Receiver<DeviceEvent>, reader: &str, serial: u32) {
     }
 }
 
+/// A leased reader with no card in it.
+fn free_reader() -> common::Reader {
+    let r = common::lease_reader();
+    assert!(
+        common::wait_card(r.name, false, Duration::from_secs(10)),
+        "{} stays occupied",
+        r.name
+    );
+    r
+}
+
+/// A detector with no HID devices (an empty sysfs).
+fn detector() -> (Detector, Receiver<DeviceEvent>, tempfile::TempDir) {
+    let empty = common::tempdir();
+    let hid = HidMonitor::new(
+        empty.path().into(),
+        empty.path().into(),
+        Duration::from_secs(1),
+    );
+    let (det, rx) = Detector::start(hid, Duration::from_millis(150));
+    (det, rx, empty)
+}
+
 #[test]
 fn pcsc_monitor_sees_simulators_arrive_identified_and_leave_on_two_readers() {
     if !common::rig() {
         return;
     }
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
-    let empty = common::tempdir();
-    let (det, rx) = Detector::start(
-        HidMonitor::new(
-            empty.path().into(),
-            empty.path().into(),
-            Duration::from_secs(1),
-        ),
-        Duration::from_millis(150),
-    );
-    let mut a = common::start_sim(&["--serial", "1001"]);
-    let mut b = common::start_sim(&["--serial", "1002"]);
+    // Lease both readers and let any card of an earlier test leave them
+    // before the monitor starts: it must see ours arrive, not theirs go.
+    let (ra, rb) = (free_reader(), free_reader());
+    let (det, rx, _empty) = detector();
+    let mut a = common::start_sim_on(ra, &["--serial", "1001"]);
+    let mut b = common::start_sim_on(rb, &["--serial", "1002"]);
     expect_arrival(&rx, a.reader.name, 1001);
     expect_arrival(&rx, b.reader.name, 1002);
     a.stop();
@@ -208,16 +226,9 @@ fn pcsc_monitor_survives_a_pcscd_restart() {
         return;
     }
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
-    let empty = common::tempdir();
-    let (det, rx) = Detector::start(
-        HidMonitor::new(
-            empty.path().into(),
-            empty.path().into(),
-            Duration::from_secs(1),
-        ),
-        Duration::from_millis(150),
-    );
-    let sim = common::start_sim(&["--serial", "2001"]);
+    let reader = free_reader();
+    let (det, rx, _empty) = detector();
+    let sim = common::start_sim_on(reader, &["--serial", "2001"]);
     expect_arrival(&rx, sim.reader.name, 2001);
     assert!(
         std::process::Command::new("pkill")
@@ -324,6 +335,7 @@ fn devices_watch_prints_one_json_event_per_line() {
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
     use std::io::BufRead;
     let empty = common::tempdir();
+    let reader = free_reader();
     let mut watch = common::keyward()
         .args(["--json", "devices", "watch", "--sysfs"])
         .arg(empty.path())
@@ -344,7 +356,7 @@ fn devices_watch_prints_one_json_event_per_line() {
             }
         }
     });
-    let mut sim = common::start_sim(&["--piv", "--serial", "5001"]);
+    let mut sim = common::start_sim_on(reader, &["--piv", "--serial", "5001"]);
     let want = format!("pcsc:{}", sim.reader.name);
     let mine = |rx: &Receiver<String>| loop {
         let line = rx

@@ -177,7 +177,7 @@ pub fn probe_reader_settled(ctx: &pcsc::Context, reader: &str) -> Result<Identit
     let mut tries = 0;
     loop {
         match probe_reader(ctx, reader) {
-            Err(e) if e.is_transient() && tries < 5 => {
+            Err(e) if e.is_transient() && tries < 10 => {
                 tracing::debug!(error = %e, reader, "card still settling; probing again");
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(100));

@@ -278,14 +278,22 @@ impl PcscMonitor {
             })
             .map_err(|_| ())?;
             if self.identify {
-                let ev = match probe_reader_settled(ctx, &reader) {
-                    Ok(identity) => DeviceEvent::Identified { id, identity },
-                    Err(e) => DeviceEvent::Error {
-                        id: Some(id),
-                        message: super::error_chain(&e),
-                    },
-                };
-                sink.send(ev).map_err(|_| ())?;
+                match probe_reader_settled(ctx, &reader) {
+                    Ok(identity) => sink
+                        .send(DeviceEvent::Identified { id, identity })
+                        .map_err(|_| ())?,
+                    // The card left while we probed: its removal follows
+                    // from the next status change, which says it better.
+                    Err(e) if e.is_transient() => {
+                        tracing::debug!(error = %e, "card left during identification")
+                    }
+                    Err(e) => sink
+                        .send(DeviceEvent::Error {
+                            id: Some(id),
+                            message: super::error_chain(&e),
+                        })
+                        .map_err(|_| ())?,
+                }
             }
         }
         Ok(())

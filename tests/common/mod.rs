@@ -114,13 +114,30 @@ pub fn start_sim(extra: &[&str]) -> Sim {
 
 pub fn start_sim_on(reader: Reader, extra: &[&str]) -> Sim {
     wait_card(reader.name, false, Duration::from_secs(10));
-    let child = keyward()
-        .args(["sim", "--vpcd", &reader.addr()])
-        .args(extra)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn keyward sim");
+    let spawn = |reader: &Reader| {
+        keyward()
+            .args(["sim", "--vpcd", &reader.addr()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn keyward sim")
+    };
+    let child = spawn(&reader);
     let mut sim = Sim { reader, child };
+    if wait_card(sim.reader.name, true, Duration::from_secs(10)) {
+        return sim;
+    }
+    // Rarely, under heavy load, the vpcd driver does not take the new
+    // connection (a stale one from a killed simulator in its backlog):
+    // re-insert the card once, as a person would.
+    eprintln!(
+        "card did not appear in {:?} within 10 s; re-inserting it",
+        sim.reader.name
+    );
+    let _ = sim.child.kill();
+    let _ = sim.child.wait();
+    wait_card(sim.reader.name, false, Duration::from_secs(10));
+    sim.child = spawn(&sim.reader);
     if !wait_card(sim.reader.name, true, Duration::from_secs(15)) {
         let status = sim.child.try_wait();
         panic!(
