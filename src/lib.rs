@@ -4,6 +4,8 @@
 //! tested on.
 
 pub mod cli;
+pub mod ctap;
 pub mod random;
 pub mod sim;
 pub mod store;
+pub mod transport;
