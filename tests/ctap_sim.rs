@@ -6,8 +6,10 @@
 //! and delete credentials → changePIN.
 
 mod common;
+mod ctap_common;
 
-use std::sync::Arc;
+use ctap_common::{mem_client, sim_opts};
+
 use std::time::Duration;
 
 use keyward::ctap::commands::client_pin::permission as perm;
@@ -16,38 +18,8 @@ use keyward::ctap::commands::cred_mgmt::command_for;
 use keyward::ctap::commands::get_assertion::GetAssertion;
 use keyward::ctap::commands::make_credential::{MakeCredential, User};
 use keyward::ctap::{Ctap2, Pin, PinProtocol, StatusCode};
-use keyward::sim::ca::SimCa;
-use keyward::sim::device::{SimDevice, SimOptions};
-use keyward::sim::fido::ctaphid::{HidError, HidPipe};
-use keyward::sim::DeviceProfile;
-use keyward::transport::ctaphid::CtapHid;
-use keyward::transport::mem::{self, FnReports};
+use keyward::transport::Transport;
 use keyward::transport::pcsc::PcscTransport;
-use keyward::transport::{Transport, TransportError};
-
-/// The simulator's HID pipe as in-memory report I/O (the client itself
-/// knows nothing of the simulator).
-pub fn pipe_io(pipe: HidPipe) -> impl keyward::transport::ctaphid::ReportIo {
-    let w = pipe.writer();
-    FnReports::new(
-        move |r: &[u8; 64]| w.write_report(r).map_err(|_| TransportError::Disconnected),
-        move |t: Duration| match pipe.read_report(t) {
-            Ok(r) => Ok(Some(r)),
-            Err(HidError::Timeout) => Ok(None),
-            Err(_) => Err(TransportError::Disconnected),
-        },
-    )
-}
-
-pub fn sim_opts() -> SimOptions {
-    let ca = Arc::new(SimCa::from_seed(SimCa::DEFAULT_SEED).expect("CA"));
-    SimOptions::new(DeviceProfile::default(), ca)
-}
-
-pub fn mem_client(opts: &SimOptions) -> Ctap2<CtapHid<impl keyward::transport::ctaphid::ReportIo>> {
-    let pipe = SimDevice::new(opts).hid().expect("FIDO2 profile");
-    Ctap2::new(mem::open(pipe_io(pipe), Duration::from_secs(2)).expect("CTAPHID_INIT"))
-}
 
 fn sequence<T: Transport>(c: &mut Ctap2<T>) {
     let pin = Pin::from("123456");
@@ -64,18 +36,29 @@ fn sequence<T: Transport>(c: &mut Ctap2<T>) {
 
     // Protocol 1, then protocol 2 (the token the rest uses).
     let t1 = c
-        .pin_token(PinProtocol::V1, &pin, Some(perm::MAKE_CREDENTIAL), Some("corp.example"))
+        .pin_token(
+            PinProtocol::V1,
+            &pin,
+            Some(perm::MAKE_CREDENTIAL),
+            Some("corp.example"),
+        )
         .expect("token with protocol 1");
     assert_eq!(t1.token.expose_secret().len(), 32);
-    let all = perm::MAKE_CREDENTIAL | perm::GET_ASSERTION | perm::CREDENTIAL_MGMT | perm::AUTHENTICATOR_CFG;
+    let all = perm::MAKE_CREDENTIAL
+        | perm::GET_ASSERTION
+        | perm::CREDENTIAL_MGMT
+        | perm::AUTHENTICATOR_CFG;
     let tok = c
         .pin_token(PinProtocol::V2, &pin, Some(all), Some("corp.example"))
         .expect("token with protocol 2");
     // The protocol-1 token was replaced.
-    let e = c.config(&ConfigCommand::EnableEnterpriseAttestation, Some(&t1)).unwrap_err();
+    let e = c
+        .config(&ConfigCommand::EnableEnterpriseAttestation, Some(&t1))
+        .unwrap_err();
     assert_eq!(e.status(), Some(StatusCode::PinAuthInvalid));
 
-    c.config(&ConfigCommand::EnableEnterpriseAttestation, Some(&tok)).expect("enableEA");
+    c.config(&ConfigCommand::EnableEnterpriseAttestation, Some(&tok))
+        .expect("enableEA");
     assert_eq!(c.get_info().unwrap().option("ep"), Some(true));
 
     let min = ConfigCommand::SetMinPinLength {
@@ -87,13 +70,19 @@ fn sequence<T: Transport>(c: &mut Ctap2<T>) {
     let info = c.get_info().unwrap();
     assert_eq!(info.min_pin_length, Some(8));
     assert_eq!(info.force_pin_change, Some(true));
-    let e = c.pin_token(PinProtocol::V2, &pin, Some(all), None).unwrap_err();
+    let e = c
+        .pin_token(PinProtocol::V2, &pin, Some(all), None)
+        .unwrap_err();
     assert_eq!(e.status(), Some(StatusCode::PinPolicyViolation));
 
     let mc = MakeCredential {
         client_data_hash: [0x5A; 32],
         rp_id: "corp.example".into(),
-        user: User { id: b"emp-1".to_vec(), name: Some("emp".into()), display_name: None },
+        user: User {
+            id: b"emp-1".to_vec(),
+            name: Some("emp".into()),
+            display_name: None,
+        },
         algorithms: vec![-7],
         cred_protect: Some(2),
         rk: Some(true),
@@ -104,7 +93,11 @@ fn sequence<T: Transport>(c: &mut Ctap2<T>) {
     assert_eq!(att.fmt, "packed");
     assert_eq!(att.ep_att, Some(true));
     assert!(att.auth_data.user_present() && att.auth_data.user_verified());
-    let ext = att.auth_data.extensions.as_ref().expect("credProtect output");
+    let ext = att
+        .auth_data
+        .extensions
+        .as_ref()
+        .expect("credProtect output");
     assert!(format!("{ext:?}").contains("credProtect"));
     let cred_id = att.credential_id().unwrap().to_vec();
 
@@ -112,7 +105,15 @@ fn sequence<T: Transport>(c: &mut Ctap2<T>) {
     // 2.1 §6.1.2), and forcePINChange blocks new tokens until changePIN: the
     // assertion proves the credential with user presence (credProtect 2
     // allows that with an allow list).
-    let e = c.get_assertion(&GetAssertion { rp_id: "corp.example".into(), ..GetAssertion::default() }, Some(&tok)).unwrap_err();
+    let e = c
+        .get_assertion(
+            &GetAssertion {
+                rp_id: "corp.example".into(),
+                ..GetAssertion::default()
+            },
+            Some(&tok),
+        )
+        .unwrap_err();
     assert_eq!(e.status(), Some(StatusCode::UnauthorizedPermission));
     let ga = GetAssertion {
         rp_id: "corp.example".into(),
@@ -140,11 +141,16 @@ fn sequence<T: Transport>(c: &mut Ctap2<T>) {
     c.delete_credential(cmd, &cred_id, &tok).expect("delete");
 
     let new = Pin::from("87654321");
-    c.change_pin(PinProtocol::V2, &pin, &new).expect("changePIN");
+    c.change_pin(PinProtocol::V2, &pin, &new)
+        .expect("changePIN");
     assert_eq!(c.get_info().unwrap().force_pin_change, Some(false));
-    let e = c.pin_token(PinProtocol::V1, &pin, Some(all), None).unwrap_err();
+    let e = c
+        .pin_token(PinProtocol::V1, &pin, Some(all), None)
+        .unwrap_err();
     assert_eq!(e.status(), Some(StatusCode::PinInvalid));
-    let cm = c.pin_token(PinProtocol::V1, &new, Some(perm::CREDENTIAL_MGMT), None).expect("token with the new PIN");
+    let cm = c
+        .pin_token(PinProtocol::V1, &new, Some(perm::CREDENTIAL_MGMT), None)
+        .expect("token with the new PIN");
     assert_eq!(c.creds_metadata(cmd, &cm).unwrap().0, 0);
     assert!(c.enumerate_rps(cmd, &cm).unwrap().is_empty());
 }
@@ -178,8 +184,12 @@ fn sequence_over_pcscd_short_apdus() {
         return;
     }
     let sim = common::start_sim(&["--fido2"]);
-    let t = PcscTransport::open(sim.reader.name, Some(keyward::transport::pcsc::ApduMode::Short), Duration::from_secs(5))
-        .expect("SELECT");
+    let t = PcscTransport::open(
+        sim.reader.name,
+        Some(keyward::transport::pcsc::ApduMode::Short),
+        Duration::from_secs(5),
+    )
+    .expect("SELECT");
     let mut c = Ctap2::new(t);
     sequence(&mut c);
 }

@@ -135,27 +135,46 @@ type Exchange = Result<Vec<u8>, pcsc::Error>;
 
 /// The card handle on its own thread (see the module docs).
 struct Worker {
-    tx: Sender<Vec<u8>>,
+    tx: Option<Sender<Vec<u8>>>,
     rx: Receiver<Exchange>,
+    thread: Option<std::thread::JoinHandle<()>>,
     spent: bool,
+}
+
+impl Drop for Worker {
+    /// Close the card handle before returning, so the next user of the
+    /// reader finds it released; a worker stuck on a stalled card is left
+    /// behind.
+    fn drop(&mut self) {
+        self.tx = None;
+        if !self.spent
+            && let Some(t) = self.thread.take()
+        {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Worker {
     fn spawn(card: Card) -> Worker {
         let (tx, apdus) = mpsc::channel::<Vec<u8>>();
         let (answers, rx) = mpsc::channel();
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
             for apdu in apdus {
                 let r = card.transmit(&apdu, &mut buf).map(<[u8]>::to_vec);
                 if answers.send(r).is_err() {
-                    return;
+                    break;
                 }
             }
+            // Unpower on the way out, as pyscard does: the key sees a
+            // power cycle, like a tap leaving the field.
+            let _ = card.disconnect(pcsc::Disposition::UnpowerCard);
         });
         Worker {
-            tx,
+            tx: Some(tx),
             rx,
+            thread: Some(thread),
             spent: false,
         }
     }
@@ -170,6 +189,8 @@ impl Worker {
             return Err(TransportError::Disconnected);
         }
         self.tx
+            .as_ref()
+            .ok_or(TransportError::Disconnected)?
             .send(apdu.to_vec())
             .map_err(|_| TransportError::Disconnected)?;
         let mut resp = match self.rx.recv_timeout(timeout) {
@@ -180,6 +201,11 @@ impl Worker {
             }
             Err(RecvTimeoutError::Disconnected) => return Err(TransportError::Disconnected),
         };
+        if resp.is_empty() {
+            // vpcd (and readers losing the card mid-command) hand back an
+            // empty answer when the card went away.
+            return Err(TransportError::Disconnected);
+        }
         if resp.len() < 2 {
             return Err(TransportError::Framing(
                 "response APDU without a status word",
