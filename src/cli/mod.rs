@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod fido;
 pub mod ledger;
 pub mod sim;
 
@@ -55,6 +56,8 @@ pub enum Commands {
     /// List and show key bindings recorded in the ledger
     #[command(subcommand)]
     Bindings(ledger::BindingsCommand),
+    /// Inspect and manage a FIDO2 key: info, PIN, reset, credentials, config
+    Fido(fido::FidoArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).
