@@ -16,7 +16,7 @@ use crate::ctap::commands::config::ConfigCommand;
 use crate::ctap::commands::cred_mgmt::command_for;
 use crate::ctap::commands::get_info::Info;
 use crate::ctap::{Ctap2, Error as CtapError, Pin, PinProtocol, StatusCode};
-use crate::transport::{Transport, TransportError, hidraw, pcsc};
+use crate::transport::{Transport, hidraw, pcsc};
 
 /// `keyward fido ...`
 #[derive(Debug, Args)]
@@ -333,12 +333,10 @@ fn open(sel: Option<&str>) -> Result<Box<dyn Transport>> {
         }
     }
     for r in &readers {
-        match pcsc::PcscTransport::open(r, None, Duration::from_secs(5)) {
-            Ok(t) => {
-                names.push(r.clone());
-                found.push(Box::new(t));
-            }
-            Err(TransportError::StatusWord(_)) | Err(_) => {}
+        // Readers whose card has no FIDO applet answer SELECT with an error.
+        if let Ok(t) = pcsc::PcscTransport::open(r, None, Duration::from_secs(5)) {
+            names.push(r.clone());
+            found.push(Box::new(t));
         }
     }
     match found.len() {

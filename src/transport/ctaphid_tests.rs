@@ -58,6 +58,7 @@ fn assembler_rejects_bad_sequences_and_skips_other_channels() {
 /// A scripted device: answers each written INIT/CBOR with queued reports.
 type Script = Arc<Mutex<(Vec<Report>, VecDeque<Report>)>>;
 
+#[allow(clippy::type_complexity)]
 fn scripted(
     replies: Vec<Vec<Report>>,
 ) -> (
