@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod ctap;
+pub mod detect;
 pub mod random;
 pub mod sim;
 pub mod store;
