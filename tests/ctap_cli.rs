@@ -15,20 +15,38 @@ fn info_json_document_and_pin_from_fd() {
         .args(["fido", "--device", sim.reader.name, "info", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["schema"], 1);
     assert_eq!(doc["transport"], "pcsc");
     assert_eq!(doc["device"], sim.reader.name);
     assert_eq!(doc["aaguid"], "6b657977-6172-642d-7369-6d2d6669646f");
-    assert!(doc["versions"].as_array().unwrap().iter().any(|v| v == "FIDO_2_1"));
+    assert!(
+        doc["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "FIDO_2_1")
+    );
     assert_eq!(doc["options"]["clientPin"], false);
     assert!(doc["firmware_version"].is_u64());
     assert!(doc.get("pin_retries").is_some());
 
     // The PIN goes in on fd 0 (--pin-fd 0), never in argv.
     let mut child = common::keyward()
-        .args(["fido", "--device", sim.reader.name, "--pin-fd", "0", "pin", "set"])
+        .args([
+            "fido",
+            "--device",
+            sim.reader.name,
+            "--pin-fd",
+            "0",
+            "pin",
+            "set",
+        ])
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();

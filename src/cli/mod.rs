@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub mod fido;
 pub mod devices;
+pub mod fido;
 pub mod ledger;
 pub mod sim;
 
