@@ -17,7 +17,10 @@ use keyward::transport::{KeepaliveStatus, Transport, TransportError};
 fn mc() -> MakeCredential {
     MakeCredential {
         rp_id: "example.com".into(),
-        user: User { id: vec![1], ..User::default() },
+        user: User {
+            id: vec![1],
+            ..User::default()
+        },
         algorithms: vec![-7],
         ..MakeCredential::default()
     }
@@ -28,7 +31,8 @@ fn prompts<T: Transport>(c: &mut Ctap2<T>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     c.set_status_callback(Box::new(move |st| s.lock().unwrap().push(st)));
-    c.make_credential(&mc(), None).expect("makeCredential after the touch");
+    c.make_credential(&mc(), None)
+        .expect("makeCredential after the touch");
     assert!(seen.lock().unwrap().contains(&KeepaliveStatus::UpNeeded));
 }
 
@@ -44,7 +48,10 @@ fn cancels<T: Transport>(c: &mut Ctap2<T>) {
     let start = Instant::now();
     let e = c.make_credential(&mc(), None).unwrap_err();
     t.join().unwrap();
-    assert!(matches!(e, Error::Transport(TransportError::Cancelled)), "{e:?}");
+    assert!(
+        matches!(e, Error::Transport(TransportError::Cancelled)),
+        "{e:?}"
+    );
     assert!(start.elapsed() < Duration::from_secs(3));
 }
 

@@ -66,4 +66,5 @@ def vector(proto, name):
     }
 
 
-print(json.dumps([vector(PinProtocolV1(), 1), vector(PinProtocolV2(), 2)], indent=1))
+if __name__ == "__main__":
+    print(json.dumps([vector(PinProtocolV1(), 1), vector(PinProtocolV2(), 2)], indent=1))
