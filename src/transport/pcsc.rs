@@ -167,9 +167,10 @@ impl Worker {
                     break;
                 }
             }
-            // Unpower on the way out, as pyscard does: the key sees a
-            // power cycle, like a tap leaving the field.
-            let _ = card.disconnect(pcsc::Disposition::UnpowerCard);
+            // Leave the card as it is: other programs may share it (a PIV
+            // session on the same YubiKey), and probing readers for a FIDO
+            // applet must not reset their cards.
+            let _ = card.disconnect(pcsc::Disposition::LeaveCard);
         });
         Worker {
             tx: Some(tx),
