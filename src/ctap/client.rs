@@ -86,6 +86,8 @@ type StatusFn = Box<dyn FnMut(KeepaliveStatus) + Send>;
 pub struct Ctap2<T: Transport> {
     transport: T,
     timeout: Duration,
+    /// The key's maxMsgSize once getInfo told it (§6.4, 0x05).
+    max_msg_size: Option<usize>,
     on_status: Option<StatusFn>,
     cancel: Option<Arc<AtomicBool>>,
 }
@@ -95,6 +97,7 @@ impl<T: Transport> Ctap2<T> {
         Ctap2 {
             transport,
             timeout: DEFAULT_TIMEOUT,
+            max_msg_size: None,
             on_status: None,
             cancel: None,
         }
@@ -115,6 +118,12 @@ impl<T: Transport> Ctap2<T> {
         self.cancel = Some(flag);
     }
 
+    /// Refuse requests longer than the key's maxMsgSize (set by
+    /// [`Ctap2::get_info`]).
+    pub fn set_max_msg_size(&mut self, n: Option<usize>) {
+        self.max_msg_size = n;
+    }
+
     pub fn transport(&self) -> &T {
         &self.transport
     }
@@ -126,6 +135,14 @@ impl<T: Transport> Ctap2<T> {
     /// Send `command` with `params`; the decoded body, if any.
     pub fn call(&mut self, command: u8, params: Option<&Value>) -> Result<Option<Value>, Error> {
         let req = request(command, params);
+        if let Some(max) = self.max_msg_size
+            && req.len() > max
+        {
+            return Err(StatusCode::RequestTooLarge.into());
+        }
+        // Wire tracing shows the command byte and sizes only: payloads
+        // carry PIN material (clientPIN) and are never logged.
+        tracing::trace!(target: "keyward::wire", command, request_len = req.len(), "CTAP request");
         let mut noop = |_| {};
         let f: &mut dyn FnMut(KeepaliveStatus) = match self.on_status.as_mut() {
             Some(f) => f,
@@ -136,6 +153,7 @@ impl<T: Transport> Ctap2<T> {
             call = call.cancel_flag(c);
         }
         let resp = self.transport.cbor(&req, &mut call)?;
+        tracing::trace!(target: "keyward::wire", command, status = resp.first().copied(), response_len = resp.len(), "CTAP response");
         parse_response(&resp)
     }
 
@@ -143,5 +161,58 @@ impl<T: Transport> Ctap2<T> {
     pub fn call_body(&mut self, command: u8, params: Option<&Value>) -> Result<Value, Error> {
         self.call(command, params)?
             .ok_or(Error::Decode(DecodeError::Empty))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::TransportKind;
+
+    /// Answers every request with a fixed response.
+    struct Canned(Vec<u8>);
+
+    impl Transport for Canned {
+        fn cbor(&mut self, _: &[u8], _: &mut Call<'_>) -> Result<Vec<u8>, TransportError> {
+            Ok(self.0.clone())
+        }
+        fn kind(&self) -> TransportKind {
+            TransportKind::Memory
+        }
+        fn device_name(&self) -> String {
+            "canned".into()
+        }
+    }
+
+    #[test]
+    fn statuses_bodies_and_limits() {
+        assert!(matches!(
+            parse_response(&[]),
+            Err(Error::Decode(DecodeError::Empty))
+        ));
+        assert_eq!(
+            parse_response(&[0x31]).unwrap_err().status(),
+            Some(StatusCode::PinInvalid)
+        );
+        assert_eq!(
+            parse_response(&[0xF3]).unwrap_err().status(),
+            Some(StatusCode::Unknown(0xF3))
+        );
+        assert_eq!(parse_response(&[0x00]).unwrap(), None);
+        assert_eq!(
+            parse_response(&[0x00, 0xA0]).unwrap(),
+            Some(Value::Map(vec![]))
+        );
+        let mut c = Ctap2::new(Canned(vec![0x00]));
+        c.set_max_msg_size(Some(8));
+        let big = Value::Bytes(vec![0; 16]);
+        assert_eq!(
+            c.call(0x01, Some(&big)).unwrap_err().status(),
+            Some(StatusCode::RequestTooLarge)
+        );
+        assert!(matches!(
+            c.call_body(0x04, None),
+            Err(Error::Decode(DecodeError::Empty))
+        ));
     }
 }

@@ -47,15 +47,24 @@ fn hid_err(e: hidapi::HidError) -> TransportError {
 /// Reports through a hidapi device handle.
 pub struct HidrawReports(HidDevice);
 
+/// The buffer hidapi writes: report ID 0 (FIDO devices use none), then
+/// the 64-byte report.
+pub fn output_report(report: &Report) -> [u8; REPORT_LEN + 1] {
+    let mut buf = [0u8; REPORT_LEN + 1];
+    buf[1..].copy_from_slice(report);
+    buf
+}
+
 impl ReportIo for HidrawReports {
     fn write_report(&mut self, report: &Report) -> Result<(), TransportError> {
-        // hidapi wants the report ID first; FIDO devices use none (0).
-        let mut buf = [0u8; REPORT_LEN + 1];
-        buf[1..].copy_from_slice(report);
-        self.0
-            .write(&buf)
-            .map_err(|_| TransportError::Disconnected)?;
-        Ok(())
+        let buf = output_report(report);
+        match self.0.write(&buf) {
+            Ok(n) if n == buf.len() => Ok(()),
+            Ok(_) => Err(TransportError::HidIo(
+                "short write to the hidraw node".into(),
+            )),
+            Err(_) => Err(TransportError::Disconnected),
+        }
     }
 
     fn read_report(&mut self, timeout: Duration) -> Result<Option<Report>, TransportError> {
@@ -80,4 +89,19 @@ pub fn open(path: &str, timeout: Duration) -> Result<CtapHid<HidrawReports>, Tra
         TransportKind::Hid,
         timeout,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_reports_carry_report_id_zero() {
+        let mut r = [0u8; REPORT_LEN];
+        r[0] = 0xFF;
+        r[63] = 0x11;
+        let b = output_report(&r);
+        assert_eq!(b.len(), 65);
+        assert_eq!((b[0], b[1], b[64]), (0x00, 0xFF, 0x11));
+    }
 }

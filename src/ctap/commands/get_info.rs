@@ -131,8 +131,13 @@ pub fn parse(v: &Value) -> Result<Info, DecodeError> {
 
 impl<T: Transport> Ctap2<T> {
     /// authenticatorGetInfo.
+    /// Remembers the key's maxMsgSize for later requests.
     pub fn get_info(&mut self) -> Result<Info, Error> {
-        Ok(parse(&self.call_body(COMMAND, None)?)?)
+        let info = parse(&self.call_body(COMMAND, None)?)?;
+        // CTAP 2.1 §6.4: without maxMsgSize the limit is 1024 bytes.
+        let max = info.max_msg_size.map_or(1024, |n| n as usize);
+        self.set_max_msg_size(Some(max.max(1024)));
+        Ok(info)
     }
 }
 
