@@ -60,6 +60,31 @@ fn info_json_document_and_pin_from_fd() {
     assert_eq!(doc["options"]["clientPin"], true);
     assert_eq!(doc["pin_retries"], 8);
 
+    // PIN-authenticated commands, the PIN again on fd 0.
+    let with_pin = |args: &[&str]| {
+        let mut child = common::keyward()
+            .args(["fido", "--device", sim.reader.name, "--pin-fd", "0"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"123456\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = with_pin(&["config", "enable-enterprise-attestation"]);
+    assert!(out.status.success());
+    let out = with_pin(&["credentials", "list", "--json"]);
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["credentials"], serde_json::json!([]));
+    let out = common::keyward()
+        .args(["fido", "--device", sim.reader.name, "info", "--json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["options"]["ep"], true);
+
     let out = common::keyward()
         .args(["fido", "--device", "no such reader", "info"])
         .output()
