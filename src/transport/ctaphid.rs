@@ -170,7 +170,7 @@ impl<R: ReportIo> CtapHid<R> {
     ) -> Result<CtapHid<R>, TransportError> {
         let mut nonce = [0u8; 8];
         crate::random::fill(&mut nonce);
-        let deadline = Instant::now() + timeout;
+        let deadline = super::Call::new(timeout).deadline();
         for p in packets(BROADCAST_CID, cmd::INIT, &nonce)? {
             io.write_report(&p)?;
         }

@@ -63,8 +63,13 @@ pub struct Call<'a> {
 impl<'a> Call<'a> {
     /// A call that must finish within `timeout`.
     pub fn new(timeout: Duration) -> Call<'a> {
+        let now = Instant::now();
         Call {
-            deadline: Instant::now() + timeout,
+            // A timeout too large for the clock means "no deadline" in
+            // practice: a day.
+            deadline: now
+                .checked_add(timeout)
+                .unwrap_or(now + Duration::from_secs(86_400)),
             on_status: None,
             cancel: None,
         }
