@@ -267,17 +267,20 @@ impl PcscTransport {
         &self.version
     }
 
-    /// One command APDU, following `61xx` with GET RESPONSE.
+    /// One command APDU, following `61xx` with GET RESPONSE, all within
+    /// `timeout`.
     fn exchange(
         &mut self,
         apdu: &[u8],
         timeout: Duration,
     ) -> Result<(Vec<u8>, u16), TransportError> {
-        let (mut data, mut sw) = self.worker.transmit(apdu, timeout)?;
+        let deadline = super::Call::new(timeout).deadline();
+        let left = || deadline.saturating_duration_since(std::time::Instant::now());
+        let (mut data, mut sw) = self.worker.transmit(apdu, left())?;
         while sw >> 8 == 0x61 {
             let (more, next) = self
                 .worker
-                .transmit(&get_response_apdu(sw as u8), timeout)?;
+                .transmit(&get_response_apdu(sw as u8), left())?;
             data.extend_from_slice(&more);
             if data.len() > MAX_MESSAGE {
                 return Err(TransportError::TooLarge(data.len()));
