@@ -278,9 +278,7 @@ impl PcscTransport {
         let left = || deadline.saturating_duration_since(std::time::Instant::now());
         let (mut data, mut sw) = self.worker.transmit(apdu, left())?;
         while sw >> 8 == 0x61 {
-            let (more, next) = self
-                .worker
-                .transmit(&get_response_apdu(sw as u8), left())?;
+            let (more, next) = self.worker.transmit(&get_response_apdu(sw as u8), left())?;
             data.extend_from_slice(&more);
             if data.len() > MAX_MESSAGE {
                 return Err(TransportError::TooLarge(data.len()));
