@@ -4,9 +4,11 @@
 //! tested on; `ticket` verifies signed provisioning tickets.
 
 pub mod cli;
+pub mod ctap;
 pub mod detect;
 pub mod piv;
 pub mod random;
 pub mod sim;
 pub mod store;
 pub mod ticket;
+pub mod transport;

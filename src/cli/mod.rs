@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod devices;
+pub mod fido;
 pub mod ledger;
 pub mod piv;
 pub mod sim;
@@ -67,6 +68,8 @@ pub enum Commands {
     /// PUK, management key, on-card keys, attestation, CSR, certificates
     #[command(subcommand, after_help = piv::AFTER_HELP)]
     Piv(piv::PivCommand),
+    /// Inspect and manage a FIDO2 key: info, PIN, reset, credentials, config
+    Fido(fido::FidoArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).

@@ -1,0 +1,424 @@
+//! `keyward fido`: inspect and manage a FIDO2 key (info, PIN, reset,
+//! discoverable credentials, authenticatorConfig). PINs come from a no-echo
+//! prompt or `--pin-fd`, never from argv. The `--json` document of `info`
+//! is described in docs/fido.md.
+
+use std::io::{BufRead, Read};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use zeroize::Zeroizing;
+
+use super::Failure;
+use crate::ctap::commands::client_pin::permission;
+use crate::ctap::commands::config::ConfigCommand;
+use crate::ctap::commands::cred_mgmt::command_for;
+use crate::ctap::commands::get_info::Info;
+use crate::ctap::{Ctap2, Error as CtapError, Pin, PinProtocol, StatusCode};
+use crate::transport::{Transport, hidraw, pcsc};
+
+/// `keyward fido ...`
+#[derive(Debug, Args)]
+pub struct FidoArgs {
+    /// The key: a hidraw path, a PC/SC reader name, or a serial number; may
+    /// be left out when exactly one FIDO key is present
+    #[arg(long, global = true, value_name = "SEL")]
+    pub device: Option<String>,
+    /// Read PINs from this file descriptor (one per line) instead of a
+    /// prompt
+    #[arg(long, global = true, value_name = "N")]
+    pub pin_fd: Option<i32>,
+    #[command(subcommand)]
+    pub command: FidoCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FidoCommand {
+    /// Show what the key reports (getInfo, PIN retries)
+    Info,
+    /// Set the first PIN, or change it
+    #[command(subcommand)]
+    Pin(PinCommand),
+    /// Erase every FIDO2 credential and the PIN (re-insert the key first)
+    Reset,
+    /// List or delete discoverable credentials
+    #[command(subcommand)]
+    Credentials(CredCommand),
+    /// authenticatorConfig
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PinCommand {
+    /// Set a PIN on a key without one
+    Set,
+    /// Change the PIN (asks for the current one, then the new one)
+    Change,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredCommand {
+    /// List discoverable credentials per relying party
+    List,
+    /// Delete one credential by its ID (hex)
+    Delete {
+        #[arg(value_name = "CREDENTIAL_ID_HEX")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Allow enterprise attestation
+    EnableEnterpriseAttestation,
+    /// Toggle alwaysUv
+    ToggleAlwaysUv,
+    /// Raise the minimum PIN length; optionally force a PIN change
+    MinPinLength {
+        length: u32,
+        #[arg(long)]
+        force_change: bool,
+    },
+}
+
+const TIMEOUT: Duration = Duration::from_secs(35);
+
+/// Run `keyward fido`.
+pub fn run(args: FidoArgs, json: bool) -> Result<()> {
+    let transport = open(args.device.as_deref())?;
+    let mut c = Ctap2::new(transport);
+    c.set_timeout(TIMEOUT);
+    c.set_status_callback(Box::new(|s| {
+        if s == crate::transport::KeepaliveStatus::UpNeeded {
+            eprintln!("Touch your security key.");
+        }
+    }));
+    let mut pins = PinSource::new(args.pin_fd);
+    match args.command {
+        FidoCommand::Info => info(&mut c, json),
+        FidoCommand::Pin(PinCommand::Set) => {
+            let p = proto(&c.get_info().map_err(fail)?);
+            let new = pins.read("New PIN: ")?;
+            c.set_pin(p, &new).map_err(fail)?;
+            eprintln!("PIN set.");
+            Ok(())
+        }
+        FidoCommand::Pin(PinCommand::Change) => {
+            let p = proto(&c.get_info().map_err(fail)?);
+            let old = pins.read("Current PIN: ")?;
+            let new = pins.read("New PIN: ")?;
+            c.change_pin(p, &old, &new).map_err(fail)?;
+            eprintln!("PIN changed.");
+            Ok(())
+        }
+        FidoCommand::Reset => {
+            c.reset().map_err(fail)?;
+            eprintln!("The key is reset.");
+            Ok(())
+        }
+        FidoCommand::Credentials(cmd) => credentials(&mut c, &mut pins, cmd, json),
+        FidoCommand::Config(cmd) => {
+            let info = c.get_info().map_err(fail)?;
+            let cmd = match cmd {
+                ConfigCmd::EnableEnterpriseAttestation => {
+                    ConfigCommand::EnableEnterpriseAttestation
+                }
+                ConfigCmd::ToggleAlwaysUv => ConfigCommand::ToggleAlwaysUv,
+                ConfigCmd::MinPinLength {
+                    length,
+                    force_change,
+                } => ConfigCommand::SetMinPinLength {
+                    new_min_pin_length: Some(length),
+                    min_pin_length_rp_ids: vec![],
+                    force_change_pin: force_change,
+                },
+            };
+            let auth = if info.option("clientPin") == Some(true) {
+                let pin = pins.read("PIN: ")?;
+                Some(
+                    c.pin_token(
+                        proto(&info),
+                        &pin,
+                        Some(permission::AUTHENTICATOR_CFG),
+                        None,
+                    )
+                    .map_err(fail)?,
+                )
+            } else {
+                None
+            };
+            c.config(&cmd, auth.as_ref()).map_err(fail)?;
+            eprintln!("Done.");
+            Ok(())
+        }
+    }
+}
+
+/// Protocol 2 when the key offers it (CTAP 2.1 §6.5.4), else 1.
+fn proto(info: &Info) -> PinProtocol {
+    if info.pin_uv_auth_protocols.contains(&2) {
+        PinProtocol::V2
+    } else {
+        PinProtocol::V1
+    }
+}
+
+/// CTAP errors become exit-code failures where one is documented.
+fn fail(e: CtapError) -> anyhow::Error {
+    match e.status() {
+        Some(StatusCode::PinBlocked) => Failure::PinBlocked(format!("{e}")).into(),
+        _ => anyhow::Error::new(e),
+    }
+}
+
+fn info<T: Transport>(c: &mut Ctap2<T>, json: bool) -> Result<()> {
+    let i = c.get_info().map_err(fail)?;
+    let retries = if i.option("clientPin").is_some() {
+        c.pin_retries().ok().map(|r| r.retries)
+    } else {
+        None
+    };
+    let doc = info_json(
+        &i,
+        retries,
+        c.transport().kind().name(),
+        &c.transport().device_name(),
+    );
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("device:           {}", doc["device"].as_str().unwrap_or(""));
+        println!(
+            "transport:        {}",
+            doc["transport"].as_str().unwrap_or("")
+        );
+        println!("aaguid:           {}", doc["aaguid"].as_str().unwrap_or(""));
+        println!("versions:         {}", i.versions.join(", "));
+        println!("firmware version: {}", doc["firmware_version"]);
+        println!("pin retries:      {}", doc["pin_retries"]);
+        let opts: Vec<String> = i.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("options:          {}", opts.join(" "));
+    }
+    Ok(())
+}
+
+/// The stable `keyward fido info --json` document (docs/fido.md).
+pub fn info_json(
+    i: &Info,
+    pin_retries: Option<u32>,
+    transport: &str,
+    device: &str,
+) -> serde_json::Value {
+    let a = hex::encode(i.aaguid);
+    let aaguid = format!(
+        "{}-{}-{}-{}-{}",
+        &a[..8],
+        &a[8..12],
+        &a[12..16],
+        &a[16..20],
+        &a[20..]
+    );
+    serde_json::json!({
+        "schema": 1,
+        "device": device,
+        "transport": transport,
+        "aaguid": aaguid,
+        "versions": i.versions,
+        "extensions": i.extensions,
+        "options": i.options,
+        "pin_retries": pin_retries,
+        "pin_uv_auth_protocols": i.pin_uv_auth_protocols,
+        "min_pin_length": i.min_pin_length,
+        "force_pin_change": i.force_pin_change,
+        "firmware_version": i.firmware_version,
+        "algorithms": i.algorithms,
+        "remaining_discoverable_credentials": i.remaining_discoverable_credentials,
+    })
+}
+
+fn credentials<T: Transport>(
+    c: &mut Ctap2<T>,
+    pins: &mut PinSource,
+    cmd: CredCommand,
+    json: bool,
+) -> Result<()> {
+    let info = c.get_info().map_err(fail)?;
+    let command = command_for(&info)
+        .ok_or_else(|| anyhow::anyhow!("this key has no credential management"))?;
+    let pin = pins.read("PIN: ")?;
+    let auth = c
+        .pin_token(proto(&info), &pin, Some(permission::CREDENTIAL_MGMT), None)
+        .map_err(fail)?;
+    match cmd {
+        CredCommand::List => {
+            let mut out = Vec::new();
+            for rp in c.enumerate_rps(command, &auth).map_err(fail)? {
+                for cred in c
+                    .enumerate_credentials(command, &rp.rp_id_hash, &auth)
+                    .map_err(fail)?
+                {
+                    out.push(serde_json::json!({
+                        "rp_id": rp.id,
+                        "credential_id": hex::encode(&cred.credential_id),
+                        "user_id": hex::encode(&cred.user_id),
+                        "user_name": cred.user_name,
+                        "cred_protect": cred.cred_protect,
+                    }));
+                }
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"schema": 1, "credentials": out})
+                    )?
+                );
+            } else {
+                for o in out {
+                    println!(
+                        "{}  {}  {}",
+                        o["rp_id"].as_str().unwrap_or("?"),
+                        o["user_name"].as_str().unwrap_or("?"),
+                        o["credential_id"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+        CredCommand::Delete { id } => {
+            let id =
+                hex::decode(&id).map_err(|_| Failure::Usage("credential ID must be hex".into()))?;
+            c.delete_credential(command, &id, &auth).map_err(fail)?;
+            eprintln!("Deleted.");
+            Ok(())
+        }
+    }
+}
+
+/// Open the selected key (see `--device`).
+fn open(sel: Option<&str>) -> Result<Box<dyn Transport>> {
+    if let Some(s) = sel
+        && s.starts_with("/dev/")
+    {
+        return Ok(Box::new(
+            hidraw::open(s, Duration::from_secs(2)).context("opening the hidraw device")?,
+        ));
+    }
+    let hids = hidraw::list().unwrap_or_default();
+    let readers = pcsc::readers().unwrap_or_default();
+    if let Some(s) = sel {
+        if readers.iter().any(|r| r == s) {
+            return Ok(Box::new(pcsc::PcscTransport::open(
+                s,
+                None,
+                Duration::from_secs(5),
+            )?));
+        }
+        if let Some(h) = hids.iter().find(|h| h.serial.as_deref() == Some(s)) {
+            return Ok(Box::new(hidraw::open(&h.path, Duration::from_secs(2))?));
+        }
+        return Err(Failure::NoDevice(format!(
+            "no FIDO key matches {s:?}; `keyward fido info` without --device lists what is there"
+        ))
+        .into());
+    }
+    let mut found: Vec<Box<dyn Transport>> = Vec::new();
+    let mut names = Vec::new();
+    for h in &hids {
+        if let Ok(t) = hidraw::open(&h.path, Duration::from_secs(2)) {
+            names.push(h.path.clone());
+            found.push(Box::new(t));
+        }
+    }
+    for r in &readers {
+        // Readers whose card has no FIDO applet answer SELECT with an error.
+        if let Ok(t) = pcsc::PcscTransport::open(r, None, Duration::from_secs(5)) {
+            names.push(r.clone());
+            found.push(Box::new(t));
+        }
+    }
+    match found.len() {
+        0 => Err(Failure::NoDevice(
+            "no FIDO key found; insert one (or place it on the reader) and retry".into(),
+        )
+        .into()),
+        1 => Ok(found.remove(0)),
+        _ => Err(Failure::Usage(format!(
+            "several FIDO keys are present ({}); pick one with --device",
+            names.join(", ")
+        ))
+        .into()),
+    }
+}
+
+/// Where PINs come from: a file descriptor, or the terminal without echo.
+struct PinSource {
+    fd: Option<Box<dyn BufRead>>,
+}
+
+impl PinSource {
+    fn new(fd: Option<i32>) -> PinSource {
+        use std::os::fd::FromRawFd;
+        PinSource {
+            // SAFETY: the caller handed us this descriptor with --pin-fd
+            // for reading; we take ownership of it.
+            fd: fd.map(|n| {
+                Box::new(std::io::BufReader::new(unsafe {
+                    std::fs::File::from_raw_fd(n)
+                })) as Box<dyn BufRead>
+            }),
+        }
+    }
+
+    fn read(&mut self, prompt: &str) -> Result<Pin> {
+        let mut line = Zeroizing::new(String::new());
+        match self.fd.as_mut() {
+            Some(r) => {
+                r.read_line(&mut line)
+                    .context("reading the PIN from --pin-fd")?;
+            }
+            None => read_no_echo(prompt, &mut line)?,
+        }
+        let pin = line.trim_end_matches(['\r', '\n']);
+        Ok(Pin::new(Zeroizing::new(pin.to_string())))
+    }
+}
+
+/// Prompt on /dev/tty and read a line with echo off.
+fn read_no_echo(prompt: &str, out: &mut String) -> Result<()> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| Failure::Usage("no terminal to ask for the PIN; use --pin-fd".into()))?;
+    tty.write_all(prompt.as_bytes())?;
+    tty.flush()?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios calls on a descriptor we own; the struct is plain data.
+    let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    let have = unsafe { libc::tcgetattr(fd, &mut term) } == 0;
+    let saved = term;
+    if have {
+        term.c_lflag &= !libc::ECHO;
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
+    }
+    let mut buf = Zeroizing::new(Vec::new());
+    let mut byte = [0u8; 1];
+    while tty.read(&mut byte)? == 1 && byte[0] != b'\n' {
+        buf.push(byte[0]);
+    }
+    if have {
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    }
+    let _ = tty.write_all(b"\n");
+    out.push_str(
+        std::str::from_utf8(&buf).map_err(|_| Failure::Usage("the PIN is not UTF-8".into()))?,
+    );
+    Ok(())
+}
