@@ -3,7 +3,9 @@
 //! Layers (see DESIGN.md): `sim` holds the virtual keys everything else is
 //! tested on.
 
+pub mod attest;
 pub mod cli;
+pub mod policy;
 pub mod random;
 pub mod sim;
 pub mod store;

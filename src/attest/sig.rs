@@ -1,0 +1,271 @@
+//! Signature verification for the algorithms attestation uses: ECDSA P-256 /
+//! P-384 with SHA-256/384/512, RSA PKCS#1 v1.5 with SHA-256/384/512 (2048 bits
+//! or more) and Ed25519 (RFC 5280 §4.1.1.2, RFC 5758 §3.2, RFC 4055 §5,
+//! RFC 8410; COSE algorithms from RFC 9053 / WebAuthn §5.8.5).
+//! Anything else — SHA-1, DSA, RSA-PSS, short RSA keys — is refused as
+//! unsupported rather than guessed at.
+
+use const_oid::ObjectIdentifier;
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const P256_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const P384_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// Smallest RSA modulus accepted (NIST SP 800-131A).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Why a signature did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SigError {
+    #[error("unsupported signature algorithm {0}")]
+    UnsupportedAlgorithm(String),
+    #[error("unsupported public key ({0})")]
+    UnsupportedKey(String),
+    #[error("RSA key of {bits} bits is below the {min}-bit minimum")]
+    WeakRsaKey { bits: usize, min: usize },
+    #[error("malformed public key")]
+    BadKey,
+    #[error("malformed signature")]
+    BadSignatureEncoding,
+    #[error("signature algorithm {alg:?} does not fit a {key} key")]
+    AlgorithmKeyMismatch { alg: SigAlg, key: &'static str },
+    #[error("signature does not verify")]
+    Invalid,
+}
+
+/// A signature algorithm, independent of how it was named (X.509 OID, COSE
+/// number or JWS name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub enum SigAlg {
+    EcdsaSha256,
+    EcdsaSha384,
+    EcdsaSha512,
+    RsaPkcs1Sha256,
+    RsaPkcs1Sha384,
+    RsaPkcs1Sha512,
+    Ed25519,
+}
+
+/// How an ECDSA signature is encoded: X.509 and WebAuthn use a DER
+/// `Ecdsa-Sig-Value`; JWS (RFC 7518 §3.4) uses fixed-size r‖s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcdsaEncoding {
+    Der,
+    Fixed,
+}
+
+impl SigAlg {
+    /// From an X.509 AlgorithmIdentifier.
+    pub fn from_x509(alg: &AlgorithmIdentifierOwned) -> Result<SigAlg, SigError> {
+        Ok(match alg.oid.to_string().as_str() {
+            "1.2.840.10045.4.3.2" => SigAlg::EcdsaSha256,
+            "1.2.840.10045.4.3.3" => SigAlg::EcdsaSha384,
+            "1.2.840.10045.4.3.4" => SigAlg::EcdsaSha512,
+            "1.2.840.113549.1.1.11" => SigAlg::RsaPkcs1Sha256,
+            "1.2.840.113549.1.1.12" => SigAlg::RsaPkcs1Sha384,
+            "1.2.840.113549.1.1.13" => SigAlg::RsaPkcs1Sha512,
+            "1.3.101.112" => SigAlg::Ed25519,
+            other => return Err(SigError::UnsupportedAlgorithm(oid_name(other))),
+        })
+    }
+
+    /// From a COSE algorithm number (IANA COSE registry).
+    pub fn from_cose(alg: i64) -> Result<SigAlg, SigError> {
+        Ok(match alg {
+            -7 => SigAlg::EcdsaSha256,
+            -35 => SigAlg::EcdsaSha384,
+            -36 => SigAlg::EcdsaSha512,
+            -257 => SigAlg::RsaPkcs1Sha256,
+            -258 => SigAlg::RsaPkcs1Sha384,
+            -259 => SigAlg::RsaPkcs1Sha512,
+            -8 => SigAlg::Ed25519,
+            other => return Err(SigError::UnsupportedAlgorithm(format!("COSE {other}"))),
+        })
+    }
+
+    /// From a JWS `alg` (RFC 7518 §3.1); only RS256 and ES256 as FIDO MDS3
+    /// §3.1.7 allows, plus their 384-bit siblings.
+    pub fn from_jws(alg: &str) -> Result<SigAlg, SigError> {
+        Ok(match alg {
+            "ES256" => SigAlg::EcdsaSha256,
+            "ES384" => SigAlg::EcdsaSha384,
+            "RS256" => SigAlg::RsaPkcs1Sha256,
+            "RS384" => SigAlg::RsaPkcs1Sha384,
+            other => return Err(SigError::UnsupportedAlgorithm(format!("JWS {other}"))),
+        })
+    }
+}
+
+fn oid_name(oid: &str) -> String {
+    let name = match oid {
+        "1.2.840.113549.1.1.5" => " (sha1WithRSAEncryption)",
+        "1.2.840.113549.1.1.4" => " (md5WithRSAEncryption)",
+        "1.2.840.113549.1.1.10" => " (RSASSA-PSS)",
+        "1.2.840.10045.4.1" => " (ecdsa-with-SHA1)",
+        _ => "",
+    };
+    format!("{oid}{name}")
+}
+
+/// A public key ready to verify.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum PublicKey {
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Rsa(Box<rsa::pkcs1v15::VerifyingKey<Sha256>>, rsa::RsaPublicKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+impl PublicKey {
+    /// From a SubjectPublicKeyInfo (RFC 5280 §4.1.2.7).
+    pub fn from_spki(spki: &SubjectPublicKeyInfoOwned) -> Result<PublicKey, SigError> {
+        let bits = spki.subject_public_key.raw_bytes();
+        let alg = &spki.algorithm;
+        if alg.oid == EC_PUBLIC_KEY {
+            let curve = alg
+                .parameters
+                .as_ref()
+                .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+                .ok_or(SigError::BadKey)?;
+            if curve == P256_CURVE {
+                return PublicKey::p256_sec1(bits);
+            }
+            if curve == P384_CURVE {
+                return PublicKey::p384_sec1(bits);
+            }
+            return Err(SigError::UnsupportedKey(format!("EC curve {curve}")));
+        }
+        if alg.oid == RSA_ENCRYPTION {
+            use rsa::pkcs1::DecodeRsaPublicKey;
+            let key = rsa::RsaPublicKey::from_pkcs1_der(bits).map_err(|_| SigError::BadKey)?;
+            return PublicKey::rsa(key);
+        }
+        if alg.oid == ED25519 {
+            return PublicKey::ed25519(bits);
+        }
+        Err(SigError::UnsupportedKey(alg.oid.to_string()))
+    }
+
+    pub fn p256_sec1(bytes: &[u8]) -> Result<PublicKey, SigError> {
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
+            .map(PublicKey::P256)
+            .map_err(|_| SigError::BadKey)
+    }
+    pub fn p384_sec1(bytes: &[u8]) -> Result<PublicKey, SigError> {
+        p384::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
+            .map(PublicKey::P384)
+            .map_err(|_| SigError::BadKey)
+    }
+    pub fn ed25519(bytes: &[u8]) -> Result<PublicKey, SigError> {
+        let b: [u8; 32] = bytes.try_into().map_err(|_| SigError::BadKey)?;
+        ed25519_dalek::VerifyingKey::from_bytes(&b)
+            .map(PublicKey::Ed25519)
+            .map_err(|_| SigError::BadKey)
+    }
+    pub fn rsa(key: rsa::RsaPublicKey) -> Result<PublicKey, SigError> {
+        use rsa::traits::PublicKeyParts;
+        let bits = key.n_bits_precision() as usize;
+        if bits < MIN_RSA_BITS {
+            return Err(SigError::WeakRsaKey {
+                bits,
+                min: MIN_RSA_BITS,
+            });
+        }
+        let vk = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone());
+        Ok(PublicKey::Rsa(Box::new(vk), key))
+    }
+
+    /// A short name of the key type, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PublicKey::P256(_) => "P-256",
+            PublicKey::P384(_) => "P-384",
+            PublicKey::Rsa(..) => "RSA",
+            PublicKey::Ed25519(_) => "Ed25519",
+        }
+    }
+
+    /// Verify `sig` over `msg` with `alg`.
+    pub fn verify(
+        &self,
+        alg: SigAlg,
+        msg: &[u8],
+        sig: &[u8],
+        enc: EcdsaEncoding,
+    ) -> Result<(), SigError> {
+        let mismatch = || SigError::AlgorithmKeyMismatch {
+            alg,
+            key: self.kind(),
+        };
+        match self {
+            PublicKey::P256(vk) => {
+                let digest = ecdsa_digest(alg, msg).ok_or_else(mismatch)?;
+                let sig = match enc {
+                    EcdsaEncoding::Der => p256::ecdsa::Signature::from_der(sig),
+                    EcdsaEncoding::Fixed => p256::ecdsa::Signature::from_slice(sig),
+                }
+                .map_err(|_| SigError::BadSignatureEncoding)?;
+                vk.verify_prehash(&digest, &sig)
+                    .map_err(|_| SigError::Invalid)
+            }
+            PublicKey::P384(vk) => {
+                let digest = ecdsa_digest(alg, msg).ok_or_else(mismatch)?;
+                let sig = match enc {
+                    EcdsaEncoding::Der => p384::ecdsa::Signature::from_der(sig),
+                    EcdsaEncoding::Fixed => p384::ecdsa::Signature::from_slice(sig),
+                }
+                .map_err(|_| SigError::BadSignatureEncoding)?;
+                vk.verify_prehash(&digest, &sig)
+                    .map_err(|_| SigError::Invalid)
+            }
+            PublicKey::Rsa(vk256, key) => {
+                let sig = rsa::pkcs1v15::Signature::try_from(sig)
+                    .map_err(|_| SigError::BadSignatureEncoding)?;
+                let ok = match alg {
+                    SigAlg::RsaPkcs1Sha256 => vk256.verify_prehash(&Sha256::digest(msg), &sig),
+                    SigAlg::RsaPkcs1Sha384 => {
+                        rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key.clone())
+                            .verify_prehash(&Sha384::digest(msg), &sig)
+                    }
+                    SigAlg::RsaPkcs1Sha512 => {
+                        rsa::pkcs1v15::VerifyingKey::<Sha512>::new(key.clone())
+                            .verify_prehash(&Sha512::digest(msg), &sig)
+                    }
+                    _ => return Err(mismatch()),
+                };
+                ok.map_err(|_| SigError::Invalid)
+            }
+            PublicKey::Ed25519(vk) => {
+                if alg != SigAlg::Ed25519 {
+                    return Err(mismatch());
+                }
+                let sig = ed25519_dalek::Signature::from_slice(sig)
+                    .map_err(|_| SigError::BadSignatureEncoding)?;
+                vk.verify_strict(msg, &sig).map_err(|_| SigError::Invalid)
+            }
+        }
+    }
+}
+
+fn ecdsa_digest(alg: SigAlg, msg: &[u8]) -> Option<Vec<u8>> {
+    Some(match alg {
+        SigAlg::EcdsaSha256 => Sha256::digest(msg).to_vec(),
+        SigAlg::EcdsaSha384 => Sha384::digest(msg).to_vec(),
+        SigAlg::EcdsaSha512 => Sha512::digest(msg).to_vec(),
+        _ => return None,
+    })
+}

@@ -1,0 +1,1 @@
+//! Policy: decides from attestation facts. (filled in below)
