@@ -148,3 +148,6 @@ mod hex_bytes {
         s.serialize_str(&hex::encode(b))
     }
 }
+
+#[cfg(test)]
+mod tests;

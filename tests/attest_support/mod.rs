@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+pub mod sim;
+
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ciborium::Value;
 

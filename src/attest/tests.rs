@@ -1,0 +1,91 @@
+//! The simulator's PIV applet produces slot attestations that verify
+//! against the simulator roots (`keyward sim roots`), with serial, firmware,
+//! policies and the generated public key matched.
+
+use crate::attest::piv::{PinPolicy, TouchPolicy};
+use crate::attest::{TrustStore, verify_piv};
+use crate::sim::Firmware;
+use crate::sim::piv::testutil::{Card, ca};
+
+fn sim_roots() -> TrustStore {
+    let mut s = TrustStore::new();
+    s.add_anchors_from(ca().roots_pem().unwrap().as_bytes(), "keyward sim roots")
+        .unwrap();
+    s
+}
+
+/// GET DATA with `61xx` chaining; returns the data without the status word.
+fn get_data(c: &mut Card, apdu: &str) -> Vec<u8> {
+    let mut r = c.send_bytes(&hex::decode(apdu).unwrap());
+    let mut all = Vec::new();
+    loop {
+        let sw = r.split_off(r.len() - 2);
+        all.extend(r);
+        match sw[..] {
+            [0x90, 0x00] => return all,
+            [0x61, _] => r = c.send_bytes(&[0, 0xC0, 0, 0, 0]),
+            _ => panic!("{sw:02X?}"),
+        }
+    }
+}
+
+#[test]
+fn simulator_piv_attestation_verifies_against_sim_roots() {
+    use p256::pkcs8::EncodePublicKey;
+    let fw = Firmware::V5_7_1;
+    let mut c = Card::new(fw);
+    c.auth_default(fw);
+    // GENERATE P-256 in 9A with PIN policy once (AA 02) and touch always (AB 02).
+    let gen_resp = c.ok("0047009A0BAC09800111AA0102AB0102");
+    let point = &gen_resp[gen_resp.len() - 65..];
+    let spki = p256::PublicKey::from_sec1_bytes(point)
+        .unwrap()
+        .to_public_key_der()
+        .unwrap();
+    let leaf = c.ok("00F99A00");
+    let obj = get_data(&mut c, "00CB3FFF055C035FFF01");
+    let (o, _) = crate::sim::piv::tlv::parse_one(&obj).unwrap();
+    let tlvs = crate::sim::piv::tlv::parse(o.value).unwrap();
+    let f9 = crate::sim::piv::tlv::find(&tlvs, 0x70).unwrap().to_vec();
+    let at = humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let f = verify_piv(&leaf, &f9, &sim_roots(), at, Some(spki.as_bytes())).unwrap();
+    assert_eq!(
+        f.trust.as_ref().unwrap().0,
+        "CN=keyward Simulator PIV Root CA,O=keyward simulator,C=ZZ"
+    );
+    assert_eq!(f.serial, Some(12_345_678));
+    assert_eq!(f.firmware.as_deref(), Some("5.7.1"));
+    assert_eq!(f.pin_policy, Some(PinPolicy::Once));
+    assert_eq!(f.touch_policy, Some(TouchPolicy::Always));
+    assert_eq!(f.slot.as_deref(), Some("9a"));
+    assert_eq!(f.public_key_matches, Some(true));
+    // Not trusted by the production bundle.
+    let f = verify_piv(&leaf, &f9, &TrustStore::bundled(), at, None).unwrap();
+    assert!(f.trust.is_err());
+}
+
+#[test]
+fn bundled_roots_all_parse() {
+    let s = TrustStore::bundled();
+    assert_eq!(s.anchors().count(), 3);
+    assert!(s.anchors().all(|a| a.key.is_some()));
+    assert_eq!(s.intermediates().count(), 2);
+    assert_eq!(TrustStore::bundled_mds_root().anchors().count(), 1);
+}
+
+#[test]
+fn bundled_yubico_2024_hierarchy_chains_to_attestation_root_1() {
+    // A firmware 5.7.4+ F9 certificate is issued by "Yubico PIV Attestation
+    // B 1"; that intermediate must chain through the bundled "Yubico
+    // Attestation Intermediate B 1" to "Yubico Attestation Root 1".
+    let s = TrustStore::bundled();
+    let piv_b1 = s
+        .intermediates()
+        .find(|c| c.subject() == "CN=Yubico PIV Attestation B 1")
+        .unwrap()
+        .clone();
+    let at = humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let p = crate::attest::path::validate(&piv_b1, &[], &[&s], at, Default::default()).unwrap();
+    assert_eq!(p.anchor, "CN=Yubico Attestation Root 1");
+    assert_eq!(p.subjects.len(), 3);
+}
