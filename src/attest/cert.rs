@@ -295,3 +295,8 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
 pub fn unix(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
+
+/// RFC 3339 text of an instant (for reports).
+pub fn unix_to_rfc3339(t: SystemTime) -> String {
+    rfc3339(t)
+}

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod attest;
 pub mod ledger;
+pub mod mds;
 pub mod sim;
 
 /// Provision hardware security keys (FIDO2, PIV) against signed tickets,
@@ -55,6 +57,13 @@ pub enum Commands {
     /// List and show key bindings recorded in the ledger
     #[command(subcommand)]
     Bindings(ledger::BindingsCommand),
+    /// Verify FIDO2 and PIV attestations against trust anchors, the FIDO
+    /// MDS3 BLOB and the attestation policy
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
+    /// Import and inspect FIDO Metadata Service (MDS3) BLOBs, offline
+    #[command(subcommand)]
+    Mds(mds::MdsCommand),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).
