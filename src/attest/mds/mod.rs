@@ -293,17 +293,10 @@ impl MdsBlob {
                 Cert::from_der(&der).map_err(|source| MdsError::Cert { index, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let payload_json =
-            Base64UrlUnpadded::decode_vec(p64).map_err(|e| malformed("payload", e.to_string()))?;
-        let payload: Payload = serde_json::from_slice(&payload_json)
-            .map_err(|e| malformed("payload", e.to_string()))?;
-        let next_update_at = parse_date(&payload.next_update)
-            .ok_or_else(|| malformed("payload", format!("nextUpdate {:?}", payload.next_update)))?;
-        let stale = at > next_update_at + opts.grace;
-        let check_at = if stale { next_update_at } else { at };
+        // The signature by the x5c leaf is checked before the payload is
+        // parsed; the leaf itself is checked against the root below, at an
+        // instant that depends on the (then authenticated) nextUpdate.
         let leaf = &x5c[0];
-        let chain = path::validate(leaf, &x5c[1..], &[root], check_at, PathOptions::default())
-            .map_err(MdsError::Chain)?;
         let key = PublicKey::from_spki(leaf.spki()).map_err(MdsError::Signature)?;
         let signed_len = h64.len() + 1 + p64.len();
         key.verify(
@@ -313,6 +306,16 @@ impl MdsBlob {
             EcdsaEncoding::Fixed,
         )
         .map_err(MdsError::Signature)?;
+        let payload_json =
+            Base64UrlUnpadded::decode_vec(p64).map_err(|e| malformed("payload", e.to_string()))?;
+        let payload: Payload = serde_json::from_slice(&payload_json)
+            .map_err(|e| malformed("payload", e.to_string()))?;
+        let next_update_at = parse_date(&payload.next_update)
+            .ok_or_else(|| malformed("payload", format!("nextUpdate {:?}", payload.next_update)))?;
+        let stale = at > next_update_at + opts.grace;
+        let check_at = if stale { next_update_at } else { at };
+        let chain = path::validate(leaf, &x5c[1..], &[root], check_at, PathOptions::default())
+            .map_err(MdsError::Chain)?;
         Ok(MdsBlob::index(
             payload,
             next_update_at,
