@@ -13,7 +13,18 @@ use keyward::attest::cert::Cert;
 use keyward::attest::sig::{EcdsaEncoding, PublicKey, SigAlg};
 use keyward::attest::{self, MdsBlob, TrustStore};
 
-const RUN: Duration = Duration::from_millis(1500);
+const RUN: Duration = Duration::from_millis(700);
+
+/// Best of three interleaved rounds of `a` and `b` (the machine is shared,
+/// so the least disturbed round is the most faithful).
+fn pair(mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    let (mut ra, mut rb) = (0f64, 0f64);
+    for _ in 0..3 {
+        ra = ra.max(rate(&mut a));
+        rb = rb.max(rate(&mut b));
+    }
+    (ra, rb)
+}
 
 fn rate(mut f: impl FnMut()) -> f64 {
     f();
@@ -94,10 +105,10 @@ fn main() {
         use sha2::Digest;
         sha2::Sha256::digest(b64url(resp["clientDataJSON"].as_str().unwrap())).to_vec()
     };
-    let fido = rate(|| {
+    let fido_run = || {
         let f = attest::verify_fido(&ao, &cdh, &store, None, now).unwrap();
         assert!(f.trusted());
-    });
+    };
     // Its floor: the two signatures (ES256 statement, RSA-2048 leaf by root),
     // keys and inputs prepared outside the loop.
     let st = attest::fido::verify_statement(&ao, &cdh).unwrap();
@@ -139,7 +150,7 @@ fn main() {
             .clone()
     };
     let leaf_alg = SigAlg::from_x509(leaf.signature_algorithm()).unwrap();
-    let fido_floor = rate(|| {
+    let (fido, fido_floor) = pair(fido_run, || {
         leaf_key
             .verify(SigAlg::EcdsaSha256, &signed, &stmt_sig, EcdsaEncoding::Der)
             .unwrap();
@@ -157,10 +168,10 @@ fn main() {
     let d = vectors.join("piv/docker-tuf/25515003");
     let pleaf = pem_der(&d.join("Slot9CAttestation.pem"));
     let pf9 = pem_der(&d.join("SlotF9Intermediate.pem"));
-    let piv = rate(|| {
+    let piv_run = || {
         let f = attest::verify_piv(&pleaf, &pf9, &store, now, None).unwrap();
         assert!(f.trust.is_ok());
-    });
+    };
     let (lc, fc) = (
         Cert::from_der(&pleaf).unwrap(),
         Cert::from_der(&pf9).unwrap(),
@@ -175,7 +186,7 @@ fn main() {
         SigAlg::from_x509(lc.signature_algorithm()).unwrap(),
         SigAlg::from_x509(fc.signature_algorithm()).unwrap(),
     );
-    let piv_floor = rate(|| {
+    let (piv, piv_floor) = pair(piv_run, || {
         f9_key
             .verify(la, lc.tbs_der(), lc.signature(), EcdsaEncoding::Der)
             .unwrap();
@@ -188,7 +199,7 @@ fn main() {
     let peer = std::process::Command::new("/opt/keyward-venv/bin/python")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/attest_peer.py"))
         .arg(&vectors)
-        .arg(RUN.as_secs_f64().to_string())
+        .arg((3.0 * RUN.as_secs_f64()).to_string())
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -215,7 +226,7 @@ fn main() {
     loads.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let blob_len = std::fs::metadata(&blob).unwrap().len();
 
-    println!("attestation verification (real vectors, {RUN:?} per figure)");
+    println!("attestation verification (real vectors; best of 3 rounds of {RUN:?})");
     row(
         "FIDO packed verify",
         fido,

@@ -153,12 +153,7 @@ impl CoseKey {
             3 => {
                 let n = bytes_of(int_key(map, -1)).ok_or("RSA key without n")?;
                 let e = bytes_of(int_key(map, -2)).ok_or("RSA key without e")?;
-                let key = rsa::RsaPublicKey::new(
-                    rsa::BoxedUint::from_be_slice_vartime(n),
-                    rsa::BoxedUint::from_be_slice_vartime(e),
-                )
-                .map_err(|e| format!("RSA key: {e}"))?;
-                (PublicKey::rsa(key), None)
+                (PublicKey::rsa(n, e), None)
             }
             other => return Err(format!("unsupported kty {other}")),
         };

@@ -15,6 +15,7 @@ pub mod fido;
 pub mod mds;
 pub mod path;
 pub mod piv;
+pub mod rsa_fast;
 pub mod sig;
 
 use std::time::SystemTime;

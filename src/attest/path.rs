@@ -140,7 +140,7 @@ pub fn validate(
         sigs: 0,
         best: None,
     };
-    let mut chain = vec![leaf.clone()];
+    let mut chain = vec![leaf];
     if let Some(p) = s.extend(&mut chain)? {
         return Ok(p);
     }
@@ -153,7 +153,7 @@ pub fn validate(
         }))
 }
 
-impl Search<'_> {
+impl<'a> Search<'a> {
     fn note(&mut self, depth: usize, e: PathError) {
         if self.best.as_ref().is_none_or(|(d, _)| depth >= *d) {
             self.best = Some((depth, e));
@@ -161,8 +161,8 @@ impl Search<'_> {
     }
 
     /// Depth-first: try anchors first (shortest path), then intermediates.
-    fn extend(&mut self, chain: &mut Vec<Cert>) -> Result<Option<ValidPath>, PathError> {
-        let child = chain.last().cloned().ok_or(PathError::BudgetExceeded(0))?;
+    fn extend(&mut self, chain: &mut Vec<&'a Cert>) -> Result<Option<ValidPath>, PathError> {
+        let child: &'a Cert = chain.last().copied().ok_or(PathError::BudgetExceeded(0))?;
         let depth = chain.len();
         if depth >= MAX_PATH_LEN {
             self.note(depth, PathError::BudgetExceeded(self.sigs));
@@ -173,7 +173,7 @@ impl Search<'_> {
             if !child.issued_by(&anchor.cert) {
                 continue;
             }
-            match self.check_sig(&child, &anchor.cert, anchor.key.as_ref())? {
+            match self.check_sig(child, &anchor.cert, anchor.key.as_ref())? {
                 Ok(()) => {
                     let mut subjects: Vec<String> =
                         chain.iter().map(|c| c.subject().to_string()).collect();
@@ -188,20 +188,19 @@ impl Search<'_> {
                 Err(e) => self.note(depth, e),
             }
         }
-        let candidates: Vec<Cert> = self
-            .extra
+        let extra: &'a [Cert] = self.extra;
+        let candidates: Vec<&'a Cert> = extra
             .iter()
-            .chain(self.stores.iter().flat_map(|s| s.intermediates()))
+            .chain(stores.iter().flat_map(|s| s.intermediates()))
             .filter(|c| child.issued_by(c) && !chain.iter().any(|x| x.der() == c.der()))
-            .cloned()
             .collect();
         for issuer in candidates {
-            if let Err(e) = self.check_issuer(&issuer, chain) {
+            if let Err(e) = self.check_issuer(issuer, chain) {
                 self.note(depth, e);
                 continue;
             }
             let key = PublicKey::from_spki(issuer.spki()).ok();
-            if let Err(e) = self.check_sig(&child, &issuer, key.as_ref())? {
+            if let Err(e) = self.check_sig(child, issuer, key.as_ref())? {
                 self.note(depth, e);
                 continue;
             }
@@ -224,7 +223,7 @@ impl Search<'_> {
         Ok(None)
     }
 
-    fn used_f9(&self, chain: &[Cert]) -> bool {
+    fn used_f9(&self, chain: &[&Cert]) -> bool {
         self.opts.yubikey_f9
             && chain
                 .get(1)
@@ -233,7 +232,7 @@ impl Search<'_> {
 
     /// An intermediate `issuer` about to sign `chain.last()`: dates, CA flag
     /// (or the F9 exception), path length, key usage, critical extensions.
-    fn check_issuer(&self, issuer: &Cert, chain: &[Cert]) -> Result<(), PathError> {
+    fn check_issuer(&self, issuer: &Cert, chain: &[&Cert]) -> Result<(), PathError> {
         let subject = issuer.subject().to_string();
         check_validity(issuer, self.at)?;
         let malformed = |e: CertError| PathError::Malformed {

@@ -10,6 +10,8 @@ use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
+use super::rsa_fast::{Digest as Digest_, FastRsa};
+
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const P256_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const P384_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
@@ -120,8 +122,24 @@ fn oid_name(oid: &str) -> String {
 pub enum PublicKey {
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
-    Rsa(Box<rsa::pkcs1v15::VerifyingKey<Sha256>>, rsa::RsaPublicKey),
+    Rsa(Box<RsaKey>),
     Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+/// An RSA public key, with the fast path of [`super::rsa_fast`] when it
+/// covers the key.
+#[derive(Clone)]
+pub struct RsaKey {
+    n: Vec<u8>,
+    e: Vec<u8>,
+    fast: Option<FastRsa>,
+}
+
+/// PKCS#1 RSAPublicKey (RFC 8017 §A.1.1).
+#[derive(der::Sequence)]
+struct Pkcs1<'a> {
+    n: der::asn1::UintRef<'a>,
+    e: der::asn1::UintRef<'a>,
 }
 
 impl std::fmt::Debug for PublicKey {
@@ -150,9 +168,9 @@ impl PublicKey {
             return Err(SigError::UnsupportedKey(format!("EC curve {curve}")));
         }
         if alg.oid == RSA_ENCRYPTION {
-            use rsa::pkcs1::DecodeRsaPublicKey;
-            let key = rsa::RsaPublicKey::from_pkcs1_der(bits).map_err(|_| SigError::BadKey)?;
-            return PublicKey::rsa(key);
+            use der::Decode;
+            let k = Pkcs1::from_der(bits).map_err(|_| SigError::BadKey)?;
+            return PublicKey::rsa(k.n.as_bytes(), k.e.as_bytes());
         }
         if alg.oid == ED25519 {
             return PublicKey::ed25519(bits);
@@ -176,17 +194,26 @@ impl PublicKey {
             .map(PublicKey::Ed25519)
             .map_err(|_| SigError::BadKey)
     }
-    pub fn rsa(key: rsa::RsaPublicKey) -> Result<PublicKey, SigError> {
-        use rsa::traits::PublicKeyParts;
-        let bits = key.n_bits_precision() as usize;
+    /// From the big-endian modulus and public exponent.
+    pub fn rsa(n: &[u8], e: &[u8]) -> Result<PublicKey, SigError> {
+        let n = strip_zeros(n);
+        let e = strip_zeros(e);
+        let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
         if bits < MIN_RSA_BITS {
             return Err(SigError::WeakRsaKey {
                 bits,
                 min: MIN_RSA_BITS,
             });
         }
-        let vk = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone());
-        Ok(PublicKey::Rsa(Box::new(vk), key))
+        if e.is_empty() || n.last().is_none_or(|b| b & 1 == 0) {
+            return Err(SigError::BadKey);
+        }
+        let fast = FastRsa::new(n, e);
+        Ok(PublicKey::Rsa(Box::new(RsaKey {
+            n: n.to_vec(),
+            e: e.to_vec(),
+            fast,
+        })))
     }
 
     /// A short name of the key type, for messages.
@@ -232,22 +259,31 @@ impl PublicKey {
                 vk.verify_prehash(&digest, &sig)
                     .map_err(|_| SigError::Invalid)
             }
-            PublicKey::Rsa(vk256, key) => {
-                let sig = rsa::pkcs1v15::Signature::try_from(sig)
-                    .map_err(|_| SigError::BadSignatureEncoding)?;
-                let ok = match alg {
-                    SigAlg::RsaPkcs1Sha256 => vk256.verify_prehash(&Sha256::digest(msg), &sig),
+            PublicKey::Rsa(k) => {
+                let (d256, d384, d512);
+                let digest = match alg {
+                    SigAlg::RsaPkcs1Sha256 => {
+                        d256 = Sha256::digest(msg);
+                        Digest_::Sha256(&d256)
+                    }
                     SigAlg::RsaPkcs1Sha384 => {
-                        rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key.clone())
-                            .verify_prehash(&Sha384::digest(msg), &sig)
+                        d384 = Sha384::digest(msg);
+                        Digest_::Sha384(&d384)
                     }
                     SigAlg::RsaPkcs1Sha512 => {
-                        rsa::pkcs1v15::VerifyingKey::<Sha512>::new(key.clone())
-                            .verify_prehash(&Sha512::digest(msg), &sig)
+                        d512 = Sha512::digest(msg);
+                        Digest_::Sha512(&d512)
                     }
                     _ => return Err(mismatch()),
                 };
-                ok.map_err(|_| SigError::Invalid)
+                if let Some(fast) = &k.fast {
+                    return if fast.verify(digest, sig) {
+                        Ok(())
+                    } else {
+                        Err(SigError::Invalid)
+                    };
+                }
+                k.verify_slow(digest, sig)
             }
             PublicKey::Ed25519(vk) => {
                 if alg != SigAlg::Ed25519 {
@@ -259,6 +295,57 @@ impl PublicKey {
             }
         }
     }
+}
+
+impl RsaKey {
+    /// The `rsa` crate's verification, for keys the fast path does not cover.
+    fn verify_slow(&self, digest: Digest_<'_>, sig: &[u8]) -> Result<(), SigError> {
+        use rsa::pkcs1v15::VerifyingKey;
+        let sig =
+            rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| SigError::BadSignatureEncoding)?;
+        let k = rsa::RsaPublicKey::new(
+            rsa::BoxedUint::from_be_slice_vartime(&self.n),
+            rsa::BoxedUint::from_be_slice_vartime(&self.e),
+        )
+        .map_err(|_| SigError::BadKey)?;
+        match digest {
+            Digest_::Sha256(d) => VerifyingKey::<Sha256>::new(k).verify_prehash(d, &sig),
+            Digest_::Sha384(d) => VerifyingKey::<Sha384>::new(k).verify_prehash(d, &sig),
+            Digest_::Sha512(d) => VerifyingKey::<Sha512>::new(k).verify_prehash(d, &sig),
+        }
+        .map_err(|_| SigError::Invalid)
+    }
+
+    /// Verify with the `rsa` crate only (tests compare both paths).
+    #[doc(hidden)]
+    pub fn danger_verify_slow_only(
+        &self,
+        alg: SigAlg,
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), SigError> {
+        let (a, b, c) = (
+            Sha256::digest(msg),
+            Sha384::digest(msg),
+            Sha512::digest(msg),
+        );
+        let d = match alg {
+            SigAlg::RsaPkcs1Sha256 => Digest_::Sha256(&a),
+            SigAlg::RsaPkcs1Sha384 => Digest_::Sha384(&b),
+            SigAlg::RsaPkcs1Sha512 => Digest_::Sha512(&c),
+            _ => return Err(SigError::Invalid),
+        };
+        self.verify_slow(d, sig)
+    }
+
+    /// Whether the fast path covers this key.
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    &b[b.iter().position(|&x| x != 0).unwrap_or(b.len())..]
 }
 
 fn ecdsa_digest(alg: SigAlg, msg: &[u8]) -> Option<Vec<u8>> {

@@ -89,3 +89,64 @@ fn bundled_yubico_2024_hierarchy_chains_to_attestation_root_1() {
     assert_eq!(p.anchor, "CN=Yubico Attestation Root 1");
     assert_eq!(p.subjects.len(), 3);
 }
+
+#[test]
+fn rsa_fast_path_agrees_with_the_rsa_crate() {
+    use crate::attest::sig::{EcdsaEncoding, PublicKey, SigAlg};
+    let mut s = TrustStore::bundled();
+    for a in TrustStore::bundled_mds_root().anchors() {
+        s.add_anchor(a.cert.clone(), "mds");
+    }
+    let certs: Vec<_> = s
+        .anchors()
+        .map(|a| a.cert.clone())
+        .chain(s.intermediates().cloned())
+        .collect();
+    let mut checked = 0;
+    for child in &certs {
+        for issuer in certs.iter().filter(|i| child.issued_by(i)) {
+            let Ok(PublicKey::Rsa(k)) = PublicKey::from_spki(issuer.spki()) else {
+                continue;
+            };
+            assert!(k.has_fast_path(), "{}", issuer.subject());
+            let alg = SigAlg::from_x509(child.signature_algorithm()).unwrap();
+            let key = PublicKey::Rsa(k.clone());
+            let (msg, sig) = (child.tbs_der(), child.signature());
+            key.verify(alg, msg, sig, EcdsaEncoding::Der).unwrap();
+            k.danger_verify_slow_only(alg, msg, sig).unwrap();
+            let mut bad = sig.to_vec();
+            bad[40] ^= 0x10;
+            assert!(key.verify(alg, msg, &bad, EcdsaEncoding::Der).is_err());
+            assert!(k.danger_verify_slow_only(alg, msg, &bad).is_err());
+            assert!(key.verify(alg, &msg[1..], sig, EcdsaEncoding::Der).is_err());
+            assert!(key.verify(alg, msg, &sig[1..], EcdsaEncoding::Der).is_err());
+            checked += 1;
+        }
+    }
+    // 4 self-signed roots (SHA-256 and Root 1's SHA-512) + 2 intermediates.
+    assert_eq!(checked, 6);
+}
+
+#[test]
+fn short_or_malformed_rsa_keys_are_refused() {
+    use crate::attest::sig::{PublicKey, SigError};
+    let mut n = vec![0xC5; 128];
+    n[127] |= 1;
+    assert!(matches!(
+        PublicKey::rsa(&n, &[1, 0, 1]),
+        Err(SigError::WeakRsaKey { bits: 1024, .. })
+    ));
+    let mut even = vec![0xC5; 256];
+    even[255] = 0x10;
+    assert!(matches!(
+        PublicKey::rsa(&even, &[1, 0, 1]),
+        Err(SigError::BadKey)
+    ));
+    // e = 3 is outside the fast path but still verifies through the rsa crate.
+    let mut odd = vec![0xC5; 256];
+    odd[255] |= 1;
+    match PublicKey::rsa(&odd, &[3]) {
+        Ok(PublicKey::Rsa(k)) => assert!(!k.has_fast_path()),
+        other => panic!("{other:?}"),
+    }
+}
