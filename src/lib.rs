@@ -5,6 +5,7 @@
 
 pub mod attest;
 pub mod cli;
+pub mod detect;
 pub mod policy;
 pub mod random;
 pub mod sim;

@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     init_logging(cli.global.verbose);
     let result = match cli.command {
         Commands::Sim(args) => keyward::cli::sim::run(args, cli.global.json),
+        Commands::Devices(args) => keyward::cli::devices::run(args, cli.global.json),
         Commands::Audit(cmd) => {
             keyward::cli::ledger::audit(cmd, &cli.global.db_path(), cli.global.json)
         }

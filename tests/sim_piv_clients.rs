@@ -14,18 +14,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Sim, rig, run, run_ok, start_sim, tempdir, venv_bin};
+use common::{Sim, openssl_ok, path, rig, run, run_ok, start_sim, tempdir, ykman};
 
 /// The factory management key (3DES on 5.4.3, AES-192 on 5.7.1: same bytes).
 const MGMT: &str = "010203040506070801020304050607080102030405060708";
-
-fn ykman(sim: &Sim, args: &[&str]) -> String {
-    run_ok(
-        Command::new(venv_bin("ykman"))
-            .args(["-r", sim.reader.name])
-            .args(args),
-    )
-}
 
 fn piv_tool(sim: &Sim, args: &[&str]) -> String {
     run_ok(
@@ -33,14 +25,6 @@ fn piv_tool(sim: &Sim, args: &[&str]) -> String {
             .args(["-r", sim.reader.name])
             .args(args),
     )
-}
-
-fn path(dir: &Path, name: &str) -> String {
-    dir.join(name).to_string_lossy().into_owned()
-}
-
-fn openssl_ok(args: &[&str]) -> String {
-    run_ok(Command::new("openssl").args(args))
 }
 
 #[test]

@@ -4,28 +4,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::{Sim, rig, run, run_ok, start_sim, tempdir, venv_bin};
+use common::{Sim, openssl_ok, path, rig, run, run_ok, start_sim, tempdir, venv_bin, ykman};
 
 const MGMT: &str = "010203040506070801020304050607080102030405060708";
-
-fn ykman(sim: &Sim, args: &[&str]) -> String {
-    run_ok(
-        Command::new(venv_bin("ykman"))
-            .args(["-r", sim.reader.name])
-            .args(args),
-    )
-}
-
-fn path(dir: &Path, name: &str) -> String {
-    dir.join(name).to_string_lossy().into_owned()
-}
-
-fn openssl_ok(args: &[&str]) -> String {
-    run_ok(Command::new("openssl").args(args))
-}
 
 #[test]
 fn every_key_type_is_attested_to_the_simulator_root() {

@@ -150,3 +150,87 @@ fn short_or_malformed_rsa_keys_are_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+mod fido_sim {
+    //! The simulator FIDO2 authenticator's makeCredential responses (CTAP
+    //! integer-keyed attestation objects) verify against the sim roots.
+    use super::sim_roots;
+    use crate::attest::{FidoError, Format, verify_fido};
+    use crate::sim::fido::cbor::{self, int};
+    use crate::sim::fido::testutil::{CDH, Tester, mc_req};
+    use crate::sim::{Fault, Faults};
+
+    fn make_credential(t: &mut Tester, extra: Vec<(i64, ciborium::Value)>) -> Vec<u8> {
+        let r = t.call(0x01, Some(mc_req("example.com", b"user", false, extra)));
+        assert_eq!(r[0], 0x00, "CTAP status");
+        r[1..].to_vec()
+    }
+
+    fn at() -> std::time::SystemTime {
+        humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn simulator_make_credential_attestation_verifies() {
+        let mut t = Tester::new();
+        let ao = make_credential(&mut t, vec![]);
+        let f = verify_fido(&ao, &CDH, &sim_roots(), None, at()).unwrap();
+        assert_eq!(f.format, Format::Packed);
+        assert!(f.trusted(), "{:?}", f.trust);
+        assert!(!f.enterprise);
+        assert_eq!(f.chain.len(), 3);
+        // Another clientDataHash: the signature fails.
+        assert!(matches!(
+            verify_fido(&ao, &[0; 32], &sim_roots(), None, at()),
+            Err(FidoError::Signature(_))
+        ));
+    }
+
+    #[test]
+    fn simulator_enterprise_attestation_serial_matches_its_piv_serial() {
+        let mut t = Tester::new();
+        assert_eq!(t.call(0x0D, Some(cbor::int_map(vec![(1, int(1))]))), [0x00]);
+        let ao = make_credential(&mut t, vec![(0x0A, int(2))]);
+        let f = verify_fido(&ao, &CDH, &sim_roots(), None, at()).unwrap();
+        assert!(f.trusted() && f.enterprise);
+        assert_eq!(f.serial, Some(12_345_678));
+        let piv = crate::attest::PivFacts {
+            serial: Some(12_345_678),
+            ..piv_facts()
+        };
+        crate::policy::cross_check(&f, &piv).unwrap();
+        let other = crate::attest::PivFacts {
+            serial: Some(1),
+            ..piv_facts()
+        };
+        assert!(crate::policy::cross_check(&f, &other).is_err());
+    }
+
+    #[test]
+    fn simulator_aaguid_mismatch_fault_is_caught() {
+        let mut t = Tester::with_faults(Faults::none().with(Fault::AaguidMismatch));
+        let ao = make_credential(&mut t, vec![]);
+        assert!(matches!(
+            verify_fido(&ao, &CDH, &sim_roots(), None, at()),
+            Err(FidoError::AaguidMismatch { .. })
+        ));
+    }
+
+    fn piv_facts() -> crate::attest::PivFacts {
+        crate::attest::PivFacts {
+            slot: None,
+            serial: None,
+            firmware: None,
+            pin_policy: None,
+            touch_policy: None,
+            form_factor: None,
+            fips: false,
+            cspn: false,
+            public_key_spki: String::new(),
+            public_key_matches: None,
+            chain: vec![],
+            trust: Err(crate::attest::PathError::BudgetExceeded(0)),
+            used_f9_exception: false,
+        }
+    }
+}

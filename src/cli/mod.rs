@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod attest;
+pub mod devices;
 pub mod ledger;
 pub mod mds;
 pub mod sim;
@@ -51,6 +52,9 @@ pub enum Commands {
     /// Run a virtual security key (FIDO2 + YubiKey-compatible PIV) in a
     /// vpcd reader of pcscd, or print the simulator's attestation roots
     Sim(sim::SimArgs),
+    /// List the security keys present (PC/SC cards and FIDO HID devices),
+    /// or watch them come and go
+    Devices(devices::DevicesArgs),
     /// Check or export the ledger's tamper-evident audit log
     #[command(subcommand)]
     Audit(ledger::AuditCommand),

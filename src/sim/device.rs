@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use super::ca::SimCa;
 use super::card::{Applet, VirtualCard};
+use super::fido::ctaphid::HidPipe;
+use super::fido::nfc::FidoApplet;
+use super::fido::{Authenticator, SharedAuthenticator};
 use super::{DeviceProfile, Faults, Person};
 
 /// Everything that shapes one simulated device.
@@ -38,13 +41,69 @@ impl SimOptions {
 /// Build the card: the Management applet always, PIV and FIDO2 as the
 /// profile says.
 pub fn build_card(opts: &SimOptions) -> VirtualCard {
-    let mut applets: Vec<Box<dyn Applet>> =
-        vec![Box::new(super::mgmt::ManagementApplet::new(opts))];
-    if opts.profile.piv {
-        applets.push(Box::new(super::piv::PivApplet::new(opts)));
+    SimDevice::new(opts).card
+}
+
+/// One simulated key in-process: its card (NFC/PC-SC view) and, when it
+/// carries FIDO2, the same authenticator behind a CTAPHID report pipe (USB
+/// view), as a YubiKey shows one authenticator on both interfaces.
+pub struct SimDevice {
+    pub card: VirtualCard,
+    fido: Option<SharedAuthenticator>,
+}
+
+impl SimDevice {
+    pub fn new(opts: &SimOptions) -> SimDevice {
+        let mut applets: Vec<Box<dyn Applet>> =
+            vec![Box::new(super::mgmt::ManagementApplet::new(opts))];
+        if opts.profile.piv {
+            applets.push(Box::new(super::piv::PivApplet::new(opts)));
+        }
+        let fido = opts.profile.fido2.then(|| Authenticator::shared(opts));
+        if let Some(auth) = &fido {
+            applets.push(Box::new(FidoApplet::with_authenticator(auth.clone())));
+        }
+        SimDevice {
+            card: VirtualCard::new(applets),
+            fido,
+        }
     }
-    if opts.profile.fido2 {
-        applets.push(Box::new(super::fido::nfc::FidoApplet::new(opts)));
+
+    /// Plug the key into USB: a CTAPHID report pipe to the same
+    /// authenticator the card carries (`None` without FIDO2).
+    pub fn hid(&self) -> Option<HidPipe> {
+        self.fido.clone().map(HidPipe::spawn)
     }
-    VirtualCard::new(applets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::person::{Person, PlainPresence};
+    use std::time::Duration;
+
+    /// The card's FIDO applet and the HID pipe hold the same authenticator.
+    #[test]
+    fn nfc_and_hid_share_one_authenticator() {
+        let ca = Arc::new(SimCa::from_seed(SimCa::DEFAULT_SEED).unwrap());
+        let mut dev = SimDevice::new(&SimOptions::new(DeviceProfile::default(), ca));
+        let mut p = PlainPresence(Person::Immediate);
+        let sel = [
+            0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00, 0x00, 0x06, 0x47, 0x2F, 0x00, 0x01,
+        ];
+        assert_eq!(
+            &dev.card.transmit(&sel, &mut p).unwrap()[..],
+            b"FIDO_2_0\x90\x00"
+        );
+        let auth = dev.fido.clone().unwrap();
+        // Ours, the device's and the applet's.
+        assert_eq!(Arc::strong_count(&auth), 3);
+        let hid = dev.hid().unwrap();
+        let init =
+            super::super::fido::ctaphid::frames(0xFFFF_FFFF, 0x86, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        hid.write_report(&init[0]).unwrap();
+        let r = hid.read_report(Duration::from_secs(2)).unwrap();
+        assert_eq!(&r[..7], &[0xFF, 0xFF, 0xFF, 0xFF, 0x86, 0x00, 0x11]);
+        assert_eq!(&r[7..15], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    }
 }

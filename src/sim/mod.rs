@@ -24,6 +24,14 @@ use std::fmt;
 
 /// Firmware version `major.minor.patch`, as GET VERSION and the Management
 /// applet report it.
+///
+/// ```
+/// use keyward::sim::Firmware;
+/// let fw: Firmware = "5.7.1".parse().unwrap();
+/// assert_eq!(fw, Firmware::V5_7_1);
+/// assert!(Firmware::V5_4_3 < fw);
+/// assert!("5.x".parse::<Firmware>().is_err());
+/// ```
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]

@@ -194,3 +194,22 @@ pub fn run_ok(cmd: &mut Command) -> String {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+
+/// `ykman -r READER ARGS...` against a running simulator; must succeed.
+pub fn ykman(sim: &Sim, args: &[&str]) -> String {
+    run_ok(
+        Command::new(venv_bin("ykman"))
+            .args(["-r", sim.reader.name])
+            .args(args),
+    )
+}
+
+/// `openssl ARGS...`; must succeed.
+pub fn openssl_ok(args: &[&str]) -> String {
+    run_ok(Command::new("openssl").args(args))
+}
+
+/// `dir/name` as a string argument.
+pub fn path(dir: &std::path::Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}

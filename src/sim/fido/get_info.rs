@@ -1,0 +1,119 @@
+//! authenticatorGetInfo (0x04, CTAP 2.1 §6.4).
+
+use ciborium::Value;
+
+use super::cbor::{self, int, text};
+use super::credential::ALGORITHMS;
+use super::status::CtapError;
+use super::{Authenticator, MAX_DISCOVERABLE, MAX_MSG_SIZE};
+
+/// Largest credential id the key accepts in lists (§6.4 0x08).
+pub const MAX_CREDENTIAL_ID_LENGTH: i64 = 128;
+/// Most descriptors in an allowList or excludeList (§6.4 0x07).
+pub const MAX_CREDENTIAL_COUNT_IN_LIST: i64 = 8;
+
+impl Authenticator {
+    /// The authenticatorGetInfo response map (§6.4, keys 0x01–0x0E, 0x14).
+    pub(super) fn get_info(&self) -> Result<Value, CtapError> {
+        let s = &self.state;
+        let fw = self.opts.profile.firmware;
+        let opts = vec![
+            ("rk", Value::Bool(true)),
+            ("up", Value::Bool(true)),
+            ("clientPin", Value::Bool(s.pin_hash.is_some())),
+            ("ep", Value::Bool(s.ep_enabled)),
+            ("alwaysUv", Value::Bool(s.always_uv)),
+            ("credMgmt", Value::Bool(true)),
+            ("authnrCfg", Value::Bool(true)),
+            ("setMinPINLength", Value::Bool(true)),
+            // §6.4: with alwaysUv on, makeCredUvNotRqd must be false.
+            ("makeCredUvNotRqd", Value::Bool(!s.always_uv)),
+            ("pinUvAuthToken", Value::Bool(true)),
+        ];
+        let algs = ALGORITHMS
+            .iter()
+            .map(|a| cbor::text_map(vec![("alg", int(*a)), ("type", text("public-key"))]))
+            .collect();
+        let rk_count = s.credentials.iter().filter(|c| c.discoverable).count();
+        Ok(cbor::int_map(vec![
+            (0x01, Value::Array(vec![text("FIDO_2_0"), text("FIDO_2_1")])),
+            (0x02, Value::Array(vec![text("credProtect")])),
+            (0x03, cbor::bytes(&self.opts.profile.aaguid)),
+            (0x04, cbor::text_map(opts)),
+            (0x05, int(MAX_MSG_SIZE as i64)),
+            (0x06, Value::Array(vec![int(2), int(1)])),
+            (0x07, int(MAX_CREDENTIAL_COUNT_IN_LIST)),
+            (0x08, int(MAX_CREDENTIAL_ID_LENGTH)),
+            (0x09, Value::Array(vec![text("nfc"), text("usb")])),
+            (0x0A, Value::Array(algs)),
+            (0x0C, Value::Bool(s.force_pin_change)),
+            (0x0D, int(i64::from(s.min_pin_length))),
+            // Yubico's encoding: major << 16 | minor << 8 | patch.
+            (
+                0x0E,
+                int(i64::from(fw.0) << 16 | i64::from(fw.1) << 8 | i64::from(fw.2)),
+            ),
+            (0x14, int(MAX_DISCOVERABLE.saturating_sub(rk_count) as i64)),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+
+    #[test]
+    fn get_info_bytes_are_pinned() {
+        let mut t = Tester::new();
+        let r = t.call(0x04, None);
+        // Whole response, decoded by hand: status 00; map of 14; 01 versions;
+        // 02 extensions; 03 AAGUID "keyward-sim-fido"; 04 options (10, in
+        // canonical order); 05 maxMsgSize 1200; 06 [2, 1]; 07 8; 08 128;
+        // 09 ["nfc", "usb"]; 0A ES256, EdDSA; 0C false; 0D 4; 0E 0x050701;
+        // 14 remaining discoverable 100.
+        let want = concat!(
+            "00ae",
+            "0182684649444f5f325f30684649444f5f325f31",
+            "02816b6372656450726f74656374",
+            "03506b6579776172642d73696d2d6669646f",
+            "04aa626570f462726bf5627570f568616c776179735576f4",
+            "68637265644d676d74f569617574686e72436667f569636c69656e7450696ef4",
+            "6e70696e557641757468546f6b656ef56f7365744d696e50494e4c656e677468f5",
+            "706d616b654372656455764e6f74527164f5",
+            "051904b0",
+            "06820201",
+            "0708",
+            "081880",
+            "0982636e6663637573620a82",
+            "a263616c672664747970656a7075626c69632d6b6579",
+            "a263616c672764747970656a7075626c69632d6b6579",
+            "0cf4",
+            "0d04",
+            "0e1a00050701",
+            "141864"
+        );
+        assert_eq!(hex::encode(&r), want);
+        let v = decode(&r);
+        let opts = v.map(4).unwrap().unwrap();
+        assert_eq!(
+            opts.get_text_key("clientPin"),
+            Some(&ciborium::Value::Bool(false))
+        );
+        assert_eq!(opts.get_text_key("ep"), Some(&ciborium::Value::Bool(false)));
+        assert_eq!(v.int(5).unwrap(), Some(1200));
+        assert_eq!(v.int(0x0D).unwrap(), Some(4));
+        assert_eq!(v.int(0x0E).unwrap(), Some(0x050701));
+        // Canonical: re-encoding the parsed value gives the same bytes.
+        assert_eq!(
+            super::super::cbor::encode(ciborium::Value::Map(v.0.clone())),
+            r[1..]
+        );
+    }
+
+    #[test]
+    fn unknown_command_is_invalid_command() {
+        let mut t = Tester::new();
+        assert_eq!(t.call(0x55, None), [0x01]);
+        assert_eq!(t.auth.handle(&[], &mut t.up).unwrap(), [0x03]);
+    }
+}

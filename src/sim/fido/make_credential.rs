@@ -1,0 +1,364 @@
+//! authenticatorMakeCredential (0x01, CTAP 2.1 §6.1) with `packed`
+//! attestation (WebAuthn §8.2) and enterprise attestation (§7.1).
+
+use ciborium::Value;
+use p256::ecdsa::SigningKey;
+use sha2::{Digest, Sha256};
+
+use super::cbor::{self, Req};
+use super::credential::{ALGORITHMS, Credential, ES256};
+use super::status::CtapError;
+use super::{Authenticator, MAX_DISCOVERABLE, perm};
+use crate::sim::ca::SimCa;
+use crate::sim::device::SimOptions;
+use crate::sim::{Fault, UserPresence};
+
+/// authData flags (WebAuthn §6.1).
+pub mod flag {
+    pub const UP: u8 = 0x01;
+    pub const UV: u8 = 0x04;
+    pub const AT: u8 = 0x40;
+    pub const ED: u8 = 0x80;
+}
+
+/// An attestation key with its x5c chain (leaf first).
+type Chain = (SigningKey, Vec<Vec<u8>>);
+
+/// The attestation keys of one device: the batch key, the chain a fault
+/// substitutes, and the enterprise attestation key (made on first use).
+pub struct AttestationKeys {
+    batch: Option<Chain>,
+    faulty: Option<Chain>,
+    enterprise: Option<Chain>,
+}
+
+impl AttestationKeys {
+    pub fn new(opts: &SimOptions) -> AttestationKeys {
+        let aaguid = opts.profile.aaguid;
+        let inter = opts.ca.fido_intermediate().to_vec();
+        let batch = opts.ca.fido_batch_attestation(&aaguid).ok();
+        let faults = &opts.faults;
+        let faulty = if faults.has(Fault::UntrustedAttestation) {
+            // A well-formed chain under a root no verifier was given.
+            SimCa::from_seed(b"keyward simulator: untrusted attestation fault")
+                .ok()
+                .and_then(|rogue| {
+                    let (k, leaf) = rogue.fido_batch_attestation(&aaguid).ok()?;
+                    Some((k, vec![leaf, rogue.fido_intermediate().to_vec()]))
+                })
+        } else if faults.has(Fault::AaguidMismatch) {
+            let mut other = aaguid;
+            other[15] ^= 0xFF;
+            batch.as_ref().and_then(|(k, _)| {
+                let leaf = opts.ca.fido_leaf(k, &other, None).ok()?;
+                Some((k.clone(), vec![leaf, inter.clone()]))
+            })
+        } else {
+            None
+        };
+        AttestationKeys {
+            batch: batch.map(|(k, leaf)| (k, vec![leaf, inter])),
+            faulty,
+            enterprise: None,
+        }
+    }
+}
+
+/// authenticatorData (WebAuthn §6.1): rpIdHash ‖ flags ‖ signCount ‖
+/// (attestedCredentialData) ‖ (extensions), the last two optional.
+pub fn auth_data(
+    rp_id: &str,
+    flags: u8,
+    count: u32,
+    attested: Option<(&[u8; 16], &Credential)>,
+    extensions: Option<Value>,
+) -> Result<Vec<u8>, CtapError> {
+    let mut out = Sha256::digest(rp_id.as_bytes()).to_vec();
+    let flags = flags
+        | if attested.is_some() { flag::AT } else { 0 }
+        | if extensions.is_some() { flag::ED } else { 0 };
+    out.push(flags);
+    out.extend_from_slice(&count.to_be_bytes());
+    if let Some((aaguid, cred)) = attested {
+        out.extend_from_slice(aaguid);
+        let len = u16::try_from(cred.id.len()).map_err(|_| CtapError::Other)?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&cred.id);
+        out.extend_from_slice(&cbor::encode(cred.cose_public()?));
+    }
+    if let Some(ext) = extensions {
+        out.extend_from_slice(&cbor::encode(ext));
+    }
+    Ok(out)
+}
+
+/// The parsed request parameters (§6.1 table).
+struct Request<'a> {
+    client_data_hash: &'a [u8],
+    rp_id: String,
+    rp_name: Option<String>,
+    user_id: Vec<u8>,
+    user_name: Option<String>,
+    display_name: Option<String>,
+    alg: i64,
+    rk: bool,
+    cred_protect: Option<u8>,
+    enterprise: Option<i128>,
+}
+
+fn parse(req: &Req) -> Result<Request<'_>, CtapError> {
+    let client_data_hash = req.bytes(0x01)?.ok_or(CtapError::MissingParameter)?;
+    let rp = req.map(0x02)?.ok_or(CtapError::MissingParameter)?;
+    let user = req.map(0x03)?.ok_or(CtapError::MissingParameter)?;
+    let params = req.array(0x04)?.ok_or(CtapError::MissingParameter)?;
+    let rp_id = rp.get_text_key("id").ok_or(CtapError::MissingParameter)?;
+    let user_id = user.get_text_key("id").ok_or(CtapError::MissingParameter)?;
+    let user_id = cbor::as_bytes(user_id)?;
+    if user_id.len() > 64 {
+        return Err(CtapError::InvalidLength);
+    }
+    let opt_text = |m: &Req, k: &str| -> Result<Option<String>, CtapError> {
+        m.get_text_key(k)
+            .map(|v| cbor::as_text(v).map(str::to_string))
+            .transpose()
+    };
+    let mut alg = None;
+    for p in params {
+        let p = Req::from_value(p)?;
+        let ty = cbor::as_text(p.get_text_key("type").ok_or(CtapError::MissingParameter)?)?;
+        let a = cbor::as_int(p.get_text_key("alg").ok_or(CtapError::MissingParameter)?)?;
+        if alg.is_none() && ty == "public-key" {
+            alg = ALGORITHMS.iter().copied().find(|&x| i128::from(x) == a);
+        }
+    }
+    let mut rk = false;
+    if let Some(o) = req.map(0x07)? {
+        if o.get_text_key("up").map(cbor::as_bool).transpose()? == Some(false) {
+            return Err(CtapError::InvalidOption);
+        }
+        // No built-in user verification (§6.1.2 step 5).
+        if o.get_text_key("uv").map(cbor::as_bool).transpose()? == Some(true) {
+            return Err(CtapError::InvalidOption);
+        }
+        rk = o.get_text_key("rk").map(cbor::as_bool).transpose()? == Some(true);
+    }
+    let mut cred_protect = None;
+    if let Some(ext) = req.map(0x06)?
+        && let Some(v) = ext.get_text_key("credProtect")
+    {
+        let level = cbor::as_int(v)?;
+        cred_protect = Some(
+            u8::try_from(level)
+                .ok()
+                .filter(|l| (1..=3).contains(l))
+                .ok_or(CtapError::InvalidParameter)?,
+        );
+    }
+    Ok(Request {
+        client_data_hash,
+        rp_id: cbor::as_text(rp_id)?.to_string(),
+        rp_name: opt_text(&rp, "name")?,
+        user_id: user_id.to_vec(),
+        user_name: opt_text(&user, "name")?,
+        display_name: opt_text(&user, "displayName")?,
+        alg: alg.ok_or(CtapError::UnsupportedAlgorithm)?,
+        rk,
+        cred_protect,
+        enterprise: req.int(0x0A)?,
+    })
+}
+
+impl Authenticator {
+    pub(super) fn make_credential(
+        &mut self,
+        req: &Req,
+        up: &mut dyn UserPresence,
+    ) -> Result<Value, CtapError> {
+        let auth_param = req.bytes(0x08)?;
+        if auth_param.is_some_and(<[u8]>::is_empty) {
+            // §6.1.2 step 1: a platform asking which key the person means.
+            self.touch(up)?;
+            return Err(if self.state.pin_hash.is_some() {
+                CtapError::PinInvalid
+            } else {
+                CtapError::PinNotSet
+            });
+        }
+        let r = parse(req)?;
+        let uv = match auth_param {
+            Some(p) => {
+                self.check_token(
+                    req.int(0x09)?,
+                    p,
+                    r.client_data_hash,
+                    perm::MC,
+                    Some(&r.rp_id),
+                )?;
+                true
+            }
+            None => {
+                let pin = self.state.pin_hash.is_some();
+                if self.state.always_uv || (r.rk && pin) {
+                    return Err(if pin {
+                        CtapError::PuatRequired
+                    } else {
+                        CtapError::OperationDenied
+                    });
+                }
+                false
+            }
+        };
+        let enterprise = match r.enterprise {
+            None => false,
+            Some(_) if !self.state.ep_enabled => return Err(CtapError::InvalidParameter),
+            Some(1 | 2) => true,
+            Some(_) => return Err(CtapError::InvalidOption),
+        };
+        self.check_exclude_list(req, &r.rp_id, uv, up)?;
+        self.touch(up)?;
+        if self.token.in_use && uv {
+            // User presence was consumed (§6.5.2.2 "clearUserPresentFlag").
+            self.token.permissions &= !(perm::MC | perm::GA);
+        }
+        let mut cred = self.new_credential(&r)?;
+        if !cred.discoverable {
+            cred.id = super::key_handle::seal(&self.state.wrap_secret, &cred);
+        }
+        let ext = r
+            .cred_protect
+            .map(|l| cbor::text_map(vec![("credProtect", cbor::int(i64::from(l)))]));
+        let flags = flag::UP | if uv { flag::UV } else { 0 };
+        let aaguid = self.opts.profile.aaguid;
+        let ad = auth_data(&r.rp_id, flags, 0, Some((&aaguid, &cred)), ext)?;
+        let att_stmt = self.attest(&ad, r.client_data_hash, enterprise)?;
+        if cred.discoverable {
+            self.store(cred);
+        }
+        let mut out = vec![
+            (0x01, cbor::text("packed")),
+            (0x02, cbor::bytes(&ad)),
+            (0x03, att_stmt),
+        ];
+        if enterprise {
+            out.push((0x04, Value::Bool(true)));
+        }
+        Ok(cbor::int_map(out))
+    }
+
+    /// §6.1.2 step 7: a listed credential of this RP that the request may
+    /// see means CREDENTIAL_EXCLUDED, after a touch.
+    fn check_exclude_list(
+        &self,
+        req: &Req,
+        rp_id: &str,
+        uv: bool,
+        up: &mut dyn UserPresence,
+    ) -> Result<(), CtapError> {
+        let Some(list) = req.array(0x05)? else {
+            return Ok(());
+        };
+        for d in list {
+            let id = descriptor_id(d)?;
+            let hit = self
+                .find_credential(id, rp_id)
+                .is_some_and(|c| c.cred_protect < 3 || uv);
+            if hit {
+                self.touch(up)?;
+                return Err(CtapError::CredentialExcluded);
+            }
+        }
+        Ok(())
+    }
+
+    fn new_credential(&mut self, r: &Request<'_>) -> Result<Credential, CtapError> {
+        if r.rk {
+            let same_user = |c: &Credential| c.rp_id == r.rp_id && c.user_id == r.user_id;
+            let rks = self
+                .state
+                .credentials
+                .iter()
+                .filter(|c| c.discoverable && !same_user(c));
+            if rks.count() >= MAX_DISCOVERABLE {
+                return Err(CtapError::KeyStoreFull);
+            }
+        }
+        let mut id = vec![0u8; 32];
+        crate::sim::random_bytes(&mut id);
+        Ok(Credential {
+            id,
+            rp_id: r.rp_id.clone(),
+            rp_name: r.rp_name.clone(),
+            user_id: r.user_id.clone(),
+            user_name: r.user_name.clone(),
+            display_name: r.display_name.clone(),
+            alg: r.alg,
+            key: Credential::generate_key(r.alg)?,
+            discoverable: r.rk,
+            cred_protect: r.cred_protect.unwrap_or(1),
+            sign_count: 0,
+            created: self.next_seq(),
+        })
+    }
+
+    /// Keep a discoverable credential; it replaces the RP's credential
+    /// for the same user handle (§6.1.2 step 17).
+    fn store(&mut self, cred: Credential) {
+        let creds = &mut self.state.credentials;
+        creds.retain(|c| !(c.rp_id == cred.rp_id && c.user_id == cred.user_id));
+        creds.push(cred);
+    }
+
+    /// The packed attestation statement (WebAuthn §8.2): ES256 over
+    /// authData ‖ clientDataHash with the batch (or enterprise) key.
+    fn attest(
+        &mut self,
+        auth_data: &[u8],
+        cdh: &[u8],
+        enterprise: bool,
+    ) -> Result<Value, CtapError> {
+        use p256::ecdsa::signature::Signer;
+        let keys = &mut self.attestation;
+        let chain = if keys.faulty.is_some() {
+            keys.faulty.as_ref()
+        } else if enterprise {
+            if keys.enterprise.is_none() {
+                let aaguid = self.opts.profile.aaguid;
+                let serial = self.opts.profile.serial;
+                let (k, leaf) = self
+                    .opts
+                    .ca
+                    .fido_enterprise_attestation(&aaguid, serial)
+                    .map_err(|_| CtapError::Other)?;
+                keys.enterprise = Some((k, vec![leaf, self.opts.ca.fido_intermediate().to_vec()]));
+            }
+            keys.enterprise.as_ref()
+        } else {
+            keys.batch.as_ref()
+        };
+        let (key, x5c) = chain.ok_or(CtapError::Other)?;
+        let sig: p256::ecdsa::Signature = key.sign(&[auth_data, cdh].concat());
+        Ok(cbor::text_map(vec![
+            ("alg", cbor::int(ES256)),
+            ("sig", cbor::bytes(sig.to_der().as_bytes())),
+            (
+                "x5c",
+                Value::Array(x5c.iter().map(|c| cbor::bytes(c)).collect()),
+            ),
+        ]))
+    }
+}
+
+/// The id of a PublicKeyCredentialDescriptor map.
+pub fn descriptor_id(d: &Value) -> Result<&[u8], CtapError> {
+    let m = d.as_map().ok_or(CtapError::CborUnexpectedType)?;
+    let id = m
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("id"))
+        .map(|(_, v)| v)
+        .ok_or(CtapError::MissingParameter)?;
+    cbor::as_bytes(id)
+}
+
+#[cfg(test)]
+#[path = "make_credential_tests.rs"]
+mod tests;
