@@ -273,6 +273,11 @@ fn main() {
         1e6 / rsa_fast,
         1e6 / rsa_slow
     );
+    println!(
+        "  PIV per-chain work besides signatures: parse F9 certificate {:.1} us, F9 RSA key + Montgomery setup {:.1} us",
+        1e6 / rate(|| drop(Cert::from_der(&pf9).unwrap())),
+        1e6 / rate(|| drop(PublicKey::from_spki(fc.spki()).unwrap()))
+    );
     if peer_fido.is_none() {
         println!("  (peer python-fido2 not available at /opt/keyward-venv)");
     }
