@@ -1,12 +1,14 @@
 //! keyward: provision hardware security keys against signed tickets.
 //!
 //! Layers (see DESIGN.md): `sim` holds the virtual keys everything else is
-//! tested on.
+//! tested on; `ticket` verifies signed provisioning tickets.
 
 pub mod attest;
 pub mod cli;
 pub mod detect;
+pub mod piv;
 pub mod policy;
 pub mod random;
 pub mod sim;
 pub mod store;
+pub mod ticket;

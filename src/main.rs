@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         }
         Commands::Attest(cmd) => keyward::cli::attest::run(cmd, cli.global.json),
         Commands::Mds(cmd) => keyward::cli::mds::run(cmd, &cli.global.db_path(), cli.global.json),
+        Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
+        Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -31,15 +33,20 @@ fn main() -> ExitCode {
 
 /// Map an error to its documented exit code (`keyward --help` lists them).
 fn exit_code(e: &anyhow::Error) -> u8 {
-    e.downcast_ref::<Failure>().map_or(1, Failure::exit_code)
+    if let Some(f) = e.downcast_ref::<Failure>() {
+        return f.exit_code();
+    }
+    keyward::cli::ticket::exit_code(e).unwrap_or(1)
 }
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
-        1 => "keyward=info,warn",
-        2 => "keyward=debug,info",
-        _ => "keyward=trace,debug",
+        // The yubikey crate reports card errors that keyward already turns
+        // into typed errors with advice; its own lines would only confuse.
+        0 => "warn,yubikey=off",
+        1 => "keyward=info,warn,yubikey=off",
+        2 => "keyward=debug,info,yubikey=off",
+        _ => "keyward=trace,debug,yubikey=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

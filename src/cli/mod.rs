@@ -9,7 +9,9 @@ pub mod attest;
 pub mod devices;
 pub mod ledger;
 pub mod mds;
+pub mod piv;
 pub mod sim;
+pub mod ticket;
 
 /// Provision hardware security keys (FIDO2, PIV) against signed tickets,
 /// verify their attestation, and keep an auditable ledger of who holds which
@@ -68,6 +70,12 @@ pub enum Commands {
     /// Import and inspect FIDO Metadata Service (MDS3) BLOBs, offline
     #[command(subcommand)]
     Mds(mds::MdsCommand),
+    /// Make, co-sign, verify and inspect signed provisioning tickets
+    Ticket(ticket::TicketArgs),
+    /// Read, check and provision the PIV application of a YubiKey: PIN,
+    /// PUK, management key, on-card keys, attestation, CSR, certificates
+    #[command(subcommand, after_help = piv::AFTER_HELP)]
+    Piv(piv::PivCommand),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).
