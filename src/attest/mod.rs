@@ -15,7 +15,6 @@ pub mod fido;
 pub mod mds;
 pub mod path;
 pub mod piv;
-pub mod rsa_fast;
 pub mod sig;
 
 use std::time::SystemTime;

@@ -10,7 +10,12 @@ use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
-use super::rsa_fast::{Digest as Digest_, FastRsa};
+/// The digest of an RSA signature, for the `rsa` crate cross-check.
+enum Digest_<'a> {
+    Sha256(&'a [u8]),
+    Sha384(&'a [u8]),
+    Sha512(&'a [u8]),
+}
 
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const P256_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
@@ -132,7 +137,8 @@ pub enum PublicKey {
 pub struct RsaKey {
     n: Vec<u8>,
     e: Vec<u8>,
-    fast: Option<FastRsa>,
+    /// DER RSAPublicKey, as aws-lc-rs takes it.
+    pkcs1: Vec<u8>,
 }
 
 /// PKCS#1 RSAPublicKey (RFC 8017 §A.1.1).
@@ -208,11 +214,17 @@ impl PublicKey {
         if e.is_empty() || n.last().is_none_or(|b| b & 1 == 0) {
             return Err(SigError::BadKey);
         }
-        let fast = FastRsa::new(n, e);
+        use der::Encode;
+        let pkcs1 = Pkcs1 {
+            n: der::asn1::UintRef::new(n).map_err(|_| SigError::BadKey)?,
+            e: der::asn1::UintRef::new(e).map_err(|_| SigError::BadKey)?,
+        }
+        .to_der()
+        .map_err(|_| SigError::BadKey)?;
         Ok(PublicKey::Rsa(Box::new(RsaKey {
             n: n.to_vec(),
             e: e.to_vec(),
-            fast,
+            pkcs1,
         })))
     }
 
@@ -240,6 +252,9 @@ impl PublicKey {
         };
         match self {
             PublicKey::P256(vk) => {
+                if let Some(a) = aws_ecdsa(false, alg, enc) {
+                    return aws_verify(a, vk.to_sec1_point(false).as_bytes(), msg, sig);
+                }
                 let digest = ecdsa_digest(alg, msg).ok_or_else(mismatch)?;
                 let sig = match enc {
                     EcdsaEncoding::Der => p256::ecdsa::Signature::from_der(sig),
@@ -250,6 +265,9 @@ impl PublicKey {
                     .map_err(|_| SigError::Invalid)
             }
             PublicKey::P384(vk) => {
+                if let Some(a) = aws_ecdsa(true, alg, enc) {
+                    return aws_verify(a, vk.to_sec1_point(false).as_bytes(), msg, sig);
+                }
                 let digest = ecdsa_digest(alg, msg).ok_or_else(mismatch)?;
                 let sig = match enc {
                     EcdsaEncoding::Der => p384::ecdsa::Signature::from_der(sig),
@@ -260,30 +278,14 @@ impl PublicKey {
                     .map_err(|_| SigError::Invalid)
             }
             PublicKey::Rsa(k) => {
-                let (d256, d384, d512);
-                let digest = match alg {
-                    SigAlg::RsaPkcs1Sha256 => {
-                        d256 = Sha256::digest(msg);
-                        Digest_::Sha256(&d256)
-                    }
-                    SigAlg::RsaPkcs1Sha384 => {
-                        d384 = Sha384::digest(msg);
-                        Digest_::Sha384(&d384)
-                    }
-                    SigAlg::RsaPkcs1Sha512 => {
-                        d512 = Sha512::digest(msg);
-                        Digest_::Sha512(&d512)
-                    }
+                use aws_lc_rs::signature as lc;
+                let a: &'static dyn lc::VerificationAlgorithm = match alg {
+                    SigAlg::RsaPkcs1Sha256 => &lc::RSA_PKCS1_2048_8192_SHA256,
+                    SigAlg::RsaPkcs1Sha384 => &lc::RSA_PKCS1_2048_8192_SHA384,
+                    SigAlg::RsaPkcs1Sha512 => &lc::RSA_PKCS1_2048_8192_SHA512,
                     _ => return Err(mismatch()),
                 };
-                if let Some(fast) = &k.fast {
-                    return if fast.verify(digest, sig) {
-                        Ok(())
-                    } else {
-                        Err(SigError::Invalid)
-                    };
-                }
-                k.verify_slow(digest, sig)
+                aws_verify(a, &k.pkcs1, msg, sig)
             }
             PublicKey::Ed25519(vk) => {
                 if alg != SigAlg::Ed25519 {
@@ -337,11 +339,38 @@ impl RsaKey {
         };
         self.verify_slow(d, sig)
     }
+}
 
-    /// Whether the fast path covers this key.
-    pub fn has_fast_path(&self) -> bool {
-        self.fast.is_some()
-    }
+/// aws-lc-rs's ECDSA algorithm for a curve, digest and encoding, where it
+/// has one (JWS fixed-size only for ES256/ES384).
+fn aws_ecdsa(
+    p384: bool,
+    alg: SigAlg,
+    enc: EcdsaEncoding,
+) -> Option<&'static dyn aws_lc_rs::signature::VerificationAlgorithm> {
+    use aws_lc_rs::signature as lc;
+    Some(match (p384, alg, enc) {
+        (false, SigAlg::EcdsaSha256, EcdsaEncoding::Der) => &lc::ECDSA_P256_SHA256_ASN1,
+        (false, SigAlg::EcdsaSha384, EcdsaEncoding::Der) => &lc::ECDSA_P256_SHA384_ASN1,
+        (false, SigAlg::EcdsaSha512, EcdsaEncoding::Der) => &lc::ECDSA_P256_SHA512_ASN1,
+        (false, SigAlg::EcdsaSha256, EcdsaEncoding::Fixed) => &lc::ECDSA_P256_SHA256_FIXED,
+        (true, SigAlg::EcdsaSha256, EcdsaEncoding::Der) => &lc::ECDSA_P384_SHA256_ASN1,
+        (true, SigAlg::EcdsaSha384, EcdsaEncoding::Der) => &lc::ECDSA_P384_SHA384_ASN1,
+        (true, SigAlg::EcdsaSha512, EcdsaEncoding::Der) => &lc::ECDSA_P384_SHA512_ASN1,
+        (true, SigAlg::EcdsaSha384, EcdsaEncoding::Fixed) => &lc::ECDSA_P384_SHA384_FIXED,
+        _ => return None,
+    })
+}
+
+fn aws_verify(
+    alg: &'static dyn aws_lc_rs::signature::VerificationAlgorithm,
+    key: &[u8],
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), SigError> {
+    aws_lc_rs::signature::UnparsedPublicKey::new(alg, key)
+        .verify(msg, sig)
+        .map_err(|_| SigError::Invalid)
 }
 
 fn strip_zeros(b: &[u8]) -> &[u8] {
