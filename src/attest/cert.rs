@@ -55,12 +55,15 @@ pub struct Cert {
     der: Vec<u8>,
     cert: Certificate,
     tbs: std::ops::Range<usize>,
-    subject: String,
+    /// Byte ranges of the encoded issuer and subject Names in `der`.
+    issuer_name: std::ops::Range<usize>,
+    subject_name: std::ops::Range<usize>,
+    subject: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Cert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Cert({})", self.subject)
+        write!(f, "Cert({})", self.subject())
     }
 }
 
@@ -75,7 +78,9 @@ impl Cert {
             });
         }
         let cert = Certificate::from_der(der).map_err(CertError::Der)?;
-        let tbs = tbs_range(der).ok_or(CertError::Der(der::ErrorKind::Failed.into()))?;
+        let bad = || CertError::Der(der::ErrorKind::Failed.into());
+        let tbs = tbs_range(der).ok_or_else(bad)?;
+        let (issuer_name, subject_name) = name_ranges(der, tbs.clone()).ok_or_else(bad)?;
         let mut seen: Vec<&ObjectIdentifier> = Vec::new();
         for e in cert.tbs_certificate().extensions().into_iter().flatten() {
             if seen.contains(&&e.extn_id) {
@@ -85,12 +90,13 @@ impl Cert {
             }
             seen.push(&e.extn_id);
         }
-        let subject = cert.tbs_certificate().subject().to_string();
         Ok(Cert {
             der: der.to_vec(),
             cert,
             tbs,
-            subject,
+            issuer_name,
+            subject_name,
+            subject: std::sync::OnceLock::new(),
         })
     }
 
@@ -122,7 +128,8 @@ impl Cert {
     }
     /// RFC 4514 string of the subject.
     pub fn subject(&self) -> &str {
-        &self.subject
+        self.subject
+            .get_or_init(|| self.cert.tbs_certificate().subject().to_string())
     }
     pub fn issuer(&self) -> String {
         self.cert.tbs_certificate().issuer().to_string()
@@ -130,7 +137,7 @@ impl Cert {
     /// Subject and issuer compared as encoded (RFC 5280 §7.1 allows binary
     /// comparison; every issuer seen here copies its subject verbatim).
     pub fn issued_by(&self, issuer: &Cert) -> bool {
-        self.cert.tbs_certificate().issuer() == issuer.cert.tbs_certificate().subject()
+        self.der[self.issuer_name.clone()] == issuer.der[issuer.subject_name.clone()]
     }
     pub fn is_self_issued(&self) -> bool {
         self.issued_by(self)
@@ -266,9 +273,41 @@ fn tbs_range(der: &[u8]) -> Option<std::ops::Range<usize>> {
     (end <= der.len()).then_some(outer_hdr..end)
 }
 
+/// The ranges of the issuer and subject Names inside the TBSCertificate
+/// (RFC 5280 §4.1: [0] version, serialNumber, signature, issuer, validity,
+/// subject).
+fn name_ranges(
+    der: &[u8],
+    tbs: std::ops::Range<usize>,
+) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let (hdr, _) = tlv_header(der.get(tbs.clone())?)?;
+    let mut pos = tbs.start + hdr;
+    let mut next = |expect: u8| {
+        let b = der.get(pos..tbs.end)?;
+        let (h, l) = tlv_any(b, expect)?;
+        let r = pos..pos.checked_add(h)?.checked_add(l)?;
+        pos = r.end;
+        Some(r)
+    };
+    // [0] version is optional (v1 certificates omit it); a mismatch
+    // leaves the position unchanged.
+    let _ = next(0xA0);
+    next(0x02)?; // serialNumber
+    next(0x30)?; // signature
+    let issuer = next(0x30)?;
+    next(0x30)?; // validity
+    let subject = next(0x30)?;
+    (subject.end <= tbs.end).then_some((issuer, subject))
+}
+
 /// (header length, content length) of a DER SEQUENCE TLV.
 pub(crate) fn tlv_header(b: &[u8]) -> Option<(usize, usize)> {
-    if *b.first()? != 0x30 {
+    tlv_any(b, 0x30)
+}
+
+/// (header length, content length) of a DER TLV with tag `tag`.
+fn tlv_any(b: &[u8], tag: u8) -> Option<(usize, usize)> {
+    if *b.first()? != tag {
         return None;
     }
     let first = *b.get(1)?;

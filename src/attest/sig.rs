@@ -71,16 +71,38 @@ pub enum EcdsaEncoding {
 impl SigAlg {
     /// From an X.509 AlgorithmIdentifier.
     pub fn from_x509(alg: &AlgorithmIdentifierOwned) -> Result<SigAlg, SigError> {
-        Ok(match alg.oid.to_string().as_str() {
-            "1.2.840.10045.4.3.2" => SigAlg::EcdsaSha256,
-            "1.2.840.10045.4.3.3" => SigAlg::EcdsaSha384,
-            "1.2.840.10045.4.3.4" => SigAlg::EcdsaSha512,
-            "1.2.840.113549.1.1.11" => SigAlg::RsaPkcs1Sha256,
-            "1.2.840.113549.1.1.12" => SigAlg::RsaPkcs1Sha384,
-            "1.2.840.113549.1.1.13" => SigAlg::RsaPkcs1Sha512,
-            "1.3.101.112" => SigAlg::Ed25519,
-            other => return Err(SigError::UnsupportedAlgorithm(oid_name(other))),
-        })
+        const TABLE: &[(ObjectIdentifier, SigAlg)] = &[
+            (
+                ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2"),
+                SigAlg::EcdsaSha256,
+            ),
+            (
+                ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3"),
+                SigAlg::EcdsaSha384,
+            ),
+            (
+                ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4"),
+                SigAlg::EcdsaSha512,
+            ),
+            (
+                ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11"),
+                SigAlg::RsaPkcs1Sha256,
+            ),
+            (
+                ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12"),
+                SigAlg::RsaPkcs1Sha384,
+            ),
+            (
+                ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13"),
+                SigAlg::RsaPkcs1Sha512,
+            ),
+            (ED25519, SigAlg::Ed25519),
+        ];
+        TABLE
+            .iter()
+            .find(|(oid, _)| oid.as_bytes() == alg.oid.as_bytes())
+            .map(|(_, a)| *a)
+            .ok_or_else(|| SigError::UnsupportedAlgorithm(oid_name(&alg.oid.to_string())))
     }
 
     /// From a COSE algorithm number (IANA COSE registry).

@@ -229,3 +229,20 @@ mod fido_sim {
         }
     }
 }
+
+#[test]
+fn raw_name_comparison_agrees_with_decoded_names() {
+    let s = TrustStore::bundled();
+    let certs: Vec<_> = s
+        .anchors()
+        .map(|a| a.cert.clone())
+        .chain(s.intermediates().cloned())
+        .collect();
+    for a in &certs {
+        for b in &certs {
+            let decoded =
+                a.inner().tbs_certificate().issuer() == b.inner().tbs_certificate().subject();
+            assert_eq!(a.issued_by(b), decoded, "{} / {}", a.subject(), b.subject());
+        }
+    }
+}
