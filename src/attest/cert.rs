@@ -129,10 +129,10 @@ impl Cert {
     /// RFC 4514 string of the subject.
     pub fn subject(&self) -> &str {
         self.subject
-            .get_or_init(|| self.cert.tbs_certificate().subject().to_string())
+            .get_or_init(|| format_name(self.cert.tbs_certificate().subject()))
     }
     pub fn issuer(&self) -> String {
-        self.cert.tbs_certificate().issuer().to_string()
+        format_name(self.cert.tbs_certificate().issuer())
     }
     /// Subject and issuer compared as encoded (RFC 5280 §7.1 allows binary
     /// comparison; every issuer seen here copies its subject verbatim).
@@ -225,22 +225,20 @@ impl Cert {
         sha1::Sha1::digest(self.spki().subject_public_key.raw_bytes()).to_vec()
     }
 
-    /// Values of the subject attribute `oid` (e.g. OU = 2.5.4.11).
+    /// Values of the subject attribute `oid` (e.g. OU = 2.5.4.11), for
+    /// string-valued attributes.
     pub fn subject_attr(&self, oid: &str) -> Vec<String> {
         let Ok(oid) = ObjectIdentifier::new(oid) else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        for rdn in self.cert.tbs_certificate().subject().iter_rdn() {
-            for atv in rdn.iter() {
-                if atv.oid == oid {
-                    // AttributeTypeAndValue displays as "OID=value".
-                    let s = atv.to_string();
-                    out.push(s.split_once('=').map_or(s.clone(), |(_, v)| v.to_string()));
-                }
-            }
-        }
-        out
+        self.cert
+            .tbs_certificate()
+            .subject()
+            .iter_rdn()
+            .flat_map(|rdn| rdn.iter())
+            .filter(|atv| atv.oid == oid)
+            .filter_map(|atv| atv_str(atv).map(str::to_string))
+            .collect()
     }
 
     fn decode_ext<'a, T: Decode<'a, Error = der::Error>>(
@@ -257,6 +255,72 @@ impl Cert {
                 }),
         }
     }
+}
+
+/// Short names of the attributes attestation certificates use (RFC 4519),
+/// as x509-cert prints them.
+const SHORT_NAMES: &[(ObjectIdentifier, &str)] = &[
+    (ObjectIdentifier::new_unwrap("2.5.4.3"), "CN"),
+    (ObjectIdentifier::new_unwrap("2.5.4.6"), "C"),
+    (ObjectIdentifier::new_unwrap("2.5.4.7"), "L"),
+    (ObjectIdentifier::new_unwrap("2.5.4.8"), "ST"),
+    (ObjectIdentifier::new_unwrap("2.5.4.10"), "O"),
+    (ObjectIdentifier::new_unwrap("2.5.4.11"), "OU"),
+];
+
+/// The string value of an attribute, for the string types x509-cert prints.
+fn atv_str(atv: &x509_cert::attr::AttributeTypeAndValue) -> Option<&str> {
+    use der::asn1::{Ia5StringRef, PrintableStringRef, TeletexStringRef, Utf8StringRef};
+    use der::{Tag, Tagged};
+    let v = &atv.value;
+    match v.tag() {
+        Tag::PrintableString => PrintableStringRef::try_from(v).ok().map(|s| s.as_str()),
+        Tag::Utf8String => Utf8StringRef::try_from(v).ok().map(|s| s.as_str()),
+        Tag::Ia5String => Ia5StringRef::try_from(v).ok().map(|s| s.as_str()),
+        Tag::TeletexString => TeletexStringRef::try_from(v).ok().map(|s| s.as_str()),
+        _ => None,
+    }
+}
+
+/// RFC 4514 text of a Name, identical to x509-cert's `Display` but without
+/// its linear search of the whole OID database for every attribute (which
+/// perf showed as the largest cost of a verification outside signatures);
+/// attributes outside [`SHORT_NAMES`] still go through `Display`.
+pub fn format_name(name: &x509_cert::name::Name) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let rdns: Vec<_> = name.iter_rdn().collect();
+    for (i, rdn) in rdns.into_iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, atv) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            let key = SHORT_NAMES
+                .iter()
+                .find(|(oid, _)| *oid == atv.oid)
+                .map(|(_, k)| *k);
+            let (Some(key), Some(val)) = (key, atv_str(atv)) else {
+                let _ = write!(out, "{atv}");
+                continue;
+            };
+            out.push_str(key);
+            out.push('=');
+            let mut chars = val.char_indices().peekable();
+            while let Some((i, c)) = chars.next() {
+                let _ = match c {
+                    '#' if i == 0 => write!(out, "\\#"),
+                    ' ' if i == 0 || chars.peek().is_none() => write!(out, "\\ "),
+                    '"' | '+' | ',' | ';' | '<' | '>' | '\\' => write!(out, "\\{c}"),
+                    '\x00'..='\x1f' | '\x7f' => write!(out, "\\{:02x}", c as u8),
+                    _ => write!(out, "{c}"),
+                };
+            }
+        }
+    }
+    out
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

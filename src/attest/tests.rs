@@ -2,6 +2,8 @@
 //! against the simulator roots (`keyward sim roots`), with serial, firmware,
 //! policies and the generated public key matched.
 
+use std::str::FromStr;
+
 use crate::attest::piv::{PinPolicy, TouchPolicy};
 use crate::attest::{TrustStore, verify_piv};
 use crate::sim::Firmware;
@@ -244,5 +246,24 @@ fn raw_name_comparison_agrees_with_decoded_names() {
                 a.inner().tbs_certificate().issuer() == b.inner().tbs_certificate().subject();
             assert_eq!(a.issued_by(b), decoded, "{} / {}", a.subject(), b.subject());
         }
+    }
+}
+
+#[test]
+fn name_formatting_matches_x509_cert_display() {
+    use crate::attest::cert::format_name;
+    let names = [
+        "CN=a\\,b+OU=Authenticator Attestation,O=Yubico AB,C=SE",
+        "CN=\\#lead,O=trail\\ ,L=x;y,ST=q\"uote,serialNumber=12345",
+        "CN=YubiKey PIV Attestation 9c",
+        "UID=jdoe,DC=example,DC=com",
+    ];
+    for n in names {
+        let name = x509_cert::name::Name::from_str(n).unwrap();
+        assert_eq!(format_name(&name), name.to_string(), "{n}");
+    }
+    for a in TrustStore::bundled().anchors() {
+        let n = a.cert.inner().tbs_certificate().subject();
+        assert_eq!(format_name(n), n.to_string());
     }
 }
