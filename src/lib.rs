@@ -3,10 +3,12 @@
 //! Layers (see DESIGN.md): `sim` holds the virtual keys everything else is
 //! tested on; `ticket` verifies signed provisioning tickets.
 
+pub mod attest;
 pub mod cli;
 pub mod ctap;
 pub mod detect;
 pub mod piv;
+pub mod policy;
 pub mod random;
 pub mod sim;
 pub mod store;

@@ -18,6 +18,8 @@ fn main() -> ExitCode {
         Commands::Bindings(cmd) => {
             keyward::cli::ledger::bindings(cmd, &cli.global.db_path(), cli.global.json)
         }
+        Commands::Attest(cmd) => keyward::cli::attest::run(cmd, cli.global.json),
+        Commands::Mds(cmd) => keyward::cli::mds::run(cmd, &cli.global.db_path(), cli.global.json),
         Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
     };

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod attest;
 pub mod devices;
 pub mod fido;
 pub mod ledger;
+pub mod mds;
 pub mod piv;
 pub mod sim;
 pub mod ticket;
@@ -62,6 +64,13 @@ pub enum Commands {
     /// List and show key bindings recorded in the ledger
     #[command(subcommand)]
     Bindings(ledger::BindingsCommand),
+    /// Verify FIDO2 and PIV attestations against trust anchors, the FIDO
+    /// MDS3 BLOB and the attestation policy
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
+    /// Import and inspect FIDO Metadata Service (MDS3) BLOBs, offline
+    #[command(subcommand)]
+    Mds(mds::MdsCommand),
     /// Make, co-sign, verify and inspect signed provisioning tickets
     Ticket(ticket::TicketArgs),
     /// Read, check and provision the PIV application of a YubiKey: PIN,

@@ -1,0 +1,324 @@
+//! Attestation policy: decides from the facts `crate::attest` proved.
+//!
+//! The verifier says what is true (chain, AAGUID, serial, attestation type,
+//! MDS status, PIN/touch policy); this module says whether the organisation
+//! accepts it. Every failed rule is reported, not just the first, and a
+//! recorded exception (with approver, reason and expiry) can waive a rule
+//! for one model or one device. The configuration is plain serde, e.g. in
+//! TOML:
+//!
+//! ```toml
+//! allowed_aaguids = ["cb69481e-8ff7-4039-93ec-0a2729a154a8"]
+//! min_firmware = "5.4.3"
+//! required_certification = "FIDO_CERTIFIED_L1"
+//! allowed_pin_policies = ["once", "always"]
+//!
+//! [[exceptions]]
+//! serial = 12345678
+//! waive = ["touch-policy"]
+//! reason = "accessibility: touch impossible"
+//! approver = "ciso@example.org"
+//! expires = "2027-01-01T00:00:00Z"
+//! ```
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attest::mds::certification_rank;
+use crate::attest::piv::{PinPolicy, TouchPolicy};
+use crate::attest::{AttestationType, FidoFacts, PivFacts};
+
+/// What an organisation accepts. Empty lists mean "any".
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttestationPolicy {
+    /// FIDO AAGUIDs (MDS3 form, with dashes) allowed.
+    pub allowed_aaguids: Vec<String>,
+    /// Model descriptions (MDS3 `description`) allowed, case-insensitive.
+    pub allowed_models: Vec<String>,
+    /// Lowest PIV firmware accepted, "major.minor.patch".
+    pub min_firmware: Option<String>,
+    /// Lowest FIDO certification level (e.g. "FIDO_CERTIFIED_L1"); needs an
+    /// MDS entry.
+    pub required_certification: Option<String>,
+    /// Require the authenticator to be listed in the MDS BLOB.
+    pub require_mds_entry: bool,
+    /// Require enterprise attestation (device serial in the attestation).
+    pub require_enterprise_attestation: bool,
+    pub allowed_pin_policies: Vec<PinPolicy>,
+    pub allowed_touch_policies: Vec<TouchPolicy>,
+    /// Recorded waivers.
+    pub exceptions: Vec<Exception>,
+}
+
+/// A rule of the policy, as named in exceptions and verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Rule {
+    /// The chain does not reach a trust anchor.
+    Untrusted,
+    /// `none` or self attestation: nothing vouches for the model.
+    NoAttestation,
+    Aaguid,
+    Model,
+    Firmware,
+    Certification,
+    MdsEntry,
+    /// An MDS3 status report rejects the model (REVOKED, compromises...).
+    MdsStatus,
+    EnterpriseAttestation,
+    PinPolicy,
+    TouchPolicy,
+}
+
+/// A recorded waiver of some rules for one model and/or one device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exception {
+    #[serde(default)]
+    pub aaguid: Option<String>,
+    #[serde(default)]
+    pub serial: Option<u64>,
+    pub waive: Vec<Rule>,
+    pub reason: String,
+    pub approver: String,
+    /// RFC 3339; an expired exception waives nothing.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// One failed rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    pub rule: Rule,
+    pub detail: String,
+    /// The exception that waived it (its reason and approver), if any.
+    pub waived_by: Option<String>,
+}
+
+/// The decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub accepted: bool,
+    pub violations: Vec<Violation>,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.accepted {
+            "accepted"
+        } else {
+            "rejected"
+        })?;
+        for v in &self.violations {
+            let w = v.waived_by.as_deref().map(|w| format!(" (waived: {w})"));
+            write!(f, "; {:?}: {}{}", v.rule, v.detail, w.unwrap_or_default())?;
+        }
+        Ok(())
+    }
+}
+
+/// The two attestations of one physical key disagree on its serial.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "FIDO enterprise attestation serial {fido} differs from PIV attestation serial {piv}: these are two different keys"
+)]
+pub struct SerialMismatch {
+    pub fido: u64,
+    pub piv: u64,
+}
+
+impl AttestationPolicy {
+    /// Decide on a FIDO attestation at `at` (exception expiry).
+    pub fn decide_fido(&self, f: &FidoFacts, at: SystemTime) -> Verdict {
+        let mut v = Vec::new();
+        if let Err(e) = &f.trust
+            && f.attestation_type == AttestationType::Basic
+        {
+            v.push((Rule::Untrusted, e.to_string()));
+        }
+        if f.attestation_type != AttestationType::Basic {
+            v.push((
+                Rule::NoAttestation,
+                format!("{:?} attestation", f.attestation_type),
+            ));
+        }
+        if !self.allowed_aaguids.is_empty()
+            && !self
+                .allowed_aaguids
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&f.aaguid))
+        {
+            v.push((Rule::Aaguid, format!("AAGUID {} is not allowed", f.aaguid)));
+        }
+        let description = f.mds.as_ref().and_then(|m| m.description.clone());
+        self.check_model(description.as_deref(), &mut v);
+        match &f.mds {
+            None if self.require_mds_entry || self.required_certification.is_some() => {
+                v.push((
+                    Rule::MdsEntry,
+                    "the authenticator is not listed in the MDS BLOB".into(),
+                ));
+            }
+            None => {}
+            Some(m) => {
+                if let Some(s) = &m.rejected_by {
+                    v.push((Rule::MdsStatus, format!("MDS status report {s}")));
+                }
+                if let Some(req) = &self.required_certification {
+                    let have = m
+                        .certification_level
+                        .as_deref()
+                        .unwrap_or("NOT_FIDO_CERTIFIED");
+                    if certification_rank(have) < certification_rank(req) {
+                        v.push((Rule::Certification, format!("{have} is below {req}")));
+                    }
+                }
+            }
+        }
+        if self.require_enterprise_attestation && (!f.enterprise || f.serial.is_none()) {
+            v.push((
+                Rule::EnterpriseAttestation,
+                "no enterprise attestation serial".into(),
+            ));
+        }
+        self.finish(v, Some(&f.aaguid), f.serial, at)
+    }
+
+    /// Decide on a PIV attestation at `at`.
+    pub fn decide_piv(&self, p: &PivFacts, at: SystemTime) -> Verdict {
+        let mut v = Vec::new();
+        if let Err(e) = &p.trust {
+            v.push((Rule::Untrusted, e.to_string()));
+        }
+        if let Some(min) = &self.min_firmware {
+            match (&p.firmware, parse_version(min)) {
+                (Some(fw), Some(min_v)) if parse_version(fw).is_some_and(|f| f >= min_v) => {}
+                (fw, _) => v.push((
+                    Rule::Firmware,
+                    format!(
+                        "firmware {} is below {min}",
+                        fw.as_deref().unwrap_or("unknown")
+                    ),
+                )),
+            }
+        }
+        if !self.allowed_pin_policies.is_empty()
+            && !p
+                .pin_policy
+                .is_some_and(|x| self.allowed_pin_policies.contains(&x))
+        {
+            v.push((
+                Rule::PinPolicy,
+                format!("PIN policy {:?} is not allowed", p.pin_policy),
+            ));
+        }
+        if !self.allowed_touch_policies.is_empty()
+            && !p
+                .touch_policy
+                .is_some_and(|x| self.allowed_touch_policies.contains(&x))
+        {
+            v.push((
+                Rule::TouchPolicy,
+                format!("touch policy {:?} is not allowed", p.touch_policy),
+            ));
+        }
+        self.finish(v, None, p.serial, at)
+    }
+
+    fn check_model(&self, description: Option<&str>, v: &mut Vec<(Rule, String)>) {
+        if self.allowed_models.is_empty() {
+            return;
+        }
+        let ok = description.is_some_and(|d| {
+            self.allowed_models
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(d))
+        });
+        if !ok {
+            v.push((
+                Rule::Model,
+                format!(
+                    "model {:?} is not allowed",
+                    description.unwrap_or("unknown")
+                ),
+            ));
+        }
+    }
+
+    fn finish(
+        &self,
+        found: Vec<(Rule, String)>,
+        aaguid: Option<&str>,
+        serial: Option<u64>,
+        at: SystemTime,
+    ) -> Verdict {
+        let violations: Vec<Violation> = found
+            .into_iter()
+            .map(|(rule, detail)| Violation {
+                rule,
+                waived_by: self
+                    .exceptions
+                    .iter()
+                    .find(|e| e.applies(rule, aaguid, serial, at))
+                    .map(|e| format!("{} (approved by {})", e.reason, e.approver)),
+                detail,
+            })
+            .collect();
+        Verdict {
+            accepted: violations.iter().all(|v| v.waived_by.is_some()),
+            violations,
+        }
+    }
+}
+
+impl Exception {
+    fn applies(
+        &self,
+        rule: Rule,
+        aaguid: Option<&str>,
+        serial: Option<u64>,
+        at: SystemTime,
+    ) -> bool {
+        if !self.waive.contains(&rule) {
+            return false;
+        }
+        if self.aaguid.is_none() && self.serial.is_none() {
+            return false; // an exception must name what it covers
+        }
+        let aaguid_ok = self
+            .aaguid
+            .as_deref()
+            .is_none_or(|a| aaguid.is_some_and(|x| x.eq_ignore_ascii_case(a)));
+        let serial_ok = self.serial.is_none_or(|s| serial == Some(s));
+        let live = match &self.expires {
+            None => true,
+            Some(e) => humantime::parse_rfc3339(e).is_ok_and(|exp| at < exp),
+        };
+        aaguid_ok && serial_ok && live
+    }
+}
+
+/// DESIGN.md "Cross-protocol check": the FIDO enterprise attestation and
+/// the PIV attestation of one key must agree on its serial. Passes when
+/// either side carries no serial (nothing to compare).
+pub fn cross_check(fido: &FidoFacts, piv: &PivFacts) -> Result<(), SerialMismatch> {
+    match (fido.serial, piv.serial) {
+        (Some(f), Some(p)) if f != p => Err(SerialMismatch { fido: f, piv: p }),
+        _ => Ok(()),
+    }
+}
+
+fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
+    let mut it = s.split('.').map(|p| p.parse::<u32>().ok());
+    Some((
+        it.next()??,
+        it.next().flatten().unwrap_or(0),
+        it.next().flatten().unwrap_or(0),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+use super::*;
+use crate::attest::{EntryStatus, Format, PathError};
+
+const YK5: &str = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
+
+fn t(s: &str) -> SystemTime {
+    humantime::parse_rfc3339(s).unwrap()
+}
+
+fn fido() -> FidoFacts {
+    FidoFacts {
+        format: Format::Packed,
+        attestation_type: AttestationType::Basic,
+        aaguid: YK5.into(),
+        credential_id: vec![1],
+        sign_count: 0,
+        user_present: true,
+        user_verified: true,
+        enterprise: true,
+        serial: Some(12_345_678),
+        certificates: vec![],
+        chain: vec![],
+        trust: Ok(("root".into(), "bundled".into())),
+        mds: Some(EntryStatus {
+            description: Some("YubiKey 5 Series".into()),
+            latest: Some("FIDO_CERTIFIED_L1".into()),
+            certification_level: Some("FIDO_CERTIFIED_L1".into()),
+            rejected_by: None,
+        }),
+        attestation_key_id: None,
+    }
+}
+
+fn piv() -> PivFacts {
+    PivFacts {
+        slot: Some("9a".into()),
+        serial: Some(12_345_678),
+        firmware: Some("5.4.3".into()),
+        pin_policy: Some(PinPolicy::Once),
+        touch_policy: Some(TouchPolicy::Never),
+        form_factor: Some(3),
+        fips: false,
+        cspn: false,
+        public_key_spki: String::new(),
+        public_key_matches: Some(true),
+        chain: vec![],
+        trust: Ok(("root".into(), "bundled".into())),
+        used_f9_exception: false,
+    }
+}
+
+fn strict() -> AttestationPolicy {
+    serde_json::from_value(serde_json::json!({
+        "allowed_aaguids": [YK5],
+        "allowed_models": ["YubiKey 5 Series"],
+        "min_firmware": "5.4.3",
+        "required_certification": "FIDO_CERTIFIED_L1",
+        "require_enterprise_attestation": true,
+        "allowed_pin_policies": ["once", "always"],
+        "allowed_touch_policies": ["always", "cached"],
+    }))
+    .unwrap()
+}
+
+fn rules(v: &Verdict) -> Vec<Rule> {
+    v.violations
+        .iter()
+        .filter(|v| v.waived_by.is_none())
+        .map(|v| v.rule)
+        .collect()
+}
+
+#[test]
+fn default_policy_accepts_trusted_and_rejects_untrusted_or_none() {
+    let p = AttestationPolicy::default();
+    let now = t("2026-01-01T00:00:00Z");
+    assert!(p.decide_fido(&fido(), now).accepted);
+    let mut f = fido();
+    f.trust = Err(PathError::UnknownIssuer {
+        subject: "x".into(),
+        issuer: "Yubico Preview FIDO Attestation".into(),
+    });
+    assert_eq!(rules(&p.decide_fido(&f, now)), [Rule::Untrusted]);
+    let mut f = fido();
+    f.attestation_type = AttestationType::None;
+    assert_eq!(rules(&p.decide_fido(&f, now)), [Rule::NoAttestation]);
+    assert!(p.decide_piv(&piv(), now).accepted);
+}
+
+#[test]
+fn strict_policy_reports_every_failed_rule() {
+    let p = strict();
+    let now = t("2026-01-01T00:00:00Z");
+    assert!(p.decide_fido(&fido(), now).accepted);
+    let mut f = fido();
+    f.aaguid = "00000000-0000-0000-0000-000000000001".into();
+    f.enterprise = false;
+    f.serial = None;
+    f.mds = Some(EntryStatus {
+        description: Some("Other key".into()),
+        latest: Some("REVOKED".into()),
+        certification_level: None,
+        rejected_by: Some("REVOKED".into()),
+    });
+    assert_eq!(
+        rules(&p.decide_fido(&f, now)),
+        [
+            Rule::Aaguid,
+            Rule::Model,
+            Rule::MdsStatus,
+            Rule::Certification,
+            Rule::EnterpriseAttestation
+        ]
+    );
+    let mut k = piv();
+    k.firmware = Some("5.2.7".into());
+    k.pin_policy = Some(PinPolicy::Never);
+    assert_eq!(
+        rules(&p.decide_piv(&k, now)),
+        [Rule::Firmware, Rule::PinPolicy, Rule::TouchPolicy]
+    );
+    let mut f = fido();
+    f.mds = None;
+    assert_eq!(
+        rules(&p.decide_fido(&f, now)),
+        [Rule::Model, Rule::MdsEntry]
+    );
+}
+
+#[test]
+fn exceptions_waive_named_rules_for_named_devices_until_they_expire() {
+    let mut p = strict();
+    p.exceptions.push(
+        serde_json::from_value(serde_json::json!({
+            "serial": 12_345_678,
+            "waive": ["touch-policy"],
+            "reason": "accessibility",
+            "approver": "ciso@example.org",
+            "expires": "2027-01-01T00:00:00Z",
+        }))
+        .unwrap(),
+    );
+    let v = p.decide_piv(&piv(), t("2026-01-01T00:00:00Z"));
+    assert!(v.accepted, "{v}");
+    assert!(
+        v.violations[0]
+            .waived_by
+            .as_deref()
+            .unwrap()
+            .contains("ciso@example.org")
+    );
+    // Expired, or another device: not waived.
+    assert!(!p.decide_piv(&piv(), t("2027-06-01T00:00:00Z")).accepted);
+    let mut other = piv();
+    other.serial = Some(1);
+    assert!(!p.decide_piv(&other, t("2026-01-01T00:00:00Z")).accepted);
+}
+
+#[test]
+fn exception_for_none_attestation_of_one_model() {
+    let mut p = AttestationPolicy::default();
+    p.exceptions.push(Exception {
+        aaguid: Some(YK5.into()),
+        serial: None,
+        waive: vec![Rule::NoAttestation],
+        reason: "privacy-preserving pilot".into(),
+        approver: "it@example.org".into(),
+        expires: None,
+    });
+    let mut f = fido();
+    f.attestation_type = AttestationType::None;
+    f.trust = Err(PathError::Malformed {
+        subject: "-".into(),
+        reason: "none".into(),
+    });
+    assert!(p.decide_fido(&f, t("2026-01-01T00:00:00Z")).accepted);
+}
+
+#[test]
+fn unknown_policy_fields_are_refused() {
+    let r: Result<AttestationPolicy, _> =
+        serde_json::from_value(serde_json::json!({"allowed_aaguid": []}));
+    assert!(r.is_err());
+}
+
+#[test]
+fn cross_protocol_serials_must_agree() {
+    assert!(cross_check(&fido(), &piv()).is_ok());
+    let mut k = piv();
+    k.serial = Some(99);
+    assert_eq!(
+        cross_check(&fido(), &k),
+        Err(SerialMismatch {
+            fido: 12_345_678,
+            piv: 99
+        })
+    );
+}
