@@ -6,6 +6,11 @@ use clap::Parser;
 use keyward::cli::{Cli, Commands, Failure};
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`keyward ... | head`), as Unix tools do,
+    // instead of panicking in println!.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // starts has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     let result = match cli.command {
