@@ -22,7 +22,9 @@ pub mod ticket;
     name = "keyward",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage, 3 no device, 4 PIN blocked, 5 verification \
+                  failed, 6 daemon unreachable; `keyward ticket verify` adds 20-25 (see its --help)."
 )]
 pub struct Cli {
     #[command(flatten)]
