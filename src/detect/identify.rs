@@ -120,16 +120,22 @@ pub fn probe_reader(ctx: &pcsc::Context, reader: &str) -> Result<Identity, Probe
     let name = std::ffi::CString::new(reader).map_err(|_| ProbeError::NotASecurityKey {
         reader: reader.to_string(),
     })?;
-    let card = ctx
+    let mut card = ctx
         .connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
         .map_err(|source| ProbeError::Connect {
             reader: reader.to_string(),
             source,
         })?;
-    let result = identify(&Probe {
-        card: &card,
-        reader,
-    });
+    // One transaction for the whole probe: another process's SELECT between
+    // ours and the command after it would send that command to the wrong
+    // applet.
+    let tx = card.transaction().map_err(|source| ProbeError::Transport {
+        reader: reader.to_string(),
+        source,
+    })?;
+    let result = identify(&Probe { card: &tx, reader });
+    // Ending the transaction leaves the card as it is (no reset).
+    drop(tx);
     // Leave the card as we found it: no reset, no power cycle.
     let _ = card.disconnect(pcsc::Disposition::LeaveCard);
     result
