@@ -111,6 +111,15 @@ impl Drop for WorkDir {
 fn work_dir(keep: Option<&Path>) -> Result<WorkDir> {
     use std::os::unix::fs::DirBuilderExt;
     if let Some(p) = keep {
+        // A second run in the same directory would find the first run's
+        // binding of the same simulated serial in the ledger.
+        if std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(Failure::Usage(format!(
+                "--keep {}: the directory is not empty; give a new or empty one",
+                p.display()
+            ))
+            .into());
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
