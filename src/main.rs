@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Commands::Mds(cmd) => keyward::cli::mds::run(cmd, &cli.global.db_path(), cli.global.json),
         Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
+        Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod attest;
+pub mod demo;
 pub mod devices;
 pub mod fido;
 pub mod ledger;
@@ -81,6 +82,9 @@ pub enum Commands {
     Piv(piv::PivCommand),
     /// Inspect and manage a FIDO2 key: info, PIN, reset, credentials, config
     Fido(fido::FidoArgs),
+    /// Run a complete FIDO2 enrollment on the built-in simulator: ticket,
+    /// key, attestation, ledger
+    Demo(demo::DemoArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).
