@@ -14,10 +14,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Sim, openssl_ok, path, rig, run, run_ok, start_sim, tempdir, ykman};
+use common::{Sim, openssl_ok, path, rig, run, run_ok, start_sim, tempdir, ykman, ykman_self_sign};
 
 /// The factory management key (3DES on 5.4.3, AES-192 on 5.7.1: same bytes).
-const MGMT: &str = "010203040506070801020304050607080102030405060708";
+const MGMT: &str = common::FACTORY_MGMT;
 
 fn piv_tool(sim: &Sim, args: &[&str]) -> String {
     run_ok(
@@ -158,22 +158,7 @@ fn yubico_piv_tool_reads_status_generates_attests_and_signs_on_5_4_3() {
     );
     let att = piv_tool(&sim, &["-a", "attest", "-s", "9c"]);
     assert!(att.starts_with("-----BEGIN CERTIFICATE-----"), "{att}");
-    ykman(
-        &sim,
-        &[
-            "piv",
-            "certificates",
-            "generate",
-            "-m",
-            MGMT,
-            "-P",
-            "123456",
-            "-s",
-            "CN=yp",
-            "9c",
-            &public,
-        ],
-    );
+    ykman_self_sign(&sim, "9c", "CN=yp", &public);
     let cert = path(d, "c9c.pem");
     std::fs::write(
         &cert,
@@ -243,22 +228,7 @@ fn opensc_pkcs11_lists_the_key_and_certificate_and_signs() {
             "piv", "keys", "generate", "-m", MGMT, "-a", "ECCP256", "9a", &public,
         ],
     );
-    ykman(
-        &sim,
-        &[
-            "piv",
-            "certificates",
-            "generate",
-            "-m",
-            MGMT,
-            "-P",
-            "123456",
-            "-s",
-            "CN=p11",
-            "9a",
-            &public,
-        ],
-    );
+    ykman_self_sign(&sim, "9a", "CN=p11", &public);
     let conf = opensc_conf(d);
     let p11 = |args: &[&str]| {
         run_ok(
@@ -322,22 +292,7 @@ fn opensc_pkcs11_lists_the_key_and_certificate_and_signs() {
             "piv", "keys", "generate", "-m", MGMT, "-a", "RSA2048", "9c", &rsa_pub,
         ],
     );
-    ykman(
-        &sim,
-        &[
-            "piv",
-            "certificates",
-            "generate",
-            "-m",
-            MGMT,
-            "-P",
-            "123456",
-            "-s",
-            "CN=rsa",
-            "9c",
-            &rsa_pub,
-        ],
-    );
+    ykman_self_sign(&sim, "9c", "CN=rsa", &rsa_pub);
     p11(&[
         "--slot",
         &slot,

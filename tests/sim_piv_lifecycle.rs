@@ -6,9 +6,11 @@ mod common;
 
 use std::process::Command;
 
-use common::{Sim, openssl_ok, path, rig, run, run_ok, start_sim, tempdir, venv_bin, ykman};
+use common::{
+    Sim, openssl_ok, path, rig, run, run_ok, start_sim, tempdir, venv_bin, ykman, ykman_self_sign,
+};
 
-const MGMT: &str = "010203040506070801020304050607080102030405060708";
+const MGMT: &str = common::FACTORY_MGMT;
 
 #[test]
 fn every_key_type_is_attested_to_the_simulator_root() {
@@ -49,22 +51,7 @@ fn every_key_type_is_attested_to_the_simulator_root() {
             raw.contains(&format!("[HEX DUMP]:{policy}")),
             "{alg} policy: {raw}"
         );
-        ykman(
-            &sim,
-            &[
-                "piv",
-                "certificates",
-                "generate",
-                "-m",
-                MGMT,
-                "-P",
-                "123456",
-                "-s",
-                &format!("CN={alg}"),
-                slot,
-                &public,
-            ],
-        );
+        ykman_self_sign(&sim, slot, &format!("CN={alg}"), &public);
     }
     let info = ykman(&sim, &["piv", "info"]);
     for alg in ["RSA2048", "ECCP384", "ED25519"] {
@@ -94,22 +81,7 @@ fn imported_keys_work_but_are_not_attested() {
     ykman(&sim, &["piv", "keys", "import", "-m", MGMT, "9a", &key]);
     let info = ykman(&sim, &["piv", "keys", "info", "9a"]);
     assert!(info.contains("Origin:                 IMPORTED"), "{info}");
-    ykman(
-        &sim,
-        &[
-            "piv",
-            "certificates",
-            "generate",
-            "-m",
-            MGMT,
-            "-P",
-            "123456",
-            "-s",
-            "CN=imported",
-            "9a",
-            &public,
-        ],
-    );
+    ykman_self_sign(&sim, "9a", "CN=imported", &public);
     let out = run(Command::new(venv_bin("ykman")).args([
         "-r",
         sim.reader.name,

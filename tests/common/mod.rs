@@ -230,3 +230,28 @@ pub fn openssl_ok(args: &[&str]) -> String {
 pub fn path(dir: &std::path::Path, name: &str) -> String {
     dir.join(name).to_string_lossy().into_owned()
 }
+
+/// The PIV management key every YubiKey (and the simulator) ships with.
+pub const FACTORY_MGMT: &str = "010203040506070801020304050607080102030405060708";
+
+/// `ykman piv certificates generate` with the factory management key and
+/// PIN: a self-signed certificate for the key in `slot`, whose public key is
+/// in the PEM file `public`.
+pub fn ykman_self_sign(sim: &Sim, slot: &str, subject: &str, public: &str) -> String {
+    ykman(
+        sim,
+        &[
+            "piv",
+            "certificates",
+            "generate",
+            "-m",
+            FACTORY_MGMT,
+            "-P",
+            "123456",
+            "-s",
+            subject,
+            slot,
+            public,
+        ],
+    )
+}
