@@ -18,15 +18,20 @@ pub mod enroll;
 pub mod lifecycle;
 pub mod outbox;
 pub mod query;
+pub mod runs;
 pub mod station_key;
 
 pub use audit::{AuditEvent, AuditReport, AuditRow};
 pub use enroll::{CredentialRecord, DeviceRecord, EnrollmentRecord, TicketRecord};
 pub use lifecycle::BindingState;
+pub use runs::{RunEnd, RunKind, RunOutcome, RunRow, RunStart};
 pub use station_key::StationKey;
 
 /// Schema versions, oldest first; each entry upgrades from the previous one.
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_runs_stock.sql")),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
