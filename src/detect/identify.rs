@@ -195,7 +195,7 @@ pub fn probe_reader_settled(ctx: &pcsc::Context, reader: &str) -> Result<Identit
 
 /// YubiKey device info (Management READ CONFIG): a length byte, then TLVs;
 /// 0x02 serial, 0x04 form factor, 0x05 firmware.
-fn apply_device_info(id: &mut Identity, data: &[u8]) {
+pub(super) fn apply_device_info(id: &mut Identity, data: &[u8]) {
     let Some((&len, rest)) = data.split_first() else {
         return;
     };
@@ -247,7 +247,7 @@ fn parse_get_info(resp: &[u8]) -> Option<FidoIdentity> {
     Some(out)
 }
 
-fn uuid_text(b: &[u8]) -> String {
+pub(super) fn uuid_text(b: &[u8]) -> String {
     let h = hex::encode(b);
     format!(
         "{}-{}-{}-{}-{}",
