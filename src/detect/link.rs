@@ -103,9 +103,8 @@ pub fn link(present: Vec<Present>, locate: &dyn Fn(&str) -> Option<PathBuf>) -> 
                 |s: Option<u32>| s.map_or("no serial".to_string(), |s| format!("serial {s}"));
             let note = |other: &DeviceId, mine: Option<u32>, theirs: Option<u32>| {
                 format!(
-                    "shares USB device {} with {other}, but {} answers {} and {other} {}: not linked",
+                    "shares USB device {} with {other}, but answers {} where {other} answers {}: not linked",
                     usb.as_ref().map_or(String::new(), ToString::to_string),
-                    "this interface",
                     show(mine),
                     show(theirs)
                 )
