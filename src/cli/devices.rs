@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use super::Failure;
 use crate::detect::hid::HidMonitor;
 use crate::detect::link::{Device, Kind, link, pcsc_reader_usb};
+use crate::detect::pcsc::DEFAULT_DEBOUNCE;
 use crate::detect::{Detector, DeviceEvent, Location, Present, enumerate};
 
 #[derive(Debug, Args)]
@@ -46,7 +47,7 @@ pub enum DevicesCommand {
     /// interrupted: arrived, identified, removed, error
     Watch {
         /// A card must stay this long before it counts as arrived
-        #[arg(long, value_name = "MS", default_value_t = 150)]
+        #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEBOUNCE.as_millis() as u64)]
         debounce_ms: u64,
     },
 }

@@ -180,13 +180,18 @@ fn identify(p: &Probe<'_>) -> Result<Identity, ProbeError> {
 /// [`probe_reader`], tried again a few times while the card is still
 /// settling after insertion.
 pub fn probe_reader_settled(ctx: &pcsc::Context, reader: &str) -> Result<Identity, ProbeError> {
-    let mut tries = 0;
+    // Short waits first: a card reset right after insertion settles within
+    // a few milliseconds, and every wait here adds to the time to
+    // `identified`. About 1.2 s in all before giving up.
+    let mut wait = Duration::from_millis(5);
+    let mut waited = Duration::ZERO;
     loop {
         match probe_reader(ctx, reader) {
-            Err(e) if e.is_transient() && tries < 10 => {
+            Err(e) if e.is_transient() && waited < Duration::from_millis(1200) => {
                 tracing::debug!(error = %e, reader, "card still settling; probing again");
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(wait);
+                waited += wait;
+                wait = (wait * 2).min(Duration::from_millis(100));
             }
             other => return other,
         }
