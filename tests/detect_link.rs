@@ -86,6 +86,27 @@ fn same_usb_device_and_serial_make_one_device_of_kind_both() {
     assert_eq!(d["interfaces"].as_array().unwrap().len(), 2);
     assert_eq!(d["interfaces"][0]["location"]["transport"], "pcsc");
     assert_eq!(d["interfaces"][1]["location"]["transport"], "hidraw");
+    // And in text: one headline, then each interface.
+    let text = common::run_ok(
+        common::keyward()
+            .args(["devices", "--sysfs"])
+            .arg(root.path().join("sys"))
+            .arg("--dev-root")
+            .arg(root.path().join("dev"))
+            .arg("--reader-usb")
+            .arg(format!("{reader}={}", usb.display())),
+    );
+    let head = text
+        .lines()
+        .position(|l| l.starts_with("usb:1-7"))
+        .unwrap_or_else(|| panic!("no linked device in {text}"));
+    let lines: Vec<&str> = text.lines().skip(head).take(3).collect();
+    assert!(
+        lines[0].contains("FIDO2+PIV") && lines[0].contains("serial 7001"),
+        "{lines:?}"
+    );
+    assert!(lines[1].trim_start().starts_with(&format!("pcsc:{reader}")));
+    assert!(lines[2].trim_start().starts_with("hidraw:hidraw0"));
     assert!(
         !doc["devices"]
             .as_array()

@@ -122,7 +122,8 @@ fn headline(d: &Device) -> String {
     if let Some(a) = &d.aaguid {
         parts.push(format!("AAGUID {a}"));
     }
-    if d.interfaces.len() == 1 {
+    // A reader's name is already in the id; a node's path is not.
+    if d.interfaces.len() == 1 && d.transport == "hidraw" {
         parts.push(d.reader_or_path.clone());
     }
     parts.join("  ")
