@@ -2,6 +2,7 @@
 //! monitor with simulators coming and going through a real pcscd.
 
 mod common;
+mod detect_support;
 
 use std::fs;
 use std::path::Path;
@@ -171,13 +172,7 @@ fn expect_arrival(rx: &Receiver<DeviceEvent>, reader: &str, serial: u32) {
 
 /// A leased reader with no card in it.
 fn free_reader() -> common::Reader {
-    let r = common::lease_reader();
-    assert!(
-        common::wait_card(r.name, false, Duration::from_secs(10)),
-        "{} stays occupied",
-        r.name
-    );
-    r
+    detect_support::empty_reader()
 }
 
 /// A detector with no HID devices (an empty sysfs).
@@ -265,12 +260,15 @@ fn identification_does_not_change_the_key() {
     }
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
     let state = common::tempdir();
-    let sim = common::start_sim(&[
-        "--serial",
-        "3001",
-        "--state",
-        state.path().to_str().unwrap(),
-    ]);
+    let sim = common::start_sim_on(
+        free_reader(),
+        &[
+            "--serial",
+            "3001",
+            "--state",
+            state.path().to_str().unwrap(),
+        ],
+    );
     // Give the key state worth keeping: a PIV PIN change through ykman.
     common::ykman(
         &sim,
@@ -307,7 +305,7 @@ fn devices_cli_lists_the_simulator_as_json() {
         return;
     }
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
-    let sim = common::start_sim(&["--serial", "4001"]);
+    let sim = common::start_sim_on(free_reader(), &["--serial", "4001"]);
     let empty = common::tempdir();
     let out = common::run_ok(
         common::keyward()

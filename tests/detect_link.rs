@@ -40,7 +40,7 @@ fn same_usb_device_and_serial_make_one_device_of_kind_both() {
     if !common::rig() {
         return;
     }
-    let sim = common::start_sim(&["--serial", "7001"]);
+    let sim = common::start_sim_on(detect_support::empty_reader(), &["--serial", "7001"]);
     let (root, _node, usb) = fixture(7001);
     let hid = HidMonitor::new(
         root.path().join("sys"),
@@ -122,7 +122,7 @@ fn same_usb_device_with_another_serial_is_not_linked_and_says_why() {
     if !common::rig() {
         return;
     }
-    let sim = common::start_sim(&["--serial", "7002"]);
+    let sim = common::start_sim_on(detect_support::empty_reader(), &["--serial", "7002"]);
     let (root, _node, usb) = fixture(7003);
     let hid = HidMonitor::new(
         root.path().join("sys"),

@@ -198,3 +198,25 @@ fn readable(fd: i32, ms: i32) -> bool {
     // SAFETY: one valid pollfd for the duration of the call.
     unsafe { libc::poll(&mut pfd, 1, ms) > 0 && pfd.revents & libc::POLLIN != 0 }
 }
+
+/// A leased vpcd reader with no card in it. A leased reader can still hold
+/// the card of a simulator that outlived its test; such readers are skipped
+/// (kept leased until the search ends, so the next lease moves on).
+pub fn empty_reader() -> crate::common::Reader {
+    let mut skipped = Vec::new();
+    loop {
+        let r = crate::common::lease_reader();
+        if crate::common::wait_card(r.name, false, Duration::from_secs(3)) {
+            return r;
+        }
+        eprintln!(
+            "{} holds a card nobody leased; trying another reader",
+            r.name
+        );
+        skipped.push(r);
+        assert!(
+            skipped.len() < crate::common::READERS.len(),
+            "every vpcd reader holds a card"
+        );
+    }
+}
