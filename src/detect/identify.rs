@@ -288,6 +288,22 @@ mod tests {
         assert_eq!(id, Identity::default());
     }
 
+    /// Whatever a device sends, the parsers return (no panic, no loop).
+    #[test]
+    fn random_device_answers_never_panic() {
+        let mut buf = [0u8; 96];
+        for i in 0..5000 {
+            crate::random::fill(&mut buf);
+            let n = i % buf.len();
+            let mut id = Identity::default();
+            apply_device_info(&mut id, &buf[..n]);
+            let _ = parse_get_info(&buf[..n]);
+            buf[0] = 0;
+            let _ = parse_get_info(&buf[..n]);
+            let _ = crate::transport::report_descriptor::usage_pages(&buf[..n]);
+        }
+    }
+
     #[test]
     fn get_info_fields_are_read_and_bad_input_is_none() {
         // {1: ["FIDO_2_0"], 3: h'00..0F', 4: {"rk": true}, 14: 328449}

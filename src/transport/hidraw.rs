@@ -333,6 +333,51 @@ mod tests {
         assert!(read_uevent(&dir.path().join("missing")).name.is_none());
     }
 
+    /// `list()` and the HID monitor share `scan`: FIDO nodes only, with
+    /// the ids, name and serial string from uevent.
+    #[test]
+    fn list_reports_fido_nodes_only() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let fido = [0x06, 0xD0, 0xF1, 0x09, 0x01, 0xA1, 0x01, 0xC0];
+        let keyboard = [0x05, 0x01, 0x09, 0x06, 0xA1, 0x01, 0xC0];
+        for (name, desc, uniq) in [
+            ("hidraw0", &fido[..], "cccc"),
+            ("hidraw1", &keyboard[..], ""),
+        ] {
+            let usb = r.join("sys/devices/usb1/1-1");
+            let dev = usb.join(format!("1-1:1.0/{name}"));
+            fs::create_dir_all(&dev).unwrap();
+            fs::write(usb.join("idVendor"), "1050").unwrap();
+            fs::write(usb.join("idProduct"), "0407").unwrap();
+            fs::write(dev.join("report_descriptor"), desc).unwrap();
+            fs::write(
+                dev.join("uevent"),
+                format!("HID_ID=0003:00001050:00000407\nHID_NAME=Key\nHID_UNIQ={uniq}\n"),
+            )
+            .unwrap();
+            let class = r.join("sys/class/hidraw").join(name);
+            fs::create_dir_all(&class).unwrap();
+            std::os::unix::fs::symlink(&dev, class.join("device")).unwrap();
+            fs::create_dir_all(r.join("dev")).unwrap();
+            fs::write(r.join("dev").join(name), b"").unwrap();
+        }
+        let found = list_in(&r.join("sys"), &r.join("dev"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        let h = &found[0];
+        assert!(h.path.ends_with("dev/hidraw0"));
+        assert_eq!((h.vendor_id, h.product_id), (0x1050, 0x0407));
+        assert_eq!(h.product.as_deref(), Some("Key"));
+        assert_eq!(h.serial.as_deref(), Some("cccc"));
+        let nodes = scan(&r.join("sys"), &r.join("dev"));
+        assert_eq!(nodes.get("hidraw1"), Some(&Node::Other));
+        match nodes.get("hidraw0") {
+            Some(Node::Fido(i)) => assert!(i.usb_parent.as_ref().unwrap().ends_with("usb1/1-1")),
+            other => panic!("{other:?}"),
+        }
+        assert!(list_in(&r.join("nowhere"), &r.join("dev")).is_empty());
+    }
+
     #[test]
     fn a_silent_node_times_out_and_a_closed_one_is_disconnected() {
         // A pipe stands in for a node that never answers, then hangs up.
