@@ -33,7 +33,7 @@ use keyward::sim::device::{SimOptions, build_card};
 use keyward::sim::vpcd::{Shutdown, serve_connection};
 use keyward::sim::{DeviceProfile, Person};
 
-const INSERTIONS: usize = 60;
+const INSERTIONS: usize = 100;
 const IDLE: Duration = Duration::from_secs(10);
 
 /// pcscd's view of one reader: the instant each presence change was seen.
@@ -98,6 +98,10 @@ struct Run {
     to_pcscd: Vec<Duration>,
     to_identified: Vec<Duration>,
     beyond_pcscd: Vec<Duration>,
+    /// pcscd notification -> `arrived` (the debounce) and `arrived` ->
+    /// `identified` (the probe).
+    arrived: Vec<Duration>,
+    probe: Vec<Duration>,
 }
 
 fn run(reader: &common::Reader, debounce: Duration, card: &mut Option<VirtualCard>) -> Run {
@@ -114,6 +118,8 @@ fn run(reader: &common::Reader, debounce: Duration, card: &mut Option<VirtualCar
         to_pcscd: Vec::new(),
         to_identified: Vec::new(),
         beyond_pcscd: Vec::new(),
+        arrived: Vec::new(),
+        probe: Vec::new(),
     };
     for _ in 0..INSERTIONS {
         let mut c = card.take().expect("the card is out of the reader");
@@ -127,9 +133,12 @@ fn run(reader: &common::Reader, debounce: Duration, card: &mut Option<VirtualCar
             c
         });
         let seen = pcscd_sees(&pcscd, true);
+        let arrived = event(&events, &id, |e| matches!(e, DeviceEvent::Arrived { .. }));
         let identified = event(&events, &id, |e| {
             matches!(e, DeviceEvent::Identified { .. })
         });
+        r.arrived.push(arrived.saturating_duration_since(seen));
+        r.probe.push(identified - arrived);
         r.to_pcscd.push(seen - t0);
         r.to_identified.push(identified - t0);
         r.beyond_pcscd
@@ -243,6 +252,8 @@ fn main() {
             "  identified_beyond_pcscd         {}",
             stats(r.beyond_pcscd)
         );
+        println!("    of which arrived_beyond_pcscd {}", stats(r.arrived));
+        println!("    of which probe                {}", stats(r.probe));
     }
     idle_cpu();
 }
