@@ -5,8 +5,10 @@
 //! through pcscd's status-change API, surviving pcscd restarts) and
 //! [`hid::HidMonitor`] (hidraw nodes whose report descriptor carries the FIDO
 //! usage page 0xF1D0, from sysfs, with udev hotplug or a periodic rescan).
-//! Each arrival is identified by a read-only probe ([`identify`]); a probe
-//! never changes a device.
+//! Each arrival is identified by a read-only probe ([`identify`] over PC/SC,
+//! [`identify_hid`] over CTAPHID); a probe never changes a device.
+//! [`link`] groups the interfaces of one USB key (its hidraw node and its
+//! CCID reader) into one device for `keyward devices`.
 
 use std::fmt;
 use std::sync::Arc;
