@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 
 use super::Failure;
 use crate::detect::hid::HidMonitor;
-use crate::detect::link::{Device, Kind, link, pcsc_reader_usb};
+use crate::detect::link::{Device, Kind, devices};
 use crate::detect::pcsc::DEFAULT_DEBOUNCE;
-use crate::detect::{Detector, DeviceEvent, Location, Present, enumerate};
+use crate::detect::{Detector, DeviceEvent, Location, Present};
 
 #[derive(Debug, Args)]
 pub struct DevicesArgs {
@@ -70,14 +70,7 @@ pub fn run(args: DevicesArgs, json: bool) -> Result<()> {
 }
 
 fn list(hid: &HidMonitor, fixed: &[(String, PathBuf)], json: bool) -> Result<()> {
-    let locate = |reader: &str| {
-        fixed
-            .iter()
-            .find(|(r, _)| r == reader)
-            .map(|(_, d)| d.clone())
-            .or_else(|| pcsc_reader_usb(&hid.sysfs, reader))
-    };
-    let devices = link(enumerate(hid), &locate);
+    let devices = devices(hid, fixed);
     if json {
         println!(
             "{}",

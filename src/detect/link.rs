@@ -204,6 +204,20 @@ fn linked(card: Present, hid: Present, parent: Option<PathBuf>) -> Device {
     }
 }
 
+/// Everything present now, grouped into devices: [`super::enumerate`] then
+/// [`link`], with readers located through pcscd ([`pcsc_reader_usb`])
+/// except those named in `readers` (reader name, sysfs USB device).
+pub fn devices(hid: &super::hid::HidMonitor, readers: &[(String, PathBuf)]) -> Vec<Device> {
+    let locate = |reader: &str| {
+        readers
+            .iter()
+            .find(|(r, _)| r == reader)
+            .map(|(_, d)| d.clone())
+            .or_else(|| pcsc_reader_usb(&hid.sysfs, reader))
+    };
+    link(super::enumerate(hid), &locate)
+}
+
 /// The USB device (bus, address) in a reader's `SCARD_ATTR_CHANNEL_ID`:
 /// `0xDDDDCCCC` with channel type `DDDD` = 0x0020 for USB and `CCCC` = bus
 /// number << 8 | device address, as pcsc-lite's CCID driver fills it (PC/SC
