@@ -2,6 +2,7 @@
 //! monitor with simulators coming and going through a real pcscd.
 
 mod common;
+mod detect_support;
 
 use std::fs;
 use std::path::Path;
@@ -65,7 +66,10 @@ fn hid_monitor_reports_fido_nodes_arriving_leaving_and_unreadable() {
     // A node whose report descriptor cannot be read.
     fs::create_dir_all(r.join("sys/class/hidraw/hidraw3/device/report_descriptor")).unwrap();
 
-    let mon = HidMonitor::new(r.join("sys"), r.join("dev"), Duration::from_millis(20));
+    // Plain files stand in for the nodes: enumeration only, no probe (the
+    // probe has its own tests in detect_hid.rs).
+    let mon = HidMonitor::new(r.join("sys"), r.join("dev"), Duration::from_millis(20))
+        .without_identification();
     let stop = mon.stopper();
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || mon.run(&tx));
@@ -168,13 +172,7 @@ fn expect_arrival(rx: &Receiver<DeviceEvent>, reader: &str, serial: u32) {
 
 /// A leased reader with no card in it.
 fn free_reader() -> common::Reader {
-    let r = common::lease_reader();
-    assert!(
-        common::wait_card(r.name, false, Duration::from_secs(10)),
-        "{} stays occupied",
-        r.name
-    );
-    r
+    detect_support::empty_reader()
 }
 
 /// A detector with no HID devices (an empty sysfs).
@@ -262,12 +260,15 @@ fn identification_does_not_change_the_key() {
     }
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
     let state = common::tempdir();
-    let sim = common::start_sim(&[
-        "--serial",
-        "3001",
-        "--state",
-        state.path().to_str().unwrap(),
-    ]);
+    let sim = common::start_sim_on(
+        free_reader(),
+        &[
+            "--serial",
+            "3001",
+            "--state",
+            state.path().to_str().unwrap(),
+        ],
+    );
     // Give the key state worth keeping: a PIV PIN change through ykman.
     common::ykman(
         &sim,
@@ -304,7 +305,7 @@ fn devices_cli_lists_the_simulator_as_json() {
         return;
     }
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
-    let sim = common::start_sim(&["--serial", "4001"]);
+    let sim = common::start_sim_on(free_reader(), &["--serial", "4001"]);
     let empty = common::tempdir();
     let out = common::run_ok(
         common::keyward()
@@ -319,10 +320,18 @@ fn devices_cli_lists_the_simulator_as_json() {
         .iter()
         .find(|d| d["id"] == format!("pcsc:{}", sim.reader.name))
         .expect("our simulator is listed");
-    assert_eq!(ours["identity"]["serial"], 4001);
-    assert_eq!(ours["location"]["transport"], "pcsc");
+    // The fields docs/devices.md promises for every device.
+    assert_eq!(ours["kind"], "both");
+    assert_eq!(ours["transport"], "pcsc");
+    assert_eq!(ours["reader_or_path"], sim.reader.name);
+    assert_eq!(ours["serial"], 4001);
+    assert_eq!(ours["aaguid"], "6b657977-6172-642d-7369-6d2d6669646f");
+    assert_eq!(ours["version"], "5.7.1");
+    let iface = &ours["interfaces"][0];
+    assert_eq!(iface["identity"]["piv"]["serial"], 4001);
+    assert_eq!(iface["location"]["transport"], "pcsc");
     assert_eq!(
-        ours["location"]["atr"],
+        iface["location"]["atr"],
         "3B8F8001804F0CA0000003060300030000000068"
     );
 }

@@ -6,8 +6,11 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+use super::Failure;
 use crate::detect::hid::HidMonitor;
-use crate::detect::{Detector, DeviceEvent, Location, Present, enumerate};
+use crate::detect::link::{Device, Kind, devices};
+use crate::detect::pcsc::DEFAULT_DEBOUNCE;
+use crate::detect::{Detector, DeviceEvent, Location, Present};
 
 #[derive(Debug, Args)]
 pub struct DevicesArgs {
@@ -31,6 +34,11 @@ pub struct DevicesArgs {
         hide = true
     )]
     pub dev_root: PathBuf,
+    /// Where a PC/SC reader sits in sysfs, as READER=DIR (test fixtures:
+    /// virtual readers have no USB device); other readers are asked of
+    /// pcscd
+    #[arg(long, global = true, value_name = "READER=DIR", hide = true)]
+    pub reader_usb: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,37 +47,79 @@ pub enum DevicesCommand {
     /// interrupted: arrived, identified, removed, error
     Watch {
         /// A card must stay this long before it counts as arrived
-        #[arg(long, value_name = "MS", default_value_t = 150)]
+        #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEBOUNCE.as_millis() as u64)]
         debounce_ms: u64,
     },
 }
 
 pub fn run(args: DevicesArgs, json: bool) -> Result<()> {
-    let hid = HidMonitor::new(args.sysfs, args.dev_root, Duration::from_millis(250));
+    let mut fixed = Vec::new();
+    for m in &args.reader_usb {
+        let Some((reader, dir)) = m.split_once('=') else {
+            return Err(Failure::Usage(format!("--reader-usb takes READER=DIR, not {m:?}")).into());
+        };
+        fixed.push((reader.to_string(), PathBuf::from(dir)));
+    }
+    let hid = HidMonitor::new(args.sysfs, args.dev_root, Duration::from_millis(500));
     match args.command {
-        None => list(&hid, json),
+        None => list(&hid, &fixed, json),
         Some(DevicesCommand::Watch { debounce_ms }) => {
             watch(hid, Duration::from_millis(debounce_ms), json)
         }
     }
 }
 
-fn list(hid: &HidMonitor, json: bool) -> Result<()> {
-    let present = enumerate(hid);
+fn list(hid: &HidMonitor, fixed: &[(String, PathBuf)], json: bool) -> Result<()> {
+    let devices = devices(hid, fixed);
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"version": 1, "devices": present}))?
+            serde_json::to_string_pretty(&serde_json::json!({"version": 2, "devices": devices}))?
         );
         return Ok(());
     }
-    if present.is_empty() {
+    if devices.is_empty() {
         eprintln!("no security keys found (PC/SC readers with a card, or FIDO hidraw devices)");
     }
-    for p in &present {
-        println!("{}", describe(p));
+    for d in &devices {
+        println!("{}", headline(d));
+        if d.interfaces.len() > 1 {
+            for p in &d.interfaces {
+                println!("  {}", describe(p));
+            }
+        } else if let Some(e) = d.interfaces.first().and_then(|p| p.error.as_ref()) {
+            println!("  error: {e}");
+        }
+        for n in &d.notes {
+            println!("  note: {n}");
+        }
     }
     Ok(())
+}
+
+/// One line for a device: id, kind, serial, firmware, AAGUID, where.
+fn headline(d: &Device) -> String {
+    let kind = match d.kind {
+        Kind::Both => "FIDO2+PIV",
+        Kind::Fido2 => "FIDO2",
+        Kind::Piv => "PIV",
+        Kind::Unknown => "unidentified",
+    };
+    let mut parts = vec![d.id.to_string(), kind.to_string()];
+    if let Some(s) = d.serial {
+        parts.push(format!("serial {s}"));
+    }
+    if let Some(v) = &d.version {
+        parts.push(format!("firmware {v}"));
+    }
+    if let Some(a) = &d.aaguid {
+        parts.push(format!("AAGUID {a}"));
+    }
+    // A reader's name is already in the id; a node's path is not.
+    if d.interfaces.len() == 1 && d.transport == "hidraw" {
+        parts.push(d.reader_or_path.clone());
+    }
+    parts.join("  ")
 }
 
 fn describe(p: &Present) -> String {
@@ -104,8 +154,9 @@ fn describe(p: &Present) -> String {
             parts.push(apps.join(", "));
         }
     }
-    if let Location::Hidraw { path, .. } = &p.location {
-        parts.push(path.clone());
+    match &p.location {
+        Location::Hidraw { path, .. } => parts.push(path.clone()),
+        Location::Pcsc { reader, .. } => parts.push(format!("reader {reader:?}")),
     }
     if let Some(e) = &p.error {
         parts.push(format!("error: {e}"));

@@ -1,42 +1,42 @@
 //! HID monitor: FIDO authenticators among the hidraw nodes.
 //!
-//! A node is FIDO when its report descriptor
-//! (`<sysfs>/class/hidraw/<node>/device/report_descriptor`) declares usage
-//! page 0xF1D0. The sysfs and /dev roots are parameters, so tests point them
-//! at a folder they fill and change. Hotplug comes from a udev monitor on the
-//! `hidraw` subsystem; where udev is unavailable (containers, tests) a
-//! periodic rescan finds the same changes a little later.
+//! Which nodes are FIDO comes from [`crate::transport::hidraw::scan`] (the
+//! report descriptor in sysfs declares usage page 0xF1D0); the sysfs and
+//! /dev roots are parameters, so tests point them at a folder they fill and
+//! change. Hotplug comes from a udev monitor on the `hidraw` subsystem;
+//! where udev is unavailable (containers, tests) a periodic rescan finds the
+//! same changes a little later. Each FIDO node that arrives is identified
+//! over CTAPHID ([`super::identify_hid`]), read-only.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use super::report_descriptor::{MAX_DESCRIPTOR, is_fido};
-use super::{DeviceEvent, DeviceId, EventSink, Location, StopFlag};
+use super::identify_hid::probe_hid;
+use super::{DeviceEvent, DeviceId, EventSink, Location, StopFlag, error_chain};
+use crate::transport::hidraw::{self, NodeInfo};
 
-/// What a scan found for one hidraw node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Node {
-    Fido(Location),
-    /// Not a FIDO interface (keyboards, mice, other HID).
-    Other,
-    /// The node exists but could not be examined.
-    Unreadable(String),
-}
+pub use crate::transport::hidraw::Node;
 
 pub fn device_id(node: &str) -> DeviceId {
     DeviceId(format!("hidraw:{node}"))
 }
 
+/// How long each step of an identification probe may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Rescan interval with udev: a safety net only, as udev reports changes.
+const UDEV_RESCAN: Duration = Duration::from_secs(5);
+
 /// The HID side of detection.
 pub struct HidMonitor {
     pub sysfs: PathBuf,
     pub dev: PathBuf,
-    /// Rescan interval when no udev event arrives.
+    /// Rescan interval when udev is unavailable.
     pub interval: Duration,
+    /// Identify each FIDO node that arrives (CTAPHID INIT + getInfo).
+    pub identify: bool,
     stop: StopFlag,
 }
 
@@ -51,8 +51,15 @@ impl HidMonitor {
             sysfs,
             dev,
             interval,
+            identify: true,
             stop: StopFlag::default(),
         }
+    }
+
+    /// Report arrivals without probing the devices.
+    pub fn without_identification(mut self) -> HidMonitor {
+        self.identify = false;
+        self
     }
 
     pub fn stopper(&self) -> StopFlag {
@@ -61,79 +68,46 @@ impl HidMonitor {
 
     /// Examine every hidraw node now.
     pub fn scan(&self) -> BTreeMap<String, Node> {
-        let class = self.sysfs.join("class/hidraw");
-        let Ok(entries) = fs::read_dir(&class) else {
-            return BTreeMap::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .map(|name| (name.clone(), self.examine(&name)))
-            .collect()
-    }
-
-    fn examine(&self, name: &str) -> Node {
-        let dir = self.sysfs.join("class/hidraw").join(name).join("device");
-        let desc = match read_limited(&dir.join("report_descriptor")) {
-            Ok(d) => d,
-            Err(e) => {
-                return Node::Unreadable(format!(
-                    "cannot read the report descriptor of {name}: {e}"
-                ));
-            }
-        };
-        if !is_fido(&desc) {
-            return Node::Other;
-        }
-        let path = self.dev.join(name);
-        if let Err(e) = fs::OpenOptions::new().read(true).write(true).open(&path) {
-            return Node::Unreadable(format!(
-                "FIDO device {} cannot be opened ({e}); install keyward's udev rules or add the user to the keyward group",
-                path.display()
-            ));
-        }
-        let (vendor_id, product_id, hid_name) = read_uevent(&dir.join("uevent"));
-        let usb_parent = fs::canonicalize(&dir)
-            .ok()
-            .and_then(|p| usb_parent(&p))
-            .map(|p| p.to_string_lossy().into_owned());
-        Node::Fido(Location::Hidraw {
-            path: path.to_string_lossy().into_owned(),
-            vendor_id,
-            product_id,
-            name: hid_name,
-            usb_parent,
-        })
+        hidraw::scan(&self.sysfs, &self.dev)
     }
 
     /// Run until stopped: report the nodes present, then every change.
     pub fn run(&self, sink: &EventSink) {
         let mut known: BTreeMap<String, Node> = BTreeMap::new();
-        let udev = udev::MonitorBuilder::new()
-            .and_then(|b| b.match_subsystem("hidraw"))
-            .and_then(|b| b.listen())
-            .ok();
+        let udev = self.udev_monitor();
         if udev.is_none() {
             tracing::info!(
                 "udev monitor unavailable; rescanning hidraw every {:?}",
                 self.interval
             );
         }
+        let mut last_scan: Option<Instant> = None;
         while !self.stop.stopped() {
+            let due = last_scan.is_none_or(|t| t.elapsed() >= UDEV_RESCAN);
+            let changed = match &udev {
+                // Wake now and then to look at the stop flag.
+                Some(socket) if !due => {
+                    let ready = wait_readable(socket.as_raw_fd(), self.stop_check());
+                    // Drain; the rescan works out what changed.
+                    ready && socket.iter().count() > 0
+                }
+                Some(_) => true,
+                None => {
+                    if last_scan.is_some() {
+                        std::thread::sleep(self.interval);
+                    }
+                    true
+                }
+            };
+            if !changed {
+                continue;
+            }
             let now = self.scan();
-            if diff(&known, &now, sink).is_err() {
+            last_scan = Some(Instant::now());
+            if self.diff(&known, &now, sink).is_err() {
                 return;
             }
             known = now;
-            match &udev {
-                Some(socket) => {
-                    if wait_readable(socket.as_raw_fd(), self.interval) {
-                        // Drain; the rescan above works out what changed.
-                        for _ in socket.iter() {}
-                    }
-                }
-                None => std::thread::sleep(self.interval),
-            }
         }
         for (name, node) in known {
             if matches!(node, Node::Fido(_))
@@ -147,87 +121,99 @@ impl HidMonitor {
             }
         }
     }
-}
 
-/// Send the events that turn `before` into `after`.
-fn diff(
-    before: &BTreeMap<String, Node>,
-    after: &BTreeMap<String, Node>,
-    sink: &EventSink,
-) -> Result<(), ()> {
-    for (name, node) in before {
-        if matches!(node, Node::Fido(_)) && !matches!(after.get(name), Some(Node::Fido(_))) {
-            sink.send(DeviceEvent::Removed {
-                id: device_id(name),
-            })
-            .map_err(|_| ())?;
+    /// A udev monitor on `hidraw`, when it can deliver events: only for the
+    /// real sysfs, and only with a udev daemon running (without one, libudev
+    /// hands out a monitor that never receives anything, as in containers).
+    fn udev_monitor(&self) -> Option<udev::MonitorSocket> {
+        if self.sysfs != std::path::Path::new("/sys")
+            || !std::path::Path::new("/run/udev/control").exists()
+        {
+            return None;
         }
+        udev::MonitorBuilder::new()
+            .and_then(|b| b.match_subsystem("hidraw"))
+            .and_then(|b| b.listen())
+            .ok()
     }
-    for (name, node) in after {
-        if before.get(name) == Some(node) {
-            continue;
-        }
-        let ev = match node {
-            Node::Fido(location) => DeviceEvent::Arrived {
-                id: device_id(name),
-                location: location.clone(),
-            },
-            Node::Unreadable(message) => DeviceEvent::Error {
-                id: Some(device_id(name)),
-                message: message.clone(),
-            },
-            Node::Other => continue,
-        };
-        sink.send(ev).map_err(|_| ())?;
-    }
-    Ok(())
-}
 
-fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    fs::File::open(path)?
-        .take(MAX_DESCRIPTOR as u64 + 1)
-        .read_to_end(&mut buf)?;
-    if buf.len() > MAX_DESCRIPTOR {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "report descriptor over 4096 bytes",
-        ));
+    /// How often a udev wait wakes to look at the stop flag.
+    fn stop_check(&self) -> Duration {
+        self.interval.max(Duration::from_millis(250))
     }
-    Ok(buf)
-}
 
-/// `HID_ID=0003:00001050:00000407` and `HID_NAME=...` from a uevent file.
-fn read_uevent(path: &Path) -> (Option<u16>, Option<u16>, Option<String>) {
-    let Ok(text) = fs::read_to_string(path) else {
-        return (None, None, None);
-    };
-    let (mut vid, mut pid, mut name) = (None, None, None);
-    for line in text.lines() {
-        if let Some(id) = line.strip_prefix("HID_ID=") {
-            let parts: Vec<&str> = id.split(':').collect();
-            if let [_, v, p] = parts.as_slice() {
-                vid = u32::from_str_radix(v, 16)
-                    .ok()
-                    .and_then(|v| u16::try_from(v).ok());
-                pid = u32::from_str_radix(p, 16)
-                    .ok()
-                    .and_then(|p| u16::try_from(p).ok());
+    /// Send the events that turn `before` into `after`.
+    fn diff(
+        &self,
+        before: &BTreeMap<String, Node>,
+        after: &BTreeMap<String, Node>,
+        sink: &EventSink,
+    ) -> Result<(), ()> {
+        for (name, node) in before {
+            if matches!(node, Node::Fido(_)) && !matches!(after.get(name), Some(Node::Fido(_))) {
+                sink.send(DeviceEvent::Removed {
+                    id: device_id(name),
+                })
+                .map_err(|_| ())?;
             }
-        } else if let Some(n) = line.strip_prefix("HID_NAME=") {
-            name = Some(n.to_string());
         }
+        for (name, node) in after {
+            if before.get(name) == Some(node) {
+                continue;
+            }
+            let id = device_id(name);
+            match node {
+                Node::Fido(info) => {
+                    sink.send(DeviceEvent::Arrived {
+                        id: id.clone(),
+                        location: location(info),
+                    })
+                    .map_err(|_| ())?;
+                    if self.identify {
+                        self.identify(id, info, sink)?;
+                    }
+                }
+                Node::Unreadable(message) => sink
+                    .send(DeviceEvent::Error {
+                        id: Some(id),
+                        message: message.clone(),
+                    })
+                    .map_err(|_| ())?,
+                Node::Other => {}
+            }
+        }
+        Ok(())
     }
-    (vid, pid, name)
+
+    fn identify(&self, id: DeviceId, info: &NodeInfo, sink: &EventSink) -> Result<(), ()> {
+        let ev = match probe_hid(&info.path, info.vendor_id, PROBE_TIMEOUT) {
+            Ok(identity) => DeviceEvent::Identified { id, identity },
+            // Unplugged while probed: the next scan reports the removal.
+            Err(e) if e.is_removal() => {
+                tracing::debug!(error = %e, "device left during identification");
+                return Ok(());
+            }
+            Err(e) => DeviceEvent::Error {
+                id: Some(id),
+                message: error_chain(&e),
+            },
+        };
+        sink.send(ev).map_err(|_| ())
+    }
 }
 
-/// The USB device a HID interface belongs to: the nearest ancestor with an
-/// `idVendor` file. Its CCID interface shares it, which links the FIDO and
-/// PIV views of one YubiKey.
-fn usb_parent(p: &Path) -> Option<PathBuf> {
-    p.ancestors()
-        .find(|a| a.join("idVendor").is_file() && a.join("idProduct").is_file())
-        .map(Path::to_path_buf)
+/// Where a FIDO node is, as events and listings show it.
+pub fn location(info: &NodeInfo) -> Location {
+    Location::Hidraw {
+        path: info.path.to_string_lossy().into_owned(),
+        vendor_id: info.vendor_id,
+        product_id: info.product_id,
+        name: info.name.clone(),
+        usb_parent: info
+            .usb_parent
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+    }
 }
 
 fn wait_readable(fd: i32, timeout: Duration) -> bool {

@@ -180,13 +180,18 @@ fn identify(p: &Probe<'_>) -> Result<Identity, ProbeError> {
 /// [`probe_reader`], tried again a few times while the card is still
 /// settling after insertion.
 pub fn probe_reader_settled(ctx: &pcsc::Context, reader: &str) -> Result<Identity, ProbeError> {
-    let mut tries = 0;
+    // Short waits first: a card reset right after insertion settles within
+    // a few milliseconds, and every wait here adds to the time to
+    // `identified`. About 1.2 s in all before giving up.
+    let mut wait = Duration::from_millis(5);
+    let mut waited = Duration::ZERO;
     loop {
         match probe_reader(ctx, reader) {
-            Err(e) if e.is_transient() && tries < 10 => {
+            Err(e) if e.is_transient() && waited < Duration::from_millis(1200) => {
                 tracing::debug!(error = %e, reader, "card still settling; probing again");
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(wait);
+                waited += wait;
+                wait = (wait * 2).min(Duration::from_millis(100));
             }
             other => return other,
         }
@@ -195,7 +200,7 @@ pub fn probe_reader_settled(ctx: &pcsc::Context, reader: &str) -> Result<Identit
 
 /// YubiKey device info (Management READ CONFIG): a length byte, then TLVs;
 /// 0x02 serial, 0x04 form factor, 0x05 firmware.
-fn apply_device_info(id: &mut Identity, data: &[u8]) {
+pub(super) fn apply_device_info(id: &mut Identity, data: &[u8]) {
     let Some((&len, rest)) = data.split_first() else {
         return;
     };
@@ -247,7 +252,7 @@ fn parse_get_info(resp: &[u8]) -> Option<FidoIdentity> {
     Some(out)
 }
 
-fn uuid_text(b: &[u8]) -> String {
+pub(super) fn uuid_text(b: &[u8]) -> String {
     let h = hex::encode(b);
     format!(
         "{}-{}-{}-{}-{}",
@@ -281,6 +286,22 @@ mod tests {
         apply_device_info(&mut id, &[0xFF, 0x02, 0x09, 0x00]);
         apply_device_info(&mut id, &[]);
         assert_eq!(id, Identity::default());
+    }
+
+    /// Whatever a device sends, the parsers return (no panic, no loop).
+    #[test]
+    fn random_device_answers_never_panic() {
+        let mut buf = [0u8; 96];
+        for i in 0..5000 {
+            crate::random::fill(&mut buf);
+            let n = i % buf.len();
+            let mut id = Identity::default();
+            apply_device_info(&mut id, &buf[..n]);
+            let _ = parse_get_info(&buf[..n]);
+            buf[0] = 0;
+            let _ = parse_get_info(&buf[..n]);
+            let _ = crate::transport::report_descriptor::usage_pages(&buf[..n]);
+        }
     }
 
     #[test]

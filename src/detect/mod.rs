@@ -5,8 +5,10 @@
 //! through pcscd's status-change API, surviving pcscd restarts) and
 //! [`hid::HidMonitor`] (hidraw nodes whose report descriptor carries the FIDO
 //! usage page 0xF1D0, from sysfs, with udev hotplug or a periodic rescan).
-//! Each arrival is identified by a read-only probe ([`identify`]); a probe
-//! never changes a device.
+//! Each arrival is identified by a read-only probe ([`identify`] over PC/SC,
+//! [`identify_hid`] over CTAPHID); a probe never changes a device.
+//! [`link`] groups the interfaces of one USB key (its hidraw node and its
+//! CCID reader) into one device for `keyward devices`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,8 +18,10 @@ use serde::Serialize;
 
 pub mod hid;
 pub mod identify;
+pub mod identify_hid;
+pub mod link;
 pub mod pcsc;
-pub mod report_descriptor;
+pub use crate::transport::report_descriptor;
 
 /// A device as the host sees it, stable while it stays plugged in:
 /// `pcsc:<reader name>` or `hidraw:<node name>`.
@@ -227,12 +231,22 @@ pub fn enumerate(hid: &hid::HidMonitor) -> Vec<Present> {
     }
     for (name, node) in hid.scan() {
         match node {
-            hid::Node::Fido(location) => out.push(Present {
-                id: hid::device_id(&name),
-                location,
-                identity: None,
-                error: None,
-            }),
+            hid::Node::Fido(info) => {
+                let (identity, error) = if hid.identify {
+                    match identify_hid::probe_hid(&info.path, info.vendor_id, hid::PROBE_TIMEOUT) {
+                        Ok(i) => (Some(i), None),
+                        Err(e) => (None, Some(error_chain(&e))),
+                    }
+                } else {
+                    (None, None)
+                };
+                out.push(Present {
+                    id: hid::device_id(&name),
+                    location: hid::location(&info),
+                    identity,
+                    error,
+                })
+            }
             hid::Node::Unreadable(e) => {
                 let location = Location::Hidraw {
                     path: hid.dev.join(&name).to_string_lossy().into_owned(),

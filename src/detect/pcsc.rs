@@ -13,8 +13,12 @@ use super::identify::probe_reader_settled;
 use super::{DeviceEvent, DeviceId, EventSink, Location, StopFlag};
 
 /// How long a card must stay before it counts as arrived (flapping contacts
-/// and NFC taps that bounce produce no events).
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(150);
+/// and NFC taps that bounce produce no events). pcscd already filters what
+/// bounces faster than its own polling (400 ms for drivers without an
+/// interrupt endpoint); 50 ms covers contact bounce on interrupt-driven CCID
+/// readers and keeps arrival-to-identified within 100 ms of pcscd's
+/// notification (benches/detect_latency.rs).
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// The PC/SC side of detection.
 pub struct PcscMonitor {

@@ -20,6 +20,7 @@ pub mod ctaphid;
 pub mod hidraw;
 pub mod mem;
 pub mod pcsc;
+pub mod report_descriptor;
 
 /// The longest CTAP message either side may send. CTAPHID caps a message at
 /// 7609 bytes (§11.2.4); over NFC extended-length APDUs carry up to 64 KiB.

@@ -42,6 +42,10 @@ pub mod cmd {
     pub const CANCEL: u8 = 0x11;
     pub const KEEPALIVE: u8 = 0x3B;
     pub const ERROR: u8 = 0x3F;
+    /// YubiKey vendor command: Management READ CONFIG over CTAPHID
+    /// (yubikit `management.py`: `CTAP_READ_CONFIG = CTAP_VENDOR_FIRST + 2`),
+    /// data = page; answers the same device-info TLV as the CCID applet.
+    pub const YK_READ_CONFIG: u8 = 0x42;
 }
 
 /// CTAPHID_ERROR codes (§11.2.9.1.6).
@@ -84,11 +88,12 @@ impl HidPipe {
     pub fn spawn(auth: SharedAuthenticator) -> HidPipe {
         let (to_device, rx) = mpsc::channel();
         let (tx, from_device) = mpsc::channel();
-        let (person, faults, fw) = {
+        let (person, faults, fw, device_info) = {
             let mut a = auth.lock().unwrap_or_else(PoisonError::into_inner);
             a.power_cycle();
             let o = a.options();
-            (o.person, o.faults.clone(), o.profile.firmware)
+            let info = crate::sim::mgmt::ManagementApplet::new(o).device_info();
+            (o.person, o.faults.clone(), o.profile.firmware, info)
         };
         let dev = Device {
             rx,
@@ -97,6 +102,7 @@ impl HidPipe {
             person,
             faults,
             version: fw.bytes(),
+            device_info,
             channels: HashSet::new(),
             next_cid: 1,
             pending: None,
@@ -198,6 +204,8 @@ struct Device {
     person: Person,
     faults: Faults,
     version: [u8; 3],
+    /// Management device info (page 0), for [`cmd::YK_READ_CONFIG`].
+    device_info: Vec<u8>,
     channels: HashSet<u32>,
     next_cid: u32,
     /// An INIT packet that arrived while a message was being assembled.
@@ -299,6 +307,12 @@ impl Device {
             // CANCEL outside a wait has nothing to cancel and no answer.
             cmd::CANCEL => {}
             cmd::CBOR => return self.cbor(cid, data),
+            cmd::YK_READ_CONFIG => match data {
+                [0] => self.send(cid, command, &self.device_info),
+                // No further pages: an empty list, as over CCID.
+                [_] => self.send(cid, command, &[0]),
+                _ => self.send(cid, cmd::ERROR, &[err::INVALID_LEN]),
+            },
             _ => self.send(cid, cmd::ERROR, &[err::INVALID_CMD]),
         }
         true

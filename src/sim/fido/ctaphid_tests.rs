@@ -306,3 +306,19 @@ fn plugging_in_opens_the_reset_window() {
     let r = auth.lock().map(|mut a| a.handle(&[0x07], &mut up));
     assert_eq!(r.ok().and_then(Result::ok), Some(vec![0x30]));
 }
+
+/// ykman reads the device info over FIDO HID with the vendor command 0xC2
+/// (yubikit `_ManagementCtapBackend.read_config`), page in the data.
+#[test]
+fn yubikey_read_config_answers_the_device_info() {
+    let p = pipe();
+    let cid = init(&p);
+    send(&p, cid, cmd::YK_READ_CONFIG, &[0x00]);
+    let (c, d) = recv(&p);
+    let want = crate::sim::mgmt::ManagementApplet::new(&opts()).device_info();
+    assert_eq!((c, d), (0x80 | cmd::YK_READ_CONFIG, want));
+    send(&p, cid, cmd::YK_READ_CONFIG, &[0x01]);
+    assert_eq!(recv(&p), (0xC2, vec![0x00]));
+    send(&p, cid, cmd::YK_READ_CONFIG, &[]);
+    assert_eq!(recv(&p), (0xBF, vec![err::INVALID_LEN]));
+}
