@@ -157,6 +157,14 @@ impl Default for ReplacementRules {
     }
 }
 
+/// Help-desk unblock rules (docs/lifecycle.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnblockRules {
+    /// Whether an unblock ticket may also rotate the PUK (`rotate_puk`).
+    pub allow_puk_rotation: bool,
+}
+
 /// One named profile.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -173,6 +181,8 @@ pub struct Profile {
     pub replacement: ReplacementRules,
     /// Attestation requirements and their time-boxed exceptions.
     pub attestation: AttestationPolicy,
+    /// Help-desk unblock rules.
+    pub unblock: UnblockRules,
 }
 
 /// The profiles file: `[profiles.NAME]` tables.

@@ -37,6 +37,11 @@ mod piv;
 mod reason;
 mod replace;
 pub mod target;
+// Lifecycle after enrollment (docs/lifecycle.md).
+pub mod lifecycle;
+pub mod revoke;
+pub mod stock;
+pub mod unblock;
 
 pub use reason::{ProvisionError, Reason};
 

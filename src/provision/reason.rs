@@ -93,6 +93,25 @@ pub enum Reason {
     Ledger,
     /// The station configuration is wrong.
     Config,
+    // Lifecycle (revoke, return to stock, unblock).
+    /// No binding with that id.
+    BindingNotFound,
+    /// The binding's state does not allow the change (already revoked,
+    /// replaced or returned; not active).
+    BindingState,
+    /// The key has no open binding here (return, unblock).
+    NotBound,
+    /// The key's serial matches a binding but the key could not prove it
+    /// holds the bound credential (FIDO2 assertion, PIV attestation).
+    IdentityUnconfirmed,
+    /// The ticket's subject does not hold the key's binding.
+    SubjectMismatch,
+    /// A FIDO2 PIN cannot be unblocked, only reset: a re-enrollment.
+    Fido2ResetOnly,
+    /// The PUK was wrong.
+    PukInvalid,
+    /// The PUK is blocked.
+    PukBlocked,
 }
 
 impl Reason {
@@ -138,6 +157,14 @@ impl Reason {
             ReplaceTicket => "replace-ticket",
             Ledger => "ledger",
             Config => "config",
+            BindingNotFound => "binding-not-found",
+            BindingState => "binding-state",
+            NotBound => "not-bound",
+            IdentityUnconfirmed => "identity-unconfirmed",
+            SubjectMismatch => "subject-mismatch",
+            Fido2ResetOnly => "fido2-reset-only",
+            PukInvalid => "puk-invalid",
+            PukBlocked => "puk-blocked",
         }
     }
 
@@ -181,6 +208,14 @@ impl Reason {
         Reason::ReplaceTicket,
         Reason::Ledger,
         Reason::Config,
+        Reason::BindingNotFound,
+        Reason::BindingState,
+        Reason::NotBound,
+        Reason::IdentityUnconfirmed,
+        Reason::SubjectMismatch,
+        Reason::Fido2ResetOnly,
+        Reason::PukInvalid,
+        Reason::PukBlocked,
     ];
 
     /// The coarse class a CLI maps to an exit code.
@@ -188,7 +223,8 @@ impl Reason {
         use Reason::*;
         match self {
             NoDevice | DeviceRemoved => ReasonClass::NoDevice,
-            PinBlocked => ReasonClass::PinBlocked,
+            PinBlocked | PukBlocked => ReasonClass::PinBlocked,
+            IdentityUnconfirmed | SubjectMismatch => ReasonClass::Verification,
             TicketMalformed
             | TicketUntrusted
             | TicketTime
