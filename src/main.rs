@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.json),
+        Commands::Revoke(args) => keyward::cli::lifecycle::revoke(args, &cli.global),
+        Commands::Return(args) => keyward::cli::lifecycle::return_key(args, &cli.global),
+        Commands::Unblock(args) => keyward::cli::lifecycle::unblock(args, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

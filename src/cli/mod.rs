@@ -10,6 +10,7 @@ pub mod demo;
 pub mod devices;
 pub mod fido;
 pub mod ledger;
+pub mod lifecycle;
 pub mod mds;
 pub mod piv;
 pub mod sim;
@@ -85,6 +86,14 @@ pub enum Commands {
     /// Run a complete FIDO2 enrollment on the built-in simulator: ticket,
     /// key, attestation, ledger
     Demo(demo::DemoArgs),
+    /// Revoke a binding (lost, stolen, damaged, left)
+    Revoke(lifecycle::RevokeArgs),
+    /// Take a handed-back key into stock: prove it is the bound key, close
+    /// its binding, reset it and check it is factory-clean
+    Return(lifecycle::ReturnArgs),
+    /// Help desk: unblock the PIV PIN of a bound key with its PUK, under an
+    /// unblock ticket
+    Unblock(lifecycle::UnblockArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).

@@ -3,20 +3,23 @@
 //! proving that a key holds a binding's credentials (FIDO2 assertion
 //! signature, PIV slot attestation).
 
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{Cancel, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step, StepReport};
+use super::{
+    Cancel, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step, StepReport, unix_secs,
+};
 use crate::attest::authdata::CoseKey;
 use crate::attest::sig::{EcdsaEncoding, SigAlg};
 use crate::ctap::commands::get_assertion::GetAssertion;
 use crate::ctap::{Ctap2, Error as CtapError, StatusCode};
 use crate::piv::{PivCard, PivError, Slot};
 use crate::store::stock::StoredCredential;
-use crate::store::{RunEnd, RunKind, RunOutcome, RunStart, StoreError};
+use crate::store::{Ledger, RunEnd, RunKind, RunOutcome, RunStart, StoreError};
 use crate::transport::TransportError;
 use crate::transport::pcsc::PcscTransport;
 
@@ -32,24 +35,60 @@ pub(crate) fn ledger_err(e: StoreError, step: Step) -> ProvisionError {
     ProvisionError::new(reason, Some(step), e.to_string()).with_source(e)
 }
 
+/// What a lifecycle workflow records with: the ledger, the actor for audit
+/// rows, and the clock. A [`Station`] provides one; revoke needs nothing
+/// more, so it runs without trust anchors or profiles.
+#[derive(Clone, Copy)]
+pub struct Books<'a> {
+    pub ledger: &'a Mutex<Ledger>,
+    pub actor: &'a str,
+    pub clock: &'a (dyn Fn() -> SystemTime + Send + Sync),
+}
+
+impl<'a> Books<'a> {
+    /// The station's ledger, actor and clock.
+    pub fn of(station: &'a Station) -> Self {
+        Books {
+            ledger: &station.ledger,
+            actor: &station.actor,
+            clock: &*station.clock,
+        }
+    }
+
+    pub fn now_secs(&self) -> i64 {
+        unix_secs((self.clock)())
+    }
+
+    /// Lock the ledger (a poisoned lock is reported, never unwrapped).
+    pub fn ledger(&self) -> Result<MutexGuard<'a, Ledger>, ProvisionError> {
+        self.ledger.lock().map_err(|_| {
+            ProvisionError::new(
+                Reason::Ledger,
+                None,
+                "the ledger lock is poisoned (another workflow panicked); restart keyward",
+            )
+        })
+    }
+}
+
 /// A run of one workflow in the ledger's `runs` table.
 pub(crate) struct Run<'a> {
-    station: &'a Station,
+    books: Books<'a>,
     pub(crate) id: String,
 }
 
 impl<'a> Run<'a> {
     pub(crate) fn start(
-        station: &'a Station,
+        books: Books<'a>,
         kind: RunKind,
         start: &RunStart<'_>,
     ) -> Result<Run<'a>, ProvisionError> {
-        let now = station.now_secs();
-        let id = station
+        let now = books.now_secs();
+        let id = books
             .ledger()?
             .run_started(kind, start, now)
             .map_err(|e| ledger_err(e, Step::Commit))?;
-        Ok(Run { station, id })
+        Ok(Run { books, id })
     }
 
     /// Record how the run ended. A ledger failure here is logged, not
@@ -72,13 +111,13 @@ impl<'a> Run<'a> {
             }
         };
         end.device_serial = serial.map(str::to_owned);
-        let now = self.station.now_secs();
+        let now = self.books.now_secs();
         let r = self
-            .station
+            .books
             .ledger()
             .map_err(|e| e.message)
             .and_then(|mut l| {
-                l.run_finished(&self.id, &end, &self.station.actor, now)
+                l.run_finished(&self.id, &end, self.books.actor, now)
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = r {

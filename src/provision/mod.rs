@@ -43,7 +43,7 @@ pub mod revoke;
 pub mod stock;
 pub mod unblock;
 
-pub use reason::{ProvisionError, Reason};
+pub use reason::{ProvisionError, Reason, ReasonClass};
 
 /// Everything a workflow needs, passed in (DESIGN.md: time, trust anchors
 /// and randomness are never read from globals).

@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
-use super::lifecycle::{Run, ledger_err};
-use super::{ProvisionError, Reason, Station, Step};
+use super::lifecycle::{Books, Run, ledger_err};
+use super::{ProvisionError, Reason, Step};
 use crate::store::stock::RevokeReason;
 use crate::store::{BindingState, RunKind, RunStart};
 
@@ -33,16 +33,16 @@ pub struct RevokeOutcome {
 /// Revoke a binding. A binding that does not exist or that is already
 /// revoked, replaced or returned is refused and nothing is written but the
 /// failed run.
-pub fn revoke(station: &Station, req: &RevokeRequest) -> Result<RevokeOutcome, ProvisionError> {
+pub fn revoke(books: Books<'_>, req: &RevokeRequest) -> Result<RevokeOutcome, ProvisionError> {
     let run = Run::start(
-        station,
+        books,
         RunKind::Revoke,
         &RunStart {
-            actor: &station.actor,
+            actor: books.actor,
             ..RunStart::default()
         },
     )?;
-    let result = revoke_in(station, req, &run.id);
+    let result = revoke_in(books, req, &run.id);
     let serial = result.as_ref().ok().and_then(|o| o.device_serial.clone());
     run.finish(&result, serial.as_deref(), Some(&req.binding));
     result.map_err(|mut e| {
@@ -52,7 +52,7 @@ pub fn revoke(station: &Station, req: &RevokeRequest) -> Result<RevokeOutcome, P
 }
 
 fn revoke_in(
-    station: &Station,
+    books: Books<'_>,
     req: &RevokeRequest,
     run: &str,
 ) -> Result<RevokeOutcome, ProvisionError> {
@@ -63,10 +63,10 @@ fn revoke_in(
             "a binding id is 1 to 128 characters (see `keyward bindings list`)",
         ));
     }
-    let now = station.now_secs();
-    let mut ledger = station.ledger()?;
+    let now = books.now_secs();
+    let mut ledger = books.ledger()?;
     let from = ledger
-        .revoke_binding(&req.binding, req.reason, &station.actor, now)
+        .revoke_binding(&req.binding, req.reason, books.actor, now)
         .map_err(|e| {
             let mut e = ledger_err(e, Step::Commit);
             if e.reason == Reason::BindingNotFound {

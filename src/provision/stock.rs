@@ -26,8 +26,8 @@ use serde_json::json;
 
 use super::StepReport;
 use super::lifecycle::{
-    IdentityProof, Presented, Run, Steps, cancelled, confirm_fido, confirm_piv, ctap_err, identify,
-    ledger_err, millis, open_fido, open_piv, piv_err, reader_of,
+    Books, IdentityProof, Presented, Run, Steps, cancelled, confirm_fido, confirm_piv, ctap_err,
+    identify, ledger_err, millis, open_fido, open_piv, piv_err, reader_of,
 };
 use super::{Cancel, Deadlines, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step};
 use crate::ctap::commands::get_assertion::GetAssertion;
@@ -105,7 +105,7 @@ pub fn return_to_stock(
     cancel: &Cancel,
 ) -> Result<ReturnOutcome, ProvisionError> {
     let run = Run::start(
-        station,
+        Books::of(station),
         RunKind::Return,
         &RunStart {
             slot: req.slot.as_deref(),

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::lifecycle::{
-    Presented, Run, Steps, confirm_piv, identify, ledger_err, open_piv, piv_err, reader_of,
+    Books, Presented, Run, Steps, confirm_piv, identify, ledger_err, open_piv, piv_err, reader_of,
 };
 use super::{
     Cancel, Deadlines, Events, KeyTarget, ProvisionError, Reason, Station, Step, StepReport,
@@ -75,7 +75,7 @@ pub fn unblock(
     cancel: &Cancel,
 ) -> Result<UnblockOutcome, ProvisionError> {
     let run = Run::start(
-        station,
+        Books::of(station),
         RunKind::Unblock,
         &RunStart {
             slot: req.slot.as_deref(),
