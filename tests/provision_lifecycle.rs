@@ -277,7 +277,10 @@ fn audit_ok(st: &Station) {
             .arg(st.db()),
     );
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert!(v["audit"]["problem"].is_null() && v["audit"]["rows"].as_i64() > Some(0), "{v}");
+    assert!(
+        v["audit"]["problem"].is_null() && v["audit"]["rows"].as_i64() > Some(0),
+        "{v}"
+    );
 }
 
 // ---------------------------------------------------------------- revoke
@@ -672,4 +675,131 @@ fn unblock_refuses_a_fido2_only_key_as_a_reenrollment() {
     assert!(msg.contains("re-enrollment under a new ticket"), "{msg}");
     assert_eq!(snapshot(&st), before);
     drop::<Sim>(sim);
+}
+
+/// A `keyward sim` on a leased reader, spawned here so it can be stopped
+/// and started again on the same reader with the same `--state`.
+fn spawn_sim(reader: &common::Reader, args: &[&str]) -> std::process::Child {
+    let child = keyward()
+        .args(["sim", "--vpcd", &reader.addr()])
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        common::wait_card(reader.name, true, Duration::from_secs(15)),
+        "card never appeared in {}",
+        reader.name
+    );
+    child
+}
+
+#[test]
+fn return_asks_to_reinsert_for_the_fido2_reset_and_a_run_cut_short_is_resumed() {
+    if !rig() {
+        return;
+    }
+    let st = Station::new();
+    let state = tempdir();
+    let state_dir = state.path().to_str().unwrap();
+    let reader = common::lease_reader();
+    let args = ["--fido2", "--serial", "7005", "--state", state_dir];
+    let mut sim = spawn_sim(&reader, &args);
+    let fido = make_fido_credential(reader.name);
+    let b = bind(&st, "carol", 7005, vec![fido]);
+
+    // Keep the card powered (an open connection) until the reset window
+    // of its power-up has passed.
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
+    let name = std::ffi::CString::new(reader.name).unwrap();
+    let hold = ctx
+        .connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(11));
+
+    // Nobody re-inserts the key: the run fails after closing the binding,
+    // and the key stays quarantined (never stocked, never bound again).
+    let o = run(st.kw().args([
+        "return",
+        "--json",
+        "--reinsert-timeout",
+        "2",
+        "--device",
+        reader.name,
+    ]));
+    assert_eq!(o.status.code(), Some(1));
+    let v = json_of(&o);
+    assert_eq!(v["error"]["reason"], "timeout");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stays quarantined"),
+        "{v}"
+    );
+    assert_eq!(binding_state(&st, &b), "returned");
+    let s = st.ledger().stock_for_serial("7005").unwrap().unwrap();
+    assert_eq!(s.state, keyward::store::stock::StockState::Quarantined);
+    assert_eq!(s.note.as_deref(), Some("timeout"));
+
+    // Run again: the return resumes at the reset, and this time the key is
+    // re-inserted when asked.
+    let mut child = st
+        .kw()
+        .args([
+            "return",
+            "--json",
+            "--reinsert-timeout",
+            "30",
+            "--device",
+            reader.name,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if l.contains("insert it again") {
+                let _ = tx.send(());
+            }
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("keyward never asked to re-insert the key");
+    // Unplug and plug in again: the same key (its state kept).
+    drop(hold);
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(common::wait_card(
+        reader.name,
+        false,
+        Duration::from_secs(10)
+    ));
+    sim = spawn_sim(&reader, &args);
+    let out = child.wait_with_output().unwrap();
+    let err = lines.join().unwrap();
+    eprintln!("{err}\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stock"], "in_stock");
+    assert_eq!(v["resumed"], true);
+    assert_eq!(v["reset"]["fido2"], true);
+    assert_eq!(v["reset"]["piv"], false);
+    assert_eq!(binding_state(&st, &b), "returned");
+    let s = st.ledger().stock_for_serial("7005").unwrap().unwrap();
+    assert_eq!(s.state, keyward::store::stock::StockState::InStock);
+    audit_ok(&st);
+    let _ = sim.kill();
+    let _ = sim.wait();
 }
