@@ -174,7 +174,7 @@ fn run_return(
             let start = ReturnStart {
                 binding: binding.as_deref(),
                 device: &device,
-                proof: json!({"proofs": proofs, "run": run.id}),
+                proof: json!({"proofs": proofs, "run": run.id, "unbound": binding.is_none()}),
                 actor: &station.actor,
             };
             let now = station.now_secs();
