@@ -248,3 +248,91 @@ fn cancelled_flow_aborts_without_committing() {
         Some("aborted")
     );
 }
+
+/// Enroll FIDO2 + PIV on the card in `reader`.
+fn enroll_reader(
+    rig: &Rig,
+    ticket: Vec<u8>,
+    reader: &str,
+    pin: &str,
+    events: &dyn provision::Events,
+) -> Result<provision::EnrollOutcome, provision::ProvisionError> {
+    provision::enroll(
+        &rig.station,
+        request(ticket, KeyTarget::Reader(reader.to_string()), pin),
+        events,
+        &Cancel::new(),
+    )
+}
+
+fn fido_and_piv(policy: &str) -> keyward::ticket::Claims {
+    let mut c = claims(policy);
+    c.ops = vec![fido_op(), piv_op("9a", "p256"), piv_op("9c", "p384")];
+    c
+}
+
+#[test]
+fn fido2_and_piv_through_pcscd_bind_one_key() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let sim = common::start_sim(&["--serial", "4100001"]);
+    let log = EventLog::new();
+    let o = enroll_reader(
+        &rig,
+        rig.ticket(&fido_and_piv("standard")),
+        sim.reader.name,
+        PIN,
+        &log,
+    )
+    .expect("enrollment through pcscd");
+    assert_eq!(o.serial.as_deref(), Some("4100001"));
+    let kinds: Vec<(&str, Option<&str>)> = o
+        .credentials
+        .iter()
+        .map(|c| (c.kind.as_str(), c.slot.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("fido2", None), ("piv", Some("9a")), ("piv", Some("9c"))]
+    );
+    assert!(o.generated_puk.is_some(), "the factory PUK was replaced");
+    let steps = started(&log.events());
+    for s in [
+        "drift-check",
+        "piv-pin",
+        "piv-management-key",
+        "piv-keygen",
+        "piv-attestation",
+        "piv-bind",
+        "cross-check",
+        "commit",
+    ] {
+        assert!(steps.contains(&s.to_string()), "{s} missing from {steps:?}");
+    }
+    let l = rig.station.ledger.lock().unwrap();
+    let d = l.show_binding(&o.binding).unwrap();
+    assert_eq!(d.credentials.len(), 3);
+    assert!(
+        d.credentials[1..]
+            .iter()
+            .all(|c| c.attestation_format.as_deref() == Some("keyward-piv-binding-v1"))
+    );
+    assert!(l.verify_audit().unwrap().ok());
+    drop(l);
+    // The card is provisioned: PIN, PUK and management key are no longer
+    // the factory ones, and the slots hold the attested keys.
+    let out = common::run_ok(common::keyward().args([
+        "piv",
+        "info",
+        "--json",
+        "--device",
+        sim.reader.name,
+    ]));
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["pin_is_default"], false, "{info}");
+    assert_eq!(info["puk_is_default"], false);
+    assert_eq!(info["management_key_is_default"], false);
+    assert_eq!(info["management_key_storage"], "pin-protected");
+}
