@@ -33,6 +33,8 @@ use crate::ticket;
 
 mod enroll;
 mod fido;
+mod flow;
+mod guard;
 mod piv;
 mod reason;
 mod replace;
