@@ -249,6 +249,38 @@ fn bind(st: &Station, subject: &str, serial: u32, credentials: Vec<CredentialRec
     st.ledger().commit_enrollment(&rec, now()).unwrap()
 }
 
+/// A real enrollment (`provision::enroll`) of FIDO2 + PIV 9a on the key in
+/// `reader`, with PIN `pin`; returns the binding and the PUK the enrollment
+/// set on the card.
+fn enroll(st: &Station, reader: &str, sub: &str, pin: &str) -> (String, keyward::piv::Puk) {
+    let t = st.ticket(
+        &format!("enroll-{sub}.jwt"),
+        sub,
+        &[
+            &format!("fido2:rp_id={RP},name={sub}"),
+            "piv:slot=9a,alg=p256,pin_policy=once,touch_policy=never",
+        ],
+        "default",
+    );
+    let config = keyward::config::Config::load(&st.path("keyward.toml")).unwrap();
+    let station = config.station(&st.db()).unwrap();
+    let req = keyward::provision::EnrollRequest::new(
+        std::fs::read(t).unwrap(),
+        keyward::provision::KeyTarget::Reader(reader.to_string()),
+        keyward::provision::PinChoice::Given(keyward::ctap::Pin::new(Zeroizing::new(
+            pin.to_string(),
+        ))),
+    );
+    let o = keyward::provision::enroll(
+        &station,
+        req,
+        &keyward::provision::NoEvents,
+        &keyward::provision::Cancel::new(),
+    )
+    .expect("enrollment through pcscd");
+    (o.binding, o.generated_puk.expect("enrollment sets a PUK"))
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -377,10 +409,7 @@ fn return_to_stock_proves_the_key_resets_it_and_stocks_it() {
     let st = Station::new();
     let sim = start_sim(&["--serial", "7001"]);
     let reader = sim.reader.name;
-    let fido = make_fido_credential(reader);
-    let (serial, piv) = make_piv_credential(reader);
-    assert_eq!(serial, 7001);
-    let b = bind(&st, "alice", serial, vec![fido, piv]);
+    let (b, _puk) = enroll(&st, reader, "alice", PIV_PIN);
 
     let o = run(st.kw().args(["return", "--device", reader, "--json"]));
     assert!(o.status.success());
@@ -537,7 +566,7 @@ fn unblock(st: &Station, reader: &str, ticket: &Path, secrets: &str, extra: &[&s
     )
 }
 
-fn no_secret_in(o: &Output, st: &Station) {
+fn no_secret_in(o: &Output, st: &Station, puk: &str) {
     let mut all = o.stdout.clone();
     all.extend_from_slice(&o.stderr);
     for f in ["ledger.db", "ledger.db-wal"] {
@@ -545,7 +574,7 @@ fn no_secret_in(o: &Output, st: &Station) {
             all.extend_from_slice(&b);
         }
     }
-    for s in [NEW_PIN, PUK, NEW_PUK, PIV_PIN] {
+    for s in [NEW_PIN, puk, NEW_PUK, PIV_PIN] {
         assert!(
             !all.windows(s.len()).any(|w| w == s.as_bytes()),
             "secret {s} leaked into output or ledger"
@@ -561,14 +590,16 @@ fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
     let st = Station::new();
     let sim = start_sim(&["--serial", "7003"]);
     let reader = sim.reader.name;
-    let (serial, piv) = make_piv_credential(reader);
-    let b = bind(&st, "alice", serial, vec![piv]);
+    let (b, puk) = enroll(&st, reader, "alice", PIV_PIN);
+    let puk = std::str::from_utf8(puk.expose_secret())
+        .unwrap()
+        .to_string();
     block_pin(reader);
 
     // Wrong subject: refused before the card is touched, ticket unused.
     let t = st.ticket("mallory.jwt", "mallory", &["unblock"], "default");
     let before = snapshot(&st);
-    let o = unblock(&st, reader, &t, &format!("{PUK}\n{NEW_PIN}\n"), &[]);
+    let o = unblock(&st, reader, &t, &format!("{puk}\n{NEW_PIN}\n"), &[]);
     assert_eq!(o.status.code(), Some(5));
     assert_eq!(json_of(&o)["error"]["reason"], "subject-mismatch");
     assert_eq!(snapshot(&st), before);
@@ -598,7 +629,7 @@ fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
         &st,
         reader,
         &t_strict,
-        &format!("{PUK}\n{NEW_PIN}\n{NEW_PUK}\n"),
+        &format!("{puk}\n{NEW_PIN}\n{NEW_PUK}\n"),
         &["--new-puk-fd", "0"],
     );
     assert_eq!(json_of(&o)["error"]["reason"], "policy-pin");
@@ -615,7 +646,7 @@ fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
         &st,
         reader,
         &t,
-        &format!("{PUK}\n{NEW_PIN}\n{NEW_PUK}\n"),
+        &format!("{puk}\n{NEW_PIN}\n{NEW_PUK}\n"),
         &["--new-puk-fd", "0"],
     );
     assert!(o.status.success());
@@ -651,7 +682,7 @@ fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
     );
     assert_eq!(o.status.code(), Some(5));
     assert_eq!(json_of(&o)["error"]["reason"], "ticket-replayed");
-    no_secret_in(&o, &st);
+    no_secret_in(&o, &st, &puk);
     audit_ok(&st);
 }
 

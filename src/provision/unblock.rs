@@ -27,8 +27,8 @@ use super::{
 };
 use crate::piv::{Pin, PivError, Puk};
 use crate::store::stock::{OpenBinding, UnblockRecord};
-use crate::store::{BindingState, Ledger, RunKind, RunStart, TicketRecord};
-use crate::ticket::{Op, ReplayError, ReplayGuard, VerifiedTicket};
+use crate::store::{BindingState, RunKind, RunStart, TicketRecord};
+use crate::ticket::{Op, VerifiedTicket};
 
 /// One unblock.
 pub struct UnblockRequest {
@@ -97,30 +97,6 @@ pub fn unblock(
         })
 }
 
-/// The ledger as the verifier's replay check: consumption itself happens
-/// in [`Ledger::commit_unblock`], with the audit rows.
-struct LedgerReplay<'a>(&'a Ledger);
-
-impl ReplayGuard for LedgerReplay<'_> {
-    fn is_consumed(&self, _iss: &str, jti: &str) -> Result<bool, ReplayError> {
-        self.0
-            .ticket_consumed(jti)
-            .map(|c| c.is_some())
-            .map_err(|e| ReplayError::Backend(Box::new(e)))
-    }
-    fn consume(&self, iss: &str, jti: &str, _: i64, _: i64) -> Result<(), ReplayError> {
-        Err(ReplayError::AlreadyConsumed {
-            iss: iss.into(),
-            jti: jti.into(),
-        })
-    }
-    fn latest_trusted_time(&self) -> Result<Option<i64>, ReplayError> {
-        self.0
-            .latest_trusted_time()
-            .map_err(|e| ReplayError::Backend(Box::new(e)))
-    }
-}
-
 fn run_unblock(
     station: &Station,
     req: &UnblockRequest,
@@ -135,7 +111,7 @@ fn run_unblock(
         let ledger = station.ledger()?;
         let vt = station
             .verifier
-            .verify(&req.ticket, now, &LedgerReplay(&ledger))
+            .verify(&req.ticket, now, &*ledger)
             .map_err(ProvisionError::ticket)?;
         let d = json!({"jti": vt.claims.jti, "sub": vt.claims.sub, "policy": vt.claims.policy});
         Ok((vt, d))
