@@ -554,8 +554,10 @@ fn pin_works(reader: &str, pin: &str) -> bool {
 }
 
 fn unblock(st: &Station, reader: &str, ticket: &Path, secrets: &str, extra: &[&str]) -> Output {
+    // Most verbose logging: no secret may reach the log either.
     run_in(
         st.kw()
+            .env("RUST_LOG", "trace")
             .args([
                 "unblock", "--json", "--device", reader, "--puk-fd", "0", "--pin-fd", "0",
             ])
@@ -650,6 +652,7 @@ fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
         &["--new-puk-fd", "0"],
     );
     assert!(o.status.success());
+    no_secret_in(&o, &st, &puk);
     let v = json_of(&o);
     assert_eq!(v["binding"], b.as_str());
     assert_eq!(v["subject"], "alice");

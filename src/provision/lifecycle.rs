@@ -510,3 +510,91 @@ pub(crate) fn open_piv(reader: &str, serial: u32, step: Step) -> Result<PivCard,
     }
     Ok(card)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_work_needs_a_reader() {
+        let e = reader_of(&KeyTarget::Hid("/dev/hidraw3".into()), "return to stock").unwrap_err();
+        assert_eq!(e.reason, Reason::DeviceUnsupported);
+        assert!(e.message.contains("needs the key in a PC/SC reader"), "{e}");
+        assert!(e.message.contains("/dev/hidraw3"), "{e}");
+        let r = KeyTarget::Reader("Virtual PCD 00 00".into());
+        assert_eq!(reader_of(&r, "unblock").unwrap(), "Virtual PCD 00 00");
+    }
+
+    #[test]
+    fn device_failures_map_to_stable_reasons() {
+        let cases = [
+            (
+                CtapError::Status(StatusCode::UserActionTimeout),
+                Step::Reset,
+                Reason::TouchTimeout,
+            ),
+            (
+                CtapError::Status(StatusCode::NotAllowed),
+                Step::Reset,
+                Reason::ResetNotAllowed,
+            ),
+            (
+                CtapError::Status(StatusCode::NotAllowed),
+                Step::GetAssertion,
+                Reason::DeviceError,
+            ),
+            (
+                CtapError::Transport(TransportError::Disconnected),
+                Step::Reset,
+                Reason::DeviceRemoved,
+            ),
+            (
+                CtapError::Transport(TransportError::Cancelled),
+                Step::Reset,
+                Reason::Cancelled,
+            ),
+            (
+                CtapError::Transport(TransportError::Timeout),
+                Step::Identify,
+                Reason::Timeout,
+            ),
+        ];
+        for (e, step, reason) in cases {
+            let p = ctap_err(e, step);
+            assert_eq!((p.reason, p.step), (reason, Some(step)));
+        }
+        assert_eq!(
+            piv_err(PivError::WrongPuk { retries_left: 2 }, Step::PivPin).reason,
+            Reason::PukInvalid
+        );
+        assert_eq!(
+            piv_err(PivError::PukBlocked, Step::PivPin).reason,
+            Reason::PukBlocked
+        );
+        assert_eq!(
+            piv_err(PivError::CardRemoved { operation: "x" }, Step::Reset).reason,
+            Reason::DeviceRemoved
+        );
+        let e = ledger_err(StoreError::BindingNotFound("b1".into()), Step::Commit);
+        assert_eq!(e.reason, Reason::BindingNotFound);
+        assert!(e.message.contains("no binding b1"));
+    }
+
+    #[test]
+    fn reason_codes_of_the_lifecycle_are_stable_and_listed() {
+        for (r, code) in [
+            (Reason::BindingNotFound, "binding-not-found"),
+            (Reason::BindingState, "binding-state"),
+            (Reason::NotBound, "not-bound"),
+            (Reason::IdentityUnconfirmed, "identity-unconfirmed"),
+            (Reason::SubjectMismatch, "subject-mismatch"),
+            (Reason::Fido2ResetOnly, "fido2-reset-only"),
+            (Reason::PukInvalid, "puk-invalid"),
+            (Reason::PukBlocked, "puk-blocked"),
+        ] {
+            assert_eq!(r.as_str(), code);
+            assert_eq!(serde_json::to_value(r).unwrap(), code);
+            assert!(Reason::ALL.contains(&r));
+        }
+    }
+}
