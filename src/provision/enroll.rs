@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use serde_json::json;
 
 use super::fido::{self, FidoResult};
-use super::flow::Flow;
+use super::flow::{Envelope, Flow};
 use super::piv::{self as piv_steps, PivResult};
 use super::replace::{self, Original};
 use super::{
@@ -38,14 +38,18 @@ pub(crate) fn run(
     cancel: &Cancel,
     mode: Mode,
 ) -> Result<EnrollOutcome, ProvisionError> {
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel::<Envelope>();
+    let (ack_tx, ack_rx) = mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(move || {
             for e in rx {
-                events.emit(&e);
+                events.emit(&e.event);
+                if e.ack {
+                    let _ = ack_tx.send(());
+                }
             }
         });
-        let mut flow = Flow::new(station, req.deadlines, tx, cancel);
+        let mut flow = Flow::new(station, req.deadlines, tx, ack_rx, cancel);
         recorded(&mut flow, req, mode)
         // `flow` (and every CTAP client holding a sender) is dropped here,
         // which ends the forwarding thread before the scope returns.
