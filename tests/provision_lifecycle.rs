@@ -465,8 +465,8 @@ fn return_to_stock_proves_the_key_resets_it_and_stocks_it() {
     let yk = common::ykman(&sim, &["fido", "info"]);
     assert!(yk.contains("PIN:") && yk.contains("Not set"), "{yk}");
 
-    // A second return finds the key already in stock.
-    let o = run(st.kw().args(["return", "--device", reader, "--json"]));
+    // A second return (the key chosen by its serial) finds it in stock.
+    let o = run(st.kw().args(["return", "--device", "7001", "--json"]));
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(json_of(&o)["error"]["reason"], "not-bound");
 }
