@@ -837,3 +837,60 @@ fn return_asks_to_reinsert_for_the_fido2_reset_and_a_run_cut_short_is_resumed() 
     let _ = sim.kill();
     let _ = sim.wait();
 }
+
+#[test]
+fn a_key_pulled_during_the_identity_proof_leaves_everything_as_it_was() {
+    if !rig() {
+        return;
+    }
+    let st = Station::new();
+    let state = tempdir();
+    let state_dir = state.path().to_str().unwrap();
+    let reader = common::lease_reader();
+    let mut sim = spawn_sim(&reader, &["--serial", "7006", "--state", state_dir]);
+    let (b, _) = enroll(&st, reader.name, "dave", PIV_PIN);
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(common::wait_card(
+        reader.name,
+        false,
+        Duration::from_secs(10)
+    ));
+
+    // The same key, which drops off the reader on its first FIDO2 command
+    // (the getAssertion that proves the credential).
+    let faulty = [
+        "--serial",
+        "7006",
+        "--state",
+        state_dir,
+        "--fault",
+        "disconnect-mid-command",
+    ];
+    sim = spawn_sim(&reader, &faulty);
+    let before = snapshot(&st);
+    let o = run(st.kw().args(["return", "--json", "--device", reader.name]));
+    assert_eq!(o.status.code(), Some(3), "no-device class exit code");
+    let v = json_of(&o);
+    assert_eq!(v["error"]["reason"], "device-removed");
+    assert_eq!(v["error"]["step"], "get-assertion");
+    assert_eq!(binding_state(&st, &b), "active");
+    assert_eq!(snapshot(&st), before);
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(common::wait_card(
+        reader.name,
+        false,
+        Duration::from_secs(10)
+    ));
+
+    // Re-inserted and behaving: the return goes through.
+    sim = spawn_sim(&reader, &["--serial", "7006", "--state", state_dir]);
+    let o = run(st.kw().args(["return", "--json", "--device", reader.name]));
+    assert!(o.status.success());
+    assert_eq!(json_of(&o)["stock"], "in_stock");
+    assert_eq!(binding_state(&st, &b), "returned");
+    audit_ok(&st);
+    let _ = sim.kill();
+    let _ = sim.wait();
+}
