@@ -920,3 +920,56 @@ fn a_key_pulled_during_the_identity_proof_leaves_everything_as_it_was() {
     audit_ok(&st);
     sim.kill();
 }
+
+#[test]
+fn a_key_with_no_binding_is_stocked_only_with_the_danger_flag() {
+    if !rig() {
+        return;
+    }
+    let st = Station::new();
+    let sim = start_sim(&["--serial", "7007"]);
+    let reader = sim.reader.name;
+    make_piv_credential(reader);
+    // The ledger must exist for the comparison below.
+    drop(st.ledger());
+    let before = snapshot(&st);
+    let o = run(st.kw().args(["return", "--json", "--device", reader]));
+    assert_eq!(o.status.code(), Some(1));
+    let v = json_of(&o);
+    assert_eq!(v["error"]["reason"], "not-bound");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--danger-allow-unbound")
+    );
+    assert_eq!(snapshot(&st), before);
+    // The key was not reset.
+    let info: Value = serde_json::from_str(&run_ok(
+        keyward().args(["piv", "info", "--json", "--device", reader]),
+    ))
+    .unwrap();
+    assert_eq!(info["pin_is_default"], false);
+
+    let o = run(st.kw().args([
+        "return",
+        "--json",
+        "--danger-allow-unbound",
+        "--device",
+        reader,
+    ]));
+    assert!(o.status.success());
+    let v = json_of(&o);
+    assert!(v["binding"].is_null());
+    assert_eq!(v["stock"], "in_stock");
+    let s = st.ledger().stock_for_serial("7007").unwrap().unwrap();
+    assert_eq!(s.state, keyward::store::stock::StockState::InStock);
+    let rows = st.ledger().audit_rows(0, 0).unwrap();
+    let started = rows
+        .iter()
+        .find(|r| r.action == "device.return_started")
+        .unwrap();
+    assert_eq!(started.entity_id, "7007");
+    assert_eq!(started.detail["proof"]["unbound"], true);
+    audit_ok(&st);
+}

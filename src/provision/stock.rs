@@ -189,7 +189,7 @@ fn run_return(
         })?,
     };
     // From here on the key is quarantined until it is proven clean.
-    let cleaned = reset_and_check(station, &key, &known, dl, &mut steps, cancel);
+    let cleaned = reset_and_check(&key, &known, dl, &mut steps, cancel);
     let now = station.now_secs();
     let (reset, stock) = match cleaned {
         Ok(reset) => {
@@ -323,14 +323,12 @@ fn prove(
 
 /// Steps 4 and 5.
 fn reset_and_check(
-    station: &Station,
     key: &Presented,
     known: &Known,
     dl: Deadlines,
     steps: &mut Steps<'_>,
     cancel: &Cancel,
 ) -> Result<ResetReport, ProvisionError> {
-    let _ = station;
     let mut report = ResetReport::default();
     if key.piv {
         steps.run(Step::Reset, dl.command, cancel, |_| {
