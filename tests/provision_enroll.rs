@@ -447,3 +447,133 @@ fn key_removed_at_each_step_commits_nothing_and_stays_enrollable() {
     );
     assert!(l.verify_audit().unwrap().ok());
 }
+
+fn cli(rig: &Rig, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut c = common::keyward();
+    c.args(["--config", rig.config.to_str().unwrap()])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn cli_enroll_on_the_simulator_text_and_json_and_no_secret_anywhere() {
+    let rig = rig();
+    let t = rig.dir.path().join("t.jwt");
+    std::fs::write(&t, rig.ticket(&claims("standard"))).unwrap();
+    let out = cli(
+        &rig,
+        &[
+            "-vvv",
+            "enroll",
+            "--ticket",
+            t.to_str().unwrap(),
+            "--device",
+            "sim",
+            "--pin-fd",
+            "0",
+        ],
+        &format!("{PIN}\n"),
+    );
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(
+        so.starts_with(&format!("Enrolled {SUB}: key 12345678 bound as ")),
+        "{so}"
+    );
+    assert!(se.contains("make-credential: ok"), "{se}");
+    assert!(se.contains("profile standard"), "{se}");
+    // The PIN is nowhere: not on stdout, stderr (even at -vvv), nor in any
+    // file of the ledger (database, WAL, shared memory, station key).
+    assert!(!contains(&out.stdout, PIN) && !contains(&out.stderr, PIN));
+    for f in std::fs::read_dir(rig.dir.path()).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("ledger.db") || n == "station.key")
+        {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(!contains(&bytes, PIN), "the PIN is in {}", p.display());
+        }
+    }
+    // JSON: one document; a second enrollment of the same (simulated) key
+    // with a new ticket fails: the key is bound already.
+    std::fs::write(&t, rig.ticket(&claims("standard"))).unwrap();
+    let out = cli(
+        &rig,
+        &[
+            "--json",
+            "enroll",
+            "--ticket",
+            t.to_str().unwrap(),
+            "--device",
+            "sim",
+            "--pin-fd",
+            "0",
+        ],
+        &format!("{PIN}\n"),
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert_eq!(doc["error"]["reason"], "device-already-bound");
+    assert_eq!(doc["error"]["step"], "commit");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn cli_refusals_have_their_exit_codes() {
+    let rig = rig();
+    let t = rig.dir.path().join("t.jwt");
+    let mut c = claims("standard");
+    c.aud = keyward::ticket::Audience::One("elsewhere".into());
+    std::fs::write(&t, rig.ticket(&c)).unwrap();
+    let args = [
+        "enroll",
+        "--ticket",
+        t.to_str().unwrap(),
+        "--device",
+        "sim",
+        "--pin-fd",
+        "0",
+    ];
+    let out = cli(&rig, &args, &format!("{PIN}\n"));
+    assert_eq!(out.status.code(), Some(5), "verification failure");
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(se.contains("[ticket-audience]"), "{se}");
+    // A PIN the profile refuses: exit 1, the rule named, the key untouched.
+    std::fs::write(&t, rig.ticket(&claims("standard"))).unwrap();
+    let out = cli(&rig, &args, "12\n");
+    assert_eq!(out.status.code(), Some(1));
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        se.contains("at least 6") && se.contains("[policy-pin]"),
+        "{se}"
+    );
+    // A configuration with an unknown key: usage error naming file and line.
+    let bad = rig.dir.path().join("bad.toml");
+    std::fs::write(&bad, "station = \"x\"\nstaton = \"y\"\n").unwrap();
+    let out = common::run(
+        common::keyward()
+            .args(["--config", bad.to_str().unwrap()])
+            .args(args),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(se.contains("bad.toml:2:") && se.contains("staton"), "{se}");
+}

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod attest;
 pub mod demo;
 pub mod devices;
+pub mod enroll;
 pub mod fido;
 pub mod ledger;
 pub mod mds;
@@ -85,6 +86,12 @@ pub enum Commands {
     /// Run a complete FIDO2 enrollment on the built-in simulator: ticket,
     /// key, attestation, ledger
     Demo(demo::DemoArgs),
+    /// Enroll a key against a signed ticket: PIN, FIDO2 credential and/or
+    /// PIV keys, attestation checked, binding recorded (docs/enroll.md)
+    Enroll(enroll::EnrollArgs),
+    /// Replace a lost, stolen or damaged key: enroll the new key and retire
+    /// the old binding in one transaction (docs/enroll.md)
+    Replace(enroll::EnrollArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).

@@ -483,6 +483,6 @@ pub(crate) fn apply_verdict(
 impl KeyTarget {
     /// Whether the target can carry PIV (a PC/SC reader).
     pub fn has_piv_interface(&self) -> bool {
-        matches!(self, KeyTarget::Reader(_))
+        matches!(self, KeyTarget::Reader(_) | KeyTarget::Usb { .. })
     }
 }
