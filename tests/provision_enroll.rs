@@ -577,3 +577,54 @@ fn cli_refusals_have_their_exit_codes() {
     let se = String::from_utf8_lossy(&out.stderr);
     assert!(se.contains("bad.toml:2:") && se.contains("staton"), "{se}");
 }
+
+#[test]
+fn time_boxed_exception_waives_a_rule_and_is_recorded_and_counted() {
+    let rig = rig();
+    let (r, _) = enroll_sim(&rig, rig.ticket(&claims("waived")), 31_000_060, PIN);
+    let o = r.expect("the exception waives the AAGUID rule");
+    assert_eq!(o.exceptions.len(), 1);
+    assert_eq!(o.exceptions[0].rule, "aaguid");
+    assert_eq!(o.exceptions[0].approver, "ciso@example.test");
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM exceptions"), 1);
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM audit WHERE action = 'exception.granted'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM outbox WHERE kind = 'exception.granted'"
+        ),
+        1
+    );
+    // An expired exception waives nothing.
+    let (r, _) = enroll_sim(&rig, rig.ticket(&claims("waiver-expired")), 31_000_061, PIN);
+    assert_eq!(r.unwrap_err().reason, Reason::PolicyAaguid);
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM exceptions"), 1);
+}
+
+#[test]
+fn reset_before_enroll_on_a_freshly_plugged_key() {
+    let rig = rig();
+    let (r, events) = enroll_sim(&rig, rig.ticket(&claims("fresh")), 31_000_070, PIN);
+    r.expect("reset within the power-up window");
+    let s = started(&events);
+    assert_eq!(&s[2..5], ["identify", "reset", "set-pin"], "{s:?}");
+}
+
+#[test]
+fn piv_on_the_in_process_simulator_is_refused_before_any_change() {
+    let rig = rig();
+    let mut c = claims("standard");
+    c.ops = vec![fido_op(), piv_op("9a", "p256")];
+    let (r, events) = enroll_sim(&rig, rig.ticket(&c), 31_000_080, PIN);
+    let e = r.unwrap_err();
+    assert_eq!(e.reason, Reason::DeviceUnsupported);
+    assert!(e.message.contains("PC/SC"), "{}", e.message);
+    assert!(!started(&events).contains(&"set-pin".to_string()));
+    assert_eq!(rig.counts(), (0, 0, 0));
+}

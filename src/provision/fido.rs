@@ -154,8 +154,18 @@ pub(crate) fn identify(
 pub(crate) fn reset(flow: &mut Flow<'_>, f: &mut Fido) -> Result<(), ProvisionError> {
     let t = flow.deadlines.touch;
     f.c.set_timeout(t);
-    flow.step(Step::Reset, t, |_| {
-        f.c.reset().map_err(|e| ctap_error(Step::Reset, e))?;
+    let reinsert = flow.deadlines.reinsert;
+    flow.step(Step::Reset, t, |fl| {
+        f.c.reset().map_err(|e| {
+            let e = ctap_error(Step::Reset, e);
+            if e.reason == Reason::ResetNotAllowed {
+                fl.emit(super::Event::ReinsertNeeded {
+                    step: Step::Reset,
+                    within_ms: u64::try_from(reinsert.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            e
+        })?;
         Ok(((), json!({"reset": true})))
     })?;
     f.c.set_timeout(flow.deadlines.command);

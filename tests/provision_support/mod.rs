@@ -45,6 +45,26 @@ reset_before_enroll = true
 
 [policy.profiles.ea-required]
 enterprise_attestation = "required"
+
+[policy.profiles.waived]
+[policy.profiles.waived.attestation]
+allowed_aaguids = ["cb69481e-8ff7-4039-93ec-0a2729a154a8"]
+[[policy.profiles.waived.attestation.exceptions]]
+aaguid = "6b657977-6172-642d-7369-6d2d6669646f"
+waive = ["aaguid"]
+reason = "pilot of simulated keys"
+approver = "ciso@example.test"
+expires = "2030-01-01T00:00:00Z"
+
+[policy.profiles.waiver-expired]
+[policy.profiles.waiver-expired.attestation]
+allowed_aaguids = ["cb69481e-8ff7-4039-93ec-0a2729a154a8"]
+[[policy.profiles.waiver-expired.attestation.exceptions]]
+aaguid = "6b657977-6172-642d-7369-6d2d6669646f"
+waive = ["aaguid"]
+reason = "old pilot"
+approver = "ciso@example.test"
+expires = "2020-01-01T00:00:00Z"
 "#;
 
 pub struct Rig {
