@@ -389,10 +389,9 @@ pub(crate) fn credential(
             f.c.make_credential(&mc, Some(&tok))
                 .map_err(|e| ctap_error(Step::MakeCredential, e))?;
         let id = att.credential_id().map(hex::encode);
-        Ok((
-            att,
-            json!({"rp_id": op.rp_id, "credential_id": id, "fmt": "pending"}),
-        ))
+        let detail = json!({"rp_id": op.rp_id, "credential_id": id, "fmt": att.fmt,
+                            "enterprise_attestation": f.ep});
+        Ok((att, detail))
     })?;
     let attested = att.auth_data.attested.clone().ok_or_else(|| {
         ProvisionError::new(
