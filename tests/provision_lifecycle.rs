@@ -148,7 +148,19 @@ fn json_of(o: &Output) -> Value {
 /// A FIDO2 credential made on the simulated key over PC/SC: PIN set,
 /// makeCredential (credProtect 2, rk), as an enrollment leaves it.
 fn make_fido_credential(reader: &str) -> CredentialRecord {
-    let t = PcscTransport::open(reader, None, Duration::from_secs(5)).unwrap();
+    // Other programs probe a card as it arrives; a PC/SC error on the very
+    // first SELECT is retried.
+    let mut tries = 0;
+    let t = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        match PcscTransport::open(reader, None, Duration::from_secs(5)) {
+            Err(e) if tries < 5 => {
+                eprintln!("opening the FIDO2 applet: {e}; again");
+                tries += 1;
+            }
+            r => break r.unwrap(),
+        }
+    };
     let mut c = Ctap2::new(t);
     c.set_timeout(Duration::from_secs(20));
     let pin = keyward::ctap::Pin::new(Zeroizing::new(FIDO_PIN.to_string()));
@@ -191,6 +203,7 @@ fn make_fido_credential(reader: &str) -> CredentialRecord {
 /// A P-256 key generated in slot 9a of the simulated key (factory
 /// management key), PIN changed from the factory one.
 fn make_piv_credential(reader: &str) -> (u32, CredentialRecord) {
+    std::thread::sleep(Duration::from_millis(200));
     let mut card = PivCard::open(Some(reader)).unwrap();
     let mgm = ManagementKey::factory_default("aes192".parse().unwrap());
     card.authenticate(&mgm).unwrap();

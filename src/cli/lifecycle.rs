@@ -128,10 +128,9 @@ fn ledger_path(g: &GlobalArgs, c: Option<&Config>) -> PathBuf {
     }
 }
 
+/// The station, built as `keyward enroll` builds it.
 fn station(g: &GlobalArgs) -> Result<Station> {
-    let c = config(g)?;
-    c.station(&ledger_path(g, Some(&c)))
-        .map_err(|e| Failure::Usage(format!("{e:#}")).into())
+    super::enroll::station(g.config.as_deref(), g.db.as_deref())
 }
 
 /// A workflow error as an exit-code failure; with `--json` the error

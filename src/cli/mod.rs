@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod attest;
 pub mod demo;
 pub mod devices;
+pub mod enroll;
 pub mod fido;
 pub mod ledger;
 pub mod lifecycle;
@@ -86,6 +87,12 @@ pub enum Commands {
     /// Run a complete FIDO2 enrollment on the built-in simulator: ticket,
     /// key, attestation, ledger
     Demo(demo::DemoArgs),
+    /// Enroll a key against a signed ticket: PIN, FIDO2 credential and/or
+    /// PIV keys, attestation checked, binding recorded (docs/enroll.md)
+    Enroll(enroll::EnrollArgs),
+    /// Replace a lost, stolen or damaged key: enroll the new key and retire
+    /// the old binding in one transaction (docs/enroll.md)
+    Replace(enroll::EnrollArgs),
     /// Revoke a binding (lost, stolen, damaged, left)
     Revoke(lifecycle::RevokeArgs),
     /// Take a handed-back key into stock: prove it is the bound key, close
