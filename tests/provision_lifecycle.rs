@@ -633,6 +633,13 @@ fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
     assert_eq!(json_of(&o)["error"]["reason"], "subject-mismatch");
     assert_eq!(snapshot(&st), before);
 
+    // An enrollment ticket is not an unblock ticket.
+    let t = st.ticket("fido.jwt", "alice", &["fido2:rp_id=example.org"], "default");
+    let o = unblock(&st, reader, &t, &format!("{puk}\n{NEW_PIN}\n"), &[]);
+    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(json_of(&o)["error"]["reason"], "ticket-not-permitted");
+    assert_eq!(snapshot(&st), before);
+
     // Bad PUK: the card says how many tries are left; nothing consumed.
     let t = st.ticket("alice-1.jwt", "alice", &["unblock"], "default");
     let o = unblock(&st, reader, &t, &format!("87654321\n{NEW_PIN}\n"), &[]);
