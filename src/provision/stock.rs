@@ -131,6 +131,12 @@ fn run_return(
     seen: &mut (Option<String>, Option<String>),
 ) -> Result<ReturnOutcome, ProvisionError> {
     let dl = req.deadlines;
+    let ctx = Ctx {
+        station,
+        run,
+        dl,
+        cancel,
+    };
     let mut steps = Steps::new(events);
     let reader = reader_of(&req.target, "return to stock")?;
     let key = steps.run(Step::Identify, dl.command, cancel, |_| {
@@ -160,38 +166,97 @@ fn run_return(
     };
     let device_id = match &known {
         Known::Pending { device_id } => *device_id,
-        _ => steps.run(Step::Commit, dl.command, cancel, |_| {
-            let device = DeviceRecord {
-                kind: match &known {
-                    Known::Bound(b) => b.device_kind.clone(),
-                    _ => "yubikey".into(),
-                },
-                serial: Some(serial.clone()),
-                aaguid: key.aaguid.clone(),
-                model: None,
-                firmware: key.firmware.clone(),
-            };
-            let start = ReturnStart {
-                binding: binding.as_deref(),
-                device: &device,
-                proof: json!({"proofs": proofs, "run": run.id, "unbound": binding.is_none()}),
-                actor: &station.actor,
-            };
-            let now = station.now_secs();
-            let id = station
-                .ledger()?
-                .begin_return(&start, now)
-                .map_err(|e| ledger_err(e, Step::Commit))?;
-            Ok((
-                id,
-                json!({"binding": binding, "state": "returned", "stock": "quarantined"}),
-            ))
-        })?,
+        _ => begin(&ctx, &key, &known, &proofs, &mut steps)?,
     };
     // From here on the key is quarantined until it is proven clean.
-    let cleaned = reset_and_check(&key, &known, dl, &mut steps, cancel);
+    let reset = settle(&ctx, &key, &known, device_id, &mut steps)?;
+    Ok(ReturnOutcome {
+        run: run.id.clone(),
+        serial,
+        binding,
+        subject,
+        proofs,
+        resumed: matches!(known, Known::Pending { .. }),
+        reset,
+        stock: StockState::InStock,
+        steps: steps.reports,
+    })
+}
+
+/// What the steps after the identity proof share.
+struct Ctx<'a> {
+    station: &'a Station,
+    run: &'a Run<'a>,
+    dl: Deadlines,
+    cancel: &'a Cancel,
+}
+
+/// Commit 1: the binding becomes `returned`, the key `quarantined`
+/// (`reset-pending`). Returns the device's ledger id.
+fn begin(
+    ctx: &Ctx<'_>,
+    key: &Presented,
+    known: &Known,
+    proofs: &[IdentityProof],
+    steps: &mut Steps<'_>,
+) -> Result<i64, ProvisionError> {
+    let Ctx {
+        station,
+        run,
+        dl,
+        cancel,
+    } = *ctx;
+    let binding = match known {
+        Known::Bound(b) => Some(b.id.as_str()),
+        _ => None,
+    };
+    steps.run(Step::Commit, dl.command, cancel, |_| {
+        let device = DeviceRecord {
+            kind: match known {
+                Known::Bound(b) => b.device_kind.clone(),
+                _ => "yubikey".into(),
+            },
+            serial: Some(key.serial.to_string()),
+            aaguid: key.aaguid.clone(),
+            model: None,
+            firmware: key.firmware.clone(),
+        };
+        let start = ReturnStart {
+            binding,
+            device: &device,
+            proof: json!({"proofs": proofs, "run": run.id, "unbound": binding.is_none()}),
+            actor: &station.actor,
+        };
+        let now = station.now_secs();
+        let id = station
+            .ledger()?
+            .begin_return(&start, now)
+            .map_err(|e| ledger_err(e, Step::Commit))?;
+        Ok((
+            id,
+            json!({"binding": binding, "state": "returned", "stock": "quarantined"}),
+        ))
+    })
+}
+
+/// Reset, drift check and commit 2: the key in stock, or left quarantined
+/// with the failure's reason as its note.
+fn settle(
+    ctx: &Ctx<'_>,
+    key: &Presented,
+    known: &Known,
+    device_id: i64,
+    steps: &mut Steps<'_>,
+) -> Result<ResetReport, ProvisionError> {
+    let Ctx {
+        station,
+        run,
+        dl,
+        cancel,
+    } = *ctx;
+    let cleaned = reset_and_check(key, known, dl, steps, cancel);
     let now = station.now_secs();
-    let (reset, stock) = match cleaned {
+    match cleaned {
         Ok(reset) => {
             steps.run(Step::Commit, dl.command, cancel, |_| {
                 let evidence = json!({"reset": reset, "run": run.id});
@@ -201,36 +266,23 @@ fn run_return(
                     .map_err(|e| ledger_err(e, Step::Commit))?;
                 Ok(((), json!({"stock": "in_stock"})))
             })?;
-            (reset, StockState::InStock)
+            Ok(reset)
         }
-        Err(e) => {
-            let note = e.reason.as_str();
+        Err(mut e) => {
             let evidence = json!({"error": e.message, "step": e.step, "run": run.id});
             if let Err(le) = station.ledger().and_then(|mut l| {
-                l.quarantine(device_id, note, &evidence, &station.actor, now)
+                l.quarantine(device_id, e.reason.as_str(), &evidence, &station.actor, now)
                     .map_err(|x| ledger_err(x, Step::Commit))
             }) {
                 tracing::warn!(error = %le, "could not record the quarantine");
             }
-            let mut e = e;
             e.message = format!(
-                "{}; the binding is closed and key {serial} stays quarantined: run `keyward return` on it again",
-                e.message
+                "{}; the binding is closed and key {} stays quarantined: run `keyward return` on it again",
+                e.message, key.serial
             );
-            return Err(e);
+            Err(e)
         }
-    };
-    Ok(ReturnOutcome {
-        run: run.id.clone(),
-        serial,
-        binding,
-        subject,
-        proofs,
-        resumed: matches!(known, Known::Pending { .. }),
-        reset,
-        stock,
-        steps: steps.reports,
-    })
+    }
 }
 
 fn lookup(station: &Station, serial: &str, allow_unbound: bool) -> Result<Known, ProvisionError> {
@@ -448,83 +500,99 @@ fn wait_reinserted(reader: &str, timeout: Duration, cancel: &Cancel) -> Result<(
     Ok(())
 }
 
-/// Step 5: the key is factory-clean. PIV: no slot holds a key or
-/// certificate, PIN, PUK and management key are the factory ones, no CHUID
-/// or CCC. FIDO2: no PIN set, enterprise attestation off, and the bound
-/// credential no longer answers.
+/// Step 5: the key is factory-clean (see [`piv_clean`], [`fido_clean`]).
+/// Returns the PIV drift facts left (the factory defaults).
 fn drift_clean(
     key: &Presented,
     known: &Known,
     dl: Deadlines,
     cancel: &Cancel,
 ) -> Result<Vec<DriftFact>, ProvisionError> {
-    let step = Step::DriftCheck;
-    let dirty = |what: String| {
-        ProvisionError::new(
-            Reason::Drift,
-            Some(step),
-            format!("after the reset the key is not factory-clean: {what}"),
-        )
-    };
-    let mut facts = Vec::new();
-    if key.piv {
-        let mut card = open_piv(&key.reader, key.serial, step)?;
-        let state = card.state().map_err(|e| piv_err(e, step))?;
-        let report = DriftReport::check(&state, &DriftPolicy::default());
-        if let Some(f) = report
-            .facts
-            .iter()
-            .find(|f| matches!(f, DriftFact::SlotInUse { .. }))
-        {
-            return Err(dirty(format!("PIV {f}")));
-        }
-        for (what, default) in [
-            ("PIN", state.pin_is_default),
-            ("PUK", state.puk_is_default),
-            ("management key", state.management_key_is_default),
-        ] {
-            if default != Some(true) {
-                return Err(dirty(format!("the PIV {what} is not the factory default")));
-            }
-        }
-        if state.chuid.is_some() || state.ccc.is_some() {
-            return Err(dirty("the PIV CHUID or CCC is still written".into()));
-        }
-        facts = report.facts;
-    }
+    let facts = if key.piv { piv_clean(key)? } else { Vec::new() };
     if key.fido2 {
-        let mut c = open_fido(&key.reader, dl.command, cancel, step)?;
-        let info = c.get_info().map_err(|e| ctap_err(e, step))?;
-        if info.option("clientPin") == Some(true) {
-            return Err(dirty("the FIDO2 PIN is still set".into()));
-        }
-        if info.option("ep") == Some(true) {
-            return Err(dirty(
-                "FIDO2 enterprise attestation is still enabled".into(),
-            ));
-        }
-        if let Known::Bound(b) = known {
-            for cred in b.credentials.iter().filter(|c| c.kind == "fido2") {
-                let (Some(id), Some(rp_id)) = (&cred.credential_id, &cred.rp_id) else {
-                    continue;
-                };
-                let ga = GetAssertion {
-                    rp_id: rp_id.clone(),
-                    allow_list: vec![id.clone()],
-                    up: Some(false),
-                    ..GetAssertion::default()
-                };
-                match c.get_assertion(&ga, None) {
-                    Err(CtapError::Status(StatusCode::NoCredentials)) => {}
-                    Ok(_) => {
-                        return Err(dirty(format!(
-                            "the bound FIDO2 credential for {rp_id} still answers"
-                        )));
-                    }
-                    Err(e) => return Err(ctap_err(e, step)),
-                }
-            }
-        }
+        fido_clean(key, known, dl, cancel)?;
     }
     Ok(facts)
+}
+
+fn dirty(what: String) -> ProvisionError {
+    ProvisionError::new(
+        Reason::Drift,
+        Some(Step::DriftCheck),
+        format!("after the reset the key is not factory-clean: {what}"),
+    )
+}
+
+/// PIV: no slot holds a key or certificate; PIN, PUK and management key are
+/// the factory ones; no CHUID or CCC.
+fn piv_clean(key: &Presented) -> Result<Vec<DriftFact>, ProvisionError> {
+    let step = Step::DriftCheck;
+    let mut card = open_piv(&key.reader, key.serial, step)?;
+    let state = card.state().map_err(|e| piv_err(e, step))?;
+    let report = DriftReport::check(&state, &DriftPolicy::default());
+    if let Some(f) = report
+        .facts
+        .iter()
+        .find(|f| matches!(f, DriftFact::SlotInUse { .. }))
+    {
+        return Err(dirty(format!("PIV {f}")));
+    }
+    for (what, default) in [
+        ("PIN", state.pin_is_default),
+        ("PUK", state.puk_is_default),
+        ("management key", state.management_key_is_default),
+    ] {
+        if default != Some(true) {
+            return Err(dirty(format!("the PIV {what} is not the factory default")));
+        }
+    }
+    if state.chuid.is_some() || state.ccc.is_some() {
+        return Err(dirty("the PIV CHUID or CCC is still written".into()));
+    }
+    Ok(report.facts)
+}
+
+/// FIDO2: no PIN set, enterprise attestation off, and the bound credentials
+/// no longer answer (a silent getAssertion, up=false, gets NO_CREDENTIALS).
+fn fido_clean(
+    key: &Presented,
+    known: &Known,
+    dl: Deadlines,
+    cancel: &Cancel,
+) -> Result<(), ProvisionError> {
+    let step = Step::DriftCheck;
+    let mut c = open_fido(&key.reader, dl.command, cancel, step)?;
+    let info = c.get_info().map_err(|e| ctap_err(e, step))?;
+    if info.option("clientPin") == Some(true) {
+        return Err(dirty("the FIDO2 PIN is still set".into()));
+    }
+    if info.option("ep") == Some(true) {
+        return Err(dirty(
+            "FIDO2 enterprise attestation is still enabled".into(),
+        ));
+    }
+    let Known::Bound(b) = known else {
+        return Ok(());
+    };
+    for cred in b.credentials.iter().filter(|c| c.kind == "fido2") {
+        let (Some(id), Some(rp_id)) = (&cred.credential_id, &cred.rp_id) else {
+            continue;
+        };
+        let ga = GetAssertion {
+            rp_id: rp_id.clone(),
+            allow_list: vec![id.clone()],
+            up: Some(false),
+            ..GetAssertion::default()
+        };
+        match c.get_assertion(&ga, None) {
+            Err(CtapError::Status(StatusCode::NoCredentials)) => {}
+            Ok(_) => {
+                return Err(dirty(format!(
+                    "the bound FIDO2 credential for {rp_id} still answers"
+                )));
+            }
+            Err(e) => return Err(ctap_err(e, step)),
+        }
+    }
+    Ok(())
 }
