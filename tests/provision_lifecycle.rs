@@ -417,39 +417,25 @@ fn return_asks_to_reinsert_for_the_fido2_reset_and_a_run_cut_short_is_resumed() 
     assert_eq!(s.state, keyward::store::stock::StockState::Quarantined);
     assert_eq!(s.note.as_deref(), Some("timeout"));
 
+    // Run again, and interrupt it (Ctrl-C) while it waits for the key:
+    // the run ends as aborted, the key stays quarantined.
+    let (child, rx, lines) = spawn_return(&st, reader.name);
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("keyward never asked to re-insert the key");
+    // SAFETY: signalling a child process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = lines.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(json_of(&out)["error"]["reason"], "cancelled");
+    let last = st.ledger().runs_since(0).unwrap().pop().unwrap();
+    assert_eq!(last.outcome, Some(keyward::store::RunOutcome::Aborted));
+    let s = st.ledger().stock_for_serial("7005").unwrap().unwrap();
+    assert_eq!(s.state, keyward::store::stock::StockState::Quarantined);
+
     // Run again: the return resumes at the reset, and this time the key is
     // re-inserted when asked.
-    let mut child = st
-        .kw()
-        .args([
-            "return",
-            "--json",
-            "--reinsert-timeout",
-            "30",
-            "--device",
-            reader.name,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let lines = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for l in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if l.contains("insert it again") {
-                let _ = tx.send(());
-            }
-            all.push_str(&l);
-            all.push('\n');
-        }
-        all
-    });
+    let (child, rx, lines) = spawn_return(&st, reader.name);
     rx.recv_timeout(Duration::from_secs(60))
         .expect("keyward never asked to re-insert the key");
     // Unplug and plug in again: the same key (its state kept).

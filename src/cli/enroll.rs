@@ -68,7 +68,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
 
 /// Ctrl-C cancels the workflow cleanly (nothing committed) instead of
 /// killing it between two device commands.
-fn cancel_on_interrupt(cancel: &Cancel) {
+pub(crate) fn cancel_on_interrupt(cancel: &Cancel) {
     // SAFETY: the handler only stores to an atomic, which is
     // async-signal-safe.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };

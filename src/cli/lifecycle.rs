@@ -247,8 +247,9 @@ pub fn return_key(a: ReturnArgs, g: &GlobalArgs) -> Result<()> {
         reinsert: Duration::from_secs(a.reinsert_timeout),
         ..Deadlines::default()
     };
-    let o =
-        return_to_stock(&station, req, &prompts, &Cancel::new()).map_err(|e| fail(e, g.json))?;
+    let cancel = Cancel::new();
+    super::enroll::cancel_on_interrupt(&cancel);
+    let o = return_to_stock(&station, req, &prompts, &cancel).map_err(|e| fail(e, g.json))?;
     if g.json {
         return print_doc(&o);
     }
@@ -306,7 +307,9 @@ pub fn unblock(a: UnblockArgs, g: &GlobalArgs) -> Result<()> {
         slot: None,
         deadlines: Deadlines::default(),
     };
-    let o = run_unblock(&station, req, &prompts, &Cancel::new()).map_err(|e| fail(e, g.json))?;
+    let cancel = Cancel::new();
+    super::enroll::cancel_on_interrupt(&cancel);
+    let o = run_unblock(&station, req, &prompts, &cancel).map_err(|e| fail(e, g.json))?;
     if g.json {
         return print_doc(&o);
     }

@@ -426,3 +426,48 @@ pub fn spawn_sim(reader: &common::Reader, args: &[&str]) -> SimProc {
     );
     child
 }
+
+/// `keyward return` on `reader` in the background; the receiver gets a
+/// message when it asks for the key to be re-inserted, the handle returns
+/// its whole stderr.
+pub fn spawn_return(
+    st: &Station,
+    reader: &str,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<String>,
+) {
+    let mut child = st
+        .kw()
+        .args([
+            "return",
+            "--json",
+            "--reinsert-timeout",
+            "30",
+            "--device",
+            reader,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if l.contains("insert it again") {
+                let _ = tx.send(());
+            }
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    (child, rx, lines)
+}
