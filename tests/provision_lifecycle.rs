@@ -7,7 +7,6 @@
 mod common;
 mod lifecycle_support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Sim, keyward, rig, run, run_ok, start_sim, tempdir};
