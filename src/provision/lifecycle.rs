@@ -495,6 +495,30 @@ pub(crate) fn confirm_piv(
     })
 }
 
+/// Run a group of PIV commands on a freshly opened card (which SELECTs the
+/// PIV application), once more if it fails with an unexplained device
+/// error: another PC/SC client's SELECT between two commands sends the
+/// second to the wrong applet, and the `yubikey` crate does not re-SELECT.
+/// Only for idempotent reads and the reset; never for PIN or PUK changes.
+pub(crate) fn with_piv<T>(
+    reader: &str,
+    serial: u32,
+    step: Step,
+    mut f: impl FnMut(&mut PivCard) -> Result<T, ProvisionError>,
+) -> Result<T, ProvisionError> {
+    let mut card = open_piv(reader, serial, step)?;
+    match f(&mut card) {
+        Err(e) if e.reason == Reason::DeviceError => {
+            tracing::debug!(error = %e.message, "PIV command failed; selecting PIV again and retrying once");
+            drop(card);
+            std::thread::sleep(Duration::from_millis(100));
+            let mut card = open_piv(reader, serial, step)?;
+            f(&mut card)
+        }
+        r => r,
+    }
+}
+
 /// Open the PIV card in `reader` and check it is the key with `serial`.
 pub(crate) fn open_piv(reader: &str, serial: u32, step: Step) -> Result<PivCard, ProvisionError> {
     let card = PivCard::open(Some(reader)).map_err(|e| piv_err(e, step))?;

@@ -27,7 +27,7 @@ use serde_json::json;
 use super::StepReport;
 use super::lifecycle::{
     Books, IdentityProof, Presented, Run, Steps, cancelled, confirm_fido, confirm_piv, ctap_err,
-    identify, ledger_err, millis, open_fido, open_piv, piv_err, reader_of,
+    identify, ledger_err, millis, open_fido, piv_err, reader_of, with_piv,
 };
 use super::{Cancel, Deadlines, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step};
 use crate::ctap::commands::get_assertion::GetAssertion;
@@ -348,8 +348,9 @@ fn prove(
     let mut proofs = Vec::new();
     for c in b.credentials.iter().filter(|c| c.kind == "piv") {
         let p = steps.run(Step::PivAttestation, dl.command, cancel, |_| {
-            let mut card = open_piv(&key.reader, key.serial, Step::PivAttestation)?;
-            let p = confirm_piv(station, &mut card, key.serial, c)?;
+            let p = with_piv(&key.reader, key.serial, Step::PivAttestation, |card| {
+                confirm_piv(station, card, key.serial, c)
+            })?;
             let d = json!(p);
             Ok((p, d))
         })?;
@@ -384,8 +385,9 @@ fn reset_and_check(
     let mut report = ResetReport::default();
     if key.piv {
         steps.run(Step::Reset, dl.command, cancel, |_| {
-            let mut card = open_piv(&key.reader, key.serial, Step::Reset)?;
-            card.danger_reset().map_err(|e| piv_err(e, Step::Reset))?;
+            with_piv(&key.reader, key.serial, Step::Reset, |card| {
+                card.danger_reset().map_err(|e| piv_err(e, Step::Reset))
+            })?;
             Ok(((), json!({"application": "piv"})))
         })?;
         report.piv = true;
@@ -527,8 +529,9 @@ fn dirty(what: String) -> ProvisionError {
 /// the factory ones; no CHUID or CCC.
 fn piv_clean(key: &Presented) -> Result<Vec<DriftFact>, ProvisionError> {
     let step = Step::DriftCheck;
-    let mut card = open_piv(&key.reader, key.serial, step)?;
-    let state = card.state().map_err(|e| piv_err(e, step))?;
+    let state = with_piv(&key.reader, key.serial, step, |card| {
+        card.state().map_err(|e| piv_err(e, step))
+    })?;
     let report = DriftReport::check(&state, &DriftPolicy::default());
     if let Some(f) = report
         .facts
