@@ -361,7 +361,7 @@ fn unblock_refuses_a_fido2_only_key_as_a_reenrollment() {
     let o = unblock(&st, reader, &t, &format!("{PUK}\n{NEW_PIN}\n"), &[]);
     assert_eq!(o.status.code(), Some(1));
     let v = json_of(&o);
-    assert_eq!(v["error"]["reason"], "fido2-reset-only");
+    assert_eq!(v["error"]["reason"], "fido-reset-only");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("re-enrollment under a new ticket"), "{msg}");
     assert_eq!(snapshot(&st), before);

@@ -612,7 +612,7 @@ mod tests {
             (Reason::NotBound, "not-bound"),
             (Reason::IdentityUnconfirmed, "identity-unconfirmed"),
             (Reason::SubjectMismatch, "subject-mismatch"),
-            (Reason::Fido2ResetOnly, "fido2-reset-only"),
+            (Reason::FidoResetOnly, "fido-reset-only"),
             (Reason::PukInvalid, "puk-invalid"),
             (Reason::PukBlocked, "puk-blocked"),
         ] {

@@ -107,7 +107,7 @@ pub enum Reason {
     /// The ticket's subject does not hold the key's binding.
     SubjectMismatch,
     /// A FIDO2 PIN cannot be unblocked, only reset: a re-enrollment.
-    Fido2ResetOnly,
+    FidoResetOnly,
     /// The PUK was wrong.
     PukInvalid,
     /// The PUK is blocked.
@@ -162,7 +162,7 @@ impl Reason {
             NotBound => "not-bound",
             IdentityUnconfirmed => "identity-unconfirmed",
             SubjectMismatch => "subject-mismatch",
-            Fido2ResetOnly => "fido2-reset-only",
+            FidoResetOnly => "fido-reset-only",
             PukInvalid => "puk-invalid",
             PukBlocked => "puk-blocked",
         }
@@ -213,7 +213,7 @@ impl Reason {
         Reason::NotBound,
         Reason::IdentityUnconfirmed,
         Reason::SubjectMismatch,
-        Reason::Fido2ResetOnly,
+        Reason::FidoResetOnly,
         Reason::PukInvalid,
         Reason::PukBlocked,
     ];

@@ -7,7 +7,7 @@
 //! A FIDO2 PIN is never unblocked: a blocked FIDO2 PIN is cleared only by
 //! authenticatorReset, which erases the credentials, so that is a
 //! re-enrollment under a new ticket, refused here with reason
-//! `fido2-reset-only`.
+//! `fido-reset-only`.
 //!
 //! Order: verify the ticket and every precondition, change the card, then
 //! commit the ticket's consumption with the audit rows in one transaction.
@@ -291,7 +291,7 @@ fn bound(
     }
     if !key.piv || !b.credentials.iter().any(|c| c.kind == "piv") {
         return Err(fail(
-            Reason::Fido2ResetOnly,
+            Reason::FidoResetOnly,
             format!(
                 "binding {} holds no PIV credential: a blocked FIDO2 PIN cannot be unblocked, only reset, \
                  which erases the key's credentials; that is a re-enrollment under a new ticket (keyward enroll), \
