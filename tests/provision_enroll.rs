@@ -865,3 +865,33 @@ fn removal_reported_by_a_monitor_ends_the_run_as_device_removed() {
         Some("device-removed")
     );
 }
+
+#[test]
+fn a_key_with_someone_elses_pin_costs_one_try_and_is_refused() {
+    let rig = rig();
+    let dev = sim_device(31_000_130);
+    let probe = dev.hid().unwrap();
+    let t = keyward::provision::target::pipe_transport(probe, std::time::Duration::from_secs(5))
+        .unwrap();
+    let mut c = keyward::ctap::Ctap2::new(t);
+    c.set_pin(
+        keyward::ctap::PinProtocol::V2,
+        &keyward::ctap::Pin::from("11223344"),
+    )
+    .unwrap();
+    let e = provision::enroll(
+        &rig.station,
+        request(rig.ticket(&claims("standard")), KeyTarget::Sim(dev), PIN),
+        &provision::NoEvents,
+        &Cancel::new(),
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::PinAlreadySet, "{}", e.full_message());
+    assert!(e.message.contains("7 tries left"), "{}", e.message);
+    assert_eq!(
+        c.pin_retries().unwrap().retries,
+        7,
+        "exactly one try was spent"
+    );
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
