@@ -369,7 +369,7 @@ fn unblock_refuses_a_fido2_only_key_as_a_reenrollment() {
 }
 
 #[test]
-fn return_asks_to_reinsert_for_the_fido2_reset_and_a_run_cut_short_is_resumed() {
+fn return_asks_to_reinsert_for_the_fido2_reset_and_survives_a_crash_a_timeout_and_ctrl_c() {
     if !rig() {
         return;
     }
@@ -391,8 +391,27 @@ fn return_asks_to_reinsert_for_the_fido2_reset_and_a_run_cut_short_is_resumed() 
         .unwrap();
     std::thread::sleep(Duration::from_secs(11));
 
-    // Nobody re-inserts the key: the run fails after closing the binding,
-    // and the key stays quarantined (never stocked, never bound again).
+    // keyward dies (kill -9) while it waits for the key: the binding was
+    // closed before anything was reset, so what the crash leaves is a
+    // returned binding and a quarantined key, reset pending; never a reset
+    // key bound as active.
+    let (mut child, rx, lines) = spawn_return(&st, reader.name);
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("keyward never asked to re-insert the key");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    lines.join().unwrap();
+    assert_eq!(binding_state(&st, &b), "returned");
+    let s = st.ledger().stock_for_serial("7005").unwrap().unwrap();
+    assert_eq!(s.state, keyward::store::stock::StockState::Quarantined);
+    assert_eq!(s.note.as_deref(), Some("reset-pending"));
+    assert_eq!(
+        st.ledger().runs_since(0).unwrap().pop().unwrap().outcome,
+        None
+    );
+
+    // Nobody re-inserts the key: the resumed run fails, and the key stays
+    // quarantined (never stocked, never bound again).
     let o = run(st.kw().args([
         "return",
         "--json",
