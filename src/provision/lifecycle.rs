@@ -605,6 +605,22 @@ mod tests {
     }
 
     #[test]
+    fn profiles_say_whether_the_help_desk_may_rotate_the_puk() {
+        use crate::policy::profile::Profiles;
+        let p = Profiles::parse(
+            "[profiles.a.unblock]\nallow_puk_rotation = true\n[profiles.b]\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert!(p.get("a").unwrap().unblock.allow_puk_rotation);
+        assert!(!p.get("b").unwrap().unblock.allow_puk_rotation);
+        let e = Profiles::parse("[profiles.a.unblock]\nrotate = true\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.toml:2:") && e.contains("rotate"), "{e}");
+    }
+
+    #[test]
     fn reason_codes_of_the_lifecycle_are_stable_and_listed() {
         for (r, code) in [
             (Reason::BindingNotFound, "binding-not-found"),
