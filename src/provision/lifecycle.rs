@@ -215,19 +215,31 @@ pub struct Presented {
 }
 
 /// The reader of a target. Lifecycle work needs the key's serial and its
-/// PIV application, so it runs on PC/SC readers only.
-pub(crate) fn reader_of<'t>(target: &'t KeyTarget, what: &str) -> Result<&'t str, ProvisionError> {
+/// PIV application, so it runs on PC/SC readers. A USB key's CCID reader
+/// serves where PIV alone is needed (`piv_only`, unblock); return also
+/// resets FIDO2, which a USB key offers only on its HID interface, so it
+/// refuses a USB target rather than leave FIDO2 un-reset.
+pub(crate) fn reader_of<'t>(
+    target: &'t KeyTarget,
+    what: &str,
+    piv_only: bool,
+) -> Result<&'t str, ProvisionError> {
+    let unsupported =
+        |m: String| ProvisionError::new(Reason::DeviceUnsupported, Some(Step::Identify), m);
     match target {
         KeyTarget::Reader(r) => Ok(r),
-        other => Err(ProvisionError::new(
-            Reason::DeviceUnsupported,
-            Some(Step::Identify),
-            format!(
-                "{what} needs the key in a PC/SC reader (its serial and PIV application), not {}; \
-                 insert it in a smart-card reader or use its CCID interface",
-                other.describe()
-            ),
-        )),
+        KeyTarget::Usb { reader, .. } if piv_only => Ok(reader),
+        KeyTarget::Usb { hid, .. } => Err(unsupported(format!(
+            "{what} of a USB key would prove and reset FIDO2 over its HID interface ({}), \
+             which keyward does not do yet (docs/lifecycle.md, Limits); present the key on \
+             an NFC reader, where FIDO2 and PIV are both reached over PC/SC",
+            hid.display()
+        ))),
+        other => Err(unsupported(format!(
+            "{what} needs the key in a PC/SC reader (its serial and PIV application), not {}; \
+             insert it in a smart-card reader or use its CCID interface",
+            other.describe()
+        ))),
     }
 }
 
@@ -541,12 +553,31 @@ mod tests {
 
     #[test]
     fn lifecycle_work_needs_a_reader() {
-        let e = reader_of(&KeyTarget::Hid("/dev/hidraw3".into()), "return to stock").unwrap_err();
+        let e = reader_of(
+            &KeyTarget::Hid("/dev/hidraw3".into()),
+            "return to stock",
+            false,
+        )
+        .unwrap_err();
         assert_eq!(e.reason, Reason::DeviceUnsupported);
         assert!(e.message.contains("needs the key in a PC/SC reader"), "{e}");
         assert!(e.message.contains("/dev/hidraw3"), "{e}");
         let r = KeyTarget::Reader("Virtual PCD 00 00".into());
-        assert_eq!(reader_of(&r, "unblock").unwrap(), "Virtual PCD 00 00");
+        assert_eq!(reader_of(&r, "unblock", true).unwrap(), "Virtual PCD 00 00");
+        let usb = KeyTarget::Usb {
+            reader: "Yubico YubiKey OTP+FIDO+CCID 00 00".into(),
+            hid: "/dev/hidraw4".into(),
+        };
+        assert_eq!(
+            reader_of(&usb, "unblock", true).unwrap(),
+            "Yubico YubiKey OTP+FIDO+CCID 00 00"
+        );
+        let e = reader_of(&usb, "return to stock", false).unwrap_err();
+        assert_eq!(e.reason, Reason::DeviceUnsupported);
+        assert!(
+            e.message.contains("/dev/hidraw4") && e.message.contains("NFC reader"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -138,7 +138,7 @@ fn run_return(
         cancel,
     };
     let mut steps = Steps::new(events);
-    let reader = reader_of(&req.target, "return to stock")?;
+    let reader = reader_of(&req.target, "return to stock", false)?;
     let key = steps.run(Step::Identify, dl.command, cancel, |_| {
         let key = identify(reader)?;
         let detail = json!(key);

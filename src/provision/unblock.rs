@@ -120,7 +120,7 @@ fn run_unblock(
         let rotate = check_policy(station, &vt, req)?;
         Ok((rotate, json!({"rotate_puk": rotate})))
     })?;
-    let reader = reader_of(&req.target, "unblock")?;
+    let reader = reader_of(&req.target, "unblock", true)?;
     let key = steps.run(Step::Identify, dl.command, cancel, |_| {
         let k = identify(reader)?;
         let d = json!(k);
