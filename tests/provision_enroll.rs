@@ -895,3 +895,85 @@ fn a_key_with_someone_elses_pin_costs_one_try_and_is_refused() {
     );
     assert_eq!(rig.counts(), (0, 0, 0));
 }
+
+#[test]
+fn piv_only_with_a_generated_pin_through_pcscd() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let sim = own_sim(4_800_001, &["--piv"]);
+    let mut c = claims("standard");
+    c.ops = vec![piv_op("9c", "p256")];
+    let log = EventLog::new();
+    let o = provision::enroll(
+        &rig.station,
+        keyward::provision::EnrollRequest::new(
+            rig.ticket(&c),
+            KeyTarget::Reader(sim.reader.name.into()),
+            PinChoice::Generate,
+        ),
+        &log,
+        &Cancel::new(),
+    )
+    .expect("PIV-only enrollment");
+    assert_eq!(o.serial.as_deref(), Some("4800001"));
+    assert!(
+        !started(&log.events()).contains(&"set-pin".to_string()),
+        "no FIDO2 step"
+    );
+    let pin = o.generated_pin.expect("generated PIN");
+    assert_eq!(pin.expose_secret().len(), 8);
+    // The card takes the generated PIN.
+    let mut card = keyward::piv::PivCard::open(Some(sim.reader.name)).unwrap();
+    card.verify_pin(&keyward::piv::Pin::new(pin.expose_secret().as_bytes()).unwrap())
+        .expect("the generated PIN is the card's PIN");
+}
+
+#[test]
+fn a_card_holding_a_foreign_key_is_refused_by_the_drift_check() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let sim = own_sim(4_800_002, &["--piv"]);
+    let mut cmd = common::keyward();
+    cmd.args(["piv", "provision", "--slot", "9d", "--algorithm", "p256"])
+        .args(["--subject", "CN=someone else", "--device", sim.reader.name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"123456\n").unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let mut c = claims("standard");
+    c.ops = vec![piv_op("9a", "p256")];
+    let e = enroll_reader(
+        &rig,
+        rig.ticket(&c),
+        sim.reader.name,
+        PIN,
+        &provision::NoEvents,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::Drift, "{}", e.full_message());
+    assert_eq!(e.step, Some(Step::DriftCheck));
+    assert!(e.message.contains("slot 9d"), "{}", e.message);
+    // Read-only so far: the card still has its factory PIN.
+    let info = common::run_ok(common::keyward().args([
+        "piv",
+        "info",
+        "--json",
+        "--device",
+        sim.reader.name,
+    ]));
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["pin_is_default"], true);
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
