@@ -775,12 +775,19 @@ fn cli_enrolls_fido2_and_piv_by_serial_and_hands_the_puk_to_a_descriptor() {
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let wfd = fds[1];
     let mut c = common::keyward();
-    c.args(["--config", rig.config.to_str().unwrap(), "--json", "enroll"])
-        .args(["--ticket", t.to_str().unwrap(), "--device", "4700001"])
-        .args(["--pin-fd", "0", "--puk-out-fd", "3"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    c.args([
+        "--config",
+        rig.config.to_str().unwrap(),
+        "-vvv",
+        "--json",
+        "enroll",
+    ])
+    .env("RUST_LOG", "trace")
+    .args(["--ticket", t.to_str().unwrap(), "--device", "4700001"])
+    .args(["--pin-fd", "0", "--puk-out-fd", "3"])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     // SAFETY: dup2 is async-signal-safe; it runs in the child before exec.
     unsafe {
         c.pre_exec(move || {
@@ -809,6 +816,12 @@ fn cli_enrolls_fido2_and_piv_by_serial_and_hands_the_puk_to_a_descriptor() {
     let puk = puk.trim();
     assert_eq!(puk.len(), 8, "the PUK arrived on descriptor 3");
     assert!(!contains(&out.stdout, puk) && !contains(&out.stderr, puk));
+    // Neither the PIN (FIDO2 and PIV, at trace level) is in the output.
+    assert!(!contains(&out.stdout, PIN) && !contains(&out.stderr, PIN));
+    for f in std::fs::read_dir(rig.dir.path()).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap_or_default();
+        assert!(!contains(&bytes, PIN) && !contains(&bytes, puk));
+    }
     // The card holds that PUK: changing it with the PUK as the old value
     // succeeds.
     let mut c = common::keyward();
