@@ -616,7 +616,7 @@ mod tests {
             );
             assert_eq!(serde_json::to_value(r).unwrap(), s);
         }
-        assert_eq!(seen.len(), 38);
+        assert_eq!(seen.len(), Reason::ALL.len());
     }
 
     #[test]
