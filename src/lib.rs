@@ -5,10 +5,12 @@
 
 pub mod attest;
 pub mod cli;
+pub mod config;
 pub mod ctap;
 pub mod detect;
 pub mod piv;
 pub mod policy;
+pub mod provision;
 pub mod random;
 pub mod sim;
 pub mod store;

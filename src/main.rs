@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use keyward::cli::enroll::Workflow;
 use keyward::cli::{Cli, Commands, Failure};
 
 fn main() -> ExitCode {
@@ -28,6 +29,11 @@ fn main() -> ExitCode {
         Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.json),
+        Commands::Enroll(args) => enroll(args, Workflow::Enroll, &cli.global),
+        Commands::Replace(args) => enroll(args, Workflow::Replace, &cli.global),
+        Commands::Revoke(args) => keyward::cli::lifecycle::revoke(args, &cli.global),
+        Commands::Return(args) => keyward::cli::lifecycle::return_key(args, &cli.global),
+        Commands::Unblock(args) => keyward::cli::lifecycle::unblock(args, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -36,6 +42,14 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+fn enroll(
+    args: keyward::cli::enroll::EnrollArgs,
+    which: Workflow,
+    g: &keyward::cli::GlobalArgs,
+) -> anyhow::Result<()> {
+    keyward::cli::enroll::run(args, which, g.config.as_deref(), g.db.as_deref(), g.json)
 }
 
 /// Map an error to its documented exit code (`keyward --help` lists them).

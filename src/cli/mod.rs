@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand};
 pub mod attest;
 pub mod demo;
 pub mod devices;
+pub mod enroll;
 pub mod fido;
 pub mod ledger;
+pub mod lifecycle;
 pub mod mds;
 pub mod piv;
 pub mod sim;
@@ -85,6 +87,20 @@ pub enum Commands {
     /// Run a complete FIDO2 enrollment on the built-in simulator: ticket,
     /// key, attestation, ledger
     Demo(demo::DemoArgs),
+    /// Enroll a key against a signed ticket: PIN, FIDO2 credential and/or
+    /// PIV keys, attestation checked, binding recorded (docs/enroll.md)
+    Enroll(enroll::EnrollArgs),
+    /// Replace a lost, stolen or damaged key: enroll the new key and retire
+    /// the old binding in one transaction (docs/enroll.md)
+    Replace(enroll::EnrollArgs),
+    /// Revoke a binding (lost, stolen, damaged, left)
+    Revoke(lifecycle::RevokeArgs),
+    /// Take a handed-back key into stock: prove it is the bound key, close
+    /// its binding, reset it and check it is factory-clean
+    Return(lifecycle::ReturnArgs),
+    /// Help desk: unblock the PIV PIN of a bound key with its PUK, under an
+    /// unblock ticket
+    Unblock(lifecycle::UnblockArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).

@@ -126,7 +126,8 @@ pub struct IssueArgs {
         required = true,
         help = "What to provision (repeatable): \
                 fido2:rp_id=DOMAIN[,user=TEXT|,user_b64=B64URL][,name=USERNAME] or \
-                piv:slot=9a,alg=p256[,pin_policy=once][,touch_policy=always]"
+                piv:slot=9a,alg=p256[,pin_policy=once][,touch_policy=always] or \
+                unblock[:rotate_puk=true]"
     )]
     pub ops: Vec<String>,
     /// The device being replaced: serial=N|binding=ID,reason=lost|stolen|damaged|compromised|retired
@@ -221,6 +222,7 @@ pub enum OpArg {
     Fido2,
     Piv,
     Replace,
+    Unblock,
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +364,7 @@ fn build_trust(a: &VerifyArgs, input: &[u8]) -> Result<TrustStore> {
                     OpArg::Fido2 => OpKind::Fido2,
                     OpArg::Piv => OpKind::Piv,
                     OpArg::Replace => OpKind::Replace,
+                    OpArg::Unblock => OpKind::Unblock,
                 })
                 .collect(),
             not_before: None,

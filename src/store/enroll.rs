@@ -201,6 +201,8 @@ pub(crate) fn insert_binding(
             });
         }
     }
+    // A key leaves stock when it is bound again (migration 0002).
+    tx.execute("DELETE FROM stock WHERE device_id = ?1", [device])?;
     let id = new_id();
     tx.execute(
         "INSERT INTO bindings(id, identity_id, device_id, ticket_jti, ial, policy, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7)",

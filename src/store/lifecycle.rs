@@ -62,14 +62,15 @@ impl BindingState {
     }
 
     /// Allowed transitions. Revoked, replaced and returned are final; a lost
-    /// key can be revoked or replaced but never silently reactivated.
+    /// key can be revoked, replaced or (found again and handed back)
+    /// returned, but never silently reactivated.
     pub fn can_become(self, to: BindingState) -> bool {
         use BindingState::*;
         matches!(
             (self, to),
             (Active, Suspended | Lost | Revoked | Replaced | Returned)
                 | (Suspended, Active | Lost | Revoked | Replaced | Returned)
-                | (Lost, Revoked | Replaced)
+                | (Lost, Revoked | Replaced | Returned)
         )
     }
 }
@@ -100,17 +101,17 @@ fn current_state(tx: &Transaction<'_>, id: &str) -> Result<BindingState, StoreEr
 }
 
 /// One state change.
-struct Change<'a> {
-    id: &'a str,
-    to: BindingState,
-    reason: &'a str,
-    actor: &'a str,
-    now: i64,
-    replaced_by: Option<&'a str>,
+pub(crate) struct Change<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) to: BindingState,
+    pub(crate) reason: &'a str,
+    pub(crate) actor: &'a str,
+    pub(crate) now: i64,
+    pub(crate) replaced_by: Option<&'a str>,
 }
 
 /// Change a binding's state inside the caller's transaction.
-fn transition_in(
+pub(crate) fn transition_in(
     tx: &Transaction<'_>,
     station: &StationKey,
     c: &Change<'_>,

@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod query;
 pub mod runs;
 pub mod station_key;
+pub mod stock;
 
 pub use audit::{AuditEvent, AuditReport, AuditRow};
 pub use enroll::{CredentialRecord, DeviceRecord, EnrollmentRecord, TicketRecord};

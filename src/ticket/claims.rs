@@ -244,6 +244,9 @@ impl Claims {
         if let Some(r) = &self.replaces {
             check_replaces(r)?;
         }
+        if self.replaces.is_some() && self.ops.iter().any(|o| matches!(o, Op::Unblock(_))) {
+            return invalid("replaces", "an unblock ticket replaces no device");
+        }
         if let Some(m) = self.device.as_ref().and_then(|d| d.model.as_ref()) {
             text("device", m, 64)?;
         }

@@ -39,7 +39,7 @@ pub use digest::{
 pub use error::{FailureClass, Part, TicketError};
 pub use issue::{IssueError, cosign, sign_compact, sign_general};
 pub use keys::{KeyError, PublicKey, SigningKey};
-pub use ops::{Fido2Op, MAX_OPS, Op, OpKind, PivOp};
+pub use ops::{Fido2Op, MAX_OPS, Op, OpKind, PivOp, UnblockOp};
 pub use parse::{Form, Header, MAX_SIGNATURES, RawSignature, RawTicket, parse};
 pub use replay::{MemoryReplayGuard, NoReplayCheck, ReplayError, ReplayGuard};
 pub use trust::{

@@ -22,6 +22,9 @@ pub enum Op {
     /// Generate a PIV key in a slot.
     #[serde(rename = "piv")]
     Piv(PivOp),
+    /// Help-desk unblock of the PIV PIN of the subject's bound key.
+    #[serde(rename = "unblock")]
+    Unblock(UnblockOp),
 }
 
 /// The operation kinds an issuer may be allowed to grant.
@@ -35,6 +38,8 @@ pub enum OpKind {
     Piv,
     /// Replacing (and so revoking) an existing device: a ticket with `replaces`.
     Replace,
+    /// Unblocking the PIV PIN of a bound key with its PUK.
+    Unblock,
 }
 
 impl std::fmt::Display for OpKind {
@@ -43,6 +48,7 @@ impl std::fmt::Display for OpKind {
             OpKind::Fido2 => "fido2",
             OpKind::Piv => "piv",
             OpKind::Replace => "replace",
+            OpKind::Unblock => "unblock",
         })
     }
 }
@@ -53,6 +59,7 @@ impl Op {
         match self {
             Op::Fido2(_) => OpKind::Fido2,
             Op::Piv(_) => OpKind::Piv,
+            Op::Unblock(_) => OpKind::Unblock,
         }
     }
 }
@@ -89,6 +96,18 @@ pub struct PivOp {
     pub touch_policy: Option<String>,
 }
 
+/// A help-desk PIN unblock (docs/lifecycle.md): the PIV PIN of the key
+/// bound to `sub` is unblocked with its PUK and set anew. FIDO2 PINs are
+/// never unblocked: a blocked FIDO2 PIN is cleared only by a reset, which is
+/// a re-enrollment under a new ticket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnblockOp {
+    /// Also set a new PUK, where the station's policy profile allows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotate_puk: bool,
+}
+
 impl PivOp {
     /// The slot's key reference byte.
     pub fn slot_byte(&self) -> Option<u8> {
@@ -101,10 +120,17 @@ pub(crate) fn check_ops(ops: &[Op]) -> Result<(), TicketError> {
     if ops.is_empty() || ops.len() > MAX_OPS {
         return invalid("ops", format!("must hold 1 to {MAX_OPS} operations"));
     }
+    if ops.iter().any(|o| matches!(o, Op::Unblock(_))) && ops.len() > 1 {
+        return invalid(
+            "ops",
+            "an unblock operation stands alone: it cannot be combined with another operation",
+        );
+    }
     let mut slots = Vec::new();
     let mut rps = Vec::new();
     for op in ops {
         match op {
+            Op::Unblock(_) => {}
             Op::Fido2(f) => {
                 check_rp_id(&f.rp_id)?;
                 if let Some(u) = &f.user {
@@ -190,5 +216,33 @@ fn check_rp_id(rp: &str) -> Result<(), TicketError> {
             "ops",
             format!("fido2 rp_id {rp:?} is not a lowercase DNS name"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unblock_op_round_trips_and_stands_alone() {
+        let op: Op = serde_json::from_str(r#"{"type":"unblock"}"#).unwrap();
+        assert_eq!(op, Op::Unblock(UnblockOp { rotate_puk: false }));
+        assert_eq!(op.kind(), OpKind::Unblock);
+        assert_eq!(OpKind::Unblock.to_string(), "unblock");
+        assert_eq!(serde_json::to_string(&op).unwrap(), r#"{"type":"unblock"}"#);
+        let op: Op = serde_json::from_str(r#"{"type":"unblock","rotate_puk":true}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&op).unwrap(),
+            r#"{"type":"unblock","rotate_puk":true}"#
+        );
+        assert!(serde_json::from_str::<Op>(r#"{"type":"unblock","pin":"1"}"#).is_err());
+        check_ops(std::slice::from_ref(&op)).unwrap();
+        let fido = Op::Fido2(Fido2Op {
+            rp_id: "example.com".into(),
+            user: None,
+            user_name: None,
+        });
+        let e = check_ops(&[op, fido]).unwrap_err();
+        assert!(e.to_string().contains("stands alone"), "{e}");
     }
 }

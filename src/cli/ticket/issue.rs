@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use super::{AlgArg, CosignArgs, IssueArgs, KeygenArgs, read_input};
 use crate::ticket::{
     self, Audience, Claims, Evidence, Fido2Op, Op, PivOp, Replaces, SigningKey, TicketAlg,
+    UnblockOp,
 };
 
 pub(super) fn keygen(a: KeygenArgs, json: bool) -> Result<()> {
@@ -157,9 +158,12 @@ fn pairs(spec: &str) -> Result<Vec<(&str, &str)>> {
 
 fn parse_op(spec: &str) -> Result<Op> {
     use base64::Engine;
+    if spec == "unblock" {
+        return Ok(Op::Unblock(UnblockOp::default()));
+    }
     let (kind, rest) = spec
         .split_once(':')
-        .ok_or_else(|| anyhow!("--op {spec:?}: expected fido2:... or piv:..."))?;
+        .ok_or_else(|| anyhow!("--op {spec:?}: expected fido2:..., piv:... or unblock"))?;
     let kv = pairs(rest).with_context(|| format!("--op {spec:?}"))?;
     let get = |k: &str| {
         kv.iter()
@@ -169,7 +173,8 @@ fn parse_op(spec: &str) -> Result<Op> {
     let known: &[&str] = match kind {
         "fido2" => &["rp_id", "user", "user_b64", "name"],
         "piv" => &["slot", "alg", "pin_policy", "touch_policy"],
-        _ => bail!("--op {spec:?}: unknown operation {kind:?} (fido2 or piv)"),
+        "unblock" => &["rotate_puk"],
+        _ => bail!("--op {spec:?}: unknown operation {kind:?} (fido2, piv or unblock)"),
     };
     if let Some((k, _)) = kv.iter().find(|(k, _)| !known.contains(k)) {
         bail!(
@@ -185,6 +190,13 @@ fn parse_op(spec: &str) -> Result<Op> {
                 get("user").map(|u| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(u))
             }),
             user_name: get("name"),
+        }),
+        "unblock" => Op::Unblock(UnblockOp {
+            rotate_puk: match get("rotate_puk").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(v) => bail!("--op {spec:?}: rotate_puk must be true or false, not {v:?}"),
+            },
         }),
         _ => Op::Piv(PivOp {
             slot: need("slot")?.to_ascii_lowercase(),
