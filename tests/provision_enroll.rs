@@ -990,3 +990,23 @@ fn a_card_holding_a_foreign_key_is_refused_by_the_drift_check() {
     assert_eq!(info["pin_is_default"], true);
     assert_eq!(rig.counts(), (0, 0, 0));
 }
+
+#[test]
+fn a_station_that_does_not_trust_the_simulator_refuses_its_attestation() {
+    let rig = rig_with(|t| {
+        t.replace(
+            "danger_trust_simulator = true",
+            "danger_trust_simulator = false",
+        )
+    });
+    let (r, _) = enroll_sim(&rig, rig.ticket(&claims("standard")), 31_000_140, PIN);
+    let e = r.unwrap_err();
+    assert_eq!(
+        e.reason,
+        Reason::AttestationUntrusted,
+        "{}",
+        e.full_message()
+    );
+    assert_eq!(e.step, Some(Step::FidoAttestation));
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
