@@ -6,7 +6,9 @@
 pub mod attest;
 pub mod cli;
 pub mod ctap;
+pub mod daemon;
 pub mod detect;
+pub mod metrics;
 pub mod piv;
 pub mod policy;
 pub mod random;

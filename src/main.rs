@@ -28,6 +28,10 @@ fn main() -> ExitCode {
         Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.json),
+        Commands::Daemon(args) => keyward::cli::daemon::run(args, &cli.global),
+        Commands::Report(args) => {
+            keyward::cli::report::run(args, &cli.global.db_path(), None, cli.global.json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

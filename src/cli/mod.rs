@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod attest;
+pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod fido;
 pub mod ledger;
 pub mod mds;
 pub mod piv;
+pub mod report;
 pub mod sim;
 pub mod ticket;
 
@@ -85,6 +87,12 @@ pub enum Commands {
     /// Run a complete FIDO2 enrollment on the built-in simulator: ticket,
     /// key, attestation, ledger
     Demo(demo::DemoArgs),
+    /// Run the keyward daemon: device detection, workflows, and the local
+    /// API on a Unix socket (docs/api.md)
+    Daemon(daemon::DaemonArgs),
+    /// Enrollment completion rate, time to issue, failures by reason,
+    /// reset/revocation/replacement/exception volume, from the ledger
+    Report(report::ReportArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).
