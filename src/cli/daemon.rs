@@ -78,3 +78,75 @@ pub fn run(args: DaemonArgs, global: &GlobalArgs) -> Result<()> {
     }
     daemon::run(config)
 }
+
+/// `keyward devices` through a running daemon: `None` when no daemon
+/// answers (list standalone), else the outcome of listing its devices.
+pub fn list_devices(json: bool) -> Option<Result<()>> {
+    let client = crate::daemon::client::connect_default()?;
+    Some(print_devices(&client, json))
+}
+
+fn print_devices(client: &crate::daemon::client::Client, json: bool) -> Result<()> {
+    let doc = client.devices().map_err(daemon_failure)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    let devices = doc["devices"].as_array().cloned().unwrap_or_default();
+    if devices.is_empty() {
+        eprintln!(
+            "no security keys found (the keyward daemon at {} sees none)",
+            client.socket().display()
+        );
+    }
+    for d in &devices {
+        println!("{}", describe(d));
+    }
+    Ok(())
+}
+
+/// One line per device, as `keyward devices` prints it standalone.
+fn describe(d: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_string)
+            .or_else(|| v.as_u64().map(|n| n.to_string()))
+    };
+    let mut parts = vec![s(&d["id"]).unwrap_or_default()];
+    let i = &d["identity"];
+    if let Some(serial) = s(&i["serial"]) {
+        parts.push(format!("serial {serial}"));
+    }
+    if let Some(f) = s(&i["firmware"]) {
+        parts.push(format!("firmware {f}"));
+    }
+    let mut apps = Vec::new();
+    if i["fido2"].is_object() {
+        apps.push(match s(&i["fido2"]["aaguid"]) {
+            Some(a) => format!("FIDO2 (AAGUID {a})"),
+            None => "FIDO2".into(),
+        });
+    }
+    if i["piv"].is_object() {
+        apps.push(match s(&i["piv"]["version"]) {
+            Some(v) => format!("PIV {v}"),
+            None => "PIV".into(),
+        });
+    }
+    if !apps.is_empty() {
+        parts.push(apps.join(", "));
+    }
+    if let Some(p) = s(&d["location"]["path"]) {
+        parts.push(p);
+    }
+    if let Some(e) = s(&d["error"]) {
+        parts.push(format!("error: {e}"));
+    }
+    parts.join("  ")
+}
+
+/// A daemon that answered but refused or failed: exit code 6 with the
+/// client's message (which says what to do).
+pub fn daemon_failure(e: crate::daemon::client::ClientError) -> anyhow::Error {
+    Failure::DaemonUnreachable(crate::detect::error_chain(&e)).into()
+}

@@ -55,6 +55,10 @@ pub fn run(args: DevicesArgs, json: bool) -> Result<()> {
 }
 
 fn list(hid: &HidMonitor, json: bool) -> Result<()> {
+    // A running daemon owns the devices: ask it (docs/api.md).
+    if let Some(done) = super::daemon::list_devices(json) {
+        return done;
+    }
     let present = enumerate(hid);
     if json {
         println!(

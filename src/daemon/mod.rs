@@ -272,21 +272,27 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
     };
     let denied = shared.access.check(&peer).err();
     if let Some(d) = &denied {
-        tracing::warn!(
-            uid = peer.uid,
-            gid = peer.gid,
-            pid = peer.pid,
-            "refused API connection: {d}"
-        );
+        // Logged at warn once a request comes: a bare connect is how the
+        // CLI probes for a daemon.
+        tracing::debug!(uid = peer.uid, "unauthorized peer connected: {d}");
     }
     let peer = Arc::new(peer);
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let shared = shared.clone();
         let peer = peer.clone();
         let denied = denied.clone();
         async move {
             Ok::<_, std::convert::Infallible>(match denied {
-                Some(d) => api::forbidden(&d.0),
+                Some(d) => {
+                    tracing::warn!(
+                        uid = peer.uid,
+                        gid = peer.gid,
+                        pid = peer.pid,
+                        path = req.uri().path(),
+                        "refused API request: {d}"
+                    );
+                    api::forbidden(&d.0)
+                }
                 None => api::handle(req, shared, peer).await,
             })
         }

@@ -1,0 +1,445 @@
+//! `keyward daemon` as a process: its Unix-socket API, the event stream
+//! with a virtual card on a leased vpcd reader, peer-credential access
+//! control with clients run as other users, sd_notify readiness, /metrics,
+//! and graceful shutdown.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use common::{keyward, run};
+use keyward::daemon::client::{Client, ClientError, Event, Events};
+use keyward::store::{Ledger, RunEnd, RunKind, RunStart};
+use serde_json::Value;
+
+/// A daemon on a socket in its own (traversable) temporary directory.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    db: PathBuf,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(extra: &[&str], env: &[(&str, &Path)]) -> Daemon {
+        let dir = common::tempdir();
+        // Other users must reach the socket: its own mode guards it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("keyward.sock");
+        let db = dir.path().join("ledger.db");
+        let log = dir.path().join("daemon.log");
+        let mut cmd = keyward();
+        cmd.env("RUST_LOG", "keyward=info,warn")
+            .env_remove("NOTIFY_SOCKET")
+            .arg("--db")
+            .arg(&db)
+            .args(["daemon", "--socket"])
+            .arg(&socket)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn keyward daemon");
+        let mut d = Daemon {
+            child,
+            socket,
+            db,
+            log,
+            dir,
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if Client::new(&self.socket).health().is_ok() {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("daemon exited early ({st}): {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("daemon not ready in 30 s: {}", self.log_text());
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.socket)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit within {timeout:?} of SIGTERM: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Read events until `pred` matches one (or panic after `timeout`).
+fn wait_event(events: &mut Events, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + timeout;
+    for ev in events.by_ref() {
+        let ev = ev.expect("event stream");
+        if pred(&ev) {
+            return ev;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no matching event in {timeout:?}"
+        );
+    }
+    panic!("event stream ended");
+}
+
+#[test]
+fn api_answers_health_devices_errors_and_metrics_then_sigterm_exits_0() {
+    let nd = common::tempdir();
+    let notify_path = nd.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut d = Daemon::start(&["--grace", "5s"], &[("NOTIFY_SOCKET", &notify_path)]);
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("sd_notify message");
+    assert!(
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .any(|l| l == "READY=1")
+    );
+
+    // The socket is 0660, not world-usable.
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+
+    let c = d.client();
+    let h = c.health().unwrap();
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["peer"]["uid"], 0);
+    let devs = c.devices().unwrap();
+    assert_eq!(devs["version"], 1);
+    assert!(devs["devices"].is_array());
+
+    // Errors: JSON with a stable code and a message naming the problem.
+    let e = c.get("/v1/nothing").unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Api { status: 404, code, message } if code == "not-found" && message.contains("/v1/nothing")),
+        "{e:?}"
+    );
+    let e = c.call("DELETE", "/v1/health", None).unwrap_err();
+    assert!(matches!(&e, ClientError::Api { status: 405, .. }), "{e:?}");
+    let e = c.get("/v1/jobs/0123").unwrap_err();
+    assert!(matches!(&e, ClientError::Api { status: 404, code, .. } if code == "no-such-job"));
+    let e = c
+        .call("POST", "/v1/enroll", Some(b"{\"ticket\": 5"))
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Api { status: 400, message, .. } if message.contains("not valid")),
+        "{e:?}"
+    );
+    let e = c
+        .call(
+            "POST",
+            "/v1/enroll",
+            Some(br#"{"ticket":"x","device":"pcsc:none","pin":"123456","colour":"red"}"#),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Api { status: 400, message, .. } if message.contains("colour")),
+        "{e:?}"
+    );
+    let big = vec![b' '; 70 * 1024];
+    let e = c.call("POST", "/v1/enroll", Some(&big)).unwrap_err();
+    assert!(matches!(&e, ClientError::Api { status: 413, .. }), "{e:?}");
+    let raw = c.request("POST", "/v1/enroll", None).unwrap();
+    assert_eq!(raw.status, 415);
+
+    // /metrics counts from the ledger, as it is now.
+    let m = c.request("GET", "/metrics", None).unwrap();
+    assert_eq!(m.status, 200);
+    assert!(
+        m.content_type
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = String::from_utf8(m.body).unwrap();
+    assert!(
+        text.contains("\nkeyward_enrollments_started_total 0\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nkeyward_exception_rate_exceeded 0\n"));
+    {
+        let mut l = Ledger::open_default_key(&d.db).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let start = RunStart {
+            actor: "test",
+            ..RunStart::default()
+        };
+        let id = l.run_started(RunKind::Enroll, &start, now).unwrap();
+        let mut end = RunEnd::failed("attestation-untrusted", "no root");
+        end.aaguid = Some("ab".repeat(16));
+        l.run_finished(&id, &end, "test", now).unwrap();
+    }
+    let text = String::from_utf8(c.request("GET", "/metrics", None).unwrap().body).unwrap();
+    assert!(
+        text.contains("\nkeyward_enrollments_started_total 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("keyward_enrollments_failed_total{reason=\"attestation-untrusted\"} 1"));
+    assert!(text.contains(&format!(
+        "keyward_attestation_failures_total{{aaguid=\"{}\",reason=\"attestation-untrusted\"}} 1",
+        "ab".repeat(16)
+    )));
+
+    // An event stream open at shutdown gets a `shutdown` event.
+    let mut events = c
+        .clone()
+        .with_timeout(Some(Duration::from_secs(30)))
+        .events()
+        .unwrap();
+    let snap = events.next().unwrap().unwrap();
+    assert_eq!(snap.event, "snapshot");
+    let st = d.terminate(Duration::from_secs(20));
+    assert!(st.success(), "exit {st}: {}", d.log_text());
+    wait_event(&mut events, Duration::from_secs(10), |e| {
+        e.event == "shutdown"
+    });
+    let n = notify.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(!d.socket.exists(), "socket removed on exit");
+    assert!(d.log_text().contains("SIGTERM"));
+}
+
+#[test]
+fn a_second_daemon_on_a_live_socket_refuses_to_start() {
+    let d = Daemon::start(&[], &[]);
+    let o = run(keyward()
+        .arg("--db")
+        .arg(d.dir.path().join("other.db"))
+        .args(["daemon", "--socket"])
+        .arg(&d.socket));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another keyward daemon"));
+    assert!(d.client().health().is_ok());
+}
+
+#[test]
+fn event_stream_shows_a_card_arriving_and_leaving() {
+    if !common::rig() {
+        return;
+    }
+    let d = Daemon::start(&[], &[]);
+    let mut events = d
+        .client()
+        .with_timeout(Some(Duration::from_secs(60)))
+        .events()
+        .unwrap();
+    assert_eq!(events.next().unwrap().unwrap().event, "snapshot");
+    let mut sim = common::start_sim(&[]);
+    let id = format!("pcsc:{}", sim.reader.name);
+    let is = |kind: &'static str, id: String| {
+        move |e: &Event| e.event == "device" && e.data["event"] == kind && e.data["id"] == *id
+    };
+    wait_event(
+        &mut events,
+        Duration::from_secs(30),
+        is("arrived", id.clone()),
+    );
+    let ident = wait_event(
+        &mut events,
+        Duration::from_secs(30),
+        is("identified", id.clone()),
+    );
+    assert!(
+        ident.data["identity"]["serial"].is_u64(),
+        "{:?}",
+        ident.data
+    );
+    // The device table shows it.
+    let devs = d.client().devices().unwrap();
+    assert!(
+        devs["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == id.as_str() && x["identity"]["fido2"].is_object())
+    );
+    // `keyward devices` asks the daemon when its socket answers.
+    let o = run(keyward()
+        .env("KEYWARD_SOCKET", &d.socket)
+        .args(["devices", "--json"]));
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        listed["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == id.as_str())
+    );
+    sim.stop();
+    wait_event(
+        &mut events,
+        Duration::from_secs(30),
+        is("removed", id.clone()),
+    );
+    assert!(
+        !d.client().devices().unwrap()["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == id.as_str())
+    );
+}
+
+const GROUP: &str = "keyward-test";
+const MEMBER: &str = "keyward-test-member";
+const OUTSIDER: &str = "keyward-test-nobody";
+
+/// A group and two system users for the access tests (created once, kept).
+fn users() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let exists = |db: &str, name: &str| {
+            Command::new("getent")
+                .args([db, name])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !exists("group", GROUP) {
+            let _ = Command::new("groupadd").args(["-r", GROUP]).status();
+        }
+        if !exists("passwd", MEMBER) {
+            let _ = Command::new("useradd")
+                .args(["-r", "-M", "-s", "/usr/sbin/nologin", "-G", GROUP, MEMBER])
+                .status();
+        }
+        if !exists("passwd", OUTSIDER) {
+            let _ = Command::new("useradd")
+                .args(["-r", "-M", "-s", "/usr/sbin/nologin", OUTSIDER])
+                .status();
+        }
+        assert!(exists("passwd", MEMBER) && exists("passwd", OUTSIDER));
+    });
+}
+
+/// `keyward devices --json` against `socket`, run as `user` through
+/// setpriv (`init_groups`: with the user's groups, else with none).
+fn devices_as(user: &str, init_groups: bool, socket: &Path) -> std::process::Output {
+    let mut c = Command::new("setpriv");
+    // The user's primary group: its name, or for nobody 65534 (nogroup).
+    let gid = if user == "nobody" { "65534" } else { user };
+    c.arg(format!("--reuid={user}"))
+        .arg(format!("--regid={gid}"));
+    c.arg(if init_groups {
+        "--init-groups"
+    } else {
+        "--clear-groups"
+    });
+    c.arg(env!("CARGO_BIN_EXE_keyward"))
+        .env("KEYWARD_SOCKET", socket)
+        .env("RUST_LOG", "warn")
+        .env("HOME", "/nonexistent")
+        .args(["devices", "--json"]);
+    run(&mut c)
+}
+
+#[test]
+fn only_root_and_group_members_may_use_the_api() {
+    users();
+    // File permissions first: 0660 root:keyward-test.
+    let d = Daemon::start(&["--group", GROUP], &[]);
+    let o = devices_as(OUTSIDER, true, &d.socket);
+    assert_eq!(o.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("refused this user") && err.contains("no permission"),
+        "{err}"
+    );
+    let o = devices_as(MEMBER, true, &d.socket);
+    assert!(o.status.success());
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["version"], 1);
+
+    // Behind world-open file permissions, the daemon's own check decides:
+    // an outsider gets 403 and a log line; a member is recognised through
+    // the group database even with no groups in its process credentials.
+    let open = Daemon::start(&["--group", GROUP, "--danger-socket-mode", "666"], &[]);
+    let o = devices_as(OUTSIDER, true, &open.socket);
+    assert_eq!(o.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("refused this user")
+            && err.contains("neither root nor a member of group keyward-test"),
+        "{err}"
+    );
+    let o = devices_as("nobody", false, &open.socket);
+    assert_eq!(o.status.code(), Some(6));
+    let o = devices_as(MEMBER, false, &open.socket);
+    assert!(o.status.success(), "member via getgrouplist");
+    assert!(open.client().health().is_ok(), "root");
+    let log = open.log_text();
+    let refused: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("refused API request"))
+        .collect();
+    assert_eq!(refused.len(), 2, "one line per refused request: {log}");
+    assert!(
+        refused[1].contains("uid=65534") && refused[1].contains("path=\"/v1/devices\""),
+        "{log}"
+    );
+    assert!(!log.contains('\x1b'), "no colour codes in the log file");
+
+    // Root only, when no group is configured.
+    let root_only = Daemon::start(&["--danger-socket-mode", "666"], &[]);
+    let o = devices_as(MEMBER, true, &root_only.socket);
+    assert_eq!(o.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no group is configured"));
+}
+
+#[test]
+fn an_unknown_group_is_a_clear_startup_error() {
+    let dir = common::tempdir();
+    let o = run(keyward()
+        .arg("--db")
+        .arg(dir.path().join("l.db"))
+        .args(["daemon", "--group", "no-such-group-kw", "--socket"])
+        .arg(dir.path().join("s.sock")));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no group \"no-such-group-kw\""));
+}
