@@ -5,12 +5,14 @@
 
 pub mod attest;
 pub mod cli;
+pub mod config;
 pub mod ctap;
 pub mod daemon;
 pub mod detect;
 pub mod metrics;
 pub mod piv;
 pub mod policy;
+pub mod provision;
 pub mod random;
 pub mod sim;
 pub mod store;
