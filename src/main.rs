@@ -29,9 +29,7 @@ fn main() -> ExitCode {
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.json),
         Commands::Daemon(args) => keyward::cli::daemon::run(args, &cli.global),
-        Commands::Report(args) => {
-            keyward::cli::report::run(args, &cli.global.db_path(), None, cli.global.json)
-        }
+        Commands::Report(args) => keyward::cli::report::main(args, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,33 +8,39 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Failure, GlobalArgs};
+use crate::config::Config;
+use crate::daemon::config::DaemonSection;
 use crate::daemon::{self, DaemonConfig};
 
 /// `keyward daemon`
 #[derive(Debug, Args)]
 #[command(
-    after_help = "The API (HTTP/1.1 + JSON on the Unix socket) is described in \
-    docs/api.md, its metrics in docs/metrics.md. Under systemd use Type=notify: \
-    the daemon sends READY=1 once it listens; socket activation is supported."
+    after_help = "Flags win over the config file's [daemon] table (docs/api.md). \
+    The API (HTTP/1.1 + JSON on the Unix socket) is described in docs/api.md, its \
+    metrics in docs/metrics.md. Without a config file the daemon serves devices, \
+    events and metrics, and refuses enrollments. Under systemd use Type=notify: the \
+    daemon sends READY=1 once it listens; socket activation is supported."
 )]
 pub struct DaemonArgs {
     /// The Unix socket to listen on (mode 0660, owned by --group)
-    #[arg(long, value_name = "PATH", env = "KEYWARD_SOCKET", default_value = daemon::DEFAULT_SOCKET)]
-    pub socket: PathBuf,
+    /// [default: /run/keyward/keyward.sock]
+    #[arg(long, value_name = "PATH", env = "KEYWARD_SOCKET")]
+    pub socket: Option<PathBuf>,
     /// Members of this group (name or gid) may use the API; root always may
     /// [default: root only]
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
     /// On SIGTERM, let running enrollments finish for this long before
-    /// cancelling them
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
-    pub grace: Duration,
-    /// Flag the exception rate in /metrics above this rate
-    #[arg(long, value_name = "RATE", default_value_t = crate::metrics::DEFAULT_EXCEPTION_THRESHOLD)]
-    pub exception_threshold: f64,
+    /// cancelling them [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub grace: Option<Duration>,
+    /// Flag the exception rate in /metrics above this rate [default: 0.05]
+    #[arg(long, value_name = "RATE")]
+    pub exception_threshold: Option<f64>,
     /// The window over which /metrics computes the exception rate
-    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = duration)]
-    pub exception_window: Duration,
+    /// [default: 30d]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub exception_window: Option<Duration>,
     /// A card must stay this long before it counts as arrived
     #[arg(long, value_name = "MS", default_value_t = 150)]
     pub debounce_ms: u64,
@@ -48,6 +54,10 @@ pub struct DaemonArgs {
     /// to reach the peer-credential check behind the file permissions
     #[arg(long, value_name = "OCTAL", hide = true, value_parser = octal)]
     pub danger_socket_mode: Option<u32>,
+    /// DANGER, trials and tests only: accept device "sim" in POST
+    /// /v1/enroll, a fresh in-process simulated key per job
+    #[arg(long, hide = true)]
+    pub danger_simulator: bool,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -61,22 +71,72 @@ fn octal(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not an octal file mode"))
 }
 
+/// The station configuration: `--config` (must exist), else the default
+/// file when there is one.
+pub fn load_config(global: &GlobalArgs) -> Result<Option<Config>> {
+    let path = match &global.config {
+        Some(p) => p.clone(),
+        None => {
+            let p = PathBuf::from(crate::config::DEFAULT_PATH);
+            if !p.exists() {
+                return Ok(None);
+            }
+            p
+        }
+    };
+    Ok(Some(Config::load(&path)?))
+}
+
+/// The `[daemon]` table of `config`, parsed.
+pub fn daemon_section(config: Option<&Config>) -> Result<DaemonSection> {
+    match config.and_then(|c| c.daemon.as_ref().map(|t| (c, t))) {
+        Some((c, t)) => Ok(DaemonSection::from_table(t, &c.origin).map_err(Failure::Usage)?),
+        None => Ok(DaemonSection::default()),
+    }
+}
+
 pub fn run(args: DaemonArgs, global: &GlobalArgs) -> Result<()> {
-    let threshold =
-        super::report::check_threshold(args.exception_threshold).map_err(Failure::Usage)?;
-    let mut config = DaemonConfig::new(args.socket, global.db_path());
-    config.group = args.group;
-    config.grace = args.grace;
-    config.exception_threshold = threshold;
-    config.exception_window = args.exception_window;
-    config.debounce = Duration::from_millis(args.debounce_ms);
-    config.sysfs = args.sysfs;
-    config.dev_root = args.dev_root;
+    let config = load_config(global)?;
+    let section = daemon_section(config.as_ref())?;
+    let threshold = args
+        .exception_threshold
+        .or(section.exception_rate_threshold)
+        .map(super::report::check_threshold)
+        .transpose()
+        .map_err(Failure::Usage)?;
+    let db = match (&global.db, &config) {
+        (Some(db), _) => db.clone(),
+        (None, Some(c)) => c.ledger_path(&super::default_db_path()),
+        (None, None) => super::default_db_path(),
+    };
+    let socket = args
+        .socket
+        .or(section.socket)
+        .unwrap_or_else(|| daemon::DEFAULT_SOCKET.into());
+    let mut dc = DaemonConfig::new(socket, db.clone());
+    dc.group = args.group.or(section.group);
+    dc.grace = args.grace.or(section.grace).unwrap_or(dc.grace);
+    dc.exception_threshold = threshold.unwrap_or(dc.exception_threshold);
+    dc.exception_window = args
+        .exception_window
+        .or(section.exception_window)
+        .unwrap_or(dc.exception_window);
+    dc.debounce = Duration::from_millis(args.debounce_ms);
+    dc.sysfs = args.sysfs;
+    dc.dev_root = args.dev_root;
+    dc.danger_simulator = args.danger_simulator;
     if let Some(m) = args.danger_socket_mode {
         tracing::warn!("socket mode {m:o} set by --danger-socket-mode");
-        config.socket_mode = m;
+        dc.socket_mode = m;
     }
-    daemon::run(config)
+    match &config {
+        Some(c) => dc.station = Some(c.station(&db)?),
+        None => tracing::warn!(
+            "no configuration file ({}): enrollment is disabled; see docs/config.md",
+            crate::config::DEFAULT_PATH
+        ),
+    }
+    daemon::run(dc)
 }
 
 /// `keyward devices` through a running daemon: `None` when no daemon

@@ -26,6 +26,20 @@ pub struct ReportArgs {
     pub exception_threshold: Option<f64>,
 }
 
+/// `keyward report` with the global options: the ledger from `--db` (else
+/// the config file's, else the default) and the threshold from the config
+/// file's `[daemon] exception_rate_threshold` unless given.
+pub fn main(args: ReportArgs, global: &super::GlobalArgs) -> Result<()> {
+    let config = super::daemon::load_config(global)?;
+    let section = super::daemon::daemon_section(config.as_ref())?;
+    let db = match (&global.db, &config) {
+        (Some(db), _) => db.clone(),
+        (None, Some(c)) => c.ledger_path(&super::default_db_path()),
+        (None, None) => super::default_db_path(),
+    };
+    run(args, &db, section.exception_rate_threshold, global.json)
+}
+
 pub fn run(args: ReportArgs, db: &Path, config_threshold: Option<f64>, json: bool) -> Result<()> {
     let now = unix(SystemTime::now());
     let since = match &args.since {

@@ -10,6 +10,12 @@ use serde_json::Value;
 use super::api::ApiError;
 use super::auth::Peer;
 use super::state::{JobError, Shared};
+use crate::ctap::Pin;
+use crate::detect::Location;
+use crate::provision::{self, Cancel, EnrollRequest, KeyTarget, PinChoice, Reason};
+use crate::sim::DeviceProfile;
+use crate::sim::ca::SimCa;
+use crate::sim::device::{SimDevice, SimOptions};
 use hyper::StatusCode;
 
 /// A secret from a request body (a PIN): zeroized on drop, redacted in
@@ -45,12 +51,8 @@ pub struct EnrollBody {
     pub ticket: String,
     /// A device id from `/v1/devices` (`pcsc:<reader>`, `hidraw:<node>`).
     pub device: String,
-    /// The PIN the person chose; omit with `generate_pin` for bulk.
+    /// The PIN the person chose.
     pub pin: Option<SecretField>,
-    #[serde(default)]
-    pub generate_pin: bool,
-    /// PIV slot, when the ticket leaves the choice to the station.
-    pub slot: Option<String>,
 }
 
 /// What a running job can do: publish progress, see whether it should stop.
@@ -106,10 +108,89 @@ pub fn start_enroll(
     body: EnrollBody,
     peer: &Peer,
 ) -> Result<String, ApiError> {
-    let _ = (shared, body, peer);
-    Err(ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "enroll-unavailable",
-        "enrollment is not wired yet",
-    ))
+    let Some(station) = shared.station.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-station",
+            "this daemon runs without a station configuration, so it cannot enroll; start it with --config FILE (docs/config.md)",
+        ));
+    };
+    let Some(pin) = body.pin else {
+        return Err(ApiError::bad_request(
+            "\"pin\" is required: the PIN the person chose for the key",
+        ));
+    };
+    let target = target(shared, &body.device)?;
+    let cancel = Cancel::new();
+    let flag = cancel.clone();
+    let mut req = EnrollRequest::new(
+        body.ticket.into_bytes(),
+        target,
+        PinChoice::Given(Pin::new(zeroize::Zeroizing::new(
+            pin.expose_secret().to_string(),
+        ))),
+    );
+    req.slot = Some(format!("daemon {}", body.device));
+    tracing::info!(uid = peer.uid, device = %body.device, "enrollment requested");
+    spawn(
+        shared,
+        "enroll",
+        &body.device,
+        Box::new(move || flag.cancel()),
+        move |ctx| {
+            let events = JobEvents(ctx);
+            match provision::enroll(&station, req, &events, &cancel) {
+                Ok(outcome) => Ok(serde_json::to_value(&outcome).unwrap_or(Value::Null)),
+                Err(e) => Err(JobError {
+                    reason: e.reason.as_str().to_string(),
+                    step: e.step.map(|s| s.as_str().to_string()),
+                    message: e.message.clone(),
+                    aborted: e.reason == Reason::Cancelled,
+                }),
+            }
+        },
+    )
+}
+
+/// The key a device id names: a PC/SC reader or hidraw node the daemon
+/// sees now, or (with `--danger-simulator`) `sim`, a fresh in-process key.
+fn target(shared: &Shared, device: &str) -> Result<KeyTarget, ApiError> {
+    if device == "sim" {
+        if !shared.danger_simulator {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no-such-device",
+                "device \"sim\" is only accepted by a daemon started with --danger-simulator",
+            ));
+        }
+        let ca = SimCa::from_seed(SimCa::DEFAULT_SEED).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "simulator",
+                e.to_string(),
+            )
+        })?;
+        let opts = SimOptions::new(DeviceProfile::default(), Arc::new(ca));
+        return Ok(KeyTarget::Sim(SimDevice::new(&opts)));
+    }
+    let present = shared.device(device).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no-such-device",
+            format!("no device {device:?} is present; GET /v1/devices lists them"),
+        )
+    })?;
+    Ok(match present.location {
+        Location::Pcsc { reader, .. } => KeyTarget::Reader(reader),
+        Location::Hidraw { path, .. } => KeyTarget::Hid(path.into()),
+    })
+}
+
+/// Workflow events onto the job's event stream.
+struct JobEvents<'a>(&'a JobCtx);
+
+impl provision::Events for JobEvents<'_> {
+    fn emit(&self, e: &provision::Event) {
+        self.0.progress(e);
+    }
 }

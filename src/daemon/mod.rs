@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod config;
 pub mod jobs;
 pub mod notify;
 pub mod state;
@@ -58,6 +59,11 @@ pub struct DaemonConfig {
     /// The socket file's mode: 0660 unless a test widens it to exercise the
     /// peer-credential check behind the file permissions.
     pub socket_mode: u32,
+    /// The workflows' station (from the config file); without one,
+    /// enrollments are refused.
+    pub station: Option<crate::provision::Station>,
+    /// DANGER: accept device `sim` (an in-process simulated key per job).
+    pub danger_simulator: bool,
 }
 
 impl DaemonConfig {
@@ -74,6 +80,8 @@ impl DaemonConfig {
             debounce: Duration::from_millis(150),
             hid_rescan: Duration::from_secs(2),
             socket_mode: 0o660,
+            station: None,
+            danger_simulator: false,
         }
     }
 }
@@ -86,16 +94,24 @@ pub fn run(config: DaemonConfig) -> Result<()> {
         .map(auth::resolve_group)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let ledger = Ledger::open_default_key(&config.db)
-        .with_context(|| format!("opening the ledger {}", config.db.display()))?;
-    let shared = Arc::new(Shared::new(
+    let ledger = match &config.station {
+        Some(st) => st.ledger.clone(),
+        None => Arc::new(Mutex::new(
+            Ledger::open_default_key(&config.db)
+                .with_context(|| format!("opening the ledger {}", config.db.display()))?,
+        )),
+    };
+    let mut shared = Shared::new(
         auth::Access {
             group: group.clone(),
         },
-        Arc::new(Mutex::new(ledger)),
+        ledger,
         config.exception_threshold,
         i64::try_from(config.exception_window.as_secs()).unwrap_or(i64::MAX),
-    ));
+    );
+    shared.station = config.station.clone();
+    shared.danger_simulator = config.danger_simulator;
+    let shared = Arc::new(shared);
     let activated = notify::activated_listener();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

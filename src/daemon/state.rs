@@ -80,6 +80,10 @@ pub struct Shared {
     pub ledger: Arc<Mutex<Ledger>>,
     pub exception_threshold: f64,
     pub exception_window_secs: i64,
+    /// The workflows' station; `None` refuses enrollments.
+    pub station: Option<crate::provision::Station>,
+    /// Accept device `sim` (tests and trials).
+    pub danger_simulator: bool,
     devices: Mutex<BTreeMap<DeviceId, Present>>,
     pub(crate) jobs: Mutex<BTreeMap<String, Job>>,
     bus: broadcast::Sender<Arc<Frame>>,
@@ -109,6 +113,8 @@ impl Shared {
             ledger,
             exception_threshold,
             exception_window_secs,
+            station: None,
+            danger_simulator: false,
             devices: Mutex::new(BTreeMap::new()),
             jobs: Mutex::new(BTreeMap::new()),
             bus: broadcast::channel(1024).0,
@@ -155,6 +161,12 @@ impl Shared {
                 }
                 DeviceEvent::Removed { id } => {
                     devs.remove(id);
+                    // A key pulled mid-flow ends its job (nothing committed).
+                    for j in lock(&self.jobs).values() {
+                        if j.info.device == id.0 && j.info.state == JobState::Running {
+                            (j.cancel)();
+                        }
+                    }
                 }
                 DeviceEvent::Error {
                     id: Some(id),

@@ -30,8 +30,11 @@ pub struct FailureCount {
     pub count: u64,
 }
 
-/// Attestation or policy failures (reason `attestation-*` or `policy-*`) for
-/// one AAGUID (`None` when the run never learnt it).
+/// Failures of the key's attestation or of the attestation policy for one
+/// AAGUID (`None` when the run never learnt it): reasons `attestation-*`,
+/// `policy-aaguid`, `policy-model`, `policy-enterprise-attestation`,
+/// `policy-attestation`, `policy-piv` and `serial-mismatch` (not
+/// `policy-pin` or `policy-unknown-profile`, which say nothing of the key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttestationFailure {
     pub aaguid: Option<String>,
@@ -161,7 +164,9 @@ impl Ledger {
     ) -> Result<Vec<AttestationFailure>, StoreError> {
         let mut stmt = self.conn().prepare(
             "SELECT aaguid, reason, count(*) AS n FROM runs
-             WHERE outcome = 'failed' AND (reason LIKE 'attestation-%' OR reason LIKE 'policy-%')
+             WHERE outcome = 'failed' AND (reason LIKE 'attestation-%' OR reason IN (
+                   'policy-aaguid', 'policy-model', 'policy-enterprise-attestation',
+                   'policy-attestation', 'policy-piv', 'serial-mismatch'))
                AND started_at >= ?1 AND started_at < ?2
              GROUP BY 1, 2 ORDER BY n DESC, 1, 2",
         )?;
@@ -227,6 +232,12 @@ mod tests {
             125,
             Some((RunEnd::failed("device-removed", "gone"), 126)),
         );
+        run(
+            &mut l,
+            RunKind::Replace,
+            125,
+            Some((RunEnd::failed("policy-pin", "too short"), 125)),
+        );
         let mut aborted = RunEnd::failed("cancelled", "shutdown");
         aborted.outcome = RunOutcome::Aborted;
         run(&mut l, RunKind::Enroll, 126, Some((aborted, 127)));
@@ -252,7 +263,8 @@ mod tests {
         );
         assert_eq!(s.issue_seconds, vec![10, 30]);
         assert_eq!(s.resets, 1);
-        assert_eq!(s.failures.len(), 2);
+        assert_eq!(s.failures.len(), 3);
+        assert_eq!(s.runs["replace"].failed, 1);
         assert_eq!(
             s.attestation_failures,
             vec![AttestationFailure {
