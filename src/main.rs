@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use keyward::cli::enroll::Workflow;
 use keyward::cli::{Cli, Commands, Failure};
 
 fn main() -> ExitCode {
@@ -30,6 +31,8 @@ fn main() -> ExitCode {
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.json),
         Commands::Daemon(args) => keyward::cli::daemon::run(args, &cli.global),
         Commands::Report(args) => keyward::cli::report::main(args, &cli.global),
+        Commands::Enroll(args) => enroll(args, Workflow::Enroll, &cli.global),
+        Commands::Replace(args) => enroll(args, Workflow::Replace, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,6 +41,14 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+fn enroll(
+    args: keyward::cli::enroll::EnrollArgs,
+    which: Workflow,
+    g: &keyward::cli::GlobalArgs,
+) -> anyhow::Result<()> {
+    keyward::cli::enroll::run(args, which, g.config.as_deref(), g.db.as_deref(), g.json)
 }
 
 /// Map an error to its documented exit code (`keyward --help` lists them).

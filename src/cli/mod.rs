@@ -9,6 +9,7 @@ pub mod attest;
 pub mod daemon;
 pub mod demo;
 pub mod devices;
+pub mod enroll;
 pub mod fido;
 pub mod ledger;
 pub mod mds;
@@ -93,6 +94,12 @@ pub enum Commands {
     /// Enrollment completion rate, time to issue, failures by reason,
     /// reset/revocation/replacement/exception volume, from the ledger
     Report(report::ReportArgs),
+    /// Enroll a key against a signed ticket: PIN, FIDO2 credential and/or
+    /// PIV keys, attestation checked, binding recorded (docs/enroll.md)
+    Enroll(enroll::EnrollArgs),
+    /// Replace a lost, stolen or damaged key: enroll the new key and retire
+    /// the old binding in one transaction (docs/enroll.md)
+    Replace(enroll::EnrollArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).

@@ -33,12 +33,14 @@ use crate::ticket;
 
 mod enroll;
 mod fido;
+mod flow;
+mod guard;
 mod piv;
 mod reason;
 mod replace;
 pub mod target;
 
-pub use reason::{ProvisionError, Reason};
+pub use reason::{ProvisionError, Reason, ReasonClass};
 
 /// Everything a workflow needs, passed in (DESIGN.md: time, trust anchors
 /// and randomness are never read from globals).
@@ -113,6 +115,10 @@ pub enum KeyTarget {
     /// PIV needs pcscd, so a PIV op on this target fails with
     /// `device-unsupported`).
     Sim(SimDevice),
+    /// One USB YubiKey seen through both its interfaces: FIDO2 over the
+    /// hidraw node, PIV over the CCID reader (USB keys do not offer FIDO2
+    /// over CCID).
+    Usb { reader: String, hid: PathBuf },
 }
 
 impl std::fmt::Debug for KeyTarget {
@@ -121,6 +127,11 @@ impl std::fmt::Debug for KeyTarget {
             KeyTarget::Reader(r) => f.debug_tuple("Reader").field(r).finish(),
             KeyTarget::Hid(p) => f.debug_tuple("Hid").field(p).finish(),
             KeyTarget::Sim(_) => f.write_str("Sim(..)"),
+            KeyTarget::Usb { reader, hid } => f
+                .debug_struct("Usb")
+                .field("reader", reader)
+                .field("hid", hid)
+                .finish(),
         }
     }
 }
@@ -132,6 +143,9 @@ impl KeyTarget {
             KeyTarget::Reader(r) => format!("reader {r:?}"),
             KeyTarget::Hid(p) => format!("hidraw {}", p.display()),
             KeyTarget::Sim(_) => "in-process simulator".into(),
+            KeyTarget::Usb { reader, hid } => {
+                format!("USB key (reader {reader:?}, hidraw {})", hid.display())
+            }
         }
     }
 }
@@ -468,4 +482,89 @@ pub fn replace(
     cancel: &Cancel,
 ) -> Result<EnrollOutcome, ProvisionError> {
     enroll::run(station, req, events, cancel, enroll::Mode::Replace)
+}
+
+/// What a ticket asks for, checked but not consumed: for a kiosk or the CLI
+/// to show the person whom the key is for and the PIN rules before asking
+/// for the PIN.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketPreview {
+    pub subject: String,
+    pub issuer: String,
+    pub jti: String,
+    pub policy: String,
+    pub ial: u8,
+    /// `fido2:<rp_id>` and `piv:<slot>:<alg>` per op.
+    pub ops: Vec<String>,
+    /// The binding or serial a replacement ticket retires.
+    pub replaces: Option<String>,
+    /// The profile's PIN rules (PIV ops narrow them to 6–8 characters).
+    pub pin: crate::policy::profile::PinRules,
+}
+
+impl TicketPreview {
+    /// The `pin-needed` event for these rules.
+    pub fn pin_needed(&self) -> Event {
+        Event::PinNeeded {
+            min_length: self.pin.min_length,
+            max_length: self.pin.max_length,
+            digits_only: self.pin.digits_only,
+        }
+    }
+}
+
+/// Verify `ticket` (signature, time, audience, replay) and look up its
+/// profile, without touching a key or writing anything.
+pub fn preview(station: &Station, ticket: &[u8]) -> Result<TicketPreview, ProvisionError> {
+    let now = station.now_secs();
+    let vt = {
+        let ledger = station.ledger()?;
+        station
+            .verifier
+            .verify(ticket, now, &*ledger)
+            .map_err(ProvisionError::ticket)?
+    };
+    let c = &vt.claims;
+    let profile = station.profiles.get(&c.policy).ok_or_else(|| {
+        ProvisionError::new(
+            Reason::PolicyUnknownProfile,
+            Some(Step::Policy),
+            format!(
+                "the ticket names policy profile {:?}, which this station does not have",
+                c.policy
+            ),
+        )
+    })?;
+    let mut pin = profile.pin.clone();
+    let ops = c
+        .ops
+        .iter()
+        .map(|o| match o {
+            ticket::Op::Fido2(f) => format!("fido2:{}", f.rp_id),
+            ticket::Op::Piv(p) => {
+                pin.min_length = pin.min_length.max(6);
+                pin.max_length = pin.max_length.min(8);
+                format!("piv:{}:{}", p.slot, p.alg)
+            }
+            // Operations other workflows own (e.g. unblock).
+            #[allow(unreachable_patterns)]
+            other => other.kind().to_string(),
+        })
+        .collect();
+    let replaces = c.replaces.as_ref().map(|r| {
+        r.binding
+            .clone()
+            .or_else(|| r.serial.map(|s| format!("serial {s}")))
+            .unwrap_or_default()
+    });
+    Ok(TicketPreview {
+        subject: c.sub.clone(),
+        issuer: c.iss.clone(),
+        jti: c.jti.clone(),
+        policy: c.policy.clone(),
+        ial: c.ial,
+        ops,
+        replaces,
+        pin,
+    })
 }
