@@ -4,124 +4,20 @@
 //! and graceful shutdown.
 
 mod common;
+mod daemon_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{keyward, run};
-use keyward::daemon::client::{Client, ClientError, Event, Events};
+use daemon_support::{Daemon, wait_event};
+use keyward::daemon::client::{ClientError, Event};
 use keyward::store::{Ledger, RunEnd, RunKind, RunStart};
 use serde_json::Value;
-
-/// A daemon on a socket in its own (traversable) temporary directory.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    db: PathBuf,
-    log: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(extra: &[&str], env: &[(&str, &Path)]) -> Daemon {
-        let dir = common::tempdir();
-        // Other users must reach the socket: its own mode guards it.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let socket = dir.path().join("keyward.sock");
-        let db = dir.path().join("ledger.db");
-        let log = dir.path().join("daemon.log");
-        let mut cmd = keyward();
-        cmd.env("RUST_LOG", "keyward=info,warn")
-            .env_remove("NOTIFY_SOCKET")
-            .arg("--db")
-            .arg(&db)
-            .args(["daemon", "--socket"])
-            .arg(&socket)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn keyward daemon");
-        let mut d = Daemon {
-            child,
-            socket,
-            db,
-            log,
-            dir,
-        };
-        d.wait_ready();
-        d
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if Client::new(&self.socket).health().is_ok() {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("daemon exited early ({st}): {}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("daemon not ready in 30 s: {}", self.log_text());
-    }
-
-    fn client(&self) -> Client {
-        Client::new(&self.socket)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait; returns the exit status.
-    fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not exit within {timeout:?} of SIGTERM: {}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Read events until `pred` matches one (or panic after `timeout`).
-fn wait_event(events: &mut Events, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Event {
-    let deadline = Instant::now() + timeout;
-    for ev in events.by_ref() {
-        let ev = ev.expect("event stream");
-        if pred(&ev) {
-            return ev;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no matching event in {timeout:?}"
-        );
-    }
-    panic!("event stream ended");
-}
 
 #[test]
 fn api_answers_health_devices_errors_and_metrics_then_sigterm_exits_0() {

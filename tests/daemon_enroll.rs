@@ -1,0 +1,362 @@
+//! Enrollment through the daemon's API: `POST /v1/enroll` on the in-process
+//! simulator and on a virtual card through pcscd, progress on the event
+//! stream, the job's result, the binding in the ledger, `/metrics` moving;
+//! cancellation, and SIGTERM with a job in flight (finished within the
+//! grace period, or aborted after it) — each time exit 0 and the run
+//! recorded. The station is a real keyward.toml (tests/provision_support).
+
+mod common;
+mod daemon_support;
+mod provision_support;
+
+use std::time::Duration;
+
+use daemon_support::{Daemon, wait_event};
+use keyward::daemon::client::{Client, Event, Events};
+use provision_support::{PIN, Rig, claims, count, fido_op, piv_op, rig};
+use serde_json::{Value, json};
+
+/// One pcscd test at a time in this file: a daemon's detector probes every
+/// card that arrives in any reader, and a probe between two commands of
+/// another daemon's enrollment would be a test artefact (one kiosk runs one
+/// daemon).
+static PCSC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn pcsc_lock() -> std::sync::MutexGuard<'static, ()> {
+    PCSC.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Wait for `what` from job `id`; panics with the job's end if it ends first.
+fn wait_job_event(ev: &mut Events, id: &str, what: &str) {
+    let e = wait_event(ev, Duration::from_secs(60), |e| {
+        e.data["job"] == id
+            && (e.data["event"] == what || (e.event == "job" && e.data["state"] != "running"))
+    });
+    assert_eq!(e.data["event"], what, "job ended first: {:?}", e.data);
+}
+
+fn daemon(rig: &Rig, extra: &[&str]) -> Daemon {
+    let config = rig.config.to_string_lossy().into_owned();
+    let db = rig.db.to_string_lossy().into_owned();
+    let mut args = vec!["--config", &config, "--db", &db];
+    args.extend_from_slice(extra);
+    Daemon::start(&args, &[])
+}
+
+fn events(c: &Client) -> Events {
+    let mut ev = c
+        .clone()
+        .with_timeout(Some(Duration::from_secs(90)))
+        .events()
+        .unwrap();
+    assert_eq!(ev.next().unwrap().unwrap().event, "snapshot");
+    ev
+}
+
+fn post_enroll(c: &Client, ticket: &[u8], device: &str) -> String {
+    let body = json!({"ticket": String::from_utf8_lossy(ticket), "device": device, "pin": PIN});
+    let r = c
+        .call("POST", "/v1/enroll", Some(body.to_string().as_bytes()))
+        .expect("enroll accepted");
+    r["job"].as_str().unwrap().to_string()
+}
+
+/// Read the stream until job `id` ends; returns its progress events and the
+/// final `job` event.
+fn follow(ev: &mut Events, id: &str) -> (Vec<Event>, Event) {
+    let mut progress = Vec::new();
+    loop {
+        let e = wait_event(ev, Duration::from_secs(90), |e| e.data["job"] == id);
+        if e.event == "progress" {
+            progress.push(e);
+        } else if e.event == "job" && e.data["state"] != "running" {
+            return (progress, e);
+        }
+    }
+}
+
+fn steps(progress: &[Event]) -> Vec<String> {
+    progress
+        .iter()
+        .filter(|e| e.data["event"] == "step-started")
+        .map(|e| e.data["step"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn metric(c: &Client, line_start: &str) -> f64 {
+    let text = String::from_utf8(c.request("GET", "/metrics", None).unwrap().body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start} in {text}"))
+}
+
+#[test]
+fn enroll_on_the_in_process_simulator_through_the_api() {
+    let rig = rig();
+    let d = daemon(&rig, &["--danger-simulator", "-vvv"]);
+    let c = d.client();
+    assert_eq!(metric(&c, "keyward_enrollments_completed_total "), 0.0);
+    let mut ev = events(&c);
+    let ticket = rig.ticket(&claims("standard"));
+    let id = post_enroll(&c, &ticket, "sim");
+    let (progress, end) = follow(&mut ev, &id);
+    assert_eq!(end.data["state"], "completed", "{:?}", end.data);
+    assert_eq!(
+        steps(&progress),
+        [
+            "ticket",
+            "policy",
+            "identify",
+            "set-pin",
+            "enterprise-attestation",
+            "make-credential",
+            "fido-attestation",
+            "get-assertion",
+            "commit"
+        ]
+    );
+    let job = c.get(&format!("/v1/jobs/{id}")).unwrap();
+    assert_eq!(job["state"], "completed");
+    let binding = job["result"]["binding"].as_str().unwrap();
+    assert_eq!(job["result"]["subject"], provision_support::SUB);
+    assert_eq!(
+        count(
+            &rig.db,
+            &format!("SELECT count(*) FROM bindings WHERE id = '{binding}' AND state = 'active'")
+        ),
+        1
+    );
+    assert_eq!(metric(&c, "keyward_enrollments_started_total "), 1.0);
+    assert_eq!(metric(&c, "keyward_enrollments_completed_total "), 1.0);
+    assert_eq!(metric(&c, "keyward_time_to_issue_seconds_count "), 1.0);
+    assert_eq!(metric(&c, "keyward_bindings_active "), 1.0);
+
+    // The same ticket again: the job fails with the stable reason, and the
+    // failure is counted by reason.
+    let id = post_enroll(&c, &ticket, "sim");
+    let (_, end) = follow(&mut ev, &id);
+    assert_eq!(end.data["state"], "failed");
+    assert_eq!(end.data["error"]["reason"], "ticket-replayed");
+    assert_eq!(
+        metric(
+            &c,
+            "keyward_enrollments_failed_total{reason=\"ticket-replayed\"} "
+        ),
+        1.0
+    );
+
+    // No PIN anywhere: not in the daemon's log at -vvv, not in any answer.
+    drop(ev);
+    let log = d.log_text();
+    assert!(!log.contains(PIN), "PIN in the daemon log");
+    let jobs = c.get("/v1/jobs").unwrap().to_string();
+    assert!(!jobs.contains(PIN));
+}
+
+#[test]
+fn enroll_refusals_name_the_problem() {
+    let rig = rig();
+    // Without --danger-simulator, "sim" is not a device.
+    let d = daemon(&rig, &[]);
+    let c = d.client();
+    let ticket = String::from_utf8(rig.ticket(&claims("standard"))).unwrap();
+    let call = |body: Value| {
+        c.call("POST", "/v1/enroll", Some(body.to_string().as_bytes()))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = call(json!({"ticket": ticket, "device": "sim", "pin": PIN}));
+    assert!(
+        e.contains("404 no-such-device") && e.contains("--danger-simulator"),
+        "{e}"
+    );
+    let e = call(json!({"ticket": ticket, "device": "pcsc:No Such Reader", "pin": PIN}));
+    assert!(
+        e.contains("\"pcsc:No Such Reader\"") && e.contains("/v1/devices"),
+        "{e}"
+    );
+    let e = call(json!({"ticket": ticket, "device": "sim"}));
+    assert!(e.contains("\"pin\" is required"), "{e}");
+    // Nothing was started, nothing written.
+    assert_eq!(c.get("/v1/jobs").unwrap()["jobs"], json!([]));
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM runs"), 0);
+
+    // A daemon without a station configuration refuses enrollments.
+    let bare = Daemon::start(&[], &[]);
+    let e = bare
+        .client()
+        .call(
+            "POST",
+            "/v1/enroll",
+            Some(
+                json!({"ticket": ticket, "device": "sim", "pin": PIN})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("503 no-station") && e.contains("--config"),
+        "{e}"
+    );
+}
+
+fn fido_and_piv() -> keyward::ticket::Claims {
+    let mut c = claims("standard");
+    c.ops = vec![fido_op(), piv_op("9a", "p256")];
+    c
+}
+
+/// Wait until the daemon has identified the card in `reader`.
+fn identified(ev: &mut Events, c: &Client, reader: &str) -> String {
+    let id = format!("pcsc:{reader}");
+    let seen = c.devices().unwrap()["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["id"] == id.as_str() && !x["identity"].is_null());
+    if !seen {
+        wait_event(ev, Duration::from_secs(30), |e| {
+            e.event == "device" && e.data["event"] == "identified" && e.data["id"] == id.as_str()
+        });
+    }
+    id
+}
+
+#[test]
+fn enroll_fido2_and_piv_through_pcscd_via_the_api() {
+    if !common::rig() {
+        return;
+    }
+    let _one = pcsc_lock();
+    let rig = rig();
+    let d = daemon(&rig, &[]);
+    let c = d.client();
+    let mut ev = events(&c);
+    let sim = common::start_sim(&["--serial", "4200001", "--touch-delay-ms", "3000"]);
+    let device = identified(&mut ev, &c, sim.reader.name);
+    let id = post_enroll(&c, &rig.ticket(&fido_and_piv()), &device);
+    // A second job on the same device is refused while the first runs.
+    let again = c.call(
+        "POST",
+        "/v1/enroll",
+        Some(
+            json!({"ticket": "x", "device": device, "pin": PIN})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    if let Err(e) = again {
+        let e = e.to_string();
+        assert!(
+            e.contains("409 device-busy") || e.contains("no-such-device"),
+            "{e}"
+        );
+    }
+    let (progress, end) = follow(&mut ev, &id);
+    assert_eq!(end.data["state"], "completed", "{:?}", end.data);
+    let s = steps(&progress);
+    assert!(s.contains(&"piv-keygen".to_string()) && s.contains(&"make-credential".to_string()));
+    let kinds: Vec<_> = progress
+        .iter()
+        .map(|e| e.data["event"].to_string())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "\"touch-needed\""), "{kinds:?}");
+    let job = c.get(&format!("/v1/jobs/{id}")).unwrap();
+    assert_eq!(job["result"]["serial"], "4200001");
+    assert_eq!(job["result"]["credentials"].as_array().unwrap().len(), 2);
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM bindings"), 1);
+}
+
+#[test]
+fn cancel_aborts_a_job_waiting_for_a_touch_and_commits_nothing() {
+    if !common::rig() {
+        return;
+    }
+    let _one = pcsc_lock();
+    let rig = rig();
+    let d = daemon(&rig, &[]);
+    let c = d.client();
+    let mut ev = events(&c);
+    let sim = common::start_sim(&["--no-touch", "--touch-timeout-ms", "60000"]);
+    let device = identified(&mut ev, &c, sim.reader.name);
+    let id = post_enroll(&c, &rig.ticket(&claims("standard")), &device);
+    wait_job_event(&mut ev, &id, "touch-needed");
+    let r = c
+        .call("POST", &format!("/v1/jobs/{id}/cancel"), None)
+        .unwrap();
+    assert_eq!(r["id"], id.as_str());
+    let (_, end) = follow(&mut ev, &id);
+    assert_eq!(end.data["state"], "aborted", "{:?}", end.data);
+    assert_eq!(end.data["error"]["reason"], "cancelled");
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM bindings"), 0);
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM tickets"), 0);
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM runs WHERE outcome = 'aborted'"
+        ),
+        1
+    );
+    assert_eq!(metric(&c, "keyward_enrollments_aborted_total "), 1.0);
+}
+
+#[test]
+fn sigterm_lets_a_job_finish_within_the_grace_period() {
+    if !common::rig() {
+        return;
+    }
+    let _one = pcsc_lock();
+    let rig = rig();
+    let mut d = daemon(&rig, &["--grace", "60s"]);
+    let c = d.client();
+    let mut ev = events(&c);
+    let sim = common::start_sim(&["--touch-delay-ms", "3000"]);
+    let device = identified(&mut ev, &c, sim.reader.name);
+    let id = post_enroll(&c, &rig.ticket(&claims("standard")), &device);
+    wait_job_event(&mut ev, &id, "touch-needed");
+    let st = d.terminate(Duration::from_secs(90));
+    assert!(st.success(), "exit {st}: {}", d.log_text());
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM runs WHERE outcome = 'completed'"
+        ),
+        1,
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM bindings"), 1);
+}
+
+#[test]
+fn sigterm_after_the_grace_period_aborts_the_job_cleanly() {
+    if !common::rig() {
+        return;
+    }
+    let _one = pcsc_lock();
+    let rig = rig();
+    let mut d = daemon(&rig, &["--grace", "1s"]);
+    let c = d.client();
+    let mut ev = events(&c);
+    let sim = common::start_sim(&["--no-touch", "--touch-timeout-ms", "60000"]);
+    let device = identified(&mut ev, &c, sim.reader.name);
+    let id = post_enroll(&c, &rig.ticket(&claims("standard")), &device);
+    wait_job_event(&mut ev, &id, "touch-needed");
+    let st = d.terminate(Duration::from_secs(60));
+    assert!(st.success(), "exit {st}: {}", d.log_text());
+    assert!(d.log_text().contains("cancelling running jobs"));
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM runs WHERE outcome = 'aborted' AND reason = 'cancelled'"
+        ),
+        1,
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM bindings"), 0);
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM tickets"), 0);
+    drop(sim);
+}
