@@ -360,3 +360,61 @@ fn sigterm_after_the_grace_period_aborts_the_job_cleanly() {
     assert_eq!(count(&rig.db, "SELECT count(*) FROM tickets"), 0);
     drop(sim);
 }
+
+/// `keyward enroll` with a daemon on `KEYWARD_SOCKET`: PIN on stdin.
+fn cli_enroll(d: &Daemon, ticket: &std::path::Path, json: bool) -> std::process::Output {
+    use std::io::Write;
+    let mut c = common::keyward();
+    c.env("KEYWARD_SOCKET", &d.socket)
+        .args(["enroll", "--device", "sim", "--ticket"])
+        .arg(ticket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if json {
+        c.arg("--json");
+    }
+    let mut child = c.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PIN}").unwrap();
+    let o = child.wait_with_output().unwrap();
+    eprintln!(
+        "-> {}\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+#[test]
+fn keyward_enroll_goes_through_a_running_daemon() {
+    let rig = rig();
+    let d = daemon(&rig, &["--danger-simulator"]);
+    let ticket = rig.dir.path().join("t.jws");
+    std::fs::write(&ticket, rig.ticket(&claims("standard"))).unwrap();
+    let o = cli_enroll(&d, &ticket, true);
+    assert!(o.status.success());
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((&doc["ok"], &doc["via"]), (&json!(true), &json!("daemon")));
+    let binding = doc["binding"].as_str().unwrap();
+    assert_eq!(
+        count(
+            &rig.db,
+            &format!("SELECT count(*) FROM bindings WHERE id = '{binding}'")
+        ),
+        1
+    );
+    // The job is the daemon's.
+    assert_eq!(
+        d.client().get("/v1/jobs").unwrap()["jobs"][0]["state"],
+        "completed"
+    );
+    // The same ticket again: refused by the daemon, exit 5 (verification).
+    let o = cli_enroll(&d, &ticket, false);
+    assert_eq!(o.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("[ticket-replayed]"), "{err}");
+    for out in [&o.stdout, &o.stderr] {
+        assert!(!String::from_utf8_lossy(out).contains(PIN));
+    }
+}

@@ -95,7 +95,12 @@ pub async fn handle(
             &json!({"version": 1, "devices": shared.devices()}),
         )),
         (&Method::GET, ["v1", "events"]) => Ok(events(&shared)),
-        (&Method::POST, ["v1", "enroll"]) => enroll(req, &shared, &peer).await,
+        (&Method::POST, ["v1", "enroll"]) => {
+            enroll(req, &shared, &peer, jobs::Workflow::Enroll).await
+        }
+        (&Method::POST, ["v1", "replace"]) => {
+            enroll(req, &shared, &peer, jobs::Workflow::Replace).await
+        }
         (&Method::GET, ["v1", "jobs"]) => Ok(json_response(
             StatusCode::OK,
             &json!({"version": 1, "jobs": shared.jobs()}),
@@ -110,13 +115,17 @@ pub async fn handle(
             .ok_or_else(|| no_job(id)),
         (&Method::GET, ["metrics"]) => metrics(&shared).await,
         (_, ["v1", "health" | "devices" | "events" | "jobs"])
-        | (_, ["v1", "enroll"] | ["v1", "jobs", _] | ["v1", "jobs", _, "cancel"] | ["metrics"]) => {
-            Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                format!("{method} is not allowed on {path}"),
-            ))
-        }
+        | (
+            _,
+            ["v1", "enroll" | "replace"]
+            | ["v1", "jobs", _]
+            | ["v1", "jobs", _, "cancel"]
+            | ["metrics"],
+        ) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("{method} is not allowed on {path}"),
+        )),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not-found",
@@ -183,6 +192,7 @@ async fn enroll(
     req: Request<Incoming>,
     shared: &Arc<Shared>,
     peer: &Peer,
+    which: jobs::Workflow,
 ) -> Result<Response<Body>, ApiError> {
     if *shared.stopping.borrow() {
         return Err(ApiError::new(
@@ -192,7 +202,7 @@ async fn enroll(
         ));
     }
     let body: jobs::EnrollBody = read_json(req).await?;
-    let id = jobs::start_enroll(shared, body, peer)?;
+    let id = jobs::start_enroll(shared, body, peer, which)?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         &json!({"job": id, "status": format!("/v1/jobs/{id}"), "events": "/v1/events"}),

@@ -266,18 +266,19 @@ impl Client {
         })
     }
 
-    /// Start an enrollment (`POST /v1/enroll`, body as in docs/api.md;
-    /// it holds the PIN and is wiped by the caller) and follow it on the
-    /// event stream until it ends; `progress` sees each event of the job.
-    /// Returns the final job document.
-    pub fn enroll_and_wait(
+    /// Start a job (`POST /v1/enroll` or `/v1/replace`, body as in
+    /// docs/api.md; it holds the PIN and is wiped by the caller) and follow
+    /// it on the event stream until it ends; `progress` sees each event of
+    /// the job. Returns the final job document.
+    pub fn run_job(
         &self,
+        path: &str,
         body: &[u8],
         progress: &mut dyn FnMut(&Event),
     ) -> Result<Value, ClientError> {
         // Listen first, so no event of the job is missed.
         let events = self.clone().with_timeout(None).events()?;
-        let started = self.call("POST", "/v1/enroll", Some(body))?;
+        let started = self.call("POST", path, Some(body))?;
         let job = started["job"]
             .as_str()
             .ok_or_else(|| ClientError::Protocol("no job id in the enroll answer".into()))?

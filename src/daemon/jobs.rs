@@ -102,11 +102,20 @@ pub fn spawn(
     Ok(id)
 }
 
-/// Check and start an enrollment job.
+/// Which workflow a job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workflow {
+    Enroll,
+    /// A replacement: the ticket's `replaces` names the old binding.
+    Replace,
+}
+
+/// Check and start an enrollment (or replacement) job.
 pub fn start_enroll(
     shared: &Arc<Shared>,
     body: EnrollBody,
     peer: &Peer,
+    which: Workflow,
 ) -> Result<String, ApiError> {
     let Some(station) = shared.station.clone() else {
         return Err(ApiError::new(
@@ -131,15 +140,23 @@ pub fn start_enroll(
         ))),
     );
     req.slot = Some(format!("daemon {}", body.device));
-    tracing::info!(uid = peer.uid, device = %body.device, "enrollment requested");
+    tracing::info!(uid = peer.uid, device = %body.device, ?which, "enrollment requested");
+    let kind = match which {
+        Workflow::Enroll => "enroll",
+        Workflow::Replace => "replace",
+    };
     spawn(
         shared,
-        "enroll",
+        kind,
         &body.device,
         Box::new(move || flag.cancel()),
         move |ctx| {
             let events = JobEvents(ctx);
-            match provision::enroll(&station, req, &events, &cancel) {
+            let result = match which {
+                Workflow::Enroll => provision::enroll(&station, req, &events, &cancel),
+                Workflow::Replace => provision::replace(&station, req, &events, &cancel),
+            };
+            match result {
                 Ok(outcome) => Ok(serde_json::to_value(&outcome).unwrap_or(Value::Null)),
                 Err(e) => Err(JobError {
                     reason: e.reason.as_str().to_string(),
