@@ -35,6 +35,29 @@ fn wait_job_event(ev: &mut Events, id: &str, what: &str) {
     assert_eq!(e.data["event"], what, "job ended first: {:?}", e.data);
 }
 
+/// A simulator with a serial of our own on a leased reader that is empty:
+/// a reader still holding another process's card is skipped (its lease
+/// kept until we are done), so a test never provisions a card it did not
+/// start.
+fn own_sim(serial: u32, extra: &[&str]) -> (common::Sim, Vec<common::Reader>) {
+    let mut skipped = Vec::new();
+    loop {
+        let r = common::lease_reader();
+        if common::wait_card(r.name, false, Duration::from_secs(2)) {
+            let mut args = vec!["--serial".to_string(), serial.to_string()];
+            args.extend(extra.iter().map(|a| a.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            return (common::start_sim_on(r, &args), skipped);
+        }
+        eprintln!(
+            "reader {:?} holds a card we did not start; skipping it",
+            r.name
+        );
+        skipped.push(r);
+        assert!(skipped.len() < 8, "every vpcd reader holds a foreign card");
+    }
+}
+
 fn daemon(rig: &Rig, extra: &[&str]) -> Daemon {
     let config = rig.config.to_string_lossy().into_owned();
     let db = rig.db.to_string_lossy().into_owned();
@@ -208,19 +231,27 @@ fn fido_and_piv() -> keyward::ticket::Claims {
     c
 }
 
-/// Wait until the daemon has identified the card in `reader`.
-fn identified(ev: &mut Events, c: &Client, reader: &str) -> String {
+/// Wait until the daemon has identified the card in `reader`, and check it
+/// is ours (`serial`).
+fn identified(ev: &mut Events, c: &Client, reader: &str, serial: u32) -> String {
     let id = format!("pcsc:{reader}");
-    let seen = c.devices().unwrap()["devices"]
+    let known = c.devices().unwrap()["devices"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|x| x["id"] == id.as_str() && !x["identity"].is_null());
-    if !seen {
+        .find(|x| x["id"] == id.as_str() && !x["identity"].is_null())
+        .map(|x| x["identity"].clone());
+    let identity = known.unwrap_or_else(|| {
         wait_event(ev, Duration::from_secs(30), |e| {
             e.event == "device" && e.data["event"] == "identified" && e.data["id"] == id.as_str()
-        });
-    }
+        })
+        .data["identity"]
+            .clone()
+    });
+    assert_eq!(
+        identity["serial"], serial,
+        "the card in {reader} is not ours"
+    );
     id
 }
 
@@ -234,8 +265,8 @@ fn enroll_fido2_and_piv_through_pcscd_via_the_api() {
     let d = daemon(&rig, &[]);
     let c = d.client();
     let mut ev = events(&c);
-    let sim = common::start_sim(&["--serial", "4200001", "--touch-delay-ms", "3000"]);
-    let device = identified(&mut ev, &c, sim.reader.name);
+    let (sim, _skipped) = own_sim(4_200_001, &["--touch-delay-ms", "3000"]);
+    let device = identified(&mut ev, &c, sim.reader.name, 4_200_001);
     let id = post_enroll(&c, &rig.ticket(&fido_and_piv()), &device);
     // A second job on the same device is refused while the first runs.
     let again = c.call(
@@ -279,8 +310,8 @@ fn cancel_aborts_a_job_waiting_for_a_touch_and_commits_nothing() {
     let d = daemon(&rig, &[]);
     let c = d.client();
     let mut ev = events(&c);
-    let sim = common::start_sim(&["--no-touch", "--touch-timeout-ms", "60000"]);
-    let device = identified(&mut ev, &c, sim.reader.name);
+    let (sim, _skipped) = own_sim(4200101, &["--no-touch", "--touch-timeout-ms", "60000"]);
+    let device = identified(&mut ev, &c, sim.reader.name, 4200101);
     let id = post_enroll(&c, &rig.ticket(&claims("standard")), &device);
     wait_job_event(&mut ev, &id, "touch-needed");
     let r = c
@@ -312,8 +343,8 @@ fn sigterm_lets_a_job_finish_within_the_grace_period() {
     let mut d = daemon(&rig, &["--grace", "60s"]);
     let c = d.client();
     let mut ev = events(&c);
-    let sim = common::start_sim(&["--touch-delay-ms", "3000"]);
-    let device = identified(&mut ev, &c, sim.reader.name);
+    let (sim, _skipped) = own_sim(4200102, &["--touch-delay-ms", "3000"]);
+    let device = identified(&mut ev, &c, sim.reader.name, 4200102);
     let id = post_enroll(&c, &rig.ticket(&claims("standard")), &device);
     wait_job_event(&mut ev, &id, "touch-needed");
     let st = d.terminate(Duration::from_secs(90));
@@ -340,8 +371,8 @@ fn sigterm_after_the_grace_period_aborts_the_job_cleanly() {
     let mut d = daemon(&rig, &["--grace", "1s"]);
     let c = d.client();
     let mut ev = events(&c);
-    let sim = common::start_sim(&["--no-touch", "--touch-timeout-ms", "60000"]);
-    let device = identified(&mut ev, &c, sim.reader.name);
+    let (sim, _skipped) = own_sim(4200103, &["--no-touch", "--touch-timeout-ms", "60000"]);
+    let device = identified(&mut ev, &c, sim.reader.name, 4200103);
     let id = post_enroll(&c, &rig.ticket(&claims("standard")), &device);
     wait_job_event(&mut ev, &id, "touch-needed");
     let st = d.terminate(Duration::from_secs(60));
@@ -417,4 +448,41 @@ fn keyward_enroll_goes_through_a_running_daemon() {
     for out in [&o.stdout, &o.stderr] {
         assert!(!String::from_utf8_lossy(out).contains(PIN));
     }
+}
+
+#[test]
+fn a_key_pulled_mid_job_ends_it_with_nothing_committed() {
+    if !common::rig() {
+        return;
+    }
+    let _one = pcsc_lock();
+    let rig = rig();
+    let d = daemon(&rig, &[]);
+    let c = d.client();
+    let mut ev = events(&c);
+    let (mut sim, _skipped) = own_sim(4200104, &["--no-touch", "--touch-timeout-ms", "60000"]);
+    let device = identified(&mut ev, &c, sim.reader.name, 4200104);
+    let id = post_enroll(&c, &rig.ticket(&claims("standard")), &device);
+    wait_job_event(&mut ev, &id, "touch-needed");
+    sim.stop();
+    let (_, end) = follow(&mut ev, &id);
+    assert_ne!(end.data["state"], "completed", "{:?}", end.data);
+    // The workflow names the failure (device-removed, cancelled by the
+    // daemon's removal event, or the transport's device-error, whichever
+    // comes first); what matters here is that nothing is committed.
+    let reason = end.data["error"]["reason"].as_str().unwrap();
+    assert!(
+        ["device-removed", "cancelled", "device-error"].contains(&reason),
+        "{:?}",
+        end.data
+    );
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM bindings"), 0);
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM tickets"), 0);
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM runs WHERE outcome IS NOT NULL AND outcome != 'completed'"
+        ),
+        1
+    );
 }
