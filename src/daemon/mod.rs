@@ -35,6 +35,9 @@ use crate::detect::hid::HidMonitor;
 use crate::store::Ledger;
 use state::Shared;
 
+/// How long a connection from a refused peer may stay open.
+const REFUSED_PEER_TIME: Duration = Duration::from_secs(5);
+
 /// The socket the daemon listens on and the CLI looks for.
 pub const DEFAULT_SOCKET: &str = "/run/keyward/keyward.sock";
 
@@ -292,6 +295,7 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
         // CLI probes for a daemon.
         tracing::debug!(uid = peer.uid, "unauthorized peer connected: {d}");
     }
+    let denied_peer = denied.is_some();
     let peer = Arc::new(peer);
     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let shared = shared.clone();
@@ -313,10 +317,17 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
             })
         }
     });
-    if let Err(e) = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), svc)
-        .await
-    {
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+    // A refused peer gets its 403 and little else: it cannot hold a
+    // connection (and its task) open for long.
+    let result = if denied_peer {
+        tokio::time::timeout(REFUSED_PEER_TIME, conn)
+            .await
+            .unwrap_or_else(|_| Ok(()))
+    } else {
+        conn.await
+    };
+    if let Err(e) = result {
         tracing::debug!("connection ended: {e}");
     }
 }

@@ -238,6 +238,7 @@ impl Shared {
             "job",
             &json!({"job": id, "state": "running", "kind": kind, "device": device}),
         );
+        forget_old_jobs(&mut jobs);
         jobs.insert(id.clone(), Job { info, cancel });
         Ok(id)
     }
@@ -291,9 +292,122 @@ impl Shared {
     }
 }
 
+/// Ended jobs kept for `GET /v1/jobs` (the ledger keeps every run).
+pub const KEEP_ENDED_JOBS: usize = 1000;
+
+/// Drop the oldest ended jobs beyond [`KEEP_ENDED_JOBS`], so a daemon that
+/// runs for months does not grow without bound.
+fn forget_old_jobs(jobs: &mut BTreeMap<String, Job>) {
+    let mut ended: Vec<(String, String)> = jobs
+        .values()
+        .filter(|j| j.info.state != JobState::Running)
+        .map(|j| {
+            (
+                j.info.finished_at.clone().unwrap_or_default(),
+                j.info.id.clone(),
+            )
+        })
+        .collect();
+    if ended.len() < KEEP_ENDED_JOBS {
+        return;
+    }
+    ended.sort();
+    for (_, id) in &ended[..=ended.len() - KEEP_ENDED_JOBS] {
+        jobs.remove(id);
+    }
+}
+
 /// Now, as Unix seconds.
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{Identity, Location};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn shared() -> (tempfile::TempDir, Shared) {
+        let d = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&d.path().join("l.db"), crate::store::StationKey::generate()).unwrap();
+        let s = Shared::new(Access { group: None }, Arc::new(Mutex::new(l)), 0.05, 86400);
+        (d, s)
+    }
+
+    fn arrived(id: &str) -> DeviceEvent {
+        DeviceEvent::Arrived {
+            id: DeviceId(id.into()),
+            location: Location::Pcsc {
+                reader: id.trim_start_matches("pcsc:").into(),
+                atr: "3B".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn device_table_follows_events_and_removal_cancels_the_job_on_it() {
+        let (_d, s) = shared();
+        let mut sub = s.subscribe();
+        s.device_event(&arrived("pcsc:R1"));
+        s.device_event(&DeviceEvent::Identified {
+            id: DeviceId("pcsc:R1".into()),
+            identity: Identity {
+                serial: Some(7),
+                ..Identity::default()
+            },
+        });
+        assert_eq!(s.devices()[0].identity.as_ref().unwrap().serial, Some(7));
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let c = cancelled.clone();
+        let id = s
+            .add_job(
+                "enroll",
+                "pcsc:R1",
+                Box::new(move || c.store(true, Ordering::SeqCst)),
+            )
+            .unwrap();
+        let busy = s.add_job("enroll", "pcsc:R1", Box::new(|| {})).unwrap_err();
+        assert!(
+            busy.contains(&id) && busy.contains("already running"),
+            "{busy}"
+        );
+        s.device_event(&DeviceEvent::Removed {
+            id: DeviceId("pcsc:R1".into()),
+        });
+        assert!(cancelled.load(Ordering::SeqCst));
+        assert!(s.devices().is_empty());
+        let kinds: Vec<&str> = std::iter::from_fn(|| sub.try_recv().ok())
+            .map(|f| f.kind)
+            .collect();
+        assert_eq!(kinds, ["device", "device", "job", "device"]);
+        s.finish_job(
+            &id,
+            Err(JobError {
+                reason: "cancelled".into(),
+                step: None,
+                message: "x".into(),
+                aborted: true,
+            }),
+        );
+        assert_eq!(s.job(&id).unwrap().state, JobState::Aborted);
+        assert_eq!(s.jobs_running(), 0);
+    }
+
+    #[test]
+    fn ended_jobs_are_forgotten_beyond_the_limit_running_ones_never() {
+        let (_d, s) = shared();
+        let running = s.add_job("enroll", "dev-running", Box::new(|| {})).unwrap();
+        for i in 0..KEEP_ENDED_JOBS + 5 {
+            let id = s
+                .add_job("enroll", &format!("d{i}"), Box::new(|| {}))
+                .unwrap();
+            s.finish_job(&id, Ok(Value::Null));
+        }
+        let _ = s.add_job("enroll", "last", Box::new(|| {})).unwrap();
+        assert!(s.jobs().len() <= KEEP_ENDED_JOBS + 2);
+        assert_eq!(s.job(&running).unwrap().state, JobState::Running);
+    }
 }
