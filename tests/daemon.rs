@@ -339,3 +339,78 @@ fn an_unknown_group_is_a_clear_startup_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no group \"no-such-group-kw\""));
 }
+
+#[test]
+fn socket_activation_serves_the_inherited_socket() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = common::tempdir();
+    let path = dir.path().join("activated.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let fd = listener.as_raw_fd();
+    // LISTEN_PID must be the daemon's own pid: set by a shell that then
+    // execs the daemon in its place, as systemd does.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_keyward"),
+        "--db",
+    ])
+    .arg(dir.path().join("l.db"))
+    .args(["daemon", "--socket"])
+    .arg(dir.path().join("unused.sock"))
+    .env("RUST_LOG", "warn")
+    .stdin(Stdio::null());
+    // SAFETY: between fork and exec only async-signal-safe calls (fcntl,
+    // dup2) on descriptors this process owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would keep close-on-exec: clear it instead.
+            let rc = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let c = keyward::daemon::client::Client::new(&path).with_timeout(Some(Duration::from_secs(2)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        if let Ok(h) = c.health() {
+            break h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer on the activated socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(health["status"], "ok");
+    assert!(
+        !dir.path().join("unused.sock").exists(),
+        "bound nothing itself"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+    // The socket belongs to systemd: left in place.
+    assert!(path.exists());
+}

@@ -91,6 +91,8 @@ impl DaemonConfig {
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(config: DaemonConfig) -> Result<()> {
+    // Before anything else opens a file: the activated socket is fd 3.
+    let activated = notify::activated_listener();
     let group = config
         .group
         .as_deref()
@@ -115,7 +117,6 @@ pub fn run(config: DaemonConfig) -> Result<()> {
     shared.station = config.station.clone();
     shared.danger_simulator = config.danger_simulator;
     let shared = Arc::new(shared);
-    let activated = notify::activated_listener();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -170,6 +171,11 @@ async fn serve(
                     conns.spawn(connection(stream, shared.clone()));
                 }
                 Err(e) => {
+                    // Out of descriptors or memory passes; a listener that
+                    // is not (or no longer) a socket does not.
+                    if matches!(e.raw_os_error(), Some(libc::EBADF | libc::ENOTSOCK | libc::EINVAL)) {
+                        bail!("the listening socket failed: {e}");
+                    }
                     tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

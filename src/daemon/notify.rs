@@ -48,8 +48,30 @@ pub fn activated_listener() -> Option<UnixListener> {
         std::env::remove_var("LISTEN_FDS");
         std::env::remove_var("LISTEN_FDNAMES");
     }
-    // SAFETY: systemd hands us fd 3 as an open listening socket we own.
+    if !is_unix_stream_listener(SD_LISTEN_FDS_START) {
+        tracing::warn!(
+            "LISTEN_FDS names fd 3, but it is not a listening Unix stream socket; binding our own"
+        );
+        return None;
+    }
+    // SAFETY: fd 3 is an open listening Unix stream socket (checked above)
+    // that systemd handed to us.
     Some(unsafe { UnixListener::from_raw_fd(SD_LISTEN_FDS_START) })
+}
+
+/// Whether `fd` is an AF_UNIX SOCK_STREAM socket in the listening state.
+fn is_unix_stream_listener(fd: RawFd) -> bool {
+    let opt = |name: libc::c_int| -> Option<libc::c_int> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` is a writable c_int of `len` bytes.
+        let rc =
+            unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&raw mut v).cast(), &mut len) };
+        (rc == 0).then_some(v)
+    };
+    opt(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
+        && opt(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+        && opt(libc::SO_ACCEPTCONN) == Some(1)
 }
 
 #[cfg(test)]
@@ -65,6 +87,18 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
+    }
+
+    #[test]
+    fn only_a_listening_unix_stream_socket_counts_as_activated() {
+        use std::os::fd::AsRawFd;
+        let d = tempfile::tempdir().unwrap();
+        let l = UnixListener::bind(d.path().join("l")).unwrap();
+        assert!(is_unix_stream_listener(l.as_raw_fd()));
+        let f = std::fs::File::create(d.path().join("f")).unwrap();
+        assert!(!is_unix_stream_listener(f.as_raw_fd()));
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!is_unix_stream_listener(a.as_raw_fd()));
     }
 
     #[test]
