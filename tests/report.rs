@@ -240,3 +240,58 @@ fn bad_arguments_are_usage_errors_naming_the_value() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope.db"));
     assert!(!missing.exists());
 }
+
+#[test]
+fn threshold_and_ledger_come_from_the_config_file_unless_given() {
+    let dir = common::tempdir();
+    let db = dir.path().join("ledger.db");
+    populate(&db);
+    let config = dir.path().join("keyward.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "station = \"k1\"\nledger = \"{}\"\n[daemon]\nexception_rate_threshold = 0.9\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let o = run(keyward()
+        .env_remove("KEYWARD_DB")
+        .arg("--config")
+        .arg(&config)
+        .args(["--json", "report"]));
+    assert!(o.status.success());
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["exception_threshold"], 0.9);
+    assert_eq!(r["exception_rate_exceeded"], false);
+    assert_eq!(r["runs"]["enroll"]["started"], 8, "the config's ledger");
+    // The flag wins over the file.
+    let r = report_json(
+        &db,
+        &[
+            "--config",
+            &config.to_string_lossy(),
+            "--exception-threshold",
+            "0.1",
+        ],
+    );
+    assert_eq!(r["exception_rate_exceeded"], true);
+    // A bad [daemon] table is a usage error naming the file.
+    std::fs::write(
+        &config,
+        "station = \"k1\"\n[daemon]\nexception_rate_threshold = 3.0\n",
+    )
+    .unwrap();
+    let o = run(keyward()
+        .arg("--config")
+        .arg(&config)
+        .arg("--db")
+        .arg(&db)
+        .arg("report"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("keyward.toml") && err.contains("between 0 and 1"),
+        "{err}"
+    );
+}

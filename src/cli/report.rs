@@ -20,7 +20,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DURATION|RFC3339")]
     pub since: Option<String>,
     /// Flag the report when exceptions granted per key issued exceed this
-    /// rate [default: `[report] exception_rate_threshold` in the config, else
+    /// rate [default: `[daemon] exception_rate_threshold` in the config, else
     /// 0.05]
     #[arg(long, value_name = "RATE")]
     pub exception_threshold: Option<f64>,
