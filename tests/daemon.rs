@@ -414,3 +414,28 @@ fn socket_activation_serves_the_inherited_socket() {
     // The socket belongs to systemd: left in place.
     assert!(path.exists());
 }
+
+#[test]
+fn systemd_units_verify() {
+    let Ok(v) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIP: systemd-analyze not installed");
+        return;
+    };
+    assert!(v.status.success());
+    let dir = common::tempdir();
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd");
+    for name in ["keyward.service", "keyward.socket"] {
+        let text = std::fs::read_to_string(units.join(name))
+            .unwrap()
+            .replace("/usr/bin/keyward", env!("CARGO_BIN_EXE_keyward"));
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let o = run(Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("keyward.socket"))
+        .arg(dir.path().join("keyward.service")));
+    assert!(o.status.success());
+    assert!(o.stderr.is_empty(), "warnings from systemd-analyze");
+    let service = std::fs::read_to_string(units.join("keyward.service")).unwrap();
+    assert!(service.contains("Type=notify") && service.contains("DeviceAllow=char-hidraw rw"));
+}
