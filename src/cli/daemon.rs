@@ -245,10 +245,23 @@ fn enroll_with(
         Duration::from_secs(args.wait),
     )?;
     let pin = super::piv::input::SecretInput::default().read(args.pin_fd, "new PIN", true)?;
-    let body = zeroize::Zeroizing::new(
-        serde_json::json!({"ticket": ticket.trim(), "device": device, "pin": pin.as_str()})
-            .to_string(),
-    );
+    // Serialized straight into a wiped buffer: no intermediate copy of the
+    // PIN (a serde_json::Value would keep one).
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        ticket: &'a str,
+        device: &'a str,
+        pin: &'a str,
+    }
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(ticket.len() + 256));
+    serde_json::to_writer(
+        &mut *body,
+        &Body {
+            ticket: ticket.trim(),
+            device: &device,
+            pin: pin.as_str(),
+        },
+    )?;
     drop(pin);
     if !json {
         eprintln!(
@@ -259,9 +272,7 @@ fn enroll_with(
     let started = std::time::Instant::now();
     let path = if replace { "/v1/replace" } else { "/v1/enroll" };
     let job = client
-        .run_job(path, body.as_bytes(), &mut |e| {
-            progress_line(e, json, started)
-        })
+        .run_job(path, &body, &mut |e| progress_line(e, json, started))
         .map_err(daemon_failure)?;
     drop(body);
     job_outcome(&job, replace, json)
