@@ -279,7 +279,7 @@ fn fido2_and_piv_through_pcscd_bind_one_key() {
         return;
     }
     let rig = rig();
-    let sim = common::start_sim(&["--serial", "4100001"]);
+    let sim = own_sim(4_100_001, &[]);
     let log = EventLog::new();
     let o = enroll_reader(
         &rig,
@@ -386,13 +386,10 @@ fn key_removed_at_each_step_commits_nothing_and_stays_enrollable() {
     for (i, (step, nth)) in cases.into_iter().enumerate() {
         let state = common::tempdir();
         let serial = (4_200_000 + i).to_string();
-        let args = [
-            "--serial",
-            serial.as_str(),
-            "--state",
-            state.path().to_str().unwrap(),
-        ];
-        let sim = common::start_sim(&args);
+        let sim = own_sim(
+            4_200_000 + i as u32,
+            &["--state", state.path().to_str().unwrap()],
+        );
         let reader = sim.reader.name;
         let mut c = claims("standard");
         c.ops = vec![fido_op(), piv_op("9a", "p256")];
@@ -425,7 +422,10 @@ fn key_removed_at_each_step_commits_nothing_and_stays_enrollable() {
         assert_eq!(rig.counts().0, i, "case {i}: a binding was written");
         // The same key re-inserted (same state directory), the same ticket:
         // the enrollment completes.
-        let again = common::start_sim(&args);
+        let again = own_sim(
+            4_200_000 + i as u32,
+            &["--state", state.path().to_str().unwrap()],
+        );
         let o = enroll_reader(&rig, ticket, again.reader.name, PIN, &provision::NoEvents)
             .unwrap_or_else(|e| {
                 panic!(
@@ -626,5 +626,367 @@ fn piv_on_the_in_process_simulator_is_refused_before_any_change() {
     assert_eq!(e.reason, Reason::DeviceUnsupported);
     assert!(e.message.contains("PC/SC"), "{}", e.message);
     assert!(!started(&events).contains(&"set-pin".to_string()));
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
+fn pre_assigned_device_must_be_the_key() {
+    let rig = rig();
+    let mut c = claims("standard");
+    c.device = Some(keyward::ticket::Device {
+        serial: 31_000_091,
+        model: None,
+    });
+    let (r, _) = enroll_sim(&rig, rig.ticket(&c), 31_000_090, PIN);
+    let e = r.unwrap_err();
+    assert_eq!(e.reason, Reason::DeviceMismatch);
+    assert!(
+        e.message.contains("31000091") && e.message.contains("31000090"),
+        "{}",
+        e.message
+    );
+    assert_eq!(rig.counts(), (0, 0, 0));
+    let (r, _) = enroll_sim(&rig, rig.ticket(&c), 31_000_091, PIN);
+    assert_eq!(
+        r.expect("the assigned key").serial.as_deref(),
+        Some("31000091")
+    );
+}
+
+#[test]
+fn station_clock_set_back_refuses_tickets() {
+    let rig = rig();
+    enroll_sim(&rig, rig.ticket(&claims("standard")), 31_000_100, PIN)
+        .0
+        .expect("first");
+    let mut back = rig.station.clone();
+    back.clock =
+        std::sync::Arc::new(|| std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
+    let mut c = claims("standard");
+    c.iat -= 3600;
+    c.nbf -= 3600;
+    c.exp -= 3000;
+    let e = provision::enroll(
+        &back,
+        request(rig.ticket(&c), KeyTarget::Sim(sim_device(31_000_101)), PIN),
+        &provision::NoEvents,
+        &Cancel::new(),
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::ClockRollback, "{}", e.message);
+    assert_eq!(rig.counts().0, 1);
+}
+
+#[test]
+fn touch_prompt_comes_from_the_keys_keepalive_and_a_missing_touch_times_out() {
+    use keyward::sim::Person;
+    use std::time::Duration;
+    let rig = rig();
+    let slow = sim_device_with(
+        31_000_110,
+        Person::After(Duration::from_millis(600)),
+        Duration::from_secs(15),
+    );
+    let log = EventLog::new();
+    provision::enroll(
+        &rig.station,
+        request(rig.ticket(&claims("standard")), KeyTarget::Sim(slow), PIN),
+        &log,
+        &Cancel::new(),
+    )
+    .expect("enrollment with a slow touch");
+    let touches: Vec<Step> = log
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::TouchNeeded { step, timeout_ms } => {
+                assert_eq!(*timeout_ms, 30_000);
+                Some(*step)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(touches, [Step::MakeCredential, Step::GetAssertion]);
+
+    let never = sim_device_with(31_000_111, Person::Never, Duration::from_millis(800));
+    let log = EventLog::new();
+    let e = provision::enroll(
+        &rig.station,
+        request(rig.ticket(&claims("standard")), KeyTarget::Sim(never), PIN),
+        &log,
+        &Cancel::new(),
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::TouchTimeout, "{}", e.full_message());
+    assert_eq!(e.step, Some(Step::MakeCredential));
+    assert!(
+        log.events()
+            .iter()
+            .any(|e| matches!(e, Event::TouchNeeded { .. }))
+    );
+    assert_eq!(rig.counts().0, 1);
+}
+
+#[test]
+fn fault_knobs_give_clear_failures_and_commit_nothing() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let cases = [
+        ("untrusted-attestation", Reason::AttestationUntrusted),
+        ("aaguid-mismatch", Reason::AttestationInvalid),
+        ("malformed-cbor", Reason::DeviceError),
+        ("wrong-status-word", Reason::DeviceError),
+        ("disconnect-mid-command", Reason::DeviceRemoved),
+    ];
+    for (i, (fault, reason)) in cases.into_iter().enumerate() {
+        let sim = own_sim(4_500_000 + i as u32, &["--fido2", "--fault", fault]);
+        let e = enroll_reader(
+            &rig,
+            rig.ticket(&claims("standard")),
+            sim.reader.name,
+            PIN,
+            &provision::NoEvents,
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, reason, "{fault}: {}", e.full_message());
+        assert!(!e.message.is_empty());
+    }
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
+fn cli_enrolls_fido2_and_piv_by_serial_and_hands_the_puk_to_a_descriptor() {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let sim = own_sim(4_700_001, &[]);
+    let t = rig.dir.path().join("t.jwt");
+    std::fs::write(&t, rig.ticket(&fido_and_piv("standard"))).unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors are open and owned only here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let wfd = fds[1];
+    let mut c = common::keyward();
+    c.args([
+        "--config",
+        rig.config.to_str().unwrap(),
+        "-vvv",
+        "--json",
+        "enroll",
+    ])
+    .env("RUST_LOG", "trace")
+    .args(["--ticket", t.to_str().unwrap(), "--device", "4700001"])
+    .args(["--pin-fd", "0", "--puk-out-fd", "3"])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    // SAFETY: dup2 is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::dup2(wfd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().unwrap();
+    drop(w);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PIN}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut puk = String::new();
+    std::fs::File::from(r).read_to_string(&mut puk).unwrap();
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{se}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["serial"], "4700001");
+    assert_eq!(doc["credentials"].as_array().unwrap().len(), 3);
+    let puk = puk.trim();
+    assert_eq!(puk.len(), 8, "the PUK arrived on descriptor 3");
+    assert!(!contains(&out.stdout, puk) && !contains(&out.stderr, puk));
+    // Neither the PIN (FIDO2 and PIV, at trace level) is in the output.
+    assert!(!contains(&out.stdout, PIN) && !contains(&out.stderr, PIN));
+    for f in std::fs::read_dir(rig.dir.path()).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap_or_default();
+        assert!(!contains(&bytes, PIN) && !contains(&bytes, puk));
+    }
+    // The card holds that PUK: changing it with the PUK as the old value
+    // succeeds.
+    let mut c = common::keyward();
+    c.args(["piv", "change-puk", "--device", sim.reader.name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{puk}\n87651234\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn removal_reported_by_a_monitor_ends_the_run_as_device_removed() {
+    let rig = rig();
+    let cancel = Cancel::new();
+    let c2 = cancel.clone();
+    // The monitor sees the key go as make-credential starts.
+    let on_event = move |e: &Event| {
+        if let Event::StepStarted {
+            step: Step::MakeCredential,
+            ..
+        } = e
+        {
+            c2.device_removed();
+        }
+    };
+    let e = provision::enroll(
+        &rig.station,
+        request(
+            rig.ticket(&claims("standard")),
+            KeyTarget::Sim(sim_device(31_000_120)),
+            PIN,
+        ),
+        &on_event,
+        &cancel,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::DeviceRemoved, "{}", e.full_message());
+    assert_eq!(rig.counts(), (0, 0, 0));
+    let l = rig.station.ledger.lock().unwrap();
+    assert_eq!(
+        l.runs_since(0).unwrap()[0].reason.as_deref(),
+        Some("device-removed")
+    );
+}
+
+#[test]
+fn a_key_with_someone_elses_pin_costs_one_try_and_is_refused() {
+    let rig = rig();
+    let dev = sim_device(31_000_130);
+    let probe = dev.hid().unwrap();
+    let t = keyward::provision::target::pipe_transport(probe, std::time::Duration::from_secs(5))
+        .unwrap();
+    let mut c = keyward::ctap::Ctap2::new(t);
+    c.set_pin(
+        keyward::ctap::PinProtocol::V2,
+        &keyward::ctap::Pin::from("11223344"),
+    )
+    .unwrap();
+    let e = provision::enroll(
+        &rig.station,
+        request(rig.ticket(&claims("standard")), KeyTarget::Sim(dev), PIN),
+        &provision::NoEvents,
+        &Cancel::new(),
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::PinAlreadySet, "{}", e.full_message());
+    assert!(e.message.contains("7 tries left"), "{}", e.message);
+    assert_eq!(
+        c.pin_retries().unwrap().retries,
+        7,
+        "exactly one try was spent"
+    );
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
+fn piv_only_with_a_generated_pin_through_pcscd() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let sim = own_sim(4_800_001, &["--piv"]);
+    let mut c = claims("standard");
+    c.ops = vec![piv_op("9c", "p256")];
+    let log = EventLog::new();
+    let o = provision::enroll(
+        &rig.station,
+        keyward::provision::EnrollRequest::new(
+            rig.ticket(&c),
+            KeyTarget::Reader(sim.reader.name.into()),
+            PinChoice::Generate,
+        ),
+        &log,
+        &Cancel::new(),
+    )
+    .expect("PIV-only enrollment");
+    assert_eq!(o.serial.as_deref(), Some("4800001"));
+    assert!(
+        !started(&log.events()).contains(&"set-pin".to_string()),
+        "no FIDO2 step"
+    );
+    let pin = o.generated_pin.expect("generated PIN");
+    assert_eq!(pin.expose_secret().len(), 8);
+    // The card takes the generated PIN.
+    let mut card = keyward::piv::PivCard::open(Some(sim.reader.name)).unwrap();
+    card.verify_pin(&keyward::piv::Pin::new(pin.expose_secret().as_bytes()).unwrap())
+        .expect("the generated PIN is the card's PIN");
+}
+
+#[test]
+fn a_card_holding_a_foreign_key_is_refused_by_the_drift_check() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let sim = own_sim(4_800_002, &["--piv"]);
+    let mut cmd = common::keyward();
+    cmd.args(["piv", "provision", "--slot", "9d", "--algorithm", "p256"])
+        .args(["--subject", "CN=someone else", "--device", sim.reader.name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"123456\n").unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let mut c = claims("standard");
+    c.ops = vec![piv_op("9a", "p256")];
+    let e = enroll_reader(
+        &rig,
+        rig.ticket(&c),
+        sim.reader.name,
+        PIN,
+        &provision::NoEvents,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::Drift, "{}", e.full_message());
+    assert_eq!(e.step, Some(Step::DriftCheck));
+    assert!(e.message.contains("slot 9d"), "{}", e.message);
+    // Read-only so far: the card still has its factory PIN.
+    let info = common::run_ok(common::keyward().args([
+        "piv",
+        "info",
+        "--json",
+        "--device",
+        sim.reader.name,
+    ]));
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["pin_is_default"], true);
     assert_eq!(rig.counts(), (0, 0, 0));
 }

@@ -256,7 +256,9 @@ pub enum Event {
     /// The key must be unplugged and re-inserted (FIDO2 reset is accepted
     /// only within ~10 s of power-up), then touched.
     ReinsertNeeded { step: Step, within_ms: u64 },
-    /// The workflow needs the person's new PIN (rules from the profile).
+    /// Ask the person for a new PIN with these rules (from the ticket's
+    /// profile). The workflows take the PIN in the request; a front end
+    /// builds this event with [`TicketPreview::pin_needed`] before it asks.
     PinNeeded {
         min_length: usize,
         max_length: usize,
@@ -308,10 +310,14 @@ impl Events for EventLog {
 
 /// A shared cancellation flag: device removal, an operator's abort or
 /// shutdown sets it; the workflow stops at the next device call (CTAP
-/// calls see it between keepalives) with reason `cancelled`, committing
-/// nothing.
+/// calls see it between keepalives) or step, committing nothing. The run
+/// ends with reason `cancelled` (recorded as aborted), or `device-removed`
+/// when the canceller said the key went away ([`Cancel::device_removed`]).
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    removed: Arc<AtomicBool>,
+}
 
 impl Cancel {
     pub fn new() -> Self {
@@ -320,16 +326,28 @@ impl Cancel {
 
     /// Ask the workflow to stop.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// Stop the workflow because its key was removed (a hotplug monitor
+    /// saw it go).
+    pub fn device_removed(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+        self.cancel();
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Whether the cancellation was a removal.
+    pub fn was_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
     }
 
     /// The flag itself, for the CTAP client's cancel hook.
     pub fn flag(&self) -> Arc<AtomicBool> {
-        self.0.clone()
+        self.flag.clone()
     }
 }
 
@@ -567,4 +585,66 @@ pub fn preview(station: &Station, ticket: &[u8]) -> Result<TicketPreview, Provis
         replaces,
         pin,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn workflow_types_cross_threads() {
+        // Bulk slots and the daemon run workflows on worker threads.
+        send_sync::<Station>();
+        send_sync::<Cancel>();
+        send_sync::<ProvisionError>();
+        send::<EnrollRequest>();
+        send::<EnrollOutcome>();
+    }
+
+    #[test]
+    fn reason_codes_are_unique_kebab_case_and_serialize_as_themselves() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            let s = r.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{s}"
+            );
+            assert_eq!(serde_json::to_value(r).unwrap(), s);
+        }
+        assert_eq!(seen.len(), Reason::ALL.len());
+    }
+
+    #[test]
+    fn events_serialize_tagged_and_without_secrets() {
+        let e = Event::TouchNeeded {
+            step: Step::MakeCredential,
+            timeout_ms: 30_000,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"touch-needed","step":"make-credential","timeout_ms":30000}"#
+        );
+        let e = Event::StepFailed {
+            step: Step::PivKeygen,
+            reason: Reason::DeviceRemoved,
+            message: "gone".into(),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "step-failed");
+        assert_eq!(v["reason"], "device-removed");
+        for s in [Step::Ticket, Step::DriftCheck, Step::PivBind, Step::Commit] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn pin_choice_debug_redacts() {
+        let p = PinChoice::Given(Pin::from("58213947"));
+        assert!(!format!("{p:?}").contains("5821"));
+    }
 }
