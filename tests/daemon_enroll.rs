@@ -265,7 +265,7 @@ fn enroll_fido2_and_piv_through_pcscd_via_the_api() {
     let d = daemon(&rig, &[]);
     let c = d.client();
     let mut ev = events(&c);
-    let (sim, _skipped) = own_sim(4_200_001, &["--touch-delay-ms", "3000"]);
+    let (sim, _skipped) = own_sim(4_200_001, &[]);
     let device = identified(&mut ev, &c, sim.reader.name, 4_200_001);
     let id = post_enroll(&c, &rig.ticket(&fido_and_piv()), &device);
     // A second job on the same device is refused while the first runs.
@@ -289,11 +289,6 @@ fn enroll_fido2_and_piv_through_pcscd_via_the_api() {
     assert_eq!(end.data["state"], "completed", "{:?}", end.data);
     let s = steps(&progress);
     assert!(s.contains(&"piv-keygen".to_string()) && s.contains(&"make-credential".to_string()));
-    let kinds: Vec<_> = progress
-        .iter()
-        .map(|e| e.data["event"].to_string())
-        .collect();
-    assert!(kinds.iter().any(|k| k == "\"touch-needed\""), "{kinds:?}");
     let job = c.get(&format!("/v1/jobs/{id}")).unwrap();
     assert_eq!(job["result"]["serial"], "4200001");
     assert_eq!(job["result"]["credentials"].as_array().unwrap().len(), 2);
@@ -467,12 +462,12 @@ fn a_key_pulled_mid_job_ends_it_with_nothing_committed() {
     sim.stop();
     let (_, end) = follow(&mut ev, &id);
     assert_ne!(end.data["state"], "completed", "{:?}", end.data);
-    // The workflow names the failure (device-removed, cancelled by the
-    // daemon's removal event, or the transport's device-error, whichever
-    // comes first); what matters here is that nothing is committed.
+    // The daemon's removal event ends the run as device-removed; the
+    // transport may see the card go first (device-error). Either way
+    // nothing is committed.
     let reason = end.data["error"]["reason"].as_str().unwrap();
     assert!(
-        ["device-removed", "cancelled", "device-error"].contains(&reason),
+        ["device-removed", "device-error"].contains(&reason),
         "{:?}",
         end.data
     );

@@ -77,7 +77,7 @@ pub fn spawn(
     shared: &Arc<Shared>,
     kind: &'static str,
     device: &str,
-    cancel: Box<dyn Fn() + Send + Sync>,
+    cancel: super::state::Canceller,
     work: impl FnOnce(&JobCtx) -> Result<Value, JobError> + Send + 'static,
 ) -> Result<String, ApiError> {
     let id = shared
@@ -149,7 +149,13 @@ pub fn start_enroll(
         shared,
         kind,
         &body.device,
-        Box::new(move || flag.cancel()),
+        Box::new(move |removed| {
+            if removed {
+                flag.device_removed()
+            } else {
+                flag.cancel()
+            }
+        }),
         move |ctx| {
             let events = JobEvents(ctx);
             let result = match which {

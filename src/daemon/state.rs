@@ -68,9 +68,13 @@ pub struct JobInfo {
     pub error: Option<JobError>,
 }
 
+/// Stops a job; the argument says whether its device was removed (the run
+/// then ends `device-removed` rather than `cancelled`).
+pub type Canceller = Box<dyn Fn(bool) + Send + Sync>;
+
 pub(crate) struct Job {
     pub info: JobInfo,
-    pub cancel: Box<dyn Fn() + Send + Sync>,
+    pub cancel: Canceller,
 }
 
 /// State shared by the API handlers, the detector pump and the jobs.
@@ -164,7 +168,7 @@ impl Shared {
                     // A key pulled mid-flow ends its job (nothing committed).
                     for j in lock(&self.jobs).values() {
                         if j.info.device == id.0 && j.info.state == JobState::Running {
-                            (j.cancel)();
+                            (j.cancel)(true);
                         }
                     }
                 }
@@ -211,7 +215,7 @@ impl Shared {
         &self,
         kind: &'static str,
         device: &str,
-        cancel: Box<dyn Fn() + Send + Sync>,
+        cancel: Canceller,
     ) -> Result<String, String> {
         let mut jobs = lock(&self.jobs);
         if let Some(j) = jobs
@@ -248,7 +252,7 @@ impl Shared {
         let jobs = lock(&self.jobs);
         let j = jobs.get(id)?;
         if j.info.state == JobState::Running {
-            (j.cancel)();
+            (j.cancel)(false);
         }
         Some(j.info.clone())
     }
@@ -257,7 +261,7 @@ impl Shared {
     pub fn cancel_all(&self) {
         for j in lock(&self.jobs).values() {
             if j.info.state == JobState::Running {
-                (j.cancel)();
+                (j.cancel)(false);
             }
         }
     }
@@ -366,10 +370,12 @@ mod tests {
             .add_job(
                 "enroll",
                 "pcsc:R1",
-                Box::new(move || c.store(true, Ordering::SeqCst)),
+                Box::new(move |removed| c.store(removed, Ordering::SeqCst)),
             )
             .unwrap();
-        let busy = s.add_job("enroll", "pcsc:R1", Box::new(|| {})).unwrap_err();
+        let busy = s
+            .add_job("enroll", "pcsc:R1", Box::new(|_| {}))
+            .unwrap_err();
         assert!(
             busy.contains(&id) && busy.contains("already running"),
             "{busy}"
@@ -399,14 +405,16 @@ mod tests {
     #[test]
     fn ended_jobs_are_forgotten_beyond_the_limit_running_ones_never() {
         let (_d, s) = shared();
-        let running = s.add_job("enroll", "dev-running", Box::new(|| {})).unwrap();
+        let running = s
+            .add_job("enroll", "dev-running", Box::new(|_| {}))
+            .unwrap();
         for i in 0..KEEP_ENDED_JOBS + 5 {
             let id = s
-                .add_job("enroll", &format!("d{i}"), Box::new(|| {}))
+                .add_job("enroll", &format!("d{i}"), Box::new(|_| {}))
                 .unwrap();
             s.finish_job(&id, Ok(Value::Null));
         }
-        let _ = s.add_job("enroll", "last", Box::new(|| {})).unwrap();
+        let _ = s.add_job("enroll", "last", Box::new(|_| {})).unwrap();
         assert!(s.jobs().len() <= KEEP_ENDED_JOBS + 2);
         assert_eq!(s.job(&running).unwrap().state, JobState::Running);
     }
