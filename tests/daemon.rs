@@ -8,7 +8,7 @@ mod daemon_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Once;
 use std::time::Duration;
@@ -254,9 +254,21 @@ fn users() {
     });
 }
 
+/// The keyward binary where other users can run it: the build tree may sit
+/// under a directory only root may enter (a CI clone in /root), so a copy
+/// goes to a world-readable temporary directory (removed with it).
+fn binary_for_others() -> (tempfile::TempDir, PathBuf) {
+    let dir = common::tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("keyward");
+    std::fs::copy(env!("CARGO_BIN_EXE_keyward"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, bin)
+}
+
 /// `keyward devices --json` against `socket`, run as `user` through
 /// setpriv (`init_groups`: with the user's groups, else with none).
-fn devices_as(user: &str, init_groups: bool, socket: &Path) -> std::process::Output {
+fn devices_as(bin: &Path, user: &str, init_groups: bool, socket: &Path) -> std::process::Output {
     let mut c = Command::new("setpriv");
     // The user's primary group: its name, or for nobody 65534 (nogroup).
     let gid = if user == "nobody" { "65534" } else { user };
@@ -267,7 +279,7 @@ fn devices_as(user: &str, init_groups: bool, socket: &Path) -> std::process::Out
     } else {
         "--clear-groups"
     });
-    c.arg(env!("CARGO_BIN_EXE_keyward"))
+    c.arg(bin)
         .env("KEYWARD_SOCKET", socket)
         .env("RUST_LOG", "warn")
         .env("HOME", "/nonexistent")
@@ -278,16 +290,17 @@ fn devices_as(user: &str, init_groups: bool, socket: &Path) -> std::process::Out
 #[test]
 fn only_root_and_group_members_may_use_the_api() {
     users();
+    let (_bin_dir, bin) = binary_for_others();
     // File permissions first: 0660 root:keyward-test.
     let d = Daemon::start(&["--group", GROUP], &[]);
-    let o = devices_as(OUTSIDER, true, &d.socket);
+    let o = devices_as(&bin, OUTSIDER, true, &d.socket);
     assert_eq!(o.status.code(), Some(6));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("refused this user") && err.contains("no permission"),
         "{err}"
     );
-    let o = devices_as(MEMBER, true, &d.socket);
+    let o = devices_as(&bin, MEMBER, true, &d.socket);
     assert!(o.status.success());
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["version"], 1);
@@ -296,7 +309,7 @@ fn only_root_and_group_members_may_use_the_api() {
     // an outsider gets 403 and a log line; a member is recognised through
     // the group database even with no groups in its process credentials.
     let open = Daemon::start(&["--group", GROUP, "--danger-socket-mode", "666"], &[]);
-    let o = devices_as(OUTSIDER, true, &open.socket);
+    let o = devices_as(&bin, OUTSIDER, true, &open.socket);
     assert_eq!(o.status.code(), Some(6));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -304,9 +317,9 @@ fn only_root_and_group_members_may_use_the_api() {
             && err.contains("neither root nor a member of group keyward-test"),
         "{err}"
     );
-    let o = devices_as("nobody", false, &open.socket);
+    let o = devices_as(&bin, "nobody", false, &open.socket);
     assert_eq!(o.status.code(), Some(6));
-    let o = devices_as(MEMBER, false, &open.socket);
+    let o = devices_as(&bin, MEMBER, false, &open.socket);
     assert!(o.status.success(), "member via getgrouplist");
     assert!(open.client().health().is_ok(), "root");
     let log = open.log_text();
@@ -323,7 +336,7 @@ fn only_root_and_group_members_may_use_the_api() {
 
     // Root only, when no group is configured.
     let root_only = Daemon::start(&["--danger-socket-mode", "666"], &[]);
-    let o = devices_as(MEMBER, true, &root_only.socket);
+    let o = devices_as(&bin, MEMBER, true, &root_only.socket);
     assert_eq!(o.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no group is configured"));
 }
