@@ -132,6 +132,8 @@ async fn serve(
     group: Option<auth::Group>,
     activated: Option<std::os::unix::net::UnixListener>,
 ) -> Result<()> {
+    // Signal handlers before READY=1: a SIGTERM from then on is a clean stop.
+    let mut signals = Signals::install()?;
     let owned_socket = activated.is_none();
     let listener = match activated {
         Some(l) => {
@@ -162,8 +164,6 @@ async fn serve(
     notify::notify("READY=1\nSTATUS=listening");
 
     let mut conns = JoinSet::new();
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
     loop {
         tokio::select! {
             acc = listener.accept() => match acc {
@@ -180,7 +180,7 @@ async fn serve(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            sig = &mut signal => {
+            sig = signals.next() => {
                 tracing::info!("{sig}: shutting down");
                 break;
             }
@@ -240,18 +240,27 @@ async fn drain_jobs(shared: &Shared, grace: Duration) {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, installed once.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// The next stop signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 
