@@ -110,6 +110,15 @@ fn api_answers_health_devices_errors_and_metrics_then_sigterm_exits_0() {
         let mut end = RunEnd::failed("attestation-untrusted", "no root");
         end.aaguid = Some("ab".repeat(16));
         l.run_finished(&id, &end, "test", now).unwrap();
+        l.add_exception(
+            "attestation-none",
+            "u1",
+            "legacy key",
+            "ciso",
+            now + 86400,
+            now,
+        )
+        .unwrap();
     }
     let text = String::from_utf8(c.request("GET", "/metrics", None).unwrap().body).unwrap();
     assert!(
@@ -121,6 +130,12 @@ fn api_answers_health_devices_errors_and_metrics_then_sigterm_exits_0() {
         "keyward_attestation_failures_total{{aaguid=\"{}\",reason=\"attestation-untrusted\"}} 1",
         "ab".repeat(16)
     )));
+    // A waiver with no key issued in the window: the rate flag goes up.
+    assert!(text.contains("\nkeyward_exceptions_total 1\n"), "{text}");
+    assert!(
+        text.contains("\nkeyward_exception_rate_exceeded 1\n"),
+        "{text}"
+    );
 
     // An event stream open at shutdown gets a `shutdown` event.
     let mut events = c
