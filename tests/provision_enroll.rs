@@ -565,6 +565,35 @@ fn cli_refusals_have_their_exit_codes() {
         se.contains("at least 6") && se.contains("[policy-pin]"),
         "{se}"
     );
+    // A reader that does not exist: no device, exit 3, for FIDO2 and PIV.
+    let readers = if common::rig() { 2 } else { 0 };
+    for ops in [vec![fido_op()], vec![piv_op("9a", "p256")]]
+        .into_iter()
+        .take(readers)
+    {
+        let mut c = claims("standard");
+        c.ops = ops;
+        std::fs::write(&t, rig.ticket(&c)).unwrap();
+        let out = cli(
+            &rig,
+            &[
+                "enroll",
+                "--ticket",
+                t.to_str().unwrap(),
+                "--device",
+                "No Such Reader 00 00",
+                "--pin-fd",
+                "0",
+            ],
+            &format!("{PIN}\n"),
+        );
+        let se = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{se}");
+        assert!(
+            se.contains("[no-device]") && se.contains("No Such Reader"),
+            "{se}"
+        );
+    }
     // A configuration with an unknown key: usage error naming file and line.
     let bad = rig.dir.path().join("bad.toml");
     std::fs::write(&bad, "station = \"x\"\nstaton = \"y\"\n").unwrap();
@@ -988,5 +1017,25 @@ fn a_card_holding_a_foreign_key_is_refused_by_the_drift_check() {
     ]));
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["pin_is_default"], true);
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
+fn a_station_that_does_not_trust_the_simulator_refuses_its_attestation() {
+    let rig = rig_with(|t| {
+        t.replace(
+            "danger_trust_simulator = true",
+            "danger_trust_simulator = false",
+        )
+    });
+    let (r, _) = enroll_sim(&rig, rig.ticket(&claims("standard")), 31_000_140, PIN);
+    let e = r.unwrap_err();
+    assert_eq!(
+        e.reason,
+        Reason::AttestationUntrusted,
+        "{}",
+        e.full_message()
+    );
+    assert_eq!(e.step, Some(Step::FidoAttestation));
     assert_eq!(rig.counts(), (0, 0, 0));
 }
