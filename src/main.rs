@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.json),
+        Commands::Daemon(args) => keyward::cli::daemon::run(args, &cli.global),
+        Commands::Report(args) => keyward::cli::report::main(args, &cli.global),
         Commands::Enroll(args) => enroll(args, Workflow::Enroll, &cli.global),
         Commands::Replace(args) => enroll(args, Workflow::Replace, &cli.global),
         Commands::Revoke(args) => keyward::cli::lifecycle::revoke(args, &cli.global),
@@ -74,5 +76,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // No colour codes in files and the journal (the daemon's stderr).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

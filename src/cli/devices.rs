@@ -70,6 +70,10 @@ pub fn run(args: DevicesArgs, json: bool) -> Result<()> {
 }
 
 fn list(hid: &HidMonitor, fixed: &[(String, PathBuf)], json: bool) -> Result<()> {
+    // A running daemon owns the devices: ask it (docs/api.md).
+    if let Some(done) = super::daemon::list_devices(json) {
+        return done;
+    }
     let devices = devices(hid, fixed);
     if json {
         println!(
@@ -81,7 +85,13 @@ fn list(hid: &HidMonitor, fixed: &[(String, PathBuf)], json: bool) -> Result<()>
     if devices.is_empty() {
         eprintln!("no security keys found (PC/SC readers with a card, or FIDO hidraw devices)");
     }
-    for d in &devices {
+    print_text(&devices);
+    Ok(())
+}
+
+/// The text listing: one headline per device, its interfaces beneath.
+pub(crate) fn print_text(devices: &[Device]) {
+    for d in devices {
         println!("{}", headline(d));
         if d.interfaces.len() > 1 {
             for p in &d.interfaces {
@@ -94,7 +104,6 @@ fn list(hid: &HidMonitor, fixed: &[(String, PathBuf)], json: bool) -> Result<()>
             println!("  note: {n}");
         }
     }
-    Ok(())
 }
 
 /// One line for a device: id, kind, serial, firmware, AAGUID, where.

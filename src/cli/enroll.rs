@@ -101,6 +101,10 @@ pub fn run(
     db: Option<&Path>,
     json: bool,
 ) -> Result<()> {
+    // A running daemon owns the devices: enroll through it (docs/api.md).
+    if let Some(done) = super::daemon::enroll(&args, which == Workflow::Replace, json) {
+        return done;
+    }
     let station = station(config, db)?;
     let ticket = read_ticket(&args.ticket)?;
     let preview = provision::preview(&station, &ticket).map_err(failure)?;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod attest;
+pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod enroll;
@@ -14,6 +15,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod mds;
 pub mod piv;
+pub mod report;
 pub mod sim;
 pub mod ticket;
 
@@ -87,6 +89,12 @@ pub enum Commands {
     /// Run a complete FIDO2 enrollment on the built-in simulator: ticket,
     /// key, attestation, ledger
     Demo(demo::DemoArgs),
+    /// Run the keyward daemon: device detection, workflows, and the local
+    /// API on a Unix socket (docs/api.md)
+    Daemon(daemon::DaemonArgs),
+    /// Enrollment completion rate, time to issue, failures by reason,
+    /// reset/revocation/replacement/exception volume, from the ledger
+    Report(report::ReportArgs),
     /// Enroll a key against a signed ticket: PIN, FIDO2 credential and/or
     /// PIV keys, attestation checked, binding recorded (docs/enroll.md)
     Enroll(enroll::EnrollArgs),

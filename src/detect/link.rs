@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::{DeviceId, Identity, Location, Present};
 
 /// Which applications a device carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Fido2,
@@ -43,7 +43,7 @@ impl Kind {
 
 /// One physical device: a single interface, or the linked FIDO and PC/SC
 /// interfaces of one USB key (`keyward devices --json`, docs/devices.md).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Device {
     /// The interface's id, or `usb:<sysfs name>` for linked interfaces.
     pub id: DeviceId,
@@ -62,7 +62,7 @@ pub struct Device {
     /// Each interface with what its probe found.
     pub interfaces: Vec<Present>,
     /// Why interfaces sharing a USB device were not linked.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 

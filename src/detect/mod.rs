@@ -25,7 +25,7 @@ pub use crate::transport::report_descriptor;
 
 /// A device as the host sees it, stable while it stays plugged in:
 /// `pcsc:<reader name>` or `hidraw:<node name>`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct DeviceId(pub String);
 
@@ -36,7 +36,7 @@ impl fmt::Display for DeviceId {
 }
 
 /// How the host reaches the device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "transport", rename_all = "lowercase")]
 pub enum Location {
     /// A card in a PC/SC reader (USB CCID or NFC).
@@ -52,7 +52,7 @@ pub enum Location {
 }
 
 /// What a read-only probe learned.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Identity {
     /// The manufacturer serial, when the device tells it (links the FIDO and
     /// PIV views of one YubiKey).
@@ -65,7 +65,7 @@ pub struct Identity {
     pub piv: Option<PivIdentity>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FidoIdentity {
     pub aaguid: Option<String>,
     pub versions: Vec<String>,
@@ -73,7 +73,7 @@ pub struct FidoIdentity {
     pub options: std::collections::BTreeMap<String, bool>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PivIdentity {
     pub version: Option<String>,
     pub serial: Option<u32>,
@@ -184,7 +184,7 @@ impl Detector {
 }
 
 /// A device present now, with what identification found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Present {
     pub id: DeviceId,
     pub location: Location,

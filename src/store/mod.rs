@@ -18,6 +18,7 @@ pub mod enroll;
 pub mod lifecycle;
 pub mod outbox;
 pub mod query;
+pub mod report;
 pub mod runs;
 pub mod station_key;
 pub mod stock;

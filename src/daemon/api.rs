@@ -1,0 +1,320 @@
+//! The local API: HTTP/1.1 + JSON over the Unix socket (docs/api.md).
+//! Routing is a match on method and path; handlers stay thin and call the
+//! shared state, the ledger or the workflow jobs.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::{Bytes, Frame as BodyFrame, Incoming};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+
+use super::auth::Peer;
+use super::jobs;
+use super::state::{Shared, lock, unix_now};
+use crate::metrics::{self, DaemonGauges, Summary};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body accepted (a ticket is at most a few KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Time between SSE keep-alive comments on an idle event stream.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// An API error: HTTP status, stable code, message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message)
+    }
+
+    fn response(&self) -> Response<Body> {
+        json_response(
+            self.status,
+            &json!({"error": {"code": self.code, "message": self.message}}),
+        )
+    }
+}
+
+pub fn json_response(status: StatusCode, v: &impl Serialize) -> Response<Body> {
+    let mut body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+    body.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The answer to every request from a peer that may not use the API.
+pub fn forbidden(reason: &str) -> Response<Body> {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("{reason}; only root and members of the configured group may use the keyward API"),
+    )
+    .response()
+}
+
+/// Serve one request from an authorized peer.
+pub async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    peer: Arc<Peer>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    tracing::debug!(uid = peer.uid, %method, %path, "api request");
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let result = match (&method, segs.as_slice()) {
+        (&Method::GET, ["v1", "health"]) => Ok(health(&shared, &peer)),
+        (&Method::GET, ["v1", "devices"]) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"version": 2, "devices": shared.linked_devices()}),
+        )),
+        (&Method::GET, ["v1", "events"]) => Ok(events(&shared)),
+        (&Method::POST, ["v1", "enroll"]) => {
+            enroll(req, &shared, &peer, jobs::Workflow::Enroll).await
+        }
+        (&Method::POST, ["v1", "replace"]) => {
+            enroll(req, &shared, &peer, jobs::Workflow::Replace).await
+        }
+        (&Method::GET, ["v1", "jobs"]) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"version": 1, "jobs": shared.jobs()}),
+        )),
+        (&Method::GET, ["v1", "jobs", id]) => shared
+            .job(id)
+            .map(|j| json_response(StatusCode::OK, &j))
+            .ok_or_else(|| no_job(id)),
+        (&Method::POST, ["v1", "jobs", id, "cancel"]) => shared
+            .cancel_job(id)
+            .map(|j| json_response(StatusCode::ACCEPTED, &j))
+            .ok_or_else(|| no_job(id)),
+        (&Method::GET, ["metrics"]) => metrics(&shared).await,
+        (_, ["v1", "health" | "devices" | "events" | "jobs"])
+        | (
+            _,
+            ["v1", "enroll" | "replace"]
+            | ["v1", "jobs", _]
+            | ["v1", "jobs", _, "cancel"]
+            | ["metrics"],
+        ) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("{method} is not allowed on {path}"),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no endpoint {path}; see docs/api.md"),
+        )),
+    };
+    result.unwrap_or_else(|e| e.response())
+}
+
+fn no_job(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no-such-job", format!("no job {id}"))
+}
+
+fn health(shared: &Shared, peer: &Peer) -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "status": if *shared.stopping.borrow() { "stopping" } else { "ok" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "api": 1,
+            "uptime_seconds": shared.started.elapsed().as_secs(),
+            "devices": shared.devices().len(),
+            "jobs_running": shared.jobs_running(),
+            "peer": {"uid": peer.uid, "gid": peer.gid},
+        }),
+    )
+}
+
+/// Read a JSON request body (bounded), parse it, and wipe the raw bytes.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("the body must be application/json (got {ct:?})"),
+        ));
+    }
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!("the request body could not be read: {e} (limit {MAX_BODY} bytes)"),
+            )
+        })?
+        .to_bytes();
+    // The body may carry a PIN: copy it into a buffer we wipe.
+    let raw = zeroize::Zeroizing::new(bytes.to_vec());
+    drop(bytes);
+    serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request(format!("the JSON body is not valid: {e}")))
+}
+
+async fn enroll(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    which: jobs::Workflow,
+) -> Result<Response<Body>, ApiError> {
+    if *shared.stopping.borrow() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the daemon is shutting down; try again when it is back",
+        ));
+    }
+    let body: jobs::EnrollBody = read_json(req).await?;
+    let id = jobs::start_enroll(shared, body, peer, which)?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({"job": id, "status": format!("/v1/jobs/{id}"), "events": "/v1/events"}),
+    ))
+}
+
+async fn metrics(shared: &Arc<Shared>) -> Result<Response<Body>, ApiError> {
+    let s = shared.clone();
+    let text = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        let now = unix_now();
+        let ledger = lock(&s.ledger);
+        let total = ledger.stats(0, now + 1).map_err(|e| e.to_string())?;
+        let window = ledger
+            .stats(now.saturating_sub(s.exception_window_secs), now + 1)
+            .map_err(|e| e.to_string())?;
+        drop(ledger);
+        let gauges = DaemonGauges {
+            devices_present: s.devices().len() as u64,
+            jobs_running: s.jobs_running() as u64,
+            uptime_seconds: s.started.elapsed().as_secs(),
+        };
+        Ok(metrics::prometheus(
+            &total,
+            &Summary::new(window, s.exception_threshold),
+            Some(&gauges),
+        ))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r)
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ledger",
+            format!("reading the ledger for metrics failed: {e}"),
+        )
+    })?;
+    let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(r)
+}
+
+/// `GET /v1/events`: a `text/event-stream` that starts with a `snapshot`
+/// (devices present, jobs) and then carries every `device` and `job` event
+/// until the client leaves or the daemon stops.
+fn events(shared: &Arc<Shared>) -> Response<Body> {
+    // Subscribe before the snapshot, so nothing falls between them.
+    let sub = shared.subscribe();
+    let snapshot = json!({"devices": shared.devices(), "jobs": shared.jobs()});
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let first = format!("event: snapshot\ndata: {snapshot}\n\n");
+    tokio::spawn(pump(sub, tx, first, shared.stopping.subscribe()));
+    let mut r = Response::new(BodyExt::boxed(EventBody { rx }));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn pump(
+    mut sub: broadcast::Receiver<Arc<super::state::Frame>>,
+    tx: mpsc::Sender<Bytes>,
+    first: String,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    if tx.send(Bytes::from(first)).await.is_err() {
+        return;
+    }
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.tick().await;
+    loop {
+        let chunk = tokio::select! {
+            r = sub.recv() => match r {
+                Ok(f) => f.sse(),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n")
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = keepalive.tick() => ": keepalive\n\n".to_string(),
+            stopped = async { stopping.wait_for(|s| *s).await.is_ok() } => {
+                if stopped {
+                    let _ = tx.send(Bytes::from_static(b"event: shutdown\ndata: {}\n\n")).await;
+                }
+                break;
+            }
+            () = tx.closed() => break,
+        };
+        if tx.send(Bytes::from(chunk)).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// A response body fed by the event pump.
+struct EventBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for EventBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, Infallible>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|o| o.map(|b| Ok(BodyFrame::data(b))))
+    }
+}

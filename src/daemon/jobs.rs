@@ -1,0 +1,219 @@
+//! Workflow jobs: each runs on the blocking pool (device I/O is blocking),
+//! one per device at a time, reporting progress on the event bus and its
+//! end in the job table.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::api::ApiError;
+use super::auth::Peer;
+use super::state::{JobError, Shared};
+use crate::ctap::Pin;
+use crate::detect::Location;
+use crate::provision::{self, Cancel, EnrollRequest, KeyTarget, PinChoice, Reason};
+use crate::sim::DeviceProfile;
+use crate::sim::ca::SimCa;
+use crate::sim::device::{SimDevice, SimOptions};
+use hyper::StatusCode;
+
+/// A secret from a request body (a PIN): zeroized on drop, redacted in
+/// Debug, never logged.
+pub struct SecretField(zeroize::Zeroizing<String>);
+
+impl SecretField {
+    /// The secret text; every read goes through here.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(SecretField(zeroize::Zeroizing::new(String::deserialize(
+            d,
+        )?)))
+    }
+}
+
+/// `POST /v1/enroll`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollBody {
+    /// The signed provisioning ticket, as issued (compact JWS or JSON).
+    pub ticket: String,
+    /// A device id from `/v1/devices` (`pcsc:<reader>`, `hidraw:<node>`).
+    pub device: String,
+    /// The PIN the person chose.
+    pub pin: Option<SecretField>,
+}
+
+/// What a running job can do: publish progress, see whether it should stop.
+pub struct JobCtx {
+    pub id: String,
+    pub shared: Arc<Shared>,
+}
+
+impl JobCtx {
+    /// Publish a progress event for this job.
+    pub fn progress(&self, event: &impl serde::Serialize) {
+        let mut v = serde_json::to_value(event).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert("job".into(), Value::String(self.id.clone()));
+        }
+        self.shared.publish("progress", &v);
+    }
+}
+
+/// Start `work` as a job on `device`; `cancel` asks it to stop.
+pub fn spawn(
+    shared: &Arc<Shared>,
+    kind: &'static str,
+    device: &str,
+    cancel: super::state::Canceller,
+    work: impl FnOnce(&JobCtx) -> Result<Value, JobError> + Send + 'static,
+) -> Result<String, ApiError> {
+    let id = shared
+        .add_job(kind, device, cancel)
+        .map_err(|m| ApiError::new(StatusCode::CONFLICT, "device-busy", m))?;
+    let ctx = JobCtx {
+        id: id.clone(),
+        shared: shared.clone(),
+    };
+    tokio::task::spawn_blocking(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&ctx)))
+            .unwrap_or_else(|_| {
+                Err(JobError {
+                    reason: "internal".into(),
+                    step: None,
+                    message: "the workflow panicked; see the daemon log".into(),
+                    aborted: false,
+                })
+            });
+        ctx.shared.finish_job(&ctx.id, outcome);
+    });
+    Ok(id)
+}
+
+/// Which workflow a job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workflow {
+    Enroll,
+    /// A replacement: the ticket's `replaces` names the old binding.
+    Replace,
+}
+
+/// Check and start an enrollment (or replacement) job.
+pub fn start_enroll(
+    shared: &Arc<Shared>,
+    body: EnrollBody,
+    peer: &Peer,
+    which: Workflow,
+) -> Result<String, ApiError> {
+    let Some(station) = shared.station.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-station",
+            "this daemon runs without a station configuration, so it cannot enroll; start it with --config FILE (docs/config.md)",
+        ));
+    };
+    let Some(pin) = body.pin else {
+        return Err(ApiError::bad_request(
+            "\"pin\" is required: the PIN the person chose for the key",
+        ));
+    };
+    let target = target(shared, &body.device)?;
+    let cancel = Cancel::new();
+    let flag = cancel.clone();
+    let mut req = EnrollRequest::new(
+        body.ticket.into_bytes(),
+        target,
+        PinChoice::Given(Pin::new(zeroize::Zeroizing::new(
+            pin.expose_secret().to_string(),
+        ))),
+    );
+    req.slot = Some(format!("daemon {}", body.device));
+    tracing::info!(uid = peer.uid, device = %body.device, ?which, "enrollment requested");
+    let kind = match which {
+        Workflow::Enroll => "enroll",
+        Workflow::Replace => "replace",
+    };
+    spawn(
+        shared,
+        kind,
+        &body.device,
+        Box::new(move |removed| {
+            if removed {
+                flag.device_removed()
+            } else {
+                flag.cancel()
+            }
+        }),
+        move |ctx| {
+            let events = JobEvents(ctx);
+            let result = match which {
+                Workflow::Enroll => provision::enroll(&station, req, &events, &cancel),
+                Workflow::Replace => provision::replace(&station, req, &events, &cancel),
+            };
+            match result {
+                Ok(outcome) => Ok(serde_json::to_value(&outcome).unwrap_or(Value::Null)),
+                Err(e) => Err(JobError {
+                    reason: e.reason.as_str().to_string(),
+                    step: e.step.map(|s| s.as_str().to_string()),
+                    message: e.message.clone(),
+                    aborted: e.reason == Reason::Cancelled,
+                }),
+            }
+        },
+    )
+}
+
+/// The key a device id names: a PC/SC reader or hidraw node the daemon
+/// sees now, or (with `--danger-simulator`) `sim`, a fresh in-process key.
+fn target(shared: &Shared, device: &str) -> Result<KeyTarget, ApiError> {
+    if device == "sim" {
+        if !shared.danger_simulator {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no-such-device",
+                "device \"sim\" is only accepted by a daemon started with --danger-simulator",
+            ));
+        }
+        let ca = SimCa::from_seed(SimCa::DEFAULT_SEED).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "simulator",
+                e.to_string(),
+            )
+        })?;
+        let opts = SimOptions::new(DeviceProfile::default(), Arc::new(ca));
+        return Ok(KeyTarget::Sim(SimDevice::new(&opts)));
+    }
+    let present = shared.device(device).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no-such-device",
+            format!("no device {device:?} is present; GET /v1/devices lists them"),
+        )
+    })?;
+    Ok(match present.location {
+        Location::Pcsc { reader, .. } => KeyTarget::Reader(reader),
+        Location::Hidraw { path, .. } => KeyTarget::Hid(path.into()),
+    })
+}
+
+/// Workflow events onto the job's event stream.
+struct JobEvents<'a>(&'a JobCtx);
+
+impl provision::Events for JobEvents<'_> {
+    fn emit(&self, e: &provision::Event) {
+        self.0.progress(e);
+    }
+}
