@@ -10,6 +10,7 @@ pub mod ctap;
 pub mod detect;
 pub mod piv;
 pub mod policy;
+pub mod provision;
 pub mod random;
 pub mod sim;
 pub mod store;

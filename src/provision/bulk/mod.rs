@@ -1,0 +1,2 @@
+//! Bulk issuance: a manifest of tickets, N device slots at once.
+pub mod manifest;
