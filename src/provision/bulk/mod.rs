@@ -1,2 +1,4 @@
 //! Bulk issuance: a manifest of tickets, N device slots at once.
 pub mod manifest;
+pub mod pins;
+pub mod report;
