@@ -6,6 +6,7 @@
 pub mod age;
 pub mod attest;
 pub mod cli;
+pub mod config;
 pub mod ctap;
 pub mod detect;
 pub mod piv;

@@ -320,5 +320,7 @@ fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
     ))
 }
 
+pub mod profile;
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,469 @@
+//! The station configuration file (docs/config.md), by default
+//! `/etc/keyward/keyward.toml`: who this station is (ticket audience, audit
+//! actor), where its ledger lives, which ticket issuers and attestation
+//! roots it trusts, the MDS3 BLOB, and the policy profiles. The `[daemon]`
+//! and `[bulk]` tables are kept raw for those components to read.
+//!
+//! Parsing is strict: an unknown key is an error naming the file, line and
+//! key. Relative paths are taken relative to the config file's directory.
+//! [`Config::station`] builds the [`provision::Station`] every workflow
+//! takes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use crate::attest::{self, MdsBlob};
+use crate::policy::profile::{Profile, ProfileError, Profiles, line_col};
+use crate::provision::Station;
+use crate::store::Ledger;
+use crate::ticket::{self, IssuerConfig, TrustConfig, Verifier, VerifyOptions};
+
+/// The default location.
+pub const DEFAULT_PATH: &str = "/etc/keyward/keyward.toml";
+
+/// The parsed file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This station's id: tickets must name it (or a group) in `aud`.
+    pub station: String,
+    /// Station groups this station belongs to (more accepted `aud` values).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Identity recorded as the actor of audit rows; default
+    /// `keyward@<station>`.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The ledger file; default: the CLI's `--db` default.
+    #[serde(default)]
+    pub ledger: Option<PathBuf>,
+    /// Ticket verification.
+    #[serde(default)]
+    pub ticket: TicketSection,
+    /// Attestation roots and MDS.
+    #[serde(default)]
+    pub attestation: AttestationSection,
+    /// Policy profiles: a file, inline tables, or both (names must differ).
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// Read by the daemon (docs/api.md).
+    #[serde(default)]
+    pub daemon: Option<toml::Table>,
+    /// Read by bulk issuance (docs/bulk.md).
+    #[serde(default)]
+    pub bulk: Option<toml::Table>,
+    /// The directory relative paths are resolved against.
+    #[serde(skip)]
+    pub base: PathBuf,
+    /// Where the configuration came from, for messages.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+/// `[ticket]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketSection {
+    /// Clock skew allowance in seconds (default 60, at most 300).
+    #[serde(default)]
+    pub skew_secs: Option<u64>,
+    /// Longest accepted ticket lifetime in seconds (default 24 h).
+    #[serde(default)]
+    pub max_lifetime_secs: Option<u64>,
+    /// Trusted issuers (`[[ticket.issuers]]`, as `ticket::IssuerConfig`).
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// `[attestation]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationSection {
+    /// Trust the roots bundle shipped with keyward (Yubico FIDO and PIV).
+    #[serde(default = "yes")]
+    pub bundled: bool,
+    /// More roots: PEM/DER files or directories of them.
+    #[serde(default)]
+    pub roots: Vec<PathBuf>,
+    /// Trust keyward's built-in simulator CAs (fixed seed): for trials and
+    /// tests only, never on a production station.
+    #[serde(default)]
+    pub danger_trust_simulator: bool,
+    /// A FIDO MDS3 BLOB (as kept by `keyward mds import`).
+    #[serde(default)]
+    pub mds: Option<PathBuf>,
+    /// The BLOB's root; default: the bundled GlobalSign Root R3.
+    #[serde(default)]
+    pub mds_root: Option<PathBuf>,
+}
+
+impl Default for AttestationSection {
+    fn default() -> Self {
+        Self {
+            bundled: true,
+            roots: Vec::new(),
+            danger_trust_simulator: false,
+            mds: None,
+            mds_root: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// A profiles file (`[profiles.NAME]` tables, docs/policy.md).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Inline profiles (`[policy.profiles.NAME]`).
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// A configuration that cannot be used. Each names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}: {source}; give another with --config FILE")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}:{column}: {message}")]
+    Syntax {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+}
+
+impl Config {
+    /// Read and parse a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parse configuration text; `origin` names it in errors and relative
+    /// paths resolve against `base`.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut c: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+            ConfigError::Syntax {
+                origin: origin.into(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
+        c.base = base.to_path_buf();
+        c.origin = origin.into();
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ok_id =
+            |s: &str| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic());
+        if !ok_id(&self.station) {
+            return Err(self.invalid(
+                "station",
+                "must be 1-128 printable ASCII characters without spaces (the ticket audience)",
+            ));
+        }
+        if let Some(g) = self.groups.iter().find(|g| !ok_id(g)) {
+            return Err(self.invalid("groups", format!("{g:?} is not a valid audience")));
+        }
+        if let Some(s) = self.ticket.skew_secs
+            && s > ticket::MAX_SKEW_SECS
+        {
+            return Err(self.invalid(
+                "ticket.skew_secs",
+                format!(
+                    "{s} is above the maximum {}; fix the station clock instead",
+                    ticket::MAX_SKEW_SECS
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A path from the file, resolved against its directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// The audit actor.
+    pub fn actor(&self) -> String {
+        self.actor
+            .clone()
+            .unwrap_or_else(|| format!("keyward@{}", self.station))
+    }
+
+    /// The ledger path, or `default` when the file names none.
+    pub fn ledger_path(&self, default: &Path) -> PathBuf {
+        self.ledger
+            .as_deref()
+            .map_or_else(|| default.to_path_buf(), |p| self.resolve(p))
+    }
+
+    /// The policy profiles: the file's and the inline ones.
+    pub fn profiles(&self) -> Result<Profiles, ConfigError> {
+        let mut all: BTreeMap<String, Profile> = BTreeMap::new();
+        if let Some(f) = &self.policy.file {
+            let loaded = Profiles::load(&self.resolve(f))?;
+            for name in loaded.names() {
+                if let Some(p) = loaded.get(&name) {
+                    all.insert(name, p.clone());
+                }
+            }
+        }
+        for (name, p) in &self.policy.profiles {
+            if all.insert(name.clone(), p.clone()).is_some() {
+                return Err(self.invalid(
+                    &format!("policy.profiles.{name}"),
+                    "this profile is also defined in policy.file; keep one",
+                ));
+            }
+        }
+        if all.is_empty() {
+            return Err(self.invalid(
+                "policy",
+                "no policy profile configured; add [policy.profiles.NAME] or policy.file (docs/policy.md)",
+            ));
+        }
+        Ok(Profiles::from_map(all, &self.origin)?)
+    }
+
+    /// The ticket verifier: issuers from `[ticket]`, audience = station and
+    /// groups, known policies = the configured profiles.
+    pub fn verifier(&self, profiles: &Profiles) -> Result<Verifier, ConfigError> {
+        let mut trust = TrustConfig {
+            issuers: self.ticket.issuers.clone(),
+        };
+        for i in &mut trust.issuers {
+            for k in &mut i.keys {
+                k.path = self.resolve(&k.path);
+            }
+        }
+        let store = ticket::TrustStore::load(&trust)
+            .map_err(|e| self.invalid("ticket.issuers", format!("{e}")))?;
+        let mut opts = VerifyOptions::new(self.station.clone());
+        opts.audiences.extend(self.groups.iter().cloned());
+        if let Some(s) = self.ticket.skew_secs {
+            opts.skew_secs = s;
+        }
+        if let Some(l) = self.ticket.max_lifetime_secs {
+            opts.max_lifetime_secs = l;
+        }
+        opts.known_policies = Some(profiles.names());
+        Verifier::new(store, opts).map_err(|e| self.invalid("ticket", e.to_string()))
+    }
+
+    /// The attestation trust anchors.
+    pub fn anchors(&self) -> Result<attest::TrustStore, ConfigError> {
+        let a = &self.attestation;
+        let mut store = if a.bundled {
+            attest::TrustStore::bundled()
+        } else {
+            attest::TrustStore::new()
+        };
+        for r in &a.roots {
+            let p = self.resolve(r);
+            let res = if p.is_dir() {
+                store.load_dir(&p)
+            } else {
+                store.load_file(&p)
+            };
+            res.map_err(|e| {
+                self.invalid(
+                    "attestation.roots",
+                    format!("{}: {}", p.display(), error_chain(&e)),
+                )
+            })?;
+        }
+        if a.danger_trust_simulator {
+            let ca = crate::sim::ca::SimCa::from_seed(crate::sim::ca::SimCa::DEFAULT_SEED)
+                .map_err(|e| self.invalid("attestation.danger_trust_simulator", e.to_string()))?;
+            for (der, what) in [
+                (ca.fido_root(), "simulator FIDO root"),
+                (ca.piv_root(), "simulator PIV root"),
+            ] {
+                let cert = attest::Cert::from_der(der).map_err(|e| {
+                    self.invalid("attestation.danger_trust_simulator", e.to_string())
+                })?;
+                store.add_anchor(cert, what);
+            }
+        }
+        if store.is_empty() {
+            return Err(self.invalid(
+                "attestation",
+                "no attestation root is trusted; set bundled = true or give roots",
+            ));
+        }
+        Ok(store)
+    }
+
+    /// The MDS BLOB, verified at `at` and required fresh, when configured.
+    pub fn mds(&self, at: SystemTime) -> Result<Option<MdsBlob>, ConfigError> {
+        let Some(p) = &self.attestation.mds else {
+            return Ok(None);
+        };
+        let p = self.resolve(p);
+        let root = match &self.attestation.mds_root {
+            None => attest::TrustStore::bundled_mds_root(),
+            Some(r) => {
+                let mut s = attest::TrustStore::new();
+                s.load_file(&self.resolve(r)).map_err(|e| {
+                    self.invalid("attestation.mds_root", error_chain(&e).to_string())
+                })?;
+                s
+            }
+        };
+        let bytes = attest::anchors::read_limited(&p)
+            .map_err(|e| self.invalid("attestation.mds", error_chain(&e)))?;
+        let blob = MdsBlob::verify(&bytes, &root, at, Default::default())
+            .and_then(|b| b.require_fresh(at).map(|()| b))
+            .map_err(|e| {
+                self.invalid(
+                    "attestation.mds",
+                    format!(
+                        "{}: {e}; import a current BLOB with `keyward mds import`",
+                        p.display()
+                    ),
+                )
+            })?;
+        Ok(Some(blob))
+    }
+
+    /// Build the station: open the ledger at `ledger` (see
+    /// [`Config::ledger_path`]), load every trust anchor and profile, with
+    /// the system clock.
+    pub fn station(&self, ledger: &Path) -> Result<Station, ConfigError> {
+        let profiles = self.profiles()?;
+        let verifier = self.verifier(&profiles)?;
+        let anchors = self.anchors()?;
+        let mds = self.mds(SystemTime::now())?.map(Arc::new);
+        let ledger = Ledger::open_default_key(ledger).map_err(|e| {
+            self.invalid(
+                "ledger",
+                format!("{}: {}", ledger.display(), error_chain(&e)),
+            )
+        })?;
+        Ok(Station {
+            ledger: Arc::new(Mutex::new(ledger)),
+            verifier,
+            anchors,
+            mds,
+            profiles,
+            actor: self.actor(),
+            clock: Arc::new(SystemTime::now),
+        })
+    }
+}
+
+/// Default per-step touch timeout, exported for docs.
+pub const DEFAULT_TOUCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let e = Config::parse(
+            "station = \"k1\"\n[attestation]\nbundeld = true\n",
+            "k.toml",
+            Path::new("/etc"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("k.toml:3:"), "{e}");
+        assert!(e.contains("bundeld"), "{e}");
+    }
+
+    #[test]
+    fn raw_daemon_and_bulk_tables_and_relative_paths() {
+        let c = Config::parse(
+            "station = \"k1\"\nledger = \"db/l.db\"\n[daemon]\nsocket = \"/run/k.sock\"\n[bulk]\nparallel = 4\n",
+            "k.toml",
+            Path::new("/etc/keyward"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.ledger_path(Path::new("/x")),
+            PathBuf::from("/etc/keyward/db/l.db")
+        );
+        assert_eq!(c.daemon.unwrap()["socket"].as_str(), Some("/run/k.sock"));
+        assert_eq!(c.bulk.unwrap()["parallel"].as_integer(), Some(4));
+        assert_eq!(c.actor, None);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Config::parse("station = \"a b\"\n", "k.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("k.toml: station:"), "{e}");
+        let e = Config::parse(
+            "station = \"a\"\n[ticket]\nskew_secs = 9000\n",
+            "k.toml",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ticket.skew_secs"), "{e}");
+        let c = Config::parse("station = \"a\"\n", "k.toml", Path::new(".")).unwrap();
+        let e = c.profiles().unwrap_err().to_string();
+        assert!(e.contains("no policy profile"), "{e}");
+    }
+}

@@ -1,0 +1,1 @@
+//! FIDO2 steps of an enrollment.

@@ -1,0 +1,1 @@
+//! PIV steps of an enrollment.

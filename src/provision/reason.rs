@@ -1,0 +1,293 @@
+//! Why a workflow failed: a stable kebab-case [`Reason`] (metrics labels,
+//! the ledger's `runs.reason`, `--json`, exit codes) plus a message for
+//! people that says what to do next. docs/policy.md lists every code.
+
+use serde::Serialize;
+
+use super::Step;
+use crate::ticket::{FailureClass, TicketError};
+
+/// A stable failure code. Add variants, never rename one: reports and
+/// dashboards key on these strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// The ticket is not well-formed.
+    TicketMalformed,
+    /// Signature, key, issuer or approvals do not check out.
+    TicketUntrusted,
+    /// Expired, not yet valid, lifetime too long.
+    TicketTime,
+    /// The station clock is behind the latest trusted time.
+    ClockRollback,
+    /// `aud` does not name this station.
+    TicketAudience,
+    /// The ticket was consumed before.
+    TicketReplayed,
+    /// The issuer may not grant an operation, or the profile is unknown.
+    TicketNotPermitted,
+    /// The ticket names a policy profile this station does not have.
+    PolicyUnknownProfile,
+    /// The PIN breaks the profile's PIN rules.
+    PolicyPin,
+    /// The key's AAGUID is not allowed by the profile.
+    PolicyAaguid,
+    /// The key's model is not allowed.
+    PolicyModel,
+    /// Enterprise attestation required but unavailable.
+    PolicyEnterpriseAttestation,
+    /// A PIV algorithm, PIN policy or touch policy the profile forbids.
+    PolicyPiv,
+    /// Some other attestation policy rule failed (firmware, certification,
+    /// MDS entry or status).
+    PolicyAttestation,
+    /// The attestation does not chain to a trusted root.
+    AttestationUntrusted,
+    /// The attestation is malformed or inconsistent (signature, AAGUID
+    /// extension, attested key differs from the generated key).
+    AttestationInvalid,
+    /// FIDO and PIV attestations name different serials.
+    SerialMismatch,
+    /// The key is not the one the ticket pre-assigns (`device.serial`).
+    DeviceMismatch,
+    /// The key already has an active binding.
+    DeviceAlreadyBound,
+    /// No key found at the target.
+    NoDevice,
+    /// The key went away mid-flow.
+    DeviceRemoved,
+    /// The key lacks a needed capability (no FIDO2, no PIV, PIV on the
+    /// in-process simulator).
+    DeviceUnsupported,
+    /// The key answered with an error or garbage.
+    DeviceError,
+    /// The PIV drift check found unexpected state.
+    Drift,
+    /// The key already has a PIN this workflow does not know.
+    PinAlreadySet,
+    /// A PIN was rejected by the key.
+    PinInvalid,
+    /// A PIN is blocked.
+    PinBlocked,
+    /// FIDO2 reset refused (not within the power-up window, or no touch).
+    ResetNotAllowed,
+    /// No touch in time.
+    TouchTimeout,
+    /// A step's deadline passed.
+    Timeout,
+    /// Cancelled (operator abort, shutdown).
+    Cancelled,
+    /// Replacement: no original binding found.
+    ReplaceNotFound,
+    /// Replacement: ticket ial lower than the original's.
+    ReplaceIal,
+    /// Replacement: a privileged profile without dual control.
+    ReplaceDualControl,
+    /// Replacement: the original binding cannot be replaced in its state.
+    ReplaceState,
+    /// Replacement: the ticket does not name a device to replace (or an
+    /// enroll ticket has `replaces`).
+    ReplaceTicket,
+    /// The ledger failed.
+    Ledger,
+    /// The station configuration is wrong.
+    Config,
+}
+
+impl Reason {
+    /// The kebab-case code.
+    pub fn as_str(self) -> &'static str {
+        use Reason::*;
+        match self {
+            TicketMalformed => "ticket-malformed",
+            TicketUntrusted => "ticket-untrusted",
+            TicketTime => "ticket-time",
+            ClockRollback => "clock-rollback",
+            TicketAudience => "ticket-audience",
+            TicketReplayed => "ticket-replayed",
+            TicketNotPermitted => "ticket-not-permitted",
+            PolicyUnknownProfile => "policy-unknown-profile",
+            PolicyPin => "policy-pin",
+            PolicyAaguid => "policy-aaguid",
+            PolicyModel => "policy-model",
+            PolicyEnterpriseAttestation => "policy-enterprise-attestation",
+            PolicyPiv => "policy-piv",
+            PolicyAttestation => "policy-attestation",
+            AttestationUntrusted => "attestation-untrusted",
+            AttestationInvalid => "attestation-invalid",
+            SerialMismatch => "serial-mismatch",
+            DeviceMismatch => "device-mismatch",
+            DeviceAlreadyBound => "device-already-bound",
+            NoDevice => "no-device",
+            DeviceRemoved => "device-removed",
+            DeviceUnsupported => "device-unsupported",
+            DeviceError => "device-error",
+            Drift => "drift",
+            PinAlreadySet => "pin-already-set",
+            PinInvalid => "pin-invalid",
+            PinBlocked => "pin-blocked",
+            ResetNotAllowed => "reset-not-allowed",
+            TouchTimeout => "touch-timeout",
+            Timeout => "timeout",
+            Cancelled => "cancelled",
+            ReplaceNotFound => "replace-not-found",
+            ReplaceIal => "replace-ial",
+            ReplaceDualControl => "replace-dual-control",
+            ReplaceState => "replace-state",
+            ReplaceTicket => "replace-ticket",
+            Ledger => "ledger",
+            Config => "config",
+        }
+    }
+
+    /// Every reason, for documentation and metrics pre-registration.
+    pub const ALL: &'static [Reason] = &[
+        Reason::TicketMalformed,
+        Reason::TicketUntrusted,
+        Reason::TicketTime,
+        Reason::ClockRollback,
+        Reason::TicketAudience,
+        Reason::TicketReplayed,
+        Reason::TicketNotPermitted,
+        Reason::PolicyUnknownProfile,
+        Reason::PolicyPin,
+        Reason::PolicyAaguid,
+        Reason::PolicyModel,
+        Reason::PolicyEnterpriseAttestation,
+        Reason::PolicyPiv,
+        Reason::PolicyAttestation,
+        Reason::AttestationUntrusted,
+        Reason::AttestationInvalid,
+        Reason::SerialMismatch,
+        Reason::DeviceMismatch,
+        Reason::DeviceAlreadyBound,
+        Reason::NoDevice,
+        Reason::DeviceRemoved,
+        Reason::DeviceUnsupported,
+        Reason::DeviceError,
+        Reason::Drift,
+        Reason::PinAlreadySet,
+        Reason::PinInvalid,
+        Reason::PinBlocked,
+        Reason::ResetNotAllowed,
+        Reason::TouchTimeout,
+        Reason::Timeout,
+        Reason::Cancelled,
+        Reason::ReplaceNotFound,
+        Reason::ReplaceIal,
+        Reason::ReplaceDualControl,
+        Reason::ReplaceState,
+        Reason::ReplaceTicket,
+        Reason::Ledger,
+        Reason::Config,
+    ];
+
+    /// The coarse class a CLI maps to an exit code.
+    pub fn class(self) -> ReasonClass {
+        use Reason::*;
+        match self {
+            NoDevice | DeviceRemoved => ReasonClass::NoDevice,
+            PinBlocked => ReasonClass::PinBlocked,
+            TicketMalformed
+            | TicketUntrusted
+            | TicketTime
+            | ClockRollback
+            | TicketAudience
+            | TicketReplayed
+            | TicketNotPermitted
+            | PolicyAaguid
+            | PolicyModel
+            | PolicyEnterpriseAttestation
+            | PolicyPiv
+            | PolicyAttestation
+            | AttestationUntrusted
+            | AttestationInvalid
+            | SerialMismatch
+            | DeviceMismatch
+            | Drift
+            | ReplaceIal
+            | ReplaceDualControl => ReasonClass::Verification,
+            _ => ReasonClass::Failure,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Exit-code classes (`cli::Failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonClass {
+    Failure,
+    NoDevice,
+    PinBlocked,
+    Verification,
+}
+
+/// A workflow failed. Nothing was committed; the ticket stays unconsumed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ProvisionError {
+    pub reason: Reason,
+    /// The step that failed, when the workflow had reached one.
+    pub step: Option<Step>,
+    /// What happened and what to do next; never holds a secret.
+    pub message: String,
+    /// The run id, once the run was recorded.
+    pub run: Option<String>,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ProvisionError {
+    pub fn new(reason: Reason, step: Option<Step>, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            step,
+            message: message.into(),
+            run: None,
+            source: None,
+        }
+    }
+
+    /// Keep the underlying error as the source.
+    pub fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(e));
+        self
+    }
+
+    /// A ticket verification failure, mapped to its reason.
+    pub fn ticket(e: TicketError) -> Self {
+        let reason = match (&e, e.class()) {
+            (TicketError::ClockRollback { .. }, _) => Reason::ClockRollback,
+            (TicketError::UnknownPolicy { .. }, _) => Reason::PolicyUnknownProfile,
+            (_, FailureClass::Malformed) => Reason::TicketMalformed,
+            (_, FailureClass::Untrusted) => Reason::TicketUntrusted,
+            (_, FailureClass::Time) => Reason::TicketTime,
+            (_, FailureClass::Audience) => Reason::TicketAudience,
+            (_, FailureClass::Replayed) => Reason::TicketReplayed,
+            (_, FailureClass::NotPermitted) => Reason::TicketNotPermitted,
+        };
+        Self::new(reason, Some(Step::Ticket), format!("ticket rejected: {e}")).with_source(e)
+    }
+
+    /// The message with the chain of sources, for logs and `--json`.
+    pub fn full_message(&self) -> String {
+        let mut s = self.message.clone();
+        let mut src: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as _);
+        while let Some(e) = src {
+            let t = e.to_string();
+            if !s.contains(&t) {
+                s.push_str(": ");
+                s.push_str(&t);
+            }
+            src = e.source();
+        }
+        s
+    }
+}
