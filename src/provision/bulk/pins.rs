@@ -6,7 +6,8 @@
 //! ledger.
 //!
 //! Plaintext (CSV, every field quoted):
-//! `"serial","subject","jti","binding","pin"`, one row per key.
+//! `"serial","subject","jti","binding","pin","puk"`, one row per key (the PUK
+//! when the ticket had PIV operations, else empty).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,7 +24,10 @@ pub struct PinRecord {
     pub subject: String,
     pub jti: String,
     pub binding: String,
-    pub pin: Pin,
+    /// The FIDO2 PIN (forceChangePin is set on the key).
+    pub pin: Option<Pin>,
+    /// The PIV PUK set on the card.
+    pub puk: Option<Zeroizing<String>>,
 }
 
 /// The age-encrypted PIN file of one run.
@@ -73,6 +77,13 @@ impl PinFile {
         self.len() == 0
     }
 
+    /// Write the file as it stands (at the start of a run: sealed, with no
+    /// PIN yet), proving the destination is writable before any key.
+    pub fn seal_now(&self) -> Result<(), PinFileError> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        self.write(&records)
+    }
+
     /// Add one key's PIN and rewrite the encrypted file.
     pub fn add(&self, rec: PinRecord) -> Result<(), PinFileError> {
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
@@ -97,12 +108,13 @@ fn plaintext(records: &[PinRecord]) -> Zeroizing<Vec<u8>> {
             .map(|r| {
                 let s = r.serial.as_deref().unwrap_or("");
                 2 * (s.len() + r.subject.len() + r.jti.len() + r.binding.len())
-                    + 2 * r.pin.expose_secret().len()
+                    + 2 * r.pin.as_ref().map_or(0, |p| p.expose_secret().len())
+                    + 2 * r.puk.as_ref().map_or(0, |p| p.len())
                     + 16
             })
             .sum::<usize>();
     let mut out = Zeroizing::new(Vec::with_capacity(size));
-    let header = ["serial", "subject", "jti", "binding", "pin"];
+    let header = ["serial", "subject", "jti", "binding", "pin", "puk"];
     row(&mut out, &header);
     for r in records {
         row(
@@ -112,7 +124,8 @@ fn plaintext(records: &[PinRecord]) -> Zeroizing<Vec<u8>> {
                 &r.subject,
                 &r.jti,
                 &r.binding,
-                r.pin.expose_secret(),
+                r.pin.as_ref().map_or("", |p| p.expose_secret()),
+                r.puk.as_ref().map_or("", |p| p.as_str()),
             ],
         );
     }
@@ -148,7 +161,8 @@ mod tests {
             subject: format!("user \"{n}\", x@example.org"),
             jti: format!("jti-{n:016}"),
             binding: format!("b{n}"),
-            pin: Pin::from(pin),
+            pin: Some(Pin::from(pin)),
+            puk: (n == 2).then(|| Zeroizing::new("11223344".to_string())),
         }
     }
 
@@ -174,6 +188,8 @@ mod tests {
         assert_eq!(rows[0][1], "user \"1\", x@example.org");
         assert_eq!(rows[0][4], "48213377");
         assert_eq!(rows[1][4], "90817264");
+        assert_eq!(rows[0][5], "");
+        assert_eq!(rows[1][5], "11223344");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
