@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
@@ -20,7 +20,7 @@ use crate::attest::{self, MdsBlob};
 use crate::policy::profile::{Profile, ProfileError, Profiles, line_col};
 use crate::provision::Station;
 use crate::store::Ledger;
-use crate::ticket::{self, IssuerConfig, TrustConfig, Verifier, VerifyOptions};
+use crate::ticket::{self, IssuerConfig, OpKind, TrustConfig, Verifier, VerifyOptions};
 
 /// The default location.
 pub const DEFAULT_PATH: &str = "/etc/keyward/keyward.toml";
@@ -74,6 +74,12 @@ pub struct TicketSection {
     /// Longest accepted ticket lifetime in seconds (default 24 h).
     #[serde(default)]
     pub max_lifetime_secs: Option<u64>,
+    /// Operations that always need two independent approvals on this
+    /// station (`fido2`, `piv`, `replace`). Default: none — the policy
+    /// profile decides (`privileged = true` puts replacement under dual
+    /// control).
+    #[serde(default)]
+    pub dual_control: Vec<OpKind>,
     /// Trusted issuers (`[[ticket.issuers]]`, as `ticket::IssuerConfig`).
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
@@ -295,6 +301,7 @@ impl Config {
             opts.max_lifetime_secs = l;
         }
         opts.known_policies = Some(profiles.names());
+        opts.dual_control_ops = self.ticket.dual_control.clone();
         Verifier::new(store, opts).map_err(|e| self.invalid("ticket", e.to_string()))
     }
 
@@ -399,9 +406,6 @@ impl Config {
         })
     }
 }
-
-/// Default per-step touch timeout, exported for docs.
-pub const DEFAULT_TOUCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

@@ -200,6 +200,57 @@ impl PivCard {
     }
 }
 
+impl PivCard {
+    /// Sign a 32-byte digest with the key in `slot` (GENERAL AUTHENTICATE,
+    /// SP 800-73-4 Part 2 §3.2.4): ECDSA for P-256 and P-384 (DER
+    /// signature; the digest is taken as the hash, FIPS 186-5 §6.4.1),
+    /// RSA-2048 PKCS#1 v1.5 over a SHA-256 DigestInfo (RFC 8017 §9.2),
+    /// Ed25519 over the 32 bytes as the message. Used for the ticket
+    /// binding of docs/ticket.md §6. The PIN must be verified first when
+    /// the slot's PIN policy asks; a touch policy makes the card wait.
+    pub fn sign_digest(&mut self, slot: Slot, digest: &[u8; 32]) -> Result<Vec<u8>, PivError> {
+        let (alg, _) = self.slot_key(slot)?;
+        let yk_slot = yk_slot(slot)?;
+        let input = match alg {
+            AlgorithmId::EccP256 | AlgorithmId::EccP384 | AlgorithmId::Ed25519 => digest.to_vec(),
+            AlgorithmId::Rsa2048 => {
+                // EMSA-PKCS1-v1_5: 00 01 FF..FF 00 DigestInfo(SHA-256) H.
+                const PREFIX: [u8; 19] = [
+                    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
+                    0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
+                ];
+                let mut em = vec![0xFFu8; 256];
+                em[0] = 0x00;
+                em[1] = 0x01;
+                let t = 256 - PREFIX.len() - 32;
+                em[t - 1] = 0x00;
+                em[t..t + PREFIX.len()].copy_from_slice(&PREFIX);
+                em[t + PREFIX.len()..].copy_from_slice(digest);
+                em
+            }
+            other => {
+                return Err(PivError::NotSupported {
+                    what: format!("signing with {} keys", super::types::algorithm_name(other)),
+                });
+            }
+        };
+        let yk = &mut self.yk;
+        let sig =
+            guard("signing", || piv::sign_data(yk, &input, alg, yk_slot))?.map_err(
+                |e| match e {
+                    yubikey::Error::AuthenticationError | yubikey::Error::WrongPin { .. } => {
+                        PivError::SecurityStatus {
+                            operation: "signing with the slot key",
+                            needs: "the PIN (and a touch, if the slot's touch policy asks)",
+                        }
+                    }
+                    e => self.yk_err("signing with the slot key", Reference::None, e),
+                },
+            )?;
+        Ok(sig.to_vec())
+    }
+}
+
 use der::referenced::OwnedToRef;
 
 /// The content of a certificate object as ykman and yubico-piv-tool write

@@ -1,6 +1,26 @@
-//! The enroll and replace orchestration.
+//! The enroll and replace orchestration: ticket → profile → key → FIDO2
+//! and PIV steps → cross-checks → one ledger transaction, with the run
+//! recorded from start to end. See docs/enroll.md for the state a key is
+//! left in after each step.
 
-use super::{Cancel, EnrollOutcome, EnrollRequest, Events, ProvisionError, Reason, Station};
+use std::sync::mpsc;
+
+use serde_json::json;
+
+use super::fido::{self, FidoResult};
+use super::flow::Flow;
+use super::piv::{self as piv_steps, PivResult};
+use super::replace::{self, Original};
+use super::{
+    AppliedException, Cancel, CredentialSummary, EnrollOutcome, EnrollRequest, Events, KeyTarget,
+    PinChoice, ProvisionError, Reason, Station, Step, target,
+};
+use crate::policy::profile::Profile;
+use crate::policy::{self, AttestationPolicy, Rule, Verdict};
+use crate::store::{
+    DeviceRecord, EnrollmentRecord, RunEnd, RunKind, RunOutcome, RunStart, StoreError, TicketRecord,
+};
+use crate::ticket::{Op, VerifiedTicket};
 
 /// Which workflow runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,16 +29,456 @@ pub(crate) enum Mode {
     Replace,
 }
 
+/// Run the workflow with an event-forwarding thread, so that keepalive
+/// prompts reach `events` while the device call blocks.
 pub(crate) fn run(
-    _station: &Station,
-    _req: EnrollRequest,
-    _events: &dyn Events,
-    _cancel: &Cancel,
-    _mode: Mode,
+    station: &Station,
+    req: EnrollRequest,
+    events: &dyn Events,
+    cancel: &Cancel,
+    mode: Mode,
 ) -> Result<EnrollOutcome, ProvisionError> {
-    Err(ProvisionError::new(
-        Reason::Config,
-        None,
-        "enrollment is being implemented on branch enroll",
-    ))
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for e in rx {
+                events.emit(&e);
+            }
+        });
+        let mut flow = Flow::new(station, req.deadlines, tx, cancel);
+        recorded(&mut flow, req, mode)
+        // `flow` (and every CTAP client holding a sender) is dropped here,
+        // which ends the forwarding thread before the scope returns.
+    })
+}
+
+/// Verify the ticket, then run the body inside a recorded run.
+fn recorded(
+    flow: &mut Flow<'_>,
+    req: EnrollRequest,
+    mode: Mode,
+) -> Result<EnrollOutcome, ProvisionError> {
+    let station = flow.station;
+    let kind = match mode {
+        Mode::Enroll => RunKind::Enroll,
+        Mode::Replace => RunKind::Replace,
+    };
+    let slot = req.slot.clone();
+    let verified = flow.step(Step::Ticket, flow.deadlines.command, |fl| {
+        let now = fl.station.now_secs();
+        let ledger = fl.station.ledger()?;
+        let vt = fl
+            .station
+            .verifier
+            .verify(&req.ticket, now, &*ledger)
+            .map_err(ProvisionError::ticket)?;
+        let detail = json!({"jti": vt.claims.jti, "iss": vt.claims.iss, "sub": vt.claims.sub,
+            "ial": vt.claims.ial, "policy": vt.claims.policy,
+            "digest_sha256": vt.digest.to_hex(), "approvals": vt.signers.len()});
+        Ok((vt, detail))
+    });
+    let start = RunStart {
+        ticket_jti: verified.as_ref().ok().map(|v| v.claims.jti.as_str()),
+        subject: verified.as_ref().ok().map(|v| v.claims.sub.as_str()),
+        slot: slot.as_deref(),
+        actor: &station.actor,
+    };
+    let run = {
+        let mut ledger = station.ledger()?;
+        ledger
+            .run_started(kind, &start, station.now_secs())
+            .map_err(|e| ledger_error(Step::Ticket, e))?
+    };
+    let result = verified.and_then(|vt| body(flow, req, &vt, mode, &run));
+    let end = match &result {
+        Ok(o) => RunEnd {
+            device_serial: o.serial.clone(),
+            aaguid: o.aaguid.clone(),
+            ..RunEnd::completed(Some(o.binding.clone()))
+        },
+        Err(e) => RunEnd {
+            outcome: if e.reason == Reason::Cancelled {
+                RunOutcome::Aborted
+            } else {
+                RunOutcome::Failed
+            },
+            ..RunEnd::failed(e.reason.as_str(), e.message.as_str())
+        },
+    };
+    let finished = station.ledger().and_then(|mut l| {
+        l.run_finished(&run, &end, &station.actor, station.now_secs())
+            .map_err(|e| ledger_error(Step::Commit, e))
+    });
+    match (result, finished) {
+        (Ok(mut o), Ok(())) => {
+            o.run = run;
+            Ok(o)
+        }
+        (Err(mut e), _) => {
+            e.run = Some(run);
+            Err(e)
+        }
+        (Ok(o), Err(e)) => {
+            // The binding is committed; only the run's end row is missing
+            // (reports count the run as interrupted).
+            tracing::error!(binding = %o.binding, "recording the end of run {run} failed: {e}");
+            Ok(EnrollOutcome { run, ..o })
+        }
+    }
+}
+
+fn ledger_error(step: Step, e: StoreError) -> ProvisionError {
+    let reason = match &e {
+        StoreError::TicketReplayed { .. } => Reason::TicketReplayed,
+        StoreError::DeviceAlreadyBound { .. } => Reason::DeviceAlreadyBound,
+        StoreError::IllegalTransition { .. } => Reason::ReplaceState,
+        StoreError::BindingNotFound(_) => Reason::ReplaceNotFound,
+        _ => Reason::Ledger,
+    };
+    ProvisionError::new(reason, Some(step), format!("ledger: {e}")).with_source(e)
+}
+
+/// The rules checked before the key is touched.
+fn preflight(
+    flow: &mut Flow<'_>,
+    req: &EnrollRequest,
+    vt: &VerifiedTicket,
+    mode: Mode,
+) -> Result<(Profile, Option<Original>), ProvisionError> {
+    let station = flow.station;
+    let claims = &vt.claims;
+    flow.step(Step::Policy, flow.deadlines.command, |_| {
+        let profile = station.profiles.get(&claims.policy).cloned().ok_or_else(|| {
+            ProvisionError::new(
+                Reason::PolicyUnknownProfile,
+                Some(Step::Policy),
+                format!(
+                    "the ticket names policy profile {:?}, which this station does not have (profiles: {})",
+                    claims.policy,
+                    station.profiles.names().join(", ")
+                ),
+            )
+        })?;
+        if mode == Mode::Enroll && claims.replaces.is_some() {
+            return Err(ProvisionError::new(
+                Reason::ReplaceTicket,
+                Some(Step::Policy),
+                "this ticket replaces a device; run `keyward replace` with it",
+            ));
+        }
+        let has_piv = claims.ops.iter().any(|o| matches!(o, Op::Piv(_)));
+        if let PinChoice::Given(pin) = &req.pin {
+            profile.pin.check(pin.expose_secret()).map_err(|e| {
+                ProvisionError::new(Reason::PolicyPin, Some(Step::Policy), e.to_string())
+            })?;
+            if has_piv && !(6..=8).contains(&pin.expose_secret().len()) {
+                return Err(ProvisionError::new(
+                    Reason::PolicyPin,
+                    Some(Step::Policy),
+                    "the ticket provisions PIV, whose PIN is 6 to 8 characters; choose a PIN of that length",
+                ));
+            }
+        }
+        piv_steps::check_ops(&claims.ops, &profile)?;
+        let original = match mode {
+            Mode::Replace => Some(replace::check(station, vt, &profile)?),
+            Mode::Enroll => None,
+        };
+        let detail = json!({"profile": claims.policy, "reset_before_enroll": profile.reset_before_enroll,
+            "enterprise_attestation": profile.enterprise_attestation, "privileged": profile.privileged,
+            "replacement": original.as_ref().map(|o| o.detail.clone())});
+        Ok(((profile, original), detail))
+    })
+}
+
+/// The pre-assigned device (`device` claim) must be this key.
+fn check_assigned(
+    vt: &VerifiedTicket,
+    serial: Option<u64>,
+    step: Step,
+) -> Result<(), ProvisionError> {
+    let Some(want) = vt.claims.device.as_ref().map(|d| u64::from(d.serial)) else {
+        return Ok(());
+    };
+    match serial {
+        Some(s) if s == want => Ok(()),
+        Some(s) => Err(ProvisionError::new(
+            Reason::DeviceMismatch,
+            Some(step),
+            format!(
+                "the ticket is for the key with serial {want}, but this key is {s}; insert key {want}"
+            ),
+        )),
+        None => Err(ProvisionError::new(
+            Reason::DeviceMismatch,
+            Some(step),
+            format!(
+                "the ticket is for the key with serial {want}, and this key does not prove its serial (no enterprise attestation or PIV)"
+            ),
+        )),
+    }
+}
+
+fn body(
+    flow: &mut Flow<'_>,
+    req: EnrollRequest,
+    vt: &VerifiedTicket,
+    mode: Mode,
+    run: &str,
+) -> Result<EnrollOutcome, ProvisionError> {
+    let (profile, original) = preflight(flow, &req, vt, mode)?;
+    let fido_ops: Vec<_> = vt
+        .claims
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Fido2(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    let piv_ops: Vec<_> = vt
+        .claims
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Piv(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+
+    // PIV first, read-only: serial (pre-assigned device) and drift.
+    let piv_identity = if piv_ops.is_empty() {
+        None
+    } else {
+        let id = piv_steps::identify(flow, &req.target, &piv_ops, &req.pin)?;
+        check_assigned(vt, Some(u64::from(id.serial)), Step::Identify)?;
+        Some(id)
+    };
+
+    let mut out = FidoResult {
+        credentials: Vec::new(),
+        facts: Vec::new(),
+        aaguid: String::new(),
+        firmware: None,
+        serial: None,
+        exceptions: Vec::new(),
+    };
+    let mut pin = match &req.pin {
+        PinChoice::Given(p) => Some(p.clone()),
+        PinChoice::Generate => None,
+    };
+    let mut generated = false;
+    if !fido_ops.is_empty() {
+        let transport = target::open_fido(&req.target, flow.deadlines.command)?;
+        let mut f = fido::identify(flow, transport)?;
+        out.aaguid = crate::attest::mds::format_aaguid(&f.info.aaguid);
+        out.firmware = f
+            .info
+            .firmware_version
+            .map(|v| format!("{}.{}.{}", (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF));
+        if profile.reset_before_enroll {
+            fido::reset(flow, &mut f)?;
+        }
+        let (p, g) = fido::set_pin(flow, &mut f, &req.pin, &profile, &fido_ops[0].rp_id)?;
+        generated = g;
+        fido::enterprise_attestation(flow, &mut f, &p, &profile)?;
+        for op in &fido_ops {
+            fido::credential(flow, &mut f, &p, vt, op, &profile, &mut out)?;
+        }
+        // Last: once forceChangePin is set the key issues no token until
+        // the PIN is changed.
+        if generated {
+            fido::force_change_pin(flow, &mut f, &p)?;
+        }
+        pin = Some(p);
+    }
+
+    let mut piv_out: Option<PivResult> = None;
+    if let Some(id) = &piv_identity {
+        let p = match &pin {
+            Some(p) => p.clone(),
+            None => {
+                generated = true;
+                fido::generate_pin(profile.pin.generated_length.clamp(6, 8))
+            }
+        };
+        let r = piv_steps::provision(flow, &req.target, id, vt, &piv_ops, &p, &profile)?;
+        out.exceptions.extend(r.exceptions.iter().cloned());
+        piv_out = Some(r);
+        pin = Some(p);
+    }
+
+    // One physical key: FIDO and PIV must agree on the serial.
+    let piv_serial = piv_identity.as_ref().map(|i| u64::from(i.serial));
+    if let Some(pr) = &piv_out {
+        flow.step(Step::CrossCheck, flow.deadlines.command, |_| {
+            for ff in &out.facts {
+                for pf in &pr.facts {
+                    policy::cross_check(ff, pf).map_err(|e| {
+                        ProvisionError::new(Reason::SerialMismatch, Some(Step::CrossCheck), e.to_string())
+                    })?;
+                }
+            }
+            if let (Some(f), Some(p)) = (out.serial, piv_serial)
+                && f != p
+            {
+                return Err(ProvisionError::new(
+                    Reason::SerialMismatch,
+                    Some(Step::CrossCheck),
+                    format!("FIDO enterprise attestation serial {f} differs from the PIV card's serial {p}: two different keys"),
+                ));
+            }
+            Ok(((), json!({"fido_serial": out.serial, "piv_serial": piv_serial})))
+        })?;
+    }
+    let serial = out.serial.or(piv_serial);
+    check_assigned(vt, serial, Step::CrossCheck)?;
+
+    let mut credentials = out.credentials.clone();
+    if let Some(pr) = &piv_out {
+        credentials.extend(pr.credentials.iter().cloned());
+    }
+    let rec = EnrollmentRecord {
+        subject: vt.claims.sub.clone(),
+        ticket: TicketRecord {
+            jti: vt.claims.jti.clone(),
+            digest: vt.digest.to_hex(),
+            issuer: vt.claims.iss.clone(),
+            ial: Some(vt.claims.ial),
+        },
+        device: DeviceRecord {
+            kind: match (serial.is_some(), fido_ops.is_empty()) {
+                (true, _) => "yubikey",
+                (false, false) => "fido2",
+                (false, true) => "piv",
+            }
+            .into(),
+            serial: serial.map(|s| s.to_string()),
+            aaguid: (!out.aaguid.is_empty()).then(|| out.aaguid.clone()),
+            model: None,
+            firmware: out
+                .firmware
+                .clone()
+                .or_else(|| piv_identity.as_ref().map(|i| i.firmware.clone())),
+        },
+        policy: Some(vt.claims.policy.clone()),
+        credentials,
+        actor: flow.station.actor.clone(),
+    };
+    let binding = commit(flow, &rec, original.as_ref(), &out.exceptions, run)?;
+    Ok(EnrollOutcome {
+        binding,
+        run: run.to_string(),
+        subject: rec.subject.clone(),
+        policy: vt.claims.policy.clone(),
+        serial: rec.device.serial.clone(),
+        aaguid: rec.device.aaguid.clone(),
+        firmware: rec.device.firmware.clone(),
+        replaced: original.map(|o| o.binding),
+        credentials: rec
+            .credentials
+            .iter()
+            .map(|c| CredentialSummary {
+                kind: c.kind.clone(),
+                rp_id: c.rp_id.clone(),
+                slot: c.slot.clone(),
+                algorithm: c.algorithm.clone(),
+                credential_id: c.credential_id.as_ref().map(hex::encode),
+            })
+            .collect(),
+        exceptions: out.exceptions,
+        generated_pin: if generated { pin } else { None },
+        generated_puk: piv_out.and_then(|p| p.puk),
+        steps: std::mem::take(&mut flow.steps),
+    })
+}
+
+/// Record the waivers applied, then commit the binding (and, for a
+/// replacement, retire the original) in one transaction.
+fn commit(
+    flow: &mut Flow<'_>,
+    rec: &EnrollmentRecord,
+    original: Option<&Original>,
+    exceptions: &[AppliedException],
+    run: &str,
+) -> Result<String, ProvisionError> {
+    let station = flow.station;
+    flow.step(Step::Commit, flow.deadlines.command, |_| {
+        let now = station.now_secs();
+        let mut ledger = station.ledger()?;
+        for x in exceptions {
+            let expires = humantime::parse_rfc3339(&x.expires)
+                .map(super::unix_secs)
+                .unwrap_or(now + 1);
+            let scope = format!(
+                "run {run}, subject {}, device {}",
+                rec.subject,
+                rec.device.serial.as_deref().unwrap_or("-")
+            );
+            ledger
+                .add_exception(&x.rule, &scope, &x.reason, &x.approver, expires, now)
+                .map_err(|e| ledger_error(Step::Commit, e))?;
+        }
+        let binding = match original {
+            None => ledger.commit_enrollment(rec, now),
+            Some(o) => ledger.commit_replacement(&o.binding, rec, &o.reason, now),
+        }
+        .map_err(|e| ledger_error(Step::Commit, e))?;
+        Ok((
+            binding.clone(),
+            json!({"binding": binding, "replaced": original.map(|o| o.binding.clone())}),
+        ))
+    })
+}
+
+/// Turn a policy verdict into a failure (the first unwaived rule decides
+/// the reason) or into the list of exceptions that waived rules.
+pub(crate) fn apply_verdict(
+    v: &Verdict,
+    step: Step,
+    policy: &AttestationPolicy,
+    applied: &mut Vec<AppliedException>,
+) -> Result<(), ProvisionError> {
+    if let Some(bad) = v.violations.iter().find(|x| x.waived_by.is_none()) {
+        let reason = match bad.rule {
+            Rule::Untrusted | Rule::NoAttestation => Reason::AttestationUntrusted,
+            Rule::Aaguid => Reason::PolicyAaguid,
+            Rule::Model => Reason::PolicyModel,
+            Rule::EnterpriseAttestation => Reason::PolicyEnterpriseAttestation,
+            Rule::PinPolicy | Rule::TouchPolicy => Reason::PolicyPiv,
+            _ => Reason::PolicyAttestation,
+        };
+        return Err(ProvisionError::new(
+            reason,
+            Some(step),
+            format!(
+                "attestation policy refused the key: {}; if this key is expected, add it to the profile or record a time-boxed exception (docs/policy.md)",
+                bad.detail
+            ),
+        ));
+    }
+    for w in &v.violations {
+        let Some(by) = &w.waived_by else { continue };
+        let rule = serde_json::to_value(w.rule)
+            .ok()
+            .and_then(|r| r.as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("{:?}", w.rule));
+        let ex = policy.exceptions.iter().find(|e| {
+            e.waive.contains(&w.rule) && by == &format!("{} (approved by {})", e.reason, e.approver)
+        });
+        applied.push(AppliedException {
+            rule,
+            reason: ex.map_or_else(|| by.clone(), |e| e.reason.clone()),
+            approver: ex.map_or_else(String::new, |e| e.approver.clone()),
+            expires: ex.and_then(|e| e.expires.clone()).unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+impl KeyTarget {
+    /// Whether the target can carry PIV (a PC/SC reader).
+    pub fn has_piv_interface(&self) -> bool {
+        matches!(self, KeyTarget::Reader(_))
+    }
 }

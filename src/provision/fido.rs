@@ -1,1 +1,576 @@
-//! FIDO2 steps of an enrollment.
+//! The FIDO2 steps of an enrollment (CTAP 2.1): reset, PIN, enterprise
+//! attestation, makeCredential with the ticket digest as challenge,
+//! attestation verification + policy, getAssertion proving the credential.
+//! Each function is one step; the orchestration (enroll.rs) runs them with
+//! their deadlines and events.
+
+use ciborium::Value;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::flow::Flow;
+use super::{AppliedException, PinChoice, ProvisionError, Reason, Step};
+use crate::attest::authdata::CoseKey;
+use crate::attest::sig::{EcdsaEncoding, SigAlg};
+use crate::attest::{self, FidoFacts};
+use crate::ctap::client::PinUvAuth;
+use crate::ctap::commands::client_pin::permission;
+use crate::ctap::commands::config::ConfigCommand;
+use crate::ctap::commands::get_assertion::GetAssertion;
+use crate::ctap::commands::get_info::Info;
+use crate::ctap::commands::make_credential::{MakeCredential, User};
+use crate::ctap::{self, Ctap2, Pin, PinProtocol, StatusCode, cbor};
+use crate::policy::profile::{EnterpriseAttestation, Profile};
+use crate::store::CredentialRecord;
+use crate::ticket::{self, Fido2Op, VerifiedTicket};
+use crate::transport::{Transport, TransportError};
+
+/// An open FIDO2 interface.
+pub(crate) struct Fido {
+    pub c: Ctap2<Box<dyn Transport>>,
+    pub info: Info,
+    pub proto: PinProtocol,
+    /// Whether makeCredential asks for enterprise attestation.
+    pub ep: bool,
+}
+
+/// What the FIDO2 part produced.
+pub(crate) struct FidoResult {
+    pub credentials: Vec<CredentialRecord>,
+    pub facts: Vec<FidoFacts>,
+    pub aaguid: String,
+    pub firmware: Option<String>,
+    pub serial: Option<u64>,
+    pub exceptions: Vec<AppliedException>,
+}
+
+/// Map a CTAP failure at `step` to a reason and a message that says what to
+/// do; removal leaves the ticket usable, which the message says.
+pub(crate) fn ctap_error(step: Step, e: ctap::Error) -> ProvisionError {
+    use Reason as R;
+    let (reason, msg) = match &e {
+        ctap::Error::Transport(TransportError::Disconnected) => (
+            R::DeviceRemoved,
+            format!(
+                "the key was removed during {step}; nothing was committed and the ticket was not used: re-insert the key and run the enrollment again"
+            ),
+        ),
+        ctap::Error::Transport(TransportError::Cancelled)
+        | ctap::Error::Status(StatusCode::KeepaliveCancel) => {
+            (R::Cancelled, format!("cancelled during {step}; nothing was committed"))
+        }
+        ctap::Error::Transport(TransportError::Timeout) => (
+            if touch_step(step) { R::TouchTimeout } else { R::Timeout },
+            format!("the key did not complete {step} in time{}", touch_hint(step)),
+        ),
+        ctap::Error::Status(StatusCode::UserActionTimeout | StatusCode::ActionTimeout) => (
+            R::TouchTimeout,
+            format!("no touch during {step}; touch the key when it blinks and retry"),
+        ),
+        ctap::Error::Status(StatusCode::PinBlocked | StatusCode::PinAuthBlocked) => (
+            R::PinBlocked,
+            "the key's FIDO2 PIN is blocked; only a reset clears it, which is a re-enrollment under a new ticket".to_string(),
+        ),
+        ctap::Error::Status(StatusCode::PinInvalid) => (
+            R::PinInvalid,
+            "the key refused the PIN".to_string(),
+        ),
+        ctap::Error::Status(StatusCode::PinPolicyViolation) => (
+            R::PolicyPin,
+            "the key's own PIN policy refused the PIN (too short for its minimum PIN length)".to_string(),
+        ),
+        ctap::Error::Status(StatusCode::NotAllowed) if step == Step::Reset => (
+            R::ResetNotAllowed,
+            "the key refused the reset: a FIDO2 reset is accepted only within about 10 seconds of plugging the key in, and only with a touch; unplug the key, plug it back in and touch it right away".to_string(),
+        ),
+        ctap::Error::Status(StatusCode::OperationDenied) => (
+            R::DeviceError,
+            format!("the key denied {step} (the person declined, or the key's settings forbid it)"),
+        ),
+        _ => (R::DeviceError, format!("{step} failed: {e}")),
+    };
+    ProvisionError::new(reason, Some(step), msg).with_source(e)
+}
+
+fn touch_step(step: Step) -> bool {
+    matches!(
+        step,
+        Step::Reset | Step::MakeCredential | Step::GetAssertion
+    )
+}
+
+fn touch_hint(step: Step) -> &'static str {
+    if touch_step(step) {
+        ": touch the key when it blinks, then retry"
+    } else {
+        "; re-insert the key and retry"
+    }
+}
+
+fn fmt_firmware(f: u32) -> String {
+    format!("{}.{}.{}", (f >> 16) & 0xFF, (f >> 8) & 0xFF, f & 0xFF)
+}
+
+/// getInfo: identify the key.
+pub(crate) fn identify(
+    flow: &mut Flow<'_>,
+    transport: Box<dyn Transport>,
+) -> Result<Fido, ProvisionError> {
+    let mut c = Ctap2::new(transport);
+    flow.attach(&mut c);
+    c.set_timeout(flow.deadlines.command);
+    flow.step(Step::Identify, flow.deadlines.command, |_| {
+        let info = c.get_info().map_err(|e| ctap_error(Step::Identify, e))?;
+        if !info.versions.iter().any(|v| v.starts_with("FIDO_2")) {
+            return Err(ProvisionError::new(
+                Reason::DeviceUnsupported,
+                Some(Step::Identify),
+                "the key speaks only U2F (no FIDO2); use a FIDO2 key",
+            ));
+        }
+        let proto = if info.pin_uv_auth_protocols.contains(&2) {
+            PinProtocol::V2
+        } else {
+            PinProtocol::V1
+        };
+        let aaguid = attest::mds::format_aaguid(&info.aaguid);
+        let detail = json!({"aaguid": aaguid, "versions": info.versions,
+            "firmware": info.firmware_version.map(fmt_firmware),
+            "client_pin": info.option("clientPin"), "ep": info.option("ep")});
+        Ok((
+            Fido {
+                c,
+                info,
+                proto,
+                ep: false,
+            },
+            detail,
+        ))
+    })
+}
+
+/// authenticatorReset, when the profile asks for a fresh key.
+pub(crate) fn reset(flow: &mut Flow<'_>, f: &mut Fido) -> Result<(), ProvisionError> {
+    let t = flow.deadlines.touch;
+    f.c.set_timeout(t);
+    flow.step(Step::Reset, t, |_| {
+        f.c.reset().map_err(|e| ctap_error(Step::Reset, e))?;
+        Ok(((), json!({"reset": true})))
+    })?;
+    f.c.set_timeout(flow.deadlines.command);
+    f.info = f.c.get_info().map_err(|e| ctap_error(Step::Identify, e))?;
+    Ok(())
+}
+
+/// Set the PIN (or accept one an interrupted attempt set), returning the
+/// PIN now on the key.
+///
+/// A key that already has a PIN is accepted only if the given PIN opens
+/// it (one try, never more): that is the key of an earlier attempt of
+/// this enrollment that was interrupted after setPIN. With a generated PIN
+/// the old one cannot be known: the profile must reset the key first.
+pub(crate) fn set_pin(
+    flow: &mut Flow<'_>,
+    f: &mut Fido,
+    choice: &PinChoice,
+    profile: &Profile,
+    rp_id: &str,
+) -> Result<(Pin, bool), ProvisionError> {
+    let cmd = flow.deadlines.command;
+    let has_pin = f.info.option("clientPin");
+    if has_pin.is_none() {
+        return Err(ProvisionError::new(
+            Reason::DeviceUnsupported,
+            Some(Step::SetPin),
+            "the key has no clientPIN support; keyward enrolls only keys with a PIN",
+        ));
+    }
+    let (pin, generated) = match choice {
+        PinChoice::Given(p) => (p.clone(), false),
+        PinChoice::Generate => (generate_pin(profile.pin.generated_length), true),
+    };
+    flow.step(Step::SetPin, cmd, |_| {
+        if has_pin == Some(true) {
+            let retries = f
+                .c
+                .pin_retries()
+                .map_err(|e| ctap_error(Step::SetPin, e))?;
+            if retries.retries == 0 {
+                return Err(ProvisionError::new(
+                    Reason::PinBlocked,
+                    Some(Step::SetPin),
+                    "the key's FIDO2 PIN is blocked; it must be reset (a profile with reset_before_enroll = true does so)",
+                ));
+            }
+            if generated {
+                return Err(ProvisionError::new(
+                    Reason::PinAlreadySet,
+                    Some(Step::SetPin),
+                    "the key already has a FIDO2 PIN and this enrollment generates one; reset the key first (profile reset_before_enroll) or use a fresh key",
+                ));
+            }
+            // One try with the PIN the person chose: an earlier,
+            // interrupted attempt of this enrollment may have set it.
+            return match f.c.pin_token(f.proto, &pin, Some(permission::MAKE_CREDENTIAL), Some(rp_id)) {
+                Ok(_) => Ok(((), json!({"pin": "already set by an earlier attempt; accepted"}))),
+                Err(e) if e.status() == Some(StatusCode::PinInvalid) => Err(ProvisionError::new(
+                    Reason::PinAlreadySet,
+                    Some(Step::SetPin),
+                    format!(
+                        "the key already has a different FIDO2 PIN ({} tries left); enter that PIN, or reset the key (profile reset_before_enroll) to enroll it afresh",
+                        retries.retries.saturating_sub(1)
+                    ),
+                )),
+                Err(e) => Err(ctap_error(Step::SetPin, e)),
+            };
+        }
+        f.c.set_pin(f.proto, &pin)
+            .map_err(|e| ctap_error(Step::SetPin, e))?;
+        Ok(((), json!({"pin": if generated { "generated" } else { "chosen by the person" }})))
+    })?;
+    Ok((pin, generated))
+}
+
+/// A random numeric PIN of `len` digits (uniform, rejection sampling).
+pub(crate) fn generate_pin(len: usize) -> Pin {
+    let mut s = Zeroizing::new(String::with_capacity(len));
+    let mut b = Zeroizing::new([0u8; 1]);
+    while s.len() < len {
+        crate::random::fill(b.as_mut());
+        if b[0] < 250 {
+            s.push(char::from(b'0' + b[0] % 10));
+        }
+    }
+    Pin::new(s)
+}
+
+fn cfg_token(f: &mut Fido, pin: &Pin, step: Step) -> Result<PinUvAuth, ProvisionError> {
+    f.c.pin_token(f.proto, pin, Some(permission::AUTHENTICATOR_CFG), None)
+        .map_err(|e| ctap_error(step, e))
+}
+
+/// setMinPINLength with forceChangePin: a generated PIN must be changed by
+/// the person at first use.
+pub(crate) fn force_change_pin(
+    flow: &mut Flow<'_>,
+    f: &mut Fido,
+    pin: &Pin,
+) -> Result<(), ProvisionError> {
+    let cmd = flow.deadlines.command;
+    flow.step(Step::ForceChangePin, cmd, |_| {
+        if f.info.option("setMinPINLength") != Some(true) {
+            return Err(ProvisionError::new(
+                Reason::DeviceUnsupported,
+                Some(Step::ForceChangePin),
+                "the key cannot force a PIN change (no setMinPINLength); a generated PIN needs it — choose the PIN at a kiosk instead",
+            ));
+        }
+        let tok = cfg_token(f, pin, Step::ForceChangePin)?;
+        let cmd = ConfigCommand::SetMinPinLength {
+            new_min_pin_length: None,
+            min_pin_length_rp_ids: vec![],
+            force_change_pin: true,
+        };
+        f.c.config(&cmd, Some(&tok))
+            .map_err(|e| ctap_error(Step::ForceChangePin, e))?;
+        Ok(((), json!({"force_change_pin": true})))
+    })
+}
+
+/// Enable enterprise attestation where the profile wants it; sets
+/// whether makeCredential asks for it.
+pub(crate) fn enterprise_attestation(
+    flow: &mut Flow<'_>,
+    f: &mut Fido,
+    pin: &Pin,
+    profile: &Profile,
+) -> Result<(), ProvisionError> {
+    let want = profile.enterprise_attestation;
+    if want == EnterpriseAttestation::Off {
+        return Ok(());
+    }
+    let supported = f.info.option("ep").is_some() && f.info.option("authnrCfg") == Some(true);
+    if !supported {
+        if want == EnterpriseAttestation::Required {
+            return Err(ProvisionError::new(
+                Reason::PolicyEnterpriseAttestation,
+                Some(Step::EnterpriseAttestation),
+                format!(
+                    "profile requires enterprise attestation, which this key (AAGUID {}) does not offer",
+                    attest::mds::format_aaguid(&f.info.aaguid)
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let cmd = flow.deadlines.command;
+    flow.step(Step::EnterpriseAttestation, cmd, |_| {
+        if f.info.option("ep") != Some(true) {
+            let tok = cfg_token(f, pin, Step::EnterpriseAttestation)?;
+            f.c.config(&ConfigCommand::EnableEnterpriseAttestation, Some(&tok))
+                .map_err(|e| ctap_error(Step::EnterpriseAttestation, e))?;
+        }
+        Ok(((), json!({"ep": true})))
+    })?;
+    f.ep = true;
+    Ok(())
+}
+
+/// The user handle: the ticket's, or one derived from issuer and subject
+/// (stable per identity, reveals neither).
+fn user_handle(vt: &VerifiedTicket, op: &Fido2Op) -> Vec<u8> {
+    use base64::Engine;
+    if let Some(u) = &op.user
+        && let Ok(b) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(u)
+    {
+        return b;
+    }
+    let mut h = Sha256::new();
+    h.update(b"keyward-user-handle-v1\0");
+    h.update(vt.claims.iss.as_bytes());
+    h.update([0]);
+    h.update(vt.claims.sub.as_bytes());
+    h.finalize().to_vec()
+}
+
+/// makeCredential, attestation check and getAssertion for one op.
+pub(crate) fn credential(
+    flow: &mut Flow<'_>,
+    f: &mut Fido,
+    pin: &Pin,
+    vt: &VerifiedTicket,
+    op: &Fido2Op,
+    profile: &Profile,
+    out: &mut FidoResult,
+) -> Result<(), ProvisionError> {
+    let client_data = ticket::fido2_client_data(&vt.digest, &op.rp_id);
+    let touch = flow.deadlines.touch;
+    let alg = if f.info.algorithms.is_empty() || f.info.algorithms.contains(&-7) {
+        -7
+    } else {
+        f.info.algorithms[0]
+    };
+    let mc = MakeCredential {
+        client_data_hash: client_data.hash,
+        rp_id: op.rp_id.clone(),
+        user: User {
+            id: user_handle(vt, op),
+            name: op.user_name.clone().or_else(|| Some(vt.claims.sub.clone())),
+            display_name: op.user_name.clone(),
+        },
+        algorithms: vec![alg],
+        cred_protect: Some(2),
+        rk: Some(true),
+        enterprise_attestation: f.ep.then_some(1),
+        ..MakeCredential::default()
+    };
+    f.c.set_timeout(touch);
+    let att = flow.step(Step::MakeCredential, touch, |_| {
+        let tok =
+            f.c.pin_token(
+                f.proto,
+                pin,
+                Some(permission::MAKE_CREDENTIAL | permission::GET_ASSERTION),
+                Some(&op.rp_id),
+            )
+            .map_err(|e| ctap_error(Step::MakeCredential, e))?;
+        let att =
+            f.c.make_credential(&mc, Some(&tok))
+                .map_err(|e| ctap_error(Step::MakeCredential, e))?;
+        let id = att.credential_id().map(hex::encode);
+        Ok((
+            att,
+            json!({"rp_id": op.rp_id, "credential_id": id, "fmt": "pending"}),
+        ))
+    })?;
+    let attested = att.auth_data.attested.clone().ok_or_else(|| {
+        ProvisionError::new(
+            Reason::AttestationInvalid,
+            Some(Step::MakeCredential),
+            "makeCredential returned no credential",
+        )
+    })?;
+    let mut ao = vec![
+        ("fmt", Value::Text(att.fmt.clone())),
+        ("attStmt", att.att_stmt.clone()),
+        ("authData", Value::Bytes(att.auth_data_raw.clone())),
+    ];
+    if let Some(e) = att.ep_att {
+        ao.push(("epAtt", Value::Bool(e)));
+    }
+    let attestation_object = cbor::encode(&cbor::text_map(ao));
+    let facts = flow.step(Step::FidoAttestation, touch, |fl| {
+        let facts = check_attestation(fl, f, &attestation_object, &client_data.hash, profile, out)?;
+        if facts.credential_id != attested.credential_id {
+            return Err(ProvisionError::new(
+                Reason::AttestationInvalid,
+                Some(Step::FidoAttestation),
+                "the attestation names another credential than makeCredential returned",
+            ));
+        }
+        let detail = json!({"format": facts.format, "type": facts.attestation_type,
+            "aaguid": facts.aaguid, "serial": facts.serial, "chain": facts.chain,
+            "enterprise": facts.enterprise});
+        Ok((facts, detail))
+    })?;
+    if profile.enterprise_attestation == EnterpriseAttestation::Required && facts.serial.is_none() {
+        return Err(ProvisionError::new(
+            Reason::PolicyEnterpriseAttestation,
+            Some(Step::FidoAttestation),
+            "profile requires enterprise attestation, but the attestation carries no serial",
+        ));
+    }
+    prove(
+        flow,
+        f,
+        pin,
+        op,
+        &attested.credential_id,
+        &attested.public_key,
+    )?;
+    let cose = CoseKey::from_value(&attested.public_key).ok();
+    let algorithm = match cose.and_then(|k| k.alg).unwrap_or(alg) {
+        -7 => "ES256".to_string(),
+        -8 => "EdDSA".to_string(),
+        -257 => "RS256".to_string(),
+        a => format!("COSE {a}"),
+    };
+    out.credentials.push(CredentialRecord {
+        kind: "fido2".into(),
+        credential_id: Some(attested.credential_id.clone()),
+        rp_id: Some(op.rp_id.clone()),
+        slot: None,
+        algorithm,
+        public_key: cbor::encode(&attested.public_key),
+        attestation: Some(attestation_object),
+        attestation_format: Some(att.fmt.clone()),
+    });
+    if facts.serial.is_some() {
+        out.serial = facts.serial;
+    }
+    out.facts.push(facts);
+    Ok(())
+}
+
+/// Verify the attestation to the station's anchors (and MDS), then let the
+/// profile's attestation policy decide.
+fn check_attestation(
+    flow: &mut Flow<'_>,
+    f: &Fido,
+    attestation_object: &[u8],
+    client_data_hash: &[u8; 32],
+    profile: &Profile,
+    out: &mut FidoResult,
+) -> Result<FidoFacts, ProvisionError> {
+    let st = flow.station;
+    let at = st.now();
+    let facts = attest::verify_fido(
+        attestation_object,
+        client_data_hash,
+        &st.anchors,
+        st.mds.as_deref(),
+        at,
+    )
+    .map_err(|e| {
+        ProvisionError::new(
+            Reason::AttestationInvalid,
+            Some(Step::FidoAttestation),
+            format!("the FIDO2 attestation is invalid: {e}"),
+        )
+        .with_source(e)
+    })?;
+    let info_aaguid = attest::mds::format_aaguid(&f.info.aaguid);
+    if facts.aaguid != info_aaguid {
+        return Err(ProvisionError::new(
+            Reason::AttestationInvalid,
+            Some(Step::FidoAttestation),
+            format!(
+                "the attestation's AAGUID {} differs from the key's getInfo AAGUID {info_aaguid}",
+                facts.aaguid
+            ),
+        ));
+    }
+    if !facts.user_verified {
+        return Err(ProvisionError::new(
+            Reason::AttestationInvalid,
+            Some(Step::FidoAttestation),
+            "the credential was made without user verification",
+        ));
+    }
+    let verdict = profile.attestation.decide_fido(&facts, at);
+    super::enroll::apply_verdict(
+        &verdict,
+        Step::FidoAttestation,
+        &profile.attestation,
+        &mut out.exceptions,
+    )?;
+    Ok(facts)
+}
+
+/// getAssertion with the new credential, and its signature checked with
+/// the credential's public key.
+fn prove(
+    flow: &mut Flow<'_>,
+    f: &mut Fido,
+    pin: &Pin,
+    op: &Fido2Op,
+    credential_id: &[u8],
+    public_key: &Value,
+) -> Result<(), ProvisionError> {
+    let touch = flow.deadlines.touch;
+    let mut challenge = [0u8; 32];
+    crate::random::fill(&mut challenge);
+    let json_text = format!(
+        "{{\"type\":\"webauthn.get\",\"challenge\":\"{}\",\"origin\":{},\"crossOrigin\":false}}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, challenge),
+        serde_json::Value::String(format!("https://{}", op.rp_id))
+    );
+    let hash: [u8; 32] = Sha256::digest(json_text.as_bytes()).into();
+    let ga = GetAssertion {
+        rp_id: op.rp_id.clone(),
+        client_data_hash: hash,
+        allow_list: vec![credential_id.to_vec()],
+        ..GetAssertion::default()
+    };
+    f.c.set_timeout(touch);
+    flow.step(Step::GetAssertion, touch, |_| {
+        // makeCredential with UV used up the token's mc/ga permissions
+        // (CTAP 2.1 §6.1.2): a fresh token.
+        let tok =
+            f.c.pin_token(
+                f.proto,
+                pin,
+                Some(permission::GET_ASSERTION),
+                Some(&op.rp_id),
+            )
+            .map_err(|e| ctap_error(Step::GetAssertion, e))?;
+        let a =
+            f.c.get_assertion(&ga, Some(&tok))
+                .map_err(|e| ctap_error(Step::GetAssertion, e))?;
+        let invalid = |m: String| {
+            ProvisionError::new(Reason::AttestationInvalid, Some(Step::GetAssertion), m)
+        };
+        if a.credential_id
+            .as_deref()
+            .is_some_and(|id| id != credential_id)
+        {
+            return Err(invalid(
+                "getAssertion answered with another credential".into(),
+            ));
+        }
+        let key = CoseKey::from_value(public_key)
+            .map_err(|e| invalid(format!("credential public key: {e}")))?;
+        let alg = SigAlg::from_cose(key.alg.unwrap_or(-7))
+            .map_err(|e| invalid(format!("credential algorithm: {e}")))?;
+        let msg = [a.auth_data_raw.as_slice(), &hash].concat();
+        key.key
+            .verify(alg, &msg, &a.signature, EcdsaEncoding::Der)
+            .map_err(|e| invalid(format!("the assertion signature does not verify: {e}")))?;
+        Ok((
+            (),
+            json!({"signature_valid": true, "sign_count": a.auth_data.sign_count,
+                       "user_verified": a.auth_data.user_verified()}),
+        ))
+    })
+}

@@ -34,6 +34,8 @@ use crate::ticket;
 pub mod bulk;
 mod enroll;
 mod fido;
+mod flow;
+mod guard;
 mod piv;
 mod reason;
 mod replace;
