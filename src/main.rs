@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.json),
+        Commands::Bulk(args) => keyward::cli::bulk::run(args, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -67,10 +67,16 @@ fn replacement_retires_the_old_binding_and_notifies() {
     let new = replace(&rig, t, 32_000_002).expect("replacement");
     assert_eq!(new.replaced.as_deref(), Some(old.binding.as_str()));
     assert_eq!(new.serial.as_deref(), Some("32000002"));
-    assert_eq!(state(&rig, &old.binding), ("replaced".into(), Some(new.binding.clone())));
+    assert_eq!(
+        state(&rig, &old.binding),
+        ("replaced".into(), Some(new.binding.clone()))
+    );
     assert_eq!(state(&rig, &new.binding).0, "active");
     let kinds = outbox_kinds(&rig);
-    assert!(kinds.contains(&"notify.replacement".to_string()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"notify.replacement".to_string()),
+        "{kinds:?}"
+    );
     let l = rig.station.ledger.lock().unwrap();
     assert!(l.verify_audit().unwrap().ok());
     let runs = l.runs_since(0).unwrap();
@@ -98,7 +104,11 @@ fn lower_assurance_is_refused_and_nothing_changes() {
     let e = replace(&rig, t, 32_000_022).unwrap_err();
     assert_eq!(e.reason, Reason::ReplaceIal);
     assert_eq!(e.step, Some(Step::Replace));
-    assert!(e.message.contains("ial 2") && e.message.contains("ial 3"), "{}", e.message);
+    assert!(
+        e.message.contains("ial 2") && e.message.contains("ial 3"),
+        "{}",
+        e.message
+    );
     assert_eq!(rig.counts(), before);
     assert_eq!(state(&rig, &old.binding).0, "active");
 }
@@ -110,7 +120,11 @@ fn privileged_profile_needs_dual_control() {
     let c = replacing("privileged", Some(&old.binding), None, 2);
     let e = replace(&rig, rig.ticket(&c), 32_000_032).unwrap_err();
     assert_eq!(e.reason, Reason::ReplaceDualControl, "{}", e.message);
-    assert!(e.message.contains("two independent approvals"), "{}", e.message);
+    assert!(
+        e.message.contains("two independent approvals"),
+        "{}",
+        e.message
+    );
     assert_eq!(state(&rig, &old.binding).0, "active");
     // The same claims co-signed by a second approver pass.
     let new = replace(&rig, rig.dual_ticket(&c), 32_000_033).expect("dual control");
@@ -143,8 +157,16 @@ fn wrong_tickets_for_the_workflow_are_refused() {
     .unwrap_err();
     assert_eq!(e.reason, Reason::ReplaceTicket);
     // Unknown binding, another subject's binding.
-    let t = rig.ticket(&replacing("standard", Some("00112233445566778899aabbccddeeff"), None, 2));
-    assert_eq!(replace(&rig, t, 32_000_054).unwrap_err().reason, Reason::ReplaceNotFound);
+    let t = rig.ticket(&replacing(
+        "standard",
+        Some("00112233445566778899aabbccddeeff"),
+        None,
+        2,
+    ));
+    assert_eq!(
+        replace(&rig, t, 32_000_054).unwrap_err().reason,
+        Reason::ReplaceNotFound
+    );
     let mut other = replacing("standard", Some(&old.binding), None, 2);
     other.sub = "mallory@example.test".into();
     let e = replace(&rig, rig.ticket(&other), 32_000_055).unwrap_err();
@@ -154,6 +176,9 @@ fn wrong_tickets_for_the_workflow_are_refused() {
     let t = rig.ticket(&replacing("standard", Some(&old.binding), None, 2));
     replace(&rig, t, 32_000_056).expect("first replacement");
     let t = rig.ticket(&replacing("standard", Some(&old.binding), None, 2));
-    assert_eq!(replace(&rig, t, 32_000_057).unwrap_err().reason, Reason::ReplaceState);
+    assert_eq!(
+        replace(&rig, t, 32_000_057).unwrap_err().reason,
+        Reason::ReplaceState
+    );
     assert_eq!(state(&rig, &old.binding).0, "replaced");
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod attest;
+pub mod bulk;
 pub mod demo;
 pub mod devices;
 pub mod fido;
@@ -85,6 +86,9 @@ pub enum Commands {
     /// Run a complete FIDO2 enrollment on the built-in simulator: ticket,
     /// key, attestation, ledger
     Demo(demo::DemoArgs),
+    /// Provision a batch of keys from a manifest of tickets, several at
+    /// once, with a report and an age-sealed PIN file
+    Bulk(bulk::BulkArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).

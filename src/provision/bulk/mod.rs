@@ -31,7 +31,6 @@ use self::slot::{Gate, Source};
 use super::{Cancel, Deadlines, Station};
 use crate::sim::Faults;
 use crate::sim::ca::SimCa;
-use crate::ticket::{ReplayError, ReplayGuard};
 
 /// How a run goes.
 #[derive(Debug, Clone)]
@@ -117,36 +116,13 @@ pub(crate) struct Run<'a> {
     t0: Instant,
 }
 
-/// The ledger as a read-only replay check for the pre-flight: a ticket
-/// already consumed is refused before any key is touched. (Consumption
-/// itself happens in each enrollment's commit.)
-struct LedgerCheck<'a>(&'a crate::store::Ledger);
-
-impl ReplayGuard for LedgerCheck<'_> {
-    fn is_consumed(&self, _iss: &str, jti: &str) -> Result<bool, ReplayError> {
-        self.0
-            .ticket_consumed(jti)
-            .map(|c| c.is_some())
-            .map_err(|e| ReplayError::Backend(Box::new(e)))
-    }
-    fn consume(&self, iss: &str, jti: &str, _exp: i64, _now: i64) -> Result<(), ReplayError> {
-        // Never called by verification; refusing keeps this check read-only.
-        Err(ReplayError::AlreadyConsumed {
-            iss: iss.into(),
-            jti: jti.into(),
-        })
-    }
-    fn latest_trusted_time(&self) -> Result<Option<i64>, ReplayError> {
-        self.0
-            .latest_trusted_time()
-            .map_err(|e| ReplayError::Backend(Box::new(e)))
-    }
-}
-
 /// Verify every ticket now, listing every one that fails.
 pub fn preflight(station: &Station, m: &Manifest) -> Result<(), BulkError> {
     let ledger = station.ledger().map_err(|e| BulkError::Ledger(e.message))?;
-    let guard = LedgerCheck(&ledger);
+    // The ledger is the replay guard: a ticket already consumed is refused
+    // here. Verification only reads it; each enrollment consumes its ticket
+    // in its own commit.
+    let guard: &crate::store::Ledger = &ledger;
     let now = station.now_secs();
     let problems: Vec<String> = m
         .entries
@@ -154,7 +130,7 @@ pub fn preflight(station: &Station, m: &Manifest) -> Result<(), BulkError> {
         .filter_map(|e| {
             station
                 .verifier
-                .verify(e.ticket.as_bytes(), now, &guard)
+                .verify(e.ticket.as_bytes(), now, guard)
                 .err()
                 .map(|err| {
                     format!(

@@ -109,22 +109,29 @@ impl Pool {
         })
     }
 
-    /// Any pending ticket (for a simulated key, which takes the ticket's
-    /// serial), waiting while others are in flight and may come back.
-    /// `None` when every ticket reached its end or `stop()` says so.
-    pub fn take_any(&self, stop: &dyn Fn() -> bool) -> Option<usize> {
+    /// A pending ticket for a simulated key, which takes the ticket's
+    /// serial. With `assigned` false, tickets pre-assigned to a serial are
+    /// left for the real keys (reader slots) that carry it. Waits while
+    /// tickets are in flight and may come back; `None` when none is left
+    /// for it or `stop()` says so.
+    pub fn take_any(&self, assigned: bool, stop: &dyn Fn() -> bool) -> Option<usize> {
         let mut g = self.lock();
         loop {
             if stop() {
                 return None;
             }
-            if let Some(i) = g.state.iter().position(|s| *s == TicketState::Pending) {
+            let usable = |g: &Inner, i: usize| assigned || g.serial[i].is_none();
+            if let Some(i) =
+                (0..g.state.len()).find(|&i| g.state[i] == TicketState::Pending && usable(&g, i))
+            {
                 let Take::Ticket(i) = Self::claim(&mut g, i) else {
                     unreachable!()
                 };
                 return Some(i);
             }
-            if Self::resolved(&g) {
+            let open =
+                (0..g.state.len()).any(|i| g.state[i] == TicketState::InFlight && usable(&g, i));
+            if !open {
                 return None;
             }
             g = self
@@ -241,15 +248,21 @@ mod tests {
     #[test]
     fn take_any_waits_for_in_flight_tickets() {
         let p = std::sync::Arc::new(Pool::new(&entries(&[None]), 3));
-        assert_eq!(p.take_any(&|| false), Some(0));
+        assert_eq!(p.take_any(true, &|| false), Some(0));
         let q = p.clone();
-        let t = std::thread::spawn(move || q.take_any(&|| false));
+        let t = std::thread::spawn(move || q.take_any(true, &|| false));
         std::thread::sleep(Duration::from_millis(50));
         p.finish(0, false, true);
         assert_eq!(t.join().unwrap(), Some(0));
         p.finish(0, true, false);
-        assert_eq!(p.take_any(&|| false), None);
+        assert_eq!(p.take_any(true, &|| false), None);
         let p = Pool::new(&entries(&[None]), 3);
-        assert_eq!(p.take_any(&|| true), None);
+        assert_eq!(p.take_any(true, &|| true), None);
+        // Pre-assigned tickets are left to the readers unless allowed.
+        let p = Pool::new(&entries(&[Some(5), None]), 3);
+        assert_eq!(p.take_any(false, &|| false), Some(1));
+        p.finish(1, true, false);
+        assert_eq!(p.take_any(false, &|| false), None);
+        assert_eq!(p.take_any(true, &|| false), Some(0));
     }
 }

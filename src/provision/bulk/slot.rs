@@ -290,7 +290,11 @@ impl Run<'_> {
         let mut n = 0u32;
         loop {
             self.emit(SlotEvent::new(&slot, SlotState::WaitingForKey));
-            let Some(i) = self.pool.take_any(&|| self.stopped()) else {
+            // With reader slots in the run, tickets pre-assigned to a serial
+            // wait for that real key; without, a simulated key takes the
+            // serial (trials of a real manifest).
+            let assigned = self.opts.readers.is_empty();
+            let Some(i) = self.pool.take_any(assigned, &|| self.stopped()) else {
                 break;
             };
             let Some(_pass) = self.gate.enter(&|| self.stopped()) else {
