@@ -1,0 +1,582 @@
+//! `keyward bulk` end to end: the real binary, a station configured by a
+//! keyward.toml, signed tickets, keys on vpcd readers through pcscd (leased)
+//! and in-process simulated keys, the SQLite ledger on disk, the report
+//! files, and the PIN file read back with the real `age` CLI.
+
+mod common;
+#[path = "provision_support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use keyward::sim::Fault;
+use keyward::ticket::Device;
+
+use common::{keyward, lease_reader, rig, run, wait_card};
+
+/// One bulk station: config, issuer keys, an age identity.
+struct Bulk {
+    r: support::Rig,
+    identity: PathBuf,
+    recipient: String,
+}
+
+fn station() -> Bulk {
+    let r = support::rig();
+    let identity = r.dir.path().join("operator.agekey");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .expect("age-keygen (apt-get install age)");
+    assert!(out.status.success());
+    let out = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    let recipient = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    Bulk {
+        r,
+        identity,
+        recipient,
+    }
+}
+
+impl Bulk {
+    fn path(&self, name: &str) -> PathBuf {
+        self.r.dir.path().join(name)
+    }
+
+    /// A ticket for `sub`, optionally pre-assigned by claim to `serial`.
+    fn ticket(&self, sub: &str, serial: Option<u32>) -> String {
+        let mut c = support::claims("standard");
+        c.sub = sub.into();
+        c.device = serial.map(|serial| Device {
+            serial,
+            model: None,
+        });
+        String::from_utf8(self.r.ticket(&c)).unwrap()
+    }
+
+    /// A JSON-lines manifest of `rows` (ticket, device, label).
+    fn manifest(&self, rows: &[serde_json::Value]) -> PathBuf {
+        let p = self.path("manifest.jsonl");
+        let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn cmd(&self, manifest: &Path, extra: &[&str]) -> Command {
+        let mut c = keyward();
+        c.arg("--config")
+            .arg(&self.r.config)
+            .arg("bulk")
+            .arg("--manifest")
+            .arg(manifest)
+            .arg("--report")
+            .arg(self.path("report"))
+            .args(["--pin-recipient", &self.recipient])
+            .args(extra);
+        c
+    }
+
+    fn report(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path("report.json")).unwrap()).unwrap()
+    }
+
+    /// The PIN file through `age -d -i`: (serial, subject, pin) rows.
+    fn pins(&self) -> Vec<(String, String, String)> {
+        let out = Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(&self.identity)
+            .arg(self.path("report.pins.age"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "age -d: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut rd = csv::Reader::from_reader(&out.stdout[..]);
+        assert_eq!(
+            rd.headers().unwrap().iter().collect::<Vec<_>>(),
+            ["serial", "subject", "jti", "binding", "pin", "puk"]
+        );
+        rd.records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[0].to_string(), r[1].to_string(), r[4].to_string())
+            })
+            .collect()
+    }
+
+    fn bindings(&self) -> usize {
+        support::count(&self.r.db, "SELECT count(*) FROM bindings")
+    }
+
+    fn runs(&self) -> usize {
+        support::count(&self.r.db, "SELECT count(*) FROM runs")
+    }
+}
+
+fn stdout_events(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+fn rows(report: &serde_json::Value) -> &Vec<serde_json::Value> {
+    report["rows"].as_array().unwrap()
+}
+
+/// `keyward sim --vpcd` on a reader we hold the lease of.
+fn sim_on(reader: &common::Reader, args: &[&str]) -> Child {
+    assert!(wait_card(reader.name, false, Duration::from_secs(10)));
+    let child = keyward()
+        .args(["sim", "--vpcd", &reader.addr()])
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_card(reader.name, true, Duration::from_secs(15)),
+        "card never appeared in {}",
+        reader.name
+    );
+    child
+}
+
+fn stop(mut child: Child, reader: &common::Reader) {
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(wait_card(reader.name, false, Duration::from_secs(10)));
+}
+
+/// 8 keys: two on vpcd readers (pre-assigned, one by manifest `device`, one
+/// by the ticket's `device` claim) and six in-process, four slots of them.
+/// Every key bound, the ledger has the 8 bindings and a sound audit chain,
+/// the PINs decrypt with `age -d` and appear nowhere else.
+#[test]
+fn bulk_of_eight_keys_on_readers_and_simulated_keys() {
+    if !rig() {
+        return;
+    }
+    let b = station();
+    let (ra, rb) = (lease_reader(), lease_reader());
+    let sa = sim_on(&ra, &["--serial", "31000001", "--fido2"]);
+    let sb = sim_on(&rb, &["--serial", "31000002", "--fido2"]);
+    let mut rows_in = vec![
+        serde_json::json!({"ticket": b.ticket("reader-a@example.test", None), "device": "serial:31000001", "label": "reader A"}),
+        serde_json::json!({"ticket": b.ticket("reader-b@example.test", Some(31_000_002)), "label": "reader B"}),
+    ];
+    for n in 0..6 {
+        rows_in.push(serde_json::json!({"ticket": b.ticket(&format!("user{n}@example.test"), None), "label": format!("desk {n}")}));
+    }
+    let m = b.manifest(&rows_in);
+    let readers = format!("{},{}", ra.name, rb.name);
+    let out = run(b
+        .cmd(
+            &m,
+            &[
+                "--readers",
+                &readers,
+                "--sim",
+                "4",
+                "--parallel",
+                "6",
+                "--wait",
+                "60s",
+            ],
+        )
+        .env_remove("RUST_LOG"));
+    stop(sa, &ra);
+    stop(sb, &rb);
+    assert!(out.status.success(), "exit {:?}", out.status);
+
+    let report = b.report();
+    assert_eq!(report["summary"]["tickets"], 8);
+    assert_eq!(report["summary"]["bound"], 8);
+    assert_eq!(report["summary"]["failed_attempts"], 0);
+    let rows = rows(&report);
+    assert_eq!(rows.len(), 8);
+    for r in rows {
+        assert_eq!(r["outcome"], "bound", "{r}");
+        assert!(r["binding"].as_str().is_some_and(|s| !s.is_empty()));
+        assert_eq!(r["pin_generated"], true);
+    }
+    // The pre-assigned tickets went to their reader keys.
+    let by_line = |l: u64| rows.iter().find(|r| r["line"] == l).unwrap();
+    assert_eq!(by_line(1)["serial"], "31000001");
+    assert_eq!(by_line(1)["slot"], format!("reader:{}", ra.name));
+    assert_eq!(by_line(2)["serial"], "31000002");
+    assert_eq!(by_line(2)["slot"], format!("reader:{}", rb.name));
+    let sims = rows
+        .iter()
+        .filter(|r| r["slot"].as_str().unwrap().starts_with("sim:"))
+        .count();
+    assert_eq!(sims, 6);
+    // CSV: a header and 8 rows.
+    let csv_text = std::fs::read_to_string(b.path("report.csv")).unwrap();
+    assert_eq!(csv_text.lines().count(), 9);
+
+    // Ledger: 8 bindings, 8 completed runs, sound audit chain.
+    assert_eq!(b.bindings(), 8);
+    assert_eq!(
+        support::count(
+            &b.r.db,
+            "SELECT count(*) FROM runs WHERE outcome = 'completed'"
+        ),
+        8
+    );
+    let audit = run(keyward()
+        .arg("--db")
+        .arg(&b.r.db)
+        .args(["audit", "verify", "--json"]));
+    assert!(audit.status.success());
+
+    // Progress: JSON lines, every slot finished.
+    let events = stdout_events(&out);
+    assert_eq!(events[0]["event"], "run-started");
+    assert_eq!(events.last().unwrap()["event"], "run-finished");
+    let done = events
+        .iter()
+        .filter(|e| e["event"] == "slot" && e["state"] == "done")
+        .count();
+    assert_eq!(done, 8);
+
+    // PINs: 8, distinct, only in the age file.
+    let pins = b.pins();
+    assert_eq!(pins.len(), 8);
+    let mut distinct: Vec<&str> = pins.iter().map(|p| p.2.as_str()).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 8);
+    assert!(
+        pins.iter()
+            .any(|p| p.0 == "31000001" && p.1 == "reader-a@example.test")
+    );
+    let mut haystacks = vec![
+        ("stdout", out.stdout.clone()),
+        ("stderr", out.stderr.clone()),
+        ("report.json", std::fs::read(b.path("report.json")).unwrap()),
+        ("report.csv", std::fs::read(b.path("report.csv")).unwrap()),
+        (
+            "pins file",
+            std::fs::read(b.path("report.pins.age")).unwrap(),
+        ),
+    ];
+    for f in std::fs::read_dir(b.r.dir.path()).unwrap() {
+        let p = f.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("ledger.db") {
+            haystacks.push((Box::leak(name.into_boxed_str()), std::fs::read(&p).unwrap()));
+        }
+    }
+    for (_, _, pin) in &pins {
+        for (name, hay) in &haystacks {
+            assert!(
+                !hay.windows(pin.len()).any(|w| w == pin.as_bytes()),
+                "a generated PIN appears in {name}"
+            );
+        }
+    }
+}
+
+/// Each fault knob on the first key of one slot: that attempt fails with a
+/// clear reason in the report, its ticket goes to the next key, and every
+/// other slot is unaffected. The faults run on in-process keys, except
+/// wrong-status-word, which only exists where there are APDUs: it runs on a
+/// vpcd reader.
+#[test]
+fn each_fault_knob_fails_only_its_slot() {
+    let with_reader = rig();
+    let b = station();
+    let in_process: Vec<Fault> = Fault::ALL
+        .into_iter()
+        .filter(|f| *f != Fault::WrongStatusWord)
+        .collect();
+    let n = in_process.len();
+    let tickets = n + 2 + usize::from(with_reader);
+    let rows_in: Vec<_> = (0..tickets)
+        .map(|i| serde_json::json!({"ticket": b.ticket(&format!("u{i}@example.test"), None)}))
+        .collect();
+    let m = b.manifest(&rows_in);
+    let mut args: Vec<String> = vec!["--sim".into(), (n + 2).to_string()];
+    for (i, f) in in_process.iter().enumerate() {
+        args.push("--sim-fault".into());
+        args.push(format!("{i}:{f}"));
+    }
+    let reader = with_reader.then(lease_reader);
+    let card = reader.as_ref().map(|r| {
+        args.push("--readers".into());
+        args.push(r.name.into());
+        sim_on(
+            r,
+            &[
+                "--serial",
+                "33000001",
+                "--fido2",
+                "--fault",
+                "wrong-status-word",
+            ],
+        )
+    });
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&mut b.cmd(&m, &args));
+    if let (Some(c), Some(r)) = (card, &reader) {
+        stop(c, r);
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed key makes the exit status 1"
+    );
+    let faults = n + usize::from(with_reader);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{faults} key attempt(s) failed")),
+        "{stderr}"
+    );
+
+    let report = b.report();
+    assert_eq!(report["summary"]["bound"], tickets);
+    assert_eq!(report["summary"]["failed_attempts"], faults);
+    let rows = rows(&report);
+    let mut slots: Vec<(String, Fault)> = in_process
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (format!("sim:{i}"), *f))
+        .collect();
+    if let Some(r) = &reader {
+        slots.push((format!("reader:{}", r.name), Fault::WrongStatusWord));
+    }
+    for (slot, f) in &slots {
+        let failed: Vec<_> = rows
+            .iter()
+            .filter(|r| r["slot"] == slot.as_str() && r["outcome"] == "failed")
+            .collect();
+        assert_eq!(failed.len(), 1, "{f}: {rows:?}");
+        let reason = failed[0]["reason"].as_str().unwrap();
+        let message = failed[0]["message"].as_str().unwrap();
+        assert!(!message.is_empty());
+        eprintln!("fault {f}: reason {reason}: {message}");
+        let expected: &[&str] = match f {
+            Fault::UntrustedAttestation => &["attestation-untrusted"],
+            Fault::AaguidMismatch => &["attestation-invalid"],
+            Fault::Stall => &["timeout"],
+            Fault::DisconnectMidCommand => &["device-removed"],
+            _ => &["device-error"],
+        };
+        assert!(
+            expected.contains(&reason),
+            "{f}: reason {reason}: {message}"
+        );
+        // The ticket it failed went to another key and was bound.
+        let line = failed[0]["line"].clone();
+        assert!(
+            rows.iter()
+                .any(|r| r["line"] == line && r["outcome"] == "bound" && r["attempt"] == 2),
+            "{f}: ticket not retried"
+        );
+    }
+    for slot in [format!("sim:{n}"), format!("sim:{}", n + 1)] {
+        let mine: Vec<_> = rows.iter().filter(|r| r["slot"] == slot.as_str()).collect();
+        assert!(
+            !mine.is_empty() && mine.iter().all(|r| r["outcome"] == "bound"),
+            "{slot}"
+        );
+    }
+    assert_eq!(b.bindings(), tickets);
+    // Failed runs are recorded with their reason.
+    assert_eq!(
+        support::count(
+            &b.r.db,
+            "SELECT count(*) FROM runs WHERE outcome = 'failed'"
+        ),
+        faults
+    );
+}
+
+/// A key that fails on a reader is swapped for another (the faulty simulator
+/// stopped, a good one started on the same reader): the slot resumes and the
+/// ticket is bound on the new key.
+#[test]
+fn slot_resumes_after_a_failed_key_is_swapped() {
+    if !rig() {
+        return;
+    }
+    let b = station();
+    let reader = lease_reader();
+    let bad = sim_on(
+        &reader,
+        &[
+            "--serial",
+            "32000001",
+            "--fido2",
+            "--fault",
+            "untrusted-attestation",
+        ],
+    );
+    let m = b.manifest(&[serde_json::json!({"ticket": b.ticket("swap@example.test", None)})]);
+    let mut child = b
+        .cmd(&m, &["--readers", reader.name, "--wait", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Until the slot reports the failure and waits for the swap.
+    loop {
+        let l = lines.next().expect("bulk ended early").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        seen.push(v.clone());
+        if v["state"] == "waiting-for-swap" {
+            break;
+        }
+    }
+    let failed = seen
+        .iter()
+        .find(|e| e["state"] == "failed")
+        .expect("a failed event");
+    assert_eq!(failed["reason"], "attestation-untrusted");
+    assert_eq!(failed["serial"], "32000001");
+    stop(bad, &reader);
+    let good = sim_on(&reader, &["--serial", "32000002", "--fido2"]);
+    let rest: Vec<serde_json::Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    let status = child.wait().unwrap();
+    stop(good, &reader);
+    let states: Vec<&str> = rest
+        .iter()
+        .filter(|e| e["event"] == "slot")
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert!(
+        states.starts_with(&["waiting-for-key", "identifying", "enrolling"]),
+        "{states:?}"
+    );
+    assert!(states.contains(&"done"), "{states:?}");
+    assert_eq!(status.code(), Some(1), "one key failed");
+    let report = b.report();
+    let rows = rows(&report);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["outcome"], "failed");
+    assert_eq!(rows[0]["serial"], "32000001");
+    assert_eq!(rows[1]["outcome"], "bound");
+    assert_eq!(rows[1]["serial"], "32000002");
+    assert_eq!(rows[1]["attempt"], 2);
+    assert_eq!(b.bindings(), 1);
+    assert_eq!(b.pins().len(), 1);
+}
+
+/// Bad manifests are refused with a clear error before any key is touched:
+/// no run recorded, no report, no PIN file.
+#[test]
+fn bad_manifests_are_refused_before_any_key() {
+    let b = station();
+    let good = b.ticket("a@example.test", None);
+    let mut expired = support::claims("standard");
+    expired.iat -= 7200;
+    expired.nbf -= 7200;
+    expired.exp = expired.iat + 600;
+    let expired = String::from_utf8(b.r.ticket(&expired)).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "m.jsonl",
+            format!("{{\"ticket\": \"{good}\"}}\n{{\"ticket\": \"{good}\n").into_bytes(),
+            "manifest line 2: not a JSON object",
+        ),
+        (
+            "m.jsonl",
+            format!(
+                "{{\"ticket\": \"{good}\"}}\n{{\"ticket\": \"{good}\", \"label\": \"again\"}}\n"
+            )
+            .into_bytes(),
+            "manifest line 2: ticket id (jti)",
+        ),
+        (
+            "m.csv",
+            format!("ticket,label\n{good},x\nnot-a-ticket,y\n").into_bytes(),
+            "manifest line 3: the ticket is malformed",
+        ),
+        (
+            "m.jsonl",
+            format!("{{\"ticket\": \"{good}\"}}\n{{\"ticket\": \"{expired}\"}}\n").into_bytes(),
+            "manifest line 2: ticket",
+        ),
+        ("m.jsonl", Vec::new(), "holds no ticket"),
+    ];
+    for (name, text, want) in cases {
+        let m = b.path(name);
+        std::fs::write(&m, text).unwrap();
+        let out = run(&mut b.cmd(&m, &["--sim", "2"]));
+        assert_eq!(out.status.code(), Some(5), "{want}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "want {want:?} in {err}");
+        assert!(out.stdout.is_empty(), "nothing started");
+        assert!(!b.path("report.json").exists());
+        assert!(!b.path("report.pins.age").exists());
+        std::fs::remove_file(&m).unwrap();
+    }
+    // Oversized: refused from its size (sparse file).
+    let m = b.path("big.jsonl");
+    std::fs::File::create(&m)
+        .unwrap()
+        .set_len(keyward::provision::bulk::manifest::MAX_MANIFEST_BYTES + 1)
+        .unwrap();
+    let out = run(&mut b.cmd(&m, &["--sim", "2"]));
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("larger than"));
+    assert_eq!(b.runs(), 0, "no workflow ran");
+    assert_eq!(b.bindings(), 0);
+}
+
+/// Usage errors: no PIN recipient, a bad one, no slot, a bad fault spec, a
+/// reader that is not there.
+#[test]
+fn usage_errors_name_the_problem() {
+    let b = station();
+    let m = b.manifest(&[serde_json::json!({"ticket": b.ticket("a@example.test", None)})]);
+    let no_recipient = run(keyward()
+        .arg("--config")
+        .arg(&b.r.config)
+        .args(["bulk", "--sim", "1", "--manifest"])
+        .arg(&m)
+        .arg("--report")
+        .arg(b.path("r")));
+    assert_eq!(no_recipient.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_recipient.stderr).contains("--pin-recipient"));
+    let cases: &[(&[&str], &str, i32)] = &[
+        (
+            &["--pin-recipient", "age1nope", "--sim", "1"],
+            "age recipient",
+            2,
+        ),
+        (&[], "no device slot", 2),
+        (
+            &["--sim", "1", "--sim-fault", "3:stall"],
+            "numbered from 0",
+            2,
+        ),
+        (&["--sim", "1", "--sim-fault", "0:melt"], "unknown fault", 2),
+        (&["--readers", "No Such Reader 99"], "not found", 3),
+    ];
+    for (args, want, code) in cases {
+        let out = run(&mut b.cmd(&m, args));
+        if *want == "not found" && !common::rig() {
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(*code), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "want {want:?} in {err}");
+    }
+    assert_eq!(b.runs(), 0);
+}
