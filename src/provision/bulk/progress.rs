@@ -116,6 +116,14 @@ pub trait Progress: Send + Sync {
     fn event(&self, e: &Event);
 }
 
+/// Drops every event (benchmarks, embedding).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn event(&self, _: &Event) {}
+}
+
 /// One JSON object per line on a writer (stdout when not a terminal).
 pub struct JsonLines<W: Write + Send>(Mutex<W>);
 
