@@ -617,3 +617,49 @@ fn usage_errors_name_the_problem() {
     }
     assert_eq!(b.runs(), 0);
 }
+
+/// Ctrl-C (SIGINT) stops the run: the key in progress is cancelled with
+/// nothing committed, the other tickets are reported not run, and the
+/// report and PIN file are complete.
+#[test]
+fn interrupt_stops_the_run_cleanly() {
+    let b = station();
+    let rows_in: Vec<_> = (0..3)
+        .map(|i| serde_json::json!({"ticket": b.ticket(&format!("i{i}@example.test"), None)}))
+        .collect();
+    let m = b.manifest(&rows_in);
+    let mut child = b
+        .cmd(&m, &["--sim", "1", "--sim-keygen-ms", "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let l = lines.next().expect("bulk ended early").unwrap();
+        if l.contains("\"make-credential\"") {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child by its pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert!(rest.last().unwrap().contains("run-finished"), "{rest:?}");
+    let report = b.report();
+    assert_eq!(report["summary"]["bound"], 0);
+    assert_eq!(report["summary"]["not_run"], 2);
+    let rows = rows(&report);
+    assert_eq!(rows[0]["outcome"], "failed");
+    assert_eq!(rows[0]["reason"], "cancelled");
+    assert_eq!(rows[1]["outcome"], "not-run");
+    assert_eq!(b.bindings(), 0, "nothing committed");
+    assert_eq!(
+        support::count(&b.r.db, "SELECT count(*) FROM tickets"),
+        0,
+        "no ticket consumed"
+    );
+    assert_eq!(b.pins().len(), 0);
+}

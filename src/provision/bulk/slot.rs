@@ -223,7 +223,7 @@ impl Run<'_> {
                 ev.state = SlotState::Failed;
                 ev.reason = row.reason.clone();
                 ev.message = Some(match state {
-                    TicketState::Pending => {
+                    TicketState::Pending if !self.stopped() => {
                         format!("{}; the ticket goes to the next key", e.message)
                     }
                     _ => e.message.clone(),
