@@ -663,3 +663,43 @@ fn interrupt_stops_the_run_cleanly() {
     );
     assert_eq!(b.pins().len(), 0);
 }
+
+/// The config's `[bulk]` table supplies the PIN recipient and defaults; a
+/// key it does not know is refused, naming the file.
+#[test]
+fn bulk_table_of_the_config_supplies_defaults() {
+    let b = station();
+    let m = b.manifest(&[
+        serde_json::json!({"ticket": b.ticket("c1@example.test", None)}),
+        serde_json::json!({"ticket": b.ticket("c2@example.test", None)}),
+    ]);
+    let base = std::fs::read_to_string(&b.r.config).unwrap();
+    let with =
+        |table: &str| std::fs::write(&b.r.config, format!("{base}\n[bulk]\n{table}\n")).unwrap();
+    let cmd = || {
+        let mut c = keyward();
+        c.arg("--config")
+            .arg(&b.r.config)
+            .args(["bulk", "--sim", "2", "--manifest"])
+            .arg(&m)
+            .arg("--report")
+            .arg(b.path("report"));
+        c
+    };
+    with("pin_recipient = \"x\"");
+    let out = run(&mut cmd());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("keyward.toml: [bulk]") && err.contains("pin_recipients"),
+        "{err}"
+    );
+    with(&format!(
+        "pin_recipients = [\"{}\"]\nparallel = 1\nwait = \"30s\"",
+        b.recipient
+    ));
+    let out = run(&mut cmd());
+    assert!(out.status.success());
+    assert_eq!(b.report()["parallel"], 1);
+    assert_eq!(b.pins().len(), 2);
+}

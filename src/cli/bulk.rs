@@ -72,6 +72,68 @@ terminal, else (or with --json) one JSON object per line on stdout.\n\
 Exit status: 0 when every key was bound on its first try; 1 when any key failed \
 (see the report); 2 for bad arguments; 5 when the manifest or a ticket is refused.";
 
+/// The station's `[bulk]` table: defaults for the options above, so an
+/// operator's age recipient and the hub's readers are configured once.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkSection {
+    #[serde(default)]
+    pin_recipients: Vec<String>,
+    #[serde(default)]
+    readers: Vec<String>,
+    #[serde(default)]
+    parallel: Option<usize>,
+    #[serde(default)]
+    attempts: Option<u32>,
+    #[serde(default)]
+    wait: Option<String>,
+}
+
+impl BulkSection {
+    fn from_config(cfg: &Config) -> Result<BulkSection> {
+        let Some(t) = &cfg.bulk else {
+            return Ok(BulkSection::default());
+        };
+        toml::Value::Table(t.clone()).try_into().map_err(|e: toml::de::Error| {
+            usage(format!(
+                "{}: [bulk]: {}; the keys are pin_recipients, readers, parallel, attempts, wait (docs/bulk.md)",
+                cfg.origin,
+                e.message().trim_end()
+            ))
+        })
+    }
+}
+
+/// Command-line options over the `[bulk]` table.
+fn merge(args: &mut BulkArgs, cfg: &Config) -> Result<()> {
+    let sec = BulkSection::from_config(cfg)?;
+    if args.pin_recipients.is_empty() {
+        args.pin_recipients = sec.pin_recipients;
+    }
+    if args.readers.is_empty() && args.sim == 0 {
+        args.readers = sec.readers;
+    }
+    args.parallel = args.parallel.or(sec.parallel);
+    if !flag_given("--attempts")
+        && let Some(a) = sec.attempts
+    {
+        args.attempts = a;
+    }
+    if !flag_given("--wait")
+        && let Some(w) = sec.wait
+    {
+        args.wait = humantime::parse_duration(&w)
+            .map_err(|e| usage(format!("{}: [bulk] wait = {w:?}: {e}", cfg.origin)))?;
+    }
+    Ok(())
+}
+
+/// Whether the user gave `--NAME` (clap's defaults make the value alone
+/// ambiguous).
+fn flag_given(long: &str) -> bool {
+    std::env::args().any(|a| a == long || a.starts_with(&format!("{long}=")))
+}
+
 /// Set by SIGINT/SIGTERM; a watcher turns it into a cancellation.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -138,7 +200,13 @@ fn pin_file_path(args: &BulkArgs) -> PathBuf {
 }
 
 /// Run `keyward bulk`.
-pub fn run(args: BulkArgs, global: &GlobalArgs) -> Result<()> {
+pub fn run(mut args: BulkArgs, global: &GlobalArgs) -> Result<()> {
+    let config_path = global
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    let cfg = Config::load(&config_path)?;
+    merge(&mut args, &cfg)?;
     // Everything about the arguments first: no key is touched on a usage
     // error.
     let recipients = args
@@ -149,10 +217,17 @@ pub fn run(args: BulkArgs, global: &GlobalArgs) -> Result<()> {
     if recipients.is_empty() {
         return Err(usage(
             "bulk issuance generates a PIN for every key and needs --pin-recipient age1… \
-             to seal them for delivery (make one with age-keygen); they are never printed or stored",
+             (or pin_recipients in the config's [bulk] table) to seal them for delivery \
+             (make one with age-keygen); they are never printed or stored",
         ));
     }
     let sims = sim_faults(&args)?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = args.readers.iter().find(|r| !seen.insert(r.as_str())) {
+        return Err(usage(format!(
+            "reader {dup:?} is given twice; a reader is one slot"
+        )));
+    }
     let slots = args.readers.len() + args.sim;
     if slots == 0 {
         return Err(usage(
@@ -163,11 +238,6 @@ pub fn run(args: BulkArgs, global: &GlobalArgs) -> Result<()> {
     if parallel == 0 {
         return Err(usage("--parallel must be at least 1"));
     }
-    let config_path = global
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
-    let cfg = Config::load(&config_path)?;
     let db = global
         .db
         .clone()
