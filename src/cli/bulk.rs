@@ -68,9 +68,12 @@ const AFTER_HELP: &str = "\
 Every ticket is checked before any key is touched. Each key gets a generated \
 PIN with forceChangePin set; the PINs go only into the age file, for separate \
 delivery (read it with: age -d -i IDENTITY FILE.pins.age). Progress: bars on a \
-terminal, else (or with --json) one JSON object per line on stdout.\n\
+terminal, else (or with --json) one JSON object per line on stdout. The config's \
+[bulk] table can hold defaults for --pin-recipient, --readers, --parallel, --attempts \
+and --wait (docs/bulk.md).\n\
 Exit status: 0 when every key was bound on its first try; 1 when any key failed \
-(see the report); 2 for bad arguments; 5 when the manifest or a ticket is refused.";
+(see the report); 2 for bad arguments; 3 when a reader is missing; 5 when the \
+manifest or a ticket is refused.";
 
 /// The station's `[bulk]` table: defaults for the options above, so an
 /// operator's age recipient and the hub's readers are configured once.
