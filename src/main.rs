@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use keyward::cli::enroll::Workflow;
 use keyward::cli::{Cli, Commands, Failure};
 
 fn main() -> ExitCode {
@@ -29,6 +30,8 @@ fn main() -> ExitCode {
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.json),
         Commands::Bulk(args) => keyward::cli::bulk::run(args, &cli.global),
+        Commands::Enroll(args) => enroll(args, Workflow::Enroll, &cli.global),
+        Commands::Replace(args) => enroll(args, Workflow::Replace, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,6 +40,14 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+fn enroll(
+    args: keyward::cli::enroll::EnrollArgs,
+    which: Workflow,
+    g: &keyward::cli::GlobalArgs,
+) -> anyhow::Result<()> {
+    keyward::cli::enroll::run(args, which, g.config.as_deref(), g.db.as_deref(), g.json)
 }
 
 /// Map an error to its documented exit code (`keyward --help` lists them).

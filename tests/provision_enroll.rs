@@ -103,8 +103,10 @@ fn bad_tickets_fail_with_their_reason_and_write_nothing_but_the_run() {
     let mut unknown_profile = claims("no-such-profile");
     unknown_profile.policy = "no-such-profile".into();
     let mut tampered = rig.ticket(&claims("standard"));
-    let n = tampered.len();
-    tampered[n - 3] ^= 0x01;
+    // Change one signature character to another base64url character (the
+    // last ones carry padding bits, so stay clear of them).
+    let n = tampered.len() - 10;
+    tampered[n] = if tampered[n] == b'A' { b'B' } else { b'A' };
     let cases = [
         (rig.ticket(&expired), Reason::TicketTime, "expired"),
         (
@@ -277,7 +279,7 @@ fn fido2_and_piv_through_pcscd_bind_one_key() {
         return;
     }
     let rig = rig();
-    let sim = common::start_sim(&["--serial", "4100001"]);
+    let sim = own_sim(4_100_001, &[]);
     let log = EventLog::new();
     let o = enroll_reader(
         &rig,
@@ -335,4 +337,531 @@ fn fido2_and_piv_through_pcscd_bind_one_key() {
     assert_eq!(info["puk_is_default"], false);
     assert_eq!(info["management_key_is_default"], false);
     assert_eq!(info["management_key_storage"], "pin-protected");
+}
+
+/// Pulls the key (kills its simulator and waits until pcscd sees the card
+/// gone) when the `nth` `step-started` event for `step` arrives. Step
+/// events are delivered before the step touches the key.
+struct PullAt {
+    step: Step,
+    nth: usize,
+    seen: std::sync::atomic::AtomicUsize,
+    sim: std::sync::Mutex<Option<common::Sim>>,
+}
+
+impl provision::Events for PullAt {
+    fn emit(&self, e: &Event) {
+        if let Event::StepStarted { step, .. } = e
+            && *step == self.step
+            && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == self.nth
+            && let Some(mut sim) = self.sim.lock().unwrap().take()
+        {
+            sim.stop();
+        }
+    }
+}
+
+#[test]
+fn key_removed_at_each_step_commits_nothing_and_stays_enrollable() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    // (step, which occurrence): identify runs for PIV, then for FIDO2.
+    let cases = [
+        (Step::Identify, 1),
+        (Step::DriftCheck, 1),
+        (Step::Identify, 2),
+        (Step::SetPin, 1),
+        (Step::EnterpriseAttestation, 1),
+        (Step::MakeCredential, 1),
+        (Step::FidoAttestation, 1),
+        (Step::GetAssertion, 1),
+        (Step::PivPin, 1),
+        (Step::PivManagementKey, 1),
+        (Step::PivKeygen, 1),
+        (Step::PivAttestation, 1),
+        (Step::PivBind, 1),
+    ];
+    for (i, (step, nth)) in cases.into_iter().enumerate() {
+        let state = common::tempdir();
+        let serial = (4_200_000 + i).to_string();
+        let sim = own_sim(
+            4_200_000 + i as u32,
+            &["--state", state.path().to_str().unwrap()],
+        );
+        let reader = sim.reader.name;
+        let mut c = claims("standard");
+        c.ops = vec![fido_op(), piv_op("9a", "p256")];
+        let ticket = rig.ticket(&c);
+        let pull = PullAt {
+            step,
+            nth,
+            seen: 0.into(),
+            sim: std::sync::Mutex::new(Some(sim)),
+        };
+        let e = enroll_reader(&rig, ticket.clone(), reader, PIN, &pull).expect_err(&format!(
+            "case {i}: {step} #{nth}: removal must fail the run"
+        ));
+        assert!(
+            pull.sim.lock().unwrap().is_none(),
+            "case {i}: the key was never pulled"
+        );
+        assert!(
+            matches!(e.reason, Reason::DeviceRemoved | Reason::NoDevice),
+            "case {i}: {step} #{nth}: {:?} {}",
+            e.reason,
+            e.full_message()
+        );
+        assert!(
+            e.message.contains("re-insert") || e.reason == Reason::NoDevice,
+            "{}",
+            e.message
+        );
+        assert_eq!(rig.counts().1, i, "case {i}: a ticket was consumed");
+        assert_eq!(rig.counts().0, i, "case {i}: a binding was written");
+        // The same key re-inserted (same state directory), the same ticket:
+        // the enrollment completes.
+        let again = own_sim(
+            4_200_000 + i as u32,
+            &["--state", state.path().to_str().unwrap()],
+        );
+        let o = enroll_reader(&rig, ticket, again.reader.name, PIN, &provision::NoEvents)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "case {i}: retry after removal at {step}: {}",
+                    e.full_message()
+                )
+            });
+        assert_eq!(o.serial.as_deref(), Some(serial.as_str()));
+    }
+    let l = rig.station.ledger.lock().unwrap();
+    let runs = l.runs_since(0).unwrap();
+    let failed: Vec<_> = runs.iter().filter_map(|r| r.reason.clone()).collect();
+    assert_eq!(failed.len(), cases.len());
+    assert!(
+        failed
+            .iter()
+            .all(|r| r == "device-removed" || r == "no-device"),
+        "{failed:?}"
+    );
+    assert!(l.verify_audit().unwrap().ok());
+}
+
+fn cli(rig: &Rig, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut c = common::keyward();
+    c.args(["--config", rig.config.to_str().unwrap()])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn cli_enroll_on_the_simulator_text_and_json_and_no_secret_anywhere() {
+    let rig = rig();
+    let t = rig.dir.path().join("t.jwt");
+    std::fs::write(&t, rig.ticket(&claims("standard"))).unwrap();
+    let out = cli(
+        &rig,
+        &[
+            "-vvv",
+            "enroll",
+            "--ticket",
+            t.to_str().unwrap(),
+            "--device",
+            "sim",
+            "--pin-fd",
+            "0",
+        ],
+        &format!("{PIN}\n"),
+    );
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(
+        so.starts_with(&format!("Enrolled {SUB}: key 12345678 bound as ")),
+        "{so}"
+    );
+    assert!(se.contains("make-credential: ok"), "{se}");
+    assert!(se.contains("profile standard"), "{se}");
+    // The PIN is nowhere: not on stdout, stderr (even at -vvv), nor in any
+    // file of the ledger (database, WAL, shared memory, station key).
+    assert!(!contains(&out.stdout, PIN) && !contains(&out.stderr, PIN));
+    for f in std::fs::read_dir(rig.dir.path()).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("ledger.db") || n == "station.key")
+        {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(!contains(&bytes, PIN), "the PIN is in {}", p.display());
+        }
+    }
+    // JSON: one document; a second enrollment of the same (simulated) key
+    // with a new ticket fails: the key is bound already.
+    std::fs::write(&t, rig.ticket(&claims("standard"))).unwrap();
+    let out = cli(
+        &rig,
+        &[
+            "--json",
+            "enroll",
+            "--ticket",
+            t.to_str().unwrap(),
+            "--device",
+            "sim",
+            "--pin-fd",
+            "0",
+        ],
+        &format!("{PIN}\n"),
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert_eq!(doc["error"]["reason"], "device-already-bound");
+    assert_eq!(doc["error"]["step"], "commit");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn cli_refusals_have_their_exit_codes() {
+    let rig = rig();
+    let t = rig.dir.path().join("t.jwt");
+    let mut c = claims("standard");
+    c.aud = keyward::ticket::Audience::One("elsewhere".into());
+    std::fs::write(&t, rig.ticket(&c)).unwrap();
+    let args = [
+        "enroll",
+        "--ticket",
+        t.to_str().unwrap(),
+        "--device",
+        "sim",
+        "--pin-fd",
+        "0",
+    ];
+    let out = cli(&rig, &args, &format!("{PIN}\n"));
+    assert_eq!(out.status.code(), Some(5), "verification failure");
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(se.contains("[ticket-audience]"), "{se}");
+    // A PIN the profile refuses: exit 1, the rule named, the key untouched.
+    std::fs::write(&t, rig.ticket(&claims("standard"))).unwrap();
+    let out = cli(&rig, &args, "12\n");
+    assert_eq!(out.status.code(), Some(1));
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        se.contains("at least 6") && se.contains("[policy-pin]"),
+        "{se}"
+    );
+    // A configuration with an unknown key: usage error naming file and line.
+    let bad = rig.dir.path().join("bad.toml");
+    std::fs::write(&bad, "station = \"x\"\nstaton = \"y\"\n").unwrap();
+    let out = common::run(
+        common::keyward()
+            .args(["--config", bad.to_str().unwrap()])
+            .args(args),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(se.contains("bad.toml:2:") && se.contains("staton"), "{se}");
+}
+
+#[test]
+fn time_boxed_exception_waives_a_rule_and_is_recorded_and_counted() {
+    let rig = rig();
+    let (r, _) = enroll_sim(&rig, rig.ticket(&claims("waived")), 31_000_060, PIN);
+    let o = r.expect("the exception waives the AAGUID rule");
+    assert_eq!(o.exceptions.len(), 1);
+    assert_eq!(o.exceptions[0].rule, "aaguid");
+    assert_eq!(o.exceptions[0].approver, "ciso@example.test");
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM exceptions"), 1);
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM audit WHERE action = 'exception.granted'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM outbox WHERE kind = 'exception.granted'"
+        ),
+        1
+    );
+    // An expired exception waives nothing.
+    let (r, _) = enroll_sim(&rig, rig.ticket(&claims("waiver-expired")), 31_000_061, PIN);
+    assert_eq!(r.unwrap_err().reason, Reason::PolicyAaguid);
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM exceptions"), 1);
+}
+
+#[test]
+fn reset_before_enroll_on_a_freshly_plugged_key() {
+    let rig = rig();
+    let (r, events) = enroll_sim(&rig, rig.ticket(&claims("fresh")), 31_000_070, PIN);
+    r.expect("reset within the power-up window");
+    let s = started(&events);
+    assert_eq!(&s[2..5], ["identify", "reset", "set-pin"], "{s:?}");
+}
+
+#[test]
+fn piv_on_the_in_process_simulator_is_refused_before_any_change() {
+    let rig = rig();
+    let mut c = claims("standard");
+    c.ops = vec![fido_op(), piv_op("9a", "p256")];
+    let (r, events) = enroll_sim(&rig, rig.ticket(&c), 31_000_080, PIN);
+    let e = r.unwrap_err();
+    assert_eq!(e.reason, Reason::DeviceUnsupported);
+    assert!(e.message.contains("PC/SC"), "{}", e.message);
+    assert!(!started(&events).contains(&"set-pin".to_string()));
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
+fn pre_assigned_device_must_be_the_key() {
+    let rig = rig();
+    let mut c = claims("standard");
+    c.device = Some(keyward::ticket::Device {
+        serial: 31_000_091,
+        model: None,
+    });
+    let (r, _) = enroll_sim(&rig, rig.ticket(&c), 31_000_090, PIN);
+    let e = r.unwrap_err();
+    assert_eq!(e.reason, Reason::DeviceMismatch);
+    assert!(
+        e.message.contains("31000091") && e.message.contains("31000090"),
+        "{}",
+        e.message
+    );
+    assert_eq!(rig.counts(), (0, 0, 0));
+    let (r, _) = enroll_sim(&rig, rig.ticket(&c), 31_000_091, PIN);
+    assert_eq!(
+        r.expect("the assigned key").serial.as_deref(),
+        Some("31000091")
+    );
+}
+
+#[test]
+fn station_clock_set_back_refuses_tickets() {
+    let rig = rig();
+    enroll_sim(&rig, rig.ticket(&claims("standard")), 31_000_100, PIN)
+        .0
+        .expect("first");
+    let mut back = rig.station.clone();
+    back.clock =
+        std::sync::Arc::new(|| std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
+    let mut c = claims("standard");
+    c.iat -= 3600;
+    c.nbf -= 3600;
+    c.exp -= 3000;
+    let e = provision::enroll(
+        &back,
+        request(rig.ticket(&c), KeyTarget::Sim(sim_device(31_000_101)), PIN),
+        &provision::NoEvents,
+        &Cancel::new(),
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::ClockRollback, "{}", e.message);
+    assert_eq!(rig.counts().0, 1);
+}
+
+#[test]
+fn touch_prompt_comes_from_the_keys_keepalive_and_a_missing_touch_times_out() {
+    use keyward::sim::Person;
+    use std::time::Duration;
+    let rig = rig();
+    let slow = sim_device_with(
+        31_000_110,
+        Person::After(Duration::from_millis(600)),
+        Duration::from_secs(15),
+    );
+    let log = EventLog::new();
+    provision::enroll(
+        &rig.station,
+        request(rig.ticket(&claims("standard")), KeyTarget::Sim(slow), PIN),
+        &log,
+        &Cancel::new(),
+    )
+    .expect("enrollment with a slow touch");
+    let touches: Vec<Step> = log
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::TouchNeeded { step, timeout_ms } => {
+                assert_eq!(*timeout_ms, 30_000);
+                Some(*step)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(touches, [Step::MakeCredential, Step::GetAssertion]);
+
+    let never = sim_device_with(31_000_111, Person::Never, Duration::from_millis(800));
+    let log = EventLog::new();
+    let e = provision::enroll(
+        &rig.station,
+        request(rig.ticket(&claims("standard")), KeyTarget::Sim(never), PIN),
+        &log,
+        &Cancel::new(),
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::TouchTimeout, "{}", e.full_message());
+    assert_eq!(e.step, Some(Step::MakeCredential));
+    assert!(
+        log.events()
+            .iter()
+            .any(|e| matches!(e, Event::TouchNeeded { .. }))
+    );
+    assert_eq!(rig.counts().0, 1);
+}
+
+#[test]
+fn fault_knobs_give_clear_failures_and_commit_nothing() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let cases = [
+        ("untrusted-attestation", Reason::AttestationUntrusted),
+        ("aaguid-mismatch", Reason::AttestationInvalid),
+        ("malformed-cbor", Reason::DeviceError),
+        ("wrong-status-word", Reason::DeviceError),
+        ("disconnect-mid-command", Reason::DeviceRemoved),
+    ];
+    for (i, (fault, reason)) in cases.into_iter().enumerate() {
+        let sim = own_sim(4_500_000 + i as u32, &["--fido2", "--fault", fault]);
+        let e = enroll_reader(
+            &rig,
+            rig.ticket(&claims("standard")),
+            sim.reader.name,
+            PIN,
+            &provision::NoEvents,
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, reason, "{fault}: {}", e.full_message());
+        assert!(!e.message.is_empty());
+    }
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
+fn cli_enrolls_fido2_and_piv_by_serial_and_hands_the_puk_to_a_descriptor() {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let sim = own_sim(4_700_001, &[]);
+    let t = rig.dir.path().join("t.jwt");
+    std::fs::write(&t, rig.ticket(&fido_and_piv("standard"))).unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors are open and owned only here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let wfd = fds[1];
+    let mut c = common::keyward();
+    c.args(["--config", rig.config.to_str().unwrap(), "--json", "enroll"])
+        .args(["--ticket", t.to_str().unwrap(), "--device", "4700001"])
+        .args(["--pin-fd", "0", "--puk-out-fd", "3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: dup2 is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::dup2(wfd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().unwrap();
+    drop(w);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PIN}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut puk = String::new();
+    std::fs::File::from(r).read_to_string(&mut puk).unwrap();
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{se}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["serial"], "4700001");
+    assert_eq!(doc["credentials"].as_array().unwrap().len(), 3);
+    let puk = puk.trim();
+    assert_eq!(puk.len(), 8, "the PUK arrived on descriptor 3");
+    assert!(!contains(&out.stdout, puk) && !contains(&out.stderr, puk));
+    // The card holds that PUK: changing it with the PUK as the old value
+    // succeeds.
+    let mut c = common::keyward();
+    c.args(["piv", "change-puk", "--device", sim.reader.name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{puk}\n87651234\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn removal_reported_by_a_monitor_ends_the_run_as_device_removed() {
+    let rig = rig();
+    let cancel = Cancel::new();
+    let c2 = cancel.clone();
+    // The monitor sees the key go as make-credential starts.
+    let on_event = move |e: &Event| {
+        if let Event::StepStarted {
+            step: Step::MakeCredential,
+            ..
+        } = e
+        {
+            c2.device_removed();
+        }
+    };
+    let e = provision::enroll(
+        &rig.station,
+        request(
+            rig.ticket(&claims("standard")),
+            KeyTarget::Sim(sim_device(31_000_120)),
+            PIN,
+        ),
+        &on_event,
+        &cancel,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::DeviceRemoved, "{}", e.full_message());
+    assert_eq!(rig.counts(), (0, 0, 0));
+    let l = rig.station.ledger.lock().unwrap();
+    assert_eq!(
+        l.runs_since(0).unwrap()[0].reason.as_deref(),
+        Some("device-removed")
+    );
 }

@@ -9,6 +9,7 @@ pub mod attest;
 pub mod bulk;
 pub mod demo;
 pub mod devices;
+pub mod enroll;
 pub mod fido;
 pub mod ledger;
 pub mod mds;
@@ -89,6 +90,12 @@ pub enum Commands {
     /// Provision a batch of keys from a manifest of tickets, several at
     /// once, with a report and an age-sealed PIN file
     Bulk(bulk::BulkArgs),
+    /// Enroll a key against a signed ticket: PIN, FIDO2 credential and/or
+    /// PIV keys, attestation checked, binding recorded (docs/enroll.md)
+    Enroll(enroll::EnrollArgs),
+    /// Replace a lost, stolen or damaged key: enroll the new key and retire
+    /// the old binding in one transaction (docs/enroll.md)
+    Replace(enroll::EnrollArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).

@@ -19,7 +19,7 @@ use crate::piv::{
 };
 
 mod args;
-mod input;
+pub(crate) mod input;
 pub use args::{AFTER_HELP, CardArgs, KeySpec, NewSecret, PivCommand};
 use input::SecretInput;
 

@@ -36,6 +36,7 @@ pub(crate) struct Fido {
 }
 
 /// What the FIDO2 part produced.
+#[derive(Default)]
 pub(crate) struct FidoResult {
     pub credentials: Vec<CredentialRecord>,
     pub facts: Vec<FidoFacts>,
@@ -154,8 +155,18 @@ pub(crate) fn identify(
 pub(crate) fn reset(flow: &mut Flow<'_>, f: &mut Fido) -> Result<(), ProvisionError> {
     let t = flow.deadlines.touch;
     f.c.set_timeout(t);
-    flow.step(Step::Reset, t, |_| {
-        f.c.reset().map_err(|e| ctap_error(Step::Reset, e))?;
+    let reinsert = flow.deadlines.reinsert;
+    flow.step(Step::Reset, t, |fl| {
+        f.c.reset().map_err(|e| {
+            let e = ctap_error(Step::Reset, e);
+            if e.reason == Reason::ResetNotAllowed {
+                fl.emit(super::Event::ReinsertNeeded {
+                    step: Step::Reset,
+                    within_ms: u64::try_from(reinsert.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            e
+        })?;
         Ok(((), json!({"reset": true})))
     })?;
     f.c.set_timeout(flow.deadlines.command);
@@ -379,10 +390,9 @@ pub(crate) fn credential(
             f.c.make_credential(&mc, Some(&tok))
                 .map_err(|e| ctap_error(Step::MakeCredential, e))?;
         let id = att.credential_id().map(hex::encode);
-        Ok((
-            att,
-            json!({"rp_id": op.rp_id, "credential_id": id, "fmt": "pending"}),
-        ))
+        let detail = json!({"rp_id": op.rp_id, "credential_id": id, "fmt": att.fmt,
+                            "enterprise_attestation": f.ep});
+        Ok((att, detail))
     })?;
     let attested = att.auth_data.attested.clone().ok_or_else(|| {
         ProvisionError::new(

@@ -2,8 +2,13 @@
 //! channel to the caller's [`Events`] sink on a forwarding thread, so a
 //! CTAP keepalive can raise "touch your key" while the main thread waits
 //! in the device call), cancellation, and the step reports.
+//!
+//! Step events are delivered synchronously: the workflow waits until the
+//! sink has handled `step-started` before it touches the key, so a caller
+//! that reacts to it (a kiosk UI, a test that pulls the key) sees the step
+//! before any of its device traffic.
 
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,8 +29,16 @@ pub(crate) struct Flow<'a> {
     pub deadlines: Deadlines,
     pub cancel: &'a Cancel,
     pub steps: Vec<StepReport>,
-    tx: Sender<Event>,
+    tx: Sender<Envelope>,
+    acks: Receiver<()>,
     current: Arc<Mutex<Current>>,
+}
+
+/// An event on its way to the sink; `ack` asks the forwarder to confirm
+/// delivery.
+pub(crate) struct Envelope {
+    pub event: Event,
+    pub ack: bool,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -36,7 +49,8 @@ impl<'a> Flow<'a> {
     pub fn new(
         station: &'a Station,
         deadlines: Deadlines,
-        tx: Sender<Event>,
+        tx: Sender<Envelope>,
+        acks: Receiver<()>,
         cancel: &'a Cancel,
     ) -> Self {
         Self {
@@ -45,6 +59,7 @@ impl<'a> Flow<'a> {
             cancel,
             steps: Vec::new(),
             tx,
+            acks,
             current: Arc::new(Mutex::new(Current {
                 step: None,
                 timeout_ms: 0,
@@ -53,9 +68,12 @@ impl<'a> Flow<'a> {
         }
     }
 
-    /// Send an event (a caller that went away is not an error).
-    pub fn emit(&self, e: Event) {
-        let _ = self.tx.send(e);
+    /// Deliver an event and wait until the sink has handled it (a sink
+    /// that went away is not an error).
+    pub fn emit(&self, event: Event) {
+        if self.tx.send(Envelope { event, ack: true }).is_ok() {
+            let _ = self.acks.recv();
+        }
     }
 
     /// Wire a CTAP client to this flow: keepalive UPNEEDED becomes one
@@ -70,10 +88,11 @@ impl<'a> Flow<'a> {
             let Ok(mut cur) = current.lock() else { return };
             if let (Some(step), false) = (cur.step, cur.touch_announced) {
                 cur.touch_announced = true;
-                let _ = tx.send(Event::TouchNeeded {
+                let event = Event::TouchNeeded {
                     step,
                     timeout_ms: cur.timeout_ms,
-                });
+                };
+                let _ = tx.send(Envelope { event, ack: false });
             }
         }));
         c.set_cancel_flag(self.cancel.flag());

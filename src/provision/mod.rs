@@ -41,7 +41,7 @@ mod reason;
 mod replace;
 pub mod target;
 
-pub use reason::{ProvisionError, Reason};
+pub use reason::{ProvisionError, Reason, ReasonClass};
 
 /// Everything a workflow needs, passed in (DESIGN.md: time, trust anchors
 /// and randomness are never read from globals).
@@ -116,6 +116,10 @@ pub enum KeyTarget {
     /// PIV needs pcscd, so a PIV op on this target fails with
     /// `device-unsupported`).
     Sim(SimDevice),
+    /// One USB YubiKey seen through both its interfaces: FIDO2 over the
+    /// hidraw node, PIV over the CCID reader (USB keys do not offer FIDO2
+    /// over CCID).
+    Usb { reader: String, hid: PathBuf },
 }
 
 impl std::fmt::Debug for KeyTarget {
@@ -124,6 +128,11 @@ impl std::fmt::Debug for KeyTarget {
             KeyTarget::Reader(r) => f.debug_tuple("Reader").field(r).finish(),
             KeyTarget::Hid(p) => f.debug_tuple("Hid").field(p).finish(),
             KeyTarget::Sim(_) => f.write_str("Sim(..)"),
+            KeyTarget::Usb { reader, hid } => f
+                .debug_struct("Usb")
+                .field("reader", reader)
+                .field("hid", hid)
+                .finish(),
         }
     }
 }
@@ -135,6 +144,9 @@ impl KeyTarget {
             KeyTarget::Reader(r) => format!("reader {r:?}"),
             KeyTarget::Hid(p) => format!("hidraw {}", p.display()),
             KeyTarget::Sim(_) => "in-process simulator".into(),
+            KeyTarget::Usb { reader, hid } => {
+                format!("USB key (reader {reader:?}, hidraw {})", hid.display())
+            }
         }
     }
 }
@@ -297,10 +309,14 @@ impl Events for EventLog {
 
 /// A shared cancellation flag: device removal, an operator's abort or
 /// shutdown sets it; the workflow stops at the next device call (CTAP
-/// calls see it between keepalives) with reason `cancelled`, committing
-/// nothing.
+/// calls see it between keepalives) or step, committing nothing. The run
+/// ends with reason `cancelled` (recorded as aborted), or `device-removed`
+/// when the canceller said the key went away ([`Cancel::device_removed`]).
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    removed: Arc<AtomicBool>,
+}
 
 impl Cancel {
     pub fn new() -> Self {
@@ -309,16 +325,28 @@ impl Cancel {
 
     /// Ask the workflow to stop.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// Stop the workflow because its key was removed (a hotplug monitor
+    /// saw it go).
+    pub fn device_removed(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+        self.cancel();
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Whether the cancellation was a removal.
+    pub fn was_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
     }
 
     /// The flag itself, for the CTAP client's cancel hook.
     pub fn flag(&self) -> Arc<AtomicBool> {
-        self.0.clone()
+        self.flag.clone()
     }
 }
 
@@ -471,4 +499,151 @@ pub fn replace(
     cancel: &Cancel,
 ) -> Result<EnrollOutcome, ProvisionError> {
     enroll::run(station, req, events, cancel, enroll::Mode::Replace)
+}
+
+/// What a ticket asks for, checked but not consumed: for a kiosk or the CLI
+/// to show the person whom the key is for and the PIN rules before asking
+/// for the PIN.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketPreview {
+    pub subject: String,
+    pub issuer: String,
+    pub jti: String,
+    pub policy: String,
+    pub ial: u8,
+    /// `fido2:<rp_id>` and `piv:<slot>:<alg>` per op.
+    pub ops: Vec<String>,
+    /// The binding or serial a replacement ticket retires.
+    pub replaces: Option<String>,
+    /// The profile's PIN rules (PIV ops narrow them to 6–8 characters).
+    pub pin: crate::policy::profile::PinRules,
+}
+
+impl TicketPreview {
+    /// The `pin-needed` event for these rules.
+    pub fn pin_needed(&self) -> Event {
+        Event::PinNeeded {
+            min_length: self.pin.min_length,
+            max_length: self.pin.max_length,
+            digits_only: self.pin.digits_only,
+        }
+    }
+}
+
+/// Verify `ticket` (signature, time, audience, replay) and look up its
+/// profile, without touching a key or writing anything.
+pub fn preview(station: &Station, ticket: &[u8]) -> Result<TicketPreview, ProvisionError> {
+    let now = station.now_secs();
+    let vt = {
+        let ledger = station.ledger()?;
+        station
+            .verifier
+            .verify(ticket, now, &*ledger)
+            .map_err(ProvisionError::ticket)?
+    };
+    let c = &vt.claims;
+    let profile = station.profiles.get(&c.policy).ok_or_else(|| {
+        ProvisionError::new(
+            Reason::PolicyUnknownProfile,
+            Some(Step::Policy),
+            format!(
+                "the ticket names policy profile {:?}, which this station does not have",
+                c.policy
+            ),
+        )
+    })?;
+    let mut pin = profile.pin.clone();
+    let ops = c
+        .ops
+        .iter()
+        .map(|o| match o {
+            ticket::Op::Fido2(f) => format!("fido2:{}", f.rp_id),
+            ticket::Op::Piv(p) => {
+                pin.min_length = pin.min_length.max(6);
+                pin.max_length = pin.max_length.min(8);
+                format!("piv:{}:{}", p.slot, p.alg)
+            }
+            // Operations other workflows own (e.g. unblock).
+            #[allow(unreachable_patterns)]
+            other => other.kind().to_string(),
+        })
+        .collect();
+    let replaces = c.replaces.as_ref().map(|r| {
+        r.binding
+            .clone()
+            .or_else(|| r.serial.map(|s| format!("serial {s}")))
+            .unwrap_or_default()
+    });
+    Ok(TicketPreview {
+        subject: c.sub.clone(),
+        issuer: c.iss.clone(),
+        jti: c.jti.clone(),
+        policy: c.policy.clone(),
+        ial: c.ial,
+        ops,
+        replaces,
+        pin,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn workflow_types_cross_threads() {
+        // Bulk slots and the daemon run workflows on worker threads.
+        send_sync::<Station>();
+        send_sync::<Cancel>();
+        send_sync::<ProvisionError>();
+        send::<EnrollRequest>();
+        send::<EnrollOutcome>();
+    }
+
+    #[test]
+    fn reason_codes_are_unique_kebab_case_and_serialize_as_themselves() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            let s = r.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{s}"
+            );
+            assert_eq!(serde_json::to_value(r).unwrap(), s);
+        }
+        assert_eq!(seen.len(), 38);
+    }
+
+    #[test]
+    fn events_serialize_tagged_and_without_secrets() {
+        let e = Event::TouchNeeded {
+            step: Step::MakeCredential,
+            timeout_ms: 30_000,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"touch-needed","step":"make-credential","timeout_ms":30000}"#
+        );
+        let e = Event::StepFailed {
+            step: Step::PivKeygen,
+            reason: Reason::DeviceRemoved,
+            message: "gone".into(),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "step-failed");
+        assert_eq!(v["reason"], "device-removed");
+        for s in [Step::Ticket, Step::DriftCheck, Step::PivBind, Step::Commit] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn pin_choice_debug_redacts() {
+        let p = PinChoice::Given(Pin::from("58213947"));
+        assert!(!format!("{p:?}").contains("5821"));
+    }
 }

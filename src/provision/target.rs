@@ -52,7 +52,7 @@ pub fn open_fido(
         KeyTarget::Reader(name) => {
             PcscTransport::open(name, None, timeout).map(|t| Box::new(t) as Box<dyn Transport>)
         }
-        KeyTarget::Hid(path) => match path.to_str() {
+        KeyTarget::Hid(path) | KeyTarget::Usb { hid: path, .. } => match path.to_str() {
             Some(p) => hidraw::open(p, timeout).map(|t| Box::new(t) as Box<dyn Transport>),
             None => Err(TransportError::HidIo("path is not UTF-8".into())),
         },
@@ -86,7 +86,7 @@ pub fn open_fido(
 
 /// Open the PIV application of `target` (PC/SC readers only).
 pub fn open_piv(target: &KeyTarget) -> Result<PivCard, ProvisionError> {
-    let KeyTarget::Reader(name) = target else {
+    let (KeyTarget::Reader(name) | KeyTarget::Usb { reader: name, .. }) = target else {
         return Err(ProvisionError::new(
             Reason::DeviceUnsupported,
             Some(Step::Identify),
