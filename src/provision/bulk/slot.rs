@@ -334,7 +334,7 @@ impl Run<'_> {
             ev.message = msg;
             self.emit(ev);
         };
-        let ctx = match pcsc::Context::establish(pcsc::Scope::System) {
+        let mut ctx = match pcsc::Context::establish(pcsc::Scope::System) {
             Ok(c) => c,
             Err(e) => return end(Some(format!("PC/SC unavailable: {e}"))),
         };
@@ -345,7 +345,7 @@ impl Run<'_> {
         loop {
             self.emit(SlotEvent::new(&slot, SlotState::WaitingForKey));
             match wait_card(
-                &ctx,
+                &mut ctx,
                 &name,
                 true,
                 &done,
@@ -366,7 +366,7 @@ impl Run<'_> {
                 return end(None);
             }
             self.emit(SlotEvent::new(&slot, SlotState::WaitingForSwap));
-            match wait_card(&ctx, &name, false, &done, None) {
+            match wait_card(&mut ctx, &name, false, &done, None) {
                 Wait::Ready => {}
                 Wait::Stopped | Wait::TimedOut => return end(None),
                 Wait::Error(m) => return end(Some(m)),
@@ -427,7 +427,7 @@ enum Wait {
 /// `get_status_change` (no busy polling), waking every 250 ms to check
 /// `stop` and the deadline.
 fn wait_card(
-    ctx: &pcsc::Context,
+    ctx: &mut pcsc::Context,
     reader: &CString,
     present: bool,
     stop: &dyn Fn() -> bool,
@@ -458,9 +458,13 @@ fn wait_card(
             }
             Err(pcsc::Error::Timeout) => {}
             Err(e) => {
-                // pcscd restarted or went away: try again shortly.
+                // pcscd restarted or went away: a new context once it is
+                // back, and the reader's state from scratch.
                 tracing::debug!(error = %e, "get_status_change");
                 std::thread::sleep(Duration::from_millis(250));
+                if let Ok(c) = pcsc::Context::establish(pcsc::Scope::System) {
+                    *ctx = c;
+                }
                 rs[0] = pcsc::ReaderState::new(reader.as_c_str(), pcsc::State::UNAWARE);
             }
         }
