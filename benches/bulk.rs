@@ -9,6 +9,8 @@
 //!
 //! `cargo bench --bench bulk` (env BULK_KEYS, BULK_KEYGEN_MS to vary).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/provision_support/mod.rs"]
 mod support;
 
