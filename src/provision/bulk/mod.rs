@@ -277,23 +277,31 @@ impl Run<'_> {
     }
 }
 
-fn not_run(e: &Entry) -> Row {
+/// A row for ticket `e` with nothing known yet about a key.
+fn row_for(e: &Entry, outcome: Outcome) -> Row {
     Row {
         line: e.line,
         label: e.label.clone(),
         subject: e.sub.clone(),
         jti: e.jti.clone(),
         slot: None,
-        serial: e.serial.map(|s| s.to_string()),
+        serial: None,
         aaguid: None,
         binding: None,
         run: None,
-        outcome: Outcome::NotRun,
+        outcome,
         reason: None,
         message: None,
         attempt: 0,
         started: None,
         duration_ms: None,
         pin_generated: false,
+    }
+}
+
+fn not_run(e: &Entry) -> Row {
+    Row {
+        serial: e.serial.map(|s| s.to_string()),
+        ..row_for(e, Outcome::NotRun)
     }
 }

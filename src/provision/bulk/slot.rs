@@ -182,22 +182,11 @@ impl Run<'_> {
         };
         let result = provision::enroll(self.station, req, &events, self.cancel);
         let mut row = Row {
-            line: entry.line,
-            label: entry.label.clone(),
-            subject: entry.sub.clone(),
-            jti: entry.jti.clone(),
             slot: Some(slot.to_string()),
             serial,
-            aaguid: None,
-            binding: None,
-            run: None,
-            outcome: Outcome::Failed,
-            reason: None,
-            message: None,
             attempt,
             started: Some(started.to_string()),
-            duration_ms: None,
-            pin_generated: false,
+            ..super::row_for(entry, Outcome::Failed)
         };
         let mut ev = base;
         ev.step = None;
