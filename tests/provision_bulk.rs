@@ -188,7 +188,8 @@ fn stop(card: Card, reader: &common::Reader) {
 /// by the ticket's `device` claim; the first with FIDO2 and PIV) and six
 /// in-process, four slots of them.
 /// Every key bound, the ledger has the 8 bindings and a sound audit chain,
-/// the PINs decrypt with `age -d` and appear nowhere else.
+/// the PINs decrypt with `age -d` and appear nowhere else (stdout, stderr
+/// with trace logging, report, ledger files).
 #[test]
 fn bulk_of_eight_keys_on_readers_and_simulated_keys() {
     if !rig() {
@@ -221,6 +222,7 @@ fn bulk_of_eight_keys_on_readers_and_simulated_keys() {
                 "6",
                 "--wait",
                 "60s",
+                "-vvv",
             ],
         )
         .env_remove("RUST_LOG"));
@@ -268,6 +270,9 @@ fn bulk_of_eight_keys_on_readers_and_simulated_keys() {
         .arg(&b.r.db)
         .args(["audit", "verify", "--json"]));
     assert!(audit.status.success());
+    let audit: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert!(audit["audit"]["problem"].is_null(), "{audit}");
+    assert!(audit["audit"]["rows"].as_u64().unwrap() >= 8);
 
     // Progress: JSON lines, every slot finished.
     let events = stdout_events(&out);
