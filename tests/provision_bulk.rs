@@ -739,3 +739,37 @@ fn bulk_table_of_the_config_supplies_defaults() {
     assert_eq!(b.report()["parallel"], 1);
     assert_eq!(b.pins().len(), 2);
 }
+
+/// A CSV manifest (quoted label with a comma, a pre-assigned serial) runs on
+/// simulated keys; the labels and serials come through to both reports.
+#[test]
+fn csv_manifest_on_simulated_keys() {
+    let b = station();
+    let m = b.path("tickets.csv");
+    std::fs::write(
+        &m,
+        format!(
+            "label,device,ticket\n\"Smith, Ann\",,{}\nBob,serial:34000001,{}\n",
+            b.ticket("ann@example.test", None),
+            b.ticket("bob@example.test", None)
+        ),
+    )
+    .unwrap();
+    let out = run(&mut b.cmd(&m, &["--sim", "2"]));
+    assert!(out.status.success());
+    let report = b.report();
+    let rows = rows(&report);
+    assert_eq!(rows[0]["label"], "Smith, Ann");
+    assert_eq!(rows[0]["subject"], "ann@example.test");
+    assert_eq!(rows[1]["serial"], "34000001");
+    let mut rd = csv::Reader::from_path(b.path("report.csv")).unwrap();
+    let recs: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    assert_eq!(&recs[0][1], "Smith, Ann");
+    assert_eq!(&recs[1][5], "34000001");
+    assert_eq!(&recs[1][9], "bound");
+    let pins = b.pins();
+    assert!(
+        pins.iter()
+            .any(|p| p.0 == "34000001" && p.1 == "bob@example.test")
+    );
+}
