@@ -277,6 +277,7 @@ fn bulk_of_eight_keys_on_readers_and_simulated_keys() {
     // Progress: JSON lines, every slot finished.
     let events = stdout_events(&out);
     assert_eq!(events[0]["event"], "run-started");
+    assert_eq!(events[0]["version"], 1);
     assert_eq!(events.last().unwrap()["event"], "run-finished");
     let done = events
         .iter()

@@ -215,6 +215,7 @@ pub fn run(
         report::write(&run.report(), path).map_err(BulkError::Report)?;
     }
     progress.event(&Event::RunStarted {
+        version: progress::VERSION,
         tickets: manifest.entries.len(),
         slots: sources.iter().map(Source::name).collect(),
     });

@@ -13,6 +13,9 @@ use serde::Serialize;
 
 use super::report::Summary;
 
+/// Version of the JSON-lines progress format (docs/bulk.md).
+pub const VERSION: u32 = 1;
+
 /// Where a slot is in its cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -95,7 +98,9 @@ impl SlotEvent {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
+    /// `version`: the progress format version ([`VERSION`]).
     RunStarted {
+        version: u32,
         tickets: usize,
         slots: Vec<String>,
     },
@@ -238,7 +243,7 @@ pub fn describe(e: &SlotEvent) -> String {
 impl Progress for Bars {
     fn event(&self, e: &Event) {
         match e {
-            Event::RunStarted { tickets, slots } => {
+            Event::RunStarted { tickets, slots, .. } => {
                 self.overall.set_length(*tickets as u64);
                 for s in slots {
                     self.slot_bar(s);
@@ -295,6 +300,7 @@ mod tests {
         ev.serial = Some("100".into());
         ev.reason = Some("device-removed".into());
         p.event(&Event::RunStarted {
+            version: VERSION,
             tickets: 2,
             slots: vec!["sim:0".into()],
         });
@@ -316,6 +322,7 @@ mod tests {
     fn bars_take_every_event_without_a_terminal() {
         let b = Bars::with_target(ProgressDrawTarget::hidden());
         b.event(&Event::RunStarted {
+            version: VERSION,
             tickets: 1,
             slots: vec!["reader:Virtual PCD 00 00".into()],
         });
