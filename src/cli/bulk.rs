@@ -25,7 +25,7 @@ use crate::sim::{Fault, Faults};
 #[command(after_help = AFTER_HELP)]
 pub struct BulkArgs {
     /// The tickets: JSON lines ({"ticket": "...", "device": "SERIAL", "label": "..."})
-    /// or CSV with a header row (ticket[,device][,label])
+    /// or CSV with a header row naming the columns ticket, device, label (the last two optional)
     #[arg(long, value_name = "FILE")]
     pub manifest: PathBuf,
     /// Write the report to FILE.json and FILE.csv (a .json or .csv extension

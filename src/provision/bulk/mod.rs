@@ -8,7 +8,7 @@
 //! readers must exist, and the report and PIN files must be writable. Then
 //! each slot runs its own state machine ([`slot`]); the tickets are shared
 //! through a [`pool::Pool`]. Each enrollment is one ordinary
-//! [`provision::enroll`] run with [`PinChoice::Generate`](super::PinChoice),
+//! [`enroll`](super::enroll()) run with [`PinChoice::Generate`](super::PinChoice),
 //! recorded in the ledger's runs table like any other.
 
 pub mod manifest;
