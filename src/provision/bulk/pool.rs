@@ -68,10 +68,10 @@ impl Pool {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn claim(inner: &mut Inner, i: usize) -> Take {
+    fn claim(inner: &mut Inner, i: usize) -> usize {
         inner.state[i] = TicketState::InFlight;
         inner.attempts[i] += 1;
-        Take::Ticket(i)
+        i
     }
 
     /// The ticket for a key of this serial (`None`: serial unknown).
@@ -79,7 +79,7 @@ impl Pool {
         let mut g = self.lock();
         if let Some(&i) = serial.and_then(|s| g.by_serial.get(&s)) {
             return match g.state[i] {
-                TicketState::Pending => Self::claim(&mut g, i),
+                TicketState::Pending => Take::Ticket(Self::claim(&mut g, i)),
                 TicketState::InFlight => Take::NotForThisKey(
                     "its ticket is already being enrolled on another slot".into(),
                 ),
@@ -90,7 +90,7 @@ impl Pool {
         if let Some(i) = (0..g.state.len())
             .find(|&i| g.state[i] == TicketState::Pending && g.serial[i].is_none())
         {
-            return Self::claim(&mut g, i);
+            return Take::Ticket(Self::claim(&mut g, i));
         }
         if Self::resolved(&g) {
             return Take::AllDone;
@@ -124,10 +124,7 @@ impl Pool {
             if let Some(i) =
                 (0..g.state.len()).find(|&i| g.state[i] == TicketState::Pending && usable(&g, i))
             {
-                let Take::Ticket(i) = Self::claim(&mut g, i) else {
-                    unreachable!()
-                };
-                return Some(i);
+                return Some(Self::claim(&mut g, i));
             }
             let open =
                 (0..g.state.len()).any(|i| g.state[i] == TicketState::InFlight && usable(&g, i));
