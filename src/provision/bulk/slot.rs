@@ -473,3 +473,42 @@ pub(super) fn run_slots(run: &Run<'_>, sources: &[Source]) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ticket and station problems end a ticket; key problems pass it on.
+    #[test]
+    fn retry_only_for_the_key_s_failures() {
+        for r in Reason::ALL {
+            let name = r.as_str();
+            let ticket_or_station = name.starts_with("ticket-")
+                || name.starts_with("replace-")
+                || matches!(name, "clock-rollback" | "ledger" | "config");
+            if ticket_or_station {
+                assert!(!retryable(*r), "{name}");
+            }
+            if name.starts_with("device-")
+                || name.starts_with("attestation-")
+                || matches!(
+                    name,
+                    "timeout" | "touch-timeout" | "policy-aaguid" | "cancelled"
+                )
+            {
+                assert!(retryable(*r), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn gate_admits_n_at_once() {
+        let g = Gate::new(2);
+        let a = g.enter(&|| false).unwrap();
+        let _b = g.enter(&|| false).unwrap();
+        // Full: a stop request gets through instead of blocking forever.
+        assert!(g.enter(&|| true).is_none());
+        drop(a);
+        assert!(g.enter(&|| false).is_some());
+    }
+}
