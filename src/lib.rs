@@ -3,6 +3,7 @@
 //! Layers (see DESIGN.md): `sim` holds the virtual keys everything else is
 //! tested on; `ticket` verifies signed provisioning tickets.
 
+pub mod age;
 pub mod attest;
 pub mod cli;
 pub mod config;

@@ -153,8 +153,8 @@ fn print_devices(client: &crate::daemon::client::Client, json: bool) -> Result<(
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    let devices: Vec<crate::detect::link::Device> =
-        serde_json::from_value(doc["devices"].clone()).map_err(|e| {
+    let devices: Vec<crate::detect::link::Device> = serde_json::from_value(doc["devices"].clone())
+        .map_err(|e| {
             Failure::DaemonUnreachable(format!(
                 "the keyward daemon at {} sent a device list this keyward cannot read ({e}); \
                  are the daemon and the CLI the same version?",

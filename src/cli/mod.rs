@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod attest;
+pub mod bulk;
 pub mod daemon;
 pub mod demo;
 pub mod devices;
@@ -95,6 +96,9 @@ pub enum Commands {
     /// Enrollment completion rate, time to issue, failures by reason,
     /// reset/revocation/replacement/exception volume, from the ledger
     Report(report::ReportArgs),
+    /// Provision a batch of keys from a manifest of tickets, several at
+    /// once, with a report and an age-sealed PIN file
+    Bulk(bulk::BulkArgs),
     /// Enroll a key against a signed ticket: PIN, FIDO2 credential and/or
     /// PIV keys, attestation checked, binding recorded (docs/enroll.md)
     Enroll(enroll::EnrollArgs),

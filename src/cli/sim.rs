@@ -69,7 +69,8 @@ pub struct SimRunArgs {
     /// How long the key waits for a touch before giving up
     #[arg(long, value_name = "MS", default_value_t = 15_000)]
     pub touch_timeout_ms: u64,
-    /// Extra device latency for on-card key generation
+    /// Extra device latency for on-card key generation (FIDO2 makeCredential
+    /// and PIV GENERATE ASYMMETRIC KEY), as real keys take seconds
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub keygen_ms: u64,
 }

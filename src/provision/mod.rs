@@ -31,6 +31,7 @@ use crate::sim::device::SimDevice;
 use crate::store::Ledger;
 use crate::ticket;
 
+pub mod bulk;
 mod enroll;
 mod fido;
 mod flow;

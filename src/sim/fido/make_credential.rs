@@ -220,6 +220,11 @@ impl Authenticator {
             // User presence was consumed (§6.5.2.2 "clearUserPresentFlag").
             self.token.permissions &= !(perm::MC | perm::GA);
         }
+        if !self.opts.keygen_delay.is_zero() {
+            // Credential key generation takes time on a real key. This
+            // blocks only this device (its own authenticator lock).
+            std::thread::sleep(self.opts.keygen_delay);
+        }
         let mut cred = self.new_credential(&r)?;
         if !cred.discoverable {
             cred.id = super::key_handle::seal(&self.state.wrap_secret, &cred);

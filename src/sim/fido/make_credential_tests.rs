@@ -271,3 +271,34 @@ fn cbor_faults_change_the_encoding() {
         [0x00, 0xB9, 0x00, 0x02, 0x18, 0x04, 0xF4, 0x18, 0x03, 0x08]
     );
 }
+
+/// `keygen_delay` slows makeCredential on this device only: two devices
+/// generating at once take one delay, not two.
+#[test]
+fn keygen_delay_is_per_device() {
+    use std::time::{Duration, Instant};
+    let delay = Duration::from_millis(300);
+    let mut o = opts();
+    o.keygen_delay = delay;
+    let start = Instant::now();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let o = o.clone();
+            std::thread::spawn(move || {
+                let mut t = Tester::with_opts(o);
+                t.ok(0x01, mc_req("example.com", b"user", false, vec![]));
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let took = start.elapsed();
+    assert!(took >= delay, "{took:?}");
+    assert!(took < delay * 2, "devices serialised: {took:?}");
+    // getInfo is not slowed.
+    let mut t = Tester::with_opts(o);
+    let start = Instant::now();
+    t.call(0x04, None);
+    assert!(start.elapsed() < delay);
+}
