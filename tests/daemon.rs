@@ -45,7 +45,7 @@ fn api_answers_health_devices_errors_and_metrics_then_sigterm_exits_0() {
     assert_eq!(h["status"], "ok");
     assert_eq!(h["peer"]["uid"], 0);
     let devs = c.devices().unwrap();
-    assert_eq!(devs["version"], 1);
+    assert_eq!(devs["version"], 2);
     assert!(devs["devices"].is_array());
 
     // Errors: JSON with a stable code and a message naming the problem.
@@ -318,7 +318,7 @@ fn only_root_and_group_members_may_use_the_api() {
     let o = devices_as(&bin, MEMBER, true, &d.socket);
     assert!(o.status.success());
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["version"], 2);
 
     // Behind world-open file permissions, the daemon's own check decides:
     // an outsider gets 403 and a log line; a member is recognised through
