@@ -83,8 +83,8 @@ pub enum Commands {
     Piv(piv::PivCommand),
     /// Inspect and manage a FIDO2 key: info, PIN, reset, credentials, config
     Fido(fido::FidoArgs),
-    /// Run a complete FIDO2 enrollment on the built-in simulator: ticket,
-    /// key, attestation, ledger
+    /// Run a complete kiosk enrollment (FIDO2, and PIV through pcscd) on the
+    /// built-in simulator: demo issuer, ticket, workflow, binding, audit
     Demo(demo::DemoArgs),
     /// Enroll a key against a signed ticket: PIN, FIDO2 credential and/or
     /// PIV keys, attestation checked, binding recorded (docs/enroll.md)
