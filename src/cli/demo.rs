@@ -175,14 +175,13 @@ fn db_on_command_line() -> bool {
     std::env::args().any(|a| a == "--db" || a.starts_with("--db="))
 }
 
-/// The kiosk person's PIN: read from `--pin-fd`, or "chosen" for them (a
-/// random PIN that passes the profile). Never printed.
-fn kiosk_pin(fd: Option<i32>, rules: &PinRules) -> Result<Pin> {
-    let Some(n) = fd else {
-        return Ok(generate_pin(rules));
-    };
-    if n < 0 {
-        return Err(Failure::Usage(format!("--pin-fd {n}: not a file descriptor")).into());
+/// The kiosk person's PIN from `--pin-fd`, read before the demo opens any
+/// file of its own (so N is the caller's descriptor). The workflow checks
+/// it against the profile before touching the key.
+fn read_pin_fd(n: i32) -> Result<Pin> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; any int is safe.
+    if n < 0 || unsafe { libc::fcntl(n, libc::F_GETFD) } == -1 {
+        return Err(Failure::Usage(format!("--pin-fd {n}: not an open file descriptor")).into());
     }
     use std::os::fd::FromRawFd;
     // SAFETY: the caller handed us this descriptor with --pin-fd for
@@ -199,6 +198,8 @@ fn kiosk_pin(fd: Option<i32>, rules: &PinRules) -> Result<Pin> {
     Ok(Pin::new(pin))
 }
 
+/// A PIN "chosen" for the kiosk person: random digits that pass the
+/// profile. Never printed.
 fn generate_pin(rules: &PinRules) -> Pin {
     let len = rules.max_length.clamp(6, 8);
     loop {
@@ -279,14 +280,18 @@ struct Demo {
 }
 
 fn demo(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<()> {
+    let given = args.pin_fd.map(read_pin_fd).transpose()?;
     let d = setup(args, db, out)?;
-    let rules = d
-        .station
-        .profiles
-        .get(PROFILE)
-        .map(|p| p.pin.clone())
-        .context("the demo profile is missing")?;
-    let pin = kiosk_pin(args.pin_fd, &rules)?;
+    let pin = match given {
+        Some(p) => p,
+        None => generate_pin(
+            &d.station
+                .profiles
+                .get(PROFILE)
+                .context("the demo profile is missing")?
+                .pin,
+        ),
+    };
     out.say(format!(
         "The kiosk person chose a new PIN ({}): it goes to the key, never to the screen, the log or the ledger.",
         if args.pin_fd.is_some() { "read from --pin-fd" } else { "generated for them by the demo" }

@@ -37,37 +37,36 @@ const DEFAULT_PORTS: std::ops::RangeInclusive<u16> = 35963..=35970;
 #[derive(Debug)]
 pub enum Unavailable {
     /// pcscd does not answer.
-    NoPcscd(String),
+    PcscdDown(String),
     /// pcscd runs but has no vpcd reader.
     NoVpcdReader,
     /// Every vpcd reader holds a card, is leased, or never took ours.
-    NoFreeReader(String),
+    AllReadersBusy(String),
 }
 
 impl Unavailable {
     /// One line for the person running the demo.
     pub fn describe(&self) -> String {
         match self {
-            Unavailable::NoPcscd(e) => format!("pcscd is not running ({e})"),
+            Unavailable::PcscdDown(e) => format!("pcscd is not running ({e})"),
             Unavailable::NoVpcdReader => {
                 "pcscd is running but has no vpcd (virtual smart card) reader".into()
             }
-            Unavailable::NoFreeReader(why) => format!("no vpcd reader is free ({why})"),
+            Unavailable::AllReadersBusy(why) => format!("no vpcd reader is free ({why})"),
         }
     }
 
     /// What to do about it.
     pub fn hint(&self) -> &'static str {
         match self {
-            Unavailable::NoPcscd(_) | Unavailable::NoVpcdReader => {
-                "the PIV part needs pcscd with the vsmartcard vpcd driver: \
-                 `sudo apt-get install pcscd vsmartcard-vpcd`, then start it with `sudo pcscd` \
-                 (or `sudo systemctl restart pcscd`), check with `pcsc_scan -r` that reader \
+            Unavailable::PcscdDown(_) | Unavailable::NoVpcdReader => {
+                "install pcscd and the vsmartcard vpcd driver with \
+                 `sudo apt-get install pcscd vsmartcard-vpcd`, start pcscd with `sudo pcscd` \
+                 (or `sudo systemctl restart pcscd`), check with `pcsc_scan -r` (package pcsc-tools) that reader \
                  \"Virtual PCD 00 00\" is listed, and run `keyward demo` again"
             }
-            Unavailable::NoFreeReader(_) => {
-                "the PIV part needs an empty vpcd reader: stop a `keyward sim --vpcd` that holds \
-                 one, or add readers (`.ci/rig-setup` adds six), and run `keyward demo` again"
+            Unavailable::AllReadersBusy(_) => {
+                "free a vpcd reader (stop a `keyward sim --vpcd` that holds one) or add readers (`.ci/rig-setup` adds six), and run `keyward demo` again"
             }
         }
     }
@@ -75,9 +74,9 @@ impl Unavailable {
     /// A stable code for `--json`.
     pub fn code(&self) -> &'static str {
         match self {
-            Unavailable::NoPcscd(_) => "no-pcscd",
+            Unavailable::PcscdDown(_) => "no-pcscd",
             Unavailable::NoVpcdReader => "no-vpcd-reader",
-            Unavailable::NoFreeReader(_) => "no-free-reader",
+            Unavailable::AllReadersBusy(_) => "no-free-reader",
         }
     }
 }
@@ -112,14 +111,14 @@ pub struct Port {
 /// first free configured one.
 pub fn attach(card: VirtualCard, port: Option<u16>) -> Result<Attached, Unavailable> {
     let ctx = pcsc::Context::establish(pcsc::Scope::System)
-        .map_err(|e| Unavailable::NoPcscd(e.to_string()))?;
+        .map_err(|e| Unavailable::PcscdDown(e.to_string()))?;
     let readers: Vec<String> = match ctx.list_readers_owned() {
         Ok(rs) => rs
             .iter()
             .map(|r| r.to_string_lossy().into_owned())
             .collect(),
         Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
-        Err(e) => return Err(Unavailable::NoPcscd(e.to_string())),
+        Err(e) => return Err(Unavailable::PcscdDown(e.to_string())),
     };
     let virt: Vec<String> = readers
         .into_iter()
@@ -144,19 +143,24 @@ pub fn attach(card: VirtualCard, port: Option<u16>) -> Result<Attached, Unavaila
             // Twice: under load the driver may still hold a stale
             // connection from the port's previous card in its backlog;
             // a second insertion gets through (as a person would re-insert).
+            if let Some(r) = reader.as_ref().filter(|r| !empty.contains(r)) {
+                return Err(Unavailable::AllReadersBusy(format!(
+                    "reader \"{r}\" of vpcd port {p} already holds a card"
+                )));
+            }
             let one = Port { port: p, reader };
             vec![(one.clone(), None), (one, None)]
         }
         None => choose(&configured_ports(Path::new("/etc/reader.conf.d")), &empty),
     };
     if empty.is_empty() {
-        return Err(Unavailable::NoFreeReader(format!(
+        return Err(Unavailable::AllReadersBusy(format!(
             "all {} vpcd readers hold a card",
             virt.len()
         )));
     }
     if candidates.is_empty() {
-        return Err(Unavailable::NoFreeReader(
+        return Err(Unavailable::AllReadersBusy(
             "the empty readers are leased by another keyward".into(),
         ));
     }
@@ -192,7 +196,7 @@ pub fn attach(card: VirtualCard, port: Option<u16>) -> Result<Attached, Unavaila
             }
         }
     }
-    Err(Unavailable::NoFreeReader(format!(
+    Err(Unavailable::AllReadersBusy(format!(
         "no card appeared through vpcd port(s) {}",
         tried.join(", ")
     )))
@@ -436,11 +440,7 @@ mod tests {
         let config = parse_reader_conf(
             "FRIENDLYNAME \"Virtual PCD Z\"\nDEVICENAME /dev/null:0xF000\nLIBPATH libifdvpcd.so\n",
         );
-        let readers = vec![
-            "Virtual PCD Z 00 00".to_string(),
-            "Virtual PCD Z 00 01".into(),
-        ];
-        let chosen = choose(&config, &readers[1..]);
+        let chosen = choose(&config, &["Virtual PCD Z 00 01".to_string()]);
         let ports: Vec<u16> = chosen.iter().map(|(p, _)| p.port).collect();
         assert_eq!(ports, [0xF001]);
     }
