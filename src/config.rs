@@ -470,4 +470,21 @@ mod tests {
         let e = c.profiles().unwrap_err().to_string();
         assert!(e.contains("no policy profile"), "{e}");
     }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../docs/config.md");
+        let start = doc.find("```toml\n").unwrap() + 8;
+        let end = start + doc[start..].find("```").unwrap();
+        let c = Config::parse(
+            &doc[start..end],
+            "docs/config.md",
+            Path::new("/etc/keyward"),
+        )
+        .expect("docs/config.md example");
+        assert_eq!(c.station, "kiosk-berlin-01");
+        assert_eq!(c.ticket.issuers[0].keys.len(), 2);
+        assert!(c.policy.profiles.contains_key("walk-in"));
+        assert!(c.daemon.is_some() && c.bulk.is_some());
+    }
 }

@@ -394,4 +394,16 @@ approver = "ciso@example.org"
         .to_string();
         assert!(e.starts_with("p.toml:2:"), "{e}");
     }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../../docs/policy.md");
+        let start = doc.find("```toml\n").unwrap() + 8;
+        let end = start + doc[start..].find("```").unwrap();
+        let p = Profiles::parse(&doc[start..end], "docs/policy.md").expect("docs/policy.md");
+        let s = p.get("standard").unwrap();
+        assert!(s.pin.digits_only && s.pin.max_length == 8);
+        assert_eq!(s.attestation.exceptions.len(), 1);
+        assert_eq!(s.piv.algorithms, ["p256", "p384"]);
+    }
 }
