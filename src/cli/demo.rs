@@ -40,7 +40,8 @@ mod vpcd;
     after_help = "The demo never touches a real key and never writes to your ledger: \
                         its ledger is temporary unless --db FILE is given on the command line \
                         (KEYWARD_DB is ignored). With --db, run `keyward --db FILE bindings list`, \
-                        `keyward --db FILE audit verify` and `keyward --db FILE report` afterwards."
+                        `keyward --db FILE audit verify` and `keyward --db FILE report` afterwards. \
+                  --config is not read: the demo writes its own station configuration."
 )]
 pub struct DemoArgs {
     /// Keep the demo's station files (issuer key, keyward.toml, ticket, and
