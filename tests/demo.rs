@@ -371,6 +371,16 @@ fn demo_json_is_one_versioned_document() {
         .map(|e| e["step"].as_str().unwrap())
         .collect();
     assert_eq!(started(&doc), done);
+    // Over USB (in-process CTAPHID) the key asks for a touch and the
+    // workflow says so before the simulated person touches it.
+    for step in ["make-credential", "get-assertion"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event"] == "touch-needed" && e["step"] == step),
+            "no touch prompt for {step}"
+        );
+    }
     assert_eq!(credentials(&doc), [("fido2".to_string(), None)]);
     let binding = doc["outcome"]["binding"].as_str().unwrap();
     assert_eq!(doc["binding"]["id"], binding);

@@ -27,9 +27,9 @@ use crate::provision::{
     self, Cancel, EnrollOutcome, EnrollRequest, Event, Events, KeyTarget, PinChoice,
     ProvisionError, Station,
 };
-use crate::sim::DeviceProfile;
 use crate::sim::ca::SimCa;
 use crate::sim::device::{SimDevice, SimOptions, build_card};
+use crate::sim::{DeviceProfile, Person};
 use crate::ticket::{self, Audience, Claims, Evidence, Fido2Op, Op, PivOp, SigningKey, TicketAlg};
 
 mod vpcd;
@@ -64,6 +64,8 @@ const STATION: &str = "demo-kiosk";
 const ACTOR: &str = "keyward-demo";
 const KID: &str = "demo-issuer-1";
 const PROFILE: &str = "demo-kiosk";
+/// How long the simulated person takes to touch the key.
+const TOUCH_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// The demo station's configuration: the issuer it trusts, the simulator's
 /// attestation roots (never trusted by a real station), and a kiosk profile
@@ -438,7 +440,14 @@ fn place_key(
                        "piv_skipped": {"reason": why.code(), "message": why.describe(),
                                        "hint": why.hint()}}),
             );
-            (KeyTarget::Sim(SimDevice::new(opts)), None)
+            // Over USB the key asks for a touch (CTAPHID keepalive) and the
+            // workflow prompts for it; the simulated person touches a moment
+            // later. On a reader the touch is the tap itself.
+            let usb = SimOptions {
+                person: Person::After(TOUCH_DELAY),
+                ..opts.clone()
+            };
+            (KeyTarget::Sim(SimDevice::new(&usb)), None)
         }
     }
 }
