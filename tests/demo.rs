@@ -540,3 +540,64 @@ fn demo_falls_back_to_in_process_when_its_reader_holds_a_card() {
         Duration::from_secs(1)
     ));
 }
+
+#[test]
+fn ctrl_c_while_the_key_waits_for_a_touch_cancels_cleanly() {
+    use std::io::BufRead;
+    let dir = common::tempdir();
+    let db = dir.path().join("ledger.db");
+    let mut c = demo(&["--touch-delay-ms", "60000"]);
+    c.arg("--db")
+        .arg(&db)
+        .env(NO_PCSCD.0, NO_PCSCD.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn keyward demo");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("make-credential: touch your key now") {
+            // SAFETY: signalling our own child process by its pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("touch your key")),
+        "no touch prompt: {seen:?}"
+    );
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    eprintln!("{}\n{}\n{err}", seen.join("\n"), rest.join("\n"));
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("[cancelled]"), "{err}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("make-credential") && l.contains("FAILED (cancelled)"))
+    );
+    // Nothing committed; the run is recorded as aborted; the temporary
+    // station is gone.
+    assert!(bindings(&db).is_empty());
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let (outcome, reason): (String, String) = conn
+        .query_row("SELECT outcome, reason FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (outcome.as_str(), reason.as_str()),
+        ("aborted", "cancelled")
+    );
+    let station = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("Demo station in "))
+        .and_then(|l| l.split(" (").next())
+        .expect("the station line");
+    assert!(!Path::new(station).exists(), "{station} left behind");
+    audit_verifies(&db);
+}

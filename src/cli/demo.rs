@@ -12,6 +12,7 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -52,6 +53,10 @@ pub struct DemoArgs {
     /// instead of generating one
     #[arg(long, value_name = "N")]
     pub pin_fd: Option<i32>,
+    /// How long the simulated person takes to touch the key when the
+    /// workflow asks (in-process; on a reader the tap is the touch)
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub touch_delay_ms: u64,
     /// Use this vpcd port only (the caller has leased its reader)
     #[arg(long, value_name = "PORT", hide = true)]
     pub vpcd_port: Option<u16>,
@@ -64,8 +69,6 @@ const STATION: &str = "demo-kiosk";
 const ACTOR: &str = "keyward-demo";
 const KID: &str = "demo-issuer-1";
 const PROFILE: &str = "demo-kiosk";
-/// How long the simulated person takes to touch the key.
-const TOUCH_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// The demo station's configuration: the issuer it trusts, the simulator's
 /// attestation roots (never trusted by a real station), and a kiosk profile
@@ -309,20 +312,44 @@ fn demo(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<()> {
         },
         ca,
     );
-    let (target, attached) = place_key(&opts, args.vpcd_port, out);
+    let (target, attached) = place_key(&opts, args, out);
 
     let ticket = issue_ticket(&d, attached.is_some(), &d.dir.path.join("ticket.jwt"), out)?;
     out.say("");
     out.say("Enrollment (provision::enroll, the workflow a kiosk runs):");
     let sink = Render::new(out.json);
+    let cancel = Cancel::new();
+    cancel_on_interrupt(&cancel);
     let mut req = EnrollRequest::new(ticket.into_bytes(), target, PinChoice::Given(pin));
     req.slot = Some("demo".into());
-    let r = provision::enroll(&d.station, req, &sink, &Cancel::new());
+    let r = provision::enroll(&d.station, req, &sink, &cancel);
     // The card leaves the reader before anything else is shown.
     drop(attached);
     out.set("events", json!(sink.events()));
     let outcome = r?;
     report(&d, &outcome, serial, db.is_some(), out)
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C cancels the workflow (nothing committed, the run recorded as
+/// aborted) and the demo still takes its card out and removes its files.
+/// (The same as `keyward enroll`'s, which is private to cli::enroll.)
+fn cancel_on_interrupt(cancel: &Cancel) {
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        while !INTERRUPTED.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        c.cancel();
+    });
 }
 
 /// Workspace, issuer key, station configuration, station.
@@ -401,12 +428,12 @@ fn setup(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<Demo> {
 /// reader (FIDO2 + PIV through pcscd), else in-process (FIDO2 only).
 fn place_key(
     opts: &SimOptions,
-    port: Option<u16>,
+    args: &DemoArgs,
     out: &mut Out,
 ) -> (KeyTarget, Option<vpcd::Attached>) {
     let serial = opts.profile.serial;
     out.say("");
-    match vpcd::attach(build_card(opts), port) {
+    match vpcd::attach(build_card(opts), args.vpcd_port) {
         Ok(a) => {
             out.say(format!(
                 "Key: simulated YubiKey serial {serial} (FIDO2 + PIV) inserted into reader \"{}\" \
@@ -444,7 +471,7 @@ fn place_key(
             // workflow prompts for it; the simulated person touches a moment
             // later. On a reader the touch is the tap itself.
             let usb = SimOptions {
-                person: Person::After(TOUCH_DELAY),
+                person: Person::After(std::time::Duration::from_millis(args.touch_delay_ms)),
                 ..opts.clone()
             };
             (KeyTarget::Sim(SimDevice::new(&usb)), None)
