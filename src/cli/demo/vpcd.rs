@@ -112,60 +112,25 @@ pub struct Port {
 pub fn attach(card: VirtualCard, port: Option<u16>) -> Result<Attached, Unavailable> {
     let ctx = pcsc::Context::establish(pcsc::Scope::System)
         .map_err(|e| Unavailable::PcscdDown(e.to_string()))?;
-    let readers: Vec<String> = match ctx.list_readers_owned() {
-        Ok(rs) => rs
-            .iter()
-            .map(|r| r.to_string_lossy().into_owned())
-            .collect(),
-        Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
-        Err(e) => return Err(Unavailable::PcscdDown(e.to_string())),
-    };
-    let virt: Vec<String> = readers
-        .into_iter()
-        .filter(|r| r.starts_with("Virtual PCD"))
-        .collect();
-    if virt.is_empty() {
-        return Err(Unavailable::NoVpcdReader);
-    }
-    let present = card_present(&ctx, &virt);
-    let empty: Vec<String> = virt
-        .iter()
-        .zip(&present)
-        .filter(|(_, p)| !**p)
-        .map(|(r, _)| r.clone())
-        .collect();
-    let candidates: Vec<(Port, Option<File>)> = match port {
-        Some(p) => {
-            let reader = configured_ports(Path::new("/etc/reader.conf.d"))
-                .into_iter()
-                .find(|c| c.port == p)
-                .and_then(|c| c.reader);
-            // Twice: under load the driver may still hold a stale
-            // connection from the port's previous card in its backlog;
-            // a second insertion gets through (as a person would re-insert).
-            if let Some(r) = reader.as_ref().filter(|r| !empty.contains(r)) {
-                return Err(Unavailable::AllReadersBusy(format!(
-                    "reader \"{r}\" of vpcd port {p} already holds a card"
-                )));
-            }
-            let one = Port { port: p, reader };
-            vec![(one.clone(), None), (one, None)]
-        }
-        None => choose(&configured_ports(Path::new("/etc/reader.conf.d")), &empty),
-    };
+    let (virt, empty) = vpcd_readers(&ctx)?;
     if empty.is_empty() {
         return Err(Unavailable::AllReadersBusy(format!(
             "all {} vpcd readers hold a card",
             virt.len()
         )));
     }
+    let config = configured_ports(Path::new("/etc/reader.conf.d"));
+    let candidates = match port {
+        Some(p) => given_port(&config, p, &empty)?,
+        None => choose(&config, &empty),
+    };
     if candidates.is_empty() {
         return Err(Unavailable::AllReadersBusy(
             "the empty readers are leased by another keyward".into(),
         ));
     }
     let mut card = card;
-    let mut tried = Vec::new();
+    let mut tried: Vec<String> = Vec::new();
     for (p, lease) in candidates {
         let watch: Vec<String> = match &p.reader {
             Some(r) => vec![r.clone()],
@@ -190,8 +155,9 @@ pub fn attach(card: VirtualCard, port: Option<u16>) -> Result<Attached, Unavaila
             }
             Err(c) => {
                 card = c;
-                if !tried.contains(&p.port.to_string()) {
-                    tried.push(p.port.to_string());
+                let t = p.port.to_string();
+                if !tried.contains(&t) {
+                    tried.push(t);
                 }
             }
         }
@@ -200,6 +166,52 @@ pub fn attach(card: VirtualCard, port: Option<u16>) -> Result<Attached, Unavaila
         "no card appeared through vpcd port(s) {}",
         tried.join(", ")
     )))
+}
+
+/// The vpcd readers pcscd has, and those of them without a card.
+fn vpcd_readers(ctx: &pcsc::Context) -> Result<(Vec<String>, Vec<String>), Unavailable> {
+    let virt: Vec<String> = match ctx.list_readers_owned() {
+        Ok(rs) => rs
+            .iter()
+            .map(|r| r.to_string_lossy().into_owned())
+            .filter(|r| r.starts_with("Virtual PCD"))
+            .collect(),
+        Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
+        Err(e) => return Err(Unavailable::PcscdDown(e.to_string())),
+    };
+    if virt.is_empty() {
+        return Err(Unavailable::NoVpcdReader);
+    }
+    let present = card_present(ctx, &virt);
+    let empty = virt
+        .iter()
+        .zip(&present)
+        .filter(|(_, p)| !**p)
+        .map(|(r, _)| r.clone())
+        .collect();
+    Ok((virt, empty))
+}
+
+/// The caller's port (leased by the caller): refused at once when its
+/// reader is known to hold a card. Listed twice: under load the driver may
+/// still hold a stale connection of the port's previous card in its
+/// backlog, and a second insertion gets through, as a person re-inserts.
+fn given_port(
+    config: &[Port],
+    port: u16,
+    empty: &[String],
+) -> Result<Vec<(Port, Option<File>)>, Unavailable> {
+    let reader = config
+        .iter()
+        .find(|c| c.port == port)
+        .and_then(|c| c.reader.clone());
+    if let Some(r) = reader.as_ref().filter(|r| !empty.contains(r)) {
+        return Err(Unavailable::AllReadersBusy(format!(
+            "reader \"{r}\" of vpcd port {port} already holds a card"
+        )));
+    }
+    let one = Port { port, reader };
+    Ok(vec![(one.clone(), None), (one, None)])
 }
 
 /// The ports worth dialling, in order, each with its lease: configured
