@@ -279,7 +279,7 @@ fn fido2_and_piv_through_pcscd_bind_one_key() {
         return;
     }
     let rig = rig();
-    let sim = common::start_sim(&["--serial", "4100001"]);
+    let sim = own_sim(4_100_001, &[]);
     let log = EventLog::new();
     let o = enroll_reader(
         &rig,
@@ -386,13 +386,10 @@ fn key_removed_at_each_step_commits_nothing_and_stays_enrollable() {
     for (i, (step, nth)) in cases.into_iter().enumerate() {
         let state = common::tempdir();
         let serial = (4_200_000 + i).to_string();
-        let args = [
-            "--serial",
-            serial.as_str(),
-            "--state",
-            state.path().to_str().unwrap(),
-        ];
-        let sim = common::start_sim(&args);
+        let sim = own_sim(
+            4_200_000 + i as u32,
+            &["--state", state.path().to_str().unwrap()],
+        );
         let reader = sim.reader.name;
         let mut c = claims("standard");
         c.ops = vec![fido_op(), piv_op("9a", "p256")];
@@ -425,7 +422,10 @@ fn key_removed_at_each_step_commits_nothing_and_stays_enrollable() {
         assert_eq!(rig.counts().0, i, "case {i}: a binding was written");
         // The same key re-inserted (same state directory), the same ticket:
         // the enrollment completes.
-        let again = common::start_sim(&args);
+        let again = own_sim(
+            4_200_000 + i as u32,
+            &["--state", state.path().to_str().unwrap()],
+        );
         let o = enroll_reader(&rig, ticket, again.reader.name, PIN, &provision::NoEvents)
             .unwrap_or_else(|e| {
                 panic!(
@@ -627,4 +627,206 @@ fn piv_on_the_in_process_simulator_is_refused_before_any_change() {
     assert!(e.message.contains("PC/SC"), "{}", e.message);
     assert!(!started(&events).contains(&"set-pin".to_string()));
     assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
+fn pre_assigned_device_must_be_the_key() {
+    let rig = rig();
+    let mut c = claims("standard");
+    c.device = Some(keyward::ticket::Device {
+        serial: 31_000_091,
+        model: None,
+    });
+    let (r, _) = enroll_sim(&rig, rig.ticket(&c), 31_000_090, PIN);
+    let e = r.unwrap_err();
+    assert_eq!(e.reason, Reason::DeviceMismatch);
+    assert!(
+        e.message.contains("31000091") && e.message.contains("31000090"),
+        "{}",
+        e.message
+    );
+    assert_eq!(rig.counts(), (0, 0, 0));
+    let (r, _) = enroll_sim(&rig, rig.ticket(&c), 31_000_091, PIN);
+    assert_eq!(
+        r.expect("the assigned key").serial.as_deref(),
+        Some("31000091")
+    );
+}
+
+#[test]
+fn station_clock_set_back_refuses_tickets() {
+    let rig = rig();
+    enroll_sim(&rig, rig.ticket(&claims("standard")), 31_000_100, PIN)
+        .0
+        .expect("first");
+    let mut back = rig.station.clone();
+    back.clock =
+        std::sync::Arc::new(|| std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
+    let mut c = claims("standard");
+    c.iat -= 3600;
+    c.nbf -= 3600;
+    c.exp -= 3000;
+    let e = provision::enroll(
+        &back,
+        request(rig.ticket(&c), KeyTarget::Sim(sim_device(31_000_101)), PIN),
+        &provision::NoEvents,
+        &Cancel::new(),
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::ClockRollback, "{}", e.message);
+    assert_eq!(rig.counts().0, 1);
+}
+
+#[test]
+fn touch_prompt_comes_from_the_keys_keepalive_and_a_missing_touch_times_out() {
+    use keyward::sim::Person;
+    use std::time::Duration;
+    let rig = rig();
+    let slow = sim_device_with(
+        31_000_110,
+        Person::After(Duration::from_millis(600)),
+        Duration::from_secs(15),
+    );
+    let log = EventLog::new();
+    provision::enroll(
+        &rig.station,
+        request(rig.ticket(&claims("standard")), KeyTarget::Sim(slow), PIN),
+        &log,
+        &Cancel::new(),
+    )
+    .expect("enrollment with a slow touch");
+    let touches: Vec<Step> = log
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::TouchNeeded { step, timeout_ms } => {
+                assert_eq!(*timeout_ms, 30_000);
+                Some(*step)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(touches, [Step::MakeCredential, Step::GetAssertion]);
+
+    let never = sim_device_with(31_000_111, Person::Never, Duration::from_millis(800));
+    let log = EventLog::new();
+    let e = provision::enroll(
+        &rig.station,
+        request(rig.ticket(&claims("standard")), KeyTarget::Sim(never), PIN),
+        &log,
+        &Cancel::new(),
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::TouchTimeout, "{}", e.full_message());
+    assert_eq!(e.step, Some(Step::MakeCredential));
+    assert!(
+        log.events()
+            .iter()
+            .any(|e| matches!(e, Event::TouchNeeded { .. }))
+    );
+    assert_eq!(rig.counts().0, 1);
+}
+
+#[test]
+fn fault_knobs_give_clear_failures_and_commit_nothing() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let cases = [
+        ("untrusted-attestation", Reason::AttestationUntrusted),
+        ("aaguid-mismatch", Reason::AttestationInvalid),
+        ("malformed-cbor", Reason::DeviceError),
+        ("wrong-status-word", Reason::DeviceError),
+        ("disconnect-mid-command", Reason::DeviceRemoved),
+    ];
+    for (i, (fault, reason)) in cases.into_iter().enumerate() {
+        let sim = own_sim(4_500_000 + i as u32, &["--fido2", "--fault", fault]);
+        let e = enroll_reader(
+            &rig,
+            rig.ticket(&claims("standard")),
+            sim.reader.name,
+            PIN,
+            &provision::NoEvents,
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, reason, "{fault}: {}", e.full_message());
+        assert!(!e.message.is_empty());
+    }
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
+fn cli_enrolls_fido2_and_piv_by_serial_and_hands_the_puk_to_a_descriptor() {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let sim = own_sim(4_700_001, &[]);
+    let t = rig.dir.path().join("t.jwt");
+    std::fs::write(&t, rig.ticket(&fido_and_piv("standard"))).unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors are open and owned only here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let wfd = fds[1];
+    let mut c = common::keyward();
+    c.args(["--config", rig.config.to_str().unwrap(), "--json", "enroll"])
+        .args(["--ticket", t.to_str().unwrap(), "--device", "4700001"])
+        .args(["--pin-fd", "0", "--puk-out-fd", "3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: dup2 is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::dup2(wfd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().unwrap();
+    drop(w);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PIN}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut puk = String::new();
+    std::fs::File::from(r).read_to_string(&mut puk).unwrap();
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{se}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["serial"], "4700001");
+    assert_eq!(doc["credentials"].as_array().unwrap().len(), 3);
+    let puk = puk.trim();
+    assert_eq!(puk.len(), 8, "the PUK arrived on descriptor 3");
+    assert!(!contains(&out.stdout, puk) && !contains(&out.stderr, puk));
+    // The card holds that PUK: changing it with the PUK as the old value
+    // succeeds.
+    let mut c = common::keyward();
+    c.args(["piv", "change-puk", "--device", sim.reader.name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{puk}\n87651234\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

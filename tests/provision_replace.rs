@@ -182,3 +182,50 @@ fn wrong_tickets_for_the_workflow_are_refused() {
     );
     assert_eq!(state(&rig, &old.binding).0, "replaced");
 }
+
+#[test]
+fn replacement_of_a_fido2_and_piv_key_through_pcscd() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let mut first = claims("standard");
+    first.ops = vec![fido_op(), provision_support::piv_op("9a", "p256")];
+    let a = own_sim(4_600_001, &[]);
+    let old = provision::enroll(
+        &rig.station,
+        request(
+            rig.ticket(&first),
+            KeyTarget::Reader(a.reader.name.into()),
+            PIN,
+        ),
+        &EventLog::new(),
+        &Cancel::new(),
+    )
+    .expect("first enrollment");
+    assert_eq!(old.serial.as_deref(), Some("4600001"));
+    drop(a);
+    // Key A is lost; key B replaces it, found by A's serial.
+    let mut c = replacing("standard", None, Some(4_600_001), 2);
+    c.ops = first.ops.clone();
+    let b = own_sim(4_600_002, &[]);
+    let new = provision::replace(
+        &rig.station,
+        request(rig.ticket(&c), KeyTarget::Reader(b.reader.name.into()), PIN),
+        &EventLog::new(),
+        &Cancel::new(),
+    )
+    .expect("replacement");
+    assert_eq!(new.serial.as_deref(), Some("4600002"));
+    assert_eq!(new.credentials.len(), 2);
+    assert_eq!(
+        state(&rig, &old.binding),
+        ("replaced".into(), Some(new.binding.clone()))
+    );
+    let kinds = outbox_kinds(&rig);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "notify.replacement").count(),
+        1,
+        "{kinds:?}"
+    );
+}

@@ -9,18 +9,20 @@ use serde_json::json;
 
 use super::fido::{self, FidoResult};
 use super::flow::{Envelope, Flow};
-use super::piv::{self as piv_steps, PivResult};
+use super::piv::{self as piv_steps, PivIdentity, PivResult};
 use super::replace::{self, Original};
 use super::{
     AppliedException, Cancel, CredentialSummary, EnrollOutcome, EnrollRequest, Events, KeyTarget,
     PinChoice, ProvisionError, Reason, Station, Step, target,
 };
+use crate::ctap::Pin;
 use crate::policy::profile::Profile;
 use crate::policy::{self, AttestationPolicy, Rule, Verdict};
 use crate::store::{
-    DeviceRecord, EnrollmentRecord, RunEnd, RunKind, RunOutcome, RunStart, StoreError, TicketRecord,
+    CredentialRecord, DeviceRecord, EnrollmentRecord, RunEnd, RunKind, RunOutcome, RunStart,
+    StoreError, TicketRecord,
 };
-use crate::ticket::{Op, VerifiedTicket};
+use crate::ticket::{Fido2Op, Op, PivOp, VerifiedTicket};
 
 /// Which workflow runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +225,122 @@ fn check_assigned(
     }
 }
 
+/// The ticket's FIDO2 and PIV operations, in order.
+fn split_ops(vt: &VerifiedTicket) -> (Vec<Fido2Op>, Vec<PivOp>) {
+    let mut fido = Vec::new();
+    let mut piv = Vec::new();
+    for op in &vt.claims.ops {
+        match op {
+            Op::Fido2(f) => fido.push(f.clone()),
+            Op::Piv(p) => piv.push(p.clone()),
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+    (fido, piv)
+}
+
+/// The FIDO2 steps; returns the PIN now on the key and whether it was
+/// generated.
+fn fido_part(
+    flow: &mut Flow<'_>,
+    req: &EnrollRequest,
+    vt: &VerifiedTicket,
+    profile: &Profile,
+    ops: &[Fido2Op],
+    out: &mut FidoResult,
+) -> Result<(Pin, bool), ProvisionError> {
+    let transport = target::open_fido(&req.target, flow.deadlines.command)?;
+    let mut f = fido::identify(flow, transport)?;
+    out.aaguid = crate::attest::mds::format_aaguid(&f.info.aaguid);
+    out.firmware = f
+        .info
+        .firmware_version
+        .map(|v| format!("{}.{}.{}", (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF));
+    if profile.reset_before_enroll {
+        fido::reset(flow, &mut f)?;
+    }
+    let (pin, generated) = fido::set_pin(flow, &mut f, &req.pin, profile, &ops[0].rp_id)?;
+    fido::enterprise_attestation(flow, &mut f, &pin, profile)?;
+    for op in ops {
+        fido::credential(flow, &mut f, &pin, vt, op, profile, out)?;
+    }
+    // Last: once forceChangePin is set the key issues no token until the
+    // PIN is changed.
+    if generated {
+        fido::force_change_pin(flow, &mut f, &pin)?;
+    }
+    Ok((pin, generated))
+}
+
+/// FIDO and PIV must agree on the serial of the one physical key.
+fn cross_check(
+    flow: &mut Flow<'_>,
+    out: &FidoResult,
+    piv: &PivResult,
+    piv_serial: Option<u64>,
+) -> Result<(), ProvisionError> {
+    flow.step(Step::CrossCheck, flow.deadlines.command, |_| {
+        let mismatch =
+            |m: String| ProvisionError::new(Reason::SerialMismatch, Some(Step::CrossCheck), m);
+        for ff in &out.facts {
+            for pf in &piv.facts {
+                policy::cross_check(ff, pf).map_err(|e| mismatch(e.to_string()))?;
+            }
+        }
+        if let (Some(f), Some(p)) = (out.serial, piv_serial)
+            && f != p
+        {
+            return Err(mismatch(format!(
+                "FIDO enterprise attestation serial {f} differs from the PIV card's serial {p}: two different keys"
+            )));
+        }
+        Ok(((), json!({"fido_serial": out.serial, "piv_serial": piv_serial})))
+    })
+}
+
+/// What the ledger records for this enrollment.
+fn record(
+    flow: &Flow<'_>,
+    vt: &VerifiedTicket,
+    out: &FidoResult,
+    piv: Option<&PivResult>,
+    piv_id: Option<&PivIdentity>,
+    serial: Option<u64>,
+) -> EnrollmentRecord {
+    let mut credentials = out.credentials.clone();
+    if let Some(p) = piv {
+        credentials.extend(p.credentials.iter().cloned());
+    }
+    let kind = match (serial.is_some(), out.credentials.is_empty()) {
+        (true, _) => "yubikey",
+        (false, false) => "fido2",
+        (false, true) => "piv",
+    };
+    EnrollmentRecord {
+        subject: vt.claims.sub.clone(),
+        ticket: TicketRecord {
+            jti: vt.claims.jti.clone(),
+            digest: vt.digest.to_hex(),
+            issuer: vt.claims.iss.clone(),
+            ial: Some(vt.claims.ial),
+        },
+        device: DeviceRecord {
+            kind: kind.into(),
+            serial: serial.map(|s| s.to_string()),
+            aaguid: (!out.aaguid.is_empty()).then(|| out.aaguid.clone()),
+            model: None,
+            firmware: out
+                .firmware
+                .clone()
+                .or_else(|| piv_id.map(|i| i.firmware.clone())),
+        },
+        policy: Some(vt.claims.policy.clone()),
+        credentials,
+        actor: flow.station.actor.clone(),
+    }
+}
+
 fn body(
     flow: &mut Flow<'_>,
     req: EnrollRequest,
@@ -231,27 +349,10 @@ fn body(
     run: &str,
 ) -> Result<EnrollOutcome, ProvisionError> {
     let (profile, original) = preflight(flow, &req, vt, mode)?;
-    let fido_ops: Vec<_> = vt
-        .claims
-        .ops
-        .iter()
-        .filter_map(|o| match o {
-            Op::Fido2(f) => Some(f.clone()),
-            _ => None,
-        })
-        .collect();
-    let piv_ops: Vec<_> = vt
-        .claims
-        .ops
-        .iter()
-        .filter_map(|o| match o {
-            Op::Piv(p) => Some(p.clone()),
-            _ => None,
-        })
-        .collect();
+    let (fido_ops, piv_ops) = split_ops(vt);
 
     // PIV first, read-only: serial (pre-assigned device) and drift.
-    let piv_identity = if piv_ops.is_empty() {
+    let piv_id = if piv_ops.is_empty() {
         None
     } else {
         let id = piv_steps::identify(flow, &req.target, &piv_ops, &req.pin)?;
@@ -259,49 +360,21 @@ fn body(
         Some(id)
     };
 
-    let mut out = FidoResult {
-        credentials: Vec::new(),
-        facts: Vec::new(),
-        aaguid: String::new(),
-        firmware: None,
-        serial: None,
-        exceptions: Vec::new(),
-    };
-    let mut pin = match &req.pin {
-        PinChoice::Given(p) => Some(p.clone()),
-        PinChoice::Generate => None,
-    };
+    let mut out = FidoResult::default();
+    let mut pin = None;
     let mut generated = false;
     if !fido_ops.is_empty() {
-        let transport = target::open_fido(&req.target, flow.deadlines.command)?;
-        let mut f = fido::identify(flow, transport)?;
-        out.aaguid = crate::attest::mds::format_aaguid(&f.info.aaguid);
-        out.firmware = f
-            .info
-            .firmware_version
-            .map(|v| format!("{}.{}.{}", (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF));
-        if profile.reset_before_enroll {
-            fido::reset(flow, &mut f)?;
-        }
-        let (p, g) = fido::set_pin(flow, &mut f, &req.pin, &profile, &fido_ops[0].rp_id)?;
-        generated = g;
-        fido::enterprise_attestation(flow, &mut f, &p, &profile)?;
-        for op in &fido_ops {
-            fido::credential(flow, &mut f, &p, vt, op, &profile, &mut out)?;
-        }
-        // Last: once forceChangePin is set the key issues no token until
-        // the PIN is changed.
-        if generated {
-            fido::force_change_pin(flow, &mut f, &p)?;
-        }
+        let (p, g) = fido_part(flow, &req, vt, &profile, &fido_ops, &mut out)?;
         pin = Some(p);
+        generated = g;
     }
 
-    let mut piv_out: Option<PivResult> = None;
-    if let Some(id) = &piv_identity {
-        let p = match &pin {
-            Some(p) => p.clone(),
-            None => {
+    let mut piv_out = None;
+    if let Some(id) = &piv_id {
+        let p = match (pin.take(), &req.pin) {
+            (Some(p), _) => p,
+            (None, PinChoice::Given(p)) => p.clone(),
+            (None, PinChoice::Generate) => {
                 generated = true;
                 fido::generate_pin(profile.pin.generated_length.clamp(6, 8))
             }
@@ -312,63 +385,14 @@ fn body(
         pin = Some(p);
     }
 
-    // One physical key: FIDO and PIV must agree on the serial.
-    let piv_serial = piv_identity.as_ref().map(|i| u64::from(i.serial));
+    let piv_serial = piv_id.as_ref().map(|i| u64::from(i.serial));
     if let Some(pr) = &piv_out {
-        flow.step(Step::CrossCheck, flow.deadlines.command, |_| {
-            for ff in &out.facts {
-                for pf in &pr.facts {
-                    policy::cross_check(ff, pf).map_err(|e| {
-                        ProvisionError::new(Reason::SerialMismatch, Some(Step::CrossCheck), e.to_string())
-                    })?;
-                }
-            }
-            if let (Some(f), Some(p)) = (out.serial, piv_serial)
-                && f != p
-            {
-                return Err(ProvisionError::new(
-                    Reason::SerialMismatch,
-                    Some(Step::CrossCheck),
-                    format!("FIDO enterprise attestation serial {f} differs from the PIV card's serial {p}: two different keys"),
-                ));
-            }
-            Ok(((), json!({"fido_serial": out.serial, "piv_serial": piv_serial})))
-        })?;
+        cross_check(flow, &out, pr, piv_serial)?;
     }
     let serial = out.serial.or(piv_serial);
     check_assigned(vt, serial, Step::CrossCheck)?;
 
-    let mut credentials = out.credentials.clone();
-    if let Some(pr) = &piv_out {
-        credentials.extend(pr.credentials.iter().cloned());
-    }
-    let rec = EnrollmentRecord {
-        subject: vt.claims.sub.clone(),
-        ticket: TicketRecord {
-            jti: vt.claims.jti.clone(),
-            digest: vt.digest.to_hex(),
-            issuer: vt.claims.iss.clone(),
-            ial: Some(vt.claims.ial),
-        },
-        device: DeviceRecord {
-            kind: match (serial.is_some(), fido_ops.is_empty()) {
-                (true, _) => "yubikey",
-                (false, false) => "fido2",
-                (false, true) => "piv",
-            }
-            .into(),
-            serial: serial.map(|s| s.to_string()),
-            aaguid: (!out.aaguid.is_empty()).then(|| out.aaguid.clone()),
-            model: None,
-            firmware: out
-                .firmware
-                .clone()
-                .or_else(|| piv_identity.as_ref().map(|i| i.firmware.clone())),
-        },
-        policy: Some(vt.claims.policy.clone()),
-        credentials,
-        actor: flow.station.actor.clone(),
-    };
+    let rec = record(flow, vt, &out, piv_out.as_ref(), piv_id.as_ref(), serial);
     let binding = commit(flow, &rec, original.as_ref(), &out.exceptions, run)?;
     Ok(EnrollOutcome {
         binding,
@@ -379,22 +403,22 @@ fn body(
         aaguid: rec.device.aaguid.clone(),
         firmware: rec.device.firmware.clone(),
         replaced: original.map(|o| o.binding),
-        credentials: rec
-            .credentials
-            .iter()
-            .map(|c| CredentialSummary {
-                kind: c.kind.clone(),
-                rp_id: c.rp_id.clone(),
-                slot: c.slot.clone(),
-                algorithm: c.algorithm.clone(),
-                credential_id: c.credential_id.as_ref().map(hex::encode),
-            })
-            .collect(),
+        credentials: rec.credentials.iter().map(summary).collect(),
         exceptions: out.exceptions,
         generated_pin: if generated { pin } else { None },
         generated_puk: piv_out.and_then(|p| p.puk),
         steps: std::mem::take(&mut flow.steps),
     })
+}
+
+fn summary(c: &CredentialRecord) -> CredentialSummary {
+    CredentialSummary {
+        kind: c.kind.clone(),
+        rp_id: c.rp_id.clone(),
+        slot: c.slot.clone(),
+        algorithm: c.algorithm.clone(),
+        credential_id: c.credential_id.as_ref().map(hex::encode),
+    }
 }
 
 /// Record the waivers applied, then commit the binding (and, for a

@@ -36,6 +36,7 @@ pub(crate) struct Fido {
 }
 
 /// What the FIDO2 part produced.
+#[derive(Default)]
 pub(crate) struct FidoResult {
     pub credentials: Vec<CredentialRecord>,
     pub facts: Vec<FidoFacts>,

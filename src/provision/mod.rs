@@ -568,3 +568,65 @@ pub fn preview(station: &Station, ticket: &[u8]) -> Result<TicketPreview, Provis
         pin,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn workflow_types_cross_threads() {
+        // Bulk slots and the daemon run workflows on worker threads.
+        send_sync::<Station>();
+        send_sync::<Cancel>();
+        send_sync::<ProvisionError>();
+        send::<EnrollRequest>();
+        send::<EnrollOutcome>();
+    }
+
+    #[test]
+    fn reason_codes_are_unique_kebab_case_and_serialize_as_themselves() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            let s = r.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{s}"
+            );
+            assert_eq!(serde_json::to_value(r).unwrap(), s);
+        }
+        assert_eq!(seen.len(), 38);
+    }
+
+    #[test]
+    fn events_serialize_tagged_and_without_secrets() {
+        let e = Event::TouchNeeded {
+            step: Step::MakeCredential,
+            timeout_ms: 30_000,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"touch-needed","step":"make-credential","timeout_ms":30000}"#
+        );
+        let e = Event::StepFailed {
+            step: Step::PivKeygen,
+            reason: Reason::DeviceRemoved,
+            message: "gone".into(),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "step-failed");
+        assert_eq!(v["reason"], "device-removed");
+        for s in [Step::Ticket, Step::DriftCheck, Step::PivBind, Step::Commit] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn pin_choice_debug_redacts() {
+        let p = PinChoice::Given(Pin::from("58213947"));
+        assert!(!format!("{p:?}").contains("5821"));
+    }
+}

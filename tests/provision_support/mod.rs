@@ -216,6 +216,26 @@ pub fn count(db: &std::path::Path, sql: &str) -> usize {
     c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as usize
 }
 
+/// A fresh in-process key whose simulated person touches as `person` says,
+/// and which gives up waiting for a touch after `touch_timeout`.
+pub fn sim_device_with(
+    serial: u32,
+    person: keyward::sim::Person,
+    touch_timeout: std::time::Duration,
+) -> SimDevice {
+    let ca = Arc::new(SimCa::from_seed(SimCa::DEFAULT_SEED).unwrap());
+    let mut opts = SimOptions::new(
+        DeviceProfile {
+            serial,
+            ..DeviceProfile::default()
+        },
+        ca,
+    );
+    opts.person = person;
+    opts.touch_timeout = touch_timeout;
+    SimDevice::new(&opts)
+}
+
 /// A fresh in-process simulated key (FIDO2 + PIV) with `serial`.
 pub fn sim_device(serial: u32) -> SimDevice {
     let ca = Arc::new(SimCa::from_seed(SimCa::DEFAULT_SEED).unwrap());
@@ -243,4 +263,49 @@ pub fn started(events: &[Event]) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// `common::start_sim` with `--serial SERIAL`, checked: the card that
+/// appears must report that serial. A reader whose port is held by a
+/// simulator someone started without a lease shows a foreign card; that
+/// reader is kept leased (so it is not handed out again) and another one is
+/// tried.
+pub fn own_sim(serial: u32, extra: &[&str]) -> crate::common::Sim {
+    let s = serial.to_string();
+    let mut args = vec!["--serial", s.as_str()];
+    args.extend_from_slice(extra);
+    let mut foreign = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let reader = crate::common::lease_reader();
+        // A card that stays more than a second after the lease is not a
+        // previous test's (their simulators are gone when they release the
+        // reader): skip that reader quickly.
+        if !crate::common::wait_card(reader.name, false, std::time::Duration::from_secs(1)) {
+            eprintln!(
+                "reader {:?} holds a card nobody leased; trying another",
+                reader.name
+            );
+            held.push(reader);
+            continue;
+        }
+        let sim = crate::common::start_sim_on(reader, &args);
+        let ctx = pcsc::Context::establish(pcsc::Scope::System).expect("pcscd");
+        let found = keyward::detect::identify::probe_reader_settled(&ctx, sim.reader.name)
+            .ok()
+            .and_then(|i| i.serial);
+        if found == Some(serial) {
+            // Detection monitors of other processes probe a card shortly
+            // after it arrives (a SELECT, which ends a pending CTAP request
+            // on a real key too); let that pass before the test starts.
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            return sim;
+        }
+        eprintln!(
+            "reader {:?} shows a foreign card (serial {found:?}); trying another",
+            sim.reader.name
+        );
+        foreign.push(sim);
+    }
+    panic!("no vpcd reader gave this test its own card");
 }
