@@ -356,21 +356,43 @@ fn cancel_on_interrupt(cancel: &Cancel) {
 fn setup(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<Demo> {
     let dir = work_dir(args.keep.as_deref())?;
     let ledger = match db {
-        Some(p) => {
-            if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty())
-                && !parent.is_dir()
-            {
-                return Err(Failure::Usage(format!(
-                    "--db {}: the directory {} does not exist",
-                    p.display(),
-                    parent.display()
-                ))
-                .into());
-            }
-            p.to_path_buf()
-        }
+        Some(p) => checked_db(p)?,
         None => dir.path.join("ledger.db"),
     };
+    let issuer = issuer_key(&dir.path)?;
+    let config = dir.path.join("keyward.toml");
+    write_file(&config, config_text().as_bytes(), 0o644)?;
+    let station = Config::load(&config)
+        .and_then(|c| c.station(&ledger))
+        .context("loading the demo station configuration")?;
+    let d = Demo {
+        dir,
+        ledger,
+        issuer,
+        station,
+    };
+    show_station(&d, &config, db.is_some(), out);
+    Ok(d)
+}
+
+/// `--db FILE`: its directory must exist (the ledger file is created).
+fn checked_db(p: &Path) -> Result<PathBuf> {
+    if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(Failure::Usage(format!(
+            "--db {}: the directory {} does not exist",
+            p.display(),
+            parent.display()
+        ))
+        .into());
+    }
+    Ok(p.to_path_buf())
+}
+
+/// The identity authority's ephemeral Ed25519 key: `issuer.key` (0600)
+/// and the public `issuer.pub.jwk` the station trusts.
+fn issuer_key(dir: &Path) -> Result<SigningKey> {
     let (issuer, pem) = loop {
         let mut seed = Zeroizing::new([0u8; 32]);
         crate::random::fill(seed.as_mut());
@@ -379,18 +401,18 @@ fn setup(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<Demo> {
             r => break r.context("generating the issuer key")?,
         }
     };
-    write_file(&dir.path.join("issuer.key"), pem.as_bytes(), 0o600)?;
+    write_file(&dir.join("issuer.key"), pem.as_bytes(), 0o600)?;
     let jwk = serde_json::to_string_pretty(&issuer.public().to_jwk(KID))?;
     write_file(
-        &dir.path.join("issuer.pub.jwk"),
+        &dir.join("issuer.pub.jwk"),
         format!("{jwk}\n").as_bytes(),
         0o644,
     )?;
-    let config = dir.path.join("keyward.toml");
-    write_file(&config, config_text().as_bytes(), 0o644)?;
-    let station = Config::load(&config)
-        .and_then(|c| c.station(&ledger))
-        .context("loading the demo station configuration")?;
+    Ok(issuer)
+}
+
+fn show_station(d: &Demo, config: &Path, db_given: bool, out: &mut Out) {
+    let dir = &d.dir;
     out.say(format!(
         "Demo station in {} ({}):",
         dir.path.display(),
@@ -407,21 +429,15 @@ fn setup(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<Demo> {
     out.say(format!("  policy profile   {PROFILE}: the simulated model only, attested serial, 6-8 digit PIN, PIV P-256/P-384"));
     out.say(format!(
         "  ledger           {}{}",
-        ledger.display(),
-        if db.is_some() { " (kept: --db)" } else { "" }
+        d.ledger.display(),
+        if db_given { " (kept: --db)" } else { "" }
     ));
     out.set(
         "station",
         json!({"dir": dir.path, "kept": !dir.remove, "config": config, "station": STATION,
                "issuer": ISSUER, "kid": KID, "profile": PROFILE,
-               "ledger": ledger, "ledger_kept": db.is_some() || !dir.remove}),
+               "ledger": d.ledger, "ledger_kept": db_given || !dir.remove}),
     );
-    Ok(Demo {
-        dir,
-        ledger,
-        issuer,
-        station,
-    })
 }
 
 /// Put the simulated key where the workflow will find it: a free vpcd
@@ -638,22 +654,47 @@ fn report(d: &Demo, o: &EnrollOutcome, serial: u32, kept: bool, out: &mut Out) -
         .outbox_pending(10_000)
         .context("reading the outbox")?;
     drop(ledger);
-    let audit_ok = audit.ok();
-    out.set("ok", json!(audit_ok));
+    let kinds: Vec<&str> = pending.iter().map(|e| e.kind.as_str()).collect();
+    out.set("ok", json!(audit.ok()));
     out.set("outcome", serde_json::to_value(o)?);
     out.set("binding", serde_json::to_value(&detail)?);
     out.set(
         "audit",
-        json!({"ok": audit_ok, "rows": audit.rows, "checkpoints": audit.checkpoints,
+        json!({"ok": audit.ok(), "rows": audit.rows, "checkpoints": audit.checkpoints,
                "head_hash": audit.head_hash, "problem": audit.problem}),
     );
-    let kinds: Vec<&str> = pending.iter().map(|e| e.kind.as_str()).collect();
     out.set("outbox_pending", json!(kinds));
+    show_binding(o, &detail.summary.state, &kinds, out);
+    if !audit.ok() {
+        let problem = audit.problem.unwrap_or_else(|| "unknown problem".into());
+        return Err(Failure::Verification(format!("audit log check failed: {problem}")).into());
+    }
+    out.say(format!(
+        "Audit log verified: {} rows hash-chained, {} signed checkpoint(s), head {}",
+        audit.rows,
+        audit.checkpoints,
+        audit.head_hash.as_deref().unwrap_or("-")
+    ));
+    if kept {
+        let db = d.ledger.display();
+        out.say("");
+        out.say("The ledger is kept. Look at it with:");
+        for c in ["bindings list", "audit verify", "report"] {
+            out.say(format!("  keyward --db {db} {c}"));
+        }
+    }
     out.say("");
     out.say(format!(
-        "Binding {} ({}): {} ↔ simulated YubiKey serial {}, policy {}",
+        "Enrolled {SUBJECT} on simulated key {serial}. Every check passed."
+    ));
+    Ok(())
+}
+
+fn show_binding(o: &EnrollOutcome, state: &str, outbox: &[&str], out: &Out) {
+    out.say("");
+    out.say(format!(
+        "Binding {} ({state}): {} ↔ simulated YubiKey serial {}, policy {}",
         o.binding,
-        detail.summary.state,
         o.subject,
         o.serial.as_deref().unwrap_or("-"),
         o.policy
@@ -672,31 +713,7 @@ fn report(d: &Demo, o: &EnrollOutcome, serial: u32, kept: bool, out: &mut Out) -
     out.say(format!(
         "  run {} recorded; {} outbox event(s) queued for sync ({})",
         o.run,
-        kinds.len(),
-        kinds.join(", ")
+        outbox.len(),
+        outbox.join(", ")
     ));
-    if audit_ok {
-        out.say(format!(
-            "Audit log verified: {} rows hash-chained, {} signed checkpoint(s), head {}",
-            audit.rows,
-            audit.checkpoints,
-            audit.head_hash.as_deref().unwrap_or("-")
-        ));
-    } else {
-        let problem = audit.problem.unwrap_or_else(|| "unknown problem".into());
-        return Err(Failure::Verification(format!("audit log check failed: {problem}")).into());
-    }
-    if kept {
-        let db = d.ledger.display();
-        out.say("");
-        out.say("The ledger is kept. Look at it with:");
-        for c in ["bindings list", "audit verify", "report"] {
-            out.say(format!("  keyward --db {db} {c}"));
-        }
-    }
-    out.say("");
-    out.say(format!(
-        "Enrolled {SUBJECT} on simulated key {serial}. Every check passed."
-    ));
-    Ok(())
 }
