@@ -670,7 +670,7 @@ fn report(d: &Demo, o: &EnrollOutcome, serial: u32, kept: bool, out: &mut Out) -
         return Err(Failure::Verification(format!("audit log check failed: {problem}")).into());
     }
     out.say(format!(
-        "Audit log verified: {} rows hash-chained, {} signed checkpoint(s), head {}",
+        "Audit log verified: {} rows hash-chained, {} signed checkpoint(s) (one per 256 rows), head {}",
         audit.rows,
         audit.checkpoints,
         audit.head_hash.as_deref().unwrap_or("-")
