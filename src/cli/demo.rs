@@ -449,7 +449,7 @@ fn place_key(
 ) -> (KeyTarget, Option<vpcd::Attached>) {
     let serial = opts.profile.serial;
     out.say("");
-    match vpcd::attach(build_card(opts), args.vpcd_port) {
+    match vpcd::attach(build_card(opts), serial, args.vpcd_port) {
         Ok(a) => {
             out.say(format!(
                 "Key: simulated YubiKey serial {serial} (FIDO2 + PIV) inserted into reader \"{}\" \

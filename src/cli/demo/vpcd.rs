@@ -9,7 +9,8 @@
 //! driver serves one card per reader and would leave our connection in its
 //! backlog, where it later confuses the next card. The reader that the card
 //! appears in is what decides, not the guess: after connecting, the demo
-//! waits for a reader that was empty to report a card.
+//! waits for a reader that was empty to report a card, and confirms it is
+//! its own by the serial (the read-only probe of `keyward devices`).
 //!
 //! A port chosen here is leased with the same advisory lock file the test
 //! rig uses (`$TMPDIR/keyward-vpcd-PORT.lock`), so a demo never takes a
@@ -24,6 +25,7 @@ use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::detect::identify::probe_reader_settled;
 use crate::sim::Person;
 use crate::sim::card::VirtualCard;
 use crate::sim::vpcd::{Shutdown, serve_connection};
@@ -107,9 +109,9 @@ pub struct Port {
     pub reader: Option<String>,
 }
 
-/// Put `card` into a free vpcd reader: `port` alone when given, else the
-/// first free configured one.
-pub fn attach(card: VirtualCard, port: Option<u16>) -> Result<Attached, Unavailable> {
+/// Put `card` (the key with `serial`) into a free vpcd reader: `port`
+/// alone when given, else the first free configured one.
+pub fn attach(card: VirtualCard, serial: u32, port: Option<u16>) -> Result<Attached, Unavailable> {
     let ctx = pcsc::Context::establish(pcsc::Scope::System)
         .map_err(|e| Unavailable::PcscdDown(e.to_string()))?;
     let (virt, empty) = vpcd_readers(&ctx)?;
@@ -143,7 +145,7 @@ pub fn attach(card: VirtualCard, port: Option<u16>) -> Result<Attached, Unavaila
         } else {
             Duration::from_secs(3)
         };
-        match try_port(&ctx, card, p.port, &watch, wait) {
+        match try_port(&ctx, card, serial, p.port, &watch, wait) {
             Ok((reader, shutdown, thread)) => {
                 return Ok(Attached {
                     reader,
@@ -258,6 +260,7 @@ type Served = (String, Shutdown, JoinHandle<VirtualCard>);
 fn try_port(
     ctx: &pcsc::Context,
     mut card: VirtualCard,
+    serial: u32,
     port: u16,
     watch: &[String],
     wait: Duration,
@@ -275,7 +278,7 @@ fn try_port(
         }
         card
     });
-    match wait_for_card(ctx, watch, wait) {
+    match wait_for_ours(ctx, watch, serial, wait) {
         Some(reader) => Ok((reader, shutdown, thread)),
         None => {
             shutdown.stop();
@@ -286,6 +289,31 @@ fn try_port(
             }
         }
     }
+}
+
+/// Wait until our card (confirmed by its serial, read-only, as `keyward
+/// devices` identifies keys) shows in one of `readers`: another process
+/// may insert a card into one of them at the same moment.
+fn wait_for_ours(
+    ctx: &pcsc::Context,
+    readers: &[String],
+    serial: u32,
+    wait: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    let mut watch = readers.to_vec();
+    while !watch.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let reader = wait_for_card(ctx, &watch, left)?;
+        match probe_reader_settled(ctx, &reader) {
+            Ok(id) if id.serial == Some(serial) => return Some(reader),
+            other => {
+                tracing::debug!(reader, ?other, "a card that is not the demo's");
+                watch.retain(|r| *r != reader);
+            }
+        }
+    }
+    None
 }
 
 /// Whether each reader holds a card now.
