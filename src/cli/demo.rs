@@ -245,7 +245,9 @@ pub fn run(args: DemoArgs, db: Option<PathBuf>, json: bool) -> Result<()> {
     if let Err(e) = &r {
         out.set("ok", json!(false));
         let err = match e.downcast_ref::<ProvisionError>() {
-            Some(p) => json!({"reason": p.reason, "step": p.step, "message": p.full_message()}),
+            Some(p) => {
+                json!({"reason": p.reason, "step": p.step, "message": p.full_message(), "run": p.run})
+            }
             None => json!({"message": format!("{e:#}")}),
         };
         out.set("error", err);
