@@ -447,7 +447,10 @@ fn a_pin_the_profile_refuses_fails_before_the_key_and_commits_nothing() {
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["error"]["reason"], "policy-pin");
     assert_eq!(doc["error"]["step"], "policy");
-    assert!(doc["error"]["run"].is_string(), "the failed run is recorded");
+    assert!(
+        doc["error"]["run"].is_string(),
+        "the failed run is recorded"
+    );
     assert!(
         doc["error"]["message"]
             .as_str()

@@ -470,7 +470,10 @@ fn place_key(
                 "Key: simulated YubiKey serial {serial} in-process (FIDO2 over an in-memory CTAPHID pipe)."
             ));
             out.say(format!("  PIV is skipped: {}.", why.describe()));
-            out.say(format!("  To enroll PIV too: {}.", why.hint()));
+            out.say("  To enroll PIV too:");
+            for c in why.commands() {
+                out.say(format!("    {c}"));
+            }
             if out.json {
                 eprintln!(
                     "keyward demo: PIV skipped: {}; {}",
@@ -547,6 +550,7 @@ fn issue_ticket(d: &Demo, piv: bool, path: &Path, out: &mut Out) -> Result<Strin
     } else {
         format!("FIDO2 credential for {RP_ID}")
     };
+    out.say("");
     out.say(format!(
         "Ticket: {ISSUER} proved {SUBJECT} in person (ial 2) and issued ticket {} for {STATION}: {what}; valid 10 minutes.",
         claims.jti
@@ -636,6 +640,11 @@ fn summary(detail: &Value) -> String {
     let parts: Vec<String> = m
         .iter()
         .filter_map(|(k, v)| match v {
+            // Digests and ids in full are in --json; 16 hex digits say
+            // enough on a terminal.
+            Value::String(s) if s.len() > 20 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(format!("{k}={}…", &s[..16]))
+            }
             Value::String(s) if s.len() <= 72 => Some(format!("{k}={s}")),
             Value::Number(n) => Some(format!("{k}={n}")),
             Value::Bool(b) => Some(format!("{k}={b}")),

@@ -73,6 +73,23 @@ impl Unavailable {
         }
     }
 
+    /// The same as commands, one per line, for the terminal.
+    pub fn commands(&self) -> &'static [&'static str] {
+        match self {
+            Unavailable::PcscdDown(_) | Unavailable::NoVpcdReader => &[
+                "sudo apt-get install pcscd vsmartcard-vpcd pcsc-tools",
+                "sudo pcscd            # or: sudo systemctl restart pcscd",
+                "pcsc_scan -r          # lists reader \"Virtual PCD 00 00\"",
+                "keyward demo",
+            ],
+            Unavailable::AllReadersBusy(_) => &[
+                "keyward devices       # which readers hold a card",
+                "sudo bash .ci/rig-setup   # six more vpcd readers (restarts pcscd)",
+                "keyward demo",
+            ],
+        }
+    }
+
     /// A stable code for `--json`.
     pub fn code(&self) -> &'static str {
         match self {
