@@ -830,3 +830,38 @@ fn cli_enrolls_fido2_and_piv_by_serial_and_hands_the_puk_to_a_descriptor() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn removal_reported_by_a_monitor_ends_the_run_as_device_removed() {
+    let rig = rig();
+    let cancel = Cancel::new();
+    let c2 = cancel.clone();
+    // The monitor sees the key go as make-credential starts.
+    let on_event = move |e: &Event| {
+        if let Event::StepStarted {
+            step: Step::MakeCredential,
+            ..
+        } = e
+        {
+            c2.device_removed();
+        }
+    };
+    let e = provision::enroll(
+        &rig.station,
+        request(
+            rig.ticket(&claims("standard")),
+            KeyTarget::Sim(sim_device(31_000_120)),
+            PIN,
+        ),
+        &on_event,
+        &cancel,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::DeviceRemoved, "{}", e.full_message());
+    assert_eq!(rig.counts(), (0, 0, 0));
+    let l = rig.station.ledger.lock().unwrap();
+    assert_eq!(
+        l.runs_since(0).unwrap()[0].reason.as_deref(),
+        Some("device-removed")
+    );
+}

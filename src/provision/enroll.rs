@@ -95,7 +95,18 @@ fn recorded(
             .run_started(kind, &start, station.now_secs())
             .map_err(|e| ledger_error(Step::Ticket, e))?
     };
-    let result = verified.and_then(|vt| body(flow, req, &vt, mode, &run));
+    let result = verified
+        .and_then(|vt| body(flow, req, &vt, mode, &run))
+        .map_err(|mut e| {
+            if e.reason == Reason::Cancelled && flow.cancel.was_removed() {
+                e.reason = Reason::DeviceRemoved;
+                e.message = format!(
+                    "the key was removed during {}; nothing was committed and the ticket was not used: re-insert the key and run the enrollment again",
+                    e.step.map_or("the enrollment", |s| s.as_str())
+                );
+            }
+            e
+        });
     let end = match &result {
         Ok(o) => RunEnd {
             device_serial: o.serial.clone(),

@@ -308,10 +308,14 @@ impl Events for EventLog {
 
 /// A shared cancellation flag: device removal, an operator's abort or
 /// shutdown sets it; the workflow stops at the next device call (CTAP
-/// calls see it between keepalives) with reason `cancelled`, committing
-/// nothing.
+/// calls see it between keepalives) or step, committing nothing. The run
+/// ends with reason `cancelled` (recorded as aborted), or `device-removed`
+/// when the canceller said the key went away ([`Cancel::device_removed`]).
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    removed: Arc<AtomicBool>,
+}
 
 impl Cancel {
     pub fn new() -> Self {
@@ -320,16 +324,28 @@ impl Cancel {
 
     /// Ask the workflow to stop.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// Stop the workflow because its key was removed (a hotplug monitor
+    /// saw it go).
+    pub fn device_removed(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+        self.cancel();
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Whether the cancellation was a removal.
+    pub fn was_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
     }
 
     /// The flag itself, for the CTAP client's cancel hook.
     pub fn flag(&self) -> Arc<AtomicBool> {
-        self.0.clone()
+        self.flag.clone()
     }
 }
 
