@@ -262,7 +262,16 @@ fn choose(config: &[Port], empty: &[String]) -> Vec<(Port, Option<File>)> {
 /// stop the demo).
 fn lease(port: u16) -> Option<Option<File>> {
     let path = std::env::temp_dir().join(format!("keyward-vpcd-{port}.lock"));
-    let Ok(f) = File::create(&path) else {
+    // Another user's lock file can still be locked through a read-only
+    // descriptor.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .or_else(|_| File::open(&path));
+    let Ok(f) = f else {
         return Some(None);
     };
     // SAFETY: flock on a descriptor we own; no memory is involved.
