@@ -39,9 +39,9 @@ mod vpcd;
 #[derive(Debug, Args)]
 #[command(
     after_help = "The demo never touches a real key and never writes to your ledger: \
-                        its ledger is temporary unless --db FILE is given on the command line \
-                        (KEYWARD_DB is ignored). With --db, run `keyward --db FILE bindings list`, \
-                        `keyward --db FILE audit verify` and `keyward --db FILE report` afterwards. \
+                  its ledger is temporary unless --db FILE is given on the command line \
+                  (KEYWARD_DB is ignored). With --db, run `keyward --db FILE bindings list`, \
+                  `keyward --db FILE audit verify` and `keyward --db FILE report` afterwards. \
                   --config is not read: the demo writes its own station configuration."
 )]
 pub struct DemoArgs {
@@ -476,7 +476,7 @@ fn place_key(
             }
             if out.json {
                 eprintln!(
-                    "keyward demo: PIV skipped: {}; {}",
+                    "keyward demo: PIV skipped: {}; to enroll PIV too, {}",
                     why.describe(),
                     why.hint()
                 );
