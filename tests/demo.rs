@@ -9,6 +9,10 @@
 //!   `report` where the binary has it), a second run into the same ledger;
 //! - the `--json` document;
 //! - the PIN never in stdout, stderr at -vvv, or any file the demo leaves;
+//! - its reader already holding another card: FIDO2 in-process, the other
+//!   card left alone;
+//! - Ctrl-C while the key waits for a touch: cancelled, nothing committed,
+//!   the run recorded as aborted, no files left;
 //! - bad inputs: a used --keep directory, a --db in a missing directory, a
 //!   PIN the profile refuses, an unreadable --pin-fd, KEYWARD_DB ignored.
 
