@@ -487,4 +487,25 @@ mod tests {
         assert!(c.policy.profiles.contains_key("walk-in"));
         assert!(c.daemon.is_some() && c.bulk.is_some());
     }
+
+    #[test]
+    fn station_errors_name_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "station = \"k\"\n[[ticket.issuers]]\niss = \"i\"\nallowed_ops = [\"fido2\"]\nkeys = [{ path = \"missing.jwk\" }]\n[policy.profiles.p]\n";
+        let c = Config::parse(text, "k.toml", dir.path()).unwrap();
+        let e = c.station(&dir.path().join("l.db")).unwrap_err().to_string();
+        assert!(e.starts_with("k.toml: ticket.issuers:"), "{e}");
+        assert!(e.contains("missing.jwk"), "{e}");
+        let c = Config::parse(
+            "station = \"k\"\n[attestation]\nbundled = false\n[policy.profiles.p]\n",
+            "k.toml",
+            dir.path(),
+        )
+        .unwrap();
+        let e = c.anchors().unwrap_err().to_string();
+        assert!(
+            e.contains("attestation") && e.contains("no attestation root"),
+            "{e}"
+        );
+    }
 }

@@ -775,12 +775,19 @@ fn cli_enrolls_fido2_and_piv_by_serial_and_hands_the_puk_to_a_descriptor() {
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let wfd = fds[1];
     let mut c = common::keyward();
-    c.args(["--config", rig.config.to_str().unwrap(), "--json", "enroll"])
-        .args(["--ticket", t.to_str().unwrap(), "--device", "4700001"])
-        .args(["--pin-fd", "0", "--puk-out-fd", "3"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    c.args([
+        "--config",
+        rig.config.to_str().unwrap(),
+        "-vvv",
+        "--json",
+        "enroll",
+    ])
+    .env("RUST_LOG", "trace")
+    .args(["--ticket", t.to_str().unwrap(), "--device", "4700001"])
+    .args(["--pin-fd", "0", "--puk-out-fd", "3"])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     // SAFETY: dup2 is async-signal-safe; it runs in the child before exec.
     unsafe {
         c.pre_exec(move || {
@@ -809,6 +816,12 @@ fn cli_enrolls_fido2_and_piv_by_serial_and_hands_the_puk_to_a_descriptor() {
     let puk = puk.trim();
     assert_eq!(puk.len(), 8, "the PUK arrived on descriptor 3");
     assert!(!contains(&out.stdout, puk) && !contains(&out.stderr, puk));
+    // Neither the PIN (FIDO2 and PIV, at trace level) is in the output.
+    assert!(!contains(&out.stdout, PIN) && !contains(&out.stderr, PIN));
+    for f in std::fs::read_dir(rig.dir.path()).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap_or_default();
+        assert!(!contains(&bytes, PIN) && !contains(&bytes, puk));
+    }
     // The card holds that PUK: changing it with the PUK as the old value
     // succeeds.
     let mut c = common::keyward();
@@ -864,4 +877,136 @@ fn removal_reported_by_a_monitor_ends_the_run_as_device_removed() {
         l.runs_since(0).unwrap()[0].reason.as_deref(),
         Some("device-removed")
     );
+}
+
+#[test]
+fn a_key_with_someone_elses_pin_costs_one_try_and_is_refused() {
+    let rig = rig();
+    let dev = sim_device(31_000_130);
+    let probe = dev.hid().unwrap();
+    let t = keyward::provision::target::pipe_transport(probe, std::time::Duration::from_secs(5))
+        .unwrap();
+    let mut c = keyward::ctap::Ctap2::new(t);
+    c.set_pin(
+        keyward::ctap::PinProtocol::V2,
+        &keyward::ctap::Pin::from("11223344"),
+    )
+    .unwrap();
+    let e = provision::enroll(
+        &rig.station,
+        request(rig.ticket(&claims("standard")), KeyTarget::Sim(dev), PIN),
+        &provision::NoEvents,
+        &Cancel::new(),
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::PinAlreadySet, "{}", e.full_message());
+    assert!(e.message.contains("7 tries left"), "{}", e.message);
+    assert_eq!(
+        c.pin_retries().unwrap().retries,
+        7,
+        "exactly one try was spent"
+    );
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
+fn piv_only_with_a_generated_pin_through_pcscd() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let sim = own_sim(4_800_001, &["--piv"]);
+    let mut c = claims("standard");
+    c.ops = vec![piv_op("9c", "p256")];
+    let log = EventLog::new();
+    let o = provision::enroll(
+        &rig.station,
+        keyward::provision::EnrollRequest::new(
+            rig.ticket(&c),
+            KeyTarget::Reader(sim.reader.name.into()),
+            PinChoice::Generate,
+        ),
+        &log,
+        &Cancel::new(),
+    )
+    .expect("PIV-only enrollment");
+    assert_eq!(o.serial.as_deref(), Some("4800001"));
+    assert!(
+        !started(&log.events()).contains(&"set-pin".to_string()),
+        "no FIDO2 step"
+    );
+    let pin = o.generated_pin.expect("generated PIN");
+    assert_eq!(pin.expose_secret().len(), 8);
+    // The card takes the generated PIN.
+    let mut card = keyward::piv::PivCard::open(Some(sim.reader.name)).unwrap();
+    card.verify_pin(&keyward::piv::Pin::new(pin.expose_secret().as_bytes()).unwrap())
+        .expect("the generated PIN is the card's PIN");
+}
+
+#[test]
+fn a_card_holding_a_foreign_key_is_refused_by_the_drift_check() {
+    if !common::rig() {
+        return;
+    }
+    let rig = rig();
+    let sim = own_sim(4_800_002, &["--piv"]);
+    let mut cmd = common::keyward();
+    cmd.args(["piv", "provision", "--slot", "9d", "--algorithm", "p256"])
+        .args(["--subject", "CN=someone else", "--device", sim.reader.name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"123456\n").unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let mut c = claims("standard");
+    c.ops = vec![piv_op("9a", "p256")];
+    let e = enroll_reader(
+        &rig,
+        rig.ticket(&c),
+        sim.reader.name,
+        PIN,
+        &provision::NoEvents,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::Drift, "{}", e.full_message());
+    assert_eq!(e.step, Some(Step::DriftCheck));
+    assert!(e.message.contains("slot 9d"), "{}", e.message);
+    // Read-only so far: the card still has its factory PIN.
+    let info = common::run_ok(common::keyward().args([
+        "piv",
+        "info",
+        "--json",
+        "--device",
+        sim.reader.name,
+    ]));
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["pin_is_default"], true);
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
+fn a_station_that_does_not_trust_the_simulator_refuses_its_attestation() {
+    let rig = rig_with(|t| {
+        t.replace(
+            "danger_trust_simulator = true",
+            "danger_trust_simulator = false",
+        )
+    });
+    let (r, _) = enroll_sim(&rig, rig.ticket(&claims("standard")), 31_000_140, PIN);
+    let e = r.unwrap_err();
+    assert_eq!(
+        e.reason,
+        Reason::AttestationUntrusted,
+        "{}",
+        e.full_message()
+    );
+    assert_eq!(e.step, Some(Step::FidoAttestation));
+    assert_eq!(rig.counts(), (0, 0, 0));
 }

@@ -214,6 +214,18 @@ pub(crate) fn set_pin(
                     "the key's FIDO2 PIN is blocked; it must be reset (a profile with reset_before_enroll = true does so)",
                 ));
             }
+            if retries.retries <= 2 {
+                // A wrong guess here could block the PIN (or need a power
+                // cycle): do not try.
+                return Err(ProvisionError::new(
+                    Reason::PinAlreadySet,
+                    Some(Step::SetPin),
+                    format!(
+                        "the key already has a FIDO2 PIN with only {} tries left; keyward does not risk blocking it — reset the key (profile reset_before_enroll) to enroll it afresh",
+                        retries.retries
+                    ),
+                ));
+            }
             if generated {
                 return Err(ProvisionError::new(
                     Reason::PinAlreadySet,

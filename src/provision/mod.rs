@@ -256,7 +256,9 @@ pub enum Event {
     /// The key must be unplugged and re-inserted (FIDO2 reset is accepted
     /// only within ~10 s of power-up), then touched.
     ReinsertNeeded { step: Step, within_ms: u64 },
-    /// The workflow needs the person's new PIN (rules from the profile).
+    /// Ask the person for a new PIN with these rules (from the ticket's
+    /// profile). The workflows take the PIN in the request; a front end
+    /// builds this event with [`TicketPreview::pin_needed`] before it asks.
     PinNeeded {
         min_length: usize,
         max_length: usize,
@@ -614,7 +616,7 @@ mod tests {
             );
             assert_eq!(serde_json::to_value(r).unwrap(), s);
         }
-        assert_eq!(seen.len(), 38);
+        assert_eq!(seen.len(), Reason::ALL.len());
     }
 
     #[test]

@@ -108,6 +108,11 @@ danger_trust_simulator = true
 }
 
 pub fn rig() -> Rig {
+    rig_with(|t| t)
+}
+
+/// A rig whose configuration text `edit` changes first.
+pub fn rig_with(edit: impl FnOnce(String) -> String) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let alice = key(7);
     let bob = key(9);
@@ -119,7 +124,7 @@ pub fn rig() -> Rig {
         .unwrap();
     }
     let config = dir.path().join("keyward.toml");
-    std::fs::write(&config, config_text(dir.path())).unwrap();
+    std::fs::write(&config, edit(config_text(dir.path()))).unwrap();
     let cfg = Config::load(&config).expect("config");
     let db = dir.path().join("ledger.db");
     let station = cfg.station(&db).expect("station");
