@@ -633,3 +633,91 @@ fn ctrl_c_while_the_key_waits_for_a_touch_cancels_cleanly() {
     assert!(!Path::new(station).exists(), "{station} left behind");
     audit_verifies(&db);
 }
+
+#[test]
+fn a_kept_station_enrolls_more_keys_into_its_own_ledger() {
+    let dir = common::tempdir();
+    let station = dir.path().join("kiosk");
+    let out = common::run(demo(&["--keep"]).arg(&station).env(NO_PCSCD.0, NO_PCSCD.1));
+    assert!(out.status.success());
+    for f in [
+        "issuer.key",
+        "issuer.pub.jwk",
+        "keyward.toml",
+        "ticket.jwt",
+        "ledger.db",
+        "station.key",
+    ] {
+        assert!(station.join(f).exists(), "{f} not kept");
+    }
+    // The demo's ticket is consumed: the same ticket again is a replay.
+    let config = station.join("keyward.toml");
+    let again = run_with_stdin(
+        {
+            let mut c = common::keyward();
+            c.arg("enroll")
+                .arg("--config")
+                .arg(&config)
+                .arg("--ticket")
+                .arg(station.join("ticket.jwt"))
+                .args(["--device", "sim", "--pin-fd", "0"])
+                .env_remove("KEYWARD_DB");
+            c
+        },
+        &format!("{PIN}\n"),
+    );
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("ticket-replayed"),
+        "{}",
+        stderr(&again)
+    );
+    // A new ticket from the kept issuer key enrolls another person at the
+    // kept station, into the station's own ledger (keyward.toml names it).
+    let ticket = station.join("bob.jwt");
+    common::run_ok(
+        common::keyward()
+            .args(["ticket", "issue", "--key"])
+            .arg(station.join("issuer.key"))
+            .args([
+                "--kid",
+                "demo-issuer-1",
+                "--iss",
+                "https://idp.example.org",
+                "--sub",
+                "bob@example.org",
+                "--aud",
+                "demo-kiosk",
+                "--op",
+                "fido2:rp_id=example.org",
+                "--ial",
+                "2",
+                "--policy",
+                "demo-kiosk",
+                "--out",
+            ])
+            .arg(&ticket),
+    );
+    let out = run_with_stdin(
+        {
+            let mut c = common::keyward();
+            c.arg("enroll")
+                .arg("--config")
+                .arg(&config)
+                .arg("--ticket")
+                .arg(&ticket)
+                .args(["--device", "sim", "--pin-fd", "0"])
+                .env_remove("KEYWARD_DB");
+            c
+        },
+        &format!("{PIN}\n"),
+    );
+    assert!(out.status.success());
+    let subjects: Vec<String> = bindings(&station.join("ledger.db"))
+        .iter()
+        .map(|b| b["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(subjects.contains(&"bob@example.org".to_string()));
+    audit_verifies(&station.join("ledger.db"));
+}
