@@ -565,6 +565,35 @@ fn cli_refusals_have_their_exit_codes() {
         se.contains("at least 6") && se.contains("[policy-pin]"),
         "{se}"
     );
+    // A reader that does not exist: no device, exit 3, for FIDO2 and PIV.
+    let readers = if common::rig() { 2 } else { 0 };
+    for ops in [vec![fido_op()], vec![piv_op("9a", "p256")]]
+        .into_iter()
+        .take(readers)
+    {
+        let mut c = claims("standard");
+        c.ops = ops;
+        std::fs::write(&t, rig.ticket(&c)).unwrap();
+        let out = cli(
+            &rig,
+            &[
+                "enroll",
+                "--ticket",
+                t.to_str().unwrap(),
+                "--device",
+                "No Such Reader 00 00",
+                "--pin-fd",
+                "0",
+            ],
+            &format!("{PIN}\n"),
+        );
+        let se = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{se}");
+        assert!(
+            se.contains("[no-device]") && se.contains("No Such Reader"),
+            "{se}"
+        );
+    }
     // A configuration with an unknown key: usage error naming file and line.
     let bad = rig.dir.path().join("bad.toml");
     std::fs::write(&bad, "station = \"x\"\nstaton = \"y\"\n").unwrap();

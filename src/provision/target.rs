@@ -101,7 +101,7 @@ pub fn open_piv(target: &KeyTarget) -> Result<PivCard, ProvisionError> {
 
 fn piv_open_error(reader: &str, e: PivError) -> ProvisionError {
     let text = e.to_string();
-    let reason = if is_removed(&e) {
+    let reason = if is_removed(&e) || matches!(e, PivError::NoSuchReader { .. }) {
         Reason::NoDevice
     } else {
         Reason::DeviceUnsupported
