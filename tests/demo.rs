@@ -720,4 +720,17 @@ fn a_kept_station_enrolls_more_keys_into_its_own_ledger() {
     assert_eq!(subjects.len(), 2, "{subjects:?}");
     assert!(subjects.contains(&"bob@example.org".to_string()));
     audit_verifies(&station.join("ledger.db"));
+    // Now the ledger holds a real person: the demo refuses to add to it.
+    let out = common::run(
+        demo(&["--db"])
+            .arg(station.join("ledger.db"))
+            .env(NO_PCSCD.0, NO_PCSCD.1),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("holds real bindings"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(bindings(&station.join("ledger.db")).len(), 2);
 }

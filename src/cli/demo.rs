@@ -379,6 +379,9 @@ fn setup(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<Demo> {
     let station = cfg
         .station(&ledger)
         .context("loading the demo station configuration")?;
+    if db.is_some() {
+        refuse_real_ledger(&station, &ledger)?;
+    }
     let d = Demo {
         dir,
         ledger,
@@ -387,6 +390,25 @@ fn setup(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<Demo> {
     };
     show_station(&d, &config, db.is_some(), out);
     Ok(d)
+}
+
+/// A `--db` ledger that holds anyone but the demo user is a real
+/// station's: the demo's made-up bindings never go into it.
+fn refuse_real_ledger(station: &Station, path: &Path) -> Result<()> {
+    let ledger = station.ledger()?;
+    let bindings = ledger
+        .list_bindings(None, None)
+        .with_context(|| format!("reading the ledger {}", path.display()))?;
+    if let Some(b) = bindings.iter().find(|b| b.subject != SUBJECT) {
+        return Err(Failure::Usage(format!(
+            "--db {}: this ledger holds real bindings (e.g. for {}); the demo writes only into \
+             a new ledger or one it made — give another file",
+            path.display(),
+            b.subject
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// `--db FILE`: its directory must exist (the ledger file is created).
