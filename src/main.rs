@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Commands::Mds(cmd) => keyward::cli::mds::run(cmd, &cli.global.db_path(), cli.global.json),
         Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
-        Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.json),
+        Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.db, cli.global.json),
         Commands::Daemon(args) => keyward::cli::daemon::run(args, &cli.global),
         Commands::Report(args) => keyward::cli::report::main(args, &cli.global),
         Commands::Bulk(args) => keyward::cli::bulk::run(args, &cli.global),

@@ -1,96 +1,127 @@
-//! `keyward demo`: one complete FIDO2 enrollment on the built-in simulator,
-//! in-process (no pcscd, no network), through keyward's real layers: a
-//! signed ticket, the CTAP client over in-memory CTAPHID, attestation
-//! verification, and the ledger. See docs/demo.md.
+//! `keyward demo`: a complete kiosk enrollment on a machine with no key.
+//! The demo plays the identity authority and the station's administrator
+//! (a throw-away ticket issuer, a station configuration trusting it and the
+//! simulator's attestation roots, a policy profile) and the key (the
+//! built-in simulator), then runs the real workflow, `provision::enroll`,
+//! and renders its events, the binding and the audit verification.
+//!
+//! With pcscd and a free vpcd reader, the simulated key goes into that
+//! reader and the workflow enrolls FIDO2 (NFC mapping) and PIV through
+//! pcscd, as on a real reader. Without, FIDO2 runs on the in-process
+//! simulator and the demo says how to get PIV. See docs/demo.md.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, anyhow, bail};
-use ciborium::Value;
+use anyhow::{Context, Result};
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::Failure;
-use crate::attest::authdata::CoseKey;
-use crate::attest::sig::{EcdsaEncoding, SigAlg};
-use crate::ctap::commands::client_pin::permission;
-use crate::ctap::commands::config::ConfigCommand;
-use crate::ctap::commands::get_assertion::GetAssertion;
-use crate::ctap::commands::make_credential::{MakeCredential, User};
-use crate::ctap::{Ctap2, Pin, PinProtocol, cbor};
-use crate::sim::DeviceProfile;
-use crate::sim::ca::SimCa;
-use crate::sim::device::{SimDevice, SimOptions};
-use crate::sim::fido::ctaphid::{HidError, HidPipe};
-use crate::store::{CredentialRecord, DeviceRecord, EnrollmentRecord, Ledger, TicketRecord};
-use crate::ticket::{
-    self, Audience, Claims, Evidence, Fido2Op, IssuerConfig, KeyFile, MemoryReplayGuard, Op,
-    OpKind, SigningKey, TicketAlg, TrustConfig, TrustStore, Verifier, VerifyOptions,
+use crate::config::Config;
+use crate::ctap::Pin;
+use crate::policy::profile::PinRules;
+use crate::provision::{
+    self, Cancel, EnrollOutcome, EnrollRequest, Event, Events, KeyTarget, PinChoice,
+    ProvisionError, Station,
 };
-use crate::transport::TransportError;
-use crate::transport::ctaphid::ReportIo;
-use crate::transport::mem::{self, FnReports};
+use crate::sim::ca::SimCa;
+use crate::sim::device::{SimDevice, SimOptions, build_card};
+use crate::sim::{DeviceProfile, Person};
+use crate::ticket::{self, Audience, Claims, Evidence, Fido2Op, Op, PivOp, SigningKey, TicketAlg};
+
+mod vpcd;
 
 /// `keyward demo`
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The demo never touches a real key and never writes to your ledger: \
+                  its ledger is temporary unless --db FILE is given on the command line \
+                  (KEYWARD_DB is ignored). With --db, run `keyward --db FILE bindings list`, \
+                  `keyward --db FILE audit verify` and `keyward --db FILE report` afterwards. \
+                  --config is not read: the demo writes its own station configuration."
+)]
 pub struct DemoArgs {
-    /// Keep the demo's files (issuer key, ticket, ledger) in DIR instead of
-    /// a temporary directory that is removed at the end
+    /// Keep the demo's station files (issuer key, keyward.toml, ticket, and
+    /// the ledger unless --db) in DIR, a new or empty directory
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+    /// Read the kiosk person's new PIN (6-8 digits) from file descriptor N
+    /// instead of generating one
+    #[arg(long, value_name = "N")]
+    pub pin_fd: Option<i32>,
+    /// How long the simulated person takes to touch the key when the
+    /// workflow asks (in-process; on a reader the tap is the touch)
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub touch_delay_ms: u64,
+    /// Use this vpcd port only (the caller has leased its reader)
+    #[arg(long, value_name = "PORT", hide = true)]
+    pub vpcd_port: Option<u16>,
 }
 
 const SUBJECT: &str = "demo-user@example.org";
 const RP_ID: &str = "example.org";
 const ISSUER: &str = "https://idp.example.org";
-const STATION: &str = "demo-station";
+const STATION: &str = "demo-kiosk";
+const ACTOR: &str = "keyward-demo";
 const KID: &str = "demo-issuer-1";
+const PROFILE: &str = "demo-kiosk";
 
-/// One step of the demo, as shown and as reported in `--json`.
-struct Step {
-    name: &'static str,
-    ok: bool,
-    detail: serde_json::Value,
+/// The demo station's configuration: the issuer it trusts, the simulator's
+/// attestation roots (never trusted by a real station), and a kiosk profile
+/// that admits only the simulator's model, with enterprise attestation.
+///
+/// The file names its ledger, so `keyward enroll --config` with a kept
+/// station (`--keep`) records into the demo's ledger, never the system's.
+fn config_text(ledger: &Path) -> String {
+    let aaguid = crate::attest::mds::format_aaguid(&crate::sim::SIM_AAGUID);
+    // A JSON string is a valid TOML basic string (serde_json never writes
+    // the one escape TOML lacks, `\/`).
+    let ledger = serde_json::Value::String(ledger.to_string_lossy().into_owned());
+    format!(
+        r#"# keyward demo station (generated by `keyward demo`; see docs/config.md)
+station = "{STATION}"
+actor = "{ACTOR}"
+ledger = {ledger}
+
+[[ticket.issuers]]
+iss = "{ISSUER}"
+allowed_ops = ["fido2", "piv"]
+keys = [{{ path = "issuer.pub.jwk", kid = "{KID}", approver = "demo-helpdesk" }}]
+
+[attestation]
+bundled = false
+# The simulator's roots: only ever for a demo or a test station.
+danger_trust_simulator = true
+
+[policy.profiles.{PROFILE}]
+description = "demo kiosk: the simulated key model only, serial attested, PIV P-256/P-384"
+enterprise_attestation = "required"
+pin = {{ min_length = 6, max_length = 8, digits_only = true }}
+piv = {{ algorithms = ["p256", "p384"], pin_policies = ["once"], touch_policies = ["never"] }}
+attestation = {{ allowed_aaguids = ["{aaguid}"], require_enterprise_attestation = true }}
+"#
+    )
 }
 
-struct Report {
+/// Where the demo's output goes: lines on stdout, or one document.
+struct Out {
     json: bool,
-    steps: Vec<Step>,
+    doc: serde_json::Map<String, Value>,
 }
 
-impl Report {
-    fn step(&mut self, name: &'static str, lines: &[String], detail: serde_json::Value) {
+impl Out {
+    fn say(&self, line: impl AsRef<str>) {
         if !self.json {
-            println!("[{}] {name}: ok", self.steps.len() + 1);
-            for l in lines {
-                println!("      {l}");
-            }
+            println!("{}", line.as_ref());
         }
-        self.steps.push(Step {
-            name,
-            ok: true,
-            detail,
-        });
     }
 
-    fn doc(&self, extra: serde_json::Value) -> serde_json::Value {
-        let steps: Vec<_> = self
-            .steps
-            .iter()
-            .map(|s| json!({"name": s.name, "ok": s.ok, "detail": s.detail}))
-            .collect();
-        let mut d = json!({
-            "version": 1,
-            "ok": self.steps.iter().all(|s| s.ok),
-            "steps": steps,
-        });
-        if let (Some(m), Some(e)) = (d.as_object_mut(), extra.as_object()) {
-            m.extend(e.clone());
-        }
-        d
+    fn set(&mut self, key: &str, v: Value) {
+        self.doc.insert(key.into(), v);
     }
 }
 
@@ -111,8 +142,6 @@ impl Drop for WorkDir {
 fn work_dir(keep: Option<&Path>) -> Result<WorkDir> {
     use std::os::unix::fs::DirBuilderExt;
     if let Some(p) = keep {
-        // A second run in the same directory would find the first run's
-        // binding of the same simulated serial in the ledger.
         if std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some()) {
             return Err(Failure::Usage(format!(
                 "--keep {}: the directory is not empty; give a new or empty one",
@@ -140,118 +169,267 @@ fn work_dir(keep: Option<&Path>) -> Result<WorkDir> {
     Ok(WorkDir { path, remove: true })
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
+        .create_new(true)
+        .mode(mode)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(data)
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// An 8-digit demo PIN from the OS RNG (or `KEYWARD_DEMO_PIN`, for tests
-/// that check it never appears in the output).
-fn demo_pin() -> Pin {
-    if let Ok(p) = std::env::var("KEYWARD_DEMO_PIN") {
-        return Pin::new(Zeroizing::new(p));
+/// Whether `--db` is on the command line (not only in KEYWARD_DB): the
+/// demo never writes its made-up bindings into a ledger by accident.
+fn db_on_command_line() -> bool {
+    std::env::args().any(|a| a == "--db" || a.starts_with("--db="))
+}
+
+/// The kiosk person's PIN from `--pin-fd`, read before the demo opens any
+/// file of its own (so N is the caller's descriptor). The workflow checks
+/// it against the profile before touching the key.
+fn read_pin_fd(n: i32) -> Result<Pin> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; any int is safe.
+    if n < 0 || unsafe { libc::fcntl(n, libc::F_GETFD) } == -1 {
+        return Err(Failure::Usage(format!("--pin-fd {n}: not an open file descriptor")).into());
     }
-    let mut r = Zeroizing::new([0u8; 8]);
-    crate::random::fill(r.as_mut());
-    let mut s = Zeroizing::new(String::with_capacity(8));
-    for b in r.iter() {
-        s.push(char::from(b'0' + b % 10));
+    use std::os::fd::FromRawFd;
+    // SAFETY: the caller handed us this descriptor with --pin-fd for
+    // reading; we take ownership of it (and close it after one line).
+    let f = unsafe { std::fs::File::from_raw_fd(n) };
+    let mut line = Zeroizing::new(String::new());
+    std::io::BufReader::new(f)
+        .read_line(&mut line)
+        .with_context(|| format!("reading the PIN from --pin-fd {n}"))?;
+    let pin = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+    if pin.is_empty() {
+        return Err(Failure::Usage(format!("--pin-fd {n}: no PIN (empty input)")).into());
     }
-    Pin::new(s)
+    Ok(Pin::new(pin))
 }
 
-/// The simulator's HID pipe as in-memory report I/O.
-fn pipe_io(pipe: HidPipe) -> impl ReportIo {
-    let w = pipe.writer();
-    FnReports::new(
-        move |r: &[u8; 64]| w.write_report(r).map_err(|_| TransportError::Disconnected),
-        move |t: Duration| match pipe.read_report(t) {
-            Ok(r) => Ok(Some(r)),
-            Err(HidError::Timeout) => Ok(None),
-            Err(_) => Err(TransportError::Disconnected),
-        },
-    )
+/// A PIN "chosen" for the kiosk person: random digits that pass the
+/// profile. Never printed.
+fn generate_pin(rules: &PinRules) -> Pin {
+    let len = rules.max_length.clamp(6, 8);
+    loop {
+        let mut r = Zeroizing::new([0u8; 8]);
+        crate::random::fill(r.as_mut());
+        let mut s = Zeroizing::new(String::with_capacity(len));
+        for b in r.iter().take(len) {
+            // 250 = 25 × 10: reject the top 6 values so each digit is uniform.
+            if *b >= 250 {
+                break;
+            }
+            s.push(char::from(b'0' + b % 10));
+        }
+        if s.len() == len && rules.check(&s).is_ok() {
+            return Pin::new(s);
+        }
+    }
 }
 
-fn fmt_aaguid(a: &[u8; 16]) -> String {
-    let h = hex::encode(a);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
-
-/// YubiKey firmware as getInfo reports it (0xMMmmpp) in dotted form.
-fn fmt_firmware(f: u32) -> String {
-    format!("{}.{}.{}", (f >> 16) & 0xFF, (f >> 8) & 0xFF, f & 0xFF)
-}
-
-fn verification(msg: impl std::fmt::Display) -> anyhow::Error {
-    Failure::Verification(msg.to_string()).into()
+/// A fresh simulated serial per run, so a second demo into the same ledger
+/// enrolls another key.
+fn demo_serial() -> u32 {
+    let mut b = [0u8; 4];
+    crate::random::fill(&mut b);
+    30_000_000 + u32::from_le_bytes(b) % 60_000_000
 }
 
 /// Run `keyward demo`.
-pub fn run(args: DemoArgs, json: bool) -> Result<()> {
-    let mut report = Report {
+pub fn run(args: DemoArgs, db: Option<PathBuf>, json: bool) -> Result<()> {
+    let db = db.filter(|_| db_on_command_line());
+    let mut out = Out {
         json,
-        steps: Vec::new(),
+        doc: serde_json::Map::new(),
     };
-    let result = enroll(&args, &mut report);
-    match result {
-        Ok(extra) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report.doc(extra))?);
+    out.set("version", json!(1));
+    let r = demo(&args, db.as_deref(), &mut out);
+    if let Err(e) = &r {
+        out.set("ok", json!(false));
+        let err = match e.downcast_ref::<ProvisionError>() {
+            Some(p) => {
+                json!({"reason": p.reason, "step": p.step, "message": p.full_message(), "run": p.run})
             }
-            Ok(())
-        }
-        Err(e) => {
-            if json {
-                report.steps.push(Step {
-                    name: "failed",
-                    ok: false,
-                    detail: json!({"error": format!("{e:#}")}),
-                });
-                println!("{}", serde_json::to_string_pretty(&report.doc(json!({})))?);
-            }
-            Err(e)
-        }
+            None => json!({"message": format!("{e:#}")}),
+        };
+        out.set("error", err);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&Value::Object(out.doc))?);
+    }
+    r.map_err(|e| match e.downcast::<ProvisionError>() {
+        Ok(p) => provision_failure(p),
+        Err(e) => e,
+    })
+}
+
+/// A workflow failure as the CLI's exit-code classes.
+fn provision_failure(p: ProvisionError) -> anyhow::Error {
+    use crate::provision::ReasonClass as C;
+
+    let msg = format!(
+        "enrollment failed at {}: {} [{}]",
+        p.step.map_or("start".to_string(), |s| s.to_string()),
+        p.full_message(),
+        p.reason
+    );
+    match p.reason.class() {
+        C::NoDevice => Failure::NoDevice(msg).into(),
+        C::PinBlocked => Failure::PinBlocked(msg).into(),
+        C::Verification => Failure::Verification(msg).into(),
+        C::Failure => anyhow::anyhow!(msg),
     }
 }
 
-fn enroll(args: &DemoArgs, r: &mut Report) -> Result<serde_json::Value> {
-    // 1. Working directory.
-    let dir = work_dir(args.keep.as_deref())?;
-    let key_path = dir.path.join("issuer.key");
-    let jwk_path = dir.path.join("issuer.pub.jwk");
-    let db_path = dir.path.join("ledger.db");
-    r.step(
-        "workspace",
-        &[
-            format!("directory {}", dir.path.display()),
-            if dir.remove {
-                "(temporary: removed at the end; --keep DIR keeps the files)".into()
-            } else {
-                "(kept)".into()
-            },
-        ],
-        json!({"dir": dir.path, "kept": !dir.remove}),
-    );
+/// The demo's station files and the station built from them.
+struct Demo {
+    dir: WorkDir,
+    ledger: PathBuf,
+    issuer: SigningKey,
+    station: Station,
+}
 
-    // 2. Issuer key, ticket, verification.
-    let (key, pem) = loop {
+fn demo(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<()> {
+    let given = args.pin_fd.map(read_pin_fd).transpose()?;
+    let d = setup(args, db, out)?;
+    let pin = match given {
+        Some(p) => p,
+        None => generate_pin(
+            &d.station
+                .profiles
+                .get(PROFILE)
+                .context("the demo profile is missing")?
+                .pin,
+        ),
+    };
+    out.say(format!(
+        "The kiosk person chose a new PIN ({}): it goes to the key, never to the screen, the log or the ledger.",
+        if args.pin_fd.is_some() { "read from --pin-fd" } else { "generated for them by the demo" }
+    ));
+
+    let serial = demo_serial();
+    let ca = Arc::new(SimCa::from_seed(SimCa::DEFAULT_SEED).context("the simulator's CA")?);
+    let opts = SimOptions::new(
+        DeviceProfile {
+            serial,
+            ..DeviceProfile::default()
+        },
+        ca,
+    );
+    let (target, attached) = place_key(&opts, args, out);
+
+    let ticket = issue_ticket(&d, attached.is_some(), &d.dir.path.join("ticket.jwt"), out)?;
+    out.say("");
+    out.say("Enrollment (provision::enroll, the workflow a kiosk runs):");
+    let sink = Render::new(out.json);
+    let cancel = Cancel::new();
+    cancel_on_interrupt(&cancel);
+    let mut req = EnrollRequest::new(ticket.into_bytes(), target, PinChoice::Given(pin));
+    req.slot = Some("demo".into());
+    let r = provision::enroll(&d.station, req, &sink, &cancel);
+    // The card leaves the reader before anything else is shown.
+    drop(attached);
+    out.set("events", json!(sink.events()));
+    let outcome = r?;
+    report(&d, &outcome, serial, db.is_some(), out)
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C cancels the workflow (nothing committed, the run recorded as
+/// aborted) and the demo still takes its card out and removes its files.
+/// (The same as `keyward enroll`'s, which is private to cli::enroll.)
+fn cancel_on_interrupt(cancel: &Cancel) {
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        while !INTERRUPTED.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        c.cancel();
+    });
+}
+
+/// Workspace, issuer key, station configuration, station.
+fn setup(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<Demo> {
+    let dir = work_dir(args.keep.as_deref())?;
+    // Relative to keyward.toml when the ledger is the demo's own.
+    let ledger_in_config = match db {
+        Some(p) => {
+            std::path::absolute(checked_db(p)?).with_context(|| format!("--db {}", p.display()))?
+        }
+        None => PathBuf::from("ledger.db"),
+    };
+    let issuer = issuer_key(&dir.path)?;
+    let config = dir.path.join("keyward.toml");
+    write_file(&config, config_text(&ledger_in_config).as_bytes(), 0o644)?;
+    let cfg = Config::load(&config).context("loading the demo station configuration")?;
+    let ledger = cfg.ledger_path(&dir.path.join("ledger.db"));
+    let station = cfg
+        .station(&ledger)
+        .context("loading the demo station configuration")?;
+    if db.is_some() {
+        refuse_real_ledger(&station, &ledger)?;
+    }
+    let d = Demo {
+        dir,
+        ledger,
+        issuer,
+        station,
+    };
+    show_station(&d, &config, db.is_some(), out);
+    Ok(d)
+}
+
+/// A `--db` ledger that holds anyone but the demo user is a real
+/// station's: the demo's made-up bindings never go into it.
+fn refuse_real_ledger(station: &Station, path: &Path) -> Result<()> {
+    let ledger = station.ledger()?;
+    let bindings = ledger
+        .list_bindings(None, None)
+        .with_context(|| format!("reading the ledger {}", path.display()))?;
+    if let Some(b) = bindings.iter().find(|b| b.subject != SUBJECT) {
+        return Err(Failure::Usage(format!(
+            "--db {}: this ledger holds real bindings (e.g. for {}); the demo writes only into \
+             a new ledger or one it made — give another file",
+            path.display(),
+            b.subject
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// `--db FILE`: its directory must exist (the ledger file is created).
+fn checked_db(p: &Path) -> Result<PathBuf> {
+    if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(Failure::Usage(format!(
+            "--db {}: the directory {} does not exist",
+            p.display(),
+            parent.display()
+        ))
+        .into());
+    }
+    Ok(p.to_path_buf())
+}
+
+/// The identity authority's ephemeral Ed25519 key: `issuer.key` (0600)
+/// and the public `issuer.pub.jwk` the station trusts.
+fn issuer_key(dir: &Path) -> Result<SigningKey> {
+    let (issuer, pem) = loop {
         let mut seed = Zeroizing::new([0u8; 32]);
         crate::random::fill(seed.as_mut());
         match SigningKey::generate(TicketAlg::EdDsa, &seed) {
@@ -259,22 +437,124 @@ fn enroll(args: &DemoArgs, r: &mut Report) -> Result<serde_json::Value> {
             r => break r.context("generating the issuer key")?,
         }
     };
-    write_private(&key_path, pem.as_bytes())?;
-    let jwk = serde_json::to_string_pretty(&key.public().to_jwk(KID))?;
-    std::fs::write(&jwk_path, format!("{jwk}\n"))
-        .with_context(|| format!("writing {}", jwk_path.display()))?;
-    r.step(
-        "issuer key",
-        &[
-            format!("ephemeral Ed25519 ticket issuer key, kid {KID}"),
-            format!("public key {}", jwk_path.display()),
-        ],
-        json!({"kid": KID, "alg": "EdDSA"}),
-    );
+    write_file(&dir.join("issuer.key"), pem.as_bytes(), 0o600)?;
+    let jwk = serde_json::to_string_pretty(&issuer.public().to_jwk(KID))?;
+    write_file(
+        &dir.join("issuer.pub.jwk"),
+        format!("{jwk}\n").as_bytes(),
+        0o644,
+    )?;
+    Ok(issuer)
+}
 
-    let now = jiff::Timestamp::now().as_second();
+fn show_station(d: &Demo, config: &Path, db_given: bool, out: &mut Out) {
+    let dir = &d.dir;
+    out.say(format!(
+        "Demo station in {} ({}):",
+        dir.path.display(),
+        if dir.remove {
+            "temporary; --keep DIR keeps it"
+        } else {
+            "kept"
+        }
+    ));
+    out.say(format!(
+        "  ticket issuer    {ISSUER}, ephemeral Ed25519 key {KID}"
+    ));
+    out.say(format!("  station config   {} (audience {STATION}, trusts that issuer and the simulator's attestation roots)", config.display()));
+    out.say(format!("  policy profile   {PROFILE}: the simulated model only, attested serial, 6-8 digit PIN, PIV P-256/P-384"));
+    out.say(format!(
+        "  ledger           {}{}",
+        d.ledger.display(),
+        if db_given { " (kept: --db)" } else { "" }
+    ));
+    out.set(
+        "station",
+        json!({"dir": dir.path, "kept": !dir.remove, "config": config, "station": STATION,
+               "issuer": ISSUER, "kid": KID, "profile": PROFILE,
+               "ledger": d.ledger, "ledger_kept": db_given || !dir.remove}),
+    );
+}
+
+/// Put the simulated key where the workflow will find it: a free vpcd
+/// reader (FIDO2 + PIV through pcscd), else in-process (FIDO2 only).
+fn place_key(
+    opts: &SimOptions,
+    args: &DemoArgs,
+    out: &mut Out,
+) -> (KeyTarget, Option<vpcd::Attached>) {
+    let serial = opts.profile.serial;
+    out.say("");
+    match vpcd::attach(build_card(opts), serial, args.vpcd_port) {
+        Ok(a) => {
+            out.say(format!(
+                "Key: simulated YubiKey serial {serial} (FIDO2 + PIV) inserted into reader \"{}\" \
+                 (vpcd port {}): the workflow reaches it through pcscd, as a real key on a reader.",
+                a.reader, a.port
+            ));
+            out.set(
+                "key",
+                json!({"serial": serial, "transport": "pcsc", "reader": a.reader,
+                       "vpcd_port": a.port, "fido2": true, "piv": true}),
+            );
+            (KeyTarget::Reader(a.reader.clone()), Some(a))
+        }
+        Err(why) => {
+            out.say(format!(
+                "Key: simulated YubiKey serial {serial} in-process (FIDO2 over an in-memory CTAPHID pipe)."
+            ));
+            out.say(format!("  PIV is skipped: {}.", why.describe()));
+            out.say("  To enroll PIV too:");
+            for c in why.commands() {
+                out.say(format!("    {c}"));
+            }
+            if out.json {
+                eprintln!(
+                    "keyward demo: PIV skipped: {}; to enroll PIV too, {}",
+                    why.describe(),
+                    why.hint()
+                );
+            }
+            out.set(
+                "key",
+                json!({"serial": serial, "transport": "in-process", "reader": null,
+                       "fido2": true, "piv": false,
+                       "piv_skipped": {"reason": why.code(), "message": why.describe(),
+                                       "hint": why.hint()}}),
+            );
+            // Over USB the key asks for a touch (CTAPHID keepalive) and the
+            // workflow prompts for it; the simulated person touches a moment
+            // later. On a reader the touch is the tap itself.
+            let usb = SimOptions {
+                person: Person::After(std::time::Duration::from_millis(args.touch_delay_ms)),
+                ..opts.clone()
+            };
+            (KeyTarget::Sim(SimDevice::new(&usb)), None)
+        }
+    }
+}
+
+/// The identity authority's side: a short-lived ticket for the demo user
+/// (FIDO2, and PIV when the key is on a reader), signed with the issuer key.
+fn issue_ticket(d: &Demo, piv: bool, path: &Path, out: &mut Out) -> Result<String> {
+    let now = d.station.now_secs();
     let mut jti = [0u8; 16];
     crate::random::fill(&mut jti);
+    let mut ops = vec![Op::Fido2(Fido2Op {
+        rp_id: RP_ID.into(),
+        user: None,
+        user_name: Some(SUBJECT.into()),
+    })];
+    if piv {
+        for (slot, alg) in [("9a", "p256"), ("9c", "p384")] {
+            ops.push(Op::Piv(PivOp {
+                slot: slot.into(),
+                alg: alg.into(),
+                pin_policy: Some("once".into()),
+                touch_policy: Some("never".into()),
+            }));
+        }
+    }
     let claims = Claims {
         ver: ticket::VERSION,
         iss: ISSUER.into(),
@@ -282,370 +562,203 @@ fn enroll(args: &DemoArgs, r: &mut Report) -> Result<serde_json::Value> {
         aud: Audience::One(STATION.into()),
         iat: now,
         nbf: now,
-        exp: now + 15 * 60,
-        jti: base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, jti),
+        exp: now + 10 * 60,
+        jti: hex::encode(jti),
         ial: 2,
         evidence: Evidence {
-            method: "demo".into(),
-            verifier: ISSUER.into(),
+            method: "in_person_document".into(),
+            verifier: "demo-helpdesk".into(),
             time: None,
             reference: None,
         },
-        ops: vec![Op::Fido2(Fido2Op {
-            rp_id: RP_ID.into(),
-            user: None,
-            user_name: Some(SUBJECT.into()),
-        })],
+        ops,
         replaces: None,
         device: None,
-        policy: "default".into(),
+        policy: PROFILE.into(),
         approvals: 1,
     };
-    let ticket_text = ticket::sign_compact(&claims, &key, KID).context("signing the ticket")?;
-    std::fs::write(dir.path.join("ticket.jwt"), format!("{ticket_text}\n"))
-        .context("writing the ticket")?;
-    let trust = TrustStore::load(&TrustConfig {
-        issuers: vec![IssuerConfig {
-            iss: ISSUER.into(),
-            keys: vec![KeyFile {
-                path: jwk_path.clone(),
-                kid: None,
-                approver: None,
-            }],
-            allowed_ops: vec![OpKind::Fido2],
-            not_before: None,
-            not_after: None,
-            revoked_kids: vec![],
-        }],
-    })
-    .context("loading the trust store")?;
-    let verifier = Verifier::new(trust, VerifyOptions::new(STATION))?;
-    let guard = MemoryReplayGuard::new();
-    let vt = verifier
-        .verify(ticket_text.as_bytes(), now, &guard)
-        .context("ticket REJECTED")?;
-    vt.consume(&guard, now).context("consuming the ticket")?;
-    r.step(
-        "ticket",
-        &[
-            format!("issued for {} by {}", vt.claims.sub, vt.claims.iss),
-            format!("operation fido2 rp_id {RP_ID}, jti {}", vt.claims.jti),
-            format!(
-                "verified against a trust store holding only {KID}, audience {STATION}, valid until {}",
-                ticket::fmt_time(vt.claims.exp)
-            ),
-            format!("digest sha256:{} (the WebAuthn challenge)", vt.digest.to_hex()),
-            "consumed in an in-memory replay guard".into(),
-        ],
-        json!({"jti": vt.claims.jti, "digest_sha256": vt.digest.to_hex(), "sub": vt.claims.sub}),
-    );
-
-    // 3. The simulated key over in-memory CTAPHID.
-    let ca = Arc::new(SimCa::from_seed(SimCa::DEFAULT_SEED).context("simulator CA")?);
-    let opts = SimOptions::new(DeviceProfile::default(), ca.clone());
-    let device = SimDevice::new(&opts);
-    let pipe = device
-        .hid()
-        .ok_or_else(|| anyhow!("the simulator profile has no FIDO2"))?;
-    let transport = mem::open(pipe_io(pipe), Duration::from_secs(5))
-        .context("CTAPHID_INIT to the simulator")?;
-    let mut c = Ctap2::new(transport);
-    c.set_timeout(Duration::from_secs(20));
-
-    let info = c.get_info().context("getInfo")?;
-    let aaguid = fmt_aaguid(&info.aaguid);
-    let firmware = info.firmware_version.map(fmt_firmware);
-    let proto = if info.pin_uv_auth_protocols.contains(&2) {
-        PinProtocol::V2
+    let text = ticket::sign_compact(&claims, &d.issuer, KID).context("signing the ticket")?;
+    write_file(path, format!("{text}\n").as_bytes(), 0o644)?;
+    let what = if piv {
+        format!("FIDO2 credential for {RP_ID}, PIV 9a P-256 and 9c P-384")
     } else {
-        PinProtocol::V1
+        format!("FIDO2 credential for {RP_ID}")
     };
-    r.step(
-        "getInfo",
-        &[
-            format!("simulated key on in-memory CTAPHID, aaguid {aaguid}"),
-            format!("versions {}", info.versions.join(", ")),
-            format!(
-                "firmware {}, PIN/UV protocols {:?}",
-                firmware.as_deref().unwrap_or("-"),
-                info.pin_uv_auth_protocols
+    out.say("");
+    out.say(format!(
+        "Ticket: {ISSUER} proved {SUBJECT} in person (ial 2) and issued ticket {} for {STATION}: {what}; valid 10 minutes.",
+        claims.jti
+    ));
+    out.set(
+        "ticket",
+        json!({"jti": claims.jti, "sub": SUBJECT, "iss": ISSUER, "aud": STATION,
+               "exp": claims.exp, "policy": PROFILE, "ops": claims.ops, "file": path}),
+    );
+    Ok(text)
+}
+
+/// Renders the workflow's events as they come (text), and keeps them for
+/// `--json`. Events never carry a secret.
+struct Render {
+    json: bool,
+    state: Mutex<(usize, Vec<Event>)>,
+}
+
+impl Render {
+    fn new(json: bool) -> Self {
+        Self {
+            json,
+            state: Mutex::new((0, Vec::new())),
+        }
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.state.lock().map(|s| s.1.clone()).unwrap_or_default()
+    }
+}
+
+impl Events for Render {
+    fn emit(&self, e: &Event) {
+        let Ok(mut s) = self.state.lock() else { return };
+        s.1.push(e.clone());
+        if self.json {
+            return;
+        }
+        match e {
+            Event::StepStarted { .. } => s.0 += 1,
+            Event::StepDone {
+                step,
+                elapsed_ms,
+                detail,
+            } => println!(
+                "  [{:>2}] {:<22} ok {elapsed_ms:>5} ms  {}",
+                s.0,
+                step.as_str(),
+                summary(detail)
             ),
-        ],
-        json!({"aaguid": aaguid, "versions": info.versions, "firmware_version": firmware}),
-    );
-
-    let pin = demo_pin();
-    c.set_pin(proto, &pin).context("setPIN")?;
-    r.step(
-        "setPIN",
-        &["a generated 8-digit PIN was set (kept in memory only, never shown)".into()],
-        json!({}),
-    );
-
-    let cfg_tok = c
-        .pin_token(proto, &pin, Some(permission::AUTHENTICATOR_CFG), None)
-        .context("getPinUvAuthTokenUsingPinWithPermissions (acfg)")?;
-    c.config(&ConfigCommand::EnableEnterpriseAttestation, Some(&cfg_tok))
-        .context("authenticatorConfig enableEnterpriseAttestation")?;
-    let ep = c.get_info().context("getInfo")?.option("ep");
-    if ep != Some(true) {
-        bail!(verification(
-            "the key does not report enterprise attestation enabled"
-        ));
+            Event::StepFailed {
+                step,
+                reason,
+                message,
+            } => println!(
+                "  [{:>2}] {:<22} FAILED ({reason}): {message}",
+                s.0,
+                step.as_str()
+            ),
+            Event::TouchNeeded { step, timeout_ms } => println!(
+                "       {step}: touch your key now (up to {} s) — the simulated person touches it",
+                timeout_ms / 1000
+            ),
+            Event::ReinsertNeeded { step, within_ms } => println!(
+                "       {step}: unplug and re-insert the key, then touch it within {} s",
+                within_ms / 1000
+            ),
+            Event::PinNeeded {
+                min_length,
+                max_length,
+                ..
+            } => {
+                println!(
+                    "       the key needs the person's new PIN ({min_length}-{max_length} characters)"
+                )
+            }
+        }
     }
-    r.step(
-        "enterprise attestation",
-        &["enabled with authenticatorConfig (token with the acfg permission)".into()],
-        json!({"ep": true}),
-    );
+}
 
-    let tok = c
-        .pin_token(
-            proto,
-            &pin,
-            Some(permission::MAKE_CREDENTIAL | permission::GET_ASSERTION),
-            Some(RP_ID),
-        )
-        .context("getPinUvAuthTokenUsingPinWithPermissions (mc|ga)")?;
-    r.step(
-        "pinUvAuthToken",
-        &[format!("token with permissions mc|ga for rp_id {RP_ID}")],
-        json!({"permissions": ["mc", "ga"], "rp_id": RP_ID}),
-    );
-
-    let client_data = ticket::fido2_client_data(&vt.digest, RP_ID);
-    let mut user_id = [0u8; 16];
-    crate::random::fill(&mut user_id);
-    let mc = MakeCredential {
-        client_data_hash: client_data.hash,
-        rp_id: RP_ID.into(),
-        user: User {
-            id: user_id.to_vec(),
-            name: Some(SUBJECT.into()),
-            display_name: Some("Demo User".into()),
-        },
-        algorithms: vec![-7],
-        cred_protect: Some(2),
-        rk: Some(true),
-        enterprise_attestation: Some(1),
-        ..MakeCredential::default()
+/// A one-line digest of a step's detail: its scalar fields.
+fn summary(detail: &Value) -> String {
+    let Some(m) = detail.as_object() else {
+        return String::new();
     };
-    let att = c
-        .make_credential(&mc, Some(&tok))
-        .context("makeCredential")?;
-    let attested = att
-        .auth_data
-        .attested
-        .as_ref()
-        .ok_or_else(|| verification("makeCredential returned no credential"))?;
-    let credential_id = attested.credential_id.clone();
-    let cose_public = cbor::encode(&attested.public_key);
-    let mut ao = vec![
-        ("fmt", Value::Text(att.fmt.clone())),
-        ("attStmt", att.att_stmt.clone()),
-        ("authData", Value::Bytes(att.auth_data_raw.clone())),
-    ];
-    if let Some(ep) = att.ep_att {
-        ao.push(("epAtt", Value::Bool(ep)));
-    }
-    let attestation_object = cbor::encode(&cbor::text_map(ao));
-    std::fs::write(dir.path.join("attestation.cbor"), &attestation_object)
-        .context("writing the attestation object")?;
-    r.step(
-        "makeCredential",
-        &[
-            format!("discoverable credential for {RP_ID}, ES256, credProtect 2, uv, ep=1"),
-            format!("clientDataJSON {}", client_data.json),
-            format!("credential id {}", hex::encode(&credential_id)),
-        ],
-        json!({"credential_id": hex::encode(&credential_id), "fmt": att.fmt,
-               "client_data_json": client_data.json}),
-    );
+    let parts: Vec<String> = m
+        .iter()
+        .filter_map(|(k, v)| match v {
+            // Digests and ids in full are in --json; 16 hex digits say
+            // enough on a terminal.
+            Value::String(s) if s.len() > 20 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(format!("{k}={}…", &s[..16]))
+            }
+            Value::String(s) if s.len() <= 72 => Some(format!("{k}={s}")),
+            Value::Number(n) => Some(format!("{k}={n}")),
+            Value::Bool(b) => Some(format!("{k}={b}")),
+            _ => None,
+        })
+        .collect();
+    parts.join(" ")
+}
 
-    // Attestation against the simulator's FIDO root only.
-    let mut anchors = crate::attest::TrustStore::new();
-    anchors.add_anchor(
-        crate::attest::Cert::from_der(ca.fido_root()).context("the simulator's FIDO root")?,
-        "simulator FIDO root",
-    );
-    let facts = crate::attest::verify_fido(
-        &attestation_object,
-        &client_data.hash,
-        &anchors,
-        None,
-        SystemTime::now(),
-    )
-    .map_err(|e| verification(format!("FIDO attestation rejected: {e}")))?;
-    if let Err(e) = &facts.trust {
-        bail!(verification(format!(
-            "attestation does not chain to the simulator root: {e}"
-        )));
-    }
-    if facts.aaguid != aaguid {
-        bail!(verification(format!(
-            "attestation AAGUID {} differs from getInfo {aaguid}",
-            facts.aaguid
-        )));
-    }
-    if facts.credential_id != credential_id || !facts.user_verified {
-        bail!(verification(
-            "attestation facts do not match the credential"
-        ));
-    }
-    let serial = facts
-        .serial
-        .ok_or_else(|| verification("enterprise attestation carries no serial number"))?;
-    let mut lines = vec![
-        format!(
-            "format {:?}, type {:?}",
-            facts.format, facts.attestation_type
-        ),
-        format!("aaguid {}", facts.aaguid),
-        format!("enterprise attestation serial {serial}"),
-        "chain (leaf to anchor):".to_string(),
-    ];
-    lines.extend(facts.chain.iter().map(|s| format!("  {s}")));
-    r.step(
-        "attestation",
-        &lines,
-        json!({"format": facts.format, "aaguid": facts.aaguid, "serial": serial,
-               "enterprise": facts.enterprise, "chain": facts.chain}),
-    );
-
-    // getAssertion: the mc/ga permissions were used up by makeCredential
-    // with UV (CTAP 2.1 §6.1.2), so get a fresh token.
-    let ga_tok = c
-        .pin_token(proto, &pin, Some(permission::GET_ASSERTION), Some(RP_ID))
-        .context("getPinUvAuthTokenUsingPinWithPermissions (ga)")?;
-    let mut challenge = [0u8; 32];
-    crate::random::fill(&mut challenge);
-    let get_json = format!(
-        "{{\"type\":\"webauthn.get\",\"challenge\":\"{}\",\"origin\":\"https://{RP_ID}\",\"crossOrigin\":false}}",
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, challenge)
-    );
-    let ga_hash: [u8; 32] = {
-        use sha2::Digest;
-        sha2::Sha256::digest(get_json.as_bytes()).into()
-    };
-    let ga = GetAssertion {
-        rp_id: RP_ID.into(),
-        client_data_hash: ga_hash,
-        allow_list: vec![credential_id.clone()],
-        ..GetAssertion::default()
-    };
-    let a = c
-        .get_assertion(&ga, Some(&ga_tok))
-        .context("getAssertion")?;
-    drop(ga_tok);
-    drop(tok);
-    drop(cfg_tok);
-    drop(pin);
-    if a.credential_id
-        .as_deref()
-        .is_some_and(|id| id != credential_id)
-    {
-        bail!(verification(
-            "getAssertion answered with another credential"
-        ));
-    }
-    let key = CoseKey::from_value(&attested.public_key)
-        .map_err(|e| verification(format!("credential public key: {e}")))?;
-    let alg = SigAlg::from_cose(key.alg.unwrap_or(-7))
-        .map_err(|e| verification(format!("credential algorithm: {e}")))?;
-    let msg = [a.auth_data_raw.as_slice(), &ga_hash].concat();
-    key.key
-        .verify(alg, &msg, &a.signature, EcdsaEncoding::Der)
-        .map_err(|e| verification(format!("assertion signature invalid: {e}")))?;
-    r.step(
-        "getAssertion",
-        &[format!(
-            "signature verified with the credential public key (sign count {}, uv {})",
-            a.auth_data.sign_count,
-            a.auth_data.user_verified()
-        )],
-        json!({"sign_count": a.auth_data.sign_count, "signature_valid": true}),
-    );
-
-    // 4. The ledger.
-    let mut ledger = Ledger::open_default_key(&db_path)
-        .with_context(|| format!("opening the ledger {}", db_path.display()))?;
-    let rec = EnrollmentRecord {
-        subject: vt.claims.sub.clone(),
-        ticket: TicketRecord {
-            jti: vt.claims.jti.clone(),
-            digest: vt.digest.to_hex(),
-            issuer: vt.claims.iss.clone(),
-            ial: Some(vt.claims.ial),
-        },
-        device: DeviceRecord {
-            kind: "yubikey".into(),
-            serial: Some(serial.to_string()),
-            aaguid: Some(aaguid.clone()),
-            model: None,
-            firmware: firmware.clone(),
-        },
-        policy: Some(vt.claims.policy.clone()),
-        credentials: vec![CredentialRecord {
-            kind: "fido2".into(),
-            credential_id: Some(credential_id.clone()),
-            rp_id: Some(RP_ID.into()),
-            slot: None,
-            algorithm: "ES256".into(),
-            public_key: cose_public,
-            attestation: Some(attestation_object.clone()),
-            attestation_format: Some(att.fmt.clone()),
-        }],
-        actor: "keyward-demo".into(),
-    };
-    let binding = ledger
-        .commit_enrollment(&rec, jiff::Timestamp::now().as_second())
-        .context("committing the enrollment")?;
+/// The outcome, the binding as the ledger holds it, and the audit check.
+fn report(d: &Demo, o: &EnrollOutcome, serial: u32, kept: bool, out: &mut Out) -> Result<()> {
+    let ledger = d.station.ledger()?;
     let audit = ledger.verify_audit().context("verifying the audit log")?;
-    if !audit.ok() {
-        bail!(verification(format!(
-            "audit log check failed: {}",
-            audit.problem.as_deref().unwrap_or("unknown problem")
-        )));
-    }
-    let detail = ledger.show_binding(&binding).context("show binding")?;
-    let pending = ledger.outbox_pending(1000).context("outbox")?.len();
-    r.step(
-        "ledger",
-        &[
-            format!("binding {binding} committed in {}", db_path.display()),
-            format!(
-                "subject {}, state {}, device {} serial {}",
-                detail.summary.subject,
-                detail.summary.state,
-                detail.summary.device_kind,
-                detail.summary.device_serial.as_deref().unwrap_or("-")
-            ),
-            format!(
-                "{} credential(s), {} audit row(s) for the binding",
-                detail.credentials.len(),
-                detail.audit.len()
-            ),
-            format!(
-                "audit log verified: {} rows, {} checkpoints",
-                audit.rows, audit.checkpoints
-            ),
-            format!("{pending} outbox event(s) pending for sync"),
-        ],
-        json!({"binding": binding, "state": detail.summary.state, "audit_rows": audit.rows,
-               "outbox_pending": pending}),
-    );
+    let detail = ledger
+        .show_binding(&o.binding)
+        .context("reading the binding back")?;
+    let pending = ledger
+        .outbox_pending(10_000)
+        .context("reading the outbox")?;
     drop(ledger);
-
-    if !r.json {
-        println!();
-        println!(
-            "Enrolled {SUBJECT}: simulated YubiKey serial {serial} (aaguid {aaguid}) holds a \
-             FIDO2 credential for {RP_ID}, bound in the ledger as {binding}."
-        );
-        println!("Every check passed.");
+    let kinds: Vec<&str> = pending.iter().map(|e| e.kind.as_str()).collect();
+    out.set("ok", json!(audit.ok()));
+    out.set("outcome", serde_json::to_value(o)?);
+    out.set("binding", serde_json::to_value(&detail)?);
+    out.set(
+        "audit",
+        json!({"ok": audit.ok(), "rows": audit.rows, "checkpoints": audit.checkpoints,
+               "head_hash": audit.head_hash, "problem": audit.problem}),
+    );
+    out.set("outbox_pending", json!(kinds));
+    show_binding(o, &detail.summary.state, &kinds, out);
+    if !audit.ok() {
+        let problem = audit.problem.unwrap_or_else(|| "unknown problem".into());
+        return Err(Failure::Verification(format!("audit log check failed: {problem}")).into());
     }
-    Ok(
-        json!({"binding": binding, "serial": serial, "aaguid": aaguid, "subject": SUBJECT,
-              "rp_id": RP_ID}),
-    )
+    out.say(format!(
+        "Audit log verified: {} rows hash-chained, {} signed checkpoint(s) (one per 256 rows), head {}",
+        audit.rows,
+        audit.checkpoints,
+        audit.head_hash.as_deref().unwrap_or("-")
+    ));
+    if kept {
+        let db = d.ledger.display();
+        out.say("");
+        out.say("The ledger is kept. Look at it with:");
+        for c in ["bindings list", "audit verify", "report"] {
+            out.say(format!("  keyward --db {db} {c}"));
+        }
+    }
+    out.say("");
+    out.say(format!(
+        "Enrolled {SUBJECT} on simulated key {serial}. Every check passed."
+    ));
+    Ok(())
+}
+
+fn show_binding(o: &EnrollOutcome, state: &str, outbox: &[&str], out: &Out) {
+    out.say("");
+    out.say(format!(
+        "Binding {} ({state}): {} ↔ simulated YubiKey serial {}, policy {}",
+        o.binding,
+        o.subject,
+        o.serial.as_deref().unwrap_or("-"),
+        o.policy
+    ));
+    for c in &o.credentials {
+        let at = match (&c.rp_id, &c.slot) {
+            (Some(rp), _) => format!("for {rp}"),
+            (None, Some(slot)) => format!("in slot {slot}"),
+            _ => String::new(),
+        };
+        out.say(format!("  {} credential {at}, {}", c.kind, c.algorithm));
+    }
+    if o.generated_puk.is_some() {
+        out.say("  the PIV PUK and management key were set to random values (a real kiosk delivers the PUK; the demo discards it)");
+    }
+    out.say(format!(
+        "  run {} recorded; {} outbox event(s) queued for sync ({})",
+        o.run,
+        outbox.len(),
+        outbox.join(", ")
+    ));
 }

@@ -87,8 +87,8 @@ pub enum Commands {
     Piv(piv::PivCommand),
     /// Inspect and manage a FIDO2 key: info, PIN, reset, credentials, config
     Fido(fido::FidoArgs),
-    /// Run a complete FIDO2 enrollment on the built-in simulator: ticket,
-    /// key, attestation, ledger
+    /// Run a complete kiosk enrollment (FIDO2, and PIV through pcscd) on the
+    /// built-in simulator: demo issuer, ticket, workflow, binding, audit
     Demo(demo::DemoArgs),
     /// Run the keyward daemon: device detection, workflows, and the local
     /// API on a Unix socket (docs/api.md)
