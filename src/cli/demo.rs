@@ -12,7 +12,6 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -328,7 +327,7 @@ fn demo(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<()> {
     out.say("Enrollment (provision::enroll, the workflow a kiosk runs):");
     let sink = Render::new(out.json);
     let cancel = Cancel::new();
-    cancel_on_interrupt(&cancel);
+    super::enroll::cancel_on_interrupt(&cancel);
     let mut req = EnrollRequest::new(ticket.into_bytes(), target, PinChoice::Given(pin));
     req.slot = Some("demo".into());
     let r = provision::enroll(&d.station, req, &sink, &cancel);
@@ -337,28 +336,6 @@ fn demo(args: &DemoArgs, db: Option<&Path>, out: &mut Out) -> Result<()> {
     out.set("events", json!(sink.events()));
     let outcome = r?;
     report(&d, &outcome, serial, db.is_some(), out)
-}
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Ctrl-C cancels the workflow (nothing committed, the run recorded as
-/// aborted) and the demo still takes its card out and removes its files.
-/// (The same as `keyward enroll`'s, which is private to cli::enroll.)
-fn cancel_on_interrupt(cancel: &Cancel) {
-    // SAFETY: the handler only stores to an atomic, which is
-    // async-signal-safe.
-    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-    let c = cancel.clone();
-    std::thread::spawn(move || {
-        while !INTERRUPTED.load(Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        c.cancel();
-    });
 }
 
 /// Workspace, issuer key, station configuration, station.

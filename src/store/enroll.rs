@@ -175,7 +175,7 @@ pub(crate) fn insert_binding(
     rec: &EnrollmentRecord,
     now: i64,
 ) -> Result<String, StoreError> {
-    consume_ticket(tx, rec, now)?;
+    consume_ticket(tx, &rec.ticket, &rec.subject, now)?;
     tx.execute(
         "INSERT OR IGNORE INTO identities(subject, created_at) VALUES (?1, ?2)",
         params![rec.subject, now],
@@ -229,12 +229,15 @@ pub(crate) fn insert_binding(
     Ok(id)
 }
 
-fn consume_ticket(
+/// The single-use check and consumption of a ticket, inside the caller's
+/// transaction: an enrollment's, or an operation that creates no binding
+/// (help-desk unblock).
+pub(super) fn consume_ticket(
     tx: &Transaction<'_>,
-    rec: &EnrollmentRecord,
+    t: &TicketRecord,
+    subject: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let t = &rec.ticket;
     let before: Option<i64> = tx
         .query_row(
             "SELECT consumed_at FROM tickets WHERE jti = ?1",
@@ -250,7 +253,7 @@ fn consume_ticket(
     }
     tx.execute(
         "INSERT INTO tickets(jti, digest, issuer, subject, ial, consumed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![t.jti, t.digest, t.issuer, rec.subject, t.ial, now],
+        params![t.jti, t.digest, t.issuer, subject, t.ial, now],
     )?;
     Ok(())
 }

@@ -512,7 +512,7 @@ impl Ledger {
                 u.binding
             )));
         }
-        consume(&tx, u.ticket, u.subject, now)?;
+        super::enroll::consume_ticket(&tx, u.ticket, u.subject, now)?;
         let t = u.ticket;
         audit::append(
             &tx,
@@ -545,34 +545,6 @@ impl Ledger {
         tx.commit()?;
         Ok(())
     }
-}
-
-/// The single-use check and consumption of a ticket that creates no
-/// binding (the same table and rule as an enrollment's).
-fn consume(
-    tx: &Transaction<'_>,
-    t: &TicketRecord,
-    subject: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    let before: Option<i64> = tx
-        .query_row(
-            "SELECT consumed_at FROM tickets WHERE jti = ?1",
-            [&t.jti],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(at) = before {
-        return Err(StoreError::TicketReplayed {
-            jti: t.jti.clone(),
-            consumed_at: rfc3339(at),
-        });
-    }
-    tx.execute(
-        "INSERT INTO tickets(jti, digest, issuer, subject, ial, consumed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![t.jti, t.digest, t.issuer, subject, t.ial, now],
-    )?;
-    Ok(())
 }
 
 /// The ledger id of a device never bound here, created if new.
