@@ -349,7 +349,9 @@ impl Config {
         Ok(store)
     }
 
-    /// The MDS BLOB, verified at `at` and required fresh, when configured.
+    /// The MDS BLOB, verified at `at`, required fresh and checked against
+    /// the rollback state beside it (`state.json`, kept by `keyward mds
+    /// import`), when configured.
     pub fn mds(&self, at: SystemTime) -> Result<Option<MdsBlob>, ConfigError> {
         let Some(p) = &self.attestation.mds else {
             return Ok(None);
@@ -369,6 +371,11 @@ impl Config {
             .map_err(|e| self.invalid("attestation.mds", error_chain(&e)))?;
         let blob = MdsBlob::verify(&bytes, &root, at, Default::default())
             .and_then(|b| b.require_fresh(at).map(|()| b))
+            // Rollback: the state `keyward mds import` keeps beside the BLOB.
+            .and_then(|b| {
+                attest::mds::state::check_loaded(&p.with_file_name("state.json"), &b, at)
+                    .map(|()| b)
+            })
             .map_err(|e| {
                 self.invalid(
                     "attestation.mds",

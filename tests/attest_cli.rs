@@ -66,7 +66,7 @@ fn simulator_fido_attestation_verifies_against_keyward_sim_roots() {
         dir.path(),
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
     assert_eq!(v["trusted"], true);
     assert_eq!(v["attestation"]["facts"]["format"], "packed");
 }

@@ -61,6 +61,11 @@ impl TestMds {
             ],
             "timeOfLastStatusChange": "2024-06-01",
         });
+        self.blob_with(no, next_update, entry)
+    }
+
+    /// An ES256 BLOB with one `entry`.
+    fn blob_with(&self, no: u64, next_update: &str, entry: serde_json::Value) -> String {
         let payload = serde_json::json!({
             "legalHeader": "test", "no": no, "nextUpdate": next_update, "entries": [entry],
         });
@@ -207,9 +212,90 @@ fn revoked_and_compromised_statuses_are_flagged() {
 }
 
 #[test]
+fn u2f_keys_are_looked_up_by_attestation_key_identifier_only() {
+    // A U2F model listed by its attestation key identifier (as MDS3 lists
+    // fido-u2f authenticators), and a packed model listed by AAGUID.
+    let m = test_mds();
+    let (_, leaf) = sim().fido_batch_attestation(&AAGUID).unwrap();
+    let key_id = hex::encode(attest::Cert::from_der(&leaf).unwrap().key_identifier());
+    let entry = |aaguid: Option<String>, key_ids: Vec<String>| {
+        serde_json::json!({
+            "aaguid": aaguid,
+            "attestationCertificateKeyIdentifiers": key_ids,
+            "metadataStatement": {
+                "description": "keyward U2F",
+                "attestationRootCertificates": [Base64::encode_string(sim().fido_root())],
+            },
+            "statusReports": [{"status": "FIDO_CERTIFIED_L1", "effectiveDate": "2024-01-01"}],
+        })
+    };
+    let mut store = TrustStore::new();
+    store.add_intermediate(attest::Cert::from_der(sim().fido_intermediate()).unwrap());
+    let u2f = sim_u2f(&auth_data_with(&[0; 16], 0x45, 0));
+    let policy: keyward::policy::AttestationPolicy = serde_json::from_value(serde_json::json!({
+        "allowed_models": ["keyward U2F"], "required_certification": "FIDO_CERTIFIED_L1"
+    }))
+    .unwrap();
+    let b = verify(&m, &m.blob_with(5, "2025-07-01", entry(None, vec![key_id]))).unwrap();
+    let f = attest::verify_fido(&u2f, &CDH, &store, Some(&b), when()).unwrap();
+    assert!(f.trusted(), "{:?}", f.trust);
+    assert_eq!(f.mds.as_ref().unwrap().description.as_deref(), Some("keyward U2F"));
+    assert!(f.attested(attest::Fact::Mds));
+    assert!(policy.decide_fido(&f, when()).accepted);
+    // Listed by AAGUID only: a U2F statement cannot name it (its AAGUID
+    // must be zero), so neither the entry nor its roots apply.
+    let listed = Some(mds::format_aaguid(&AAGUID));
+    let b = verify(&m, &m.blob_with(5, "2025-07-01", entry(listed, vec![]))).unwrap();
+    let f = attest::verify_fido(&u2f, &CDH, &store, Some(&b), when()).unwrap();
+    assert!(f.mds.is_none() && !f.trusted());
+}
+
+#[test]
 fn oversize_blob_is_refused_before_decoding() {
     let m = test_mds();
     let big = vec![b'a'; mds::MAX_BLOB + 1];
     let r = MdsBlob::verify(&big, &m.root_store(), when(), Default::default());
     assert!(matches!(r, Err(MdsError::TooLarge { .. })));
+}
+
+/// The station's `[attestation] mds` BLOB, loaded as `Config::station` does.
+fn station_mds(dir: &std::path::Path, at_: std::time::SystemTime) -> Result<MdsBlob, String> {
+    let text = "station = \"k\"\n[attestation]\nmds = \"mds/blob.jwt\"\nmds_root = \"mds-root.der\"\n";
+    let c = keyward::config::Config::parse(text, "k.toml", dir).unwrap();
+    c.mds(at_).map(Option::unwrap).map_err(|e| e.to_string())
+}
+
+#[test]
+fn station_refuses_a_kept_blob_rolled_back_to_an_older_one() {
+    // Issue 13 item 9: rollback was checked only by `mds import`; a kept
+    // blob.jwt swapped for an older, validly signed BLOB (one from before a
+    // REVOKED report) was loaded by the station.
+    let m = test_mds();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mds-root.der"), &m.root).unwrap();
+    let kept = dir.path().join("mds");
+    std::fs::create_dir(&kept).unwrap();
+    let old = m.blob(5, "2025-07-01", "FIDO_CERTIFIED_L1");
+    let new = m.blob(6, "2025-07-01", "REVOKED");
+    // As `keyward mds import` keeps it: BLOB 6 and its state.
+    std::fs::write(kept.join("blob.jwt"), &new).unwrap();
+    mds::state::accept(&kept.join("state.json"), &verify(&m, &new).unwrap(), when()).unwrap();
+    assert_eq!(station_mds(dir.path(), when()).unwrap().no, 6);
+    // The attack: the older BLOB put in its place.
+    std::fs::write(kept.join("blob.jwt"), &old).unwrap();
+    let e = station_mds(dir.path(), when()).unwrap_err();
+    assert!(e.contains("rollback") && e.contains("attestation.mds"), "{e}");
+    // Deleting the state too does not help: a kept BLOB needs its state.
+    std::fs::remove_file(kept.join("state.json")).unwrap();
+    let e = station_mds(dir.path(), when()).unwrap_err();
+    assert!(e.contains("no MDS rollback state"), "{e}");
+    // A newer BLOB placed by hand is loaded and raises the mark.
+    mds::state::accept(&kept.join("state.json"), &verify(&m, &new).unwrap(), when()).unwrap();
+    let newer = m.blob(7, "2025-07-01", "FIDO_CERTIFIED_L1");
+    std::fs::write(kept.join("blob.jwt"), &newer).unwrap();
+    assert_eq!(station_mds(dir.path(), when()).unwrap().no, 7);
+    let st = mds::state::load(&kept.join("state.json")).unwrap().unwrap();
+    assert_eq!(st.last_no, 7);
+    std::fs::write(kept.join("blob.jwt"), &new).unwrap();
+    assert!(station_mds(dir.path(), when()).unwrap_err().contains("rollback"));
 }

@@ -276,10 +276,21 @@ fn enterprise_attestation_yields_the_serial() {
     assert!(f.trusted());
 }
 
+/// The subject of the Yubico PIV root that issues YubiKey 4 F9 certificates.
+const YUBICO_PIV_ROOT: &str = "CN=Yubico PIV Root CA Serial 263751";
+
 /// A PIV-shaped chain: root → `issuer` (with `issuer_exts`) → leaf.
 fn piv_chain(issuer_exts: Vec<x509_cert::ext::Extension>) -> (Vec<u8>, Vec<u8>, TrustStore) {
+    piv_chain_under(YUBICO_PIV_ROOT, issuer_exts)
+}
+
+/// [`piv_chain`] under a root named `root_name` (a test key, not Yubico's).
+fn piv_chain_under(
+    root_name: &str,
+    issuer_exts: Vec<x509_cert::ext::Extension>,
+) -> (Vec<u8>, Vec<u8>, TrustStore) {
     let root_key = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
-    let root = self_signed(&root_key, "CN=Test PIV Root");
+    let root = self_signed(&root_key, root_name);
     let f9_key = p256::ecdsa::SigningKey::from_slice(&[4; 32]).unwrap();
     let f9 = ca::issue(
         (&root_key, &root),
@@ -343,8 +354,10 @@ fn f9_without_basic_constraints_is_accepted_above_a_piv_leaf_only() {
         vec![],
     )
     .unwrap();
+    let f9_for_opts = f9_c.clone();
     let opts = PathOptions {
-        yubikey_f9: true,
+        yubikey_f9: Some(&f9_for_opts),
+        f9_issuers: attest::piv::YUBICO_PIV_CAS,
         leaf_known_critical: &[],
     };
     let r = path::validate(
@@ -479,4 +492,177 @@ fn path_building_is_bounded() {
         PathOptions::default(),
     );
     assert!(matches!(r, Err(PathError::BudgetExceeded(_))), "{r:?}");
+}
+
+/// A self-issued root `name` with exactly `exts` (e.g. CA:FALSE).
+fn root_with(k: &p256::ecdsa::SigningKey, name: &str, exts: Vec<x509_cert::ext::Extension>) -> Vec<u8> {
+    let tmp = ca::issue((k, sim().fido_root()), name, ca::spki_of(k).unwrap(), &[1], exts.clone())
+        .unwrap();
+    ca::issue((k, &tmp), name, ca::spki_of(k).unwrap(), &[1], exts).unwrap()
+}
+
+/// `issuer` (key, DER) issues a certificate `name` for `subject_key`.
+fn issue_to(
+    issuer: (&p256::ecdsa::SigningKey, &[u8]),
+    name: &str,
+    subject_key: &p256::ecdsa::SigningKey,
+    serial: u8,
+    exts: Vec<x509_cert::ext::Extension>,
+) -> Vec<u8> {
+    ca::issue(issuer, name, ca::spki_of(subject_key).unwrap(), &[serial], exts).unwrap()
+}
+
+fn anchors(root: &[u8]) -> TrustStore {
+    let mut s = TrustStore::new();
+    s.add_anchors_from(root, "test").unwrap();
+    s
+}
+
+fn validate(leaf: &[u8], rest: &[&[u8]], store: &TrustStore) -> Result<path::ValidPath, PathError> {
+    let rest: Vec<Cert> = rest.iter().map(|c| Cert::from_der(c).unwrap()).collect();
+    path::validate(
+        &Cert::from_der(leaf).unwrap(),
+        &rest,
+        &[store],
+        when(),
+        PathOptions::default(),
+    )
+}
+
+#[test]
+fn a_ca_false_trust_anchor_anchors_nothing() {
+    // Issue 13 item 5: the anchor's own basicConstraints were ignored.
+    let rk = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
+    let root = root_with(&rk, "CN=Not A CA", vec![ca::basic_constraints(false, None).unwrap()]);
+    let leaf = issue_to((&rk, &root), "CN=L", &key(), 4, vec![]);
+    let r = validate(&leaf, &[], &anchors(&root));
+    assert!(
+        matches!(r, Err(PathError::NotCa { ref subject }) if subject == "CN=Not A CA"),
+        "{r:?}"
+    );
+    // A version 3 anchor without basicConstraints is no CA either.
+    let root = root_with(&rk, "CN=No BC", vec![]);
+    let leaf = issue_to((&rk, &root), "CN=L", &key(), 4, vec![]);
+    assert!(matches!(validate(&leaf, &[], &anchors(&root)), Err(PathError::NotCa { .. })));
+    // keyUsage without keyCertSign on the anchor.
+    let root = root_with(
+        &rk,
+        "CN=Sign Only",
+        vec![
+            ca::basic_constraints(true, None).unwrap(),
+            ca::raw_extension("2.5.29.15", true, &[0x03, 0x02, 0x07, 0x80]),
+        ],
+    );
+    let leaf = issue_to((&rk, &root), "CN=L", &key(), 4, vec![]);
+    assert!(matches!(validate(&leaf, &[], &anchors(&root)), Err(PathError::KeyUsage { .. })));
+}
+
+#[test]
+fn the_trust_anchors_path_length_constraint_binds() {
+    // root (pathLen 0) → intermediate → leaf: one CA too many below it.
+    let rk = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
+    let root = root_with(&rk, "CN=R0", vec![ca::basic_constraints(true, Some(0)).unwrap()]);
+    let ik = p256::ecdsa::SigningKey::from_slice(&[4; 32]).unwrap();
+    let mid = issue_to((&rk, &root), "CN=I", &ik, 2, vec![ca::basic_constraints(true, None).unwrap()]);
+    let leaf = issue_to((&ik, &mid), "CN=L", &key(), 4, vec![]);
+    let r = validate(&leaf, &[&mid], &anchors(&root));
+    assert!(
+        matches!(r, Err(PathError::PathLenExceeded { ref subject }) if subject == "CN=R0"),
+        "{r:?}"
+    );
+    // The same root signing the leaf directly is fine.
+    let leaf = issue_to((&rk, &root), "CN=L", &key(), 5, vec![]);
+    assert!(validate(&leaf, &[], &anchors(&root)).is_ok());
+    // pathLen 1 admits the intermediate.
+    let root = root_with(&rk, "CN=R1", vec![ca::basic_constraints(true, Some(1)).unwrap()]);
+    let mid = issue_to((&rk, &root), "CN=I", &ik, 2, vec![ca::basic_constraints(true, None).unwrap()]);
+    let leaf = issue_to((&ik, &mid), "CN=L", &key(), 4, vec![]);
+    assert!(validate(&leaf, &[&mid], &anchors(&root)).is_ok());
+}
+
+#[test]
+fn the_f9_exception_covers_only_the_device_supplied_f9() {
+    // The issuer without basicConstraints comes from the store's
+    // intermediates, while the device supplied another certificate.
+    let (leaf, f9, mut store) = piv_chain(vec![]);
+    store.add_intermediate(Cert::from_der(&f9).unwrap());
+    let other = sim().fido_intermediate().to_vec();
+    let f = attest::verify_piv(&leaf, &other, &store, when(), None).unwrap();
+    assert!(
+        matches!(f.trust, Err(PathError::NotCa { ref subject }) if subject == "CN=Test F9"),
+        "{:?}",
+        f.trust
+    );
+    assert!(f.provenance.attested.is_empty());
+}
+
+#[test]
+fn the_f9_exception_needs_a_yubico_piv_ca_above_it() {
+    let (leaf, f9, store) = piv_chain_under("CN=Test PIV Root", vec![]);
+    let f = attest::verify_piv(&leaf, &f9, &store, when(), None).unwrap();
+    match &f.trust {
+        Err(PathError::F9Exception { subject, reason }) => {
+            assert_eq!(subject, "CN=Test F9");
+            assert!(reason.contains("CN=Test PIV Root"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same F9 with basicConstraints CA needs no exception.
+    let (leaf, f9, store) =
+        piv_chain_under("CN=Test PIV Root", vec![ca::basic_constraints(true, Some(0)).unwrap()]);
+    let f = attest::verify_piv(&leaf, &f9, &store, when(), None).unwrap();
+    assert!(f.trust.is_ok() && !f.used_f9_exception, "{:?}", f.trust);
+}
+
+#[test]
+fn a_slot_attestation_certificate_is_never_taken_for_an_f9() {
+    // The attacker's genuine key: root → device F9 (a CA, here without a
+    // pathLenConstraint, and known to the store) → slot 9a attestation of a
+    // key the attacker can sign with. With that slot key they issue a
+    // "slot attestation" of any key, with any serial and policy, and hand
+    // in the genuine slot certificate as the "F9".
+    let rk = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
+    let root = self_signed(&rk, YUBICO_PIV_ROOT);
+    let f9k = p256::ecdsa::SigningKey::from_slice(&[4; 32]).unwrap();
+    let f9 = issue_to(
+        (&rk, &root),
+        "CN=Yubico PIV Attestation",
+        &f9k,
+        2,
+        vec![ca::basic_constraints(true, None).unwrap()],
+    );
+    let slot_key = p256::ecdsa::SigningKey::from_slice(&[8; 32]).unwrap();
+    let slot = issue_to(
+        (&f9k, &f9),
+        "CN=YubiKey PIV Attestation 9a",
+        &slot_key,
+        3,
+        vec![ca::raw_extension(ca::OID_YUBICO_SERIAL, false, &ca::der_integer(7).unwrap())],
+    );
+    let forged = issue_to(
+        (&slot_key, &slot),
+        "CN=YubiKey PIV Attestation 9c",
+        &key(),
+        4,
+        vec![
+            ca::raw_extension(ca::OID_YUBICO_SERIAL, false, &ca::der_integer(99_999).unwrap()),
+            ca::raw_extension(ca::OID_YUBICO_POLICY, false, &[0x03, 0x02]),
+        ],
+    );
+    let mut store = anchors(&root);
+    store.add_intermediate(Cert::from_der(&f9).unwrap());
+    // The genuine slot certificate itself verifies.
+    let f = attest::verify_piv(&slot, &f9, &store, when(), None).unwrap();
+    assert!(f.trust.is_ok(), "{:?}", f.trust);
+    // The forgery does not.
+    let f = attest::verify_piv(&forged, &slot, &store, when(), None).unwrap();
+    assert_eq!(f.serial, Some(99_999));
+    match &f.trust {
+        Err(PathError::F9Exception { subject, reason }) => {
+            assert_eq!(subject, "CN=YubiKey PIV Attestation 9a");
+            assert!(reason.contains("slot attestation"), "{reason}");
+        }
+        other => panic!("a slot attestation was taken for an F9: {other:?}"),
+    }
+    assert!(!f.attested(attest::Fact::Serial));
 }

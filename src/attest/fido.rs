@@ -2,8 +2,10 @@
 //! full and self attestation), `fido-u2f` (§8.6) and `none` (§8.7).
 //!
 //! This module proves what the statement says: the signature over
-//! authenticatorData ‖ clientDataHash, the attestation certificate
-//! requirements (§8.2.1) and the AAGUID extension. Whether the certificate
+//! authenticatorData ‖ clientDataHash (packed) or over the U2F registration
+//! fields (fido-u2f, which leaves the AAGUID, flags and sign count
+//! unsigned), the attestation certificate requirements (§8.2.1) and the
+//! AAGUID extension. Whether the certificate
 //! chains to a trusted root is decided by [`super::verify_fido`], and
 //! whether the result is acceptable by `crate::policy`.
 
@@ -58,6 +60,10 @@ pub enum FidoError {
     SelfAlgMismatch { stmt: i64, key: Option<i64> },
     #[error("fido-u2f needs a P-256 {what}")]
     U2fNotP256 { what: &'static str },
+    #[error(
+        "fido-u2f authenticator data carries AAGUID {aaguid}, but must carry all zeros (WebAuthn §8.6): the U2F signature does not cover it, so it was set outside the key"
+    )]
+    U2fAaguid { aaguid: String },
 }
 
 /// Attestation statement format (IANA WebAuthn registry).
@@ -292,8 +298,16 @@ pub fn check_packed_cert(leaf: &Cert, aaguid: &[u8; 16]) -> Result<(), FidoError
 }
 
 /// WebAuthn §8.6: one P-256 certificate; the signature covers
-/// 0x00 ‖ rpIdHash ‖ clientDataHash ‖ credentialId ‖ publicKeyU2F.
+/// 0x00 ‖ rpIdHash ‖ clientDataHash ‖ credentialId ‖ publicKeyU2F, and
+/// nothing else of the authenticator data: the AAGUID (which a client
+/// converting a U2F response sets to zero) must be zero, and the flags and
+/// sign count are only claimed.
 fn verify_u2f(auth: &AuthData, cdh: &[u8], x5c: &[Cert], sig: &[u8]) -> Result<(), FidoError> {
+    if auth.aaguid != [0; 16] {
+        return Err(FidoError::U2fAaguid {
+            aaguid: super::mds::format_aaguid(&auth.aaguid),
+        });
+    }
     if x5c.len() != 1 {
         return Err(FidoError::BadField {
             field: "attStmt.x5c",

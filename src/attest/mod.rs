@@ -3,10 +3,15 @@
 //! certification path validation to caller-supplied trust anchors at a
 //! caller-supplied instant.
 //!
-//! Mechanism only: every function returns the facts it proved (chain,
-//! AAGUID, serial, attestation type, MDS status). Whether those facts are
-//! acceptable is for [`crate::policy`] to decide. Nothing here reads the
-//! clock, the environment or a global trust store.
+//! Mechanism only: every function returns the facts it found (chain,
+//! AAGUID, serial, attestation type, MDS status) and, in [`Provenance`],
+//! which of them a signature that chains to a trust anchor covers
+//! (attested) and which rest on the authenticator's word (claimed): a
+//! fido-u2f signature does not cover the AAGUID, flags or sign count, self
+//! and none attestation vouch for nothing, `epAtt` is outside every
+//! signature. Whether the facts are acceptable is for [`crate::policy`] to
+//! decide, from attested facts only. Nothing here reads the clock, the
+//! environment or a global trust store.
 
 pub mod anchors;
 pub mod authdata;
@@ -28,7 +33,66 @@ pub use mds::{EntryStatus, MdsBlob};
 pub use path::PathError;
 pub use piv::{PivError, PivFacts, verify_piv};
 
-/// What a FIDO attestation proves.
+/// A reported attestation fact, named as its field in the facts document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Fact {
+    Aaguid,
+    CredentialId,
+    CredentialPublicKey,
+    SignCount,
+    UserPresent,
+    UserVerified,
+    Enterprise,
+    Serial,
+    Mds,
+    Slot,
+    Firmware,
+    PinPolicy,
+    TouchPolicy,
+    FormFactor,
+    Fips,
+    Cspn,
+    PublicKey,
+}
+
+impl std::fmt::Display for Fact {
+    /// The facts document's name (`user_verified`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => f.write_str(&s),
+            _ => write!(f, "{self:?}"),
+        }
+    }
+}
+
+/// Which facts are attested (covered by a signature whose key chains to a
+/// trust anchor) and which are only claimed. A fact without a value (no
+/// serial, no MDS entry) is in neither list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    pub attested: Vec<Fact>,
+    pub claimed: Vec<Fact>,
+}
+
+impl Provenance {
+    pub(crate) fn push(&mut self, fact: Fact, attested: bool) {
+        if attested {
+            self.attested.push(fact);
+        } else {
+            self.claimed.push(fact);
+        }
+    }
+
+    /// Whether `fact` is attested.
+    pub fn attested(&self, fact: Fact) -> bool {
+        self.attested.contains(&fact)
+    }
+}
+
+/// What a FIDO attestation reports; [`FidoFacts::provenance`] says which
+/// facts it proves.
 #[derive(Debug, Clone, Serialize)]
 pub struct FidoFacts {
     pub format: Format,
@@ -55,12 +119,20 @@ pub struct FidoFacts {
     pub mds: Option<EntryStatus>,
     /// Key identifier of the attestation certificate, hex (MDS3 lookups).
     pub attestation_key_id: Option<String>,
+    /// Which of the facts above are attested and which only claimed.
+    #[serde(flatten)]
+    pub provenance: Provenance,
 }
 
 impl FidoFacts {
     /// Whether the attestation chained to a trust anchor.
     pub fn trusted(&self) -> bool {
         self.trust.is_ok()
+    }
+
+    /// Whether `fact` is attested.
+    pub fn attested(&self, fact: Fact) -> bool {
+        self.provenance.attested(fact)
     }
 }
 
@@ -77,10 +149,14 @@ pub fn verify_fido(
     let st = fido::verify_statement(attestation_object, client_data_hash)?;
     let aaguid = st.auth_data.aaguid;
     let key_id = st.x5c.first().map(Cert::key_identifier);
+    // A fido-u2f signature does not cover the AAGUID: such a key is looked
+    // up by its attestation certificate only (MDS3 §3.1.1).
     let entry = mds.and_then(|m| {
-        m.by_aaguid(&aaguid)
-            .filter(|_| aaguid != [0; 16])
-            .or_else(|| key_id.as_deref().and_then(|k| m.by_key_identifier(k)))
+        let by_aaguid = match st.format {
+            Format::FidoU2f => None,
+            _ => m.by_aaguid(&aaguid).filter(|_| aaguid != [0; 16]),
+        };
+        by_aaguid.or_else(|| key_id.as_deref().and_then(|k| m.by_key_identifier(k)))
     });
     let trust = match st.x5c.split_first() {
         None => Err(PathError::Malformed {
@@ -97,15 +173,13 @@ pub fn verify_fido(
                 rest,
                 &[store, &mds_store],
                 at,
-                path::PathOptions {
-                    yubikey_f9: false,
-                    leaf_known_critical: &[],
-                },
+                path::PathOptions::default(),
             )
         }
     };
     let (chain, trust, _) = piv::split_path(trust);
     let flags = st.auth_data.flags;
+    let provenance = fido_provenance(&st, trust.is_ok(), entry.is_some());
     Ok(FidoFacts {
         format: st.format,
         attestation_type: st.attestation_type,
@@ -121,7 +195,35 @@ pub fn verify_fido(
         trust,
         mds: entry.map(mds::MdsEntry::status),
         attestation_key_id: key_id.map(hex::encode),
+        provenance,
     })
+}
+
+/// What the statement's signature covers, when its key chains to an
+/// anchor: packed signs the whole authenticator data; fido-u2f only the
+/// rpIdHash, credential id and key (WebAuthn §8.6); the serial is in the
+/// certificate; `epAtt` is outside every signature. Self and none
+/// attestation, and an untrusted chain, vouch for nothing.
+fn fido_provenance(st: &fido::Statement, trusted: bool, mds: bool) -> Provenance {
+    let vouched = trusted && st.attestation_type == AttestationType::Basic;
+    let whole_auth_data = vouched && st.format == Format::Packed;
+    let mut p = Provenance::default();
+    p.push(Fact::Aaguid, whole_auth_data);
+    p.push(Fact::CredentialId, vouched);
+    p.push(Fact::CredentialPublicKey, vouched);
+    p.push(Fact::SignCount, whole_auth_data);
+    p.push(Fact::UserPresent, whole_auth_data);
+    p.push(Fact::UserVerified, whole_auth_data);
+    let serial = vouched && st.serial.is_some();
+    p.push(Fact::Enterprise, serial);
+    if st.serial.is_some() {
+        p.push(Fact::Serial, serial);
+    }
+    if mds {
+        // Found by an attested AAGUID or attestation key, or by a claim.
+        p.push(Fact::Mds, vouched);
+    }
+    p
 }
 
 pub(crate) fn ser_trust<S: serde::Serializer>(

@@ -2,9 +2,12 @@
 //! needs): build a path from a leaf through the supplied intermediates to a
 //! trust anchor, checking at a given instant every certificate's validity
 //! period, signature, CA status (basicConstraints, pathLenConstraint) and
-//! keyUsage keyCertSign. Name constraints, policies and revocation are not
-//! processed (attestation PKIs use none of them; MDS3 status reports take
-//! the place of revocation).
+//! keyUsage keyCertSign. The trust anchor's own basicConstraints,
+//! pathLenConstraint and keyUsage bind too (a CA:FALSE certificate or a
+//! root with pathLen 0 above an intermediate anchors nothing); its dates are
+//! not checked (RFC 5280 §6.1.1 (d)). Name constraints, policies and
+//! revocation are not processed (attestation PKIs use none of them; MDS3
+//! status reports take the place of revocation).
 //!
 //! Path building is a bounded depth-first search, so a hostile pile of
 //! cross-signed intermediates cannot make it run long (the budget idea of
@@ -12,15 +15,19 @@
 //!
 //! One deliberate exception: a YubiKey PIV slot attestation is issued by the
 //! device's F9 certificate, which on YubiKey 4 firmware carries no
-//! basicConstraints at all. [`PathOptions::yubikey_f9`] accepts such an
-//! issuer directly above the leaf, and nowhere else. This is why keyward
-//! does not use rustls-webpki, which rejects that certificate.
+//! basicConstraints at all. [`PathOptions::yubikey_f9`] names the F9
+//! certificate the device supplied; that one certificate, and no other, is
+//! accepted without basicConstraints, directly above the leaf, when it is
+//! not itself a slot attestation certificate and a CA listed in
+//! [`PathOptions::f9_issuers`] (a Yubico PIV attestation CA) issued it.
+//! This is why keyward does not use rustls-webpki, which rejects that
+//! certificate.
 
 use std::time::SystemTime;
 
 use x509_cert::ext::pkix::KeyUsages;
 
-use super::anchors::TrustStore;
+use super::anchors::{Anchor, TrustStore};
 use super::cert::{Cert, CertError, rfc3339};
 use super::sig::{EcdsaEncoding, PublicKey, SigAlg, SigError};
 
@@ -68,17 +75,28 @@ pub enum PathError {
     Malformed { subject: String, reason: String },
     #[error("path building gave up after {0} signature checks or {MAX_PATH_LEN} certificates")]
     BudgetExceeded(usize),
+    #[error(
+        "{subject:?} has no basicConstraints and is not accepted as a YubiKey F9 device certificate: {reason}"
+    )]
+    F9Exception { subject: String, reason: String },
 }
 
 /// Options of one validation.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PathOptions {
-    /// Accept an issuer of the leaf that has no basicConstraints (the YubiKey
-    /// PIV F9 device certificate). Only for PIV slot attestations.
-    pub yubikey_f9: bool,
+pub struct PathOptions<'a> {
+    /// The device-supplied YubiKey PIV F9 certificate: it alone may issue
+    /// the leaf without basicConstraints. Only for PIV slot attestations.
+    pub yubikey_f9: Option<&'a Cert>,
+    /// Subjects of the CAs that may issue such an F9 certificate.
+    pub f9_issuers: &'a [&'a str],
     /// Critical extensions of the leaf that the caller processes itself.
-    pub leaf_known_critical: &'static [&'static str],
+    pub leaf_known_critical: &'a [&'a str],
 }
+
+/// Subject CN prefix of a YubiKey PIV slot attestation certificate.
+pub const SLOT_ATTESTATION_CN: &str = "YubiKey PIV Attestation ";
+/// The Yubico PIV policy extension, carried only by slot attestations.
+const OID_SLOT_POLICY: &str = "1.3.6.1.4.1.41482.3.8";
 
 /// A validated path.
 #[derive(Debug, Clone)]
@@ -97,19 +115,19 @@ struct Search<'a> {
     stores: &'a [&'a TrustStore],
     extra: &'a [Cert],
     at: SystemTime,
-    opts: PathOptions,
+    opts: PathOptions<'a>,
     sigs: usize,
     best: Option<(usize, PathError)>,
 }
 
 /// Validate `leaf` to an anchor of `store`, with `intermediates` (e.g. the
 /// rest of an x5c) and the store's own intermediates as candidates.
-pub fn validate(
-    leaf: &Cert,
-    intermediates: &[Cert],
-    stores: &[&TrustStore],
+pub fn validate<'a>(
+    leaf: &'a Cert,
+    intermediates: &'a [Cert],
+    stores: &'a [&'a TrustStore],
     at: SystemTime,
-    opts: PathOptions,
+    opts: PathOptions<'a>,
 ) -> Result<ValidPath, PathError> {
     check_validity(leaf, at)?;
     // An anchor may be the attestation certificate itself (some MDS3
@@ -173,6 +191,13 @@ impl<'a> Search<'a> {
             if !child.issued_by(&anchor.cert) {
                 continue;
             }
+            if let Err(e) = self
+                .check_anchor(anchor, chain)
+                .and_then(|()| self.check_f9_issuer(&anchor.cert, chain))
+            {
+                self.note(depth, e);
+                continue;
+            }
             match self.check_sig(child, &anchor.cert, anchor.key.as_ref())? {
                 Ok(()) => {
                     let mut subjects: Vec<String> =
@@ -195,7 +220,10 @@ impl<'a> Search<'a> {
             .filter(|c| child.issued_by(c) && !chain.iter().any(|x| x.der() == c.der()))
             .collect();
         for issuer in candidates {
-            if let Err(e) = self.check_issuer(issuer, chain) {
+            if let Err(e) = self
+                .check_issuer(issuer, chain)
+                .and_then(|()| self.check_f9_issuer(issuer, chain))
+            {
                 self.note(depth, e);
                 continue;
             }
@@ -224,10 +252,57 @@ impl<'a> Search<'a> {
     }
 
     fn used_f9(&self, chain: &[&Cert]) -> bool {
-        self.opts.yubikey_f9
+        self.opts.yubikey_f9.is_some()
             && chain
                 .get(1)
                 .is_some_and(|c| matches!(c.basic_constraints(), Ok(None)))
+    }
+
+    /// The F9 exception's second half: an F9 taken without basicConstraints
+    /// (`chain[1]`) must have been issued by a Yubico PIV attestation CA.
+    fn check_f9_issuer(&self, issuer: &Cert, chain: &[&Cert]) -> Result<(), PathError> {
+        if chain.len() != 2 || !self.used_f9(chain) {
+            return Ok(());
+        }
+        if self.opts.f9_issuers.contains(&issuer.subject()) {
+            return Ok(());
+        }
+        Err(PathError::F9Exception {
+            subject: chain[1].subject().into(),
+            reason: format!(
+                "its issuer {:?} is not a Yubico PIV attestation CA",
+                issuer.subject()
+            ),
+        })
+    }
+
+    /// RFC 5280 §6.1.4 (k), (l), (n) applied to the trust anchor itself:
+    /// a CA (or a v1 root) whose pathLenConstraint admits the
+    /// intermediates below it, and whose keyUsage (if any) has keyCertSign.
+    fn check_anchor(&self, anchor: &Anchor, chain: &[&Cert]) -> Result<(), PathError> {
+        let c = &anchor.cert;
+        let subject = c.subject().to_string();
+        let malformed = |e: CertError| PathError::Malformed {
+            subject: subject.clone(),
+            reason: e.to_string(),
+        };
+        match c.basic_constraints().map_err(malformed)? {
+            Some(bc) if bc.ca => {
+                if let Some(max) = bc.path_len_constraint
+                    && chain.len() - 1 > usize::from(max)
+                {
+                    return Err(PathError::PathLenExceeded { subject });
+                }
+            }
+            // A version 1 root predates extensions (RFC 5280 §6.1.4 (k)
+            // asks basicConstraints of version 3 certificates only).
+            None if !c.version3() => {}
+            _ => return Err(PathError::NotCa { subject }),
+        }
+        if !c.key_usage_allows(KeyUsages::KeyCertSign).map_err(malformed)? {
+            return Err(PathError::KeyUsage { subject });
+        }
+        Ok(())
     }
 
     /// An intermediate `issuer` about to sign `chain.last()`: dates, CA flag
@@ -249,8 +324,11 @@ impl<'a> Search<'a> {
                     return Err(PathError::PathLenExceeded { subject });
                 }
             }
-            // YubiKey 4 F9: no basicConstraints, directly above the leaf only.
-            None if self.opts.yubikey_f9 && chain.len() == 1 => {}
+            // YubiKey 4 F9: no basicConstraints, directly above the leaf
+            // only, and only the certificate the device supplied.
+            None if chain.len() == 1 && self.opts.yubikey_f9.is_some() => {
+                self.check_f9(issuer)?;
+            }
             _ => return Err(PathError::NotCa { subject }),
         }
         if !issuer
@@ -261,6 +339,28 @@ impl<'a> Search<'a> {
         }
         if let Some(oid) = issuer.unknown_critical_extension(&[]) {
             return Err(PathError::UnknownCriticalExtension { subject, oid });
+        }
+        Ok(())
+    }
+
+    /// `issuer` lacks basicConstraints: it is the device-supplied F9 and
+    /// not a slot attestation certificate, or it is no CA at all.
+    fn check_f9(&self, issuer: &Cert) -> Result<(), PathError> {
+        let refuse = |reason: &str| PathError::F9Exception {
+            subject: issuer.subject().into(),
+            reason: reason.into(),
+        };
+        if self.opts.yubikey_f9.is_none_or(|f9| f9.der() != issuer.der()) {
+            return Err(PathError::NotCa {
+                subject: issuer.subject().into(),
+            });
+        }
+        let slot_cn = issuer
+            .subject_attr("2.5.4.3")
+            .iter()
+            .any(|cn| cn.starts_with(SLOT_ATTESTATION_CN));
+        if slot_cn || issuer.extension(OID_SLOT_POLICY).is_some() {
+            return Err(refuse("it is a slot attestation certificate"));
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::anchors::TrustStore;
+use super::{Fact, Provenance};
 use super::cert::{Cert, CertError};
 use super::path::{self, PathError, PathOptions, ValidPath};
 
@@ -20,6 +21,14 @@ pub const OID_POLICY: &str = "1.3.6.1.4.1.41482.3.8";
 pub const OID_FORM_FACTOR: &str = "1.3.6.1.4.1.41482.3.9";
 pub const OID_FIPS: &str = "1.3.6.1.4.1.41482.3.10";
 pub const OID_CSPN: &str = "1.3.6.1.4.1.41482.3.11";
+
+/// The CAs that issue YubiKey F9 device certificates: only an F9 issued by
+/// one of these may lack basicConstraints (YubiKey 4; see
+/// [`PathOptions::yubikey_f9`]).
+pub const YUBICO_PIV_CAS: &[&str] = &[
+    "CN=Yubico PIV Root CA Serial 263751",
+    "CN=Yubico PIV Attestation B 1",
+];
 
 /// A PIV attestation that cannot be read or does not hold.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +70,9 @@ pub enum TouchPolicy {
     Other(u8),
 }
 
-/// What a PIV attestation proves.
+/// What a PIV attestation reports. Every fact is read from the slot or F9
+/// certificate, so all are attested when the path is trusted and all only
+/// claimed when it is not ([`PivFacts::provenance`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct PivFacts {
     /// Slot from the subject "YubiKey PIV Attestation 9c".
@@ -87,6 +98,16 @@ pub struct PivFacts {
     #[serde(serialize_with = "super::ser_trust")]
     pub trust: Result<(String, String), PathError>,
     pub used_f9_exception: bool,
+    /// Which of the facts above are attested and which only claimed.
+    #[serde(flatten)]
+    pub provenance: Provenance,
+}
+
+impl PivFacts {
+    /// Whether `fact` is attested.
+    pub fn attested(&self, fact: Fact) -> bool {
+        self.provenance.attested(fact)
+    }
 }
 
 /// Verify a slot attestation `leaf` issued by device certificate `f9`,
@@ -116,7 +137,8 @@ pub fn verify_piv(
         return Err(PivError::PublicKeyMismatch);
     }
     let opts = PathOptions {
-        yubikey_f9: true,
+        yubikey_f9: Some(&f9),
+        f9_issuers: YUBICO_PIV_CAS,
         leaf_known_critical: &[],
     };
     let path = path::validate(&leaf, std::slice::from_ref(&f9), &[store], at, opts);
@@ -151,6 +173,23 @@ pub fn verify_piv(
         .map(str::to_string);
     let has = |oid| leaf.extension(oid).is_some() || f9.extension(oid).is_some();
     let (chain, trust, used_f9_exception) = split_path(path);
+    let mut provenance = Provenance::default();
+    let present = [
+        (Fact::Slot, slot.is_some()),
+        (Fact::Serial, serial.is_some()),
+        (Fact::Firmware, firmware.is_some()),
+        (Fact::PinPolicy, pin_policy.is_some()),
+        (Fact::TouchPolicy, touch_policy.is_some()),
+        (Fact::FormFactor, form_factor.is_some()),
+        (Fact::Fips, true),
+        (Fact::Cspn, true),
+        (Fact::PublicKey, true),
+    ];
+    for (fact, has_value) in present {
+        if has_value {
+            provenance.push(fact, trust.is_ok());
+        }
+    }
     Ok(PivFacts {
         slot,
         serial,
@@ -165,6 +204,7 @@ pub fn verify_piv(
         chain,
         trust,
         used_f9_exception,
+        provenance,
     })
 }
 

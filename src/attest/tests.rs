@@ -228,6 +228,7 @@ mod fido_sim {
             chain: vec![],
             trust: Err(crate::attest::PathError::BudgetExceeded(0)),
             used_f9_exception: false,
+            provenance: Default::default(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `keyward attest verify`: verify a FIDO or PIV attestation, print the
-//! facts and the policy's verdict. Exit 0 when trusted and accepted, 5
+//! facts (which are attested, which only claimed) and the policy's verdict. Exit 0 when trusted and accepted, 5
 //! (verification failed) otherwise; see docs/attestation.md.
 
 use std::path::{Path, PathBuf};
@@ -130,8 +130,9 @@ fn verify(a: VerifyArgs, json: bool) -> Result<()> {
         )
     };
     if json {
+        // Version 2: facts carry `attested` and `claimed` (issue 13).
         let out = serde_json::json!({
-            "version": 1,
+            "version": 2,
             "at": crate::attest::cert::unix_to_rfc3339(at),
             "trusted": trusted,
             "accepted": verdict.accepted,
@@ -256,6 +257,16 @@ fn print_trust(t: &Result<(String, String), attest::PathError>, chain: &[String]
     }
 }
 
+/// The attested/claimed split, as two lines.
+fn print_provenance(p: &attest::Provenance) {
+    let names = |v: &[attest::Fact]| match v {
+        [] => "-".to_string(),
+        _ => v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+    };
+    println!("attested:    {}", names(&p.attested));
+    println!("claimed:     {}", names(&p.claimed));
+}
+
 fn print_fido(f: &FidoFacts) {
     print_trust(&f.trust, &f.chain);
     println!(
@@ -285,6 +296,7 @@ fn print_fido(f: &FidoFacts) {
         ),
         None => println!("mds:         not consulted or not listed"),
     }
+    print_provenance(&f.provenance);
 }
 
 fn print_piv(p: &PivFacts) {
@@ -305,4 +317,5 @@ fn print_piv(p: &PivFacts) {
         Some(true) => println!("public key:  matches the expected key"),
         _ => println!("public key:  {}", p.public_key_spki),
     }
+    print_provenance(&p.provenance);
 }

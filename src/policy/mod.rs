@@ -1,8 +1,13 @@
 //! Attestation policy: decides from the facts `crate::attest` proved.
 //!
-//! The verifier says what is true (chain, AAGUID, serial, attestation type,
-//! MDS status, PIN/touch policy); this module says whether the organisation
-//! accepts it. Every failed rule is reported, not just the first, and a
+//! The verifier says what it found (chain, AAGUID, serial, attestation
+//! type, MDS status, PIN/touch policy) and which of it is attested; this
+//! module says whether the organisation accepts it. A rule that grants
+//! acceptance (allowed AAGUID, model, certification, MDS entry, enterprise
+//! serial, firmware, PIN/touch policy) is met only by an attested fact: a
+//! fido-u2f AAGUID, or anything a self or untrusted statement says, never
+//! meets it. A rule that refuses (an MDS status report) applies to claimed
+//! facts too. Every failed rule is reported, not just the first, and a
 //! recorded exception (with approver, reason and expiry) can waive a rule
 //! for one model or one device. The configuration is plain serde, e.g. in
 //! TOML:
@@ -27,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attest::mds::certification_rank;
 use crate::attest::piv::{PinPolicy, TouchPolicy};
-use crate::attest::{AttestationType, FidoFacts, PivFacts};
+use crate::attest::{AttestationType, Fact, FidoFacts, PivFacts};
 
 /// What an organisation accepts. Empty lists mean "any".
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -145,28 +150,42 @@ impl AttestationPolicy {
                 format!("{:?} attestation", f.attestation_type),
             ));
         }
-        if !self.allowed_aaguids.is_empty()
-            && !self
+        if !self.allowed_aaguids.is_empty() {
+            if !f.attested(Fact::Aaguid) {
+                v.push((
+                    Rule::Aaguid,
+                    format!(
+                        "AAGUID {} is only claimed: no trusted signature covers it ({} {:?} attestation)",
+                        f.aaguid, f.format, f.attestation_type
+                    ),
+                ));
+            } else if !self
                 .allowed_aaguids
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(&f.aaguid))
-        {
-            v.push((Rule::Aaguid, format!("AAGUID {} is not allowed", f.aaguid)));
+            {
+                v.push((Rule::Aaguid, format!("AAGUID {} is not allowed", f.aaguid)));
+            }
         }
-        let description = f.mds.as_ref().and_then(|m| m.description.clone());
+        // An MDS entry found through a claimed AAGUID can still reject the
+        // key (its status reports), never vouch for its model.
+        let attested_mds = f.mds.as_ref().filter(|_| f.attested(Fact::Mds));
+        let description = attested_mds.and_then(|m| m.description.clone());
         self.check_model(description.as_deref(), &mut v);
-        match &f.mds {
+        if let Some(s) = f.mds.as_ref().and_then(|m| m.rejected_by.as_ref()) {
+            v.push((Rule::MdsStatus, format!("MDS status report {s}")));
+        }
+        match attested_mds {
             None if self.require_mds_entry || self.required_certification.is_some() => {
-                v.push((
-                    Rule::MdsEntry,
-                    "the authenticator is not listed in the MDS BLOB".into(),
-                ));
+                let why = if f.mds.is_some() {
+                    "the authenticator's MDS entry was found only through a claimed AAGUID"
+                } else {
+                    "the authenticator is not listed in the MDS BLOB"
+                };
+                v.push((Rule::MdsEntry, why.into()));
             }
             None => {}
             Some(m) => {
-                if let Some(s) = &m.rejected_by {
-                    v.push((Rule::MdsStatus, format!("MDS status report {s}")));
-                }
                 if let Some(req) = &self.required_certification {
                     let have = m
                         .certification_level
@@ -178,11 +197,13 @@ impl AttestationPolicy {
                 }
             }
         }
-        if self.require_enterprise_attestation && (!f.enterprise || f.serial.is_none()) {
-            v.push((
-                Rule::EnterpriseAttestation,
-                "no enterprise attestation serial".into(),
-            ));
+        if self.require_enterprise_attestation && !f.attested(Fact::Serial) {
+            let why = if f.serial.is_some() {
+                "the enterprise attestation serial is only claimed"
+            } else {
+                "no enterprise attestation serial"
+            };
+            v.push((Rule::EnterpriseAttestation, why.into()));
         }
         self.finish(v, Some(&f.aaguid), f.serial, at)
     }
@@ -193,22 +214,25 @@ impl AttestationPolicy {
         if let Err(e) = &p.trust {
             v.push((Rule::Untrusted, e.to_string()));
         }
+        // Untrusted: every PIV fact is only claimed and meets no rule.
+        let firmware = p.firmware.as_deref().filter(|_| p.attested(Fact::Firmware));
+        let pin_policy = p.pin_policy.filter(|_| p.attested(Fact::PinPolicy));
+        let touch_policy = p.touch_policy.filter(|_| p.attested(Fact::TouchPolicy));
         if let Some(min) = &self.min_firmware {
-            match (&p.firmware, parse_version(min)) {
+            match (firmware, parse_version(min)) {
                 (Some(fw), Some(min_v)) if parse_version(fw).is_some_and(|f| f >= min_v) => {}
-                (fw, _) => v.push((
+                (Some(fw), _) => v.push((Rule::Firmware, format!("firmware {fw} is below {min}"))),
+                (None, _) => v.push((
                     Rule::Firmware,
                     format!(
-                        "firmware {} is below {min}",
-                        fw.as_deref().unwrap_or("unknown")
+                        "firmware {} is not attested",
+                        p.firmware.as_deref().unwrap_or("unknown")
                     ),
                 )),
             }
         }
         if !self.allowed_pin_policies.is_empty()
-            && !p
-                .pin_policy
-                .is_some_and(|x| self.allowed_pin_policies.contains(&x))
+            && !pin_policy.is_some_and(|x| self.allowed_pin_policies.contains(&x))
         {
             v.push((
                 Rule::PinPolicy,
@@ -216,9 +240,7 @@ impl AttestationPolicy {
             ));
         }
         if !self.allowed_touch_policies.is_empty()
-            && !p
-                .touch_policy
-                .is_some_and(|x| self.allowed_touch_policies.contains(&x))
+            && !touch_policy.is_some_and(|x| self.allowed_touch_policies.contains(&x))
         {
             v.push((
                 Rule::TouchPolicy,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::attest::{EntryStatus, Format, PathError};
+use crate::attest::{EntryStatus, Format, PathError, Provenance};
 
 const YK5: &str = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
 
@@ -28,7 +28,28 @@ fn fido() -> FidoFacts {
             rejected_by: None,
         }),
         attestation_key_id: None,
+        provenance: Provenance {
+            attested: vec![
+                Fact::Aaguid,
+                Fact::CredentialId,
+                Fact::CredentialPublicKey,
+                Fact::SignCount,
+                Fact::UserPresent,
+                Fact::UserVerified,
+                Fact::Enterprise,
+                Fact::Serial,
+                Fact::Mds,
+            ],
+            claimed: vec![],
+        },
     }
+}
+
+/// `fido()` with `facts` moved from attested to claimed.
+fn claiming(mut f: FidoFacts, facts: &[Fact]) -> FidoFacts {
+    f.provenance.attested.retain(|x| !facts.contains(x));
+    f.provenance.claimed.extend_from_slice(facts);
+    f
 }
 
 fn piv() -> PivFacts {
@@ -46,6 +67,20 @@ fn piv() -> PivFacts {
         chain: vec![],
         trust: Ok(("root".into(), "bundled".into())),
         used_f9_exception: false,
+        provenance: Provenance {
+            attested: vec![
+                Fact::Slot,
+                Fact::Serial,
+                Fact::Firmware,
+                Fact::PinPolicy,
+                Fact::TouchPolicy,
+                Fact::FormFactor,
+                Fact::Fips,
+                Fact::Cspn,
+                Fact::PublicKey,
+            ],
+            claimed: vec![],
+        },
     }
 }
 
@@ -194,5 +229,64 @@ fn cross_protocol_serials_must_agree() {
             fido: 12_345_678,
             piv: 99
         })
+    );
+}
+
+#[test]
+fn a_claimed_aaguid_never_meets_an_aaguid_rule() {
+    // Issue 13 item 1: a fido-u2f statement's AAGUID is outside its
+    // signature; before, an allowed AAGUID patched into authData passed.
+    let p: AttestationPolicy =
+        serde_json::from_value(serde_json::json!({"allowed_aaguids": [YK5]})).unwrap();
+    let now = t("2026-01-01T00:00:00Z");
+    let mut f = claiming(
+        fido(),
+        &[Fact::Aaguid, Fact::SignCount, Fact::UserPresent, Fact::UserVerified],
+    );
+    f.format = Format::FidoU2f;
+    let v = p.decide_fido(&f, now);
+    assert_eq!(rules(&v), [Rule::Aaguid], "{v}");
+    assert!(v.violations[0].detail.contains("only claimed"), "{v}");
+    // The same AAGUID, attested by a packed statement, is allowed.
+    assert!(p.decide_fido(&fido(), now).accepted);
+}
+
+#[test]
+fn a_claimed_mds_entry_rejects_but_never_vouches() {
+    let p = strict();
+    let now = t("2026-01-01T00:00:00Z");
+    let f = claiming(fido(), &[Fact::Mds]);
+    assert_eq!(
+        rules(&p.decide_fido(&f, now)),
+        [Rule::Model, Rule::MdsEntry]
+    );
+    // A REVOKED status of the claimed model still rejects.
+    let mut f = claiming(fido(), &[Fact::Mds]);
+    f.mds.as_mut().unwrap().rejected_by = Some("REVOKED".into());
+    assert!(rules(&p.decide_fido(&f, now)).contains(&Rule::MdsStatus));
+}
+
+#[test]
+fn a_claimed_serial_is_no_enterprise_attestation() {
+    let p = strict();
+    let now = t("2026-01-01T00:00:00Z");
+    let f = claiming(fido(), &[Fact::Serial, Fact::Enterprise]);
+    let v = p.decide_fido(&f, now);
+    assert_eq!(rules(&v), [Rule::EnterpriseAttestation], "{v}");
+    assert!(v.violations[0].detail.contains("only claimed"));
+}
+
+#[test]
+fn claimed_piv_facts_meet_no_rule() {
+    let p = strict();
+    let now = t("2026-01-01T00:00:00Z");
+    let mut k = piv();
+    k.touch_policy = Some(TouchPolicy::Always);
+    assert!(p.decide_piv(&k, now).accepted);
+    let claimed = std::mem::take(&mut k.provenance.attested);
+    k.provenance.claimed = claimed;
+    assert_eq!(
+        rules(&p.decide_piv(&k, now)),
+        [Rule::Firmware, Rule::PinPolicy, Rule::TouchPolicy]
     );
 }

@@ -433,7 +433,8 @@ pub(crate) fn credential(
         }
         let detail = json!({"format": facts.format, "type": facts.attestation_type,
             "aaguid": facts.aaguid, "serial": facts.serial, "chain": facts.chain,
-            "enterprise": facts.enterprise});
+            "enterprise": facts.enterprise, "attested": facts.provenance.attested,
+            "claimed": facts.provenance.claimed});
         Ok((facts, detail))
     })?;
     if profile.enterprise_attestation == EnterpriseAttestation::Required && facts.serial.is_none() {

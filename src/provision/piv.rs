@@ -390,7 +390,8 @@ fn one_slot(
         let verdict = profile.attestation.decide_piv(&facts, at);
         super::enroll::apply_verdict(&verdict, s, &profile.attestation, &mut out.exceptions)?;
         let detail = json!({"serial": facts.serial, "firmware": facts.firmware,
-            "pin_policy": facts.pin_policy, "touch_policy": facts.touch_policy, "chain": facts.chain});
+            "pin_policy": facts.pin_policy, "touch_policy": facts.touch_policy, "chain": facts.chain,
+            "attested": facts.provenance.attested, "claimed": facts.provenance.claimed});
         Ok(((att, facts), detail))
     })?;
     let touch = matches!(sp.touch_policy, TouchPolicy::Always | TouchPolicy::Cached);

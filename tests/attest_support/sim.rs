@@ -123,3 +123,40 @@ pub fn self_signed(k: &SigningKey, name: &str) -> Vec<u8> {
     .unwrap();
     ca::issue((k, &tmp), name, ca::spki_of(k).unwrap(), &[1], exts()).unwrap()
 }
+
+/// Registration authenticator data as [`auth_data`] with `flags` and
+/// `sign_count` (UP 0x01, UV 0x04, AT 0x40).
+pub fn auth_data_with(aaguid: &[u8; 16], flags: u8, sign_count: u32) -> Vec<u8> {
+    let mut a = auth_data(aaguid, &key());
+    a[32] = flags;
+    a[33..37].copy_from_slice(&sign_count.to_be_bytes());
+    a
+}
+
+/// A fido-u2f statement (WebAuthn §8.6) by the simulator's batch key for
+/// [`AAGUID`]: x5c is the leaf alone, and the signature covers
+/// 0x00 ‖ rpIdHash ‖ clientDataHash ‖ credentialId ‖ point of `auth` —
+/// not its AAGUID, flags or sign count, which may be patched afterwards.
+pub fn sim_u2f(auth: &[u8]) -> Vec<u8> {
+    let (k, leaf) = sim().fido_batch_attestation(&AAGUID).unwrap();
+    let point = key().verifying_key().to_sec1_point(false);
+    let id_len = usize::from(u16::from_be_bytes([auth[53], auth[54]]));
+    let cred_id = &auth[55..55 + id_len];
+    let data = [&[0u8][..], &auth[..32], &CDH, cred_id, point.as_bytes()].concat();
+    let stmt = vec![
+        (Value::Text("sig".into()), Value::Bytes(der_sig(&k, &data))),
+        (
+            Value::Text("x5c".into()),
+            Value::Array(vec![Value::Bytes(leaf)]),
+        ),
+    ];
+    att_obj("fido-u2f", stmt, auth, false)
+}
+
+/// The simulator roots with the FIDO intermediate (a fido-u2f x5c holds
+/// only the leaf).
+pub fn sim_roots_with_intermediate() -> TrustStore {
+    let mut s = sim_roots();
+    s.add_intermediate(keyward::attest::Cert::from_der(sim().fido_intermediate()).unwrap());
+    s
+}

@@ -6,7 +6,8 @@
 //! root (GlobalSign Root CA - R3 in production) and its RS256/ES256
 //! signature; it reports staleness against `nextUpdate` and indexes the
 //! entries by AAGUID and by attestation certificate key identifier.
-//! Rollback protection (`no` strictly increasing) is in [`state`].
+//! Rollback protection (`no` strictly increasing at import, never
+//! decreasing at load) is in [`state`].
 
 pub mod state;
 
@@ -77,6 +78,10 @@ pub enum MdsError {
     },
     #[error("MDS state file {path} is corrupt: {reason}; restore it or delete it knowingly")]
     StateCorrupt { path: String, reason: String },
+    #[error(
+        "no MDS rollback state at {path}: the BLOB beside it was not imported with `keyward mds import`"
+    )]
+    NoState { path: String },
 }
 
 /// One status report (MDS3 §3.1.3 StatusReport).

@@ -2,6 +2,11 @@
 //! be greater than the value of the last successfully processed BLOB"): the
 //! last accepted number is kept in a small JSON file whose path the caller
 //! chooses, written atomically (temporary file, fsync, rename).
+//!
+//! Two checks use it: [`accept`] when a BLOB is imported (its `no` must be
+//! greater), and [`check_loaded`] whenever a station loads its kept BLOB
+//! (its `no` must not be smaller, so a BLOB file swapped for an older one
+//! is refused at start, not only at the next import).
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -56,6 +61,27 @@ pub fn check(path: &Path, blob: &MdsBlob) -> Result<(), MdsError> {
             no: blob.no,
             last: st.last_no,
         });
+    }
+    Ok(())
+}
+
+/// A station loading `blob` (the kept BLOB) at `at`: refuse it when no
+/// state records an import, or when it is older than the last accepted
+/// BLOB; a newer one (placed without `keyward mds import`) is recorded.
+pub fn check_loaded(path: &Path, blob: &MdsBlob, at: SystemTime) -> Result<(), MdsError> {
+    let Some(st) = load(path)? else {
+        return Err(MdsError::NoState {
+            path: path.display().to_string(),
+        });
+    };
+    if blob.no < st.last_no {
+        return Err(MdsError::Rollback {
+            no: blob.no,
+            last: st.last_no,
+        });
+    }
+    if blob.no > st.last_no {
+        accept(path, blob, at)?;
     }
     Ok(())
 }
