@@ -540,10 +540,17 @@ fn a_ca_false_trust_anchor_anchors_nothing() {
         matches!(r, Err(PathError::NotCa { ref subject }) if subject == "CN=Not A CA"),
         "{r:?}"
     );
-    // A version 3 anchor without basicConstraints is no CA either.
-    let root = root_with(&rk, "CN=No BC", vec![]);
+    // A version 3 anchor without basicConstraints is no CA either...
+    let ku = || ca::raw_extension("2.5.29.15", true, &[0x03, 0x02, 0x01, 0x06]);
+    let root = root_with(&rk, "CN=No BC", vec![ku()]);
     let leaf = issue_to((&rk, &root), "CN=L", &key(), 4, vec![]);
-    assert!(matches!(validate(&leaf, &[], &anchors(&root)), Err(PathError::NotCa { .. })));
+    let r = validate(&leaf, &[], &anchors(&root));
+    assert!(matches!(r, Err(PathError::NotCa { .. })), "{r:?}");
+    // ...while a version 1 root (no extensions at all) predates them.
+    let root = root_with(&rk, "CN=V1", vec![]);
+    assert!(!Cert::from_der(&root).unwrap().version3());
+    let leaf = issue_to((&rk, &root), "CN=L", &key(), 4, vec![]);
+    assert!(validate(&leaf, &[], &anchors(&root)).is_ok());
     // keyUsage without keyCertSign on the anchor.
     let root = root_with(
         &rk,
