@@ -48,6 +48,8 @@ fn simulator_fido_attestation_verifies_against_keyward_sim_roots() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(code(&o), 0, "{out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("verdict:     trusted"), "{out}");
+    assert!(out.contains("attested:    aaguid, credential_id"), "{out}");
+    assert!(out.contains("claimed:     -"), "{out}");
     // Without the simulator roots it is untrusted: exit 5.
     let o = keyward(&["attest", "verify", "--fido", s(&file)], dir.path());
     assert_eq!(code(&o), 5);
@@ -69,6 +71,11 @@ fn simulator_fido_attestation_verifies_against_keyward_sim_roots() {
     assert_eq!(v["version"], 2);
     assert_eq!(v["trusted"], true);
     assert_eq!(v["attestation"]["facts"]["format"], "packed");
+    // Version 2: the attested/claimed split (packed with x5c: all attested).
+    let attested = v["attestation"]["facts"]["attested"].as_array().unwrap();
+    assert!(attested.contains(&"aaguid".into()), "{attested:?}");
+    assert!(attested.contains(&"user_verified".into()), "{attested:?}");
+    assert_eq!(v["attestation"]["facts"]["claimed"], serde_json::json!([]));
 }
 
 #[test]

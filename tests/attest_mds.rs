@@ -239,7 +239,10 @@ fn u2f_keys_are_looked_up_by_attestation_key_identifier_only() {
     let b = verify(&m, &m.blob_with(5, "2025-07-01", entry(None, vec![key_id]))).unwrap();
     let f = attest::verify_fido(&u2f, &CDH, &store, Some(&b), when()).unwrap();
     assert!(f.trusted(), "{:?}", f.trust);
-    assert_eq!(f.mds.as_ref().unwrap().description.as_deref(), Some("keyward U2F"));
+    assert_eq!(
+        f.mds.as_ref().unwrap().description.as_deref(),
+        Some("keyward U2F")
+    );
     assert!(f.attested(attest::Fact::Mds));
     assert!(policy.decide_fido(&f, when()).accepted);
     // Listed by AAGUID only: a U2F statement cannot name it (its AAGUID
@@ -260,7 +263,8 @@ fn oversize_blob_is_refused_before_decoding() {
 
 /// The station's `[attestation] mds` BLOB, loaded as `Config::station` does.
 fn station_mds(dir: &std::path::Path, at_: std::time::SystemTime) -> Result<MdsBlob, String> {
-    let text = "station = \"k\"\n[attestation]\nmds = \"mds/blob.jwt\"\nmds_root = \"mds-root.der\"\n";
+    let text =
+        "station = \"k\"\n[attestation]\nmds = \"mds/blob.jwt\"\nmds_root = \"mds-root.der\"\n";
     let c = keyward::config::Config::parse(text, "k.toml", dir).unwrap();
     c.mds(at_).map(Option::unwrap).map_err(|e| e.to_string())
 }
@@ -284,7 +288,10 @@ fn station_refuses_a_kept_blob_rolled_back_to_an_older_one() {
     // The attack: the older BLOB put in its place.
     std::fs::write(kept.join("blob.jwt"), &old).unwrap();
     let e = station_mds(dir.path(), when()).unwrap_err();
-    assert!(e.contains("rollback") && e.contains("attestation.mds"), "{e}");
+    assert!(
+        e.contains("rollback") && e.contains("attestation.mds"),
+        "{e}"
+    );
     // Deleting the state too does not help: a kept BLOB needs its state.
     std::fs::remove_file(kept.join("state.json")).unwrap();
     let e = station_mds(dir.path(), when()).unwrap_err();
@@ -297,5 +304,9 @@ fn station_refuses_a_kept_blob_rolled_back_to_an_older_one() {
     let st = mds::state::load(&kept.join("state.json")).unwrap().unwrap();
     assert_eq!(st.last_no, 7);
     std::fs::write(kept.join("blob.jwt"), &new).unwrap();
-    assert!(station_mds(dir.path(), when()).unwrap_err().contains("rollback"));
+    assert!(
+        station_mds(dir.path(), when())
+            .unwrap_err()
+            .contains("rollback")
+    );
 }

@@ -495,9 +495,19 @@ fn path_building_is_bounded() {
 }
 
 /// A self-issued root `name` with exactly `exts` (e.g. CA:FALSE).
-fn root_with(k: &p256::ecdsa::SigningKey, name: &str, exts: Vec<x509_cert::ext::Extension>) -> Vec<u8> {
-    let tmp = ca::issue((k, sim().fido_root()), name, ca::spki_of(k).unwrap(), &[1], exts.clone())
-        .unwrap();
+fn root_with(
+    k: &p256::ecdsa::SigningKey,
+    name: &str,
+    exts: Vec<x509_cert::ext::Extension>,
+) -> Vec<u8> {
+    let tmp = ca::issue(
+        (k, sim().fido_root()),
+        name,
+        ca::spki_of(k).unwrap(),
+        &[1],
+        exts.clone(),
+    )
+    .unwrap();
     ca::issue((k, &tmp), name, ca::spki_of(k).unwrap(), &[1], exts).unwrap()
 }
 
@@ -509,7 +519,14 @@ fn issue_to(
     serial: u8,
     exts: Vec<x509_cert::ext::Extension>,
 ) -> Vec<u8> {
-    ca::issue(issuer, name, ca::spki_of(subject_key).unwrap(), &[serial], exts).unwrap()
+    ca::issue(
+        issuer,
+        name,
+        ca::spki_of(subject_key).unwrap(),
+        &[serial],
+        exts,
+    )
+    .unwrap()
 }
 
 fn anchors(root: &[u8]) -> TrustStore {
@@ -533,7 +550,11 @@ fn validate(leaf: &[u8], rest: &[&[u8]], store: &TrustStore) -> Result<path::Val
 fn a_ca_false_trust_anchor_anchors_nothing() {
     // Issue 13 item 5: the anchor's own basicConstraints were ignored.
     let rk = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
-    let root = root_with(&rk, "CN=Not A CA", vec![ca::basic_constraints(false, None).unwrap()]);
+    let root = root_with(
+        &rk,
+        "CN=Not A CA",
+        vec![ca::basic_constraints(false, None).unwrap()],
+    );
     let leaf = issue_to((&rk, &root), "CN=L", &key(), 4, vec![]);
     let r = validate(&leaf, &[], &anchors(&root));
     assert!(
@@ -561,16 +582,29 @@ fn a_ca_false_trust_anchor_anchors_nothing() {
         ],
     );
     let leaf = issue_to((&rk, &root), "CN=L", &key(), 4, vec![]);
-    assert!(matches!(validate(&leaf, &[], &anchors(&root)), Err(PathError::KeyUsage { .. })));
+    assert!(matches!(
+        validate(&leaf, &[], &anchors(&root)),
+        Err(PathError::KeyUsage { .. })
+    ));
 }
 
 #[test]
 fn the_trust_anchors_path_length_constraint_binds() {
     // root (pathLen 0) → intermediate → leaf: one CA too many below it.
     let rk = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
-    let root = root_with(&rk, "CN=R0", vec![ca::basic_constraints(true, Some(0)).unwrap()]);
+    let root = root_with(
+        &rk,
+        "CN=R0",
+        vec![ca::basic_constraints(true, Some(0)).unwrap()],
+    );
     let ik = p256::ecdsa::SigningKey::from_slice(&[4; 32]).unwrap();
-    let mid = issue_to((&rk, &root), "CN=I", &ik, 2, vec![ca::basic_constraints(true, None).unwrap()]);
+    let mid = issue_to(
+        (&rk, &root),
+        "CN=I",
+        &ik,
+        2,
+        vec![ca::basic_constraints(true, None).unwrap()],
+    );
     let leaf = issue_to((&ik, &mid), "CN=L", &key(), 4, vec![]);
     let r = validate(&leaf, &[&mid], &anchors(&root));
     assert!(
@@ -581,8 +615,18 @@ fn the_trust_anchors_path_length_constraint_binds() {
     let leaf = issue_to((&rk, &root), "CN=L", &key(), 5, vec![]);
     assert!(validate(&leaf, &[], &anchors(&root)).is_ok());
     // pathLen 1 admits the intermediate.
-    let root = root_with(&rk, "CN=R1", vec![ca::basic_constraints(true, Some(1)).unwrap()]);
-    let mid = issue_to((&rk, &root), "CN=I", &ik, 2, vec![ca::basic_constraints(true, None).unwrap()]);
+    let root = root_with(
+        &rk,
+        "CN=R1",
+        vec![ca::basic_constraints(true, Some(1)).unwrap()],
+    );
+    let mid = issue_to(
+        (&rk, &root),
+        "CN=I",
+        &ik,
+        2,
+        vec![ca::basic_constraints(true, None).unwrap()],
+    );
     let leaf = issue_to((&ik, &mid), "CN=L", &key(), 4, vec![]);
     assert!(validate(&leaf, &[&mid], &anchors(&root)).is_ok());
 }
@@ -615,8 +659,10 @@ fn the_f9_exception_needs_a_yubico_piv_ca_above_it() {
         other => panic!("{other:?}"),
     }
     // The same F9 with basicConstraints CA needs no exception.
-    let (leaf, f9, store) =
-        piv_chain_under("CN=Test PIV Root", vec![ca::basic_constraints(true, Some(0)).unwrap()]);
+    let (leaf, f9, store) = piv_chain_under(
+        "CN=Test PIV Root",
+        vec![ca::basic_constraints(true, Some(0)).unwrap()],
+    );
     let f = attest::verify_piv(&leaf, &f9, &store, when(), None).unwrap();
     assert!(f.trust.is_ok() && !f.used_f9_exception, "{:?}", f.trust);
 }
@@ -644,7 +690,11 @@ fn a_slot_attestation_certificate_is_never_taken_for_an_f9() {
         "CN=YubiKey PIV Attestation 9a",
         &slot_key,
         3,
-        vec![ca::raw_extension(ca::OID_YUBICO_SERIAL, false, &ca::der_integer(7).unwrap())],
+        vec![ca::raw_extension(
+            ca::OID_YUBICO_SERIAL,
+            false,
+            &ca::der_integer(7).unwrap(),
+        )],
     );
     let forged = issue_to(
         (&slot_key, &slot),
@@ -652,7 +702,11 @@ fn a_slot_attestation_certificate_is_never_taken_for_an_f9() {
         &key(),
         4,
         vec![
-            ca::raw_extension(ca::OID_YUBICO_SERIAL, false, &ca::der_integer(99_999).unwrap()),
+            ca::raw_extension(
+                ca::OID_YUBICO_SERIAL,
+                false,
+                &ca::der_integer(99_999).unwrap(),
+            ),
             ca::raw_extension(ca::OID_YUBICO_POLICY, false, &[0x03, 0x02]),
         ],
     );

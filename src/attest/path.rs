@@ -299,7 +299,10 @@ impl<'a> Search<'a> {
             None if !c.version3() => {}
             _ => return Err(PathError::NotCa { subject }),
         }
-        if !c.key_usage_allows(KeyUsages::KeyCertSign).map_err(malformed)? {
+        if !c
+            .key_usage_allows(KeyUsages::KeyCertSign)
+            .map_err(malformed)?
+        {
             return Err(PathError::KeyUsage { subject });
         }
         Ok(())
@@ -350,7 +353,11 @@ impl<'a> Search<'a> {
             subject: issuer.subject().into(),
             reason: reason.into(),
         };
-        if self.opts.yubikey_f9.is_none_or(|f9| f9.der() != issuer.der()) {
+        if self
+            .opts
+            .yubikey_f9
+            .is_none_or(|f9| f9.der() != issuer.der())
+        {
             return Err(PathError::NotCa {
                 subject: issuer.subject().into(),
             });

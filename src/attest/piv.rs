@@ -11,9 +11,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::anchors::TrustStore;
-use super::{Fact, Provenance};
 use super::cert::{Cert, CertError};
 use super::path::{self, PathError, PathOptions, ValidPath};
+use super::{Fact, Provenance};
 
 pub const OID_FIRMWARE: &str = "1.3.6.1.4.1.41482.3.3";
 pub const OID_SERIAL: &str = "1.3.6.1.4.1.41482.3.7";

@@ -261,7 +261,11 @@ fn print_trust(t: &Result<(String, String), attest::PathError>, chain: &[String]
 fn print_provenance(p: &attest::Provenance) {
     let names = |v: &[attest::Fact]| match v {
         [] => "-".to_string(),
-        _ => v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        _ => v
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     println!("attested:    {}", names(&p.attested));
     println!("claimed:     {}", names(&p.claimed));

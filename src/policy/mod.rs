@@ -197,7 +197,8 @@ impl AttestationPolicy {
                 }
             }
         }
-        if self.require_enterprise_attestation && !(f.serial.is_some() && f.attested(Fact::Serial)) {
+        if self.require_enterprise_attestation && !(f.serial.is_some() && f.attested(Fact::Serial))
+        {
             let why = if f.serial.is_some() {
                 "the enterprise attestation serial is only claimed"
             } else {

@@ -241,7 +241,12 @@ fn a_claimed_aaguid_never_meets_an_aaguid_rule() {
     let now = t("2026-01-01T00:00:00Z");
     let mut f = claiming(
         fido(),
-        &[Fact::Aaguid, Fact::SignCount, Fact::UserPresent, Fact::UserVerified],
+        &[
+            Fact::Aaguid,
+            Fact::SignCount,
+            Fact::UserPresent,
+            Fact::UserVerified,
+        ],
     );
     f.format = Format::FidoU2f;
     let v = p.decide_fido(&f, now);
