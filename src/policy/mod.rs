@@ -178,7 +178,7 @@ impl AttestationPolicy {
         match attested_mds {
             None if self.require_mds_entry || self.required_certification.is_some() => {
                 let why = if f.mds.is_some() {
-                    "the authenticator's MDS entry was found only through a claimed AAGUID"
+                    "the authenticator's MDS entry is only claimed: no trusted signature names it"
                 } else {
                     "the authenticator is not listed in the MDS BLOB"
                 };
@@ -206,7 +206,9 @@ impl AttestationPolicy {
             };
             v.push((Rule::EnterpriseAttestation, why.into()));
         }
-        self.finish(v, Some(&f.aaguid), f.serial, at)
+        // An exception names a device by its attested serial only.
+        let serial = f.serial.filter(|_| f.attested(Fact::Serial));
+        self.finish(v, Some(&f.aaguid), serial, at)
     }
 
     /// Decide on a PIV attestation at `at`.
@@ -248,7 +250,7 @@ impl AttestationPolicy {
                 format!("touch policy {:?} is not allowed", p.touch_policy),
             ));
         }
-        self.finish(v, None, p.serial, at)
+        self.finish(v, None, p.serial.filter(|_| p.attested(Fact::Serial)), at)
     }
 
     fn check_model(&self, description: Option<&str>, v: &mut Vec<(Rule, String)>) {

@@ -295,3 +295,26 @@ fn claimed_piv_facts_meet_no_rule() {
         [Rule::Firmware, Rule::PinPolicy, Rule::TouchPolicy]
     );
 }
+
+#[test]
+fn an_exception_names_a_device_by_its_attested_serial_only() {
+    // A self-made, untrusted certificate carrying the serial of a device
+    // with an exception that waives `untrusted`.
+    let mut p = AttestationPolicy::default();
+    p.exceptions.push(Exception {
+        aaguid: None,
+        serial: Some(12_345_678),
+        waive: vec![Rule::Untrusted],
+        reason: "lab key".into(),
+        approver: "it@example.org".into(),
+        expires: None,
+    });
+    let now = t("2026-01-01T00:00:00Z");
+    let mut f = claiming(fido(), &[Fact::Serial, Fact::Enterprise]);
+    f.trust = Err(PathError::BudgetExceeded(0));
+    assert_eq!(rules(&p.decide_fido(&f, now)), [Rule::Untrusted]);
+    let mut k = piv();
+    k.trust = Err(PathError::BudgetExceeded(0));
+    k.provenance.claimed = std::mem::take(&mut k.provenance.attested);
+    assert_eq!(rules(&p.decide_piv(&k, now)), [Rule::Untrusted]);
+}
