@@ -161,7 +161,7 @@ fn ep_att_alone_is_a_claim_and_a_trusted_serial_is_attested() {
     let ao = att_obj_ep(&sim_packed());
     let f = verify(&ao).unwrap();
     assert!(f.enterprise && f.serial.is_none());
-    assert!(!f.attested(Fact::Enterprise));
+    assert!(f.provenance.claimed.contains(&Fact::Enterprise));
     let p = policy(serde_json::json!({"require_enterprise_attestation": true}));
     assert_eq!(failed(&p, &f), [Rule::EnterpriseAttestation]);
     // The enterprise certificate's serial, chained to a trusted root.

@@ -215,7 +215,9 @@ fn fido_provenance(st: &fido::Statement, trusted: bool, mds: bool) -> Provenance
     p.push(Fact::UserPresent, whole_auth_data);
     p.push(Fact::UserVerified, whole_auth_data);
     let serial = vouched && st.serial.is_some();
-    p.push(Fact::Enterprise, serial);
+    if st.ep_att || st.serial.is_some() {
+        p.push(Fact::Enterprise, serial);
+    }
     if st.serial.is_some() {
         p.push(Fact::Serial, serial);
     }
