@@ -313,6 +313,30 @@ fn fido2_and_piv_through_pcscd_bind_one_key() {
     ] {
         assert!(steps.contains(&s.to_string()), "{s} missing from {steps:?}");
     }
+    // What the attestation steps record: which facts are attested (issue 13).
+    for (step, fact) in [
+        ("fido-attestation", "aaguid"),
+        ("piv-attestation", "serial"),
+    ] {
+        let detail = log
+            .events()
+            .into_iter()
+            .find_map(|e| match e {
+                Event::StepDone {
+                    step: s, detail, ..
+                } if s.to_string() == step => Some(detail),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {step} step"));
+        assert!(
+            detail["attested"]
+                .as_array()
+                .unwrap()
+                .contains(&fact.into()),
+            "{step}: {detail}"
+        );
+        assert_eq!(detail["claimed"], serde_json::json!([]), "{step}: {detail}");
+    }
     let l = rig.station.ledger.lock().unwrap();
     let d = l.show_binding(&o.binding).unwrap();
     assert_eq!(d.credentials.len(), 3);
