@@ -106,9 +106,43 @@ fn good_blob_verifies_and_its_roots_anchor_attestations() {
     let f = attest::verify_fido(&sim_packed(), &CDH, &TrustStore::new(), Some(&b), when()).unwrap();
     assert!(f.trusted(), "{:?}", f.trust);
     assert_eq!(
-        f.mds.unwrap().description.as_deref(),
+        f.mds.as_ref().unwrap().description.as_deref(),
         Some("keyward simulator")
     );
+    assert!(f.attested(attest::Fact::Mds) && f.attested(attest::Fact::Aaguid));
+}
+
+#[test]
+fn an_mds_model_is_attested_only_through_its_own_roots() {
+    // A key of another trusted vendor (here the simulator CA, trusted by
+    // the store) names the AAGUID of a model whose MDS entry lists other
+    // roots: it claims that model, it does not attest it.
+    let m = test_mds();
+    let vendor_b = self_signed(
+        &SigningKey::from_slice(&[0x44; 32]).unwrap(),
+        "CN=Vendor B Root",
+    );
+    let entry = serde_json::json!({
+        "aaguid": mds::format_aaguid(&AAGUID),
+        "metadataStatement": {
+            "description": "Vendor B key",
+            "attestationRootCertificates": [Base64::encode_string(&vendor_b)],
+        },
+        "statusReports": [{"status": "FIDO_CERTIFIED_L2", "effectiveDate": "2024-01-01"}],
+    });
+    let b = verify(&m, &m.blob_with(5, "2025-07-01", entry)).unwrap();
+    let f = attest::verify_fido(&sim_packed(), &CDH, &sim_roots(), Some(&b), when()).unwrap();
+    assert!(f.trusted(), "{:?}", f.trust);
+    assert!(!f.attested(attest::Fact::Aaguid) && !f.attested(attest::Fact::Mds));
+    let policy: keyward::policy::AttestationPolicy = serde_json::from_value(serde_json::json!({
+        "allowed_models": ["Vendor B key"], "required_certification": "FIDO_CERTIFIED_L2",
+        "allowed_aaguids": [mds::format_aaguid(&AAGUID)],
+    }))
+    .unwrap();
+    let v = policy.decide_fido(&f, when());
+    let rules: Vec<_> = v.violations.iter().map(|x| x.rule).collect();
+    use keyward::policy::Rule;
+    assert_eq!(rules, [Rule::Aaguid, Rule::Model, Rule::MdsEntry], "{v}");
 }
 
 #[test]

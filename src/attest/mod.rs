@@ -177,9 +177,28 @@ pub fn verify_fido(
             )
         }
     };
+    // The model an MDS entry describes is vouched for only by that entry's
+    // own roots: a key of another trusted vendor naming this AAGUID (say,
+    // one whose attestation key leaked) claims the model, it does not
+    // attest it.
+    let vendor_roots = match (&trust, entry) {
+        (Ok(p), Some(e)) => {
+            let roots = e.anchors();
+            roots.is_empty() || roots.anchors().any(|a| a.cert.der() == p.anchor_der)
+        }
+        _ => true,
+    };
     let (chain, trust, _) = piv::split_path(trust);
     let flags = st.auth_data.flags;
-    let provenance = fido_provenance(&st, trust.is_ok(), entry.is_some());
+    let mut provenance = fido_provenance(&st, trust.is_ok(), entry.is_some());
+    if !vendor_roots {
+        for fact in [Fact::Aaguid, Fact::Mds] {
+            if provenance.attested(fact) {
+                provenance.attested.retain(|f| *f != fact);
+                provenance.claimed.push(fact);
+            }
+        }
+    }
     Ok(FidoFacts {
         format: st.format,
         attestation_type: st.attestation_type,

@@ -105,6 +105,8 @@ pub struct ValidPath {
     pub subjects: Vec<String>,
     /// The anchor's subject.
     pub anchor: String,
+    /// The anchor certificate's DER.
+    pub anchor_der: Vec<u8>,
     /// Where the anchor came from (file name, "bundled", "MDS ...").
     pub anchor_source: String,
     /// Whether the F9 exception was used.
@@ -140,6 +142,7 @@ pub fn validate<'a>(
         return Ok(ValidPath {
             subjects: vec![leaf.subject().to_string()],
             anchor: leaf.subject().to_string(),
+            anchor_der: leaf.der().to_vec(),
             anchor_source: a.source.clone(),
             used_f9_exception: false,
         });
@@ -206,6 +209,7 @@ impl<'a> Search<'a> {
                     return Ok(Some(ValidPath {
                         subjects,
                         anchor: anchor.cert.subject().to_string(),
+                        anchor_der: anchor.cert.der().to_vec(),
                         anchor_source: anchor.source.clone(),
                         used_f9_exception: self.used_f9(chain),
                     }));
