@@ -113,9 +113,9 @@ fn main() {
     let secs = t.elapsed().as_secs_f64();
     assert!(report.ok(), "{report:?}");
     println!(
-        "audit_verify rows={} checkpoints={} rows_per_s={:.0}",
+        "audit_verify rows={} signed_head={:?} rows_per_s={:.0}",
         report.rows,
-        report.checkpoints,
+        report.signed_head,
         report.rows as f64 / secs
     );
 }
