@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::{Failure, GlobalArgs};
-use crate::store::{BindingState, Ledger, rfc3339, station_key};
+use crate::store::{BindingState, Ledger, StoreError, rfc3339, station_key};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -65,19 +65,24 @@ fn parse_state(s: &str) -> Result<BindingState, String> {
 /// Open the ledger read-only, with the pinned station key when `pin`.
 /// A missing ledger is a usage error (a mistyped `--db`), never an empty one.
 pub(crate) fn open_read_only(db: &Path, pin: bool) -> Result<Ledger> {
-    let pinned = match pin {
-        true => Some(
-            station_key::load_pinned(&station_key::public_path_beside(db))
-                .map_err(|e| Failure::Verification(e.to_string()))?,
-        ),
-        false => None,
+    let open = |pinned| {
+        Ledger::open_read_only(db, pinned).map_err(|e| match e {
+            StoreError::NotFound(_) | StoreError::NotALedger(_) => {
+                Failure::Usage(e.to_string()).into()
+            }
+            e => anyhow::Error::new(e).context(format!("opening the ledger {}", db.display())),
+        })
     };
-    Ledger::open_read_only(db, pinned).map_err(|e| match e {
-        crate::store::StoreError::NotFound(_) | crate::store::StoreError::NotALedger(_) => {
-            Failure::Usage(e.to_string()).into()
-        }
-        e => anyhow::Error::new(e).context(format!("opening the ledger {}", db.display())),
-    })
+    if !pin {
+        return open(None);
+    }
+    // The missing ledger first: a mistyped path is the likelier mistake.
+    if !db.is_file() {
+        open(None)?;
+    }
+    let pinned = station_key::load_pinned(&station_key::public_path_beside(db))
+        .map_err(|e| Failure::Verification(e.to_string()))?;
+    open(Some(pinned))
 }
 
 pub fn audit(cmd: AuditCommand, global: &GlobalArgs) -> Result<()> {

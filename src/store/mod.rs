@@ -411,16 +411,18 @@ fn record_station_key(conn: &Connection, station: &StationKey) -> Result<(), Sto
     Ok(())
 }
 
-/// Create `dir` (and parents) with mode 0750 when missing.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+/// Create `dir` (and parents) when missing; `dir` itself gets exactly mode
+/// 0750 (chmod after creating, so the umask does not decide).
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if dir.is_dir() {
         return Ok(());
     }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
-        .create(dir)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
 }
 
 /// Create `path` empty with exactly `mode` (set with fchmod, so the umask

@@ -142,7 +142,7 @@ impl StationKey {
                     }
                 })?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    fs::create_dir_all(dir).map_err(io)?;
+                    super::create_private_dir(dir).map_err(io)?;
                 }
                 write_new(path, pem.as_bytes(), 0o600).map_err(io)?;
                 k
