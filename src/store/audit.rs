@@ -213,27 +213,21 @@ fn sign_head(
 
 /// The stored signed head, if any.
 pub(crate) fn stored_head(conn: &Connection) -> Result<Option<SignedHead>, StoreError> {
-    let row: Option<(i64, Vec<u8>, String, Vec<u8>, i64)> = conn
-        .query_row(
-            "SELECT seq, hash, key_id, signature, at FROM audit_head WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
-    row.map(|(seq, hash, key_id, sig, at)| {
-        Ok(SignedHead {
-            seq,
-            hash: hash
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("the signed audit head's hash".into()))?,
-            key_id,
-            signature: sig
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("the signed audit head's signature".into()))?,
-            at,
-        })
-    })
-    .transpose()
+    let bad = |what: &str| StoreError::Corrupt(format!("the signed audit head's {what}"));
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, hash, key_id, signature, at FROM audit_head WHERE id = 1")?;
+    let mut rows = stmt.query([])?;
+    let Some(r) = rows.next()? else {
+        return Ok(None);
+    };
+    let (hash, signature): (Vec<u8>, Vec<u8>) = (r.get(1)?, r.get(3)?);
+    Ok(Some(SignedHead {
+        seq: r.get(0)?,
+        hash: hash.try_into().map_err(|_| bad("hash"))?,
+        key_id: r.get(2)?,
+        signature: signature.try_into().map_err(|_| bad("signature"))?,
+        at: r.get(4)?,
+    }))
 }
 
 /// What `audit verify` found.
