@@ -285,8 +285,10 @@ impl Ledger {
     /// key, and check that the tables the log covers hold exactly what it
     /// replays to.
     pub fn verify_audit(&self) -> Result<AuditReport, StoreError> {
-        let conn = self.conn();
         let pinned = *self.pinned_key().ok_or(StoreError::Unpinned)?;
+        // One read snapshot: a writer committing meanwhile must not make
+        // the tables look ahead of the log.
+        let conn = &*self.conn().unchecked_transaction()?;
         let (n, last, replay) = match walk_chain(conn)? {
             Ok(end) => end,
             Err(report) => return Ok(report),
