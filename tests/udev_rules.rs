@@ -16,7 +16,7 @@ use std::process::Command;
 const MATCH_KEYS: &[&str] = &["ACTION", "SUBSYSTEM", "KERNEL", "ENV", "ATTRS"];
 const ASSIGN_KEYS: &[&str] = &["GROUP", "MODE", "TAG", "GOTO", "LABEL"];
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Token {
     key: String,
     attr: Option<String>,

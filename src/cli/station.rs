@@ -211,7 +211,10 @@ fn init(a: &InitArgs, global: &GlobalArgs) -> Result<()> {
         kid: None,
         approver: None,
     })
-    .map_err(|e| usage(format!("--issuer-key {}: {e}", a.issuer_key.display())))?;
+    .map_err(|e| {
+        let e = anyhow::Error::from(e);
+        usage(format!("--issuer-key {}: {e:#}", a.issuer_key.display()))
+    })?;
     let key_name = a
         .issuer_key
         .file_name()
