@@ -153,6 +153,11 @@ fn the_package_holds_everything_a_station_needs() {
     // The user must exist before tmpfiles gives it the state directory.
     assert!(postinst.find("systemd-sysusers") < postinst.find("systemd-tmpfiles"));
     assert!(!postinst.contains("#DEBHELPER#"));
+    assert_eq!(
+        postinst.matches("systemd-sysusers").count(),
+        1,
+        "fragments inserted once: {postinst}"
+    );
     let control = read("control");
     assert!(
         control.contains("Package: keyward") && control.contains("Recommends: pcscd"),
@@ -201,14 +206,17 @@ fn the_man_page_renders_without_warnings() {
         return;
     }
     let r = extracted(deb);
-    for page in [
-        "keyward.1.gz",
-        "keyward-config-check.1.gz",
-        "keyward-station-init.1.gz",
-    ] {
+    let man1 = r.path().join("usr/share/man/man1");
+    let mut pages: Vec<_> = std::fs::read_dir(&man1)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.sort();
+    assert!(pages.len() > 20, "{pages:?}");
+    for page in &pages {
         let o = run(Command::new("man")
             .args(["--warnings", "-l"])
-            .arg(r.path().join("usr/share/man/man1").join(page))
+            .arg(page)
             .env("MANPAGER", "cat")
             .env("MANWIDTH", "80"));
         assert!(o.status.success());
@@ -216,7 +224,8 @@ fn the_man_page_renders_without_warnings() {
         assert!(text.contains("NAME") && text.contains("SYNOPSIS"), "{text}");
         assert!(
             o.stderr.is_empty(),
-            "{page}: {}",
+            "{}: {}",
+            page.display(),
             String::from_utf8_lossy(&o.stderr)
         );
     }
