@@ -257,7 +257,7 @@ fn the_bash_completion_loads_and_completes() {
         .arg(&script));
     assert!(o.status.success());
     let out = stdout(&o);
-    assert!(out.contains("complete -F _keyward"), "{out}");
+    assert!(out.contains("-F _keyward keyward"), "{out}");
     assert!(out.lines().any(|l| l.trim() == "config"), "{out}");
 }
 
