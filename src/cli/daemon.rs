@@ -127,6 +127,13 @@ pub fn run(args: DaemonArgs, global: &GlobalArgs) -> Result<()> {
         dc.socket_mode = m;
     }
     match &config {
+        // The packaged example: the daemon serves devices and refuses
+        // enrollments until an issuer is configured (docs/install.md).
+        Some(c) if c.ticket.issuers.is_empty() => tracing::warn!(
+            "{}: no ticket issuer configured: enrollment is disabled until one is \
+             (keyward station init, docs/install.md)",
+            c.origin
+        ),
         Some(c) => dc.station = Some(c.station(&db)?),
         None => tracing::warn!(
             "no configuration file ({}): enrollment is disabled; see docs/config.md",

@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod attest;
 pub mod bulk;
+pub mod completions;
+pub mod config_check;
 pub mod daemon;
 pub mod demo;
 pub mod devices;
@@ -18,6 +20,7 @@ pub mod mds;
 pub mod piv;
 pub mod report;
 pub mod sim;
+pub mod station;
 pub mod ticket;
 
 /// Provision hardware security keys (FIDO2, PIV) against signed tickets,
@@ -26,7 +29,7 @@ pub mod ticket;
 #[derive(Debug, Parser)]
 #[command(
     name = "keyward",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KEYWARD_COMMIT"), ")"),
     propagate_version = true,
     max_term_width = 100,
     after_help = "Exit codes: 0 success, 1 failure, 2 usage, 3 no device, 4 PIN blocked, 5 verification \
@@ -113,6 +116,19 @@ pub enum Commands {
     /// Help desk: unblock the PIV PIN of a bound key with its PUK, under an
     /// unblock ticket
     Unblock(lifecycle::UnblockArgs),
+    /// Check the station configuration and everything it names, and print
+    /// what the station will trust and do (like `sshd -t`)
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
+    /// Set up a production station: configuration, issuer trust, policy
+    /// profile and ledger location
+    #[command(subcommand)]
+    Station(station::StationCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
+    /// Write the man pages (keyward.1, one per subcommand) into a directory
+    #[command(hide = true)]
+    Manpages(completions::ManpagesArgs),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).
