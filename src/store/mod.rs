@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
 pub mod audit;
 pub mod enroll;
@@ -33,6 +33,7 @@ pub use station_key::StationKey;
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_runs_stock.sql")),
+    (3, include_str!("migrations/0003_ticket_issuer_key.sql")),
 ];
 
 /// The schema version this build writes.
@@ -57,11 +58,15 @@ pub enum StoreError {
     #[error("ledger query failed")]
     Sqlite(#[from] rusqlite::Error),
     #[error(
-        "ticket {jti} was already consumed at {consumed_at}; a ticket is single-use, ask the issuer for a new one"
+        "ticket {jti} from {issuer} was already consumed at {consumed_at}; a ticket is single-use, ask the issuer for a new one"
     )]
-    TicketReplayed { jti: String, consumed_at: String },
+    TicketReplayed {
+        issuer: String,
+        jti: String,
+        consumed_at: String,
+    },
     #[error(
-        "device {serial} is already bound by active binding {binding}; revoke or return that binding first"
+        "device {serial} is still held by open (active, suspended or lost) binding {binding}; revoke or return that binding first"
     )]
     DeviceAlreadyBound { serial: String, binding: String },
     #[error("no binding {0} in the ledger")]
@@ -204,7 +209,6 @@ impl Ledger {
 }
 
 pub(crate) fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    use rusqlite::OptionalExtension;
     Ok(conn
         .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()?)
@@ -228,16 +232,36 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-        // Another process may have migrated while we waited for the lock.
-        let now: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if now < *version {
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", version)?;
+    // A migration that rebuilds a table (SQLite's "12-step" ALTER,
+    // https://sqlite.org/lang_altertable.html#otheralter) runs with foreign
+    // keys off, which can only change outside a transaction, and checks
+    // them all before it commits.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = MIGRATIONS
+        .iter()
+        .filter(|(v, _)| *v > found)
+        .try_for_each(|(version, sql)| migrate_one(conn, *version, sql));
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    result
+}
+
+fn migrate_one(conn: &mut Connection, version: u32, sql: &str) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    // Another process may have migrated while we waited for the lock.
+    let now: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if now < version {
+        tx.execute_batch(sql)?;
+        let dangling: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = dangling {
+            return Err(StoreError::Corrupt(format!(
+                "migration to schema {version} left a row in {table} whose foreign key points nowhere"
+            )));
         }
-        tx.commit()?;
+        tx.pragma_update(None, "user_version", version)?;
     }
+    tx.commit()?;
     Ok(())
 }
 

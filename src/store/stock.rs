@@ -167,7 +167,7 @@ pub struct UnblockRecord<'a> {
     pub actor: &'a str,
 }
 
-const OPEN_STATES: &str = "('active', 'suspended', 'lost')";
+pub(crate) const OPEN_STATES: &str = "('active', 'suspended', 'lost')";
 
 impl Ledger {
     /// Revoke a binding for `reason`: the state change (audited, with its

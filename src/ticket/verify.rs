@@ -201,7 +201,7 @@ impl Verifier {
             })
             .collect();
         Ok(VerifiedTicket {
-            digest: TicketDigest::of(&raw.bytes),
+            digest: raw.digest(),
             bytes: raw.bytes,
             form: raw.form,
             claims,
@@ -246,6 +246,9 @@ impl Verifier {
                 key_alg: key.key.alg().name(),
             });
         }
+        if key.key.alg() == TicketAlg::Es256 && !super::keys::es256_low_s(&sig.signature_b64) {
+            return Err(TicketError::HighS { kid: kid.clone() });
+        }
         let ok = jsonwebtoken::crypto::verify(
             &sig.signature_b64,
             &sig.signing_input,
@@ -264,14 +267,21 @@ impl Verifier {
         claims: &Claims,
         proven: &[(&TrustedKey, &Issuer)],
     ) -> Result<(), TicketError> {
+        // One approval per person and per key: the approver names must
+        // differ, and so must the key material (RFC 7638 thumbprint), so one
+        // key listed under two kids never counts twice.
         let mut approvers: Vec<&str> = Vec::with_capacity(proven.len());
+        let mut material: Vec<&str> = Vec::with_capacity(proven.len());
         for (key, _) in proven {
-            if approvers.contains(&key.approver.as_str()) {
+            if approvers.contains(&key.approver.as_str())
+                || material.contains(&key.thumbprint.as_str())
+            {
                 return Err(TicketError::DuplicateApprover {
                     approver: key.approver.clone(),
                 });
             }
             approvers.push(&key.approver);
+            material.push(&key.thumbprint);
         }
         let station_dual = claims
             .op_kinds()
