@@ -159,7 +159,7 @@ pub enum TicketError {
     /// An ES256 signature whose S is above n/2: valid ECDSA, but the twin of
     /// a low-S signature, so one ticket would have two encodings.
     #[error(
-        "ES256 signature by key {kid:?} is not in low-S form (S > n/2); have the issuer sign with a library that normalises S (RFC 6979 signers such as joserfc/cryptography do after normalisation)"
+        "ES256 signature by key {kid:?} is not in low-S form (S > n/2); the issuer must replace S by n - S before encoding the signature (docs/ticket.md)"
     )]
     HighS { kid: String },
     /// The `iss` claim is not the issuer the key belongs to.
