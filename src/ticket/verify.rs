@@ -2,8 +2,9 @@
 //! reason, with the clock, the trust store and the replay store passed in.
 //!
 //! Order: parse (size, encoding, headers) → clock rollback → per signature:
-//! revocation, kid, issuer window, alg/key match, signature → only then the
-//! payload: claims, issuer, permissions, approvals, time, audience, replay.
+//! revocation, kid, issuer window, alg/key match, low-S (ES256), signature →
+//! only then the payload: claims, issuer, permissions, approvals (distinct
+//! approvers and key material), time, audience, replay (per `iss`, `jti`).
 
 use serde::Serialize;
 use thiserror::Error;
