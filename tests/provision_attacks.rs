@@ -93,8 +93,20 @@ fn ticket_verify_with_config_gives_the_stations_verdict() {
     let out = verify_cli(&rig, &rig.dual_ticket(&c));
     assert!(out.status.success(), "{out:?}");
 
-    // --config takes nothing that would override the station.
+    // Without the station's ledger there is no verdict on replay.
     let t = rig.dir.path().join("verify.ticket");
+    let out = common::run(common::keyward().args([
+        "--config",
+        rig.config.to_str().unwrap(),
+        "--db",
+        rig.dir.path().join("absent.db").to_str().unwrap(),
+        "ticket",
+        "verify",
+        t.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!rig.dir.path().join("absent.db").exists());
+    // --config takes nothing that would override the station.
     let out = common::run(common::keyward().args([
         "--config",
         rig.config.to_str().unwrap(),

@@ -330,7 +330,9 @@ fn verify_station(a: VerifyArgs, g: &GlobalArgs) -> Result<()> {
         .into());
     }
     let input = read_input(&a.file)?;
-    let mut station = super::enroll::station(g.config.as_deref(), g.db.as_deref())?;
+    // The replay check reads the station's ledger: a missing one is an
+    // error, never a new empty ledger that would call every ticket unused.
+    let mut station = super::enroll::station_with(g.config.as_deref(), g.db.as_deref(), false)?;
     if let Some(now) = a.now {
         let secs = u64::try_from(now.as_second()).unwrap_or(0);
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
