@@ -412,18 +412,22 @@ fn body(
         Some(id)
     };
     // FIDO2 alone on a PC/SC reader: the Management applet tells the
-    // serial, read-only, before anything is written.
+    // serial, read-only, before anything is written. A key without one
+    // (not a YubiKey) is checked later, by its attestation and the commit.
     if piv_id.is_none()
         && let Some(reader) = reader_of(&req.target)
     {
         let serial = flow.step(Step::Identify, flow.deadlines.command, |_| {
-            let p = super::lifecycle::identify(reader)?;
-            Ok((
-                p.serial,
-                json!({"serial": p.serial, "firmware": p.firmware}),
-            ))
+            let serial = match super::lifecycle::identify(reader) {
+                Ok(p) => Some(p.serial),
+                Err(e) if e.reason == Reason::DeviceUnsupported => None,
+                Err(e) => return Err(e),
+            };
+            Ok((serial, json!({"serial": serial})))
         })?;
-        check_identified(flow, vt, u64::from(serial))?;
+        if let Some(serial) = serial {
+            check_identified(flow, vt, u64::from(serial))?;
+        }
     }
 
     let mut out = FidoResult::default();
