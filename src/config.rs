@@ -392,11 +392,28 @@ impl Config {
     /// [`Config::ledger_path`]), load every trust anchor and profile, with
     /// the system clock.
     pub fn station(&self, ledger: &Path) -> Result<Station, ConfigError> {
+        self.station_on(ledger, Ledger::open_default_key)
+    }
+
+    /// The station as [`Config::station`], with its ledger opened read-only
+    /// (`ticket verify --config`): nothing is created, migrated or written.
+    pub fn station_read_only(&self, ledger: &Path) -> Result<Station, ConfigError> {
+        self.station_on(ledger, |path| {
+            let pin = crate::store::station_key::public_path_beside(path);
+            Ledger::open_read_only(path, crate::store::station_key::load_pinned(&pin).ok())
+        })
+    }
+
+    fn station_on(
+        &self,
+        ledger: &Path,
+        open: impl FnOnce(&Path) -> Result<Ledger, crate::store::StoreError>,
+    ) -> Result<Station, ConfigError> {
         let profiles = self.profiles()?;
         let verifier = self.verifier(&profiles)?;
         let anchors = self.anchors()?;
         let mds = self.mds(SystemTime::now())?.map(Arc::new);
-        let ledger = Ledger::open_default_key(ledger).map_err(|e| {
+        let ledger = open(ledger).map_err(|e| {
             self.invalid(
                 "ledger",
                 format!("{}: {}", ledger.display(), error_chain(&e)),

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         Commands::Bindings(cmd) => keyward::cli::ledger::bindings(cmd, &cli.global),
         Commands::Attest(cmd) => keyward::cli::attest::run(cmd, cli.global.json),
         Commands::Mds(cmd) => keyward::cli::mds::run(cmd, &cli.global.db_path(), cli.global.json),
-        Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),
+        Commands::Ticket(args) => keyward::cli::ticket::run(args, &cli.global),
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.db, cli.global.json),
         Commands::Daemon(args) => keyward::cli::daemon::run(args, &cli.global),

@@ -72,10 +72,27 @@ fn api_answers_health_devices_errors_and_metrics_then_sigterm_exits_0() {
             Some(br#"{"ticket":"x","device":"pcsc:none","pin":"123456","colour":"red"}"#),
         )
         .unwrap_err();
+    // The error says what kind of problem and where, never the body's
+    // content (a field name, a ticket, a PIN).
     assert!(
-        matches!(&e, ClientError::Api { status: 400, message, .. } if message.contains("colour")),
+        matches!(&e, ClientError::Api { status: 400, message, .. }
+            if message.contains("not valid for this request") && !message.contains("colour") && !message.contains("123456")),
         "{e:?}"
     );
+    // A numeric PIN was echoed by serde's "invalid type: integer" message.
+    let e = c
+        .call(
+            "POST",
+            "/v1/enroll",
+            Some(br#"{"ticket":"x","device":"pcsc:none","pin":918273}"#),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Api { status: 400, message, .. }
+            if !message.contains("918273") && message.contains("line 1 column")),
+        "{e:?}"
+    );
+    assert!(!d.log_text().contains("918273"), "PIN in the daemon log");
     let big = vec![b' '; 70 * 1024];
     let e = c.call("POST", "/v1/enroll", Some(&big)).unwrap_err();
     assert!(matches!(&e, ClientError::Api { status: 413, .. }), "{e:?}");
@@ -154,6 +171,81 @@ fn api_answers_health_devices_errors_and_metrics_then_sigterm_exits_0() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert!(!d.socket.exists(), "socket removed on exit");
     assert!(d.log_text().contains("SIGTERM"));
+}
+
+#[test]
+fn connections_that_stall_or_idle_are_closed() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Instant;
+    let d = Daemon::start(&["--header-timeout", "1s", "--idle-timeout", "3s"], &[]);
+    // Half a request head, then nothing: closed at the header timeout.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: keyward\r\nX-Slow: ")
+        .unwrap();
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = t0.elapsed();
+    assert!(
+        waited < Duration::from_millis(2800),
+        "half a header held the connection for {waited:?}"
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    // A connection that never sends a byte: closed at the header timeout
+    // too (hyper starts it with the connection).
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let t0 = Instant::now();
+    let _ = s.read_to_end(&mut Vec::new());
+    assert!(
+        t0.elapsed() < Duration::from_millis(2800),
+        "{:?}",
+        t0.elapsed()
+    );
+    // A complete request is answered; the kept-alive connection is then
+    // closed once idle.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: keyward\r\n\r\n")
+        .unwrap();
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "idle connection kept {:?}",
+        t0.elapsed()
+    );
+    // An event stream outlives the idle timeout: keep-alives flow.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: keyward\r\n\r\n")
+        .unwrap();
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while t0.elapsed() < Duration::from_secs(7) {
+        match s.read(&mut chunk) {
+            Ok(0) => panic!(
+                "event stream closed after {:?}: {}",
+                t0.elapsed(),
+                String::from_utf8_lossy(&seen)
+            ),
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(String::from_utf8_lossy(&seen).contains(": keepalive"));
 }
 
 #[test]
@@ -321,8 +413,9 @@ fn only_root_and_group_members_may_use_the_api() {
     assert_eq!(doc["version"], 2);
 
     // Behind world-open file permissions, the daemon's own check decides:
-    // an outsider gets 403 and a log line; a member is recognised through
-    // the group database even with no groups in its process credentials.
+    // an outsider gets 403 and a log line; membership comes from the
+    // kernel's peer credentials only, so a member's process that dropped
+    // its groups is refused whatever the group database says.
     let open = Daemon::start(&["--group", GROUP, "--danger-socket-mode", "666"], &[]);
     let o = devices_as(&bin, OUTSIDER, true, &open.socket);
     assert_eq!(o.status.code(), Some(6));
@@ -335,14 +428,23 @@ fn only_root_and_group_members_may_use_the_api() {
     let o = devices_as(&bin, "nobody", false, &open.socket);
     assert_eq!(o.status.code(), Some(6));
     let o = devices_as(&bin, MEMBER, false, &open.socket);
-    assert!(o.status.success(), "member via getgrouplist");
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "a member without the group in its credentials"
+    );
+    let o = devices_as(&bin, MEMBER, true, &open.socket);
+    assert!(
+        o.status.success(),
+        "member with the group in its credentials"
+    );
     assert!(open.client().health().is_ok(), "root");
     let log = open.log_text();
     let refused: Vec<_> = log
         .lines()
         .filter(|l| l.contains("refused API request"))
         .collect();
-    assert_eq!(refused.len(), 2, "one line per refused request: {log}");
+    assert_eq!(refused.len(), 3, "one line per refused request: {log}");
     assert!(
         refused[1].contains("uid=65534") && refused[1].contains("path=\"/v1/devices\""),
         "{log}"

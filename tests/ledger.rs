@@ -247,7 +247,7 @@ fn a_replacement_closes_the_old_binding_and_opens_the_new_in_one_transaction() {
         .unwrap_err();
     assert!(matches!(err, StoreError::IllegalTransition { .. }), "{err}");
     assert_eq!(count(&raw(&dir), "audit"), before);
-    assert!(l.ticket_consumed("jti-3").unwrap().is_none());
+    assert!(l.ticket_consumed("idp", "jti-3").unwrap().is_none());
 }
 
 #[test]

@@ -309,8 +309,8 @@ fn tables_must_be_what_the_log_replays_to() {
             "in the audit log but not in the table",
         ),
         (
-            "INSERT INTO bindings(id, identity_id, device_id, ticket_jti, ial, policy, state, created_at)
-             SELECT 'ff' || id, identity_id, device_id, 'forged', ial, policy, 'active', created_at FROM bindings",
+            "INSERT INTO bindings(id, identity_id, device_id, ticket_issuer, ticket_jti, ial, policy, state, created_at)
+             SELECT 'ff' || id, identity_id, device_id, ticket_issuer, 'forged', ial, policy, 'active', created_at FROM bindings",
             "is not in the audit log",
         ),
         (
@@ -321,7 +321,10 @@ fn tables_must_be_what_the_log_replays_to() {
             "UPDATE credentials SET public_key = zeroblob(65) WHERE kind = 'piv'",
             "credentials row 2 differs",
         ),
-        ("DELETE FROM tickets", "tickets row jti-1 is in the audit log"),
+        (
+            "DELETE FROM tickets",
+            "jti-1\"] is in the audit log but not in the table",
+        ),
         (
             "UPDATE devices SET serial = '99999999'",
             "devices row 1 differs",
@@ -429,7 +432,7 @@ fn a_ledger_from_before_signed_heads_is_baselined_on_upgrade_and_keeps_verifying
     }
     drop(key);
     let l = Ledger::open_default_key(&db).unwrap();
-    assert_eq!(l.schema_version().unwrap(), 3);
+    assert_eq!(l.schema_version().unwrap(), 4);
     drop(l);
     let pin = station_key::load_pinned(&dir.path().join("station.pub")).unwrap();
     let verify = || {

@@ -322,7 +322,7 @@ fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
     assert_eq!(info["pin_retries"], 3);
     assert_eq!(info["puk_is_default"], false);
     let jti = v["ticket"].as_str().unwrap();
-    assert!(st.ledger().ticket_consumed(jti).unwrap().is_some());
+    assert!(st.ledger().ticket_consumed(ISS, jti).unwrap().is_some());
     let rows = st.ledger().audit_rows_for(&b).unwrap();
     assert!(rows.iter().any(|r| r.action == "piv.pin_unblocked"));
     let runs = st.ledger().runs_since(0).unwrap();

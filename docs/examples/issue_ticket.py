@@ -12,7 +12,8 @@ station. Requires `joserfc` (pip install joserfc).
 Dual control: give --cosign KEY:KID for each further approver and
 --approvals N; the ticket then uses the JWS JSON general serialization.
 Keys are PKCS#8 PEM files (`keyward ticket keygen` writes them), Ed25519
-(EdDSA) or P-256 (ES256).
+(EdDSA) or P-256 (ES256). ES256 signatures are put in low-S form, which
+keyward requires (docs/ticket.md, "Protected header").
 """
 
 import argparse
@@ -31,6 +32,20 @@ TYP = "keyward-ticket+jwt"
 # keyward's version-1 format uses "EdDSA", so allow it explicitly.
 ALGORITHMS = ["EdDSA", "ES256"]
 warnings.filterwarnings("ignore", message="EdDSA is deprecated")
+
+
+# The order of the P-256 group (SEC 2 §2.4.2). ECDSA accepts (r, s) and
+# (r, n - s) alike; keyward accepts only s <= n/2, so one signed ticket has
+# one encoding. cryptography (under joserfc) does not normalise s.
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def low_s(sig_b64):
+    sig = base64.urlsafe_b64decode(sig_b64 + "=" * (-len(sig_b64) % 4))
+    s = int.from_bytes(sig[32:], "big")
+    if s > P256_N // 2:
+        s = P256_N - s
+    return base64.urlsafe_b64encode(sig[:32] + s.to_bytes(32, "big")).rstrip(b"=").decode()
 
 
 def load_key(path):
@@ -99,7 +114,11 @@ def main():
     if len(keys) == 1 and args.approvals == 1:
         (key, alg), kid = keys[0]
         header = {"alg": alg, "kid": kid, "typ": TYP}
-        print(jws.serialize_compact(header, payload, key, algorithms=ALGORITHMS))
+        compact = jws.serialize_compact(header, payload, key, algorithms=ALGORITHMS)
+        if alg == "ES256":
+            signing_input, sig = compact.rsplit(".", 1)
+            compact = f"{signing_input}.{low_s(sig)}"
+        print(compact)
         return
     members = [{"protected": {"alg": alg, "kid": kid, "typ": TYP}} for (_, alg), kid in keys]
 
@@ -108,6 +127,11 @@ def main():
         return next(key for (key, _), k in keys if k == kid)
 
     ticket = jws.serialize_json(members, payload, pick, algorithms=ALGORITHMS)
+    for sig in ticket["signatures"]:
+        protected = json.loads(base64.urlsafe_b64decode(
+            sig["protected"] + "=" * (-len(sig["protected"]) % 4)))
+        if protected["alg"] == "ES256":
+            sig["signature"] = low_s(sig["signature"])
     json.dump(ticket, sys.stdout, separators=(",", ":"))
     print()
 

@@ -42,6 +42,14 @@ pub struct DaemonArgs {
     /// [default: 30d]
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub exception_window: Option<Duration>,
+    /// Close an API connection that has not sent a complete request head
+    /// within this time [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub header_timeout: Option<Duration>,
+    /// Close an API connection on which nothing moved for this long
+    /// [default: 2m]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub idle_timeout: Option<Duration>,
     /// A card must stay this long before it counts as arrived
     #[arg(long, value_name = "MS", default_value_t = 150)]
     pub debounce_ms: u64,
@@ -118,6 +126,19 @@ pub fn run(args: DaemonArgs, global: &GlobalArgs) -> Result<()> {
         .exception_window
         .or(section.exception_window)
         .unwrap_or(dc.exception_window);
+    dc.timeouts.header = args
+        .header_timeout
+        .or(section.header_timeout)
+        .unwrap_or(dc.timeouts.header);
+    dc.timeouts.idle = args
+        .idle_timeout
+        .or(section.idle_timeout)
+        .unwrap_or(dc.timeouts.idle);
+    if dc.timeouts.header.is_zero() || dc.timeouts.idle.is_zero() {
+        return Err(
+            Failure::Usage("the header and idle timeouts must be longer than zero".into()).into(),
+        );
+    }
     dc.debounce = Duration::from_millis(args.debounce_ms);
     dc.sysfs = args.sysfs;
     dc.dev_root = args.dev_root;

@@ -83,14 +83,36 @@ pub(crate) fn cancel_on_interrupt(cancel: &Cancel) {
 
 /// Build the station from `--config` (or the default file) and `--db`.
 pub fn station(config: Option<&Path>, db: Option<&Path>) -> Result<Station> {
+    station_with(config, db, true)
+}
+
+/// [`station`], but with `create_ledger` false a missing ledger is an error
+/// instead of a new, empty one, and the ledger is opened read-only (for
+/// commands that only read it).
+pub fn station_with(
+    config: Option<&Path>,
+    db: Option<&Path>,
+    create_ledger: bool,
+) -> Result<Station> {
     let path = config.unwrap_or(Path::new(config::DEFAULT_PATH));
     let cfg = Config::load(path).map_err(|e| Failure::Usage(e.to_string()))?;
     let ledger = match db {
         Some(d) => d.to_path_buf(),
         None => cfg.ledger_path(&super::default_db_path()),
     };
-    cfg.station(&ledger)
-        .map_err(|e| Failure::Usage(e.to_string()).into())
+    if !create_ledger && !ledger.exists() {
+        return Err(Failure::Usage(format!(
+            "the station's ledger {} does not exist; run this on the station, or give its ledger with --db",
+            ledger.display()
+        ))
+        .into());
+    }
+    let station = if create_ledger {
+        cfg.station(&ledger)
+    } else {
+        cfg.station_read_only(&ledger)
+    };
+    station.map_err(|e| Failure::Usage(e.to_string()).into())
 }
 
 /// Run `keyward enroll` or `keyward replace`.

@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use super::{Failure, GlobalArgs};
+use crate::provision::{self, Reason};
 use crate::ticket::{
     self, FailureClass, IssuerConfig, KeyFile, NoReplayCheck, OpKind, TicketError, TrustConfig,
     TrustStore, Verifier, VerifyOptions,
@@ -70,7 +72,11 @@ Exit status:
   22  time: expired, not yet valid, issued in the future, too long-lived
   23  audience: the ticket is for another station
   24  replayed: the ticket was already used
-  25  not permitted: the issuer may not grant an operation, unknown policy";
+  25  not permitted: the issuer may not grant an operation, unknown policy
+
+With the global --config, verify as that station decides at enrollment:
+its trust store, audience, skew, dual-control rules (including privileged
+profiles for replacements) and its ledger (a used ticket exits 24).";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AlgArg {
@@ -183,12 +189,10 @@ pub struct VerifyArgs {
     /// The ticket ("-" for stdin)
     pub file: PathBuf,
     /// A trusted issuer public key: PEM, JWK or JWK Set (repeatable). A PEM
-    /// key's kid is its JWK thumbprint
-    #[arg(
-        long = "issuer-key",
-        value_name = "PEM_OR_JWK",
-        required_unless_present = "trust"
-    )]
+    /// key's kid is its JWK thumbprint. Not with --config, which verifies
+    /// as the station does (its trust store, audience, dual-control rules
+    /// and ledger)
+    #[arg(long = "issuer-key", value_name = "PEM_OR_JWK")]
     pub issuer_keys: Vec<PathBuf>,
     /// The issuer the --issuer-key keys belong to [default: whatever the
     /// ticket names]
@@ -200,18 +204,19 @@ pub struct VerifyArgs {
     /// A trust store file (JSON form of the [ticket] config section)
     #[arg(long, value_name = "FILE")]
     pub trust: Option<PathBuf>,
-    /// This station's id, and the groups it belongs to (repeatable)
-    #[arg(long, value_name = "STATION", required = true)]
+    /// This station's id, and the groups it belongs to (repeatable);
+    /// required without --config
+    #[arg(long, value_name = "STATION")]
     pub audience: Vec<String>,
     /// Verify as of this time (RFC 3339) instead of the system clock
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<jiff::Timestamp>,
-    /// Allowed clock skew in seconds (at most 300)
-    #[arg(long, value_name = "SECS", default_value_t = ticket::DEFAULT_SKEW_SECS)]
-    pub skew: u64,
-    /// Longest accepted ticket lifetime in seconds
-    #[arg(long, value_name = "SECS", default_value_t = ticket::DEFAULT_MAX_LIFETIME_SECS)]
-    pub max_lifetime: u64,
+    /// Allowed clock skew in seconds (at most 300) [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub skew: Option<u64>,
+    /// Longest accepted ticket lifetime in seconds [default: 86400]
+    #[arg(long, value_name = "SECS")]
+    pub max_lifetime: Option<u64>,
     /// Policy profiles known here (repeatable) [default: accept any name]
     #[arg(long = "policy", value_name = "NAME")]
     pub policies: Vec<String>,
@@ -233,27 +238,59 @@ pub struct InspectArgs {
 }
 
 /// Run a `keyward ticket` subcommand.
-pub fn run(args: TicketArgs, json: bool) -> Result<()> {
+pub fn run(args: TicketArgs, global: &GlobalArgs) -> Result<()> {
+    let json = global.json;
     match args.command {
         TicketCommand::Keygen(a) => issue::keygen(a, json),
         TicketCommand::Issue(a) => issue::issue(a),
         TicketCommand::Cosign(a) => issue::cosign(a),
+        TicketCommand::Verify(a) if global.config.is_some() => verify_station(a, global),
         TicketCommand::Verify(a) => verify(a, json),
         TicketCommand::Inspect(a) => inspect(a, json),
     }
 }
 
+/// A ticket the station refused (`ticket verify --config`), with its exit
+/// code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    pub exit: u8,
+    pub message: String,
+}
+
 /// The exit code for an error from [`run`], if it is a ticket refusal.
 pub fn exit_code(e: &anyhow::Error) -> Option<u8> {
+    if let Some(r) = e.downcast_ref::<Refused>() {
+        return Some(r.exit);
+    }
     let t = e.downcast_ref::<TicketError>()?;
-    Some(match t.class() {
+    Some(class_exit(t.class()))
+}
+
+fn class_exit(class: FailureClass) -> u8 {
+    match class {
         FailureClass::Malformed => exit::MALFORMED,
         FailureClass::Untrusted => exit::UNTRUSTED,
         FailureClass::Time => exit::TIME,
         FailureClass::Audience => exit::AUDIENCE,
         FailureClass::Replayed => exit::REPLAYED,
         _ => exit::NOT_PERMITTED,
-    })
+    }
+}
+
+/// The exit code of a station's refusal: the ticket's failure class, with
+/// the profiles' dual-control rule counted as too few approvals.
+fn reason_exit(r: Reason) -> u8 {
+    match r {
+        Reason::TicketMalformed => exit::MALFORMED,
+        Reason::TicketUntrusted | Reason::ReplaceDualControl => exit::UNTRUSTED,
+        Reason::TicketTime | Reason::ClockRollback => exit::TIME,
+        Reason::TicketAudience => exit::AUDIENCE,
+        Reason::TicketReplayed => exit::REPLAYED,
+        Reason::TicketNotPermitted | Reason::PolicyUnknownProfile => exit::NOT_PERMITTED,
+        _ => 1,
+    }
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>> {
@@ -274,29 +311,88 @@ fn read_input(path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// `ticket verify --config`: the station's own verdict, through the one
+/// function every workflow runs ([`provision::verify_ticket`]): its trust
+/// store, audience, skew, dual-control rules (station and profiles) and
+/// its ledger as replay store.
+fn verify_station(a: VerifyArgs, g: &GlobalArgs) -> Result<()> {
+    if !a.issuer_keys.is_empty()
+        || a.trust.is_some()
+        || a.iss.is_some()
+        || !a.audience.is_empty()
+        || !a.policies.is_empty()
+        || a.skew.is_some()
+        || a.max_lifetime.is_some()
+    {
+        return Err(Failure::Usage(
+            "--config verifies with the station's own trust store, audience, skew and profiles; drop --issuer-key, --trust, --iss, --audience, --policy, --skew and --max-lifetime".into(),
+        )
+        .into());
+    }
+    let input = read_input(&a.file)?;
+    // The replay check reads the station's ledger: a missing one is an
+    // error, never a new empty ledger that would call every ticket unused.
+    let mut station = super::enroll::station_with(g.config.as_deref(), g.db.as_deref(), false)?;
+    if let Some(now) = a.now {
+        let secs = u64::try_from(now.as_second()).unwrap_or(0);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        station.clock = std::sync::Arc::new(move || at);
+    }
+    match provision::verify_ticket(&station, &input) {
+        Ok(vt) => print_verified(&vt, g.json),
+        Err(e) => {
+            if g.json {
+                let doc = json!({"version": 1, "valid": false,
+                    "error": {"code": e.reason, "class": "station", "message": e.full_message()}});
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            }
+            Err(anyhow::Error::from(Refused {
+                exit: reason_exit(e.reason),
+                message: e.full_message(),
+            })
+            .context("ticket REJECTED"))
+        }
+    }
+}
+
+fn print_verified(vt: &ticket::VerifiedTicket, json: bool) -> Result<()> {
+    let doc = json!({
+        "version": 1, "valid": true, "form": vt.form, "digest_sha256": vt.digest.to_hex(),
+        "signers": vt.signers, "claims": vt.claims,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_valid(vt)?;
+    }
+    Ok(())
+}
+
 fn verify(a: VerifyArgs, json: bool) -> Result<()> {
+    let Some(first) = a.audience.first() else {
+        return Err(Failure::Usage(
+            "give the station id with --audience, or verify as the station does with --config"
+                .into(),
+        )
+        .into());
+    };
+    if a.issuer_keys.is_empty() && a.trust.is_none() {
+        return Err(Failure::Usage(
+            "give the issuer keys (--issuer-key or --trust), or verify as the station does with --config".into(),
+        )
+        .into());
+    }
     let input = read_input(&a.file)?;
     let trust = build_trust(&a, &input)?;
-    let mut opts = VerifyOptions::new(a.audience[0].clone());
+    let mut opts = VerifyOptions::new(first.clone());
     opts.audiences = a.audience.clone();
-    opts.skew_secs = a.skew;
-    opts.max_lifetime_secs = a.max_lifetime;
+    opts.skew_secs = a.skew.unwrap_or(ticket::DEFAULT_SKEW_SECS);
+    opts.max_lifetime_secs = a.max_lifetime.unwrap_or(ticket::DEFAULT_MAX_LIFETIME_SECS);
     opts.known_policies = (!a.policies.is_empty()).then(|| a.policies.clone());
     let verifier = Verifier::new(trust, opts)?;
     let now = a.now.unwrap_or_else(jiff::Timestamp::now).as_second();
     match verifier.verify(&input, now, &NoReplayCheck) {
-        Ok(vt) => {
-            let doc = json!({
-                "version": 1, "valid": true, "form": vt.form, "digest_sha256": vt.digest.to_hex(),
-                "signers": vt.signers, "claims": vt.claims,
-            });
-            if json {
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            } else {
-                print_valid(&vt)?;
-            }
-            Ok(())
-        }
+        Ok(vt) => print_verified(&vt, json),
         Err(e) => {
             if json {
                 let doc = json!({"version": 1, "valid": false,
@@ -387,16 +483,16 @@ fn inspect(a: InspectArgs, json: bool) -> Result<()> {
     let text = String::from_utf8_lossy(&input);
     let text = text.trim();
     let (headers, payload) = decode_leniently(text);
-    let structure = match ticket::parse(input.as_slice(), ticket::DEFAULT_MAX_BYTES) {
-        Ok(_) => "well-formed".to_owned(),
-        Err(e) => format!("malformed: {e}"),
+    let (structure, digest) = match ticket::parse(input.as_slice(), ticket::DEFAULT_MAX_BYTES) {
+        Ok(raw) => ("well-formed".to_owned(), Some(raw.digest().to_hex())),
+        Err(e) => (format!("malformed: {e}"), None),
     };
     eprintln!(
         "keyward: NOT VERIFIED. This is what the ticket claims; no signature, key, time or audience was checked. Use `keyward ticket verify` before trusting any of it."
     );
     if json {
         let doc = json!({"version": 1, "verified": false, "structure": structure,
-            "digest_sha256": ticket::TicketDigest::of(text.as_bytes()).to_hex(),
+            "digest_sha256": digest,
             "headers": headers, "claims": payload});
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {

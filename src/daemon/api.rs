@@ -26,9 +26,6 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// Largest request body accepted (a ticket is at most a few KiB).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Time between SSE keep-alive comments on an idle event stream.
-const KEEPALIVE: Duration = Duration::from_secs(15);
-
 /// An API error: HTTP status, stable code, message for people.
 #[derive(Debug)]
 pub struct ApiError {
@@ -184,8 +181,27 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     // The body may carry a PIN: copy it into a buffer we wipe.
     let raw = zeroize::Zeroizing::new(bytes.to_vec());
     drop(bytes);
-    serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::bad_request(format!("the JSON body is not valid: {e}")))
+    serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(json_error(&e)))
+}
+
+/// What is wrong with a request body, without a byte of it: serde_json's
+/// messages quote the offending value (a PIN, a ticket), so only the kind of
+/// error and its position are reported.
+fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "is not valid JSON",
+        Category::Eof => "is not valid JSON (it ends too early)",
+        Category::Data => {
+            "is not valid for this request (a missing, unknown or wrongly typed field)"
+        }
+        Category::Io => "could not be read",
+    };
+    format!(
+        "the JSON body {what} at line {} column {}; see docs/api.md for the fields",
+        e.line(),
+        e.column()
+    )
 }
 
 async fn enroll(
@@ -257,7 +273,8 @@ fn events(shared: &Arc<Shared>) -> Response<Body> {
     let snapshot = json!({"devices": shared.devices(), "jobs": shared.jobs()});
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let first = format!("event: snapshot\ndata: {snapshot}\n\n");
-    tokio::spawn(pump(sub, tx, first, shared.stopping.subscribe()));
+    let keepalive = shared.timeouts.keepalive();
+    tokio::spawn(pump(sub, tx, first, shared.stopping.subscribe(), keepalive));
     let mut r = Response::new(BodyExt::boxed(EventBody { rx }));
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -270,11 +287,12 @@ async fn pump(
     tx: mpsc::Sender<Bytes>,
     first: String,
     mut stopping: tokio::sync::watch::Receiver<bool>,
+    keepalive_every: Duration,
 ) {
     if tx.send(Bytes::from(first)).await.is_err() {
         return;
     }
-    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    let mut keepalive = tokio::time::interval(keepalive_every);
     keepalive.tick().await;
     loop {
         let chunk = tokio::select! {

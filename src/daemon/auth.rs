@@ -1,11 +1,13 @@
 //! Who may use the local API: root, and members of one configured group.
 //!
-//! The kernel vouches for the peer (SO_PEERCRED: uid, gid, pid at connect
-//! time; SO_PEERGROUPS: its supplementary groups). A uid is also a member
-//! when the group database lists it (getgrouplist), so a user added to the
-//! group need not start a new login session first.
+//! Only the kernel vouches for the peer: SO_PEERCRED (uid, gid, pid at
+//! connect time) and SO_PEERGROUPS (its supplementary groups). The group
+//! database is never consulted for a peer: a process that dropped the
+//! group (`setpriv --clear-groups`, a sandbox, a service with
+//! `SupplementaryGroups=` unset) does not hold it, whatever /etc/group
+//! says, and a user just added to the group needs a new login first.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::os::fd::AsRawFd;
 
 use serde::Serialize;
@@ -112,9 +114,6 @@ impl Access {
         if peer.gid == g.gid || peer.groups.contains(&g.gid) {
             return Ok(());
         }
-        if user_groups(peer.uid).is_some_and(|gs| gs.contains(&g.gid)) {
-            return Ok(());
-        }
         Err(Denied(format!(
             "uid {} is neither root nor a member of group {} (gid {})",
             peer.uid, g.name, g.gid
@@ -149,39 +148,6 @@ pub fn resolve_group(name: &str) -> Result<Group, String> {
     })
 }
 
-/// The groups the user database gives `uid` (primary and supplementary), or
-/// `None` when the uid has no passwd entry.
-pub fn user_groups(uid: u32) -> Option<Vec<u32>> {
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: all-zero is a valid `passwd` (null pointers).
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut out: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: pointers are valid for the call; buf outlives the use of `pw`.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
-    if rc != 0 || out.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name points into `buf`, NUL-terminated by getpwuid_r.
-    let name = unsafe { CStr::from_ptr(pw.pw_name) };
-    let mut n: libc::c_int = 32;
-    loop {
-        let mut groups = vec![0 as libc::gid_t; n as usize];
-        let mut count = n;
-        // SAFETY: `groups` holds `count` entries; name is a valid C string.
-        let rc = unsafe {
-            libc::getgrouplist(name.as_ptr(), pw.pw_gid, groups.as_mut_ptr(), &mut count)
-        };
-        if rc >= 0 {
-            groups.truncate(count.max(0) as usize);
-            return Some(groups);
-        }
-        if count <= n || count > 65536 {
-            return None;
-        }
-        n = count;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,12 +180,27 @@ mod tests {
     }
 
     #[test]
+    fn membership_comes_from_the_peer_credentials_only() {
+        // uid 1 (daemon on Debian) has primary group 1 in the user
+        // database; a peer of that uid whose credentials do not carry the
+        // group is refused all the same.
+        let a = Access {
+            group: Some(Group {
+                name: "daemon".into(),
+                gid: 1,
+            }),
+        };
+        let e = a.check(&peer(1, 65534, &[])).unwrap_err();
+        assert!(e.0.contains("uid 1 is neither root"), "{e}");
+        assert!(a.check(&peer(1, 65534, &[1])).is_ok());
+    }
+
+    #[test]
     fn groups_resolve_by_name_or_number_and_unknown_names_are_named() {
         assert_eq!(resolve_group("root").unwrap().gid, 0);
         assert_eq!(resolve_group("123").unwrap().gid, 123);
         let e = resolve_group("no-such-group-kw").unwrap_err();
         assert!(e.contains("\"no-such-group-kw\""), "{e}");
-        assert!(user_groups(0).unwrap().contains(&0));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! grace = "30s"
 //! exception_rate_threshold = 0.05
 //! exception_window = "30d"
+//! header_timeout = "10s"
+//! idle_timeout = "2m"
 //! ```
 //!
 //! Command-line flags win over these; unknown keys are errors.
@@ -27,6 +29,12 @@ pub struct DaemonSection {
     pub exception_rate_threshold: Option<f64>,
     #[serde(default, deserialize_with = "duration")]
     pub exception_window: Option<Duration>,
+    /// Longest wait for a connection's request head.
+    #[serde(default, deserialize_with = "duration")]
+    pub header_timeout: Option<Duration>,
+    /// Longest time a connection may sit without moving a byte.
+    #[serde(default, deserialize_with = "duration")]
+    pub idle_timeout: Option<Duration>,
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -6,6 +6,7 @@
 //! - Each workflow job runs on the blocking pool, one per device at a time.
 //! - Every connection is checked by peer credentials before any request is
 //!   read ([`auth`]); a refused peer gets 403 on every request and a log line.
+//! - Every connection has a header-read and an idle timeout ([`limits`]).
 //! - Readiness and shutdown go to systemd through `$NOTIFY_SOCKET`
 //!   ([`notify`]); SIGTERM/SIGINT stop accepting, let jobs finish within the
 //!   grace period, then cancel the rest (their runs end `aborted`).
@@ -18,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod jobs;
+pub mod limits;
 pub mod notify;
 pub mod state;
 
@@ -67,6 +69,8 @@ pub struct DaemonConfig {
     pub station: Option<crate::provision::Station>,
     /// DANGER: accept device `sim` (an in-process simulated key per job).
     pub danger_simulator: bool,
+    /// Header-read and idle timeouts of API connections.
+    pub timeouts: limits::Timeouts,
 }
 
 impl DaemonConfig {
@@ -85,6 +89,7 @@ impl DaemonConfig {
             socket_mode: 0o660,
             station: None,
             danger_simulator: false,
+            timeouts: limits::Timeouts::default(),
         }
     }
 }
@@ -116,6 +121,7 @@ pub fn run(config: DaemonConfig) -> Result<()> {
     );
     shared.station = config.station.clone();
     shared.danger_simulator = config.danger_simulator;
+    shared.timeouts = config.timeouts;
     shared.sysfs = config.sysfs.clone();
     let shared = Arc::new(shared);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -296,8 +302,10 @@ fn bind(path: &Path, mode: u32, group: Option<&auth::Group>) -> Result<UnixListe
     Ok(l)
 }
 
-/// Check the peer, then serve HTTP/1.1 on the connection.
+/// Check the peer, then serve HTTP/1.1 on the connection, within its time
+/// limits.
 async fn connection(stream: UnixStream, shared: Arc<Shared>) {
+    let timeouts = shared.timeouts;
     let peer = match auth::peer(&stream) {
         Ok(p) => p,
         Err(e) => {
@@ -312,6 +320,7 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
         tracing::debug!(uid = peer.uid, "unauthorized peer connected: {d}");
     }
     let denied_peer = denied.is_some();
+    let peer_uid = peer.uid;
     let peer = Arc::new(peer);
     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let shared = shared.clone();
@@ -333,15 +342,26 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
             })
         }
     });
-    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+    let activity = limits::Activity::new();
+    let io = TokioIo::new(limits::Watched::new(stream, activity.clone()));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header)
+        .serve_connection(io, svc);
     // A refused peer gets its 403 and little else: it cannot hold a
     // connection (and its task) open for long.
-    let result = if denied_peer {
-        tokio::time::timeout(REFUSED_PEER_TIME, conn)
-            .await
-            .unwrap_or_else(|_| Ok(()))
+    let limit = if denied_peer {
+        REFUSED_PEER_TIME.min(timeouts.idle)
     } else {
-        conn.await
+        timeouts.idle
+    };
+    // Dropping the connection future closes the socket.
+    let result = tokio::select! {
+        r = conn => r,
+        () = activity.idle_for(limit) => {
+            tracing::debug!(uid = peer_uid, "closing a connection idle for {limit:?}");
+            Ok(())
+        }
     };
     if let Err(e) = result {
         tracing::debug!("connection ended: {e}");

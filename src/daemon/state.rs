@@ -90,6 +90,8 @@ pub struct Shared {
     pub danger_simulator: bool,
     /// The sysfs root, to link the FIDO and PC/SC interfaces of one USB key.
     pub sysfs: std::path::PathBuf,
+    /// Connection time limits (and the event-stream keep-alive they imply).
+    pub timeouts: super::limits::Timeouts,
     devices: Mutex<BTreeMap<DeviceId, Present>>,
     pub(crate) jobs: Mutex<BTreeMap<String, Job>>,
     bus: broadcast::Sender<Arc<Frame>>,
@@ -122,6 +124,7 @@ impl Shared {
             station: None,
             danger_simulator: false,
             sysfs: "/sys".into(),
+            timeouts: super::limits::Timeouts::default(),
             devices: Mutex::new(BTreeMap::new()),
             jobs: Mutex::new(BTreeMap::new()),
             bus: broadcast::channel(1024).0,

@@ -22,7 +22,7 @@ use crate::store::{
     CredentialRecord, DeviceRecord, EnrollmentRecord, ExceptionRecord, RunEnd, RunKind, RunOutcome,
     RunStart, StoreError, TicketRecord,
 };
-use crate::ticket::{Fido2Op, Op, PivOp, VerifiedTicket};
+use crate::ticket::{Fido2Op, Op, OpKind, PivOp, VerifiedTicket};
 
 /// Which workflow runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +71,7 @@ fn recorded(
     };
     let slot = req.slot.clone();
     let verified = flow.step(Step::Ticket, flow.deadlines.command, |fl| {
-        let now = fl.station.now_secs();
-        let ledger = fl.station.ledger()?;
-        let vt = fl
-            .station
-            .verifier
-            .verify(&req.ticket, now, &*ledger)
-            .map_err(ProvisionError::ticket)?;
+        let vt = super::verify_ticket(fl.station, &req.ticket)?;
         let detail = json!({"jti": vt.claims.jti, "iss": vt.claims.iss, "sub": vt.claims.sub,
             "ial": vt.claims.ial, "policy": vt.claims.policy,
             "digest_sha256": vt.digest.to_hex(), "approvals": vt.signers.len()});
@@ -176,6 +170,13 @@ fn preflight(
                 ),
             )
         })?;
+        if claims.ops.iter().any(|o| o.kind() == OpKind::Unblock) {
+            return Err(ProvisionError::new(
+                Reason::WrongWorkflow,
+                Some(Step::Policy),
+                "this is a help-desk unblock ticket; run `keyward unblock` with it (enroll and replace do not unblock PINs)",
+            ));
+        }
         if mode == Mode::Enroll && claims.replaces.is_some() {
             return Err(ProvisionError::new(
                 Reason::ReplaceTicket,
@@ -234,6 +235,46 @@ fn check_assigned(
             ),
         )),
     }
+}
+
+/// The PC/SC reader of a target, where the key's serial can be read
+/// without changing it.
+fn reader_of(target: &KeyTarget) -> Option<&str> {
+    match target {
+        KeyTarget::Reader(r) | KeyTarget::Usb { reader: r, .. } => Some(r),
+        _ => None,
+    }
+}
+
+/// Right after identification, before anything is written to the key: it
+/// must be the key the ticket pre-assigns, and no open binding (active,
+/// suspended or lost) may hold it. A key known only by its enterprise
+/// attestation serial (HID, simulator) is checked when that serial is
+/// proven, and the commit checks again in its transaction.
+fn check_identified(
+    flow: &Flow<'_>,
+    vt: &VerifiedTicket,
+    serial: u64,
+) -> Result<(), ProvisionError> {
+    check_assigned(vt, Some(serial), Step::Identify)?;
+    let open = flow
+        .station
+        .ledger()?
+        .open_bindings_for_serial(&serial.to_string())
+        .map_err(|e| ledger_error(Step::Identify, e))?;
+    // A replacement may not rebind the key it replaces either.
+    if let Some(b) = open.first() {
+        return Err(ProvisionError::new(
+            Reason::DeviceAlreadyBound,
+            Some(Step::Identify),
+            format!(
+                "key {serial} is still held by {} binding {}; revoke or return that binding first (nothing was written to the key)",
+                b.state.as_str(),
+                b.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The ticket's FIDO2 and PIV operations, in order.
@@ -367,9 +408,27 @@ fn body(
         None
     } else {
         let id = piv_steps::identify(flow, &req.target, &piv_ops, &req.pin)?;
-        check_assigned(vt, Some(u64::from(id.serial)), Step::Identify)?;
+        check_identified(flow, vt, u64::from(id.serial))?;
         Some(id)
     };
+    // FIDO2 alone on a PC/SC reader: the Management applet tells the
+    // serial, read-only, before anything is written. A key without one
+    // (not a YubiKey) is checked later, by its attestation and the commit.
+    if piv_id.is_none()
+        && let Some(reader) = reader_of(&req.target)
+    {
+        let serial = flow.step(Step::Identify, flow.deadlines.command, |_| {
+            let serial = match super::lifecycle::identify(reader) {
+                Ok(p) => Some(p.serial),
+                Err(e) if e.reason == Reason::DeviceUnsupported => None,
+                Err(e) => return Err(e),
+            };
+            Ok((serial, json!({"serial": serial})))
+        })?;
+        if let Some(serial) = serial {
+            check_identified(flow, vt, u64::from(serial))?;
+        }
+    }
 
     let mut out = FidoResult::default();
     let mut pin = None;

@@ -3,10 +3,8 @@
 //! binding (`Ledger::commit_enrollment`), and the clock-rollback check
 //! reads the ledger's latest trusted time.
 //!
-//! The ledger's `tickets` table is keyed by `jti` alone, so the guard is
-//! too: a `jti` consumed under any issuer counts as consumed. That is the
-//! stricter reading of "single use per (iss, jti)" and the one the commit
-//! enforces, so verification and commit never disagree.
+//! Single use is per (issuer, jti), RFC 7519 §4.1.7: the ledger's `tickets`
+//! table is keyed on both (schema 3), so the guard and the commit agree.
 
 use crate::store::{Ledger, StoreError};
 use crate::ticket::{ReplayError, ReplayGuard};
@@ -16,8 +14,8 @@ fn backend(e: StoreError) -> ReplayError {
 }
 
 impl ReplayGuard for Ledger {
-    fn is_consumed(&self, _iss: &str, jti: &str) -> Result<bool, ReplayError> {
-        Ok(self.ticket_consumed(jti).map_err(backend)?.is_some())
+    fn is_consumed(&self, iss: &str, jti: &str) -> Result<bool, ReplayError> {
+        Ok(self.ticket_consumed(iss, jti).map_err(backend)?.is_some())
     }
 
     /// Consumption is written by `commit_enrollment` together with the

@@ -537,9 +537,16 @@ impl TicketPreview {
     }
 }
 
-/// Verify `ticket` (signature, time, audience, replay) and look up its
-/// profile, without touching a key or writing anything.
-pub fn preview(station: &Station, ticket: &[u8]) -> Result<TicketPreview, ProvisionError> {
+/// The station's verdict on a ticket, before any key is touched: the
+/// ticket verifier (format, trust store, signatures, approvals under the
+/// station's dual-control rules, time, audience) with the ledger as replay
+/// store, then the dual-control rule of privileged policy profiles for
+/// replacements. Every workflow, [`preview`] and `keyward ticket verify
+/// --config` call this one function, so they give one verdict.
+pub fn verify_ticket(
+    station: &Station,
+    ticket: &[u8],
+) -> Result<ticket::VerifiedTicket, ProvisionError> {
     let now = station.now_secs();
     let vt = {
         let ledger = station.ledger()?;
@@ -548,6 +555,14 @@ pub fn preview(station: &Station, ticket: &[u8]) -> Result<TicketPreview, Provis
             .verify(ticket, now, &*ledger)
             .map_err(ProvisionError::ticket)?
     };
+    replace::check_dual_control(station, &vt)?;
+    Ok(vt)
+}
+
+/// Verify `ticket` ([`verify_ticket`]) and look up its profile, without
+/// touching a key or writing anything.
+pub fn preview(station: &Station, ticket: &[u8]) -> Result<TicketPreview, ProvisionError> {
+    let vt = verify_ticket(station, ticket)?;
     let c = &vt.claims;
     let profile = station.profiles.get(&c.policy).ok_or_else(|| {
         ProvisionError::new(

@@ -89,6 +89,9 @@ pub enum Reason {
     /// Replacement: the ticket does not name a device to replace (or an
     /// enroll ticket has `replaces`).
     ReplaceTicket,
+    /// The ticket is for another workflow (an `unblock` ticket given to
+    /// enroll or replace).
+    WrongWorkflow,
     /// The ledger failed.
     Ledger,
     /// The station configuration is wrong.
@@ -155,6 +158,7 @@ impl Reason {
             ReplaceDualControl => "replace-dual-control",
             ReplaceState => "replace-state",
             ReplaceTicket => "replace-ticket",
+            WrongWorkflow => "wrong-workflow",
             Ledger => "ledger",
             Config => "config",
             BindingNotFound => "binding-not-found",
@@ -206,6 +210,7 @@ impl Reason {
         Reason::ReplaceDualControl,
         Reason::ReplaceState,
         Reason::ReplaceTicket,
+        Reason::WrongWorkflow,
         Reason::Ledger,
         Reason::Config,
         Reason::BindingNotFound,

@@ -107,12 +107,7 @@ fn run_unblock(
     let dl = req.deadlines;
     let mut steps = Steps::new(events);
     let vt = steps.run(Step::Ticket, dl.command, cancel, |_| {
-        let now = station.now_secs();
-        let ledger = station.ledger()?;
-        let vt = station
-            .verifier
-            .verify(&req.ticket, now, &*ledger)
-            .map_err(ProvisionError::ticket)?;
+        let vt = super::verify_ticket(station, &req.ticket)?;
         let d = json!({"jti": vt.claims.jti, "sub": vt.claims.sub, "policy": vt.claims.policy});
         Ok((vt, d))
     })?;

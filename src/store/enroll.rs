@@ -205,14 +205,19 @@ pub(crate) fn insert_binding(
     )?;
     let device = upsert_device(tx, &rec.device, now)?;
     let mut rows = vec![
-        RowRef::new("tickets", &rec.ticket.jti),
+        RowRef::ticket(&rec.ticket.issuer, &rec.ticket.jti),
         RowRef::new("identities", identity),
         RowRef::new("devices", device),
     ];
     if let Some(serial) = &rec.device.serial {
+        // Open = still holds the key: active, suspended or lost (a lost key
+        // that turns up is returned or revoked first, never bound twice).
         let active: Option<String> = tx
             .query_row(
-                "SELECT id FROM bindings WHERE device_id = ?1 AND state IN ('active', 'suspended')",
+                &format!(
+                    "SELECT id FROM bindings WHERE device_id = ?1 AND state IN {}",
+                    super::stock::OPEN_STATES
+                ),
                 [device],
                 |r| r.get(0),
             )
@@ -228,8 +233,8 @@ pub(crate) fn insert_binding(
     tx.execute("DELETE FROM stock WHERE device_id = ?1", [device])?;
     let id = new_id();
     tx.execute(
-        "INSERT INTO bindings(id, identity_id, device_id, ticket_jti, ial, policy, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7)",
-        params![id, identity, device, rec.ticket.jti, rec.ticket.ial, rec.policy, now],
+        "INSERT INTO bindings(id, identity_id, device_id, ticket_issuer, ticket_jti, ial, policy, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'active', ?8)",
+        params![id, identity, device, rec.ticket.issuer, rec.ticket.jti, rec.ticket.ial, rec.policy, now],
     )?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO credentials(binding_id, kind, credential_id, rp_id, slot, algorithm, public_key, attestation, attestation_format, created_at)
@@ -254,9 +259,9 @@ pub(crate) fn insert_binding(
     Ok((id, rows))
 }
 
-/// The single-use check and consumption of a ticket, inside the caller's
-/// transaction: an enrollment's, or an operation that creates no binding
-/// (help-desk unblock).
+/// The single-use check and consumption of a ticket, keyed on (issuer, jti)
+/// (RFC 7519 §4.1.7), inside the caller's transaction: an enrollment's, or
+/// an operation that creates no binding (help-desk unblock).
 pub(super) fn consume_ticket(
     tx: &Transaction<'_>,
     t: &TicketRecord,
@@ -265,13 +270,14 @@ pub(super) fn consume_ticket(
 ) -> Result<(), StoreError> {
     let before: Option<i64> = tx
         .query_row(
-            "SELECT consumed_at FROM tickets WHERE jti = ?1",
-            [&t.jti],
+            "SELECT consumed_at FROM tickets WHERE issuer = ?1 AND jti = ?2",
+            [&t.issuer, &t.jti],
             |r| r.get(0),
         )
         .optional()?;
     if let Some(at) = before {
         return Err(StoreError::TicketReplayed {
+            issuer: t.issuer.clone(),
             jti: t.jti.clone(),
             consumed_at: rfc3339(at),
         });
@@ -307,14 +313,15 @@ fn upsert_device(tx: &Transaction<'_>, d: &DeviceRecord, now: i64) -> Result<i64
     Ok(tx.last_insert_rowid())
 }
 
-/// Whether a ticket id was consumed (the replay check).
 impl Ledger {
-    pub fn ticket_consumed(&self, jti: &str) -> Result<Option<i64>, StoreError> {
+    /// When the ticket `(issuer, jti)` was consumed, if it was (the replay
+    /// check).
+    pub fn ticket_consumed(&self, issuer: &str, jti: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT consumed_at FROM tickets WHERE jti = ?1",
-                [jti],
+                "SELECT consumed_at FROM tickets WHERE issuer = ?1 AND jti = ?2",
+                [issuer, jti],
                 |r| r.get(0),
             )
             .optional()?)

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
 pub mod audit;
 pub mod enroll;
@@ -38,8 +38,12 @@ pub use station_key::StationKey;
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_runs_stock.sql")),
-    (3, include_str!("migrations/0003_signed_head.sql")),
+    (3, include_str!("migrations/0003_ticket_issuer_key.sql")),
+    (4, include_str!("migrations/0004_signed_head.sql")),
 ];
+
+/// The schema that brought the signed head and the table digests.
+const SIGNED_HEAD_SCHEMA: u32 = 4;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -63,11 +67,15 @@ pub enum StoreError {
     #[error("ledger query failed")]
     Sqlite(#[from] rusqlite::Error),
     #[error(
-        "ticket {jti} was already consumed at {consumed_at}; a ticket is single-use, ask the issuer for a new one"
+        "ticket {jti} from {issuer} was already consumed at {consumed_at}; a ticket is single-use, ask the issuer for a new one"
     )]
-    TicketReplayed { jti: String, consumed_at: String },
+    TicketReplayed {
+        issuer: String,
+        jti: String,
+        consumed_at: String,
+    },
     #[error(
-        "device {serial} is already bound by active binding {binding}; revoke or return that binding first"
+        "device {serial} is still held by open (active, suspended or lost) binding {binding}; revoke or return that binding first"
     )]
     DeviceAlreadyBound { serial: String, binding: String },
     #[error("no binding {0} in the ledger")]
@@ -306,7 +314,6 @@ impl Ledger {
 }
 
 pub(crate) fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    use rusqlite::OptionalExtension;
     Ok(conn
         .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()?)
@@ -322,7 +329,7 @@ pub(crate) fn observe_time(tx: &Transaction<'_>, now: i64) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Upgrade to [`SCHEMA_VERSION`]. A ledger written before schema 3 gets a
+/// Upgrade to [`SCHEMA_VERSION`]. A ledger written before schema 4 gets a
 /// baseline audit row in the same transaction as the upgrade (see
 /// [`record_baseline`]), so it keeps verifying.
 fn migrate(conn: &mut Connection, station: &StationKey) -> Result<(), StoreError> {
@@ -333,23 +340,48 @@ fn migrate(conn: &mut Connection, station: &StationKey) -> Result<(), StoreError
             supported: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-        // Another process may have migrated while we waited for the lock.
-        let now: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if now < *version {
-            tx.execute_batch(sql)?;
-            if *version == 3 && now > 0 {
-                record_baseline(&tx, station, now)?;
-            }
-            tx.pragma_update(None, "user_version", version)?;
+    // A migration that rebuilds a table (SQLite's "12-step" ALTER,
+    // https://sqlite.org/lang_altertable.html#otheralter) runs with foreign
+    // keys off, which can only change outside a transaction, and checks
+    // them all before it commits.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = MIGRATIONS
+        .iter()
+        .filter(|(v, _)| *v > found)
+        .try_for_each(|(version, sql)| migrate_one(conn, station, *version, sql));
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    result
+}
+
+fn migrate_one(
+    conn: &mut Connection,
+    station: &StationKey,
+    version: u32,
+    sql: &str,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    // Another process may have migrated while we waited for the lock.
+    let now: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if now < version {
+        tx.execute_batch(sql)?;
+        let dangling: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = dangling {
+            return Err(StoreError::Corrupt(format!(
+                "migration to schema {version} left a row in {table} whose foreign key points nowhere"
+            )));
         }
-        tx.commit()?;
+        if version == SIGNED_HEAD_SCHEMA && now > 0 {
+            record_baseline(&tx, station, now)?;
+        }
+        tx.pragma_update(None, "user_version", version)?;
     }
+    tx.commit()?;
     Ok(())
 }
 
-/// Upgrading a ledger from schema `from` (1 or 2): its tables were written
+/// Upgrading a ledger from schema `from` (1 to 3): its tables were written
 /// when the audit log did not cover them, so one `ledger.baseline` row
 /// records the digest of every row as it stands, and the first signed head
 /// covers the whole existing chain. What was changed before the upgrade
@@ -373,7 +405,7 @@ fn record_baseline(
         action: "ledger.baseline",
         entity: "ledger",
         entity_id: "",
-        detail: serde_json::json!({"from_schema": from, "to_schema": 3}),
+        detail: serde_json::json!({"from_schema": from, "to_schema": SIGNED_HEAD_SCHEMA}),
     };
     audit::append_rows(tx, station, at.unwrap_or(0), &[event], &rows)?;
     Ok(())

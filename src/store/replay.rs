@@ -24,32 +24,39 @@ use super::StoreError;
 
 const ROW_DOMAIN: &[u8] = b"keyward-row-v1";
 
-/// Covered tables: name, key column, every column in digest order.
-const COVERED: &[(&str, &str, &str)] = &[
-    ("identities", "id", "id, subject, created_at"),
+/// Covered tables: name, key (a column, or for `tickets` the JSON array
+/// `[issuer, jti]`, its primary key since schema 3), the lookup of one row by
+/// that key as text, and every column in digest order.
+const COVERED: &[(&str, &str, &str, &str)] = &[
+    ("identities", "id", "id = ?1", "id, subject, created_at"),
     (
         "devices",
         "id",
+        "id = ?1",
         "id, kind, serial, aaguid, model, firmware, first_seen",
     ),
     (
         "tickets",
-        "jti",
+        "json_array(issuer, jti)",
+        "issuer = json_extract(?1, '$[0]') AND jti = json_extract(?1, '$[1]')",
         "jti, digest, issuer, subject, ial, consumed_at",
     ),
     (
         "bindings",
         "id",
-        "id, identity_id, device_id, ticket_jti, ial, policy, state, state_reason, created_at, suspended_at, lost_at, revoked_at, replaced_at, returned_at, replaced_by",
+        "id = ?1",
+        "id, identity_id, device_id, ticket_issuer, ticket_jti, ial, policy, state, state_reason, created_at, suspended_at, lost_at, revoked_at, replaced_at, returned_at, replaced_by",
     ),
     (
         "credentials",
         "id",
+        "id = ?1",
         "id, binding_id, kind, credential_id, rp_id, slot, algorithm, public_key, attestation, attestation_format, created_at",
     ),
     (
         "exceptions",
         "id",
+        "id = ?1",
         "id, rule, scope, reason, approver, created_at, expires_at",
     ),
 ];
@@ -63,18 +70,28 @@ pub(crate) struct RowRef {
 
 impl RowRef {
     pub(crate) fn new(table: &'static str, key: impl ToString) -> RowRef {
-        debug_assert!(COVERED.iter().any(|(t, _, _)| *t == table), "{table}");
+        debug_assert!(COVERED.iter().any(|(t, ..)| *t == table), "{table}");
         RowRef {
             table,
             key: key.to_string(),
         }
     }
+
+    /// A consumed ticket's row, keyed on (issuer, jti).
+    pub(crate) fn ticket(issuer: &str, jti: &str) -> RowRef {
+        RowRef {
+            table: "tickets",
+            key: serde_json::to_string(&[issuer, jti]).expect("strings serialise"),
+        }
+    }
 }
 
-fn spec(table: &str) -> Result<&'static (&'static str, &'static str, &'static str), StoreError> {
+type Spec = (&'static str, &'static str, &'static str, &'static str);
+
+fn spec(table: &str) -> Result<&'static Spec, StoreError> {
     COVERED
         .iter()
-        .find(|(t, _, _)| *t == table)
+        .find(|(t, ..)| *t == table)
         .ok_or_else(|| StoreError::Corrupt(format!("no covered table {table:?}")))
 }
 
@@ -115,13 +132,22 @@ fn digest(table: &str, row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Res
 pub(crate) fn rows_detail(conn: &Connection, rows: &[RowRef]) -> Result<Value, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let (table, key, columns) = spec(r.table)?;
+        let (table, key, lookup, columns) = spec(r.table)?;
         let n = columns.split(',').count();
-        let d = conn
-            .prepare_cached(&format!("SELECT {columns} FROM {table} WHERE {key} = ?1"))?
-            .query_row([&r.key], |row| digest(table, row, n))
+        // The key as SQLite renders it, so the log names a row exactly as
+        // `compare` will find it.
+        let found = conn
+            .prepare_cached(&format!(
+                "SELECT {columns}, CAST({key} AS TEXT) FROM {table} WHERE {lookup}"
+            ))?
+            .query_row([&r.key], |row| {
+                Ok((digest(table, row, n)?, row.get::<_, String>(n)?))
+            })
             .optional()?;
-        out.push(json!([r.table, r.key, d.map(hex::encode)]));
+        match found {
+            Some((d, k)) => out.push(json!([r.table, k, hex::encode(d)])),
+            None => out.push(json!([r.table, r.key, null])),
+        }
     }
     Ok(Value::Array(out))
 }
@@ -130,7 +156,7 @@ pub(crate) fn rows_detail(conn: &Connection, rows: &[RowRef]) -> Result<Value, S
 /// the log covered them).
 pub(crate) fn all_rows(conn: &Connection) -> Result<Vec<RowRef>, StoreError> {
     let mut out = Vec::new();
-    for (table, key, _) in COVERED {
+    for (table, key, _, _) in COVERED {
         let mut stmt = conn.prepare(&format!("SELECT CAST({key} AS TEXT) FROM {table}"))?;
         let keys = stmt.query_map([], |r| r.get::<_, String>(0))?;
         for k in keys {
@@ -159,7 +185,7 @@ impl Replay {
                 Some([Value::String(t), Value::String(k), d]) => (t, k, d),
                 _ => return Err(bad()),
             };
-            let (table, _, _) = spec(table).map_err(|_| bad())?;
+            let (table, ..) = spec(table).map_err(|_| bad())?;
             match d {
                 Value::Null => {
                     self.rows.remove(&(*table, key.clone()));
@@ -179,10 +205,10 @@ impl Replay {
 
     /// Compare with the tables; names the first row that differs.
     pub(crate) fn compare(mut self, conn: &Connection) -> Result<Option<String>, StoreError> {
-        for (table, key, columns) in COVERED {
+        for (table, key, _, columns) in COVERED {
             let n = columns.split(',').count();
             let mut stmt = conn.prepare(&format!(
-                "SELECT {columns}, CAST({key} AS TEXT) FROM {table} ORDER BY {key}"
+                "SELECT {columns}, CAST({key} AS TEXT) FROM {table} ORDER BY 1"
             ))?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {

@@ -113,7 +113,7 @@ impl StationKey {
     /// Load the key at `path`, or generate and store one (mode 0600) with
     /// its `station.pub` beside it (mode 0644). A `station.pub` that is not
     /// this key's public half is an error; a missing one (a station from
-    /// before schema 3) is written from the key.
+    /// before schema 4) is written from the key.
     pub fn load_or_create(path: &Path) -> Result<StationKey, StationKeyError> {
         let io = |source| StationKeyError::Io {
             path: path.to_path_buf(),

@@ -168,7 +168,7 @@ pub struct UnblockRecord<'a> {
     pub actor: &'a str,
 }
 
-const OPEN_STATES: &str = "('active', 'suspended', 'lost')";
+pub(crate) const OPEN_STATES: &str = "('active', 'suspended', 'lost')";
 
 impl Ledger {
     /// Revoke a binding for `reason`: the state change (audited, with its
@@ -536,7 +536,7 @@ impl Ledger {
                     detail: json!({"subject": u.subject, "ticket": t.jti, "changed": u.changed}),
                 },
             ],
-            &[RowRef::new("tickets", &t.jti)],
+            &[RowRef::ticket(&t.issuer, &t.jti)],
         )?;
         outbox::enqueue(
             &tx,

@@ -266,7 +266,7 @@ fn unblock_consumes_its_ticket_once_with_the_audit_rows() {
         actor: "helpdesk",
     };
     l.commit_unblock(&u, T0 + 1).unwrap();
-    assert_eq!(l.ticket_consumed(&t.jti).unwrap(), Some(T0 + 1));
+    assert_eq!(l.ticket_consumed(&t.issuer, &t.jti).unwrap(), Some(T0 + 1));
     let rows = l.audit_rows_for(&b).unwrap();
     assert!(rows.iter().any(|r| r.action == "piv.pin_unblocked"));
     let before = counts(&l);

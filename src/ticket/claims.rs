@@ -203,7 +203,7 @@ impl Claims {
     /// calls this too, so keyward never signs what it would refuse.
     pub fn check(&self) -> Result<(), TicketError> {
         text("iss", &self.iss, 256)?;
-        text("sub", &self.sub, 256)?;
+        subject("sub", &self.sub)?;
         let aud = self.aud.values();
         if aud.is_empty() || aud.len() > 16 {
             return invalid("aud", "must name 1 to 16 stations or groups");
@@ -332,6 +332,66 @@ fn check_replaces(r: &Replaces) -> Result<(), TicketError> {
 pub(crate) fn text(claim: &'static str, s: &str, max: usize) -> Result<(), TicketError> {
     if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
         return invalid(claim, format!("must be 1 to {max} bytes of printable text"));
+    }
+    Ok(())
+}
+
+/// Format characters (General_Category=Cf, Unicode 15.1
+/// `DerivedGeneralCategory.txt`), which include every bidirectional control
+/// (`Bidi_Control=Yes`: U+061C, U+200E-U+200F, U+202A-U+202E,
+/// U+2066-U+2069), plus the line and paragraph separators (Zl, Zp). Each is
+/// invisible or reorders text, so two identities that look alike would be
+/// different byte strings, or one would display as another.
+const FORMAT_OR_BIDI: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+fn is_format_or_bidi(c: char) -> bool {
+    let c = u32::from(c);
+    FORMAT_OR_BIDI
+        .iter()
+        .any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
+/// The subject: printable text as [`text`], without format or bidi
+/// characters, and in Unicode Normalization Form C (UAX #15), so one
+/// identity has one byte string in the ledger and in the registry.
+pub(crate) fn subject(claim: &'static str, s: &str) -> Result<(), TicketError> {
+    text(claim, s, 256)?;
+    if let Some(c) = s.chars().find(|&c| is_format_or_bidi(c)) {
+        return invalid(
+            claim,
+            format!(
+                "contains the invisible format or bidirectional control character U+{:04X}; an identity must be visible text",
+                u32::from(c)
+            ),
+        );
+    }
+    if !unicode_normalization::is_nfc(s) {
+        return invalid(
+            claim,
+            "is not in Unicode Normalization Form C (NFC); the issuer must normalize identities to NFC",
+        );
     }
     Ok(())
 }

@@ -6,8 +6,19 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-/// SHA-256 over the exact ticket bytes (compact or JSON serialization,
-/// surrounding whitespace removed). Stored with the binding.
+/// The ticket digest: SHA-256 over what the issuer signed, not over how it
+/// was serialized (docs/ticket.md §6). It is stored with the binding and
+/// bound into what the new key signs.
+///
+/// Definition: take every signature's JWS Signing Input,
+/// `ASCII(BASE64URL(protected) '.' BASE64URL(payload))` (RFC 7515 §5.1),
+/// sort them bytewise, and hash each followed by one LF (0x0A):
+/// `SHA-256(input_1 LF input_2 LF ...)`. The compact and the general JSON
+/// serialization of one signed ticket, with any whitespace, member order or
+/// signature order, give one digest; a changed payload or header byte, or
+/// another set of approvals, gives another. Base64url has no `.` or LF, so
+/// the encoding is unambiguous; signatures are not hashed (an ES256
+/// signature is randomised, and the signed content is what was approved).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TicketDigest([u8; 32]);
 
@@ -18,10 +29,23 @@ impl std::fmt::Debug for TicketDigest {
 }
 
 impl TicketDigest {
-    /// Digest of `ticket_bytes`, which must be the bytes the verifier
-    /// accepted ([`crate::ticket::VerifiedTicket::bytes`]).
-    pub fn of(ticket_bytes: &[u8]) -> Self {
-        Self(Sha256::digest(ticket_bytes).into())
+    /// The digest of a ticket whose signatures cover `signing_inputs`
+    /// (see the type's definition). Use [`crate::ticket::RawTicket::digest`].
+    pub fn of_signing_inputs<'a>(signing_inputs: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut inputs: Vec<&[u8]> = signing_inputs.into_iter().collect();
+        inputs.sort_unstable();
+        let mut h = Sha256::new();
+        for i in inputs {
+            h.update(i);
+            h.update(b"\n");
+        }
+        Self(h.finalize().into())
+    }
+
+    /// SHA-256 of arbitrary bytes: a building block for test vectors, not a
+    /// ticket's digest (that is [`crate::ticket::RawTicket::digest`]).
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
     }
 
     /// The 32 bytes.

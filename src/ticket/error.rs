@@ -156,6 +156,12 @@ pub enum TicketError {
         "signature by key {kid:?} does not verify; the ticket was altered or forged, ask the issuer for a new one"
     )]
     BadSignature { kid: String },
+    /// An ES256 signature whose S is above n/2: valid ECDSA, but the twin of
+    /// a low-S signature, so one ticket would have two encodings.
+    #[error(
+        "ES256 signature by key {kid:?} is not in low-S form (S > n/2); the issuer must replace S by n - S before encoding the signature (docs/ticket.md)"
+    )]
+    HighS { kid: String },
     /// The `iss` claim is not the issuer the key belongs to.
     #[error(
         "ticket claims issuer {claimed:?} but key {kid:?} belongs to {key_iss:?}; the ticket is forged"
@@ -280,6 +286,7 @@ impl TicketError {
             | IssuerExpired { .. }
             | AlgKeyMismatch { .. }
             | BadSignature { .. }
+            | HighS { .. }
             | IssuerMismatch { .. }
             | InsufficientApprovals { .. }
             | DuplicateApprover { .. } => FailureClass::Untrusted,
@@ -317,6 +324,7 @@ impl TicketError {
             IssuerExpired { .. } => "issuer_expired",
             AlgKeyMismatch { .. } => "alg_key_mismatch",
             BadSignature { .. } => "bad_signature",
+            HighS { .. } => "high_s",
             IssuerMismatch { .. } => "issuer_mismatch",
             TooManySignatures { .. } => "too_many_signatures",
             InsufficientApprovals { .. } => "insufficient_approvals",

@@ -305,10 +305,44 @@ impl SigningKey {
     /// signature (ES256 as R || S, RFC 7518 §3.4). Signs any bytes: tests use
     /// it to build malformed tickets.
     pub fn sign(&self, message: &[u8]) -> Result<String, KeyError> {
-        jsonwebtoken::crypto::sign(message, &self.encoding, self.alg().jwt()).map_err(|e| {
-            KeyError::BadSigningKey {
-                reason: e.to_string(),
-            }
+        let sig =
+            jsonwebtoken::crypto::sign(message, &self.encoding, self.alg().jwt()).map_err(|e| {
+                KeyError::BadSigningKey {
+                    reason: e.to_string(),
+                }
+            })?;
+        Ok(match self.alg() {
+            TicketAlg::Es256 => es256_normalise_s(&sig),
+            TicketAlg::EdDsa => sig,
         })
     }
+}
+
+/// Half the order of the P-256 group, big-endian (SEC 2 §2.4.2: n =
+/// FFFFFFFF 00000000 FFFFFFFF FFFFFFFF BCE6FAAD A7179E84 F3B9CAC2 FC632551).
+const P256_HALF_N: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// Whether a base64url ES256 signature (R || S, RFC 7518 §3.4) has S ≤ n/2.
+/// ECDSA accepts (R, S) and (R, n − S) alike; refusing the high twin keeps
+/// one signed ticket to one encoding. Malformed input answers `true` and is
+/// left to the signature check.
+pub(crate) fn es256_low_s(signature_b64: &str) -> bool {
+    match URL_SAFE_NO_PAD.decode(signature_b64) {
+        // Big-endian byte strings of equal length compare as numbers.
+        Ok(sig) if sig.len() == 64 => sig[32..] <= P256_HALF_N[..],
+        _ => true,
+    }
+}
+
+/// Replace S by n − S when S is high, so keyward's own tickets are low-S.
+fn es256_normalise_s(signature_b64: &str) -> String {
+    let normalised = URL_SAFE_NO_PAD
+        .decode(signature_b64)
+        .ok()
+        .and_then(|b| p256::ecdsa::Signature::from_slice(&b).ok())
+        .map(|sig| URL_SAFE_NO_PAD.encode(sig.normalize_s().to_bytes()));
+    normalised.unwrap_or_else(|| signature_b64.to_owned())
 }

@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use super::digest::TicketDigest;
 use super::error::{Part, TicketError};
 use super::json::{self, StrictJsonError};
 use super::{ALLOWED_ALGS, TYP, TicketAlg};
@@ -51,13 +52,20 @@ pub struct RawSignature {
 pub struct RawTicket {
     /// The serialization.
     pub form: Form,
-    /// The ticket bytes with surrounding whitespace removed: what the digest
-    /// covers and the ledger stores.
+    /// The ticket bytes with surrounding whitespace removed, as received.
+    /// The digest covers the signed content, not these bytes.
     pub bytes: Vec<u8>,
     /// The decoded payload (JWT Claims Set), not yet parsed.
     pub payload: Vec<u8>,
     /// The signatures in order.
     pub signatures: Vec<RawSignature>,
+}
+
+impl RawTicket {
+    /// The ticket digest over the signed content (docs/ticket.md §6).
+    pub fn digest(&self) -> TicketDigest {
+        TicketDigest::of_signing_inputs(self.signatures.iter().map(|s| s.signing_input.as_slice()))
+    }
 }
 
 /// Split and check a ticket without verifying it. `max_bytes` applies to the

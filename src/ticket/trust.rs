@@ -88,6 +88,16 @@ pub enum TrustError {
     /// The same kid twice.
     #[error("kid {kid:?} appears twice in the trust store; every issuer key needs its own kid")]
     DuplicateKid { kid: String },
+    /// One key (same key material) under two kids: it would count as two
+    /// approvals for dual control.
+    #[error(
+        "kids {kid:?} and {other:?} hold the same key (JWK thumbprint {thumbprint}); one key is one approver, so list it once"
+    )]
+    DuplicateKey {
+        kid: String,
+        other: String,
+        thumbprint: String,
+    },
     /// An issuer with no keys or nothing it may grant.
     #[error("issuer {iss:?} has no keys or no allowed operations; give both")]
     EmptyIssuer { iss: String },
@@ -102,6 +112,9 @@ pub struct TrustedKey {
     pub approver: String,
     /// The key.
     pub key: PublicKey,
+    /// Its RFC 7638 JWK thumbprint: the identity of the key material, by
+    /// which approvals are counted.
+    pub thumbprint: String,
     pub(crate) decoding: DecodingKey,
     pub(crate) issuer: usize,
 }
@@ -125,6 +138,8 @@ pub struct TrustStore {
     issuers: Vec<Issuer>,
     keys: HashMap<String, TrustedKey>,
     revoked: HashMap<String, usize>,
+    /// Thumbprint → kid, so no key material is listed twice.
+    material: HashMap<String, String>,
 }
 
 impl TrustStore {
@@ -160,6 +175,15 @@ impl TrustStore {
             if self.keys.contains_key(&kid) {
                 return Err(TrustError::DuplicateKid { kid });
             }
+            let thumbprint = key.thumbprint();
+            if let Some(other) = self.material.get(&thumbprint) {
+                return Err(TrustError::DuplicateKey {
+                    kid,
+                    other: other.clone(),
+                    thumbprint,
+                });
+            }
+            self.material.insert(thumbprint.clone(), kid.clone());
             let decoding = key.decoding_key();
             self.keys.insert(
                 kid.clone(),
@@ -167,6 +191,7 @@ impl TrustStore {
                     kid,
                     approver,
                     key,
+                    thumbprint,
                     decoding,
                     issuer: index,
                 },

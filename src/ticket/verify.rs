@@ -2,8 +2,9 @@
 //! reason, with the clock, the trust store and the replay store passed in.
 //!
 //! Order: parse (size, encoding, headers) → clock rollback → per signature:
-//! revocation, kid, issuer window, alg/key match, signature → only then the
-//! payload: claims, issuer, permissions, approvals, time, audience, replay.
+//! revocation, kid, issuer window, alg/key match, low-S (ES256), signature →
+//! only then the payload: claims, issuer, permissions, approvals (distinct
+//! approvers and key material), time, audience, replay (per `iss`, `jti`).
 
 use serde::Serialize;
 use thiserror::Error;
@@ -201,7 +202,7 @@ impl Verifier {
             })
             .collect();
         Ok(VerifiedTicket {
-            digest: TicketDigest::of(&raw.bytes),
+            digest: raw.digest(),
             bytes: raw.bytes,
             form: raw.form,
             claims,
@@ -246,6 +247,9 @@ impl Verifier {
                 key_alg: key.key.alg().name(),
             });
         }
+        if key.key.alg() == TicketAlg::Es256 && !super::keys::es256_low_s(&sig.signature_b64) {
+            return Err(TicketError::HighS { kid: kid.clone() });
+        }
         let ok = jsonwebtoken::crypto::verify(
             &sig.signature_b64,
             &sig.signing_input,
@@ -264,14 +268,21 @@ impl Verifier {
         claims: &Claims,
         proven: &[(&TrustedKey, &Issuer)],
     ) -> Result<(), TicketError> {
+        // One approval per person and per key: the approver names must
+        // differ, and so must the key material (RFC 7638 thumbprint), so one
+        // key listed under two kids never counts twice.
         let mut approvers: Vec<&str> = Vec::with_capacity(proven.len());
+        let mut material: Vec<&str> = Vec::with_capacity(proven.len());
         for (key, _) in proven {
-            if approvers.contains(&key.approver.as_str()) {
+            if approvers.contains(&key.approver.as_str())
+                || material.contains(&key.thumbprint.as_str())
+            {
                 return Err(TicketError::DuplicateApprover {
                     approver: key.approver.clone(),
                 });
             }
             approvers.push(&key.approver);
+            material.push(&key.thumbprint);
         }
         let station_dual = claims
             .op_kinds()

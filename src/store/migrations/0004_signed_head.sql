@@ -1,4 +1,4 @@
--- keyward ledger, schema version 3: a signed audit head on every write.
+-- keyward ledger, schema version 4: a signed audit head on every write.
 --
 -- Every write transaction that appends audit rows signs the new head
 -- (sequence number and hash) with the station key in the same transaction,
