@@ -37,6 +37,12 @@ fn main() -> ExitCode {
         Commands::Revoke(args) => keyward::cli::lifecycle::revoke(args, &cli.global),
         Commands::Return(args) => keyward::cli::lifecycle::return_key(args, &cli.global),
         Commands::Unblock(args) => keyward::cli::lifecycle::unblock(args, &cli.global),
+        Commands::Sync(args) => keyward::cli::sync::run(args, &cli.global),
+        Commands::Outbox(cmd) => keyward::cli::outbox::run(cmd, &cli.global),
+        Commands::Registry(cmd) => keyward::cli::registry::run(cmd, &cli.global),
+        Commands::Station(keyward::cli::StationCommand::Show) => {
+            keyward::cli::station_show::show(&cli.global)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

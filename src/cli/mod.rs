@@ -15,9 +15,13 @@ pub mod fido;
 pub mod ledger;
 pub mod lifecycle;
 pub mod mds;
+pub mod outbox;
 pub mod piv;
+pub mod registry;
 pub mod report;
 pub mod sim;
+pub mod station_show;
+pub mod sync;
 pub mod ticket;
 
 /// Provision hardware security keys (FIDO2, PIV) against signed tickets,
@@ -113,6 +117,29 @@ pub enum Commands {
     /// Help desk: unblock the PIV PIN of a bound key with its PUK, under an
     /// unblock ticket
     Unblock(lifecycle::UnblockArgs),
+    /// Push the outbox and the audit chain to the central registry
+    /// (docs/sync.md); `keyward sync status` shows the backlog
+    Sync(sync::SyncArgs),
+    /// List the events waiting for the registry, or export them as a signed
+    /// bundle for an air-gapped kiosk
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
+    /// The central registry: serve it, enroll stations, query the fleet's
+    /// events and bindings, import bundles (--db FILE|postgres://…)
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
+    /// This station's identity for the registry
+    #[command(subcommand)]
+    Station(StationCommand),
+}
+
+/// `keyward station …` (TEMPORARY on branch sync: `station init` lives on
+/// branch pkg; the lead wires `show` into that subcommand at merge).
+#[derive(Debug, Subcommand)]
+pub enum StationCommand {
+    /// The station id, the public key (PEM) the registry must enroll, and
+    /// the current signed audit head
+    Show,
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).

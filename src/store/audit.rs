@@ -66,6 +66,19 @@ fn chain_hash(prev: &[u8], content: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The chain hash of `row` after the row whose hash is `prev` (32 zero bytes
+/// before row 1). The sync registry recomputes pushed rows with it.
+pub fn row_hash(prev: &[u8], row: &AuditRow) -> [u8; 32] {
+    let e = AuditEvent {
+        actor: &row.actor,
+        action: &row.action,
+        entity: &row.entity,
+        entity_id: &row.entity_id,
+        detail: row.detail.clone(),
+    };
+    chain_hash(prev, &content(row.seq, row.at, &e))
+}
+
 fn checkpoint_message(seq: i64, hash: &[u8]) -> Vec<u8> {
     [CHECKPOINT_DOMAIN, &seq.to_be_bytes(), hash].concat()
 }
@@ -265,7 +278,7 @@ impl Ledger {
         )
     }
 
-    fn query_audit(
+    pub(crate) fn query_audit(
         &self,
         filter: &str,
         args: impl rusqlite::Params,
