@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward::registry::{Registry, server};
-use keyward::store::{CredentialRecord, DeviceRecord, EnrollmentRecord, Ledger, StationKey, TicketRecord};
+use keyward::store::{CredentialRecord, DeviceRecord, EnrollmentRecord, Ledger, TicketRecord};
 
 pub fn now() -> i64 {
     keyward::cli::sync::now()
