@@ -43,7 +43,8 @@ fn station(dir: &std::path::Path, id: &str, n: usize) -> Ledger {
                 hex::encode(b),
                 10_000_000 + i
             );
-            ins.execute(rusqlite::params![hex::encode(b), payload, now()]).unwrap();
+            ins.execute(rusqlite::params![hex::encode(b), payload, now()])
+                .unwrap();
         }
     }
     tx.commit().unwrap();
@@ -71,13 +72,16 @@ async fn serve(db: &str) -> Served {
     }
 }
 
-async fn fleet(db: &str, dir: &std::path::Path, stations: usize, per: usize) -> f64 {
+async fn fleet(db: &str, dir: &std::path::Path, name: &str, stations: usize, per: usize) -> f64 {
     let s = serve(db).await;
     let mut ledgers = Vec::new();
     for i in 0..stations {
-        let id = format!("bench-{stations}-{i}");
+        let id = format!("{name}-{stations}-{i}");
         let l = station(dir, &id, per);
-        s.reg.add_station(&id, &l.station_key().public_key(), now()).await.unwrap();
+        s.reg
+            .add_station(&id, &l.station_key().public_key(), now())
+            .await
+            .unwrap();
         ledgers.push((id, l));
     }
     let t = Instant::now();
@@ -99,20 +103,26 @@ async fn fleet(db: &str, dir: &std::path::Path, stations: usize, per: usize) -> 
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let events = 20_000;
     let sqlite = dir.path().join("registry.db").display().to_string();
-    let r = rt.block_on(fleet(&sqlite, dir.path(), 1, events));
+    let r = rt.block_on(fleet(&sqlite, dir.path(), "sqlite", 1, events));
     println!("sync_station db=sqlite events={events} events_per_s={r:.0}");
     let Some(pg) = pg::PgServer::start() else {
         println!("sync_station db=postgres SKIP (PostgreSQL not installed)");
         return;
     };
-    let r = rt.block_on(fleet(&pg.url, dir.path(), 1, events));
+    let r = rt.block_on(fleet(&pg.url, dir.path(), "pg", 1, events));
     println!("sync_station db=postgres events={events} events_per_s={r:.0}");
     for (stations, per) in [(10, 2_000), (100, 500)] {
-        let r = rt.block_on(fleet(&pg.url, dir.path(), stations, per));
-        println!("sync_fleet db=postgres stations={stations} events={} events_per_s={r:.0}", stations * per);
+        let r = rt.block_on(fleet(&pg.url, dir.path(), "pg", stations, per));
+        println!(
+            "sync_fleet db=postgres stations={stations} events={} events_per_s={r:.0}",
+            stations * per
+        );
     }
 }

@@ -149,7 +149,9 @@ mod humantime_opt {
         let s: Option<String> = Option::deserialize(d)?;
         s.map(|s| {
             humantime::parse_duration(&s).map_err(|e| {
-                serde::de::Error::custom(format!("{s:?} is not a duration like \"30s\" or \"5m\": {e}"))
+                serde::de::Error::custom(format!(
+                    "{s:?} is not a duration like \"30s\" or \"5m\": {e}"
+                ))
             })
         })
         .transpose()

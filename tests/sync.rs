@@ -42,7 +42,13 @@ fn normal_delivery(db: &Db, _: Kind) {
     let (reg, mut st) = setup(db, "kiosk-a", 3);
     let (b, serial) = st.enroll("carol");
     st.ledger
-        .transition(&b, keyward::store::BindingState::Lost, "lost", "test", now())
+        .transition(
+            &b,
+            keyward::store::BindingState::Lost,
+            "lost",
+            "test",
+            now(),
+        )
         .unwrap();
     let rt = rt();
     let d = st.drain(&rt, &reg.url()).unwrap();
@@ -51,10 +57,20 @@ fn normal_delivery(db: &Db, _: Kind) {
     let bs = reg.bindings();
     assert_eq!(bs.len(), 4);
     let carol = bs.iter().find(|x| x.binding_id == b).unwrap();
-    assert_eq!((carol.subject.as_str(), carol.device_serial.as_deref(), carol.state.as_str()), ("carol", Some(serial.as_str()), "lost"));
+    assert_eq!(
+        (
+            carol.subject.as_str(),
+            carol.device_serial.as_deref(),
+            carol.state.as_str()
+        ),
+        ("carol", Some(serial.as_str()), "lost")
+    );
     let head = st.ledger.signed_head().unwrap().unwrap();
     let s = &reg.stations()[0];
-    assert_eq!((s.head_seq, s.head_hash.clone()), (head.seq, hex::encode(head.hash)));
+    assert_eq!(
+        (s.head_seq, s.head_hash.clone()),
+        (head.seq, hex::encode(head.hash))
+    );
     // Nothing left: a second drain sends nothing.
     assert_eq!(st.drain(&rt, &reg.url()).unwrap().pushes, 0);
 }
@@ -64,7 +80,10 @@ fn registry_down_then_back(db: &Db, _: Kind) {
     let rt = rt();
     reg.down();
     let e = st.drain(&rt, &reg.url()).unwrap_err();
-    assert!(matches!(e, SyncError::Unreachable { .. }) && e.retryable(), "{e}");
+    assert!(
+        matches!(e, SyncError::Unreachable { .. }) && e.retryable(),
+        "{e}"
+    );
     let s = st.ledger.sync_state().unwrap();
     assert_eq!((s.backlog, s.delivery_errors), (4, 1));
     assert!(s.last_error.unwrap().contains("did not answer"));
@@ -116,17 +135,26 @@ fn duplicate_deliveries(db: &Db, _: Kind) {
     // The station forgets every ack (as after a lost answer) and pushes all
     // again, from the start of its chain.
     let c = rusqlite::Connection::open(&st.db).unwrap();
-    c.execute_batch("UPDATE outbox SET delivered_at = NULL; DELETE FROM meta WHERE key LIKE 'sync.%';")
-        .unwrap();
+    c.execute_batch(
+        "UPDATE outbox SET delivered_at = NULL; DELETE FROM meta WHERE key LIKE 'sync.%';",
+    )
+    .unwrap();
     let d = st.drain(&rt, &reg.url()).unwrap();
     assert_eq!((d.delivered, d.duplicates), (5, 5));
     assert_exactly_once(&reg, &st);
 }
 
 /// Send raw bytes with the given signature headers.
-fn send(rt: &tokio::runtime::Runtime, url: &str, body: Vec<u8>, h: Option<&signature::SignedHeaders>) -> (u16, wire::Refusal) {
+fn send(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    body: Vec<u8>,
+    h: Option<&signature::SignedHeaders>,
+) -> (u16, wire::Refusal) {
     rt.block_on(async {
-        let mut r = reqwest::Client::new().post(format!("{url}{}", wire::PUSH_PATH)).body(body);
+        let mut r = reqwest::Client::new()
+            .post(format!("{url}{}", wire::PUSH_PATH))
+            .body(body);
         if let Some(h) = h {
             r = r
                 .header("content-digest", &h.content_digest)
@@ -167,7 +195,12 @@ fn refusals(db: &Db, _: Kind) {
     let (s, r) = send(&rt, &url, body.clone(), None);
     assert_eq!((s, r.error.as_str()), (401, "unsigned"));
     // Forged: signed by another key under this station's id.
-    let (s, r) = send(&rt, &url, body.clone(), Some(&sign(&StationKey::generate(), &st.id, now(), &body)));
+    let (s, r) = send(
+        &rt,
+        &url,
+        body.clone(),
+        Some(&sign(&StationKey::generate(), &st.id, now(), &body)),
+    );
     assert_eq!((s, r.error.as_str()), (401, "bad-signature"));
     // Body altered after signing.
     let h = sign(&key, &st.id, now(), &body);
@@ -177,10 +210,20 @@ fn refusals(db: &Db, _: Kind) {
     assert_eq!((s, r.error.as_str()), (401, "bad-signature"));
     // Unknown station.
     let stranger = StationKey::generate();
-    let (s, r) = send(&rt, &url, body.clone(), Some(&sign(&stranger, "kiosk-x", now(), &body)));
+    let (s, r) = send(
+        &rt,
+        &url,
+        body.clone(),
+        Some(&sign(&stranger, "kiosk-x", now(), &body)),
+    );
     assert_eq!((s, r.error.as_str()), (403, "unknown-station"));
     // Stale (signed ten minutes ago).
-    let (s, r) = send(&rt, &url, body.clone(), Some(&sign(&key, &st.id, now() - 600, &body)));
+    let (s, r) = send(
+        &rt,
+        &url,
+        body.clone(),
+        Some(&sign(&key, &st.id, now() - 600, &body)),
+    );
     assert_eq!((s, r.error.as_str()), (401, "stale"));
     // Replayed: the same signed request twice.
     let h = sign(&key, &st.id, now(), &body);
@@ -196,12 +239,18 @@ fn refusals(db: &Db, _: Kind) {
     assert_eq!((s, r.error.as_str()), (403, "station-mismatch"));
     // Over the size limit: refused before parsing.
     let big = vec![b' '; wire::MAX_BODY + 10];
-    let (s, _) = send(&rt, &url, big.clone(), Some(&sign(&key, &st.id, now(), &big)));
+    let (s, _) = send(
+        &rt,
+        &url,
+        big.clone(),
+        Some(&sign(&key, &st.id, now(), &big)),
+    );
     assert_eq!(s, 413);
     // An audit row altered in transit (re-signed request, row hash kept).
     st.enroll("dave");
     let c = rusqlite::Connection::open(&st.db).unwrap();
-    c.execute_batch("DELETE FROM meta WHERE key LIKE 'sync.%';").unwrap();
+    c.execute_batch("DELETE FROM meta WHERE key LIKE 'sync.%';")
+        .unwrap();
     let (mut p2, _) = client::next_push(&st.ledger, &opts).unwrap().unwrap();
     p2.audit.after = 0;
     p2.audit.rows[0].actor = "mallory".into();
@@ -233,7 +282,10 @@ fn fork_and_cut_are_refused_and_recorded(db: &Db, _: Kind) {
     o.timeout = Duration::from_secs(2);
     let c = client::Client::new(o).unwrap();
     let e = rt.block_on(c.drain(&mut old, now)).unwrap_err();
-    assert!(matches!(&e, SyncError::Refused { code, .. } if code == "audit-cut"), "{e}");
+    assert!(
+        matches!(&e, SyncError::Refused { code, .. } if code == "audit-cut"),
+        "{e}"
+    );
     // Fork: the restored ledger goes on recording other bindings.
     let mut forked = Station {
         id: st.id.clone(),
@@ -245,7 +297,10 @@ fn fork_and_cut_are_refused_and_recorded(db: &Db, _: Kind) {
     };
     forked.enroll_many(3);
     let e = forked.drain(&rt, &reg.url()).unwrap_err();
-    assert!(matches!(&e, SyncError::Refused { code, .. } if code == "audit-fork"), "{e}");
+    assert!(
+        matches!(&e, SyncError::Refused { code, .. } if code == "audit-fork"),
+        "{e}"
+    );
     let kinds: Vec<String> = reg.incidents().into_iter().map(|i| i.kind).collect();
     assert_eq!(kinds, ["audit-cut", "audit-fork"]);
     // The real station is unaffected.
@@ -285,11 +340,21 @@ fn bundle_after_partial_push(db: &Db, _: Kind) {
 
 fn sigkill_mid_batch(db: &Db, _: Kind) {
     let (reg, mut st) = setup(db, "kiosk-h", 8);
-    for fault in [Fault::HoldBeforeForward(Duration::from_secs(30)), Fault::HoldAfterCommit(Duration::from_secs(30))] {
+    for fault in [
+        Fault::HoldBeforeForward(Duration::from_secs(30)),
+        Fault::HoldAfterCommit(Duration::from_secs(30)),
+    ] {
         st.enroll_many(2);
         let proxy = Proxy::start(reg.addr, vec![fault.clone()]);
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .args(["--config", st.config.to_str().unwrap(), "sync", "--once", "--registry", &proxy.url()])
+            .args([
+                "--config",
+                st.config.to_str().unwrap(),
+                "sync",
+                "--once",
+                "--registry",
+                &proxy.url(),
+            ])
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
@@ -299,7 +364,10 @@ fn sigkill_mid_batch(db: &Db, _: Kind) {
             _ => &proxy.received,
         };
         while seen.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            assert!(t0.elapsed() < Duration::from_secs(30), "the station never pushed");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the station never pushed"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         // SAFETY: killing our own child by pid.
@@ -309,10 +377,21 @@ fn sigkill_mid_batch(db: &Db, _: Kind) {
         assert!(st.backlog() > 0, "{fault:?}: nothing left to resume");
         // Restart: the same command, straight to the registry.
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .args(["--config", st.config.to_str().unwrap(), "sync", "--once", "--registry", &reg.url()])
+            .args([
+                "--config",
+                st.config.to_str().unwrap(),
+                "sync",
+                "--once",
+                "--registry",
+                &reg.url(),
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_exactly_once(&reg, &st);
     }
 }

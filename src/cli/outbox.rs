@@ -46,7 +46,10 @@ fn list(g: &GlobalArgs, all: bool, limit: u32) -> Result<()> {
             .iter()
             .map(|(e, d)| serde_json::json!({"seq": e.seq, "event_id": e.event_id, "kind": e.kind, "created_at": e.created_at, "attempts": e.attempts, "delivered_at": d, "payload": e.payload}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"version": 1, "events": events}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"version": 1, "events": events}))?
+        );
         return Ok(());
     }
     if rows.is_empty() {

@@ -39,9 +39,7 @@ pub enum RegistryCommand {
     Incidents,
     /// Ingest a bundle written by `keyward outbox export` (exactly once, as
     /// a push)
-    Import {
-        file: PathBuf,
-    },
+    Import { file: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -70,10 +68,12 @@ pub enum StationsCommand {
 }
 
 fn db(g: &GlobalArgs) -> Result<String> {
-    g.db
-        .as_ref()
+    g.db.as_ref()
         .map(|p| p.to_string_lossy().into_owned())
-        .ok_or_else(|| Failure::Usage("give the registry database: --db FILE or --db postgres://…".into()).into())
+        .ok_or_else(|| {
+            Failure::Usage("give the registry database: --db FILE or --db postgres://…".into())
+                .into()
+        })
 }
 
 pub fn run(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
@@ -91,17 +91,24 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
         RegistryCommand::Serve(a) => serve(reg, a).await,
         RegistryCommand::Stations(StationsCommand::Add { station_id, key }) => {
             if !crate::sync::wire::valid_id(&station_id) {
-                return Err(Failure::Usage(format!("station id {station_id:?}: 1-128 printable ASCII characters")).into());
+                return Err(Failure::Usage(format!(
+                    "station id {station_id:?}: 1-128 printable ASCII characters"
+                ))
+                .into());
             }
             let pem = if key.trim_start().starts_with("-----BEGIN") {
                 key
             } else {
-                std::fs::read_to_string(&key).with_context(|| format!("reading the key file {key}"))?
+                std::fs::read_to_string(&key)
+                    .with_context(|| format!("reading the key file {key}"))?
             };
             let vk = ed25519_dalek::VerifyingKey::from_public_key_pem(pem.trim())
                 .map_err(|_| Failure::Usage("--key is not an Ed25519 public key in PEM (as `keyward station show` prints)".into()))?;
             reg.add_station(&station_id, &vk.to_bytes(), now()).await?;
-            println!("station {station_id} enrolled, key id {}", crate::store::station_key::key_id(&vk.to_bytes()));
+            println!(
+                "station {station_id} enrolled, key id {}",
+                crate::store::station_key::key_id(&vk.to_bytes())
+            );
             Ok(())
         }
         RegistryCommand::Stations(StationsCommand::List) => {
@@ -120,7 +127,14 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
         RegistryCommand::Events { station } => {
             let e = reg.events(station.as_deref()).await?;
             print(g.json, "events", &e, |e| {
-                format!("{} {:>6} {} {} {}", e.station_id, e.seq, e.event_id, e.kind, rfc3339(e.created_at))
+                format!(
+                    "{} {:>6} {} {} {}",
+                    e.station_id,
+                    e.seq,
+                    e.event_id,
+                    e.kind,
+                    rfc3339(e.created_at)
+                )
             })
         }
         RegistryCommand::Bindings { subject, serial } => {
@@ -140,14 +154,25 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
         RegistryCommand::Incidents => {
             let i = reg.incidents().await?;
             print(g.json, "incidents", &i, |i| {
-                format!("{} {} {}: {}", rfc3339(i.at), i.station_id, i.kind, i.detail)
+                format!(
+                    "{} {} {}: {}",
+                    rfc3339(i.at),
+                    i.station_id,
+                    i.kind,
+                    i.detail
+                )
             })
         }
         RegistryCommand::Import { file } => import(&reg, &file, g.json).await,
     }
 }
 
-fn print<T: serde::Serialize>(json: bool, name: &str, rows: &[T], line: impl Fn(&T) -> String) -> Result<()> {
+fn print<T: serde::Serialize>(
+    json: bool,
+    name: &str,
+    rows: &[T],
+    line: impl Fn(&T) -> String,
+) -> Result<()> {
     if json {
         let mut doc = serde_json::json!({"version": 1});
         doc[name] = serde_json::to_value(rows)?;
@@ -171,10 +196,11 @@ async fn import(reg: &Registry, file: &PathBuf, json: bool) -> Result<()> {
         .read_to_end(&mut bytes)
         .with_context(|| format!("reading {}", file.display()))?;
     let b = bundle::parse(&bytes).map_err(|e| Failure::Verification(e.to_string()))?;
-    let key = reg
-        .station_key(&b.station)
-        .await?
-        .ok_or_else(|| Failure::Verification(crate::registry::RegistryError::UnknownStation(b.station.clone()).to_string()))?;
+    let key = reg.station_key(&b.station).await?.ok_or_else(|| {
+        Failure::Verification(
+            crate::registry::RegistryError::UnknownStation(b.station.clone()).to_string(),
+        )
+    })?;
     let push = bundle::open(&b, &key).map_err(|e| Failure::Verification(e.to_string()))?;
     let ack = reg
         .ingest(&push, None, super::sync::now())
@@ -212,14 +238,20 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
         reg
     );
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
     };
-    server::serve(Arc::new(reg), listener, Arc::new(super::sync::now), shutdown)
-        .await
-        .context("serving")?;
+    server::serve(
+        Arc::new(reg),
+        listener,
+        Arc::new(super::sync::now),
+        shutdown,
+    )
+    .await
+    .context("serving")?;
     Ok(())
 }

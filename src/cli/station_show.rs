@@ -25,7 +25,10 @@ pub fn show(g: &GlobalArgs) -> Result<()> {
         );
         return Ok(());
     }
-    println!("station:    {}", id.as_deref().unwrap_or("(no configuration: give --config)"));
+    println!(
+        "station:    {}",
+        id.as_deref().unwrap_or("(no configuration: give --config)")
+    );
     println!("key id:     {}", key.key_id());
     match &head {
         Some(h) => println!("audit head: row {} {}", h.seq, hex::encode(h.hash)),

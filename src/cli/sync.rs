@@ -49,7 +49,10 @@ pub fn run(args: SyncArgs, g: &GlobalArgs) -> Result<()> {
 }
 
 /// The sync client options from the configuration and `--registry`.
-pub fn options(g: &GlobalArgs, registry: Option<String>) -> Result<(Options, PathBuf, Option<Duration>)> {
+pub fn options(
+    g: &GlobalArgs,
+    registry: Option<String>,
+) -> Result<(Options, PathBuf, Option<Duration>)> {
     let c = super::lifecycle::config(g)?;
     let registry = registry.or(c.sync.registry.clone()).ok_or_else(|| {
         Failure::Usage(format!(
@@ -59,7 +62,11 @@ pub fn options(g: &GlobalArgs, registry: Option<String>) -> Result<(Options, Pat
     })?;
     let mut o = Options::new(&registry, &c.station);
     o.ca = c.sync.ca.as_deref().map(|p| c.resolve(p));
-    Ok((o, super::lifecycle::ledger_path(g, Some(&c)), c.sync.interval))
+    Ok((
+        o,
+        super::lifecycle::ledger_path(g, Some(&c)),
+        c.sync.interval,
+    ))
 }
 
 fn push(args: SyncArgs, g: &GlobalArgs) -> Result<()> {
@@ -99,7 +106,10 @@ fn push(args: SyncArgs, g: &GlobalArgs) -> Result<()> {
 
 fn report(d: &Drained, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"version": 1, "sync": d}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"version": 1, "sync": d}))?
+        );
     } else {
         println!(
             "synced: {} push(es), {} event(s) delivered ({} the registry already held), registry holds the audit chain to row {}",
@@ -120,7 +130,10 @@ fn status(g: &GlobalArgs) -> Result<()> {
     let ledger = open_ledger(g)?;
     let s = ledger.sync_state()?;
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"version": 1, "sync": s}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"version": 1, "sync": s}))?
+        );
         return Ok(());
     }
     let t = |v: Option<i64>| v.map_or_else(|| "never".to_string(), rfc3339);
@@ -133,9 +146,10 @@ fn status(g: &GlobalArgs) -> Result<()> {
     println!("last success:       {}", t(s.last_success_at));
     println!(
         "last error:         {}",
-        s.last_error
-            .as_deref()
-            .map_or_else(|| "none".to_string(), |e| format!("{} ({e})", t(s.last_error_at)))
+        s.last_error.as_deref().map_or_else(
+            || "none".to_string(),
+            |e| format!("{} ({e})", t(s.last_error_at))
+        )
     );
     println!("delivery errors:    {}", s.delivery_errors);
     Ok(())

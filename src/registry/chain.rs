@@ -32,7 +32,9 @@ impl ChainHead {
 pub enum ChainRefusal {
     /// The rows start after what the registry has: the station must resend
     /// from the registry's head.
-    #[error("the audit rows start after row {after}, but the registry holds this station's chain only up to row {registry}; resend from there")]
+    #[error(
+        "the audit rows start after row {after}, but the registry holds this station's chain only up to row {registry}; resend from there"
+    )]
     Gap {
         registry: i64,
         registry_hash: [u8; 32],
@@ -42,10 +44,14 @@ pub enum ChainRefusal {
     #[error("audit row {seq} does not match its hash chain")]
     Invalid { seq: i64 },
     /// A row or the head differs from what the station pushed before.
-    #[error("audit row {seq} differs from the copy the registry acknowledged: the station's ledger was rewritten (fork)")]
+    #[error(
+        "audit row {seq} differs from the copy the registry acknowledged: the station's ledger was rewritten (fork)"
+    )]
     Fork { seq: i64 },
     /// The station's head is behind what it pushed before.
-    #[error("the station's signed head is at row {station}, behind row {registry} the registry acknowledged: the ledger was cut back or restored from an old copy")]
+    #[error(
+        "the station's signed head is at row {station}, behind row {registry} the registry acknowledged: the ledger was cut back or restored from an old copy"
+    )]
     Cut { registry: i64, station: i64 },
     #[error("the signed audit head {0}")]
     BadHead(&'static str),
@@ -174,7 +180,9 @@ pub fn check(
     };
     let signed = head::from_wire(wire_head).ok_or(ChainRefusal::BadHead("does not decode"))?;
     if !verify_head(public, &signed) {
-        return Err(ChainRefusal::BadHead("does not verify with the station's key"));
+        return Err(ChainRefusal::BadHead(
+            "does not verify with the station's key",
+        ));
     }
     if signed.seq < registry.seq {
         return Err(ChainRefusal::Cut {

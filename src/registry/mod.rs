@@ -141,11 +141,18 @@ impl Registry {
         if db.starts_with("postgres://") || db.starts_with("postgresql://") {
             Ok(Registry::Postgres(postgres::PgRegistry::open(db).await?))
         } else {
-            Ok(Registry::Sqlite(sqlite::SqliteRegistry::open(std::path::Path::new(db))?))
+            Ok(Registry::Sqlite(sqlite::SqliteRegistry::open(
+                std::path::Path::new(db),
+            )?))
         }
     }
 
-    pub async fn add_station(&self, id: &str, key: &[u8; 32], now: i64) -> Result<(), RegistryError> {
+    pub async fn add_station(
+        &self,
+        id: &str,
+        key: &[u8; 32],
+        now: i64,
+    ) -> Result<(), RegistryError> {
         each!(self, b => b.add_station(id, key, now).await)
     }
 
@@ -159,7 +166,12 @@ impl Registry {
 
     /// Store a verified push: events once each, audit rows that extend the
     /// chain, the new head. A fork or cut is refused and recorded.
-    pub async fn ingest(&self, push: &Push, nonce: Option<&Nonce>, now: i64) -> Result<Ack, RegistryError> {
+    pub async fn ingest(
+        &self,
+        push: &Push,
+        nonce: Option<&Nonce>,
+        now: i64,
+    ) -> Result<Ack, RegistryError> {
         let r = each!(self, b => b.ingest(push, nonce, now).await);
         if let Err(RegistryError::Chain(c)) = &r
             && c.is_incident()
@@ -175,7 +187,11 @@ impl Registry {
         each!(self, b => b.events(station).await)
     }
 
-    pub async fn bindings(&self, subject: Option<&str>, serial: Option<&str>) -> Result<Vec<BindingRow>, RegistryError> {
+    pub async fn bindings(
+        &self,
+        subject: Option<&str>,
+        serial: Option<&str>,
+    ) -> Result<Vec<BindingRow>, RegistryError> {
         each!(self, b => b.bindings(subject, serial).await)
     }
 

@@ -11,7 +11,7 @@ use tokio_postgres::NoTls;
 
 use super::chain::{self, BindingChange, ChainHead};
 use super::{
-    BindingRow, EventRow, Incident, Nonce, NONCE_KEEP_SECS, RegistryError, StationInfo, db_err,
+    BindingRow, EventRow, Incident, NONCE_KEEP_SECS, Nonce, RegistryError, StationInfo, db_err,
     hash_map,
 };
 use crate::store::station_key;
@@ -51,7 +51,10 @@ impl PgRegistry {
         .await
         .map_err(pg)?;
         let found: i32 = tx
-            .query_one("SELECT COALESCE(max(version), 0) FROM schema_migrations", &[])
+            .query_one(
+                "SELECT COALESCE(max(version), 0) FROM schema_migrations",
+                &[],
+            )
             .await
             .map_err(pg)?
             .get(0);
@@ -79,7 +82,12 @@ impl PgRegistry {
             .map_err(|e| db_err("server cannot be reached", e))
     }
 
-    pub async fn add_station(&self, id: &str, key: &[u8; 32], now: i64) -> Result<(), RegistryError> {
+    pub async fn add_station(
+        &self,
+        id: &str,
+        key: &[u8; 32],
+        now: i64,
+    ) -> Result<(), RegistryError> {
         let c = self.client().await?;
         let n = c
             .execute(
@@ -129,7 +137,13 @@ impl PgRegistry {
         Ok(row.and_then(|r| r.get::<_, Vec<u8>>(0).try_into().ok()))
     }
 
-    pub async fn record_incident(&self, station: &str, kind: &str, detail: &str, now: i64) -> Result<(), RegistryError> {
+    pub async fn record_incident(
+        &self,
+        station: &str,
+        kind: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), RegistryError> {
         let c = self.client().await?;
         c.execute(
             "INSERT INTO incidents(station_id, kind, detail, at) VALUES ($1, $2, $3, $4)",
@@ -140,7 +154,12 @@ impl PgRegistry {
         Ok(())
     }
 
-    pub async fn ingest(&self, push: &Push, nonce: Option<&Nonce>, now: i64) -> Result<Ack, RegistryError> {
+    pub async fn ingest(
+        &self,
+        push: &Push,
+        nonce: Option<&Nonce>,
+        now: i64,
+    ) -> Result<Ack, RegistryError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
         let Some(row) = tx
@@ -196,10 +215,13 @@ impl PgRegistry {
             .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
             .collect()
         };
-        let ext = chain::check(&key, registry, &hash_map(known), push).map_err(RegistryError::Chain)?;
+        let ext =
+            chain::check(&key, registry, &hash_map(known), push).map_err(RegistryError::Chain)?;
         let new_rows = &push.audit.rows[ext.first_new..];
         if !new_rows.is_empty() {
-            let col = |f: fn(&crate::sync::wire::WireAuditRow) -> String| new_rows.iter().map(f).collect::<Vec<String>>();
+            let col = |f: fn(&crate::sync::wire::WireAuditRow) -> String| {
+                new_rows.iter().map(f).collect::<Vec<String>>()
+            };
             let seqs: Vec<i64> = new_rows.iter().map(|r| r.seq).collect();
             let ats: Vec<i64> = new_rows.iter().map(|r| r.at).collect();
             let hashes: Vec<Vec<u8>> = new_rows
@@ -244,7 +266,11 @@ impl PgRegistry {
                 .map(|r| r.get(0))
                 .collect();
             stored = inserted.len() as u64;
-            for e in push.events.iter().filter(|e| inserted.contains(&e.event_id)) {
+            for e in push
+                .events
+                .iter()
+                .filter(|e| inserted.contains(&e.event_id))
+            {
                 apply_binding(&tx, &push.station, chain::binding_change(e), e.created_at).await?;
             }
         }
@@ -289,7 +315,11 @@ impl PgRegistry {
             .collect())
     }
 
-    pub async fn bindings(&self, subject: Option<&str>, serial: Option<&str>) -> Result<Vec<BindingRow>, RegistryError> {
+    pub async fn bindings(
+        &self,
+        subject: Option<&str>,
+        serial: Option<&str>,
+    ) -> Result<Vec<BindingRow>, RegistryError> {
         let c = self.client().await?;
         let rows = c
             .query(
@@ -318,7 +348,10 @@ impl PgRegistry {
     pub async fn incidents(&self) -> Result<Vec<Incident>, RegistryError> {
         let c = self.client().await?;
         let rows = c
-            .query("SELECT station_id, kind, detail, at FROM incidents ORDER BY id", &[])
+            .query(
+                "SELECT station_id, kind, detail, at FROM incidents ORDER BY id",
+                &[],
+            )
             .await
             .map_err(pg)?;
         Ok(rows

@@ -55,7 +55,12 @@ fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Respons
     refuse_with(status, code, message.into(), None)
 }
 
-fn refuse_with(status: StatusCode, code: &str, message: String, head: Option<RegistryHead>) -> Response {
+fn refuse_with(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    head: Option<RegistryHead>,
+) -> Response {
     let body = serde_json::to_vec(&Refusal {
         v: wire::VERSION,
         error: code.into(),
@@ -70,7 +75,9 @@ fn refuse_with(status: StatusCode, code: &str, message: String, head: Option<Reg
 }
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -79,7 +86,11 @@ async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
         header(&headers, signature::SIGNATURE_INPUT),
         header(&headers, signature::SIGNATURE),
     ) else {
-        return refuse(StatusCode::UNAUTHORIZED, "unsigned", SignatureError::Unsigned.to_string());
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "unsigned",
+            SignatureError::Unsigned.to_string(),
+        );
     };
     let signed = SignedHeaders {
         content_digest,
@@ -117,7 +128,9 @@ async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
     }
     let push = match wire::parse_push(&body) {
         Ok(p) => p,
-        Err(e @ WireError::TooLarge(_)) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string()),
+        Err(e @ WireError::TooLarge(_)) => {
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string());
+        }
         Err(e) => return refuse(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
     };
     if push.station != params.keyid {
@@ -133,7 +146,8 @@ async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
     };
     match s.reg.ingest(&push, Some(&nonce), now).await {
         Ok(ack) => {
-            let mut r = (StatusCode::OK, serde_json::to_vec(&ack).unwrap_or_default()).into_response();
+            let mut r =
+                (StatusCode::OK, serde_json::to_vec(&ack).unwrap_or_default()).into_response();
             r.headers_mut()
                 .insert("content-type", HeaderValue::from_static("application/json"));
             r
@@ -162,7 +176,9 @@ fn refusal(e: RegistryError) -> Response {
                 hash: hex::encode(registry_hash),
             }),
         ),
-        RegistryError::Chain(ref c) if c.is_incident() => refuse(StatusCode::CONFLICT, e.code(), msg),
+        RegistryError::Chain(ref c) if c.is_incident() => {
+            refuse(StatusCode::CONFLICT, e.code(), msg)
+        }
         RegistryError::Chain(_) => refuse(StatusCode::BAD_REQUEST, e.code(), msg),
         RegistryError::StationExists(_) => refuse(StatusCode::CONFLICT, e.code(), msg),
         RegistryError::Db { .. } => internal(&e),

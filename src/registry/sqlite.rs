@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::chain::{self, BindingChange, ChainHead};
 use super::{
-    BindingRow, EventRow, Incident, Nonce, NONCE_KEEP_SECS, RegistryError, StationInfo, db_err,
+    BindingRow, EventRow, Incident, NONCE_KEEP_SECS, Nonce, RegistryError, StationInfo, db_err,
     hash_map,
 };
 use crate::store::station_key;
@@ -31,9 +31,12 @@ impl SqliteRegistry {
     pub fn open(path: &Path) -> Result<SqliteRegistry, RegistryError> {
         let mut conn = Connection::open(path)
             .map_err(|e| db_err(&format!("{} cannot be opened", path.display()), e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sq)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sq)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sq)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sq)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sq)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sq)?;
         let found: u32 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sq)?;
@@ -70,7 +73,12 @@ impl SqliteRegistry {
         .map_err(|e| db_err("worker", e))?
     }
 
-    pub async fn add_station(&self, id: &str, key: &[u8; 32], now: i64) -> Result<(), RegistryError> {
+    pub async fn add_station(
+        &self,
+        id: &str,
+        key: &[u8; 32],
+        now: i64,
+    ) -> Result<(), RegistryError> {
         let (id, key) = (id.to_string(), *key);
         self.with(move |c| {
             let n = c
@@ -119,7 +127,9 @@ impl SqliteRegistry {
         let id = id.to_string();
         self.with(move |c| {
             let k: Option<Vec<u8>> = c
-                .query_row("SELECT public_key FROM stations WHERE id = ?1", [id], |r| r.get(0))
+                .query_row("SELECT public_key FROM stations WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(sq)?;
             Ok(k.and_then(|k| k.try_into().ok()))
@@ -127,12 +137,24 @@ impl SqliteRegistry {
         .await
     }
 
-    pub async fn ingest(&self, push: &Push, nonce: Option<&Nonce>, now: i64) -> Result<Ack, RegistryError> {
+    pub async fn ingest(
+        &self,
+        push: &Push,
+        nonce: Option<&Nonce>,
+        now: i64,
+    ) -> Result<Ack, RegistryError> {
         let (push, nonce) = (push.clone(), nonce.cloned());
-        self.with(move |c| ingest(c, &push, nonce.as_ref(), now)).await
+        self.with(move |c| ingest(c, &push, nonce.as_ref(), now))
+            .await
     }
 
-    pub async fn record_incident(&self, station: &str, kind: &str, detail: &str, now: i64) -> Result<(), RegistryError> {
+    pub async fn record_incident(
+        &self,
+        station: &str,
+        kind: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), RegistryError> {
         let (s, k, d) = (station.to_string(), kind.to_string(), detail.to_string());
         self.with(move |c| {
             c.execute(
@@ -173,7 +195,11 @@ impl SqliteRegistry {
         .await
     }
 
-    pub async fn bindings(&self, subject: Option<&str>, serial: Option<&str>) -> Result<Vec<BindingRow>, RegistryError> {
+    pub async fn bindings(
+        &self,
+        subject: Option<&str>,
+        serial: Option<&str>,
+    ) -> Result<Vec<BindingRow>, RegistryError> {
         let (subject, serial) = (subject.map(str::to_string), serial.map(str::to_string));
         self.with(move |c| {
             let mut s = c
@@ -223,7 +249,12 @@ impl SqliteRegistry {
     }
 }
 
-fn ingest(c: &mut Connection, push: &Push, nonce: Option<&Nonce>, now: i64) -> Result<Ack, RegistryError> {
+fn ingest(
+    c: &mut Connection,
+    push: &Push,
+    nonce: Option<&Nonce>,
+    now: i64,
+) -> Result<Ack, RegistryError> {
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sq)?;
@@ -238,10 +269,14 @@ fn ingest(c: &mut Connection, push: &Push, nonce: Option<&Nonce>, now: i64) -> R
     let Some((key, head_seq, head_hash)) = station else {
         return Err(RegistryError::UnknownStation(push.station.clone()));
     };
-    let key: [u8; 32] = key.try_into().map_err(|_| db_err("station key", "length"))?;
+    let key: [u8; 32] = key
+        .try_into()
+        .map_err(|_| db_err("station key", "length"))?;
     let registry = ChainHead {
         seq: head_seq,
-        hash: head_hash.try_into().map_err(|_| db_err("head hash", "length"))?,
+        hash: head_hash
+            .try_into()
+            .map_err(|_| db_err("head hash", "length"))?,
     };
     if let Some(n) = nonce {
         tx.execute(
@@ -285,8 +320,15 @@ fn ingest(c: &mut Connection, push: &Push, nonce: Option<&Nonce>, now: i64) -> R
         for r in &push.audit.rows[ext.first_new..] {
             let hash = hex::decode(&r.hash).map_err(|e| db_err("row hash", e))?;
             ins.execute(params![
-                push.station, r.seq, r.at, r.actor, r.action, r.entity, r.entity_id,
-                r.detail.to_string(), hash
+                push.station,
+                r.seq,
+                r.at,
+                r.actor,
+                r.action,
+                r.entity,
+                r.entity_id,
+                r.detail.to_string(),
+                hash
             ])
             .map_err(sq)?;
         }
@@ -302,7 +344,13 @@ fn ingest(c: &mut Connection, push: &Push, nonce: Option<&Nonce>, now: i64) -> R
         for e in &push.events {
             let n = ins
                 .execute(params![
-                    push.station, e.event_id, e.seq, e.kind, e.payload.to_string(), e.created_at, now
+                    push.station,
+                    e.event_id,
+                    e.seq,
+                    e.kind,
+                    e.payload.to_string(),
+                    e.created_at,
+                    now
                 ])
                 .map_err(sq)?;
             if n == 1 {
@@ -326,7 +374,12 @@ fn ingest(c: &mut Connection, push: &Push, nonce: Option<&Nonce>, now: i64) -> R
     Ok(super::ack(push, stored, ext.head))
 }
 
-fn apply_binding(tx: &rusqlite::Transaction<'_>, station: &str, change: BindingChange, at: i64) -> Result<(), RegistryError> {
+fn apply_binding(
+    tx: &rusqlite::Transaction<'_>,
+    station: &str,
+    change: BindingChange,
+    at: i64,
+) -> Result<(), RegistryError> {
     match change {
         BindingChange::Created {
             binding,

@@ -219,8 +219,8 @@ impl Ledger {
     ) -> Result<(), StoreError> {
         let tx = self.write_tx()?;
         {
-            let mut stmt = tx
-                .prepare_cached("UPDATE outbox SET attempts = attempts + 1 WHERE event_id = ?1")?;
+            let mut stmt =
+                tx.prepare_cached("UPDATE outbox SET attempts = attempts + 1 WHERE event_id = ?1")?;
             for id in event_ids {
                 stmt.execute([id])?;
             }

@@ -67,7 +67,10 @@ mod tests {
     #[test]
     fn grows_to_the_cap_with_jitter_and_honours_retry_after() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        assert_eq!(b.next_delay(0.999_999, None), Duration::from_millis(100).mul_f64(0.999_999));
+        assert_eq!(
+            b.next_delay(0.999_999, None),
+            Duration::from_millis(100).mul_f64(0.999_999)
+        );
         assert!(b.next_delay(0.5, None) == Duration::from_millis(100));
         assert_eq!(b.next_delay(1.0, None), Duration::from_millis(400));
         for _ in 0..40 {

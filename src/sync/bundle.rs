@@ -96,7 +96,9 @@ pub fn open(b: &Bundle, public: &[u8; 32]) -> Result<Push, BundleError> {
     }
     let push = wire::parse_push(&bytes)?;
     if push.station != b.station {
-        return Err(BundleError::Malformed("the push names another station".into()));
+        return Err(BundleError::Malformed(
+            "the push names another station".into(),
+        ));
     }
     Ok(push)
 }
@@ -129,10 +131,19 @@ mod tests {
         ));
         let mut later = back.clone();
         later.created += 1;
-        assert!(matches!(open(&later, &k.public_key()), Err(BundleError::BadSignature(_))));
+        assert!(matches!(
+            open(&later, &k.public_key()),
+            Err(BundleError::BadSignature(_))
+        ));
         let mut renamed = back.clone();
         renamed.station = "kiosk-8".into();
-        assert!(matches!(open(&renamed, &k.public_key()), Err(BundleError::BadSignature(_))));
-        assert!(matches!(parse(&vec![b' '; MAX_BUNDLE + 1]), Err(BundleError::TooLarge(_))));
+        assert!(matches!(
+            open(&renamed, &k.public_key()),
+            Err(BundleError::BadSignature(_))
+        ));
+        assert!(matches!(
+            parse(&vec![b' '; MAX_BUNDLE + 1]),
+            Err(BundleError::TooLarge(_))
+        ));
     }
 }

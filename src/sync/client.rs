@@ -158,7 +158,10 @@ impl Client {
             .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &opts.ca {
             let pem = std::fs::read(ca).map_err(|e| {
-                SyncError::Config(format!("cannot read the registry CA file {}: {e}", ca.display()))
+                SyncError::Config(format!(
+                    "cannot read the registry CA file {}: {e}",
+                    ca.display()
+                ))
             })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .ok()
@@ -183,7 +186,11 @@ impl Client {
 
     /// Push until the outbox is empty and the registry holds the whole audit
     /// chain. Returns at the first failure (recorded in the ledger).
-    pub async fn drain(&self, ledger: &mut Ledger, now: impl Fn() -> i64) -> Result<Drained, SyncError> {
+    pub async fn drain(
+        &self,
+        ledger: &mut Ledger,
+        now: impl Fn() -> i64,
+    ) -> Result<Drained, SyncError> {
         let mut d = Drained::default();
         let mut gaps = 0;
         loop {
@@ -194,8 +201,12 @@ impl Client {
             d.pushes += 1;
             match self.post(ledger, &push, now()).await {
                 Ok(ack) => {
-                    let ours: Vec<String> =
-                        ack.acked.into_iter().filter(|id| ids.contains(id)).collect();
+                    let sent: std::collections::HashSet<&String> = ids.iter().collect();
+                    let ours: Vec<String> = ack
+                        .acked
+                        .into_iter()
+                        .filter(|id| sent.contains(id))
+                        .collect();
                     if ours.len() != ids.len() {
                         let e = SyncError::BadAnswer(format!(
                             "the ack names {} of the {} events sent",
@@ -257,10 +268,12 @@ impl Client {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(backoff::parse_retry_after);
-        let bytes = read_limited(resp, 1 << 20).await.map_err(|source| SyncError::Unreachable {
-            url: self.url.clone(),
-            source,
-        })?;
+        let bytes = read_limited(resp, 1 << 20)
+            .await
+            .map_err(|source| SyncError::Unreachable {
+                url: self.url.clone(),
+                source,
+            })?;
         if status == 200 {
             return serde_json::from_slice::<Ack>(&bytes)
                 .map_err(|e| SyncError::BadAnswer(e.to_string()));
@@ -300,7 +313,10 @@ impl Client {
         mut on_pass: impl FnMut(&Result<Drained, SyncError>),
         stop: impl std::future::Future<Output = ()>,
     ) {
-        let mut b = Backoff::new(Duration::from_millis(500), interval.max(Duration::from_secs(1)) * 10);
+        let mut b = Backoff::new(
+            Duration::from_millis(500),
+            interval.max(Duration::from_secs(1)) * 10,
+        );
         tokio::pin!(stop);
         loop {
             let r = self.drain(ledger, &now).await;
@@ -323,7 +339,10 @@ impl Client {
 
 /// The next push, or `None` when every event is delivered and the registry
 /// holds the whole audit chain. Also the content of an export bundle.
-pub fn next_push(ledger: &Ledger, opts: &Options) -> Result<Option<(Push, Vec<String>)>, StoreError> {
+pub fn next_push(
+    ledger: &Ledger,
+    opts: &Options,
+) -> Result<Option<(Push, Vec<String>)>, StoreError> {
     let state = ledger.sync_state()?;
     let batch = ledger.sync_batch(state.acked_audit_seq, opts.batch_events, opts.batch_rows)?;
     // Read after the batch, so the head is never behind the rows.
@@ -357,7 +376,10 @@ pub fn next_push(ledger: &Ledger, opts: &Options) -> Result<Option<(Push, Vec<St
 }
 
 /// Read at most `limit` bytes of a response body.
-async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
         if out.len() + chunk.len() > limit {
@@ -381,10 +403,20 @@ mod tests {
 
     #[test]
     fn plain_http_only_to_loopback() {
-        for ok in ["https://registry.example.com", "http://127.0.0.1:8080", "http://[::1]:1", "http://localhost:9"] {
+        for ok in [
+            "https://registry.example.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:1",
+            "http://localhost:9",
+        ] {
             assert!(check_url(ok).is_ok(), "{ok}");
         }
-        for bad in ["http://registry.example.com", "http://10.0.0.1", "ftp://127.0.0.1", "nonsense"] {
+        for bad in [
+            "http://registry.example.com",
+            "http://10.0.0.1",
+            "ftp://127.0.0.1",
+            "nonsense",
+        ] {
             assert!(matches!(check_url(bad), Err(SyncError::Config(_))), "{bad}");
         }
     }

@@ -126,7 +126,9 @@ pub fn parse_input(signature_input: &str) -> Result<SignatureParams, SignatureEr
     let keyid = field("keyid", true)?;
     let alg = field("alg", true)?;
     if alg != "ed25519" || it.next().is_some() {
-        return Err(SignatureError::Malformed("alg must be ed25519, nothing after it"));
+        return Err(SignatureError::Malformed(
+            "alg must be ed25519, nothing after it",
+        ));
     }
     if nonce.len() != 32 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(SignatureError::Malformed("nonce must be 16 bytes in hex"));
@@ -188,13 +190,26 @@ mod tests {
             "sha-256=:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=:"
         );
         let key = StationKey::generate();
-        let h = sign(&key, "POST", "/v1/push", body, "kiosk-1", 1_800_000_000, NONCE);
+        let h = sign(
+            &key,
+            "POST",
+            "/v1/push",
+            body,
+            "kiosk-1",
+            1_800_000_000,
+            NONCE,
+        );
         assert_eq!(
             h.signature_input,
             r#"keyward=("@method" "@path" "content-digest");created=1800000000;nonce="000102030405060708090a0b0c0d0e0f";keyid="kiosk-1";alg="ed25519""#
         );
         assert_eq!(
-            signature_base("POST", "/v1/push", &h.content_digest, &h.signature_input[8..]),
+            signature_base(
+                "POST",
+                "/v1/push",
+                &h.content_digest,
+                &h.signature_input[8..]
+            ),
             concat!(
                 "\"@method\": POST\n\"@path\": /v1/push\n",
                 "\"content-digest\": sha-256=:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=:\n",
@@ -246,7 +261,10 @@ mod tests {
             let mut m = h.clone();
             m.signature_input = bad.into();
             assert!(
-                matches!(verify(&pk, "POST", "/v1/push", b"body", &m), Err(SignatureError::Malformed(_))),
+                matches!(
+                    verify(&pk, "POST", "/v1/push", b"body", &m),
+                    Err(SignatureError::Malformed(_))
+                ),
                 "{bad}"
             );
         }

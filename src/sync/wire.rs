@@ -158,8 +158,7 @@ pub fn parse_push(body: &[u8]) -> Result<Push, WireError> {
     if body.len() > MAX_BODY {
         return Err(WireError::TooLarge(body.len()));
     }
-    let p: Push =
-        serde_json::from_slice(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let p: Push = serde_json::from_slice(body).map_err(|e| WireError::Malformed(e.to_string()))?;
     let bad = |m: &str| Err(WireError::Malformed(m.into()));
     if p.v != VERSION {
         return bad("unsupported version");
@@ -170,7 +169,10 @@ pub fn parse_push(body: &[u8]) -> Result<Push, WireError> {
     if p.events.len() > MAX_EVENTS || p.audit.rows.len() > MAX_AUDIT_ROWS {
         return bad("too many events or audit rows in one push");
     }
-    if p.events.iter().any(|e| !valid_event_id(&e.event_id) || e.kind.len() > 64) {
+    if p.events
+        .iter()
+        .any(|e| !valid_event_id(&e.event_id) || e.kind.len() > 64)
+    {
         return bad("event id or kind");
     }
     if p.audit.after < 0 {
@@ -293,7 +295,10 @@ mod tests {
             ("event id", Box::new(|p| p.events[0].event_id = "x".into())),
             ("gap", Box::new(|p| p.audit.rows[0].seq = 5)),
             ("row hash", Box::new(|p| p.audit.rows[0].hash = "ab".into())),
-            ("head sig", Box::new(|p| p.head.as_mut().unwrap().signature = "cd".into())),
+            (
+                "head sig",
+                Box::new(|p| p.head.as_mut().unwrap().signature = "cd".into()),
+            ),
             ("after", Box::new(|p| p.audit.after = -1)),
         ];
         for (what, f) in cases {

@@ -173,7 +173,11 @@ impl Station {
         let db = dir.path().join("ledger.db");
         let ledger = Ledger::open_default_key(&db).unwrap();
         let config = dir.path().join("keyward.toml");
-        std::fs::write(&config, format!("station = \"{id}\"\nledger = \"ledger.db\"\n")).unwrap();
+        std::fs::write(
+            &config,
+            format!("station = \"{id}\"\nledger = \"ledger.db\"\n"),
+        )
+        .unwrap();
         Station {
             id: id.into(),
             dir,
@@ -255,7 +259,11 @@ impl Station {
         keyward::sync::client::Client::new(o).unwrap()
     }
 
-    pub fn drain(&mut self, rt: &tokio::runtime::Runtime, url: &str) -> Result<keyward::sync::client::Drained, keyward::sync::client::SyncError> {
+    pub fn drain(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        url: &str,
+    ) -> Result<keyward::sync::client::Drained, keyward::sync::client::SyncError> {
         let c = self.client(url);
         rt.block_on(c.drain(&mut self.ledger, now))
     }
@@ -282,6 +290,10 @@ pub fn assert_exactly_once(reg: &RegistryServer, st: &Station) {
     let n = stored.len();
     stored.dedup();
     assert_eq!(n, stored.len(), "an event stored twice");
-    assert_eq!(stored, st.event_ids(), "registry events differ from the station's outbox");
+    assert_eq!(
+        stored,
+        st.event_ids(),
+        "registry events differ from the station's outbox"
+    );
     assert_eq!(st.backlog(), 0, "outbox not drained");
 }

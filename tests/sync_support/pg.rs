@@ -66,7 +66,20 @@ impl PgServer {
             url: String::new(),
             _dir: dir,
         };
-        s.run("initdb", &["-D", s.data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
+        s.run(
+            "initdb",
+            &[
+                "-D",
+                s.data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -77,7 +90,18 @@ impl PgServer {
             let log = s.data.join("server.log");
             let ok = s.try_run(
                 "pg_ctl",
-                &["-D", s.data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"],
+                &[
+                    "-D",
+                    s.data.to_str().unwrap(),
+                    "-o",
+                    &opts,
+                    "-l",
+                    log.to_str().unwrap(),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
             );
             if ok {
                 let mut s = s;
@@ -118,7 +142,14 @@ impl Drop for PgServer {
         if !self.url.is_empty() {
             let _ = self
                 .command("pg_ctl")
-                .args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+                .args([
+                    "-D",
+                    self.data.to_str().unwrap(),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ])
                 .output();
         }
     }

@@ -48,7 +48,12 @@ impl Proxy {
             received: Arc::default(),
             stop: Arc::default(),
         };
-        let (faults, fwd, rcv, stop) = (p.faults.clone(), p.forwarded.clone(), p.received.clone(), p.stop.clone());
+        let (faults, fwd, rcv, stop) = (
+            p.faults.clone(),
+            p.forwarded.clone(),
+            p.received.clone(),
+            p.stop.clone(),
+        );
         std::thread::spawn(move || {
             for conn in l.incoming() {
                 if stop.load(Ordering::SeqCst) {
@@ -131,21 +136,31 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-fn serve(mut c: TcpStream, upstream: SocketAddr, faults: &Mutex<VecDeque<Fault>>, fwd: &AtomicUsize, rcv: &AtomicUsize) {
+fn serve(
+    mut c: TcpStream,
+    upstream: SocketAddr,
+    faults: &Mutex<VecDeque<Fault>>,
+    fwd: &AtomicUsize,
+    rcv: &AtomicUsize,
+) {
     while let Some(req) = read_message(&mut c) {
         rcv.fetch_add(1, Ordering::SeqCst);
         let fault = faults.lock().unwrap().pop_front().unwrap_or(Fault::Pass);
         let answer = match fault {
             Fault::Status(code, ra) => {
                 let ra = ra.map_or_else(String::new, |s| format!("retry-after: {s}\r\n"));
-                let _ = c.write_all(format!("HTTP/1.1 {code} Injected\r\ncontent-length: 0\r\n{ra}\r\n").as_bytes());
+                let _ = c.write_all(
+                    format!("HTTP/1.1 {code} Injected\r\ncontent-length: 0\r\n{ra}\r\n").as_bytes(),
+                );
                 continue;
             }
             Fault::HoldBeforeForward(d) | Fault::Delay(d) => {
                 std::thread::sleep(d);
                 forward(upstream, &req)
             }
-            Fault::Pass | Fault::ResetAfterCommit | Fault::HoldAfterCommit(_) => forward(upstream, &req),
+            Fault::Pass | Fault::ResetAfterCommit | Fault::HoldAfterCommit(_) => {
+                forward(upstream, &req)
+            }
         };
         fwd.fetch_add(1, Ordering::SeqCst);
         let Some(answer) = answer else { return };
