@@ -34,12 +34,7 @@ pub enum SyncCommand {
     Status,
 }
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use crate::sync::now;
 
 pub fn run(args: SyncArgs, g: &GlobalArgs) -> Result<()> {
     match args.command {

@@ -13,3 +13,10 @@ pub mod client;
 pub mod head;
 pub mod signature;
 pub mod wire;
+
+/// Unix seconds now (the station's clock, for pushes and acks).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
