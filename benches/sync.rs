@@ -79,7 +79,7 @@ async fn fleet(db: &str, dir: &std::path::Path, name: &str, stations: usize, per
         let id = format!("{name}-{stations}-{i}");
         let l = station(dir, &id, per);
         s.reg
-            .add_station(&id, &l.station_key().public_key(), now())
+            .add_station(&id, &l.station_key().unwrap().public_key(), now())
             .await
             .unwrap();
         ledgers.push((id, l));

@@ -18,12 +18,8 @@ fn main() -> ExitCode {
         Commands::Sim(args) => keyward::cli::sim::run(args, cli.global.json),
         Commands::Fido(args) => keyward::cli::fido::run(args, cli.global.json),
         Commands::Devices(args) => keyward::cli::devices::run(args, cli.global.json),
-        Commands::Audit(cmd) => {
-            keyward::cli::ledger::audit(cmd, &cli.global.db_path(), cli.global.json)
-        }
-        Commands::Bindings(cmd) => {
-            keyward::cli::ledger::bindings(cmd, &cli.global.db_path(), cli.global.json)
-        }
+        Commands::Audit(cmd) => keyward::cli::ledger::audit(cmd, &cli.global),
+        Commands::Bindings(cmd) => keyward::cli::ledger::bindings(cmd, &cli.global),
         Commands::Attest(cmd) => keyward::cli::attest::run(cmd, cli.global.json),
         Commands::Mds(cmd) => keyward::cli::mds::run(cmd, &cli.global.db_path(), cli.global.json),
         Commands::Ticket(args) => keyward::cli::ticket::run(args, cli.global.json),

@@ -250,7 +250,10 @@ fn sync_gauges(w: &mut Writer, s: &crate::store::outbox::SyncState, now: i64) {
         "keyward_sync_oldest_undelivered_age_seconds",
         "gauge",
         "Age of the oldest undelivered outbox event (0 when none).",
-        &[(&[], s.oldest_pending_at.map_or(0, |t| (now - t).max(0)) as f64)],
+        &[(
+            &[],
+            s.oldest_pending_at.map_or(0, |t| (now - t).max(0)) as f64,
+        )],
     );
     w.metric(
         "keyward_sync_last_success_timestamp_seconds",

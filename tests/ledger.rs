@@ -300,7 +300,7 @@ fn exceptions_need_a_future_expiry() {
     assert!(l.verify_audit().unwrap().ok());
 }
 
-/// A ledger with enough rows for two checkpoints.
+/// A ledger with 600 audit rows, its head signed at the last.
 fn busy_ledger(dir: &tempfile::TempDir) -> i64 {
     let mut l = open(dir);
     for n in 0..200 {
@@ -308,7 +308,7 @@ fn busy_ledger(dir: &tempfile::TempDir) -> i64 {
     }
     let r = l.verify_audit().unwrap();
     assert!(r.ok(), "{r:?}");
-    assert_eq!((r.rows, r.checkpoints), (600, 2));
+    assert_eq!((r.rows, r.signed_head), (600, Some(600)));
     r.rows
 }
 
@@ -352,11 +352,11 @@ fn tampering_is_found_at_the_first_bad_row() {
 }
 
 #[test]
-fn a_rewritten_chain_fails_on_its_signed_checkpoints() {
+fn a_rewritten_chain_fails_on_its_signed_head() {
     let dir = tempfile::tempdir().unwrap();
     busy_ledger(&dir);
     // An attacker without the station key recomputes every hash after row
-    // 100: the chain is consistent, the checkpoint at 256 is not.
+    // 100: the chain is consistent, the signed head is not.
     let c = raw(&dir);
     c.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 100", [])
         .unwrap();
@@ -405,16 +405,15 @@ fn a_rewritten_chain_fails_on_its_signed_checkpoints() {
         prev = hash;
     }
     let r = verify(&dir);
-    assert_eq!(r.first_bad_seq, Some(256), "{r:?}");
-    assert!(r.problem.unwrap().contains("checkpoint"));
+    assert_eq!(r.first_bad_seq, Some(600), "{r:?}");
+    assert!(r.problem.unwrap().contains("signed head"));
 
-    // Deleting a checkpoint is found too.
+    // Deleting the head is found too.
     let dir = tempfile::tempdir().unwrap();
     busy_ledger(&dir);
-    raw(&dir)
-        .execute("DELETE FROM audit_checkpoints WHERE seq = 512", [])
-        .unwrap();
-    assert_eq!(verify(&dir).first_bad_seq, Some(512));
+    raw(&dir).execute("DELETE FROM audit_head", []).unwrap();
+    let r = verify(&dir);
+    assert!(r.problem.unwrap().contains("no signed head"));
 }
 
 #[test]

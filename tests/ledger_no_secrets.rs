@@ -120,7 +120,7 @@ fn a_full_piv_enrollment_leaves_no_pin_puk_or_management_key_in_the_ledger() {
     assert_eq!(ids.len(), 1);
     let body = serde_json::to_vec(&push).unwrap();
     let bundle = serde_json::to_vec(&keyward::sync::bundle::seal(
-        ledger.station_key(),
+        ledger.station_key().unwrap(),
         &push,
         1_800_000_000,
     ))

@@ -105,11 +105,7 @@ pub fn run(args: DaemonArgs, global: &GlobalArgs) -> Result<()> {
         .map(super::report::check_threshold)
         .transpose()
         .map_err(Failure::Usage)?;
-    let db = match (&global.db, &config) {
-        (Some(db), _) => db.clone(),
-        (None, Some(c)) => c.ledger_path(&super::default_db_path()),
-        (None, None) => super::default_db_path(),
-    };
+    let db = super::ledger_of(global, config.as_ref());
     let socket = args
         .socket
         .or(section.socket)

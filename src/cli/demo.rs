@@ -682,7 +682,7 @@ fn report(d: &Demo, o: &EnrollOutcome, serial: u32, kept: bool, out: &mut Out) -
     out.set("binding", serde_json::to_value(&detail)?);
     out.set(
         "audit",
-        json!({"ok": audit.ok(), "rows": audit.rows, "checkpoints": audit.checkpoints,
+        json!({"ok": audit.ok(), "rows": audit.rows, "signed_head": audit.signed_head,
                "head_hash": audit.head_hash, "problem": audit.problem}),
     );
     out.set("outbox_pending", json!(kinds));
@@ -692,9 +692,9 @@ fn report(d: &Demo, o: &EnrollOutcome, serial: u32, kept: bool, out: &mut Out) -
         return Err(Failure::Verification(format!("audit log check failed: {problem}")).into());
     }
     out.say(format!(
-        "Audit log verified: {} rows hash-chained, {} signed checkpoint(s) (one per 256 rows), head {}",
+        "Audit log verified: {} rows hash-chained, head signed by the station key at row {}, head {}",
         audit.rows,
-        audit.checkpoints,
+        audit.signed_head.unwrap_or(0),
         audit.head_hash.as_deref().unwrap_or("-")
     ));
     if kept {

@@ -1,18 +1,24 @@
 //! `keyward audit ...` and `keyward bindings ...`: read the ledger.
+//!
+//! These commands open the ledger read-only (never creating a file, a
+//! table or a station key), the one named by `--db`, else by the file
+//! given with `--config`. `audit verify` checks the signed head against
+//! the station public key pinned beside the ledger (`station.pub`).
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::Failure;
-use crate::store::{BindingState, Ledger, rfc3339};
+use super::{Failure, GlobalArgs};
+use crate::store::{BindingState, Ledger, StoreError, rfc3339, station_key};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the audit log's hash chain and signed checkpoints; names the
-    /// first bad sequence number (exit 5) if any row was modified, deleted,
-    /// reordered or inserted
+    /// Check the audit log's hash chain, its head signed by the station key
+    /// (pinned in station.pub beside the ledger), and that the bindings,
+    /// identities, devices, credentials, tickets and exceptions are what the
+    /// log says; exit 5 naming the first problem
     Verify,
     /// Print audit rows, oldest first
     Export(ExportArgs),
@@ -56,12 +62,33 @@ fn parse_state(s: &str) -> Result<BindingState, String> {
     s.parse()
 }
 
-fn open(db: &Path) -> Result<Ledger> {
-    Ledger::open_default_key(db).with_context(|| format!("opening the ledger {}", db.display()))
+/// Open the ledger read-only, with the pinned station key when `pin`.
+/// A missing ledger is a usage error (a mistyped `--db`), never an empty one.
+pub(crate) fn open_read_only(db: &Path, pin: bool) -> Result<Ledger> {
+    let open = |pinned| {
+        Ledger::open_read_only(db, pinned).map_err(|e| match e {
+            StoreError::NotFound(_) | StoreError::NotALedger(_) => {
+                Failure::Usage(e.to_string()).into()
+            }
+            e => anyhow::Error::new(e).context(format!("opening the ledger {}", db.display())),
+        })
+    };
+    if !pin {
+        return open(None);
+    }
+    // The missing ledger first: a mistyped path is the likelier mistake.
+    if !db.is_file() {
+        open(None)?;
+    }
+    let pinned = station_key::load_pinned(&station_key::public_path_beside(db))
+        .map_err(|e| Failure::Verification(e.to_string()))?;
+    open(Some(pinned))
 }
 
-pub fn audit(cmd: AuditCommand, db: &Path, json: bool) -> Result<()> {
-    let ledger = open(db)?;
+pub fn audit(cmd: AuditCommand, global: &GlobalArgs) -> Result<()> {
+    let (db, json) = (global.ledger()?, global.json);
+    let db = db.as_path();
+    let ledger = open_read_only(db, matches!(cmd, AuditCommand::Verify))?;
     match cmd {
         AuditCommand::Verify => {
             let r = ledger.verify_audit()?;
@@ -72,19 +99,23 @@ pub fn audit(cmd: AuditCommand, db: &Path, json: bool) -> Result<()> {
                 );
             } else if r.ok() {
                 println!(
-                    "audit log OK: {} rows, {} signed checkpoints, head {}",
+                    "audit log OK: {} rows, head signed at row {}, head {}",
                     r.rows,
-                    r.checkpoints,
+                    r.signed_head.unwrap_or(0),
                     r.head_hash.as_deref().unwrap_or("-")
                 );
             }
-            match (r.first_bad_seq, r.problem) {
-                (Some(seq), Some(problem)) => Err(Failure::Verification(format!(
-                    "audit log of {} fails at sequence {seq}: {problem}. Keep this file as evidence and restore the ledger from a verified copy",
+            let at = r
+                .first_bad_seq
+                .map(|seq| format!(" at sequence {seq}"))
+                .unwrap_or_default();
+            match r.problem {
+                Some(problem) => Err(Failure::Verification(format!(
+                    "audit log of {} fails{at}: {problem}. Keep this file as evidence and restore the ledger from a verified copy",
                     db.display()
                 ))
                 .into()),
-                _ => Ok(()),
+                None => Ok(()),
             }
         }
         AuditCommand::Export(a) => {
@@ -119,8 +150,9 @@ fn parse_since(s: &str) -> Result<(i64, i64)> {
     Ok((0, secs))
 }
 
-pub fn bindings(cmd: BindingsCommand, db: &Path, json: bool) -> Result<()> {
-    let ledger = open(db)?;
+pub fn bindings(cmd: BindingsCommand, global: &GlobalArgs) -> Result<()> {
+    let (db, json) = (global.ledger()?, global.json);
+    let ledger = open_read_only(&db, false)?;
     match cmd {
         BindingsCommand::List { subject, state } => {
             let list = ledger.list_bindings(subject.as_deref(), state)?;

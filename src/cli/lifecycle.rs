@@ -121,11 +121,7 @@ pub(crate) fn config(g: &GlobalArgs) -> Result<Config> {
 
 /// The ledger path: `--db`, else the configuration's, else the default.
 pub(crate) fn ledger_path(g: &GlobalArgs, c: Option<&Config>) -> PathBuf {
-    match (&g.db, c) {
-        (Some(p), _) => p.clone(),
-        (None, Some(c)) => c.ledger_path(&super::default_db_path()),
-        (None, None) => super::default_db_path(),
-    }
+    super::ledger_of(g, c)
 }
 
 /// The station, built as `keyward enroll` builds it.

@@ -178,9 +178,30 @@ impl Failure {
 }
 
 impl GlobalArgs {
-    /// The ledger path: `--db`, else the per-user or system default.
+    /// The ledger path: `--db`, else the per-user or system default. Use
+    /// [`GlobalArgs::ledger`] where a configuration may name the ledger.
     pub fn db_path(&self) -> PathBuf {
         self.db.clone().unwrap_or_else(default_db_path)
+    }
+
+    /// The ledger a command uses: `--db`, else the `ledger` of the file
+    /// named by `--config` (which must load), else of the default
+    /// configuration when there is one, else the per-user or system default.
+    pub fn ledger(&self) -> anyhow::Result<PathBuf> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
+        }
+        let config = daemon::load_config(self)?;
+        Ok(ledger_of(self, config.as_ref()))
+    }
+}
+
+/// `--db`, else the configuration's ledger, else the default.
+pub fn ledger_of(g: &GlobalArgs, config: Option<&crate::config::Config>) -> PathBuf {
+    match (&g.db, config) {
+        (Some(db), _) => db.clone(),
+        (None, Some(c)) => c.ledger_path(&default_db_path()),
+        (None, None) => default_db_path(),
     }
 }
 

@@ -79,7 +79,10 @@ fn export(g: &GlobalArgs, file: &PathBuf) -> Result<()> {
         println!("nothing to export: the outbox is drained and the registry holds the audit chain");
         return Ok(());
     };
-    let b = bundle::seal(ledger.station_key(), &push, super::sync::now());
+    let key = ledger
+        .station_key()
+        .context("the ledger has no station key to sign the bundle")?;
+    let b = bundle::seal(key, &push, super::sync::now());
     let text = serde_json::to_vec(&b)?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

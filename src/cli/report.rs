@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::Failure;
 use crate::metrics::{DEFAULT_EXCEPTION_THRESHOLD, Summary};
-use crate::store::{Ledger, rfc3339};
+use crate::store::rfc3339;
 
 /// `keyward report`
 #[derive(Debug, Args)]
@@ -32,11 +32,7 @@ pub struct ReportArgs {
 pub fn main(args: ReportArgs, global: &super::GlobalArgs) -> Result<()> {
     let config = super::daemon::load_config(global)?;
     let section = super::daemon::daemon_section(config.as_ref())?;
-    let db = match (&global.db, &config) {
-        (Some(db), _) => db.clone(),
-        (None, Some(c)) => c.ledger_path(&super::default_db_path()),
-        (None, None) => super::default_db_path(),
-    };
+    let db = super::ledger_of(global, config.as_ref());
     run(args, &db, section.exception_rate_threshold, global.json)
 }
 
@@ -50,15 +46,7 @@ pub fn run(args: ReportArgs, db: &Path, config_threshold: Option<f64>, json: boo
         Some(t) => check_threshold(t).map_err(Failure::Usage)?,
         None => DEFAULT_EXCEPTION_THRESHOLD,
     };
-    if !db.exists() {
-        return Err(Failure::Usage(format!(
-            "no ledger at {}; pass --db FILE (or KEYWARD_DB) naming an existing ledger",
-            db.display()
-        ))
-        .into());
-    }
-    let ledger = Ledger::open_default_key(db)
-        .with_context(|| format!("opening the ledger {}", db.display()))?;
+    let ledger = super::ledger::open_read_only(db, false)?;
     // `until` is one past now so that what happened this second counts.
     let stats = ledger.stats(since, now.saturating_add(1))?;
     let summary = Summary::new(stats, threshold);

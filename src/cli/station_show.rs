@@ -1,7 +1,7 @@
 //! `keyward station show`: what the registry must enroll for this station —
 //! its id, its public key (PEM SPKI) — and its current signed audit head.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 
@@ -11,7 +11,9 @@ use super::GlobalArgs;
 pub fn show(g: &GlobalArgs) -> Result<()> {
     let c = super::lifecycle::config(g).ok();
     let ledger = super::sync::open_ledger(g)?;
-    let key = ledger.station_key();
+    let key = ledger
+        .station_key()
+        .context("the ledger has no station key")?;
     let pem = ed25519_dalek::VerifyingKey::from_bytes(&key.public_key())?
         .to_public_key_pem(LineEnding::LF)?;
     let head = ledger.signed_head()?;

@@ -19,8 +19,8 @@ use crate::ctap::Pin;
 use crate::policy::profile::Profile;
 use crate::policy::{self, AttestationPolicy, Rule, Verdict};
 use crate::store::{
-    CredentialRecord, DeviceRecord, EnrollmentRecord, RunEnd, RunKind, RunOutcome, RunStart,
-    StoreError, TicketRecord,
+    CredentialRecord, DeviceRecord, EnrollmentRecord, ExceptionRecord, RunEnd, RunKind, RunOutcome,
+    RunStart, StoreError, TicketRecord,
 };
 use crate::ticket::{Fido2Op, Op, PivOp, VerifiedTicket};
 
@@ -432,7 +432,7 @@ fn summary(c: &CredentialRecord) -> CredentialSummary {
     }
 }
 
-/// Record the waivers applied, then commit the binding (and, for a
+/// Commit the binding with the waivers applied to it (and, for a
 /// replacement, retire the original) in one transaction.
 fn commit(
     flow: &mut Flow<'_>,
@@ -444,23 +444,27 @@ fn commit(
     let station = flow.station;
     flow.step(Step::Commit, flow.deadlines.command, |_| {
         let now = station.now_secs();
+        let scope = format!(
+            "run {run}, subject {}, device {}",
+            rec.subject,
+            rec.device.serial.as_deref().unwrap_or("-")
+        );
+        let waivers: Vec<ExceptionRecord> = exceptions
+            .iter()
+            .map(|x| ExceptionRecord {
+                rule: x.rule.clone(),
+                scope: scope.clone(),
+                reason: x.reason.clone(),
+                approver: x.approver.clone(),
+                expires_at: humantime::parse_rfc3339(&x.expires)
+                    .map(super::unix_secs)
+                    .unwrap_or(now + 1),
+            })
+            .collect();
         let mut ledger = station.ledger()?;
-        for x in exceptions {
-            let expires = humantime::parse_rfc3339(&x.expires)
-                .map(super::unix_secs)
-                .unwrap_or(now + 1);
-            let scope = format!(
-                "run {run}, subject {}, device {}",
-                rec.subject,
-                rec.device.serial.as_deref().unwrap_or("-")
-            );
-            ledger
-                .add_exception(&x.rule, &scope, &x.reason, &x.approver, expires, now)
-                .map_err(|e| ledger_error(Step::Commit, e))?;
-        }
         let binding = match original {
-            None => ledger.commit_enrollment(rec, now),
-            Some(o) => ledger.commit_replacement(&o.binding, rec, &o.reason, now),
+            None => ledger.commit_enrollment_with(rec, &waivers, now),
+            Some(o) => ledger.commit_replacement_with(&o.binding, rec, &o.reason, &waivers, now),
         }
         .map_err(|e| ledger_error(Step::Commit, e))?;
         Ok((

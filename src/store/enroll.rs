@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::audit::{self, AuditEvent};
+use super::lifecycle::{ExceptionRecord, insert_exception};
 use super::outbox;
+use super::replay::RowRef;
 use super::{Ledger, StoreError, new_id, observe_time, rfc3339};
 
 /// The verified ticket being consumed.
@@ -118,12 +120,24 @@ impl Ledger {
         rec: &EnrollmentRecord,
         now: i64,
     ) -> Result<String, StoreError> {
+        self.commit_enrollment_with(rec, &[], now)
+    }
+
+    /// [`Ledger::commit_enrollment`] with the policy exceptions that waived
+    /// rules for this binding, in the same transaction: a commit that fails
+    /// leaves no exception behind.
+    pub fn commit_enrollment_with(
+        &mut self,
+        rec: &EnrollmentRecord,
+        exceptions: &[ExceptionRecord],
+        now: i64,
+    ) -> Result<String, StoreError> {
         rec.validate()?;
-        let (conn, station) = self.parts();
+        let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let id = insert_binding(&tx, rec, now)?;
+        let (id, rows) = insert_binding(&tx, rec, now)?;
         let events = enrollment_audit(rec, &id);
-        audit::append(&tx, station, now, &events)?;
+        audit::append_rows(&tx, station, now, &events, &rows)?;
         outbox::enqueue(
             &tx,
             "binding.created",
@@ -134,6 +148,9 @@ impl Ledger {
             }),
             now,
         )?;
+        for x in exceptions {
+            insert_exception(&tx, station, x, Some(&id), now)?;
+        }
         observe_time(&tx, now)?;
         tx.commit()?;
         Ok(id)
@@ -169,12 +186,13 @@ fn enrollment_audit<'a>(rec: &'a EnrollmentRecord, id: &'a str) -> Vec<AuditEven
     events
 }
 
-/// Insert the ticket, identity, device, binding and credentials.
+/// Insert the ticket, identity, device, binding and credentials. Returns
+/// the binding id and the covered rows written, for the audit log.
 pub(crate) fn insert_binding(
     tx: &Transaction<'_>,
     rec: &EnrollmentRecord,
     now: i64,
-) -> Result<String, StoreError> {
+) -> Result<(String, Vec<RowRef>), StoreError> {
     consume_ticket(tx, &rec.ticket, &rec.subject, now)?;
     tx.execute(
         "INSERT OR IGNORE INTO identities(subject, created_at) VALUES (?1, ?2)",
@@ -186,6 +204,11 @@ pub(crate) fn insert_binding(
         |r| r.get(0),
     )?;
     let device = upsert_device(tx, &rec.device, now)?;
+    let mut rows = vec![
+        RowRef::new("tickets", &rec.ticket.jti),
+        RowRef::new("identities", identity),
+        RowRef::new("devices", device),
+    ];
     if let Some(serial) = &rec.device.serial {
         let active: Option<String> = tx
             .query_row(
@@ -212,6 +235,7 @@ pub(crate) fn insert_binding(
         "INSERT INTO credentials(binding_id, kind, credential_id, rp_id, slot, algorithm, public_key, attestation, attestation_format, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
+    rows.push(RowRef::new("bindings", &id));
     for c in &rec.credentials {
         stmt.execute(params![
             id,
@@ -225,8 +249,9 @@ pub(crate) fn insert_binding(
             c.attestation_format,
             now
         ])?;
+        rows.push(RowRef::new("credentials", tx.last_insert_rowid()));
     }
-    Ok(id)
+    Ok((id, rows))
 }
 
 /// The single-use check and consumption of a ticket, inside the caller's

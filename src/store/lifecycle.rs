@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::audit::{self, AuditEvent};
 use super::enroll::{EnrollmentRecord, insert_binding};
+use super::replay::RowRef;
 use super::station_key::StationKey;
 use super::{Ledger, StoreError, observe_time, outbox, rfc3339};
 
@@ -141,7 +142,13 @@ pub(crate) fn transition_in(
         entity_id: c.id,
         detail: detail.clone(),
     };
-    audit::append(tx, station, c.now, &[event])?;
+    audit::append_rows(
+        tx,
+        station,
+        c.now,
+        &[event],
+        &[RowRef::new("bindings", c.id)],
+    )?;
     outbox::enqueue(
         tx,
         "binding.state_changed",
@@ -161,7 +168,7 @@ impl Ledger {
         actor: &str,
         now: i64,
     ) -> Result<BindingState, StoreError> {
-        let (conn, station) = self.parts();
+        let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let from = transition_in(
             &tx,
@@ -190,9 +197,22 @@ impl Ledger {
         reason: &str,
         now: i64,
     ) -> Result<String, StoreError> {
-        let (conn, station) = self.parts();
+        self.commit_replacement_with(old, rec, reason, &[], now)
+    }
+
+    /// [`Ledger::commit_replacement`] with the policy exceptions that
+    /// waived rules for the new binding, in the same transaction.
+    pub fn commit_replacement_with(
+        &mut self,
+        old: &str,
+        rec: &EnrollmentRecord,
+        reason: &str,
+        exceptions: &[ExceptionRecord],
+        now: i64,
+    ) -> Result<String, StoreError> {
+        let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let new_id = insert_binding(&tx, rec, now)?;
+        let (new_id, rows) = insert_binding(&tx, rec, now)?;
         let change = Change {
             id: old,
             to: BindingState::Replaced,
@@ -209,7 +229,7 @@ impl Ledger {
             entity_id: &new_id,
             detail: json!({"subject": rec.subject, "device": rec.device, "replaces": old, "ticket": rec.ticket.jti, "ial": rec.ticket.ial}),
         }];
-        audit::append(&tx, station, now, &events)?;
+        audit::append_rows(&tx, station, now, &events, &rows)?;
         outbox::enqueue(
             &tx,
             "binding.created",
@@ -222,12 +242,18 @@ impl Ledger {
             &json!({"subject": rec.subject, "old": old, "new": new_id, "reason": reason, "at": rfc3339(now)}),
             now,
         )?;
+        for x in exceptions {
+            insert_exception(&tx, station, x, Some(&new_id), now)?;
+        }
         observe_time(&tx, now)?;
         tx.commit()?;
         Ok(new_id)
     }
 
-    /// Record a policy exception (waiver) with its approver and expiry.
+    /// Record a policy exception (waiver) with its approver and expiry, on
+    /// its own (an operator's standing waiver). One that waives a rule for
+    /// an enrollment goes in with the binding:
+    /// [`Ledger::commit_enrollment_with`].
     pub fn add_exception(
         &mut self,
         rule: &str,
@@ -237,36 +263,74 @@ impl Ledger {
         expires_at: i64,
         now: i64,
     ) -> Result<i64, StoreError> {
-        if expires_at <= now {
-            return Err(StoreError::InvalidRecord(format!(
-                "exception for {rule} expires at {} which is not in the future",
-                rfc3339(expires_at)
-            )));
-        }
-        let (conn, station) = self.parts();
+        let x = ExceptionRecord {
+            rule: rule.into(),
+            scope: scope.into(),
+            reason: reason.into(),
+            approver: approver.into(),
+            expires_at,
+        };
+        let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO exceptions(rule, scope, reason, approver, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![rule, scope, reason, approver, now, expires_at],
-        )?;
-        let id = tx.last_insert_rowid();
-        let detail = json!({"rule": rule, "scope": scope, "reason": reason, "approver": approver, "expires_at": rfc3339(expires_at)});
-        audit::append(
-            &tx,
-            station,
-            now,
-            &[AuditEvent {
-                actor: approver,
-                action: "exception.granted",
-                entity: "exception",
-                entity_id: &id.to_string(),
-                detail: detail.clone(),
-            }],
-        )?;
-        outbox::enqueue(&tx, "exception.granted", &detail, now)?;
+        let id = insert_exception(&tx, station, &x, None, now)?;
         tx.commit()?;
         Ok(id)
     }
+}
+
+/// A policy exception (waiver) to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExceptionRecord {
+    /// The rule waived (a stable policy rule name).
+    pub rule: String,
+    /// What it applies to (run, subject, device).
+    pub scope: String,
+    pub reason: String,
+    pub approver: String,
+    /// Unix seconds; must be after the time it is recorded.
+    pub expires_at: i64,
+}
+
+/// Insert an exception with its audit row and outbox event inside the
+/// caller's transaction; `binding` names the binding it was applied to.
+pub(crate) fn insert_exception(
+    tx: &Transaction<'_>,
+    station: &StationKey,
+    x: &ExceptionRecord,
+    binding: Option<&str>,
+    now: i64,
+) -> Result<i64, StoreError> {
+    if x.expires_at <= now {
+        return Err(StoreError::InvalidRecord(format!(
+            "exception for {} expires at {} which is not in the future",
+            x.rule,
+            rfc3339(x.expires_at)
+        )));
+    }
+    tx.execute(
+        "INSERT INTO exceptions(rule, scope, reason, approver, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![x.rule, x.scope, x.reason, x.approver, now, x.expires_at],
+    )?;
+    let id = tx.last_insert_rowid();
+    let mut detail = json!({"rule": x.rule, "scope": x.scope, "reason": x.reason, "approver": x.approver, "expires_at": rfc3339(x.expires_at)});
+    if let Some(b) = binding {
+        detail["binding"] = b.into();
+    }
+    audit::append_rows(
+        tx,
+        station,
+        now,
+        &[AuditEvent {
+            actor: &x.approver,
+            action: "exception.granted",
+            entity: "exception",
+            entity_id: &id.to_string(),
+            detail: detail.clone(),
+        }],
+        &[RowRef::new("exceptions", id)],
+    )?;
+    outbox::enqueue(tx, "exception.granted", &detail, now)?;
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 //! The binding ledger: one SQLite file in WAL mode holding identities,
 //! devices, bindings with their lifecycle, credentials (raw attestation kept),
-//! consumed tickets, policy exceptions, a hash-chained audit log with signed
-//! checkpoints, and the sync outbox (DESIGN.md "Ledger").
+//! consumed tickets, policy exceptions, a hash-chained audit log whose head
+//! every write transaction signs, and the sync outbox (DESIGN.md "Ledger").
 //!
 //! Every write is one `BEGIN IMMEDIATE` transaction that carries its audit
 //! rows and outbox events, so after a crash at any instant there is either
 //! all of a change or none of it. No column holds a PIN, PUK, management key
 //! or token: the record types here have no field that could carry one.
+//!
+//! Read-only commands use [`Ledger::open_read_only`]: no file, key, table
+//! or meta row is ever created, and the audit head is checked against the
+//! station public key pinned outside the database.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,14 +22,15 @@ pub mod enroll;
 pub mod lifecycle;
 pub mod outbox;
 pub mod query;
+mod replay;
 pub mod report;
 pub mod runs;
 pub mod station_key;
 pub mod stock;
 
-pub use audit::{AuditEvent, AuditReport, AuditRow};
+pub use audit::{AuditEvent, AuditReport, AuditRow, SignedHead};
 pub use enroll::{CredentialRecord, DeviceRecord, EnrollmentRecord, TicketRecord};
-pub use lifecycle::BindingState;
+pub use lifecycle::{BindingState, ExceptionRecord};
 pub use runs::{RunEnd, RunKind, RunOutcome, RunRow, RunStart};
 pub use station_key::StationKey;
 
@@ -33,6 +38,7 @@ pub use station_key::StationKey;
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_runs_stock.sql")),
+    (3, include_str!("migrations/0003_signed_head.sql")),
 ];
 
 /// The schema version this build writes.
@@ -72,14 +78,36 @@ pub enum StoreError {
         from: BindingState,
         to: BindingState,
     },
-    #[error("the ledger holds a value it cannot read: {0}")]
+    #[error(
+        "the ledger is damaged: {0}; run keyward audit verify and restore the ledger from a verified copy"
+    )]
     Corrupt(String),
+    #[error(
+        "no station public key was given to check the audit head against; pin the station's station.pub"
+    )]
+    Unpinned,
     #[error(transparent)]
     StationKey(#[from] station_key::StationKeyError),
     #[error(
-        "this ledger's audit checkpoints are signed by station key {recorded}, but key {given} was given; restore that station's station.key (or open the ledger on its own station)"
+        "this ledger's audit head is signed by station key {recorded}, but key {given} was given; restore that station's station.key (or open the ledger on its own station)"
     )]
     StationKeyMismatch { recorded: String, given: String },
+    #[error("no ledger at {0}; check --db, or the ledger path in the file named by --config")]
+    NotFound(PathBuf),
+    #[error(
+        "{0} is not a keyward ledger; check --db, or the ledger path in the file named by --config"
+    )]
+    NotALedger(PathBuf),
+    #[error("the ledger was opened read-only; this command cannot write to it")]
+    ReadOnly,
+    #[error(
+        "the ledger {path} is schema version {found}, older than this keyward ({supported}); run a keyward command that writes to it (e.g. keyward enroll) on its station to upgrade it first"
+    )]
+    OlderSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("invalid record: {0}")]
     InvalidRecord(String),
 }
@@ -87,30 +115,41 @@ pub enum StoreError {
 /// An open ledger.
 pub struct Ledger {
     conn: Connection,
-    station: StationKey,
+    /// The signing key; `None` when opened read-only.
+    station: Option<StationKey>,
+    /// The station public key the audit head must verify with; `None` for
+    /// a read-only ledger opened only to list or report.
+    pinned: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger")
             .field("path", &self.conn.path())
+            .field("read_only", &self.station.is_none())
             .finish_non_exhaustive()
     }
 }
 
+/// Mode of the ledger file (and, through SQLite, of its -wal and -shm).
+const LEDGER_MODE: u32 = 0o600;
+/// Mode of a directory keyward creates for its ledger.
+const DIR_MODE: u32 = 0o750;
+
 impl Ledger {
     /// Open (creating if needed) the ledger at `path`, migrate it to the
-    /// current schema, and use `station` to sign audit checkpoints.
+    /// current schema, and use `station` to sign the audit head. A new file
+    /// is created with mode 0600 whatever the umask.
     pub fn open(path: &Path, station: StationKey) -> Result<Ledger, StoreError> {
+        let open_err = |e: std::io::Error| StoreError::Open {
+            path: path.to_path_buf(),
+            source: rusqlite::Error::InvalidPath(format!("{}: {e}", path.display()).into()),
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: path.to_path_buf(),
-                source: rusqlite::Error::InvalidPath(format!("{}: {e}", dir.display()).into()),
-            })?;
+            create_private_dir(dir).map_err(open_err)?;
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        create_private_file(path, LEDGER_MODE).map_err(open_err)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
@@ -119,10 +158,60 @@ impl Ledger {
     }
 
     /// Open the ledger with the station key kept beside it
-    /// (`station.key` in the same directory, created on first run).
+    /// (`station.key` in the same directory, created on first run together
+    /// with `station.pub`).
     pub fn open_default_key(path: &Path) -> Result<Ledger, StoreError> {
         let key = StationKey::load_or_create(&station_key::path_beside(path))?;
         Self::open(path, key)
+    }
+
+    /// Open an existing ledger for reading only: nothing is created or
+    /// migrated, and `verify_audit` checks the head against `pinned`, the
+    /// station public key kept outside the database (without one it
+    /// refuses). Works on a read-only copy in a read-only directory.
+    pub fn open_read_only(path: &Path, pinned: Option<[u8; 32]>) -> Result<Ledger, StoreError> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(StoreError::NotFound(path.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound(path.to_path_buf()));
+            }
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path: path.to_path_buf(),
+                    source: rusqlite::Error::InvalidPath(format!("{}: {e}", path.display()).into()),
+                });
+            }
+        }
+        let conn = match open_ro(path, false) {
+            Ok(c) => c,
+            // No -wal beside it and none can be made (a read-only copy in a
+            // read-only directory): nothing can be writing, read it as is.
+            Err(_) if !wal_path(path).exists() => open_ro(path, true)?,
+            Err(e) => return Err(e),
+        };
+        let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found == 0 {
+            return Err(StoreError::NotALedger(path.to_path_buf()));
+        }
+        if found < SCHEMA_VERSION {
+            return Err(StoreError::OlderSchema {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Ledger {
+            conn,
+            station: None,
+            pinned,
+        })
     }
 
     fn from_connection(mut conn: Connection, station: StationKey) -> Result<Ledger, StoreError> {
@@ -135,9 +224,18 @@ impl Ledger {
         // automatic checkpoint stalls the commit that triggers it, and at the
         // default size that is about one enrollment in 150 (the p99).
         conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
-        migrate(&mut conn)?;
-        let ledger = Ledger { conn, station };
-        ledger.record_station_key()?;
+        // Before and after migrating: a ledger being upgraded must not be
+        // baselined with another station's key.
+        record_station_key(&conn, &station)?;
+        migrate(&mut conn, &station)?;
+        record_station_key(&conn, &station)?;
+        let pinned = Some(station.public_key());
+        let ledger = Ledger {
+            conn,
+            station: Some(station),
+            pinned,
+        };
+        ledger.check_head_key()?;
         Ok(ledger)
     }
 
@@ -148,13 +246,22 @@ impl Ledger {
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
-    pub fn station_key(&self) -> &StationKey {
-        &self.station
+    /// The signing key; `None` when the ledger was opened read-only.
+    pub fn station_key(&self) -> Option<&StationKey> {
+        self.station.as_ref()
+    }
+
+    /// The public key the audit head is checked against.
+    pub fn pinned_key(&self) -> Option<&[u8; 32]> {
+        self.pinned.as_ref()
     }
 
     /// Start a write transaction that takes the write lock at once, so two
     /// processes never interleave a read-modify-write.
     pub(crate) fn write_tx(&mut self) -> Result<Transaction<'_>, StoreError> {
+        if self.station.is_none() {
+            return Err(StoreError::ReadOnly);
+        }
         Ok(self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
@@ -164,30 +271,25 @@ impl Ledger {
         &self.conn
     }
 
-    pub(crate) fn parts(&mut self) -> (&mut Connection, &StationKey) {
-        (&mut self.conn, &self.station)
+    pub(crate) fn parts(&mut self) -> Result<(&mut Connection, &StationKey), StoreError> {
+        match &self.station {
+            Some(station) => Ok((&mut self.conn, station)),
+            None => Err(StoreError::ReadOnly),
+        }
     }
 
-    /// Remember the station's public key the first time, so `audit verify`
-    /// can check checkpoints without the private key.
-    fn record_station_key(&self) -> Result<(), StoreError> {
-        let ours = hex::encode(self.station.public_key());
-        self.conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('station_public_key', ?1)",
-            [&ours],
-        )?;
-        let recorded = meta_get(&self.conn, "station_public_key")?.unwrap_or_default();
-        if recorded != ours {
-            let recorded_id = hex::decode(&recorded)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .map_or_else(|| "(unreadable)".to_string(), |k| station_key::key_id(&k));
-            return Err(StoreError::StationKeyMismatch {
-                recorded: recorded_id,
-                given: self.station.key_id(),
-            });
+    /// A writer must hold the key that signed the current head.
+    fn check_head_key(&self) -> Result<(), StoreError> {
+        let Some(station) = &self.station else {
+            return Ok(());
+        };
+        match audit::stored_head(&self.conn)? {
+            Some(h) if h.key_id != station.key_id() => Err(StoreError::StationKeyMismatch {
+                recorded: h.key_id,
+                given: station.key_id(),
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// The latest trusted time seen (Unix seconds), for the clock-rollback
@@ -220,7 +322,10 @@ pub(crate) fn observe_time(tx: &Transaction<'_>, now: i64) -> Result<(), StoreEr
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+/// Upgrade to [`SCHEMA_VERSION`]. A ledger written before schema 3 gets a
+/// baseline audit row in the same transaction as the upgrade (see
+/// [`record_baseline`]), so it keeps verifying.
+fn migrate(conn: &mut Connection, station: &StationKey) -> Result<(), StoreError> {
     let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
@@ -234,11 +339,152 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         let now: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if now < *version {
             tx.execute_batch(sql)?;
+            if *version == 3 && now > 0 {
+                record_baseline(&tx, station, now)?;
+            }
             tx.pragma_update(None, "user_version", version)?;
         }
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Upgrading a ledger from schema `from` (1 or 2): its tables were written
+/// when the audit log did not cover them, so one `ledger.baseline` row
+/// records the digest of every row as it stands, and the first signed head
+/// covers the whole existing chain. What was changed before the upgrade
+/// stays unprovable either way; from here on every change is covered.
+fn record_baseline(
+    tx: &Transaction<'_>,
+    station: &StationKey,
+    from: u32,
+) -> Result<(), StoreError> {
+    let rows = replay::all_rows(tx)?;
+    let (audit_rows, at): (i64, Option<i64>) =
+        tx.query_row("SELECT count(*), max(at) FROM audit", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    if rows.is_empty() && audit_rows == 0 {
+        return Ok(());
+    }
+    let at = at.or(meta_get(tx, "latest_trusted_time")?.and_then(|t| t.parse().ok()));
+    let event = audit::AuditEvent {
+        actor: "keyward",
+        action: "ledger.baseline",
+        entity: "ledger",
+        entity_id: "",
+        detail: serde_json::json!({"from_schema": from, "to_schema": 3}),
+    };
+    audit::append_rows(tx, station, at.unwrap_or(0), &[event], &rows)?;
+    Ok(())
+}
+
+/// Remember which key writes this ledger, so a writer holding another
+/// station's key is stopped before it signs anything. This is a guard for
+/// writers only: `audit verify` never reads it (its key is pinned outside
+/// the database, where an attacker with the file cannot change it).
+fn record_station_key(conn: &Connection, station: &StationKey) -> Result<(), StoreError> {
+    let has_meta: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_meta {
+        return Ok(());
+    }
+    let ours = hex::encode(station.public_key());
+    conn.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('station_public_key', ?1)",
+        [&ours],
+    )?;
+    let recorded = meta_get(conn, "station_public_key")?.unwrap_or_default();
+    if recorded != ours {
+        let recorded = hex::decode(&recorded)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map_or_else(|| "(unreadable)".to_string(), |k| station_key::key_id(&k));
+        return Err(StoreError::StationKeyMismatch {
+            recorded,
+            given: station.key_id(),
+        });
+    }
+    Ok(())
+}
+
+/// Create `dir` (and parents) when missing; `dir` itself gets exactly mode
+/// 0750 (chmod after creating, so the umask does not decide).
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+}
+
+/// Create `path` empty with exactly `mode` (set with fchmod, so the umask
+/// cannot widen or narrow it); an existing file is left alone.
+pub(crate) fn create_private_file(path: &Path, mode: u32) -> std::io::Result<bool> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+    {
+        Ok(f) => {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            f.sync_all()?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// A read-only connection through a `file:` URI; `immutable` reads the
+/// file without locks or a -shm (only for a file nothing can write).
+fn open_ro(path: &Path, immutable: bool) -> Result<Connection, StoreError> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str(if immutable {
+        "?mode=ro&immutable=1"
+    } else {
+        "?mode=ro"
+    });
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(&uri, flags).map_err(err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    conn.pragma_update(None, "query_only", true).map_err(err)?;
+    // Opening is lazy: read the schema now so a file that cannot be read
+    // fails here, not in the middle of a command.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(err)?;
+    Ok(conn)
 }
 
 /// Unix seconds as RFC 3339, for messages and JSON.

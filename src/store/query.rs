@@ -62,6 +62,15 @@ fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<BindingSummary> {
     })
 }
 
+/// A state this build does not know is damage (written around keyward),
+/// never something to print as if it were a binding's state.
+fn check_state(b: &BindingSummary) -> Result<(), StoreError> {
+    b.state
+        .parse::<BindingState>()
+        .map(drop)
+        .map_err(|e| StoreError::Corrupt(format!("binding {}: {e}", b.id)))
+}
+
 impl Ledger {
     pub fn list_bindings(
         &self,
@@ -73,7 +82,9 @@ impl Ledger {
         );
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params![subject, state.map(|s| s.as_str())], summary)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let list: Vec<BindingSummary> = rows.collect::<Result<_, _>>()?;
+        list.iter().try_for_each(check_state)?;
+        Ok(list)
     }
 
     pub fn show_binding(&self, id: &str) -> Result<BindingDetail, StoreError> {
@@ -82,6 +93,7 @@ impl Ledger {
             .query_row(&format!("{SUMMARY} WHERE b.id = ?1"), [id], summary)
             .optional()?
             .ok_or_else(|| StoreError::BindingNotFound(id.to_string()))?;
+        check_state(&s)?;
         let (policy, reason, replaced_by, lifecycle) = conn.query_row(
             "SELECT policy, state_reason, replaced_by, suspended_at, lost_at, revoked_at, replaced_at, returned_at FROM bindings WHERE id = ?1",
             [id],

@@ -183,7 +183,7 @@ impl Ledger {
         actor: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let (conn, station) = self.parts();
+        let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let kind: Option<(String, Option<String>)> = tx
             .query_row("SELECT kind, outcome FROM runs WHERE id = ?1", [id], |r| {

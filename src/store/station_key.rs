@@ -1,12 +1,14 @@
-//! The station's Ed25519 key, which signs audit checkpoints. Generated on
-//! first run and kept beside the ledger with mode 0600.
+//! The station's Ed25519 key, which signs the audit head. Generated on
+//! first run and kept beside the ledger with mode 0600, with its public half
+//! in `station.pub` (PEM SubjectPublicKeyInfo, mode 0644): the pin that
+//! `audit verify` checks the head against, kept outside the database.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -23,6 +25,20 @@ pub enum StationKeyError {
     Malformed { path: PathBuf },
     #[error("the station key {path} is readable by others (mode {mode:o}); run chmod 600 on it")]
     TooOpen { path: PathBuf, mode: u32 },
+    #[error(
+        "no station public key at {path}: audit verify needs the pinned key of the station that wrote the ledger; copy that station's station.pub there (the registry holds the authoritative copy)"
+    )]
+    NoPin { path: PathBuf },
+    #[error("the station public key {path} is not an Ed25519 public key PEM")]
+    MalformedPin { path: PathBuf },
+    #[error(
+        "the station public key {path} (key {pinned}) is not the public half of the station key (key {key}); restore the right station.pub or station.key, never re-pin a key without checking it against the registry"
+    )]
+    PinMismatch {
+        path: PathBuf,
+        pinned: String,
+        key: String,
+    },
 }
 
 /// The station signing key.
@@ -41,6 +57,49 @@ pub fn path_beside(db: &Path) -> PathBuf {
     db.parent().unwrap_or(Path::new(".")).join("station.key")
 }
 
+/// `station.pub` in the ledger's directory: PEM SPKI Ed25519, written when
+/// the key is created.
+pub fn public_path_beside(db: &Path) -> PathBuf {
+    db.parent().unwrap_or(Path::new(".")).join("station.pub")
+}
+
+/// The pinned station public key at `path` (never created or rewritten
+/// here: a missing or unreadable pin is an error).
+pub fn load_pinned(path: &Path) -> Result<[u8; 32], StationKeyError> {
+    let pem = match fs::read_to_string(path) {
+        Ok(pem) => pem,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StationKeyError::NoPin {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(source) => {
+            return Err(StationKeyError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    VerifyingKey::from_public_key_pem(&pem)
+        .map(|k| k.to_bytes())
+        .map_err(|_| StationKeyError::MalformedPin {
+            path: path.to_path_buf(),
+        })
+}
+
+/// Write `bytes` to a new file with exactly `mode` (fchmod, whatever the
+/// umask), flushed to disk.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 impl StationKey {
     /// A fresh key (tests, first run).
     pub fn generate() -> StationKey {
@@ -51,13 +110,16 @@ impl StationKey {
         }
     }
 
-    /// Load the key at `path`, or generate and store one (mode 0600).
+    /// Load the key at `path`, or generate and store one (mode 0600) with
+    /// its `station.pub` beside it (mode 0644). A `station.pub` that is not
+    /// this key's public half is an error; a missing one (a station from
+    /// before schema 3) is written from the key.
     pub fn load_or_create(path: &Path) -> Result<StationKey, StationKeyError> {
         let io = |source| StationKeyError::Io {
             path: path.to_path_buf(),
             source,
         };
-        match fs::read_to_string(path) {
+        let key = match fs::read_to_string(path) {
             Ok(pem) => {
                 let mode = fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
@@ -70,7 +132,7 @@ impl StationKey {
                     SigningKey::from_pkcs8_pem(&pem).map_err(|_| StationKeyError::Malformed {
                         path: path.to_path_buf(),
                     })?;
-                Ok(StationKey { key })
+                StationKey { key }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let k = StationKey::generate();
@@ -80,19 +142,40 @@ impl StationKey {
                     }
                 })?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    fs::create_dir_all(dir).map_err(io)?;
+                    super::create_private_dir(dir).map_err(io)?;
                 }
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(io)?;
-                f.write_all(pem.as_bytes()).map_err(io)?;
-                f.sync_all().map_err(io)?;
-                Ok(k)
+                write_new(path, pem.as_bytes(), 0o600).map_err(io)?;
+                k
             }
-            Err(e) => Err(io(e)),
+            Err(e) => return Err(io(e)),
+        };
+        key.pin_beside(path)?;
+        Ok(key)
+    }
+
+    /// Check `station.pub` beside the key file, writing it when missing.
+    fn pin_beside(&self, key_path: &Path) -> Result<(), StationKeyError> {
+        let path = key_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("station.pub");
+        match load_pinned(&path) {
+            Ok(pinned) if pinned == self.public_key() => Ok(()),
+            Ok(pinned) => Err(StationKeyError::PinMismatch {
+                path,
+                pinned: key_id(&pinned),
+                key: self.key_id(),
+            }),
+            Err(StationKeyError::NoPin { .. }) => {
+                let pem = self
+                    .key
+                    .verifying_key()
+                    .to_public_key_pem(Default::default())
+                    .map_err(|_| StationKeyError::MalformedPin { path: path.clone() })?;
+                write_new(&path, pem.as_bytes(), 0o644)
+                    .map_err(|source| StationKeyError::Io { path, source })
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -24,6 +24,7 @@ use serde_json::json;
 use super::audit::{self, AuditEvent};
 use super::enroll::{DeviceRecord, TicketRecord};
 use super::lifecycle::{BindingState, Change, transition_in};
+use super::replay::RowRef;
 use super::{Ledger, StoreError, observe_time, outbox, rfc3339};
 
 /// Why a binding is revoked.
@@ -180,7 +181,7 @@ impl Ledger {
         actor: &str,
         now: i64,
     ) -> Result<BindingState, StoreError> {
-        let (conn, station) = self.parts();
+        let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let change = Change {
             id,
@@ -317,7 +318,7 @@ impl Ledger {
             .as_deref()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| StoreError::InvalidRecord("a returned key needs a serial".into()))?;
-        let (conn, station) = self.parts();
+        let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let device_id = match r.binding {
             Some(b) => {
@@ -373,7 +374,7 @@ impl Ledger {
             RESET_PENDING,
             now,
         )?;
-        audit::append(
+        audit::append_rows(
             &tx,
             station,
             now,
@@ -384,6 +385,7 @@ impl Ledger {
                 entity_id: serial,
                 detail: json!({"binding": r.binding, "proof": r.proof, "stock": "quarantined", "note": RESET_PENDING}),
             }],
+            &[RowRef::new("devices", device_id)],
         )?;
         observe_time(&tx, now)?;
         tx.commit()?;
@@ -431,7 +433,7 @@ impl Ledger {
         actor: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let (conn, station) = self.parts();
+        let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let row: Option<(String, Option<String>, Option<String>)> = tx
             .query_row(
@@ -493,7 +495,7 @@ impl Ledger {
     /// nothing, if the ticket was consumed before or the binding is no
     /// longer active.
     pub fn commit_unblock(&mut self, u: &UnblockRecord<'_>, now: i64) -> Result<(), StoreError> {
-        let (conn, station) = self.parts();
+        let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let state: Option<String> = tx
             .query_row(
@@ -514,7 +516,7 @@ impl Ledger {
         }
         super::enroll::consume_ticket(&tx, u.ticket, u.subject, now)?;
         let t = u.ticket;
-        audit::append(
+        audit::append_rows(
             &tx,
             station,
             now,
@@ -534,6 +536,7 @@ impl Ledger {
                     detail: json!({"subject": u.subject, "ticket": t.jti, "changed": u.changed}),
                 },
             ],
+            &[RowRef::new("tickets", &t.jti)],
         )?;
         outbox::enqueue(
             &tx,

@@ -239,8 +239,11 @@ impl Client {
         let body = serde_json::to_vec(push).expect("a push serialises");
         let mut nonce = [0u8; 16];
         crate::random::fill(&mut nonce);
+        let key = ledger.station_key().ok_or_else(|| {
+            SyncError::Config("the ledger is open read-only: pushing needs the station key".into())
+        })?;
         let h = signature::sign(
-            ledger.station_key(),
+            key,
             "POST",
             wire::PUSH_PATH,
             &body,

@@ -289,7 +289,8 @@ mod tests {
     #[test]
     fn refuses_bad_pushes() {
         let ok = sample();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Push)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Push)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("version", Box::new(|p| p.v = 2)),
             ("station", Box::new(|p| p.station = "a b".into())),
             ("event id", Box::new(|p| p.events[0].event_id = "x".into())),

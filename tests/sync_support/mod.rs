@@ -189,7 +189,7 @@ impl Station {
     }
 
     pub fn public_key(&self) -> [u8; 32] {
-        self.ledger.station_key().public_key()
+        self.ledger.station_key().unwrap().public_key()
     }
 
     pub fn key_path(&self) -> PathBuf {
