@@ -266,13 +266,12 @@ impl PgRegistry {
                 .map(|r| r.get(0))
                 .collect();
             stored = inserted.len() as u64;
-            for e in push
+            let changes = push
                 .events
                 .iter()
                 .filter(|e| inserted.contains(&e.event_id))
-            {
-                apply_binding(&tx, &push.station, chain::binding_change(e), e.created_at).await?;
-            }
+                .map(|e| (chain::binding_change(e), e.created_at));
+            apply_bindings(&tx, &push.station, changes).await?;
         }
         let signed = push
             .head
@@ -366,36 +365,62 @@ impl PgRegistry {
     }
 }
 
-async fn apply_binding(
+/// Apply binding changes in event order with two statements: every
+/// creation (`UNNEST`), then each binding's last state.
+async fn apply_bindings(
     tx: &deadpool_postgres::Transaction<'_>,
     station: &str,
-    change: BindingChange,
-    at: i64,
+    changes: impl Iterator<Item = (BindingChange, i64)>,
 ) -> Result<(), RegistryError> {
-    match change {
-        BindingChange::Created {
-            binding,
-            subject,
-            serial,
-            replaces,
-        } => {
-            tx.execute(
-                "INSERT INTO bindings(binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 'active', $5, $6, $6) ON CONFLICT DO NOTHING",
-                &[&binding, &station, &subject, &serial, &replaces, &at],
-            )
-            .await
-            .map_err(pg)?;
+    let (mut ids, mut subjects, mut serials, mut replaces, mut ats) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut last: std::collections::HashMap<String, (String, i64)> = Default::default();
+    for (change, at) in changes {
+        match change {
+            BindingChange::Created {
+                binding,
+                subject,
+                serial,
+                replaces: r,
+            } => {
+                ids.push(binding);
+                subjects.push(subject);
+                serials.push(serial);
+                replaces.push(r);
+                ats.push(at);
+            }
+            BindingChange::State { binding, state } => {
+                last.insert(binding, (state, at));
+            }
+            BindingChange::None => {}
         }
-        BindingChange::State { binding, state } => {
-            tx.execute(
-                "UPDATE bindings SET state = $2, updated_at = $3 WHERE binding_id = $1",
-                &[&binding, &state, &at],
-            )
-            .await
-            .map_err(pg)?;
+    }
+    if !ids.is_empty() {
+        tx.execute(
+            "INSERT INTO bindings(binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at)
+             SELECT u.id, $1, u.subject, u.serial, 'active', u.replaces, u.at, u.at
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS u(id, subject, serial, replaces, at)
+             ON CONFLICT DO NOTHING",
+            &[&station, &ids, &subjects, &serials, &replaces, &ats],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    if !last.is_empty() {
+        let (mut b, mut st, mut at) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, (state, t)) in last {
+            b.push(id);
+            st.push(state);
+            at.push(t);
         }
-        BindingChange::None => {}
+        tx.execute(
+            "UPDATE bindings SET state = u.state, updated_at = u.at
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(id, state, at)
+             WHERE bindings.binding_id = u.id",
+            &[&b, &st, &at],
+        )
+        .await
+        .map_err(pg)?;
     }
     Ok(())
 }
