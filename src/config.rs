@@ -56,6 +56,9 @@ pub struct Config {
     /// Read by bulk issuance (docs/bulk.md).
     #[serde(default)]
     pub bulk: Option<toml::Table>,
+    /// Sync to the central registry (docs/sync.md).
+    #[serde(default)]
+    pub sync: SyncSection,
     /// The directory relative paths are resolved against.
     #[serde(skip)]
     pub base: PathBuf,
@@ -116,6 +119,42 @@ impl Default for AttestationSection {
             mds: None,
             mds_root: None,
         }
+    }
+}
+
+/// `[sync]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    /// The registry's base URL: `https://…`, or `http://` to a loopback
+    /// address only.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// PEM CA certificates to trust for the registry instead of the
+    /// platform's roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Time between pushes when the outbox is drained (`keyward sync` and
+    /// the daemon), e.g. "30s", "5m"; default 60 s.
+    #[serde(default, with = "humantime_opt")]
+    pub interval: Option<std::time::Duration>,
+}
+
+mod humantime_opt {
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| {
+            humantime::parse_duration(&s).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "{s:?} is not a duration like \"30s\" or \"5m\": {e}"
+                ))
+            })
+        })
+        .transpose()
     }
 }
 

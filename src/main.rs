@@ -37,6 +37,9 @@ fn main() -> ExitCode {
         Commands::Station(cmd) => keyward::cli::station::run(cmd, &cli.global),
         Commands::Completions(args) => keyward::cli::completions::completions(&args),
         Commands::Manpages(args) => keyward::cli::completions::manpages(&args),
+        Commands::Sync(args) => keyward::cli::sync::run(args, &cli.global),
+        Commands::Outbox(cmd) => keyward::cli::outbox::run(cmd, &cli.global),
+        Commands::Registry(cmd) => keyward::cli::registry::run(cmd, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

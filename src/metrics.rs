@@ -80,6 +80,8 @@ pub struct DaemonGauges {
     pub devices_present: u64,
     pub jobs_running: u64,
     pub uptime_seconds: u64,
+    /// The outbox's sync state and the time now (Unix seconds).
+    pub sync: Option<(crate::store::outbox::SyncState, i64)>,
 }
 
 /// Prometheus text exposition: counters over the whole ledger (`total`),
@@ -237,7 +239,40 @@ fn exception_rate(w: &mut Writer, s: &Summary) {
     );
 }
 
+fn sync_gauges(w: &mut Writer, s: &crate::store::outbox::SyncState, now: i64) {
+    w.metric(
+        "keyward_sync_backlog",
+        "gauge",
+        "Outbox events not yet acknowledged by the registry.",
+        &[(&[], s.backlog as f64)],
+    );
+    w.metric(
+        "keyward_sync_oldest_undelivered_age_seconds",
+        "gauge",
+        "Age of the oldest undelivered outbox event (0 when none).",
+        &[(
+            &[],
+            s.oldest_pending_at.map_or(0, |t| (now - t).max(0)) as f64,
+        )],
+    );
+    w.metric(
+        "keyward_sync_last_success_timestamp_seconds",
+        "gauge",
+        "When the registry last acknowledged a push (0: never).",
+        &[(&[], s.last_success_at.unwrap_or(0) as f64)],
+    );
+    w.metric(
+        "keyward_sync_delivery_errors_total",
+        "counter",
+        "Pushes that failed (network, refusal or registry error).",
+        &[(&[], s.delivery_errors as f64)],
+    );
+}
+
 fn daemon_gauges(w: &mut Writer, d: &DaemonGauges) {
+    if let Some((s, now)) = &d.sync {
+        sync_gauges(w, s, *now);
+    }
     w.metric(
         "keyward_devices_present",
         "gauge",

@@ -113,6 +113,7 @@ fn api_answers_health_devices_errors_and_metrics_then_sigterm_exits_0() {
         "{text}"
     );
     assert!(text.contains("\nkeyward_exception_rate_exceeded 0\n"));
+    assert!(text.contains("\nkeyward_sync_backlog 0\n"), "{text}");
     {
         let mut l = Ledger::open_default_key(&d.db).unwrap();
         let now = std::time::SystemTime::now()

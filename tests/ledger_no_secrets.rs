@@ -1,7 +1,8 @@
 //! No secret reaches the ledger: provision a PIV key on the simulator
 //! through pcscd with a chosen PIN, PUK and a rotated management key, record
 //! the enrollment, then scan every file of the database (main, WAL, shared
-//! memory) for those secrets in ASCII, hex and raw bytes.
+//! memory), and the sync push and bundle built from it, for those secrets
+//! in ASCII, hex and raw bytes.
 
 mod common;
 
@@ -109,4 +110,33 @@ fn a_full_piv_enrollment_leaves_no_pin_puk_or_management_key_in_the_ledger() {
         }
     }
     assert!(files >= 2, "scanned the database and its WAL");
+
+    // Nor the sync wire: the push and the air-gap bundle built from this
+    // ledger carry none of them.
+    let opts = keyward::sync::client::Options::new("http://127.0.0.1:1", "kiosk-7");
+    let (push, ids) = keyward::sync::client::next_push(&ledger, &opts)
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    let body = serde_json::to_vec(&push).unwrap();
+    let bundle = serde_json::to_vec(&keyward::sync::bundle::seal(
+        ledger.station_key().unwrap(),
+        &push,
+        1_800_000_000,
+    ))
+    .unwrap();
+    for (what, secret) in [
+        ("PIN", pin.expose_secret()),
+        ("PUK", puk.expose_secret()),
+        ("management key", mgmt.expose_secret()),
+    ] {
+        for n in needles(secret) {
+            for (name, bytes) in [("push", &body), ("bundle", &bundle)] {
+                assert!(
+                    !bytes.windows(n.len()).any(|w| w == n.as_slice()),
+                    "the {what} is in the sync {name}"
+                );
+            }
+        }
+    }
 }

@@ -147,6 +147,13 @@ pub fn run(args: DaemonArgs, global: &GlobalArgs) -> Result<()> {
         tracing::warn!("socket mode {m:o} set by --danger-socket-mode");
         dc.socket_mode = m;
     }
+    if let Some(c) = &config
+        && let Some(registry) = &c.sync.registry
+    {
+        let mut o = crate::sync::client::Options::new(registry, &c.station);
+        o.ca = c.sync.ca.as_deref().map(|p| c.resolve(p));
+        dc.sync = Some((o, c.sync.interval.unwrap_or(Duration::from_secs(60))));
+    }
     match &config {
         // The packaged example: the daemon serves devices and refuses
         // enrollments until an issuer is configured (docs/install.md).

@@ -111,7 +111,7 @@ pub struct UnblockArgs {
 }
 
 /// The configuration: `--config`, else the default file.
-fn config(g: &GlobalArgs) -> Result<Config> {
+pub(crate) fn config(g: &GlobalArgs) -> Result<Config> {
     let path = g
         .config
         .clone()
@@ -120,7 +120,7 @@ fn config(g: &GlobalArgs) -> Result<Config> {
 }
 
 /// The ledger path: `--db`, else the configuration's, else the default.
-fn ledger_path(g: &GlobalArgs, c: Option<&Config>) -> PathBuf {
+pub(crate) fn ledger_path(g: &GlobalArgs, c: Option<&Config>) -> PathBuf {
     super::ledger_of(g, c)
 }
 

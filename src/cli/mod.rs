@@ -17,10 +17,14 @@ pub mod fido;
 pub mod ledger;
 pub mod lifecycle;
 pub mod mds;
+pub mod outbox;
 pub mod piv;
+pub mod registry;
 pub mod report;
 pub mod sim;
 pub mod station;
+pub mod station_show;
+pub mod sync;
 pub mod ticket;
 
 /// Provision hardware security keys (FIDO2, PIV) against signed tickets,
@@ -120,8 +124,8 @@ pub enum Commands {
     /// what the station will trust and do (like `sshd -t`)
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
-    /// Set up a production station: configuration, issuer trust, policy
-    /// profile and ledger location
+    /// Set up a production station (configuration, issuer trust, policy
+    /// profile, ledger location), or show its identity for the registry
     #[command(subcommand)]
     Station(station::StationCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -129,6 +133,17 @@ pub enum Commands {
     /// Write the man pages (keyward.1, one per subcommand) into a directory
     #[command(hide = true)]
     Manpages(completions::ManpagesArgs),
+    /// Push the outbox and the audit chain to the central registry
+    /// (docs/sync.md); `keyward sync status` shows the backlog
+    Sync(sync::SyncArgs),
+    /// List the events waiting for the registry, or export them as a signed
+    /// bundle for an air-gapped kiosk
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
+    /// The central registry: serve it, enroll stations, query the fleet's
+    /// events and bindings, import bundles (--db FILE|postgres://…)
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 /// Failures with their own documented exit codes (see [`Failure::exit_code`]).

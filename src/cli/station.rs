@@ -27,6 +27,9 @@ pub enum StationCommand {
     /// ledger location, the trusted ticket issuer and a policy profile
     /// (docs/install.md)
     Init(InitArgs),
+    /// The station id, the public key (PEM) the registry must enroll, and
+    /// the current signed audit head (docs/sync.md)
+    Show,
 }
 
 /// `keyward station init`
@@ -134,6 +137,7 @@ pub const DEFAULT_LEDGER: &str = "/var/lib/keyward/ledger.db";
 pub fn run(cmd: StationCommand, global: &GlobalArgs) -> Result<()> {
     match cmd {
         StationCommand::Init(a) => init(&a, global),
+        StationCommand::Show => super::station_show::show(global),
     }
 }
 

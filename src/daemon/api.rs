@@ -234,11 +234,13 @@ async fn metrics(shared: &Arc<Shared>) -> Result<Response<Body>, ApiError> {
         let window = ledger
             .stats(now.saturating_sub(s.exception_window_secs), now + 1)
             .map_err(|e| e.to_string())?;
+        let sync = ledger.sync_state().map_err(|e| e.to_string())?;
         drop(ledger);
         let gauges = DaemonGauges {
             devices_present: s.devices().len() as u64,
             jobs_running: s.jobs_running() as u64,
             uptime_seconds: s.started.elapsed().as_secs(),
+            sync: Some((sync, now)),
         };
         Ok(metrics::prometheus(
             &total,

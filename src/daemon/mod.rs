@@ -71,6 +71,8 @@ pub struct DaemonConfig {
     pub danger_simulator: bool,
     /// Header-read and idle timeouts of API connections.
     pub timeouts: limits::Timeouts,
+    /// Push the outbox to the registry (`[sync] registry`) every interval.
+    pub sync: Option<(crate::sync::client::Options, Duration)>,
 }
 
 impl DaemonConfig {
@@ -90,6 +92,7 @@ impl DaemonConfig {
             station: None,
             danger_simulator: false,
             timeouts: limits::Timeouts::default(),
+            sync: None,
         }
     }
 }
@@ -169,6 +172,11 @@ async fn serve(
         "keyward daemon listening"
     );
     notify::notify("READY=1\nSTATUS=listening");
+    if let Some((opts, interval)) = config.sync.clone() {
+        // Its own ledger connection: a push waits on the network, never
+        // while holding the API's ledger lock. Cancelled with the runtime.
+        tokio::spawn(sync_task(opts, interval, config.db.clone()));
+    }
 
     let mut conns = JoinSet::new();
     loop {
@@ -366,4 +374,35 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
     if let Err(e) = result {
         tracing::debug!("connection ended: {e}");
     }
+}
+
+/// The daemon's sync task: drain the outbox to the registry every
+/// `interval`, backing off on failures (docs/sync.md).
+async fn sync_task(opts: crate::sync::client::Options, interval: Duration, db: PathBuf) {
+    let (mut ledger, client) = match (
+        Ledger::open_default_key(&db),
+        crate::sync::client::Client::new(opts),
+    ) {
+        (Ok(l), Ok(c)) => (l, c),
+        (Err(e), _) => return tracing::error!("sync disabled: opening the ledger: {e}"),
+        (_, Err(e)) => return tracing::error!("sync disabled: {e}"),
+    };
+    client
+        .run(
+            &mut ledger,
+            interval,
+            crate::sync::now,
+            |r| match r {
+                Ok(d) if d.pushes > 0 => tracing::info!(
+                    delivered = d.delivered,
+                    duplicates = d.duplicates,
+                    registry_head = d.registry_head,
+                    "sync: outbox drained"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("sync: {e}"),
+            },
+            std::future::pending(),
+        )
+        .await;
 }

@@ -114,6 +114,19 @@ fn chain_hash(prev: &[u8], content: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The chain hash of `row` after the row whose hash is `prev` (32 zero bytes
+/// before row 1). The sync registry recomputes pushed rows with it.
+pub fn row_hash(prev: &[u8], row: &AuditRow) -> [u8; 32] {
+    let e = AuditEvent {
+        actor: &row.actor,
+        action: &row.action,
+        entity: &row.entity,
+        entity_id: &row.entity_id,
+        detail: row.detail.clone(),
+    };
+    chain_hash(prev, &content(row.seq, row.at, &e))
+}
+
 fn head(conn: &Connection) -> Result<(i64, Vec<u8>), StoreError> {
     Ok(conn
         .query_row(
@@ -321,7 +334,7 @@ impl Ledger {
         )
     }
 
-    fn query_audit(
+    pub(crate) fn query_audit(
         &self,
         filter: &str,
         args: impl rusqlite::Params,

@@ -233,7 +233,7 @@ impl Ledger {
         outbox::enqueue(
             &tx,
             "binding.created",
-            &json!({"binding": new_id, "subject": rec.subject, "replaces": old, "at": rfc3339(now)}),
+            &json!({"binding": new_id, "subject": rec.subject, "replaces": old, "device": rec.device, "at": rfc3339(now)}),
             now,
         )?;
         outbox::enqueue(

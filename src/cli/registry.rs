@@ -1,0 +1,257 @@
+//! `keyward registry …`: serve the central registry and query it
+//! (docs/sync.md). `--db` names the registry database: a SQLite file, or
+//! `postgres://…` for a fleet.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use ed25519_dalek::pkcs8::DecodePublicKey;
+
+use super::{Failure, GlobalArgs};
+use crate::registry::{Registry, server};
+use crate::store::rfc3339;
+use crate::sync::bundle;
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Serve the registry over HTTP (plain HTTP on a loopback address, or
+    /// behind a TLS-terminating proxy with --behind-tls-proxy)
+    Serve(ServeArgs),
+    /// Enroll and list stations
+    #[command(subcommand)]
+    Stations(StationsCommand),
+    /// Events stored, by station and sequence number
+    Events {
+        #[arg(long, value_name = "ID")]
+        station: Option<String>,
+    },
+    /// The current state of every binding in the fleet
+    Bindings {
+        #[arg(long, value_name = "S")]
+        subject: Option<String>,
+        #[arg(long, value_name = "N")]
+        serial: Option<String>,
+    },
+    /// Stations whose audit chain forked or was cut back
+    Incidents,
+    /// Ingest a bundle written by `keyward outbox export` (exactly once, as
+    /// a push)
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Listen on a non-loopback address with plain HTTP: only behind a
+    /// proxy that terminates TLS
+    #[arg(long)]
+    pub behind_tls_proxy: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StationsCommand {
+    /// Enroll a station's public key (as `keyward station show` prints it)
+    Add {
+        #[arg(long, value_name = "ID")]
+        station_id: String,
+        /// PEM public key, or a file holding it
+        #[arg(long, value_name = "PEM")]
+        key: String,
+    },
+    /// List enrolled stations and the audit head the registry holds for each
+    List,
+}
+
+fn db(g: &GlobalArgs) -> Result<String> {
+    g.db.as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            Failure::Usage("give the registry database: --db FILE or --db postgres://…".into())
+                .into()
+        })
+}
+
+pub fn run(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(cmd, g))
+}
+
+async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
+    let reg = Registry::open(&db(g)?).await?;
+    let now = super::sync::now;
+    match cmd {
+        RegistryCommand::Serve(a) => serve(reg, a).await,
+        RegistryCommand::Stations(StationsCommand::Add { station_id, key }) => {
+            if !crate::sync::wire::valid_id(&station_id) {
+                return Err(Failure::Usage(format!(
+                    "station id {station_id:?}: 1-128 printable ASCII characters"
+                ))
+                .into());
+            }
+            let pem = if key.trim_start().starts_with("-----BEGIN") {
+                key
+            } else {
+                std::fs::read_to_string(&key)
+                    .with_context(|| format!("reading the key file {key}"))?
+            };
+            let vk = ed25519_dalek::VerifyingKey::from_public_key_pem(pem.trim())
+                .map_err(|_| Failure::Usage("--key is not an Ed25519 public key in PEM (as `keyward station show` prints)".into()))?;
+            reg.add_station(&station_id, &vk.to_bytes(), now()).await?;
+            println!(
+                "station {station_id} enrolled, key id {}",
+                crate::store::station_key::key_id(&vk.to_bytes())
+            );
+            Ok(())
+        }
+        RegistryCommand::Stations(StationsCommand::List) => {
+            let s = reg.stations().await?;
+            print(g.json, "stations", &s, |s| {
+                format!(
+                    "{}  key {}  audit head {}  {} event(s)  last seen {}",
+                    s.id,
+                    s.key_id,
+                    s.head_seq,
+                    s.events,
+                    s.last_seen.map_or_else(|| "never".into(), rfc3339)
+                )
+            })
+        }
+        RegistryCommand::Events { station } => {
+            let e = reg.events(station.as_deref()).await?;
+            print(g.json, "events", &e, |e| {
+                format!(
+                    "{} {:>6} {} {} {}",
+                    e.station_id,
+                    e.seq,
+                    e.event_id,
+                    e.kind,
+                    rfc3339(e.created_at)
+                )
+            })
+        }
+        RegistryCommand::Bindings { subject, serial } => {
+            let b = reg.bindings(subject.as_deref(), serial.as_deref()).await?;
+            print(g.json, "bindings", &b, |b| {
+                format!(
+                    "{}  {:<9} {}  serial {}  station {}  since {}",
+                    b.binding_id,
+                    b.state,
+                    b.subject,
+                    b.device_serial.as_deref().unwrap_or("-"),
+                    b.station_id,
+                    rfc3339(b.created_at)
+                )
+            })
+        }
+        RegistryCommand::Incidents => {
+            let i = reg.incidents().await?;
+            print(g.json, "incidents", &i, |i| {
+                format!(
+                    "{} {} {}: {}",
+                    rfc3339(i.at),
+                    i.station_id,
+                    i.kind,
+                    i.detail
+                )
+            })
+        }
+        RegistryCommand::Import { file } => import(&reg, &file, g.json).await,
+    }
+}
+
+fn print<T: serde::Serialize>(
+    json: bool,
+    name: &str,
+    rows: &[T],
+    line: impl Fn(&T) -> String,
+) -> Result<()> {
+    if json {
+        let mut doc = serde_json::json!({"version": 1});
+        doc[name] = serde_json::to_value(rows)?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if rows.is_empty() {
+        println!("no {name}");
+    } else {
+        for r in rows {
+            println!("{}", line(r));
+        }
+    }
+    Ok(())
+}
+
+async fn import(reg: &Registry, file: &PathBuf, json: bool) -> Result<()> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .with_context(|| format!("opening {}", file.display()))?
+        .take(bundle::MAX_BUNDLE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let b = bundle::parse(&bytes).map_err(|e| Failure::Verification(e.to_string()))?;
+    let key = reg.station_key(&b.station).await?.ok_or_else(|| {
+        Failure::Verification(
+            crate::registry::RegistryError::UnknownStation(b.station.clone()).to_string(),
+        )
+    })?;
+    let push = bundle::open(&b, &key).map_err(|e| Failure::Verification(e.to_string()))?;
+    let ack = reg
+        .ingest(&push, None, super::sync::now())
+        .await
+        .map_err(|e| Failure::Verification(format!("{e} ({})", e.code())))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ack)?);
+    } else {
+        println!(
+            "imported {}: {} event(s) stored, {} already held, audit chain of {} now at row {}",
+            file.display(),
+            ack.stored,
+            ack.duplicates,
+            b.station,
+            ack.head.seq
+        );
+    }
+    Ok(())
+}
+
+async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
+    if !a.listen.ip().is_loopback() && !a.behind_tls_proxy {
+        return Err(Failure::Usage(format!(
+            "refusing to serve plain HTTP on {}: listen on a loopback address, or put a TLS-terminating proxy in front and add --behind-tls-proxy",
+            a.listen
+        ))
+        .into());
+    }
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    eprintln!(
+        "keyward registry: listening on http://{} ({:?})",
+        listener.local_addr()?,
+        reg
+    );
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    };
+    server::serve(
+        Arc::new(reg),
+        listener,
+        Arc::new(super::sync::now),
+        shutdown,
+    )
+    .await
+    .context("serving")?;
+    Ok(())
+}

@@ -1,0 +1,426 @@
+//! The registry on PostgreSQL, for a fleet: a small connection pool
+//! (deadpool), each push one transaction with the station's row locked
+//! (`SELECT … FOR UPDATE`), events and audit rows inserted in one statement
+//! each (`UNNEST`). Migrations are numbered in `schema_migrations`, applied
+//! under an advisory lock so two registries starting at once do not race.
+
+use std::collections::HashSet;
+
+use deadpool_postgres::{Pool, PoolConfig, Runtime};
+use tokio_postgres::NoTls;
+
+use super::chain::{self, BindingChange, ChainHead};
+use super::{
+    BindingRow, EventRow, Incident, NONCE_KEEP_SECS, Nonce, RegistryError, StationInfo, db_err,
+    hash_map,
+};
+use crate::store::station_key;
+use crate::sync::wire::{Ack, Push};
+
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/postgres/0001_initial.sql"))];
+/// Connections per registry process.
+pub const POOL_SIZE: usize = 16;
+
+/// An open PostgreSQL registry.
+#[derive(Clone)]
+pub struct PgRegistry {
+    pool: Pool,
+}
+
+fn pg(e: impl std::fmt::Display) -> RegistryError {
+    db_err("query failed", e)
+}
+
+impl PgRegistry {
+    pub async fn open(url: &str) -> Result<PgRegistry, RegistryError> {
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.to_string());
+        cfg.pool = Some(PoolConfig::new(POOL_SIZE));
+        let pool = cfg
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| db_err("URL", e))?;
+        let mut c = pool
+            .get()
+            .await
+            .map_err(|e| db_err("server cannot be reached", e))?;
+        let tx = c.transaction().await.map_err(pg)?;
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(7260837716);
+             CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+        )
+        .await
+        .map_err(pg)?;
+        let found: i32 = tx
+            .query_one(
+                "SELECT COALESCE(max(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        let latest = MIGRATIONS[MIGRATIONS.len() - 1].0;
+        if found > latest {
+            return Err(db_err(
+                "schema",
+                format!("version {found} is newer than this keyward ({latest}); upgrade keyward"),
+            ));
+        }
+        for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+            tx.batch_execute(sql).await.map_err(pg)?;
+            tx.execute("INSERT INTO schema_migrations(version) VALUES ($1)", &[v])
+                .await
+                .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(PgRegistry { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, RegistryError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| db_err("server cannot be reached", e))
+    }
+
+    pub async fn add_station(
+        &self,
+        id: &str,
+        key: &[u8; 32],
+        now: i64,
+    ) -> Result<(), RegistryError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "INSERT INTO stations(id, public_key, key_id, added_at, head_hash) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO NOTHING",
+                &[&id, &key.as_slice(), &station_key::key_id(key), &now, &[0u8; 32].as_slice()],
+            )
+            .await
+            .map_err(pg)?;
+        if n == 0 {
+            return Err(RegistryError::StationExists(id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn stations(&self) -> Result<Vec<StationInfo>, RegistryError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT id, key_id, added_at, head_seq, head_hash, last_seen,
+                        (SELECT count(*) FROM events e WHERE e.station_id = s.id)
+                 FROM stations s ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| StationInfo {
+                id: r.get(0),
+                key_id: r.get(1),
+                added_at: r.get(2),
+                head_seq: r.get(3),
+                head_hash: hex::encode(r.get::<_, Vec<u8>>(4)),
+                last_seen: r.get(5),
+                events: r.get(6),
+            })
+            .collect())
+    }
+
+    pub async fn station_key(&self, id: &str) -> Result<Option<[u8; 32]>, RegistryError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt("SELECT public_key FROM stations WHERE id = $1", &[&id])
+            .await
+            .map_err(pg)?;
+        Ok(row.and_then(|r| r.get::<_, Vec<u8>>(0).try_into().ok()))
+    }
+
+    pub async fn record_incident(
+        &self,
+        station: &str,
+        kind: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), RegistryError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO incidents(station_id, kind, detail, at) VALUES ($1, $2, $3, $4)",
+            &[&station, &kind, &detail, &now],
+        )
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+
+    pub async fn ingest(
+        &self,
+        push: &Push,
+        nonce: Option<&Nonce>,
+        now: i64,
+    ) -> Result<Ack, RegistryError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT public_key, head_seq, head_hash FROM stations WHERE id = $1 FOR UPDATE",
+                &[&push.station],
+            )
+            .await
+            .map_err(pg)?
+        else {
+            return Err(RegistryError::UnknownStation(push.station.clone()));
+        };
+        let key: [u8; 32] = row
+            .get::<_, Vec<u8>>(0)
+            .try_into()
+            .map_err(|_| db_err("station key", "length"))?;
+        let registry = ChainHead {
+            seq: row.get(1),
+            hash: row
+                .get::<_, Vec<u8>>(2)
+                .try_into()
+                .map_err(|_| db_err("head hash", "length"))?,
+        };
+        if let Some(n) = nonce {
+            tx.execute(
+                "DELETE FROM nonces WHERE station_id = $1 AND created < $2",
+                &[&push.station, &(now - NONCE_KEEP_SECS)],
+            )
+            .await
+            .map_err(pg)?;
+            let fresh = tx
+                .execute(
+                    "INSERT INTO nonces(station_id, nonce, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&push.station, &n.nonce, &n.created],
+                )
+                .await
+                .map_err(pg)?;
+            if fresh == 0 {
+                return Err(RegistryError::Replayed);
+            }
+        }
+        let needed = chain::needed(push, registry.seq);
+        let known = if needed.is_empty() {
+            Vec::new()
+        } else {
+            tx.query(
+                "SELECT seq, hash FROM audit_rows WHERE station_id = $1 AND seq = ANY($2)",
+                &[&push.station, &needed],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
+            .collect()
+        };
+        let ext =
+            chain::check(&key, registry, &hash_map(known), push).map_err(RegistryError::Chain)?;
+        let new_rows = &push.audit.rows[ext.first_new..];
+        if !new_rows.is_empty() {
+            let col = |f: fn(&crate::sync::wire::WireAuditRow) -> String| {
+                new_rows.iter().map(f).collect::<Vec<String>>()
+            };
+            let seqs: Vec<i64> = new_rows.iter().map(|r| r.seq).collect();
+            let ats: Vec<i64> = new_rows.iter().map(|r| r.at).collect();
+            let hashes: Vec<Vec<u8>> = new_rows
+                .iter()
+                .map(|r| hex::decode(&r.hash).unwrap_or_default())
+                .collect();
+            tx.execute(
+                "INSERT INTO audit_rows(station_id, seq, at, actor, action, entity, entity_id, detail, hash)
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[])",
+                &[
+                    &push.station,
+                    &seqs,
+                    &ats,
+                    &col(|r| r.actor.clone()),
+                    &col(|r| r.action.clone()),
+                    &col(|r| r.entity.clone()),
+                    &col(|r| r.entity_id.clone()),
+                    &col(|r| r.detail.to_string()),
+                    &hashes,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let mut stored = 0u64;
+        if !push.events.is_empty() {
+            let ids: Vec<String> = push.events.iter().map(|e| e.event_id.clone()).collect();
+            let seqs: Vec<i64> = push.events.iter().map(|e| e.seq).collect();
+            let kinds: Vec<String> = push.events.iter().map(|e| e.kind.clone()).collect();
+            let payloads: Vec<String> = push.events.iter().map(|e| e.payload.to_string()).collect();
+            let created: Vec<i64> = push.events.iter().map(|e| e.created_at).collect();
+            let inserted: HashSet<String> = tx
+                .query(
+                    "INSERT INTO events(station_id, event_id, seq, kind, payload, created_at, received_at)
+                     SELECT $1, u.*, $7 FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[]) AS u
+                     ON CONFLICT DO NOTHING RETURNING event_id",
+                    &[&push.station, &ids, &seqs, &kinds, &payloads, &created, &now],
+                )
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            stored = inserted.len() as u64;
+            let changes = push
+                .events
+                .iter()
+                .filter(|e| inserted.contains(&e.event_id))
+                .map(|e| (chain::binding_change(e), e.created_at));
+            apply_bindings(&tx, &push.station, changes).await?;
+        }
+        let signed = push
+            .head
+            .as_ref()
+            .map(|h| serde_json::to_string(h).unwrap_or_default());
+        tx.execute(
+            "UPDATE stations SET head_seq = $2, head_hash = $3, signed_head = COALESCE($4, signed_head), last_seen = $5 WHERE id = $1",
+            &[&push.station, &ext.head.seq, &ext.head.hash.as_slice(), &signed, &now],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(super::ack(push, stored, ext.head))
+    }
+
+    pub async fn events(&self, station: Option<&str>) -> Result<Vec<EventRow>, RegistryError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT station_id, event_id, seq, kind, payload, created_at, received_at FROM events
+                 WHERE $1::text IS NULL OR station_id = $1 ORDER BY station_id, seq",
+                &[&station],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let p: String = r.get(4);
+                EventRow {
+                    station_id: r.get(0),
+                    event_id: r.get(1),
+                    seq: r.get(2),
+                    kind: r.get(3),
+                    payload: serde_json::from_str(&p).unwrap_or(serde_json::Value::String(p)),
+                    created_at: r.get(5),
+                    received_at: r.get(6),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn bindings(
+        &self,
+        subject: Option<&str>,
+        serial: Option<&str>,
+    ) -> Result<Vec<BindingRow>, RegistryError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at
+                 FROM bindings WHERE ($1::text IS NULL OR subject = $1) AND ($2::text IS NULL OR device_serial = $2)
+                 ORDER BY created_at, binding_id",
+                &[&subject, &serial],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| BindingRow {
+                binding_id: r.get(0),
+                station_id: r.get(1),
+                subject: r.get(2),
+                device_serial: r.get(3),
+                state: r.get(4),
+                replaces: r.get(5),
+                created_at: r.get(6),
+                updated_at: r.get(7),
+            })
+            .collect())
+    }
+
+    pub async fn incidents(&self) -> Result<Vec<Incident>, RegistryError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT station_id, kind, detail, at FROM incidents ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| Incident {
+                station_id: r.get(0),
+                kind: r.get(1),
+                detail: r.get(2),
+                at: r.get(3),
+            })
+            .collect())
+    }
+}
+
+/// Apply binding changes in event order with two statements: every
+/// creation (`UNNEST`), then each binding's last state.
+async fn apply_bindings(
+    tx: &deadpool_postgres::Transaction<'_>,
+    station: &str,
+    changes: impl Iterator<Item = (BindingChange, i64)>,
+) -> Result<(), RegistryError> {
+    let (mut ids, mut subjects, mut serials, mut replaces, mut ats) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut last: std::collections::HashMap<String, (String, i64)> = Default::default();
+    for (change, at) in changes {
+        match change {
+            BindingChange::Created {
+                binding,
+                subject,
+                serial,
+                replaces: r,
+            } => {
+                ids.push(binding);
+                subjects.push(subject);
+                serials.push(serial);
+                replaces.push(r);
+                ats.push(at);
+            }
+            BindingChange::State { binding, state } => {
+                last.insert(binding, (state, at));
+            }
+            BindingChange::None => {}
+        }
+    }
+    if !ids.is_empty() {
+        tx.execute(
+            "INSERT INTO bindings(binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at)
+             SELECT u.id, $1, u.subject, u.serial, 'active', u.replaces, u.at, u.at
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS u(id, subject, serial, replaces, at)
+             ON CONFLICT DO NOTHING",
+            &[&station, &ids, &subjects, &serials, &replaces, &ats],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    if !last.is_empty() {
+        let (mut b, mut st, mut at) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, (state, t)) in last {
+            b.push(id);
+            st.push(state);
+            at.push(t);
+        }
+        tx.execute(
+            "UPDATE bindings SET state = u.state, updated_at = u.at
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(id, state, at)
+             WHERE bindings.binding_id = u.id",
+            &[&b, &st, &at],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! The registry's HTTP front (axum): `POST /v1/push` and `GET /v1/health`.
+//!
+//! Order of checks on a push, each refusal a `Refusal` document: body size
+//! (before anything is parsed), signature headers present, the station
+//! enrolled, the RFC 9421 signature and content digest, freshness
+//! (`created` within ±300 s), the body's shape, the body's station equal to
+//! the signing key's, then — in the database transaction — the nonce unused,
+//! the audit segment extending the station's chain, events stored once.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::{ChainRefusal, Nonce, Registry, RegistryError};
+use crate::sync::signature::{self, SignatureError, SignedHeaders};
+use crate::sync::wire::{self, Refusal, RegistryHead, WireError};
+
+/// The registry's clock (Unix seconds), passed in for tests.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+#[derive(Clone)]
+struct AppState {
+    reg: Arc<Registry>,
+    clock: Clock,
+}
+
+/// The router, for `serve` and tests.
+pub fn router(reg: Arc<Registry>, clock: Clock) -> Router {
+    Router::new()
+        .route(wire::PUSH_PATH, post(push))
+        .route("/v1/health", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(wire::MAX_BODY))
+        .with_state(AppState { reg, clock })
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    reg: Arc<Registry>,
+    listener: tokio::net::TcpListener,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(reg, clock))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    refuse_with(status, code, message.into(), None)
+}
+
+fn refuse_with(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    head: Option<RegistryHead>,
+) -> Response {
+    let body = serde_json::to_vec(&Refusal {
+        v: wire::VERSION,
+        error: code.into(),
+        message,
+        head,
+    })
+    .unwrap_or_default();
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+fn header(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (Some(content_digest), Some(signature_input), Some(sig)) = (
+        header(&headers, signature::CONTENT_DIGEST),
+        header(&headers, signature::SIGNATURE_INPUT),
+        header(&headers, signature::SIGNATURE),
+    ) else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "unsigned",
+            SignatureError::Unsigned.to_string(),
+        );
+    };
+    let signed = SignedHeaders {
+        content_digest,
+        signature_input,
+        signature: sig,
+    };
+    let params = match signature::parse_input(&signed.signature_input) {
+        Ok(p) => p,
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, "bad-signature", e.to_string()),
+    };
+    let key = match s.reg.station_key(&params.keyid).await {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "unknown-station",
+                RegistryError::UnknownStation(params.keyid).to_string(),
+            );
+        }
+        Err(e) => return internal(&e),
+    };
+    if let Err(e) = signature::verify(&key, "POST", wire::PUSH_PATH, &body, &signed) {
+        return refuse(StatusCode::UNAUTHORIZED, "bad-signature", e.to_string());
+    }
+    let now = (s.clock)();
+    if (now - params.created).abs() > signature::MAX_SKEW_SECS {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "stale",
+            format!(
+                "the request was signed at {} but the registry's clock says {now}; fix the station clock",
+                params.created
+            ),
+        );
+    }
+    let push = match wire::parse_push(&body) {
+        Ok(p) => p,
+        Err(e @ WireError::TooLarge(_)) => {
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string());
+        }
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+    };
+    if push.station != params.keyid {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "station-mismatch",
+            "the push names another station than the one that signed it",
+        );
+    }
+    let nonce = Nonce {
+        nonce: params.nonce,
+        created: params.created,
+    };
+    match s.reg.ingest(&push, Some(&nonce), now).await {
+        Ok(ack) => {
+            let mut r =
+                (StatusCode::OK, serde_json::to_vec(&ack).unwrap_or_default()).into_response();
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => refusal(e),
+    }
+}
+
+/// Map a registry error to its answer (shared with `registry import`'s
+/// messages through `RegistryError::code`).
+fn refusal(e: RegistryError) -> Response {
+    let msg = e.to_string();
+    match e {
+        RegistryError::UnknownStation(_) => refuse(StatusCode::FORBIDDEN, e.code(), msg),
+        RegistryError::Replayed => refuse(StatusCode::CONFLICT, e.code(), msg),
+        RegistryError::Chain(ChainRefusal::Gap {
+            registry,
+            registry_hash,
+            ..
+        }) => refuse_with(
+            StatusCode::CONFLICT,
+            "audit-gap",
+            msg,
+            Some(RegistryHead {
+                seq: registry,
+                hash: hex::encode(registry_hash),
+            }),
+        ),
+        RegistryError::Chain(ref c) if c.is_incident() => {
+            refuse(StatusCode::CONFLICT, e.code(), msg)
+        }
+        RegistryError::Chain(_) => refuse(StatusCode::BAD_REQUEST, e.code(), msg),
+        RegistryError::StationExists(_) => refuse(StatusCode::CONFLICT, e.code(), msg),
+        RegistryError::Db { .. } => internal(&e),
+    }
+}
+
+fn internal(e: &RegistryError) -> Response {
+    tracing::error!("registry: {e}");
+    let mut r = refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "internal",
+        "the registry could not store the push; retry later",
+    );
+    r.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    r
+}

@@ -1,0 +1,397 @@
+//! Sync end to end on loopback, against the registry on SQLite and on a real
+//! PostgreSQL: every case ends with each event stored exactly once and the
+//! outbox drained; every refusal the registry owes has its attack.
+
+mod sync_support;
+
+use std::time::Duration;
+
+use keyward::store::StationKey;
+use keyward::sync::client::SyncError;
+use keyward::sync::{bundle, client, signature, wire};
+use sync_support::proxy::{Fault, Proxy};
+use sync_support::{Db, Kind, RegistryServer, Station, assert_exactly_once, now, rt};
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite { $( #[test] fn $name() { if let Some(db) = super::Db::new(super::Kind::Sqlite) { super::$name(&db, super::Kind::Sqlite) } } )* }
+        mod on_postgres { $( #[test] fn $name() { if let Some(db) = super::Db::new(super::Kind::Postgres) { super::$name(&db, super::Kind::Postgres) } } )* }
+    };
+}
+
+both!(
+    normal_delivery,
+    registry_down_then_back,
+    injected_faults,
+    duplicate_deliveries,
+    refusals,
+    fork_and_cut_are_refused_and_recorded,
+    bundle_after_partial_push,
+    sigkill_mid_batch,
+);
+
+fn setup(db: &Db, id: &str, n: usize) -> (RegistryServer, Station) {
+    let reg = RegistryServer::start(&db.url);
+    let mut st = Station::new(id);
+    reg.enroll(id, &st.public_key());
+    st.enroll_many(n);
+    (reg, st)
+}
+
+fn normal_delivery(db: &Db, _: Kind) {
+    let (reg, mut st) = setup(db, "kiosk-a", 3);
+    let (b, serial) = st.enroll("carol");
+    st.ledger
+        .transition(
+            &b,
+            keyward::store::BindingState::Lost,
+            "lost",
+            "test",
+            now(),
+        )
+        .unwrap();
+    let rt = rt();
+    let d = st.drain(&rt, &reg.url()).unwrap();
+    assert_eq!((d.delivered, d.duplicates), (5, 0));
+    assert_exactly_once(&reg, &st);
+    let bs = reg.bindings();
+    assert_eq!(bs.len(), 4);
+    let carol = bs.iter().find(|x| x.binding_id == b).unwrap();
+    assert_eq!(
+        (
+            carol.subject.as_str(),
+            carol.device_serial.as_deref(),
+            carol.state.as_str()
+        ),
+        ("carol", Some(serial.as_str()), "lost")
+    );
+    let head = st.ledger.signed_head().unwrap().unwrap();
+    let s = &reg.stations()[0];
+    assert_eq!(
+        (s.head_seq, s.head_hash.clone()),
+        (head.seq, hex::encode(head.hash))
+    );
+    // Nothing left: a second drain sends nothing.
+    assert_eq!(st.drain(&rt, &reg.url()).unwrap().pushes, 0);
+}
+
+fn registry_down_then_back(db: &Db, _: Kind) {
+    let (mut reg, mut st) = setup(db, "kiosk-b", 4);
+    let rt = rt();
+    reg.down();
+    let e = st.drain(&rt, &reg.url()).unwrap_err();
+    assert!(
+        matches!(e, SyncError::Unreachable { .. }) && e.retryable(),
+        "{e}"
+    );
+    let s = st.ledger.sync_state().unwrap();
+    assert_eq!((s.backlog, s.delivery_errors), (4, 1));
+    assert!(s.last_error.unwrap().contains("did not answer"));
+    reg.up();
+    st.drain(&rt, &reg.url()).unwrap();
+    assert_exactly_once(&reg, &st);
+}
+
+fn injected_faults(db: &Db, _: Kind) {
+    let (reg, mut st) = setup(db, "kiosk-c", 6);
+    let proxy = Proxy::start(
+        reg.addr,
+        vec![
+            Fault::Status(503, Some(1)),
+            Fault::Status(500, None),
+            Fault::ResetAfterCommit,
+            Fault::Delay(Duration::from_secs(3)),
+            Fault::HoldAfterCommit(Duration::from_secs(3)),
+        ],
+    );
+    let rt = rt();
+    let mut errors = Vec::new();
+    loop {
+        let before = st.event_ids();
+        st.enroll("late");
+        assert_eq!(st.event_ids().len(), before.len() + 1);
+        match st.drain(&rt, &proxy.url()) {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(e.retryable(), "{e}");
+                errors.push(e.to_string());
+            }
+        }
+        assert!(errors.len() < 10, "{errors:?}");
+    }
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert!(errors[0].contains("503"), "{errors:?}");
+    // Let the held and delayed requests reach the registry, then drain.
+    std::thread::sleep(Duration::from_secs(3));
+    st.drain(&rt, &proxy.url()).unwrap();
+    assert_exactly_once(&reg, &st);
+    assert!(proxy.forwarded.load(std::sync::atomic::Ordering::SeqCst) >= 4);
+}
+
+fn duplicate_deliveries(db: &Db, _: Kind) {
+    let (reg, mut st) = setup(db, "kiosk-d", 5);
+    let rt = rt();
+    st.drain(&rt, &reg.url()).unwrap();
+    // The station forgets every ack (as after a lost answer) and pushes all
+    // again, from the start of its chain.
+    let c = rusqlite::Connection::open(&st.db).unwrap();
+    c.execute_batch(
+        "UPDATE outbox SET delivered_at = NULL; DELETE FROM meta WHERE key LIKE 'sync.%';",
+    )
+    .unwrap();
+    let d = st.drain(&rt, &reg.url()).unwrap();
+    assert_eq!((d.delivered, d.duplicates), (5, 5));
+    assert_exactly_once(&reg, &st);
+}
+
+/// Send raw bytes with the given signature headers.
+fn send(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    body: Vec<u8>,
+    h: Option<&signature::SignedHeaders>,
+) -> (u16, wire::Refusal) {
+    rt.block_on(async {
+        let mut r = reqwest::Client::new()
+            .post(format!("{url}{}", wire::PUSH_PATH))
+            .body(body);
+        if let Some(h) = h {
+            r = r
+                .header("content-digest", &h.content_digest)
+                .header("signature-input", &h.signature_input)
+                .header("signature", &h.signature);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let refusal = serde_json::from_slice(&bytes).unwrap_or(wire::Refusal {
+            v: 1,
+            error: "(ok)".into(),
+            message: String::from_utf8_lossy(&bytes).into(),
+            head: None,
+        });
+        (status, refusal)
+    })
+}
+
+fn nonce() -> String {
+    let mut b = [0u8; 16];
+    keyward::random::fill(&mut b);
+    hex::encode(b)
+}
+
+fn refusals(db: &Db, _: Kind) {
+    let (reg, mut st) = setup(db, "kiosk-e", 2);
+    let rt = rt();
+    let url = reg.url();
+    let opts = client::Options::new(&url, &st.id);
+    let (push, _) = client::next_push(&st.ledger, &opts).unwrap().unwrap();
+    let body = serde_json::to_vec(&push).unwrap();
+    let sign = |key: &StationKey, id: &str, created: i64, body: &[u8]| {
+        signature::sign(key, "POST", wire::PUSH_PATH, body, id, created, &nonce())
+    };
+    let key = StationKey::load_or_create(&st.key_path()).unwrap();
+    // Unsigned.
+    let (s, r) = send(&rt, &url, body.clone(), None);
+    assert_eq!((s, r.error.as_str()), (401, "unsigned"));
+    // Forged: signed by another key under this station's id.
+    let (s, r) = send(
+        &rt,
+        &url,
+        body.clone(),
+        Some(&sign(&StationKey::generate(), &st.id, now(), &body)),
+    );
+    assert_eq!((s, r.error.as_str()), (401, "bad-signature"));
+    // Body altered after signing.
+    let h = sign(&key, &st.id, now(), &body);
+    let mut altered = body.clone();
+    altered[10] ^= 1;
+    let (s, r) = send(&rt, &url, altered, Some(&h));
+    assert_eq!((s, r.error.as_str()), (401, "bad-signature"));
+    // Unknown station.
+    let stranger = StationKey::generate();
+    let (s, r) = send(
+        &rt,
+        &url,
+        body.clone(),
+        Some(&sign(&stranger, "kiosk-x", now(), &body)),
+    );
+    assert_eq!((s, r.error.as_str()), (403, "unknown-station"));
+    // Stale (signed ten minutes ago).
+    let (s, r) = send(
+        &rt,
+        &url,
+        body.clone(),
+        Some(&sign(&key, &st.id, now() - 600, &body)),
+    );
+    assert_eq!((s, r.error.as_str()), (401, "stale"));
+    // Replayed: the same signed request twice.
+    let h = sign(&key, &st.id, now(), &body);
+    let (s, r) = send(&rt, &url, body.clone(), Some(&h));
+    assert_eq!(s, 200, "{r:?}");
+    let (s, r) = send(&rt, &url, body.clone(), Some(&h));
+    assert_eq!((s, r.error.as_str()), (409, "replayed"));
+    // Another station's push signed with this station's key.
+    let mut other = push.clone();
+    other.station = "kiosk-y".into();
+    let ob = serde_json::to_vec(&other).unwrap();
+    let (s, r) = send(&rt, &url, ob.clone(), Some(&sign(&key, &st.id, now(), &ob)));
+    assert_eq!((s, r.error.as_str()), (403, "station-mismatch"));
+    // Over the size limit: refused before parsing.
+    let big = vec![b' '; wire::MAX_BODY + 10];
+    let (s, _) = send(
+        &rt,
+        &url,
+        big.clone(),
+        Some(&sign(&key, &st.id, now(), &big)),
+    );
+    assert_eq!(s, 413);
+    // An audit row altered in transit (re-signed request, row hash kept).
+    st.enroll("dave");
+    let c = rusqlite::Connection::open(&st.db).unwrap();
+    c.execute_batch("DELETE FROM meta WHERE key LIKE 'sync.%';")
+        .unwrap();
+    let (mut p2, _) = client::next_push(&st.ledger, &opts).unwrap().unwrap();
+    p2.audit.after = 0;
+    p2.audit.rows[0].actor = "mallory".into();
+    let b2 = serde_json::to_vec(&p2).unwrap();
+    let (s, r) = send(&rt, &url, b2.clone(), Some(&sign(&key, &st.id, now(), &b2)));
+    assert_eq!((s, r.error.as_str()), (400, "audit-invalid"));
+    // A head signed by another key.
+    let (mut p3, _) = client::next_push(&st.ledger, &opts).unwrap().unwrap();
+    let h3 = p3.head.as_mut().unwrap();
+    h3.signature = hex::encode(StationKey::generate().sign(b"x"));
+    let b3 = serde_json::to_vec(&p3).unwrap();
+    let (s, r) = send(&rt, &url, b3.clone(), Some(&sign(&key, &st.id, now(), &b3)));
+    assert_eq!((s, r.error.as_str()), (400, "bad-head"));
+    // None of it stored anything twice; the station still drains.
+    st.drain(&rt, &url).unwrap();
+    assert_exactly_once(&reg, &st);
+}
+
+fn fork_and_cut_are_refused_and_recorded(db: &Db, _: Kind) {
+    let (reg, mut st) = setup(db, "kiosk-f", 2);
+    let rt = rt();
+    let backup = st.dir.path().join("backup");
+    st.backup(&backup);
+    st.enroll_many(2);
+    st.drain(&rt, &reg.url()).unwrap();
+    // Cut: the ledger restored from the backup (shorter chain, same key).
+    let mut old = keyward::store::Ledger::open_default_key(&backup.join("ledger.db")).unwrap();
+    let mut o = client::Options::new(&reg.url(), &st.id);
+    o.timeout = Duration::from_secs(2);
+    let c = client::Client::new(o).unwrap();
+    let e = rt.block_on(c.drain(&mut old, now)).unwrap_err();
+    assert!(
+        matches!(&e, SyncError::Refused { code, .. } if code == "audit-cut"),
+        "{e}"
+    );
+    // Fork: the restored ledger goes on recording other bindings.
+    let mut forked = Station {
+        id: st.id.clone(),
+        dir: tempfile::tempdir().unwrap(),
+        db: backup.join("ledger.db"),
+        config: st.config.clone(),
+        ledger: old,
+        serial: 100,
+    };
+    forked.enroll_many(3);
+    let e = forked.drain(&rt, &reg.url()).unwrap_err();
+    assert!(
+        matches!(&e, SyncError::Refused { code, .. } if code == "audit-fork"),
+        "{e}"
+    );
+    let kinds: Vec<String> = reg.incidents().into_iter().map(|i| i.kind).collect();
+    assert_eq!(kinds, ["audit-cut", "audit-fork"]);
+    // The real station is unaffected.
+    st.enroll("erin");
+    st.drain(&rt, &reg.url()).unwrap();
+    assert_exactly_once(&reg, &st);
+}
+
+fn bundle_after_partial_push(db: &Db, _: Kind) {
+    let (reg, mut st) = setup(db, "kiosk-g", 5);
+    let rt = rt();
+    // The bundle holds all five events and the whole chain.
+    let opts = client::Options::new(&reg.url(), &st.id);
+    let (push, ids) = client::next_push(&st.ledger, &opts).unwrap().unwrap();
+    assert_eq!(ids.len(), 5);
+    let b = bundle::seal(st.ledger.station_key().unwrap(), &push, now());
+    let file = serde_json::to_vec(&b).unwrap();
+    // Two of them go online first (batches of two; the second push fails).
+    let proxy = Proxy::start(reg.addr, vec![Fault::Pass, Fault::Status(503, None)]);
+    let mut o = client::Options::new(&proxy.url(), &st.id);
+    o.batch_events = 2;
+    o.batch_rows = 3;
+    let c = client::Client::new(o).unwrap();
+    assert!(rt.block_on(c.drain(&mut st.ledger, now)).is_err());
+    assert_eq!(st.backlog(), 3);
+    // Import: three stored, two already held; importing again stores none.
+    let opened = bundle::open(&bundle::parse(&file).unwrap(), &st.public_key()).unwrap();
+    let ack = rt.block_on(reg.reg.ingest(&opened, None, now())).unwrap();
+    assert_eq!((ack.stored, ack.duplicates), (3, 2));
+    let ack = rt.block_on(reg.reg.ingest(&opened, None, now())).unwrap();
+    assert_eq!((ack.stored, ack.duplicates), (0, 5));
+    // The station's next push is acked as duplicates and drains the outbox.
+    let d = st.drain(&rt, &reg.url()).unwrap();
+    assert_eq!((d.delivered, d.duplicates), (3, 3));
+    assert_exactly_once(&reg, &st);
+}
+
+fn sigkill_mid_batch(db: &Db, _: Kind) {
+    let (reg, mut st) = setup(db, "kiosk-h", 8);
+    for fault in [
+        Fault::HoldBeforeForward(Duration::from_secs(30)),
+        Fault::HoldAfterCommit(Duration::from_secs(30)),
+    ] {
+        st.enroll_many(2);
+        let proxy = Proxy::start(reg.addr, vec![fault.clone()]);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args([
+                "--config",
+                st.config.to_str().unwrap(),
+                "sync",
+                "--once",
+                "--registry",
+                &proxy.url(),
+            ])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        let seen = match fault {
+            Fault::HoldAfterCommit(_) => &proxy.forwarded,
+            _ => &proxy.received,
+        };
+        while seen.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the station never pushed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: killing our own child by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        assert!(st.backlog() > 0, "{fault:?}: nothing left to resume");
+        // Restart: the same command, straight to the registry.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args([
+                "--config",
+                st.config.to_str().unwrap(),
+                "sync",
+                "--once",
+                "--registry",
+                &reg.url(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_exactly_once(&reg, &st);
+    }
+}
