@@ -62,7 +62,7 @@ fn prefill(db: &std::path::Path) {
          INSERT INTO identities(id, subject, created_at) SELECT i, 'prefill-' || i, 0 FROM n;
          INSERT INTO devices(id, kind, serial, first_seen) SELECT id, 'yubikey', 'p' || id, 0 FROM identities;
          INSERT INTO tickets(jti, digest, issuer, subject, ial, consumed_at) SELECT 'p' || id, '00', 'idp', subject, 2, 0 FROM identities;
-         INSERT INTO bindings(id, identity_id, device_id, ticket_jti, ial, state, created_at) SELECT printf('%032x', id), id, id, 'p' || id, 2, 'active', 0 FROM identities;
+         INSERT INTO bindings(id, identity_id, device_id, ticket_jti, ticket_issuer, ial, state, created_at) SELECT printf('%032x', id), id, id, 'p' || id, 'idp', 2, 'active', 0 FROM identities;
          INSERT INTO credentials(binding_id, kind, algorithm, public_key, attestation, created_at) SELECT id, 'fido2', 'ES256', zeroblob(77), zeroblob(800), 0 FROM bindings;
          COMMIT;"
     ))
