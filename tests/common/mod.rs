@@ -305,13 +305,21 @@ pub fn rerun_with_private_pcscd(name: &str) {
         })
         .expect("two free consecutive TCP ports for the private vpcd reader");
     let exe = std::env::current_exe().expect("the test binary");
-    let status = Command::new(exe)
+    let out = Command::new(exe)
         .args(["--exact", name, "--include-ignored", "--nocapture"])
         .env("PCSCLITE_CSOCK_NAME", run_dir.join("pcscd.comm"))
         .env(PRIVATE_PCSCD, format!("{}:{port}", dir.path().display()))
-        .status()
+        .output()
         .expect("run the test binary again");
-    assert!(status.success(), "{name} with a private pcscd failed");
+    // Indented, so that the child's own "test result:" line is not counted
+    // as a second test by whoever sums the summaries (scripts/test).
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+    {
+        eprintln!("  [private pcscd] {line}");
+    }
+    assert!(out.status.success(), "{name} with a private pcscd failed");
 }
 
 impl PrivatePcscd {
