@@ -7,10 +7,12 @@ ca_lookup returns). PIV: fido2.attestation.verify_x509_chain over
 leaf, F9, root (signatures only; python-fido2 has no PIV verifier).
 
 Usage: attest_peer.py VECTORS_DIR SECONDS  -> one JSON line.
+The roots are the project's bundled ones (roots/, beside benches/).
 """
 import base64
 import hashlib
 import json
+import os
 import sys
 import time
 
@@ -20,6 +22,7 @@ from fido2.attestation import AttestationVerifier, verify_x509_chain
 from fido2.webauthn import AttestationObject
 
 vectors, seconds = sys.argv[1], float(sys.argv[2])
+roots = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "roots")
 
 
 def b64url(s):
@@ -34,8 +37,8 @@ reg = json.load(open(f"{vectors}/fido/py_webauthn-packed-yubikey-firefox.json"))
 resp = reg["credential"]["response"]
 ao = AttestationObject(b64url(resp["attestationObject"]))
 cdh = hashlib.sha256(b64url(resp["clientDataJSON"])).digest()
-u2f_root = der(f"{vectors}/roots/yubico-u2f-root-ca-457200631.pem")
-piv_root = der(f"{vectors}/roots/yubico-piv-root-ca-263751.pem")
+u2f_root = der(f"{roots}/yubico-u2f-root-ca-457200631.pem")
+piv_root = der(f"{roots}/yubico-piv-root-ca-263751.pem")
 
 
 class Verifier(AttestationVerifier):

@@ -55,6 +55,7 @@ fn main() {
     let ready = t0.elapsed();
     // Let start-up work (ledger migration, first PC/SC enumeration) settle.
     std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: sysconf takes no pointers and has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let before = cpu_ticks(pid);
     let start = Instant::now();

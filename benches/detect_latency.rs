@@ -218,7 +218,8 @@ fn idle_cpu() {
 }
 
 fn main() {
-    if !common::rig() {
+    if !common::rig_present() {
+        eprintln!("skipping: pcscd with the vpcd readers is not running (bash .ci/rig-setup)");
         return;
     }
     // A leased reader with no card in it (a leased reader may still hold a

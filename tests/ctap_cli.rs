@@ -6,10 +6,9 @@ use std::io::Write;
 use std::process::Stdio;
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn info_json_document_and_pin_from_fd() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let sim = common::start_sim(&["--fido2"]);
     let out = common::keyward()
         .args(["fido", "--device", sim.reader.name, "info", "--json"])

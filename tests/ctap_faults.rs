@@ -102,10 +102,9 @@ fn pcsc(fault: &str) -> Result<(), Error> {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn faults_over_pcscd() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let e = pcsc("malformed-cbor").unwrap_err();
     assert!(
         matches!(

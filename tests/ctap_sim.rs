@@ -168,10 +168,9 @@ fn sequence_over_in_memory_ctaphid() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn sequence_over_pcscd() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let sim = common::start_sim(&["--fido2"]);
     let t = PcscTransport::open(sim.reader.name, None, Duration::from_secs(5)).expect("SELECT");
     let mut c = Ctap2::new(t);
@@ -179,10 +178,9 @@ fn sequence_over_pcscd() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn sequence_over_pcscd_short_apdus() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let sim = common::start_sim(&["--fido2"]);
     let t = PcscTransport::open(
         sim.reader.name,

@@ -65,10 +65,9 @@ fn touch_prompt_and_cancel_over_in_memory_ctaphid() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn touch_prompt_and_cancel_over_pcscd() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let sim = common::start_sim(&["--fido2", "--touch-delay-ms", "400"]);
     let t = PcscTransport::open(sim.reader.name, None, Duration::from_secs(5)).unwrap();
     prompts(&mut Ctap2::new(t));

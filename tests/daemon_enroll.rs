@@ -256,10 +256,9 @@ fn identified(ev: &mut Events, c: &Client, reader: &str, serial: u32) -> String 
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn enroll_fido2_and_piv_through_pcscd_via_the_api() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let _one = pcsc_lock();
     let rig = rig();
     let d = daemon(&rig, &[]);
@@ -296,10 +295,9 @@ fn enroll_fido2_and_piv_through_pcscd_via_the_api() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn cancel_aborts_a_job_waiting_for_a_touch_and_commits_nothing() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let _one = pcsc_lock();
     let rig = rig();
     let d = daemon(&rig, &[]);
@@ -329,10 +327,9 @@ fn cancel_aborts_a_job_waiting_for_a_touch_and_commits_nothing() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn sigterm_lets_a_job_finish_within_the_grace_period() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let _one = pcsc_lock();
     let rig = rig();
     let mut d = daemon(&rig, &["--grace", "60s"]);
@@ -357,10 +354,9 @@ fn sigterm_lets_a_job_finish_within_the_grace_period() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn sigterm_after_the_grace_period_aborts_the_job_cleanly() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let _one = pcsc_lock();
     let rig = rig();
     let mut d = daemon(&rig, &["--grace", "1s"]);
@@ -446,10 +442,9 @@ fn keyward_enroll_goes_through_a_running_daemon() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn a_key_pulled_mid_job_ends_it_with_nothing_committed() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let _one = pcsc_lock();
     let rig = rig();
     let d = daemon(&rig, &[]);

@@ -163,7 +163,7 @@ fn through_pcscd(
         return (out, dir);
     }
     eprintln!("the demo did not get through pcscd (pcscd restarted by another test?); once more");
-    assert!(common::rig(), "pcscd is gone");
+    common::require_rig();
     assert!(common::wait_card(
         reader.name,
         false,
@@ -201,10 +201,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn demo_through_pcscd_enrolls_fido2_and_piv_on_one_key() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let reader = lease_empty_reader();
     let port = reader.port.to_string();
     let (out, dir) = through_pcscd(&reader, |db| {
@@ -428,6 +427,7 @@ fn demo_json_is_one_versioned_document() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn the_pin_never_appears_in_output_logs_or_files() {
     let keep = common::tempdir();
     let dbdir = common::tempdir();
@@ -448,9 +448,7 @@ fn the_pin_never_appears_in_output_logs_or_files() {
     assert_no_pin(&out, &[&keep.path().join("station"), dbdir.path()]);
 
     // Through pcscd too (PIV VERIFY and CHANGE REFERENCE DATA carry it).
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let reader = lease_empty_reader();
     let port = reader.port.to_string();
     let (out, dbdir) = through_pcscd(&reader, |db| {
@@ -547,10 +545,9 @@ fn bad_arguments_are_refused_with_what_was_wrong() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn demo_falls_back_to_in_process_when_its_reader_holds_a_card() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let sim = common::start_sim_on(lease_empty_reader(), &["--serial", "5100001"]);
     let port = sim.reader.port.to_string();
     let out = common::run(&mut demo(&["--json", "--vpcd-port", &port]));

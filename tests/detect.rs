@@ -21,7 +21,7 @@ const FIDO_DESC: [u8; 34] = [
 ];
 const KEYBOARD_DESC: [u8; 8] = [0x05, 0x01, 0x09, 0x06, 0xA1, 0x01, 0xC0, 0x00];
 
-/// Tests that restart pcscd or watch all readers run one at a time.
+/// Tests that watch all readers run one at a time.
 static RIG: Mutex<()> = Mutex::new(());
 
 fn add_node(root: &Path, name: &str, desc: &[u8], with_dev: bool) {
@@ -188,10 +188,9 @@ fn detector() -> (Detector, Receiver<DeviceEvent>, tempfile::TempDir) {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn pcsc_monitor_sees_simulators_arrive_identified_and_leave_on_two_readers() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
     // Lease both readers and let any card of an earlier test leave them
     // before the monitor starts: it must see ours arrive, not theirs go.
@@ -219,22 +218,19 @@ fn pcsc_monitor_sees_simulators_arrive_identified_and_leave_on_two_readers() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn pcsc_monitor_survives_a_pcscd_restart() {
-    if !common::rig() {
+    // The pcscd this test stops and starts is its own (a child process of
+    // this binary talks to it), so the shared pcscd and the other tests'
+    // readers are untouched.
+    let Some((mut pcscd, reader)) = common::PrivatePcscd::inside() else {
+        common::rerun_with_private_pcscd("pcsc_monitor_survives_a_pcscd_restart");
         return;
-    }
-    let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
-    let reader = free_reader();
+    };
     let (det, rx, _empty) = detector();
     let sim = common::start_sim_on(reader, &["--serial", "2001"]);
     expect_arrival(&rx, sim.reader.name, 2001);
-    assert!(
-        std::process::Command::new("pkill")
-            .args(["-x", "pcscd"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    pcscd.stop();
     assert_eq!(
         next_for(&rx, sim.reader.name),
         DeviceEvent::Removed {
@@ -242,22 +238,16 @@ fn pcsc_monitor_survives_a_pcscd_restart() {
         }
     );
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        std::process::Command::new("pcscd")
-            .status()
-            .unwrap()
-            .success()
-    );
+    pcscd.start();
     // The simulator re-inserts itself; the monitor reconnects and sees it.
     expect_arrival(&rx, sim.reader.name, 2001);
     det.stop();
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn identification_does_not_change_the_key() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
     let state = common::tempdir();
     let sim = common::start_sim_on(
@@ -300,10 +290,9 @@ fn identification_does_not_change_the_key() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn devices_cli_lists_the_simulator_as_json() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
     let sim = common::start_sim_on(free_reader(), &["--serial", "4001"]);
     let empty = common::tempdir();
@@ -337,10 +326,9 @@ fn devices_cli_lists_the_simulator_as_json() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn devices_watch_prints_one_json_event_per_line() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let _rig = RIG.lock().unwrap_or_else(|e| e.into_inner());
     use std::io::BufRead;
     let empty = common::tempdir();

@@ -36,10 +36,9 @@ fn ours<'a>(devs: &'a [Device], reader: &str) -> Vec<&'a Device> {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn same_usb_device_and_serial_make_one_device_of_kind_both() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let sim = common::start_sim_on(detect_support::empty_reader(), &["--serial", "7001"]);
     let (root, _node, usb) = fixture(7001);
     let hid = HidMonitor::new(
@@ -118,10 +117,9 @@ fn same_usb_device_and_serial_make_one_device_of_kind_both() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn same_usb_device_with_another_serial_is_not_linked_and_says_why() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let sim = common::start_sim_on(detect_support::empty_reader(), &["--serial", "7002"]);
     let (root, _node, usb) = fixture(7003);
     let hid = HidMonitor::new(

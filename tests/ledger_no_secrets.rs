@@ -21,10 +21,9 @@ fn needles(secret: &[u8]) -> Vec<Vec<u8>> {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn a_full_piv_enrollment_leaves_no_pin_puk_or_management_key_in_the_ledger() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let sim = common::start_sim(&["--piv", "--firmware", "5.7.1", "--serial", "777001"]);
     let pin = Pin::new(b"80447391".to_vec()).unwrap();
     let puk = Puk::new(b"55019283".to_vec()).unwrap();

@@ -9,7 +9,9 @@
 //! dpkg-query, apt-get and sudo; journald priorities on stderr.
 //!
 //! The release binary is $KEYWARD_RELEASE_BIN when scripts/test built it,
-//! else built here. A missing tool skips a part, and fails under CI.
+//! else built here. The package tests need cargo-deb, lintian, man and
+//! systemd-analyze: they are `#[ignore]`d for a plain `cargo test` and run by
+//! scripts/test (`--include-ignored`), where a missing tool fails them.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -37,38 +39,30 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Whether `tool` is installed; under CI its absence fails the test.
-fn have(tool: &str) -> bool {
+/// Fail the test unless `tool` is installed.
+fn need(tool: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is required under CI (scripts/test installs it)"
-        );
-        eprintln!("SKIP: {tool} not installed");
-    }
-    found
+    assert!(
+        found,
+        "this test needs {tool}: run scripts/test (it installs it)"
+    );
 }
 
 /// The package, built once for all tests here: `(dir holding it, .deb)`.
-fn deb() -> Option<&'static (tempfile::TempDir, PathBuf)> {
-    static DEB: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
+fn deb() -> &'static (tempfile::TempDir, PathBuf) {
+    static DEB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     DEB.get_or_init(|| {
         let cargo_deb = Command::new("cargo")
             .args(["deb", "--version"])
             .output()
             .is_ok_and(|o| o.status.success());
-        if !cargo_deb {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "cargo-deb is required under CI (scripts/test installs it)"
-            );
-            eprintln!("SKIP: cargo-deb not installed (cargo install cargo-deb --locked)");
-            return None;
-        }
+        assert!(
+            cargo_deb,
+            "this test needs cargo-deb: run scripts/test (it installs it), or cargo install cargo-deb --locked"
+        );
         let out = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(root().join("packaging/build-deb"));
         cmd.arg(out.path());
@@ -83,9 +77,8 @@ fn deb() -> Option<&'static (tempfile::TempDir, PathBuf)> {
             .map(|e| e.unwrap().path())
             .find(|p| p.extension().is_some_and(|x| x == "deb"))
             .expect("a .deb");
-        Some((out, deb))
+        (out, deb)
     })
-    .as_ref()
 }
 
 /// The package extracted into a temporary root.
@@ -97,8 +90,9 @@ fn extracted(deb: &Path) -> tempfile::TempDir {
 }
 
 #[test]
+#[ignore = "needs cargo-deb and the Debian packaging tools (scripts/test installs them)"]
 fn the_package_holds_everything_a_station_needs() {
-    let Some((_, deb)) = deb() else { return };
+    let (_, deb) = deb();
     let list = stdout(&run(Command::new("dpkg-deb").arg("-c").arg(deb)));
     for path in [
         "./usr/bin/keyward",
@@ -166,8 +160,9 @@ fn the_package_holds_everything_a_station_needs() {
 }
 
 #[test]
+#[ignore = "needs cargo-deb and the Debian packaging tools (scripts/test installs them)"]
 fn the_packaged_binary_runs_from_an_extracted_root() {
-    let Some((_, deb)) = deb() else { return };
+    let (_, deb) = deb();
     let r = extracted(deb);
     let bin = r.path().join("usr/bin/keyward");
     let v = stdout(&run(Command::new(&bin).arg("--version")));
@@ -200,11 +195,10 @@ fn the_packaged_binary_runs_from_an_extracted_root() {
 }
 
 #[test]
+#[ignore = "needs cargo-deb and the Debian packaging tools (scripts/test installs them)"]
 fn the_man_page_renders_without_warnings() {
-    let Some((_, deb)) = deb() else { return };
-    if !have("man") {
-        return;
-    }
+    let (_, deb) = deb();
+    need("man");
     let r = extracted(deb);
     let man1 = r.path().join("usr/share/man/man1");
     let mut pages: Vec<_> = std::fs::read_dir(&man1)
@@ -240,8 +234,9 @@ fn the_man_page_renders_without_warnings() {
 }
 
 #[test]
+#[ignore = "needs cargo-deb and the Debian packaging tools (scripts/test installs them)"]
 fn the_bash_completion_loads_and_completes() {
-    let Some((_, deb)) = deb() else { return };
+    let (_, deb) = deb();
     let r = extracted(deb);
     let script = r
         .path()
@@ -262,11 +257,10 @@ fn the_bash_completion_loads_and_completes() {
 }
 
 #[test]
+#[ignore = "needs cargo-deb and the Debian packaging tools (scripts/test installs them)"]
 fn the_units_verify_and_are_hardened() {
-    let Some((_, deb)) = deb() else { return };
-    if !have("systemd-analyze") {
-        return;
-    }
+    let (_, deb) = deb();
+    need("systemd-analyze");
     let r = extracted(deb);
     let units = r.path().join("usr/lib/systemd/system");
     let bin = r.path().join("usr/bin/keyward");
@@ -310,11 +304,10 @@ fn the_units_verify_and_are_hardened() {
 }
 
 #[test]
+#[ignore = "needs cargo-deb and the Debian packaging tools (scripts/test installs them)"]
 fn lintian_reports_no_errors() {
-    let Some((_, deb)) = deb() else { return };
-    if !have("lintian") {
-        return;
-    }
+    let (_, deb) = deb();
+    need("lintian");
     let o = run(Command::new("lintian")
         .args(["--tag-display-limit", "0", "--allow-root"])
         .arg(deb));

@@ -6,7 +6,7 @@ mod piv_support;
 
 use std::time::Duration;
 
-use common::{rig, start_sim};
+use common::{require_rig, start_sim};
 use piv_support::*;
 
 fn no_panic(o: &std::process::Output) {
@@ -15,10 +15,9 @@ fn no_panic(o: &std::process::Output) {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn wrong_pin_reports_retries_left_then_blocked_then_unblock() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = start_sim(&["--piv", "--firmware", "5.7.1"]);
     for left in [2, 1] {
         let o = kw(
@@ -58,10 +57,9 @@ fn wrong_pin_reports_retries_left_then_blocked_then_unblock() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn wrong_management_key_is_refused() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = start_sim(&["--piv", "--firmware", "5.4.3"]);
     let wrong = "0102030405060708010203040506070801020304050607FF";
     let o = kw(
@@ -110,10 +108,9 @@ fn wrong_management_key_is_refused() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn card_removed_mid_operation() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let mut sim = start_sim(&["--piv", "--firmware", "5.7.1", "--keygen-ms", "3000"]);
     let reader = sim.reader.name;
     let mut child = common::keyward()
@@ -151,10 +148,9 @@ fn card_removed_mid_operation() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn no_such_reader_and_no_card_exit_3() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let o = common::keyward()
         .args(["piv", "info", "--device", "No Such Reader 99"])
         .output()
@@ -181,10 +177,9 @@ fn no_such_reader_and_no_card_exit_3() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn certificate_for_another_key_and_empty_slot_are_refused() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = common::tempdir();
     let d = dir.path();
     let sim = start_sim(&["--piv", "--firmware", "5.7.1"]);
@@ -267,10 +262,9 @@ fn certificate_for_another_key_and_empty_slot_are_refused() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn set_retries_and_reset() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = start_sim(&["--piv", "--firmware", "5.4.3"]);
     kw_ok(&sim, &["change-pin"], "123456\n11223344\n");
     kw_ok(
@@ -308,10 +302,9 @@ fn set_retries_and_reset() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn pin_change_refused_while_the_management_key_is_pin_derived() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = common::tempdir();
     let sim = start_sim(&["--piv", "--firmware", "5.4.3"]);
     // pivman data with a PBKDF2 salt (tag 82): the deprecated scheme.

@@ -6,7 +6,7 @@
 mod common;
 mod piv_support;
 
-use common::{rig, start_sim, tempdir};
+use common::{require_rig, start_sim, tempdir};
 use piv_support::*;
 
 /// One simulator per test (not a loop of them): back-to-back simulators on
@@ -168,29 +168,29 @@ fn ykman_on_keyward_card(fw: &str, alg: &str, yk_alg: &str) {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn keyward_operates_a_card_ykman_set_up_5_4_3() {
-    if rig() {
-        keyward_on_ykman_card("5.4.3");
-    }
+    require_rig();
+    keyward_on_ykman_card("5.4.3");
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn keyward_operates_a_card_ykman_set_up_5_7_1() {
-    if rig() {
-        keyward_on_ykman_card("5.7.1");
-    }
+    require_rig();
+    keyward_on_ykman_card("5.7.1");
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn ykman_operates_a_card_keyward_set_up_5_4_3() {
-    if rig() {
-        ykman_on_keyward_card("5.4.3", "aes192", "AES192");
-    }
+    require_rig();
+    ykman_on_keyward_card("5.4.3", "aes192", "AES192");
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn ykman_operates_a_card_keyward_set_up_5_7_1() {
-    if rig() {
-        ykman_on_keyward_card("5.7.1", "aes256", "AES256");
-    }
+    require_rig();
+    ykman_on_keyward_card("5.7.1", "aes256", "AES256");
 }

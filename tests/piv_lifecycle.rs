@@ -8,7 +8,7 @@
 mod common;
 mod piv_support;
 
-use common::{rig, run_ok, start_sim, tempdir};
+use common::{require_rig, run_ok, start_sim, tempdir};
 use piv_support::*;
 
 const PIN: &str = "24681357";
@@ -180,17 +180,15 @@ fn lifecycle(firmware: &str, factory_alg: &str, new_alg: &str) {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn lifecycle_on_5_4_3_from_3des_to_aes192() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     lifecycle("5.4.3", "3des", "aes192");
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn lifecycle_on_5_7_1_from_aes192_to_aes256() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     lifecycle("5.7.1", "aes192", "aes256");
 }

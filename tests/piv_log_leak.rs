@@ -7,7 +7,7 @@
 mod common;
 mod piv_support;
 
-use common::{rig, start_sim};
+use common::{require_rig, start_sim};
 use piv_support::*;
 
 /// Every way an APDU dump could spell `secret`: ASCII, hex (both cases,
@@ -32,10 +32,9 @@ fn spellings(secret: &[u8]) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn pin_puk_and_management_key_never_reach_stderr_at_trace() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = start_sim(&["--piv", "--firmware", "5.7.1", "--serial", "4242"]);
     let verbose: &[(&str, &str)] = &[("RUST_LOG", "trace")];
     let pin = "73915824";

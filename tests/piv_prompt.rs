@@ -10,14 +10,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{rig, start_sim};
+use common::{require_rig, start_sim};
 use piv_support::*;
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn pin_prompt_does_not_echo() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = start_sim(&["--piv", "--firmware", "5.7.1"]);
     let cmd = format!(
         "{} piv change-pin --device '{}'",

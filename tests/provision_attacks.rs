@@ -217,10 +217,9 @@ fn enroll_reader(
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn bound_or_unassigned_keys_are_refused_right_after_identification() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let rig = rig();
     let sim = own_sim(4_300_001, &[]);
     let (r, _) = enroll_reader(&rig, &claims("standard"), sim.reader.name);

@@ -15,7 +15,7 @@ use std::time::Duration;
 use keyward::sim::Fault;
 use keyward::ticket::Device;
 
-use common::{keyward, lease_reader, rig, run, wait_card};
+use common::{keyward, lease_reader, require_rig, run, wait_card};
 
 /// One bulk station: config, issuer keys, an age identity.
 struct Bulk {
@@ -191,10 +191,9 @@ fn stop(card: Card, reader: &common::Reader) {
 /// the PINs decrypt with `age -d` and appear nowhere else (stdout, stderr
 /// with trace logging, report, ledger files).
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn bulk_of_eight_keys_on_readers_and_simulated_keys() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let b = station();
     let (ra, rb) = (lease_reader(), lease_reader());
     let sa = sim_on(&ra, &["--serial", "31000001"]);
@@ -337,8 +336,10 @@ fn bulk_of_eight_keys_on_readers_and_simulated_keys() {
 /// wrong-status-word, which only exists where there are APDUs: it runs on a
 /// vpcd reader.
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn each_fault_knob_fails_only_its_slot() {
-    let with_reader = rig();
+    require_rig();
+    let with_reader = true;
     let b = station();
     let in_process: Vec<Fault> = Fault::ALL
         .into_iter()
@@ -481,10 +482,9 @@ fn each_fault_knob_fails_only_its_slot() {
 /// stopped, a good one started on the same reader): the slot resumes and the
 /// ticket is bound on the new key.
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn slot_resumes_after_a_failed_key_is_swapped() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let b = station();
     let reader = lease_reader();
     let bad = sim_on(
@@ -616,7 +616,9 @@ fn bad_manifests_are_refused_before_any_key() {
 /// Usage errors: no PIN recipient, a bad one, no slot, a bad fault spec, a
 /// reader that is not there.
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn usage_errors_name_the_problem() {
+    require_rig();
     let b = station();
     let m = b.manifest(&[serde_json::json!({"ticket": b.ticket("a@example.test", None)})]);
     let no_recipient = run(keyward()
@@ -645,9 +647,6 @@ fn usage_errors_name_the_problem() {
     ];
     for (args, want, code) in cases {
         let out = run(&mut b.cmd(&m, args));
-        if *want == "not found" && !common::rig() {
-            continue;
-        }
         assert_eq!(out.status.code(), Some(*code), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "want {want:?} in {err}");

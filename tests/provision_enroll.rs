@@ -274,10 +274,9 @@ fn fido_and_piv(policy: &str) -> keyward::ticket::Claims {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fido2_and_piv_through_pcscd_bind_one_key() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let rig = rig();
     let sim = own_sim(4_100_001, &[]);
     let log = EventLog::new();
@@ -386,10 +385,9 @@ impl provision::Events for PullAt {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn key_removed_at_each_step_commits_nothing_and_stays_enrollable() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let rig = rig();
     // (step, which occurrence): identify runs for PIV, then for FIDO2.
     let cases = [
@@ -561,7 +559,9 @@ fn cli_enroll_on_the_simulator_text_and_json_and_no_secret_anywhere() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn cli_refusals_have_their_exit_codes() {
+    common::require_rig();
     let rig = rig();
     let t = rig.dir.path().join("t.jwt");
     let mut c = claims("standard");
@@ -590,7 +590,7 @@ fn cli_refusals_have_their_exit_codes() {
         "{se}"
     );
     // A reader that does not exist: no device, exit 3, for FIDO2 and PIV.
-    let readers = if common::rig() { 2 } else { 0 };
+    let readers = 2;
     for ops in [vec![fido_op()], vec![piv_op("9a", "p256")]]
         .into_iter()
         .take(readers)
@@ -781,10 +781,9 @@ fn touch_prompt_comes_from_the_keys_keepalive_and_a_missing_touch_times_out() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fault_knobs_give_clear_failures_and_commit_nothing() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let rig = rig();
     let cases = [
         ("untrusted-attestation", Reason::AttestationUntrusted),
@@ -810,13 +809,12 @@ fn fault_knobs_give_clear_failures_and_commit_nothing() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn cli_enrolls_fido2_and_piv_by_serial_and_hands_the_puk_to_a_descriptor() {
     use std::io::{Read, Write};
     use std::os::fd::{FromRawFd, OwnedFd};
     use std::os::unix::process::CommandExt;
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let rig = rig();
     let sim = own_sim(4_700_001, &[]);
     let t = rig.dir.path().join("t.jwt");
@@ -963,10 +961,9 @@ fn a_key_with_someone_elses_pin_costs_one_try_and_is_refused() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn piv_only_with_a_generated_pin_through_pcscd() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let rig = rig();
     let sim = own_sim(4_800_001, &["--piv"]);
     let mut c = claims("standard");
@@ -997,10 +994,9 @@ fn piv_only_with_a_generated_pin_through_pcscd() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn a_card_holding_a_foreign_key_is_refused_by_the_drift_check() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let rig = rig();
     let sim = own_sim(4_800_002, &["--piv"]);
     let mut cmd = common::keyward();

@@ -9,7 +9,7 @@ mod lifecycle_support;
 
 use std::time::Duration;
 
-use common::{Sim, keyward, rig, run, run_ok, start_sim, tempdir};
+use common::{Sim, keyward, require_rig, run, run_ok, start_sim, tempdir};
 use keyward::store::CredentialRecord;
 use lifecycle_support::*;
 use serde_json::Value;
@@ -101,10 +101,9 @@ fn revoke_marks_the_binding_and_queues_the_event_and_refuses_bad_requests() {
 // ---------------------------------------------------------------- return
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn return_to_stock_proves_the_key_resets_it_and_stocks_it() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let st = Station::new();
     let sim = start_sim(&["--serial", "7001"]);
     let reader = sim.reader.name;
@@ -171,10 +170,9 @@ fn return_to_stock_proves_the_key_resets_it_and_stocks_it() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn return_refuses_a_key_with_the_bound_serial_but_not_the_bound_credentials() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let st = Station::new();
     // The bound key.
     let mut sim = start_sim(&["--serial", "7002"]);
@@ -235,10 +233,9 @@ fn return_refuses_a_key_with_the_bound_serial_but_not_the_bound_credentials() {
 
 // --------------------------------------------------------------- unblock
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let st = Station::new();
     let sim = start_sim(&["--serial", "7003"]);
     let reader = sim.reader.name;
@@ -347,10 +344,9 @@ fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn unblock_refuses_a_fido2_only_key_as_a_reenrollment() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let st = Station::new();
     let sim = start_sim(&["--fido2", "--serial", "7004"]);
     let reader = sim.reader.name;
@@ -369,10 +365,9 @@ fn unblock_refuses_a_fido2_only_key_as_a_reenrollment() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn return_asks_to_reinsert_for_the_fido2_reset_and_survives_a_crash_a_timeout_and_ctrl_c() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let st = Station::new();
     let state = tempdir();
     let state_dir = state.path().to_str().unwrap();
@@ -482,10 +477,9 @@ fn return_asks_to_reinsert_for_the_fido2_reset_and_survives_a_crash_a_timeout_an
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn a_key_pulled_during_the_identity_proof_leaves_everything_as_it_was() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let st = Station::new();
     let state = tempdir();
     let state_dir = state.path().to_str().unwrap();
@@ -536,10 +530,9 @@ fn a_key_pulled_during_the_identity_proof_leaves_everything_as_it_was() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn a_key_with_no_binding_is_stocked_only_with_the_danger_flag() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let st = Station::new();
     let sim = start_sim(&["--serial", "7007"]);
     let reader = sim.reader.name;

@@ -184,10 +184,9 @@ fn wrong_tickets_for_the_workflow_are_refused() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn replacement_of_a_fido2_and_piv_key_through_pcscd() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let rig = rig();
     let mut first = claims("standard");
     first.ops = vec![fido_op(), provision_support::piv_op("9a", "p256")];

@@ -115,10 +115,9 @@ fn a_state_directory_refuses_another_serial_and_corrupt_state() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn the_card_appears_in_a_pcscd_reader_with_the_yubikey_nfc_atr_and_leaves_when_killed() {
-    if !common::rig() {
-        return;
-    }
+    common::require_rig();
     let mut sim = common::start_sim(&[]);
     let ctx = pcsc::Context::establish(pcsc::Scope::System).unwrap();
     let name = std::ffi::CString::new(sim.reader.name).unwrap();

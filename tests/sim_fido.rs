@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Sim, keyward, rig, run, run_ok, start_sim, venv_bin};
+use common::{Sim, keyward, require_rig, run, run_ok, start_sim, venv_bin};
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -50,9 +50,7 @@ fn fido_sim(extra: &[&str]) -> Sim {
 }
 
 fn enroll_with_protocol(proto: &str, apdus: &str) {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = common::tempdir();
     let roots = roots_file(&dir);
     let sim = fido_sim(&[]);
@@ -63,20 +61,21 @@ fn enroll_with_protocol(proto: &str, apdus: &str) {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn python_fido2_enrolls_with_pin_protocol_2() {
     enroll_with_protocol("2", "short");
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn python_fido2_enrolls_with_pin_protocol_1_and_extended_apdus() {
     enroll_with_protocol("1", "ext");
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn python_fido2_webauthn_ceremony_verified_by_fido2_server() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = common::tempdir();
     let roots = roots_file(&dir);
     let sim = fido_sim(&[]);
@@ -87,10 +86,9 @@ fn python_fido2_webauthn_ceremony_verified_by_fido2_server() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn python_fido2_config_enterprise_attestation_and_pin_policy() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = common::tempdir();
     let roots = roots_file(&dir);
     let sim = fido_sim(&["--serial", "4242"]);
@@ -101,10 +99,9 @@ fn python_fido2_config_enterprise_attestation_and_pin_policy() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn python_fido2_reset_within_the_power_up_window() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = fido_sim(&[]);
     passes(&run(&mut python(
         "fido2_reset.py",
@@ -113,10 +110,9 @@ fn python_fido2_reset_within_the_power_up_window() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn python_fido2_blocked_pin_is_cleared_only_by_reset() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = fido_sim(&[]);
     passes(&run(&mut python(
         "fido2_reset.py",
@@ -125,10 +121,9 @@ fn python_fido2_blocked_pin_is_cleared_only_by_reset() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn python_fido2_reset_after_the_window_is_not_allowed() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = fido_sim(&[]);
     passes(&run(&mut python(
         "fido2_reset.py",
@@ -137,10 +132,9 @@ fn python_fido2_reset_after_the_window_is_not_allowed() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn python_fido2_no_touch_times_out() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = fido_sim(&["--no-touch", "--touch-timeout-ms", "400"]);
     passes(&run(&mut python(
         "fido2_touch.py",
@@ -149,10 +143,9 @@ fn python_fido2_no_touch_times_out() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn python_fido2_cancels_a_touch_wait_over_nfc() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = fido_sim(&["--no-touch"]);
     passes(&run(&mut python(
         "fido2_touch.py",
@@ -161,10 +154,9 @@ fn python_fido2_cancels_a_touch_wait_over_nfc() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn python_fido2_waits_for_a_delayed_touch() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = fido_sim(&["--touch-delay-ms", "1500"]);
     passes(&run(&mut python(
         "fido2_touch.py",
@@ -173,10 +165,9 @@ fn python_fido2_waits_for_a_delayed_touch() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fido_state_survives_a_restart() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = common::tempdir();
     let state = dir.path().join("state");
     let state = state.to_string_lossy();
@@ -211,10 +202,9 @@ fn ykman(reader: &str, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn ykman_fido_info() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = fido_sim(&[]);
     let out = ykman(sim.reader.name, &["fido", "info"]);
     assert!(
@@ -225,10 +215,9 @@ fn ykman_fido_info() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn ykman_manages_pin_config_and_credentials() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = fido_sim(&[]);
     let r = sim.reader.name;
     passes(&run(&mut python("fido2_state.py", &[r, "set"])));
@@ -340,10 +329,9 @@ const SELECT_AND_INFO: [&str; 2] = [
 ];
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fault_malformed_cbor_on_the_wire() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let out = fault_output("malformed-cbor", None);
     assert_lines(&out, &SELECT_AND_INFO);
     // A map of five entries with one key, then nothing.
@@ -355,10 +343,9 @@ fn fault_malformed_cbor_on_the_wire() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fault_non_canonical_cbor_on_the_wire() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let out = fault_output("non-canonical-cbor", None);
     // {4: false, 3: 8} with a 16-bit map length and 2-byte keys.
     assert_lines(&out, &["wire: getretries 00b900021804f4180308 9000"]);
@@ -369,10 +356,9 @@ fn fault_non_canonical_cbor_on_the_wire() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fault_truncated_response_on_the_wire() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let out = fault_output("truncated-response", None);
     assert_lines(&out, &SELECT_AND_INFO);
     // 00 a2 03 08 04 f4 cut in half.
@@ -381,10 +367,9 @@ fn fault_truncated_response_on_the_wire() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fault_wrong_status_word_on_the_wire() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let out = fault_output("wrong-status-word", None);
     assert_lines(&out, &SELECT_AND_INFO);
     assert_lines(
@@ -397,30 +382,27 @@ fn fault_wrong_status_word_on_the_wire() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fault_stall_never_answers() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let out = fault_output("stall", Some(Duration::from_secs(3)));
     assert_lines(&out, &SELECT_AND_INFO);
     assert!(!out.contains("getretries"), "{out}");
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fault_disconnect_mid_command_removes_the_card() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let out = fault_output("disconnect-mid-command", None);
     assert_lines(&out, &SELECT_AND_INFO);
     assert_lines(&out, &["wire: exception CardConnectionException"]);
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fault_untrusted_attestation_does_not_chain_to_the_root() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let out = fault_output("untrusted-attestation", None);
     assert_lines(
         &out,
@@ -432,10 +414,9 @@ fn fault_untrusted_attestation_does_not_chain_to_the_root() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn fault_aaguid_mismatch_fails_packed_verification() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let out = fault_output("aaguid-mismatch", None);
     assert_lines(
         &out,

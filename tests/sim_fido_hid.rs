@@ -18,12 +18,12 @@ use keyward::sim::fido::ctaphid::{HidError, HidPipe};
 use keyward::sim::{DeviceProfile, Person};
 
 /// Run `fido2_hid.py ARGS` against a fresh authenticator; returns stderr.
-fn relay(person: Person, args: &[&str]) -> Option<String> {
+fn relay(person: Person, args: &[&str]) -> String {
     let python = common::venv_bin("python");
-    if !python.is_absolute() && std::env::var_os("CI").is_none() {
-        eprintln!("SKIP: no python venv with python-fido2");
-        return None;
-    }
+    assert!(
+        python.is_absolute(),
+        "this test needs the venv with python-fido2 (KEYWARD_VENV, default /opt/keyward-venv): run scripts/test"
+    );
     let ca = Arc::new(SimCa::from_seed(SimCa::DEFAULT_SEED).expect("CA"));
     let mut opts = SimOptions::new(DeviceProfile::default(), ca);
     opts.person = person;
@@ -75,7 +75,7 @@ fn relay(person: Person, args: &[&str]) -> Option<String> {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     eprintln!("{stderr}");
     assert!(out.status.success(), "script failed");
-    Some(stderr)
+    stderr
 }
 
 fn roots() -> (tempfile::TempDir, String) {
@@ -88,23 +88,21 @@ fn roots() -> (tempfile::TempDir, String) {
 }
 
 #[test]
+#[ignore = "needs the test venv /opt/keyward-venv (scripts/test installs it)"]
 fn python_fido2_enrolls_over_ctaphid_with_keepalives() {
     let (_dir, roots) = roots();
     // The person takes 250 ms per touch, so every touch sees KEEPALIVEs.
-    let Some(out) = relay(
+    let out = relay(
         Person::After(Duration::from_millis(250)),
         &["enroll", &roots],
-    ) else {
-        return;
-    };
+    );
     assert!(out.contains("ok keepalive UPNEEDED while waiting for touch"));
     assert!(out.contains("ALL OK"));
 }
 
 #[test]
+#[ignore = "needs the test venv /opt/keyward-venv (scripts/test installs it)"]
 fn python_fido2_cancel_over_ctaphid() {
-    let Some(out) = relay(Person::Never, &["cancel"]) else {
-        return;
-    };
+    let out = relay(Person::Never, &["cancel"]);
     assert!(out.contains("ok cancel gives KEEPALIVE_CANCEL"));
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{rig, run_ok, start_sim, venv_bin};
+use common::{require_rig, run_ok, start_sim, venv_bin};
 
 fn app_line<'a>(info: &'a str, app: &str) -> &'a str {
     info.lines()
@@ -14,10 +14,9 @@ fn app_line<'a>(info: &'a str, app: &str) -> &'a str {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn ykman_info_lists_exactly_the_carried_applications() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     for (flags, fido2, piv) in [
         (&[][..], true, true),
         (&["--piv"][..], false, true),

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Sim, openssl_ok, path, rig, run, run_ok, start_sim, tempdir, ykman, ykman_self_sign};
+use common::{
+    Sim, openssl_ok, path, require_rig, run, run_ok, start_sim, tempdir, ykman, ykman_self_sign,
+};
 
 /// The factory management key (3DES on 5.4.3, AES-192 on 5.7.1: same bytes).
 const MGMT: &str = common::FACTORY_MGMT;
@@ -28,10 +30,9 @@ fn piv_tool(sim: &Sim, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn ykman_sees_a_yubikey_with_the_configured_firmware_and_key_type() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     for (fw, alg) in [("5.4.3", "TDES"), ("5.7.1", "AES192")] {
         let sim = start_sim(&["--piv", "--firmware", fw, "--serial", "31337"]);
         let info = ykman(&sim, &["info"]);
@@ -60,10 +61,9 @@ fn ykman_sees_a_yubikey_with_the_configured_firmware_and_key_type() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn ykman_enrollment_and_attestation_chain_verify_with_openssl() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = tempdir();
     let d = dir.path();
     for fw in ["5.7.1", "5.4.3"] {
@@ -141,10 +141,9 @@ fn ykman_enrollment_and_attestation_chain_verify_with_openssl() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn yubico_piv_tool_reads_status_generates_attests_and_signs_on_5_4_3() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = tempdir();
     let d = dir.path();
     let sim = start_sim(&["--piv", "--firmware", "5.4.3", "--serial", "7654321"]);
@@ -214,10 +213,9 @@ fn opensc_module() -> &'static str {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn opensc_pkcs11_lists_the_key_and_certificate_and_signs() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = tempdir();
     let d = dir.path();
     let sim = start_sim(&["--piv", "--firmware", "5.7.1"]);
@@ -322,10 +320,9 @@ fn opensc_pkcs11_lists_the_key_and_certificate_and_signs() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn state_dir_keeps_keys_and_pin_across_restarts() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = tempdir();
     let state = path(dir.path(), "state");
     let public = path(dir.path(), "pub.pem");
@@ -371,10 +368,9 @@ fn state_dir_keeps_keys_and_pin_across_restarts() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn keygen_delay_is_felt_by_the_host() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = tempdir();
     let sim = start_sim(&["--piv", "--keygen-ms", "1500"]);
     let t = Instant::now();

@@ -7,16 +7,16 @@ mod common;
 use std::process::Command;
 
 use common::{
-    Sim, openssl_ok, path, rig, run, run_ok, start_sim, tempdir, venv_bin, ykman, ykman_self_sign,
+    Sim, openssl_ok, path, require_rig, run, run_ok, start_sim, tempdir, venv_bin, ykman,
+    ykman_self_sign,
 };
 
 const MGMT: &str = common::FACTORY_MGMT;
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn every_key_type_is_attested_to_the_simulator_root() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = tempdir();
     let d = dir.path();
     let sim = start_sim(&["--piv", "--firmware", "5.7.1"]);
@@ -60,10 +60,9 @@ fn every_key_type_is_attested_to_the_simulator_root() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn imported_keys_work_but_are_not_attested() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = tempdir();
     let d = dir.path();
     let sim = start_sim(&["--piv", "--firmware", "5.4.3"]);
@@ -95,10 +94,9 @@ fn imported_keys_work_but_are_not_attested() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn management_key_retries_and_reset() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let sim = start_sim(&["--piv", "--firmware", "5.7.1"]);
     let aes256 = "11".repeat(32);
     ykman(
@@ -196,10 +194,9 @@ fn management_key_retries_and_reset() {
 }
 
 #[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
 fn touch_policy_waits_for_the_simulated_person() {
-    if !rig() {
-        return;
-    }
+    require_rig();
     let dir = tempdir();
     let public = path(dir.path(), "p.pem");
     let gen_and_sign = |sim: &Sim| {

@@ -15,7 +15,7 @@ use sync_support::{Db, Kind, RegistryServer, Station, assert_exactly_once, now, 
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite { $( #[test] fn $name() { if let Some(db) = super::Db::new(super::Kind::Sqlite) { super::$name(&db, super::Kind::Sqlite) } } )* }
-        mod on_postgres { $( #[test] fn $name() { if let Some(db) = super::Db::new(super::Kind::Postgres) { super::$name(&db, super::Kind::Postgres) } } )* }
+        mod on_postgres { $( #[test] #[ignore = "needs PostgreSQL (scripts/test installs it)"] fn $name() { if let Some(db) = super::Db::new(super::Kind::Postgres) { super::$name(&db, super::Kind::Postgres) } } )* }
     };
 }
 

@@ -362,12 +362,12 @@ impl PinSource {
     fn new(fd: Option<i32>) -> PinSource {
         use std::os::fd::FromRawFd;
         PinSource {
-            // SAFETY: the caller handed us this descriptor with --pin-fd
-            // for reading; we take ownership of it.
             fd: fd.map(|n| {
-                Box::new(std::io::BufReader::new(unsafe {
-                    std::fs::File::from_raw_fd(n)
-                })) as Box<dyn BufRead>
+                // SAFETY: the user named this descriptor with --pin-fd for us
+                // to read, and nothing else in keyward uses it: the File
+                // takes ownership (and closes it when dropped).
+                let f = unsafe { std::fs::File::from_raw_fd(n) };
+                Box::new(std::io::BufReader::new(f)) as Box<dyn BufRead>
             }),
         }
     }
@@ -398,13 +398,16 @@ fn read_no_echo(prompt: &str, out: &mut String) -> Result<()> {
     tty.write_all(prompt.as_bytes())?;
     tty.flush()?;
     let fd = tty.as_raw_fd();
-    // SAFETY: termios calls on a descriptor we own; the struct is plain data.
+    // SAFETY: termios is plain data (integers and arrays): all-zero is valid.
     let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is the open /dev/tty we hold; term is a valid, writable
+    // termios for the call.
     let have = unsafe { libc::tcgetattr(fd, &mut term) } == 0;
     let saved = term;
     if have {
         term.c_lflag &= !libc::ECHO;
-        // SAFETY: as above.
+        // SAFETY: fd is the open /dev/tty; term is a valid termios that
+        // tcgetattr filled.
         unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
     }
     let mut buf = Zeroizing::new(Vec::new());
@@ -413,7 +416,8 @@ fn read_no_echo(prompt: &str, out: &mut String) -> Result<()> {
         buf.push(byte[0]);
     }
     if have {
-        // SAFETY: as above.
+        // SAFETY: fd is still the open /dev/tty; saved is what tcgetattr
+        // gave.
         unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
     }
     let _ = tty.write_all(b"\n");

@@ -41,8 +41,9 @@ pub fn activated_listener() -> Option<UnixListener> {
     if pid != std::process::id() || fds < 1 {
         return None;
     }
-    // SAFETY: called once at startup, before any thread reads the
-    // environment.
+    // SAFETY: daemon::run calls this first, on the main thread, before it
+    // or the CLI starts any other thread: nothing reads or writes the
+    // environment concurrently.
     unsafe {
         std::env::remove_var("LISTEN_PID");
         std::env::remove_var("LISTEN_FDS");

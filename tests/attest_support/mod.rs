@@ -1,6 +1,7 @@
 //! Shared helpers of the attestation tests: the real vectors in
-//! `../shared/vectors` (read in place, never copied; absent → skip with a
-//! message, or fail when `CI` is set) and fixed instants.
+//! `tests/vectors` (taken from their upstream repositories; README.md there
+//! gives each file's repository, commit, path, sha256 and licence) and fixed
+//! instants.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -11,22 +12,9 @@ pub mod sim;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ciborium::Value;
 
-/// `../shared/vectors` relative to the project root, if present.
-pub fn vectors() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but the attestation vectors are missing at {}",
-        dir.display()
-    );
-    eprintln!(
-        "skipping: attestation vectors not found at {}",
-        dir.display()
-    );
-    None
+/// The vectors folder, `tests/vectors` (provenance in its README.md).
+pub fn vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 pub fn at(rfc3339: &str) -> SystemTime {
@@ -49,13 +37,13 @@ pub fn sha256(b: &[u8]) -> Vec<u8> {
 
 /// (attestationObject, clientDataHash) of a FIDO vector file: a full
 /// py_webauthn registration or a python-fido2 statement.
-pub fn fido_vector(name: &str) -> Option<(Vec<u8>, Vec<u8>)> {
-    let path = vectors()?.join("fido").join(name);
+pub fn fido_vector(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let path = vectors().join("fido").join(name);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     if let Some(resp) = v.pointer("/credential/response") {
         let ao = b64url(resp["attestationObject"].as_str().unwrap());
         let cdj = b64url(resp["clientDataJSON"].as_str().unwrap());
-        return Some((ao, sha256(&cdj)));
+        return (ao, sha256(&cdj));
     }
     let st = &v["att_stmt"];
     let mut stmt = Vec::new();
@@ -89,10 +77,10 @@ pub fn fido_vector(name: &str) -> Option<(Vec<u8>, Vec<u8>)> {
     ]);
     let mut ao = Vec::new();
     ciborium::ser::into_writer(&obj, &mut ao).unwrap();
-    Some((
+    (
         ao,
         hex::decode(v["client_data_hash_hex"].as_str().unwrap()).unwrap(),
-    ))
+    )
 }
 
 /// The 17 real PIV chains: (name, leaf DER, F9 DER, expected serial,
@@ -100,8 +88,8 @@ pub fn fido_vector(name: &str) -> Option<(Vec<u8>, Vec<u8>)> {
 /// (name, leaf DER, F9 DER, serial, SPKI DER if published).
 pub type PivVector = (String, Vec<u8>, Vec<u8>, u64, Option<Vec<u8>>);
 
-pub fn piv_vectors() -> Option<Vec<PivVector>> {
-    let dir = vectors()?.join("piv");
+pub fn piv_vectors() -> Vec<PivVector> {
+    let dir = vectors().join("piv");
     let pem = |p: PathBuf| pem_der(&std::fs::read(&p).unwrap());
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir.join("docker-tuf")).unwrap() {
@@ -133,7 +121,7 @@ pub fn piv_vectors() -> Option<Vec<PivVector>> {
         ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Some(out)
+    out
 }
 
 /// The body of the first PEM block.

@@ -1,8 +1,10 @@
 //! Shared test rig: vpcd readers leased across processes, the `keyward sim`
 //! binary attached through pcscd, and the independent clients from the venv.
 //!
-//! Tests that need pcscd call [`rig`]: without pcscd they skip with a message,
-//! except when `CI` is set, where they fail.
+//! Tests that need pcscd carry `#[ignore = "needs the test rig: pcscd + vpcd
+//! (scripts/test runs it)"]` and call [`require_rig`], which fails loudly when
+//! the rig is absent: `cargo test` reports them as ignored, scripts/test runs
+//! them with `--include-ignored` (docs/testing.md).
 #![allow(dead_code)]
 
 use std::fs::File;
@@ -23,19 +25,24 @@ pub const READERS: [(u16, &str); 8] = [
     (35970, "Virtual PCD D 00 01"),
 ];
 
-/// Whether pcscd and the vpcd readers are here. Panics under CI when not.
-pub fn rig() -> bool {
-    let present = pcsc::Context::establish(pcsc::Scope::System)
-        .ok()
-        .and_then(|ctx| ctx.list_readers_owned().ok())
-        .is_some_and(|rs| rs.iter().any(|r| r.to_string_lossy() == READERS[0].1));
-    if !present {
-        if std::env::var_os("CI").is_some() {
-            panic!("pcscd with the vpcd readers is required under CI: run .ci/rig-setup");
-        }
-        eprintln!("SKIP: pcscd with vpcd readers not running (run .ci/rig-setup as root)");
-    }
-    present
+/// Whether pcscd answers and lists the first vpcd reader.
+pub fn rig_present() -> bool {
+    rig_lists(READERS[0].1)
+}
+
+/// Fail the test loudly unless pcscd and the vpcd readers are here.
+///
+/// Tests that need the rig are `#[ignore = "needs the test rig: ..."]`, so a
+/// plain `cargo test` reports them as ignored; scripts/test (and `.ci/run`)
+/// passes `--include-ignored`, and `cargo test -- --include-ignored` runs
+/// them by hand. Once asked for, a missing rig is a failure, never a pass.
+pub fn require_rig() {
+    assert!(
+        rig_present(),
+        "this test needs pcscd with the vpcd readers ({:?} not listed): \
+         run `bash .ci/rig-setup` as root, or scripts/test",
+        READERS[0].1
+    );
 }
 
 /// A vpcd reader held exclusively (flock) by this test until dropped.
@@ -53,6 +60,7 @@ impl Reader {
 
 /// Lease a free reader, waiting up to two minutes for one.
 pub fn lease_reader() -> Reader {
+    require_rig();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         for (port, name) in READERS {
@@ -254,4 +262,168 @@ pub fn ykman_self_sign(sim: &Sim, slot: &str, subject: &str, public: &str) -> St
             public,
         ],
     )
+}
+
+/// A pcscd of one test's own, for tests that stop or restart pcscd: the
+/// shared pcscd and the other tests' readers never notice.
+///
+/// pcscd 1.9 keeps its socket at the compiled-in /run/pcscd/pcscd.comm and
+/// refuses to start while that exists, so the private one runs in its own
+/// mount namespace (`unshare --mount`, root only) with a temporary directory
+/// bound over /run/pcscd, and its own reader.conf.d holding one vpcd block on
+/// free ports ("Virtual PCD P 00 00"). The client library takes the socket
+/// from `PCSCLITE_CSOCK_NAME`, once per process: so the test runs in a child
+/// process of the test binary that has it set from the start
+/// ([`rerun_with_private_pcscd`]), where [`PrivatePcscd::inside`] starts the
+/// daemon and every PC/SC call (the detector, [`wait_card`]) reaches it.
+pub struct PrivatePcscd {
+    run: PathBuf,
+    conf: PathBuf,
+    daemon: Option<Child>,
+}
+
+/// The environment variable that tells the child process where its private
+/// pcscd lives: `DIR:PORT`.
+const PRIVATE_PCSCD: &str = "KEYWARD_TEST_PRIVATE_PCSCD";
+
+/// The private reader's name (the vpcd block's FRIENDLYNAME plus slot).
+pub const PRIVATE_READER: &str = "Virtual PCD P 00 00";
+
+/// Run the ignored test `name` of this test binary again in a child process
+/// with a private pcscd (see [`PrivatePcscd`]); fails when the child fails.
+pub fn rerun_with_private_pcscd(name: &str) {
+    require_rig();
+    let dir = tempdir();
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).expect("create the private pcscd's run dir");
+    // vpcd listens on the port and the next one (two slots per block).
+    let port = (40_000..60_000)
+        .step_by(2)
+        .find(|p| {
+            std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok()
+                && std::net::TcpListener::bind(("0.0.0.0", p + 1)).is_ok()
+        })
+        .expect("two free consecutive TCP ports for the private vpcd reader");
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = Command::new(exe)
+        .args(["--exact", name, "--include-ignored", "--nocapture"])
+        .env("PCSCLITE_CSOCK_NAME", run_dir.join("pcscd.comm"))
+        .env(PRIVATE_PCSCD, format!("{}:{port}", dir.path().display()))
+        .output()
+        .expect("run the test binary again");
+    // Indented, so that the child's own "test result:" line is not counted
+    // as a second test by whoever sums the summaries (scripts/test).
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+    {
+        eprintln!("  [private pcscd] {line}");
+    }
+    assert!(out.status.success(), "{name} with a private pcscd failed");
+}
+
+impl PrivatePcscd {
+    /// In the child process of [`rerun_with_private_pcscd`]: the private
+    /// pcscd, started and listing its reader, and that reader ("Virtual PCD
+    /// P 00 00" on its own port). `None` elsewhere.
+    pub fn inside() -> Option<(PrivatePcscd, Reader)> {
+        let spec = std::env::var(PRIVATE_PCSCD).ok()?;
+        let (dir, port) = spec.rsplit_once(':').expect("DIR:PORT");
+        let port: u16 = port.parse().expect("port");
+        let dir = PathBuf::from(dir);
+        let conf = dir.join("reader.conf.d");
+        std::fs::create_dir_all(&conf).expect("create reader.conf.d");
+        let lib = std::fs::read_to_string("/etc/reader.conf.d/vpcd")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("LIBPATH").map(|p| p.trim().to_string()))
+            })
+            .unwrap_or_else(|| "/usr/lib/pcsc/drivers/serial/libifdvpcd.so".into());
+        std::fs::write(
+            conf.join("vpcd"),
+            format!(
+                "FRIENDLYNAME \"Virtual PCD P\"\nDEVICENAME   /dev/null:{port:#X}\n\
+                 LIBPATH      {lib}\nCHANNELID    {port:#X}\n"
+            ),
+        )
+        .expect("write the private reader.conf");
+        let lock = File::create(dir.join("reader.lock")).expect("reader lock file");
+        let mut p = PrivatePcscd {
+            run: dir.join("run"),
+            conf,
+            daemon: None,
+        };
+        p.start();
+        let reader = Reader {
+            port,
+            name: PRIVATE_READER,
+            _lock: lock,
+        };
+        Some((p, reader))
+    }
+
+    /// Start the private pcscd and wait until it lists its reader.
+    pub fn start(&mut self) {
+        assert!(self.daemon.is_none(), "the private pcscd is running");
+        let _ = std::fs::remove_file(self.run.join("pcscd.comm"));
+        let _ = std::fs::remove_file(self.run.join("pcscd.pid"));
+        // unshare and sh both exec: the child's pid is pcscd's.
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$0" /run/pcscd && exec pcscd --foreground -c "$1""#)
+            .arg(&self.run)
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn unshare + pcscd (needs root)");
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !rig_lists(PRIVATE_READER) {
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("the private pcscd exited: {status} (unshare --mount needs root)");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the private pcscd did not list {PRIVATE_READER:?} in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the private pcscd (SIGTERM to the process we started) and wait
+    /// for it to exit.
+    pub fn stop(&mut self) {
+        let mut child = self
+            .daemon
+            .take()
+            .expect("the private pcscd is not running");
+        let pid = i32::try_from(child.id()).expect("pid");
+        // SAFETY: kill(2) takes no pointers; pid is our own child, not yet
+        // reaped (we hold its Child), so the id cannot name another process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        child.wait().expect("wait for the private pcscd");
+    }
+}
+
+impl Drop for PrivatePcscd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Whether the pcscd this process talks to lists `reader`.
+fn rig_lists(reader: &str) -> bool {
+    pcsc::Context::establish(pcsc::Scope::System)
+        .ok()
+        .and_then(|ctx| ctx.list_readers_owned().ok())
+        .is_some_and(|rs| rs.iter().any(|r| r.to_string_lossy() == reader))
 }
