@@ -395,3 +395,182 @@ fn sigkill_mid_batch(db: &Db, _: Kind) {
         assert_exactly_once(&reg, &st);
     }
 }
+
+/// `keyward` with a clean environment (no KEYWARD_CONFIG / KEYWARD_DB).
+fn keyward() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"));
+    c.env_remove("KEYWARD_CONFIG")
+        .env_remove("KEYWARD_DB")
+        .env("RUST_LOG", "warn");
+    c
+}
+
+/// A refused command: nonzero exit, one line on stderr naming `what`.
+fn assert_refused(out: &std::process::Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(what), "{what:?} not in: {err}");
+}
+
+/// `keyward registry serve` as a child process, killed (SIGTERM, then
+/// waited for) on drop.
+struct ServeProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServeProcess {
+    fn start(args: &[&str]) -> ServeProcess {
+        use std::io::BufRead;
+        let mut child = keyward()
+            .args(["registry", "serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("registry serve ended before listening");
+            };
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining its stderr so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServeProcess { child, url }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// HTTPS end to end through the command line: `registry serve --tls-cert
+/// --tls-key`, a station trusting the test CA with `[sync] ca`. The attacks:
+/// a station configured with another CA refuses the registry's certificate
+/// (and sends nothing), plain http:// to a non-loopback registry is refused
+/// before any connection, and the registry refuses to serve plain HTTP on a
+/// non-loopback address.
+#[test]
+fn tls_registry_and_station_ca() {
+    use sync_support::tls::TestCa;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "registry-ca");
+    let other = TestCa::new(dir.path(), "other-ca");
+    let (cert, key) = ca.server(dir.path(), "registry");
+    let db = dir.path().join("registry.db").display().to_string();
+    let mut st = Station::new("kiosk-tls");
+    st.enroll_many(3);
+    let r = rt();
+    let reg = r.block_on(keyward::registry::Registry::open(&db)).unwrap();
+    r.block_on(reg.add_station(&st.id, &st.public_key(), now()))
+        .unwrap();
+    let srv = ServeProcess::start(&[
+        "--db",
+        &db,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
+    let config = std::fs::read_to_string(&st.config).unwrap();
+    let with_ca = |pem: &std::path::Path| {
+        std::fs::copy(pem, st.dir.path().join("ca.pem")).unwrap();
+        std::fs::write(
+            &st.config,
+            format!(
+                "{config}\n[sync]\nregistry = \"{}\"\nca = \"ca.pem\"\n",
+                srv.url
+            ),
+        )
+        .unwrap();
+    };
+    let sync = || {
+        keyward()
+            .args(["--config", st.config.to_str().unwrap(), "sync", "--once"])
+            .output()
+            .unwrap()
+    };
+
+    // Attack: the registry's certificate does not chain to the CA we trust.
+    with_ca(&other.pem);
+    assert_refused(&sync(), "not trusted");
+    assert_eq!(st.backlog(), 3);
+    assert!(r.block_on(reg.events(None)).unwrap().is_empty());
+
+    // Attack: plain HTTP to a registry that is not loopback.
+    let out = keyward()
+        .args(["--config", st.config.to_str().unwrap(), "sync", "--once"])
+        .args(["--registry", "http://192.0.2.1:8080"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "refusing plain HTTP");
+
+    // The registry will not serve plain HTTP beyond loopback.
+    let out = keyward()
+        .args(["--db", &db, "registry", "serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "refusing to serve plain HTTP");
+
+    // The right CA: delivered over HTTPS, exactly once.
+    with_ca(&ca.pem);
+    let out = sync();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stored: Vec<String> = r
+        .block_on(reg.events(Some(&st.id)))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    stored.sort();
+    assert_eq!(stored, st.event_ids());
+    assert_eq!(st.backlog(), 0);
+}
+
+/// `sync status` and `outbox list` only read: on a missing ledger they fail
+/// with one line and create nothing (no ledger, no station key).
+#[test]
+fn read_only_commands_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let config = dir.path().join("keyward.toml");
+    std::fs::write(&config, "station = \"kiosk-ro\"\nledger = \"ledger.db\"\n").unwrap();
+    for args in [
+        &["sync", "status"][..],
+        &["sync", "status", "--json"],
+        &["outbox", "list"],
+        &["outbox", "list", "--all", "--json"],
+    ] {
+        for by in [
+            ["--db", db.to_str().unwrap()],
+            ["--config", config.to_str().unwrap()],
+        ] {
+            let out = keyward().args(by).args(args).output().unwrap();
+            assert_refused(&out, "ledger.db");
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                left,
+                vec![std::ffi::OsString::from("keyward.toml")],
+                "{args:?} {by:?}"
+            );
+        }
+    }
+}

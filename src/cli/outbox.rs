@@ -39,7 +39,7 @@ pub fn run(cmd: OutboxCommand, g: &GlobalArgs) -> Result<()> {
 }
 
 fn list(g: &GlobalArgs, all: bool, limit: u32) -> Result<()> {
-    let ledger = super::sync::open_ledger(g)?;
+    let ledger = super::sync::open_ledger_read_only(g)?;
     let rows = ledger.outbox_list(all, limit)?;
     if g.json {
         let events: Vec<_> = rows

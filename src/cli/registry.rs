@@ -17,8 +17,9 @@ use crate::sync::bundle;
 
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
-    /// Serve the registry over HTTP (plain HTTP on a loopback address, or
-    /// behind a TLS-terminating proxy with --behind-tls-proxy)
+    /// Serve the registry over HTTPS (--tls-cert, --tls-key), or plain HTTP
+    /// on a loopback address or behind a TLS-terminating proxy
+    /// (--behind-tls-proxy)
     Serve(ServeArgs),
     /// Enroll and list stations
     #[command(subcommand)]
@@ -49,8 +50,14 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     /// Listen on a non-loopback address with plain HTTP: only behind a
     /// proxy that terminates TLS
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls_cert")]
     pub behind_tls_proxy: bool,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,9 +229,15 @@ async fn import(reg: &Registry, file: &PathBuf, json: bool) -> Result<()> {
 }
 
 async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
-    if !a.listen.ip().is_loopback() && !a.behind_tls_proxy {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(server::tls_config(cert, key).map_err(|e| Failure::Usage(e.to_string()))?)
+        }
+        _ => None,
+    };
+    if tls.is_none() && !a.listen.ip().is_loopback() && !a.behind_tls_proxy {
         return Err(Failure::Usage(format!(
-            "refusing to serve plain HTTP on {}: listen on a loopback address, or put a TLS-terminating proxy in front and add --behind-tls-proxy",
+            "refusing to serve plain HTTP on {}: give --tls-cert FILE --tls-key FILE, listen on a loopback address, or put a TLS-terminating proxy in front and add --behind-tls-proxy",
             a.listen
         ))
         .into());
@@ -233,7 +246,8 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     eprintln!(
-        "keyward registry: listening on http://{} ({:?})",
+        "keyward registry: listening on {}://{} ({:?})",
+        if tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
         reg
     );
@@ -245,13 +259,11 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
     };
-    server::serve(
-        Arc::new(reg),
-        listener,
-        Arc::new(super::sync::now),
-        shutdown,
-    )
-    .await
+    let (reg, clock) = (Arc::new(reg), Arc::new(super::sync::now));
+    match tls {
+        Some(tls) => server::serve_tls(reg, listener, tls, clock, shutdown).await,
+        None => server::serve(reg, listener, clock, shutdown).await,
+    }
     .context("serving")?;
     Ok(())
 }
