@@ -28,6 +28,7 @@ both!(
     fork_and_cut_are_refused_and_recorded,
     bundle_after_partial_push,
     sigkill_mid_batch,
+    air_gapped_ack,
 );
 
 fn setup(db: &Db, id: &str, n: usize) -> (RegistryServer, Station) {
@@ -573,4 +574,133 @@ fn read_only_commands_create_nothing() {
             );
         }
     }
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The air-gapped round trip: export, import with a signed ack, `outbox
+/// ack` marks exactly the imported events delivered. Attacks: the ack's
+/// body altered to name an event the registry does not hold, the same
+/// re-signed with another key, an ack signed by the registry key for
+/// another station or naming a stranger event, a head off this chain; each
+/// refused with nothing marked.
+fn air_gapped_ack(db: &Db, _: Kind) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use keyward::sync::ack;
+    let (reg, mut st) = setup(db, "kiosk-ack", 4);
+    let cfg = st.config.to_str().unwrap().to_string();
+    let dir = st.dir.path().to_path_buf();
+    let regdir = tempfile::tempdir().unwrap();
+    let ack_key = regdir.path().join("ack.key");
+    ok(keyward()
+        .args(["--config", &cfg, "outbox", "export"])
+        .arg(dir.join("b.bundle"))
+        .output()
+        .unwrap());
+    let bundled = st.event_ids();
+    let ack_file = dir.join("a.ack");
+    ok(keyward()
+        .args(["--db", &db.url, "registry", "import"])
+        .arg(dir.join("b.bundle"))
+        .arg("--ack-out")
+        .arg(&ack_file)
+        .arg("--ack-key")
+        .arg(&ack_key)
+        .output()
+        .unwrap());
+    std::fs::copy(regdir.path().join("station.pub"), dir.join("registry.pub")).unwrap();
+    let config = std::fs::read_to_string(&st.config).unwrap();
+    std::fs::write(
+        &st.config,
+        format!("{config}\n[sync]\nregistry_key = \"registry.pub\"\n"),
+    )
+    .unwrap();
+    // An event the registry has never seen.
+    st.enroll("after-export");
+    let stranger: Vec<String> = st
+        .event_ids()
+        .into_iter()
+        .filter(|e| !bundled.contains(e))
+        .collect();
+    assert_eq!(stranger.len(), 1);
+    let genuine: ack::AckFile = serde_json::from_slice(&std::fs::read(&ack_file).unwrap()).unwrap();
+    let body: ack::AckBody = serde_json::from_slice(&B64.decode(&genuine.ack).unwrap()).unwrap();
+    assert_eq!(body.acked.len(), 4);
+    let reg_key = keyward::store::StationKey::load_or_create(&ack_key).unwrap();
+    let try_ack = |f: &ack::AckFile, what: &str| {
+        let path = dir.join(format!(
+            "forged-{}.ack",
+            keyward::store::station_key::key_id(&[what.len() as u8; 32])
+        ));
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, serde_json::to_vec(f).unwrap()).unwrap();
+        let out = keyward()
+            .args(["--config", &cfg, "outbox", "ack"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_refused(&out, what);
+    };
+    // The body altered to name the stranger: the signature breaks.
+    let mut b = body.clone();
+    b.acked.push(stranger[0].clone());
+    let mut forged = genuine.clone();
+    forged.ack = B64.encode(serde_json::to_vec(&b).unwrap());
+    try_ack(&forged, "not signed by the registry key");
+    // Re-signed with the attacker's own key.
+    try_ack(
+        &ack::seal(&keyward::store::StationKey::generate(), &b),
+        "not signed by the registry key",
+    );
+    // The registry's key, but another station.
+    let mut other = body.clone();
+    other.station = "kiosk-other".into();
+    try_ack(&ack::seal(&reg_key, &other), "is for station kiosk-other");
+    // The registry's key, an event id this station never recorded.
+    let mut strange = body.clone();
+    strange.acked.push("ff".repeat(16));
+    try_ack(&ack::seal(&reg_key, &strange), "never recorded");
+    // The registry's key, a head that is not on this chain.
+    let mut forked = body.clone();
+    forked.head.hash = "00".repeat(32);
+    try_ack(
+        &ack::seal(&reg_key, &forked),
+        "not this station's audit chain",
+    );
+    assert_eq!(st.backlog(), 5, "a refused ack marked something");
+
+    // The genuine ack: exactly the four bundled events delivered.
+    let out = ok(keyward()
+        .args(["--config", &cfg, "outbox", "ack"])
+        .arg(&ack_file)
+        .output()
+        .unwrap());
+    assert!(out.contains("4 event(s) marked delivered"), "{out}");
+    let pending: Vec<String> = st
+        .ledger
+        .outbox_list(false, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.event_id)
+        .collect();
+    assert_eq!(pending, stranger);
+    // Replayed: harmless, nothing more marked.
+    let out = ok(keyward()
+        .args(["--config", &cfg, "outbox", "ack"])
+        .arg(&ack_file)
+        .output()
+        .unwrap());
+    assert!(out.contains("0 event(s) marked delivered"), "{out}");
+    // Online for the rest: every event exactly once.
+    let rt = rt();
+    st.drain(&rt, &reg.url()).unwrap();
+    assert_exactly_once(&reg, &st);
 }

@@ -40,7 +40,18 @@ pub enum RegistryCommand {
     Incidents,
     /// Ingest a bundle written by `keyward outbox export` (exactly once, as
     /// a push)
-    Import { file: PathBuf },
+    Import {
+        file: PathBuf,
+        /// Write a signed ack for the kiosk's `keyward outbox ack` (must not
+        /// exist yet)
+        #[arg(long, value_name = "ACK", requires = "ack_key")]
+        ack_out: Option<PathBuf>,
+        /// The registry's ack signing key (created with its public half,
+        /// station.pub, beside it if missing; give that to the kiosks as
+        /// `[sync] registry_key`)
+        #[arg(long, value_name = "KEY", requires = "ack_out")]
+        ack_key: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -170,7 +181,11 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
                 )
             })
         }
-        RegistryCommand::Import { file } => import(&reg, &file, g.json).await,
+        RegistryCommand::Import {
+            file,
+            ack_out,
+            ack_key,
+        } => import(&reg, &file, ack_out.zip(ack_key), g.json).await,
     }
 }
 
@@ -194,8 +209,22 @@ fn print<T: serde::Serialize>(
     Ok(())
 }
 
-async fn import(reg: &Registry, file: &PathBuf, json: bool) -> Result<()> {
+async fn import(
+    reg: &Registry,
+    file: &PathBuf,
+    ack_to: Option<(PathBuf, PathBuf)>,
+    json: bool,
+) -> Result<()> {
     use std::io::Read;
+    // The ack key first: a missing or unreadable key must not leave a
+    // bundle imported without the ack that was asked for.
+    let ack_key = match &ack_to {
+        Some((_, key)) => Some(
+            crate::store::StationKey::load_or_create(key)
+                .map_err(|e| Failure::Usage(format!("--ack-key: {e}")))?,
+        ),
+        None => None,
+    };
     let mut bytes = Vec::new();
     std::fs::File::open(file)
         .with_context(|| format!("opening {}", file.display()))?
@@ -213,6 +242,27 @@ async fn import(reg: &Registry, file: &PathBuf, json: bool) -> Result<()> {
         .ingest(&push, None, super::sync::now())
         .await
         .map_err(|e| Failure::Verification(format!("{e} ({})", e.code())))?;
+    let written = match (ack_key, &ack_to) {
+        (Some(key), Some((out, _))) => {
+            let f = crate::sync::ack::seal(
+                &key,
+                &crate::sync::ack::AckBody {
+                    station: b.station.clone(),
+                    created: super::sync::now(),
+                    acked: ack.acked.clone(),
+                    head: ack.head.clone(),
+                },
+            );
+            write_new(out, &serde_json::to_vec(&f)?).with_context(|| {
+                format!(
+                    "the bundle is imported, but the ack {} could not be written; import it again with another --ack-out (nothing is stored twice)",
+                    out.display()
+                )
+            })?;
+            Some(out)
+        }
+        _ => None,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&ack)?);
     } else {
@@ -224,8 +274,28 @@ async fn import(reg: &Registry, file: &PathBuf, json: bool) -> Result<()> {
             b.station,
             ack.head.seq
         );
+        if let Some(out) = written {
+            println!(
+                "wrote {}: carry it back and run `keyward outbox ack {}` on the kiosk",
+                out.display(),
+                out.display()
+            );
+        }
     }
     Ok(())
+}
+
+/// Write a new file (refused if it exists), flushed to disk.
+pub(super) fn write_new(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
