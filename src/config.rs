@@ -138,6 +138,10 @@ pub struct SyncSection {
     /// the daemon), e.g. "30s", "5m"; default 60 s.
     #[serde(default, with = "humantime_opt")]
     pub interval: Option<std::time::Duration>,
+    /// The registry's ack key (PEM public key) that `keyward outbox ack`
+    /// checks an air-gapped registry's ack file against.
+    #[serde(default)]
+    pub registry_key: Option<PathBuf>,
 }
 
 mod humantime_opt {

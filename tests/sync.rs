@@ -28,6 +28,7 @@ both!(
     fork_and_cut_are_refused_and_recorded,
     bundle_after_partial_push,
     sigkill_mid_batch,
+    air_gapped_ack,
 );
 
 fn setup(db: &Db, id: &str, n: usize) -> (RegistryServer, Station) {
@@ -394,4 +395,312 @@ fn sigkill_mid_batch(db: &Db, _: Kind) {
         );
         assert_exactly_once(&reg, &st);
     }
+}
+
+/// `keyward` with a clean environment (no KEYWARD_CONFIG / KEYWARD_DB).
+fn keyward() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"));
+    c.env_remove("KEYWARD_CONFIG")
+        .env_remove("KEYWARD_DB")
+        .env("RUST_LOG", "warn");
+    c
+}
+
+/// A refused command: nonzero exit, one line on stderr naming `what`.
+fn assert_refused(out: &std::process::Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(what), "{what:?} not in: {err}");
+}
+
+/// `keyward registry serve` as a child process, killed (SIGTERM, then
+/// waited for) on drop.
+struct ServeProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServeProcess {
+    fn start(args: &[&str]) -> ServeProcess {
+        use std::io::BufRead;
+        let mut child = keyward()
+            .args(["registry", "serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("registry serve ended before listening");
+            };
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining its stderr so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServeProcess { child, url }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// HTTPS end to end through the command line: `registry serve --tls-cert
+/// --tls-key`, a station trusting the test CA with `[sync] ca`. The attacks:
+/// a station configured with another CA refuses the registry's certificate
+/// (and sends nothing), plain http:// to a non-loopback registry is refused
+/// before any connection, and the registry refuses to serve plain HTTP on a
+/// non-loopback address.
+#[test]
+fn tls_registry_and_station_ca() {
+    use sync_support::tls::TestCa;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "registry-ca");
+    let other = TestCa::new(dir.path(), "other-ca");
+    let (cert, key) = ca.server(dir.path(), "registry");
+    let db = dir.path().join("registry.db").display().to_string();
+    let mut st = Station::new("kiosk-tls");
+    st.enroll_many(3);
+    let r = rt();
+    let reg = r.block_on(keyward::registry::Registry::open(&db)).unwrap();
+    r.block_on(reg.add_station(&st.id, &st.public_key(), now()))
+        .unwrap();
+    let srv = ServeProcess::start(&[
+        "--db",
+        &db,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
+    let config = std::fs::read_to_string(&st.config).unwrap();
+    let with_ca = |pem: &std::path::Path| {
+        std::fs::copy(pem, st.dir.path().join("ca.pem")).unwrap();
+        std::fs::write(
+            &st.config,
+            format!(
+                "{config}\n[sync]\nregistry = \"{}\"\nca = \"ca.pem\"\n",
+                srv.url
+            ),
+        )
+        .unwrap();
+    };
+    let sync = || {
+        keyward()
+            .args(["--config", st.config.to_str().unwrap(), "sync", "--once"])
+            .output()
+            .unwrap()
+    };
+
+    // Attack: the registry's certificate does not chain to the CA we trust.
+    with_ca(&other.pem);
+    assert_refused(&sync(), "not trusted");
+    assert_eq!(st.backlog(), 3);
+    assert!(r.block_on(reg.events(None)).unwrap().is_empty());
+
+    // Attack: plain HTTP to a registry that is not loopback.
+    let out = keyward()
+        .args(["--config", st.config.to_str().unwrap(), "sync", "--once"])
+        .args(["--registry", "http://192.0.2.1:8080"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "refusing plain HTTP");
+
+    // The registry will not serve plain HTTP beyond loopback.
+    let out = keyward()
+        .args(["--db", &db, "registry", "serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "refusing to serve plain HTTP");
+
+    // The right CA: delivered over HTTPS, exactly once.
+    with_ca(&ca.pem);
+    let out = sync();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stored: Vec<String> = r
+        .block_on(reg.events(Some(&st.id)))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    stored.sort();
+    assert_eq!(stored, st.event_ids());
+    assert_eq!(st.backlog(), 0);
+}
+
+/// `sync status` and `outbox list` only read: on a missing ledger they fail
+/// with one line and create nothing (no ledger, no station key).
+#[test]
+fn read_only_commands_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let config = dir.path().join("keyward.toml");
+    std::fs::write(&config, "station = \"kiosk-ro\"\nledger = \"ledger.db\"\n").unwrap();
+    for args in [
+        &["sync", "status"][..],
+        &["sync", "status", "--json"],
+        &["outbox", "list"],
+        &["outbox", "list", "--all", "--json"],
+    ] {
+        for by in [
+            ["--db", db.to_str().unwrap()],
+            ["--config", config.to_str().unwrap()],
+        ] {
+            let out = keyward().args(by).args(args).output().unwrap();
+            assert_refused(&out, "ledger.db");
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                left,
+                vec![std::ffi::OsString::from("keyward.toml")],
+                "{args:?} {by:?}"
+            );
+        }
+    }
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The air-gapped round trip: export, import with a signed ack, `outbox
+/// ack` marks exactly the imported events delivered. Attacks: the ack's
+/// body altered to name an event the registry does not hold, the same
+/// re-signed with another key, an ack signed by the registry key for
+/// another station or naming a stranger event, a head off this chain; each
+/// refused with nothing marked.
+fn air_gapped_ack(db: &Db, _: Kind) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use keyward::sync::ack;
+    let (reg, mut st) = setup(db, "kiosk-ack", 4);
+    let cfg = st.config.to_str().unwrap().to_string();
+    let dir = st.dir.path().to_path_buf();
+    let regdir = tempfile::tempdir().unwrap();
+    let ack_key = regdir.path().join("ack.key");
+    ok(keyward()
+        .args(["--config", &cfg, "outbox", "export"])
+        .arg(dir.join("b.bundle"))
+        .output()
+        .unwrap());
+    let bundled = st.event_ids();
+    let ack_file = dir.join("a.ack");
+    ok(keyward()
+        .args(["--db", &db.url, "registry", "import"])
+        .arg(dir.join("b.bundle"))
+        .arg("--ack-out")
+        .arg(&ack_file)
+        .arg("--ack-key")
+        .arg(&ack_key)
+        .output()
+        .unwrap());
+    std::fs::copy(regdir.path().join("station.pub"), dir.join("registry.pub")).unwrap();
+    let config = std::fs::read_to_string(&st.config).unwrap();
+    std::fs::write(
+        &st.config,
+        format!("{config}\n[sync]\nregistry_key = \"registry.pub\"\n"),
+    )
+    .unwrap();
+    // An event the registry has never seen.
+    st.enroll("after-export");
+    let stranger: Vec<String> = st
+        .event_ids()
+        .into_iter()
+        .filter(|e| !bundled.contains(e))
+        .collect();
+    assert_eq!(stranger.len(), 1);
+    let genuine: ack::AckFile = serde_json::from_slice(&std::fs::read(&ack_file).unwrap()).unwrap();
+    let body: ack::AckBody = serde_json::from_slice(&B64.decode(&genuine.ack).unwrap()).unwrap();
+    assert_eq!(body.acked.len(), 4);
+    let reg_key = keyward::store::StationKey::load_or_create(&ack_key).unwrap();
+    let try_ack = |f: &ack::AckFile, what: &str| {
+        let path = dir.join(format!(
+            "forged-{}.ack",
+            keyward::store::station_key::key_id(&[what.len() as u8; 32])
+        ));
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, serde_json::to_vec(f).unwrap()).unwrap();
+        let out = keyward()
+            .args(["--config", &cfg, "outbox", "ack"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_refused(&out, what);
+    };
+    // The body altered to name the stranger: the signature breaks.
+    let mut b = body.clone();
+    b.acked.push(stranger[0].clone());
+    let mut forged = genuine.clone();
+    forged.ack = B64.encode(serde_json::to_vec(&b).unwrap());
+    try_ack(&forged, "not signed by the registry key");
+    // Re-signed with the attacker's own key.
+    try_ack(
+        &ack::seal(&keyward::store::StationKey::generate(), &b),
+        "not signed by the registry key",
+    );
+    // The registry's key, but another station.
+    let mut other = body.clone();
+    other.station = "kiosk-other".into();
+    try_ack(&ack::seal(&reg_key, &other), "is for station kiosk-other");
+    // The registry's key, an event id this station never recorded.
+    let mut strange = body.clone();
+    strange.acked.push("ff".repeat(16));
+    try_ack(&ack::seal(&reg_key, &strange), "never recorded");
+    // The registry's key, a head that is not on this chain.
+    let mut forked = body.clone();
+    forked.head.hash = "00".repeat(32);
+    try_ack(
+        &ack::seal(&reg_key, &forked),
+        "not this station's audit chain",
+    );
+    assert_eq!(st.backlog(), 5, "a refused ack marked something");
+
+    // The genuine ack: exactly the four bundled events delivered.
+    let out = ok(keyward()
+        .args(["--config", &cfg, "outbox", "ack"])
+        .arg(&ack_file)
+        .output()
+        .unwrap());
+    assert!(out.contains("4 event(s) marked delivered"), "{out}");
+    let pending: Vec<String> = st
+        .ledger
+        .outbox_list(false, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.event_id)
+        .collect();
+    assert_eq!(pending, stranger);
+    // Replayed: harmless, nothing more marked.
+    let out = ok(keyward()
+        .args(["--config", &cfg, "outbox", "ack"])
+        .arg(&ack_file)
+        .output()
+        .unwrap());
+    assert!(out.contains("0 event(s) marked delivered"), "{out}");
+    // Online for the rest: every event exactly once.
+    let rt = rt();
+    st.drain(&rt, &reg.url()).unwrap();
+    assert_exactly_once(&reg, &st);
 }

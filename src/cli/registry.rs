@@ -17,8 +17,9 @@ use crate::sync::bundle;
 
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
-    /// Serve the registry over HTTP (plain HTTP on a loopback address, or
-    /// behind a TLS-terminating proxy with --behind-tls-proxy)
+    /// Serve the registry over HTTPS (--tls-cert, --tls-key), or plain HTTP
+    /// on a loopback address or behind a TLS-terminating proxy
+    /// (--behind-tls-proxy)
     Serve(ServeArgs),
     /// Enroll and list stations
     #[command(subcommand)]
@@ -39,7 +40,18 @@ pub enum RegistryCommand {
     Incidents,
     /// Ingest a bundle written by `keyward outbox export` (exactly once, as
     /// a push)
-    Import { file: PathBuf },
+    Import {
+        file: PathBuf,
+        /// Write a signed ack for the kiosk's `keyward outbox ack` (must not
+        /// exist yet)
+        #[arg(long, value_name = "ACK", requires = "ack_key")]
+        ack_out: Option<PathBuf>,
+        /// The registry's ack signing key (created with its public half,
+        /// station.pub, beside it if missing; give that to the kiosks as
+        /// `[sync] registry_key`)
+        #[arg(long, value_name = "KEY", requires = "ack_out")]
+        ack_key: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -49,8 +61,14 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     /// Listen on a non-loopback address with plain HTTP: only behind a
     /// proxy that terminates TLS
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls_cert")]
     pub behind_tls_proxy: bool,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,7 +181,11 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
                 )
             })
         }
-        RegistryCommand::Import { file } => import(&reg, &file, g.json).await,
+        RegistryCommand::Import {
+            file,
+            ack_out,
+            ack_key,
+        } => import(&reg, &file, ack_out.zip(ack_key), g.json).await,
     }
 }
 
@@ -187,8 +209,22 @@ fn print<T: serde::Serialize>(
     Ok(())
 }
 
-async fn import(reg: &Registry, file: &PathBuf, json: bool) -> Result<()> {
+async fn import(
+    reg: &Registry,
+    file: &PathBuf,
+    ack_to: Option<(PathBuf, PathBuf)>,
+    json: bool,
+) -> Result<()> {
     use std::io::Read;
+    // The ack key first: a missing or unreadable key must not leave a
+    // bundle imported without the ack that was asked for.
+    let ack_key = match &ack_to {
+        Some((_, key)) => Some(
+            crate::store::StationKey::load_or_create(key)
+                .map_err(|e| Failure::Usage(format!("--ack-key: {e}")))?,
+        ),
+        None => None,
+    };
     let mut bytes = Vec::new();
     std::fs::File::open(file)
         .with_context(|| format!("opening {}", file.display()))?
@@ -206,6 +242,27 @@ async fn import(reg: &Registry, file: &PathBuf, json: bool) -> Result<()> {
         .ingest(&push, None, super::sync::now())
         .await
         .map_err(|e| Failure::Verification(format!("{e} ({})", e.code())))?;
+    let written = match (ack_key, &ack_to) {
+        (Some(key), Some((out, _))) => {
+            let f = crate::sync::ack::seal(
+                &key,
+                &crate::sync::ack::AckBody {
+                    station: b.station.clone(),
+                    created: super::sync::now(),
+                    acked: ack.acked.clone(),
+                    head: ack.head.clone(),
+                },
+            );
+            write_new(out, &serde_json::to_vec(&f)?).with_context(|| {
+                format!(
+                    "the bundle is imported, but the ack {} could not be written; import it again with another --ack-out (nothing is stored twice)",
+                    out.display()
+                )
+            })?;
+            Some(out)
+        }
+        _ => None,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&ack)?);
     } else {
@@ -217,14 +274,40 @@ async fn import(reg: &Registry, file: &PathBuf, json: bool) -> Result<()> {
             b.station,
             ack.head.seq
         );
+        if let Some(out) = written {
+            println!(
+                "wrote {}: carry it back and run `keyward outbox ack {}` on the kiosk",
+                out.display(),
+                out.display()
+            );
+        }
     }
     Ok(())
 }
 
+/// Write a new file (refused if it exists), flushed to disk.
+pub(super) fn write_new(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
-    if !a.listen.ip().is_loopback() && !a.behind_tls_proxy {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(server::tls_config(cert, key).map_err(|e| Failure::Usage(e.to_string()))?)
+        }
+        _ => None,
+    };
+    if tls.is_none() && !a.listen.ip().is_loopback() && !a.behind_tls_proxy {
         return Err(Failure::Usage(format!(
-            "refusing to serve plain HTTP on {}: listen on a loopback address, or put a TLS-terminating proxy in front and add --behind-tls-proxy",
+            "refusing to serve plain HTTP on {}: give --tls-cert FILE --tls-key FILE, listen on a loopback address, or put a TLS-terminating proxy in front and add --behind-tls-proxy",
             a.listen
         ))
         .into());
@@ -233,7 +316,8 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     eprintln!(
-        "keyward registry: listening on http://{} ({:?})",
+        "keyward registry: listening on {}://{} ({:?})",
+        if tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
         reg
     );
@@ -245,13 +329,11 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
     };
-    server::serve(
-        Arc::new(reg),
-        listener,
-        Arc::new(super::sync::now),
-        shutdown,
-    )
-    .await
+    let (reg, clock) = (Arc::new(reg), Arc::new(super::sync::now));
+    match tls {
+        Some(tls) => server::serve_tls(reg, listener, tls, clock, shutdown).await,
+        None => server::serve(reg, listener, clock, shutdown).await,
+    }
     .context("serving")?;
     Ok(())
 }

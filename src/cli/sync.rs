@@ -114,15 +114,26 @@ fn report(d: &Drained, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The ledger: `--db`, else the configuration's if there is one.
-pub fn open_ledger(g: &GlobalArgs) -> Result<Ledger> {
+/// The ledger's path: `--db`, else the configuration's if there is one.
+fn ledger_path(g: &GlobalArgs) -> PathBuf {
     let c = super::lifecycle::config(g).ok();
-    let db = super::lifecycle::ledger_path(g, c.as_ref());
+    super::lifecycle::ledger_path(g, c.as_ref())
+}
+
+/// The ledger, created with its station key on first use.
+pub fn open_ledger(g: &GlobalArgs) -> Result<Ledger> {
+    let db = ledger_path(g);
     Ledger::open_default_key(&db).with_context(|| format!("opening the ledger {}", db.display()))
 }
 
+/// The ledger for reading only (`sync status`, `outbox list`): nothing is
+/// created, a missing ledger is a usage error.
+pub fn open_ledger_read_only(g: &GlobalArgs) -> Result<Ledger> {
+    super::ledger::open_read_only(&ledger_path(g), false)
+}
+
 fn status(g: &GlobalArgs) -> Result<()> {
-    let ledger = open_ledger(g)?;
+    let ledger = open_ledger_read_only(g)?;
     let s = ledger.sync_state()?;
     if g.json {
         println!(

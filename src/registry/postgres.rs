@@ -162,14 +162,39 @@ impl PgRegistry {
     ) -> Result<Ack, RegistryError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
-        let Some(row) = tx
-            .query_opt(
-                "SELECT public_key, head_seq, head_hash FROM stations WHERE id = $1 FOR UPDATE",
-                &[&push.station],
-            )
-            .await
-            .map_err(pg)?
-        else {
+        // Station lock and nonce bookkeeping pipelined on the connection
+        // (tokio-postgres sends them back to back; they run in this order).
+        let (lock, del, ins) = tokio::try_join!(
+            tx.prepare_cached(
+                "SELECT public_key, head_seq, head_hash FROM stations WHERE id = $1 FOR UPDATE"
+            ),
+            tx.prepare_cached("DELETE FROM nonces WHERE station_id = $1 AND created < $2"),
+            tx.prepare_cached(
+                "INSERT INTO nonces(station_id, nonce, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+            ),
+        )
+        .map_err(pg)?;
+        let expired = now - NONCE_KEEP_SECS;
+        let lp: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&push.station];
+        let nonce_ops = async {
+            match nonce {
+                Some(n) => {
+                    let (dp, ip): (
+                        [&(dyn tokio_postgres::types::ToSql + Sync); 2],
+                        [&(dyn tokio_postgres::types::ToSql + Sync); 3],
+                    ) = (
+                        [&push.station, &expired],
+                        [&push.station, &n.nonce, &n.created],
+                    );
+                    let (_, fresh) =
+                        tokio::try_join!(tx.execute(&del, &dp), tx.execute(&ins, &ip))?;
+                    Ok(fresh == 1)
+                }
+                None => Ok(true),
+            }
+        };
+        let (row, fresh) = tokio::try_join!(tx.query_opt(&lock, &lp), nonce_ops).map_err(pg)?;
+        let Some(row) = row else {
             return Err(RegistryError::UnknownStation(push.station.clone()));
         };
         let key: [u8; 32] = row
@@ -183,30 +208,19 @@ impl PgRegistry {
                 .try_into()
                 .map_err(|_| db_err("head hash", "length"))?,
         };
-        if let Some(n) = nonce {
-            tx.execute(
-                "DELETE FROM nonces WHERE station_id = $1 AND created < $2",
-                &[&push.station, &(now - NONCE_KEEP_SECS)],
-            )
-            .await
-            .map_err(pg)?;
-            let fresh = tx
-                .execute(
-                    "INSERT INTO nonces(station_id, nonce, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    &[&push.station, &n.nonce, &n.created],
-                )
-                .await
-                .map_err(pg)?;
-            if fresh == 0 {
-                return Err(RegistryError::Replayed);
-            }
+        if !fresh {
+            return Err(RegistryError::Replayed);
         }
         let needed = chain::needed(push, registry.seq);
         let known = if needed.is_empty() {
             Vec::new()
         } else {
             tx.query(
-                "SELECT seq, hash FROM audit_rows WHERE station_id = $1 AND seq = ANY($2)",
+                &tx.prepare_cached(
+                    "SELECT seq, hash FROM audit_rows WHERE station_id = $1 AND seq = ANY($2)",
+                )
+                .await
+                .map_err(pg)?,
                 &[&push.station, &needed],
             )
             .await
@@ -229,8 +243,8 @@ impl PgRegistry {
                 .map(|r| hex::decode(&r.hash).unwrap_or_default())
                 .collect();
             tx.execute(
-                "INSERT INTO audit_rows(station_id, seq, at, actor, action, entity, entity_id, detail, hash)
-                 SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[])",
+                &tx.prepare_cached("INSERT INTO audit_rows(station_id, seq, at, actor, action, entity, entity_id, detail, hash)
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[])").await.map_err(pg)?,
                 &[
                     &push.station,
                     &seqs,
@@ -255,9 +269,9 @@ impl PgRegistry {
             let created: Vec<i64> = push.events.iter().map(|e| e.created_at).collect();
             let inserted: HashSet<String> = tx
                 .query(
-                    "INSERT INTO events(station_id, event_id, seq, kind, payload, created_at, received_at)
+                    &tx.prepare_cached("INSERT INTO events(station_id, event_id, seq, kind, payload, created_at, received_at)
                      SELECT $1, u.*, $7 FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[]) AS u
-                     ON CONFLICT DO NOTHING RETURNING event_id",
+                     ON CONFLICT DO NOTHING RETURNING event_id").await.map_err(pg)?,
                     &[&push.station, &ids, &seqs, &kinds, &payloads, &created, &now],
                 )
                 .await
@@ -278,7 +292,7 @@ impl PgRegistry {
             .as_ref()
             .map(|h| serde_json::to_string(h).unwrap_or_default());
         tx.execute(
-            "UPDATE stations SET head_seq = $2, head_hash = $3, signed_head = COALESCE($4, signed_head), last_seen = $5 WHERE id = $1",
+            &tx.prepare_cached("UPDATE stations SET head_seq = $2, head_hash = $3, signed_head = COALESCE($4, signed_head), last_seen = $5 WHERE id = $1").await.map_err(pg)?,
             &[&push.station, &ext.head.seq, &ext.head.hash.as_slice(), &signed, &now],
         )
         .await
@@ -397,10 +411,10 @@ async fn apply_bindings(
     }
     if !ids.is_empty() {
         tx.execute(
-            "INSERT INTO bindings(binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at)
+            &tx.prepare_cached("INSERT INTO bindings(binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at)
              SELECT u.id, $1, u.subject, u.serial, 'active', u.replaces, u.at, u.at
              FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS u(id, subject, serial, replaces, at)
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT DO NOTHING").await.map_err(pg)?,
             &[&station, &ids, &subjects, &serials, &replaces, &ats],
         )
         .await
@@ -414,9 +428,13 @@ async fn apply_bindings(
             at.push(t);
         }
         tx.execute(
-            "UPDATE bindings SET state = u.state, updated_at = u.at
+            &tx.prepare_cached(
+                "UPDATE bindings SET state = u.state, updated_at = u.at
              FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(id, state, at)
              WHERE bindings.binding_id = u.id",
+            )
+            .await
+            .map_err(pg)?,
             &[&b, &st, &at],
         )
         .await

@@ -1,4 +1,6 @@
-//! The registry's HTTP front (axum): `POST /v1/push` and `GET /v1/health`.
+//! The registry's HTTP front (axum): `POST /v1/push` and `GET /v1/health`,
+//! over HTTPS (rustls on aws-lc-rs, `serve_tls`) or plain HTTP (`serve`,
+//! for a loopback address or behind a TLS-terminating proxy).
 //!
 //! Order of checks on a push, each refusal a `Refusal` document: body size
 //! (before anything is parsed), signature headers present, the station
@@ -8,7 +10,10 @@
 //! the audit segment extending the station's chain, events stored once.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -49,6 +54,142 @@ pub async fn serve(
     axum::serve(listener, router(reg, clock))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serve HTTPS until `shutdown` resolves: TLS handshakes run in their own
+/// tasks (at most [`HANDSHAKE_TIMEOUT`] each), so a slow or silent client
+/// holds up no one else.
+pub async fn serve_tls(
+    reg: Arc<Registry>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = TlsListener::new(listener, tls)?;
+    axum::serve(tls, router(reg, clock))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// How long a client may take over its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the registry's certificate or key cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsSetupError {
+    #[error(
+        "cannot read the TLS certificate file {path}: {detail}; give a PEM file of the registry's certificate chain, leaf first"
+    )]
+    Cert { path: String, detail: String },
+    #[error(
+        "cannot read the TLS key file {path}: {detail}; give the registry's private key in PEM (PKCS#8, SEC1 or PKCS#1)"
+    )]
+    Key { path: String, detail: String },
+    #[error(
+        "the TLS certificate and key cannot be used together: {0}; check that the key belongs to the certificate"
+    )]
+    Config(#[source] tokio_rustls::rustls::Error),
+}
+
+/// The server's TLS configuration from PEM files (certificate chain, leaf
+/// first; private key), TLS 1.2 and 1.3 with aws-lc-rs, HTTP/1.1 by ALPN.
+pub fn tls_config(
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, TlsSetupError> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::{ServerConfig, crypto::aws_lc_rs};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsSetupError::Cert {
+            path: cert.display().to_string(),
+            detail: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::Cert {
+            path: cert.display().to_string(),
+            detail: "no CERTIFICATE in it".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::Key {
+        path: key.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(TlsSetupError::Config)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(TlsSetupError::Config)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+type TlsConn = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// An axum listener yielding connections whose TLS handshake completed.
+struct TlsListener {
+    rx: tokio::sync::mpsc::Receiver<(TlsConn, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    fn new(
+        listener: tokio::net::TcpListener,
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = tx.closed() => return,
+                    a = listener.accept() => a,
+                };
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: wait, as axum does.
+                        tracing::warn!("registry: accept: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(conn)) => {
+                            let _ = tx.send((conn, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!("registry: TLS handshake with {peer}: {e}"),
+                        Err(_) => tracing::debug!("registry: TLS handshake with {peer} timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { rx, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsConn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The accept task ends only when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
 }
 
 fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Response {

@@ -68,6 +68,10 @@ pub enum SyncError {
         #[source]
         source: reqwest::Error,
     },
+    #[error(
+        "the registry {url} is not trusted: {detail}; check `[sync] ca` (the CA that issued the registry's certificate) and the URL's host name"
+    )]
+    Untrusted { url: String, detail: String },
     #[error("the registry answered {status}; the events stay queued and are retried")]
     Unavailable {
         status: u16,
@@ -118,6 +122,38 @@ pub struct Client {
     http: reqwest::Client,
     url: String,
     opts: Options,
+}
+
+/// A failed request: a TLS certificate the station does not trust is
+/// `Untrusted` (nothing was sent), anything else `Unreachable`.
+fn send_error(url: &str, source: reqwest::Error) -> SyncError {
+    use tokio_rustls::rustls;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+    while let Some(e) = cur {
+        if let Some(
+            t @ (rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::UnsupportedNameType),
+        ) = e.downcast_ref::<rustls::Error>()
+        {
+            return SyncError::Untrusted {
+                url: url.to_string(),
+                detail: t.to_string(),
+            };
+        }
+        // io::Error's `source` skips the error it wraps: step into it.
+        cur = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    SyncError::Unreachable {
+        url: url.to_string(),
+        source,
+    }
 }
 
 /// Refuse plain HTTP except to a loopback address.
@@ -261,10 +297,7 @@ impl Client {
             .body(body)
             .send()
             .await
-            .map_err(|source| SyncError::Unreachable {
-                url: self.url.clone(),
-                source,
-            })?;
+            .map_err(|source| send_error(&self.url, source))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()

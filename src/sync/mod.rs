@@ -4,9 +4,11 @@
 //! `wire` holds the request and answer documents, `signature` the RFC 9421
 //! request signature both sides compute, `head` the station's signed audit
 //! head, `client` the push loop (batches, backoff, exactly-once marking),
-//! `bundle` the signed file an air-gapped kiosk carries to the registry.
+//! `bundle` the signed file an air-gapped kiosk carries to the registry,
+//! `ack` the signed answer the registry gives it to carry back.
 //! Nothing here ever carries a PIN, PUK or key: the outbox never held one.
 
+pub mod ack;
 pub mod backoff;
 pub mod bundle;
 pub mod client;

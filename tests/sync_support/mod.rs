@@ -5,6 +5,7 @@
 
 pub mod pg;
 pub mod proxy;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
