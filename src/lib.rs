@@ -16,6 +16,7 @@ pub mod policy;
 pub mod provision;
 pub mod random;
 pub mod registry;
+pub mod secret;
 pub mod sim;
 pub mod store;
 pub mod sync;

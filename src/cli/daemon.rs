@@ -240,7 +240,7 @@ fn enroll_with(
         args.device.as_deref(),
         Duration::from_secs(args.wait),
     )?;
-    let pin = super::piv::input::SecretInput::default().read(args.pin_fd, "new PIN", true)?;
+    let pin = super::secret_input::SecretInput::default().read(args.pin_fd, "new PIN", true)?;
     // Serialized straight into a wiped buffer: no intermediate copy of the
     // PIN (a serde_json::Value would keep one).
     #[derive(serde::Serialize)]
@@ -249,7 +249,10 @@ fn enroll_with(
         device: &'a str,
         pin: &'a str,
     }
-    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(ticket.len() + 256));
+    // JSON escaping writes at most 6 bytes per input byte (`\u00XX`): with
+    // that room the buffer never reallocates and leaves no copy behind.
+    let room = 6 * (ticket.len() + device.len() + pin.len()) + 64;
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(room));
     serde_json::to_writer(
         &mut *body,
         &Body {

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::flow::Flow;
 use super::{AppliedException, KeyTarget, PinChoice, ProvisionError, Reason, Step, target};
 use crate::attest::{self, PivFacts};
-use crate::ctap::{Pin as FidoPin, cbor};
+use crate::ctap::cbor;
 use crate::piv::{
     DriftFact, DriftPolicy, DriftReport, KeyAlgorithm, MgmtAlgorithm, MgmtSource, Pin, PinPolicy,
     PivCard, PivError, Puk, Slot, TouchPolicy,
@@ -149,8 +149,9 @@ fn piv_error(step: Step, e: PivError) -> ProvisionError {
     ProvisionError::new(reason, Some(step), msg).with_source(e)
 }
 
-fn to_piv_pin(pin: &FidoPin) -> Result<Pin, ProvisionError> {
-    Pin::new(pin.expose_secret().as_bytes()).map_err(|_| {
+/// The person's PIN, if the PIV applet takes it (one PIN type serves both applets).
+fn to_piv_pin(pin: &Pin) -> Result<&Pin, ProvisionError> {
+    crate::piv::pin_bytes(pin).map(|_| pin).map_err(|_| {
         ProvisionError::new(
             Reason::PolicyPin,
             Some(Step::Policy),
@@ -240,7 +241,7 @@ pub(crate) fn provision(
     id: &PivIdentity,
     vt: &VerifiedTicket,
     ops: &[PivOp],
-    pin: &FidoPin,
+    pin: &Pin,
     profile: &Profile,
 ) -> Result<PivResult, ProvisionError> {
     let cmd = flow.deadlines.command;
@@ -276,7 +277,7 @@ pub(crate) fn provision(
             })?;
         }
         let puk = if id.puk_is_default {
-            let new = Puk::generate_numeric(8).map_err(|e| piv_error(s, e))?;
+            let new = Puk::generate_numeric(8);
             card.change_puk(&Puk::factory_default(), &new)
                 .map_err(|e| piv_error(s, e))?;
             Some(new)
