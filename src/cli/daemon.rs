@@ -70,7 +70,7 @@ pub struct DaemonArgs {
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration (30s, 5m): {e}"))
+    crate::time::parse_duration(s)
 }
 
 fn octal(s: &str) -> Result<u32, String> {
@@ -240,7 +240,11 @@ fn enroll_with(
         args.device.as_deref(),
         Duration::from_secs(args.wait),
     )?;
-    let pin = super::secret_input::SecretInput::default().read(args.pin_fd, "new PIN", true)?;
+    let pin = super::secret_input::SecretInput::default().read(
+        super::secret_input::Fd("--pin-fd", args.pin_fd),
+        "new PIN",
+        true,
+    )?;
     // Serialized straight into a wiped buffer: no intermediate copy of the
     // PIN (a serde_json::Value would keep one).
     #[derive(serde::Serialize)]

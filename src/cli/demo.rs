@@ -190,7 +190,11 @@ fn db_on_command_line() -> bool {
 /// file of its own (so N is the caller's descriptor). The workflow checks
 /// it against the profile before touching the key.
 fn read_pin_fd(n: i32) -> Result<Pin> {
-    super::secret_input::SecretInput::default().pin(Some(n), "PIN", false)
+    super::secret_input::SecretInput::default().pin(
+        super::secret_input::Fd("--pin-fd", Some(n)),
+        "PIN",
+        false,
+    )
 }
 
 /// A PIN "chosen" for the kiosk person: random digits that pass the

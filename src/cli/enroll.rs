@@ -14,7 +14,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::Failure;
-use super::secret_input::SecretInput;
+use super::secret_input::{Fd, SecretInput};
 use crate::config::{self, Config};
 use crate::detect::{self, Location};
 use crate::provision::{
@@ -156,7 +156,7 @@ pub fn run(
             "characters"
         }
     );
-    let pin = input.pin(args.pin_fd, &what, true)?;
+    let pin = input.pin(Fd("--pin-fd", args.pin_fd), &what, true)?;
     let target = choose_target(args.device.as_deref(), Duration::from_secs(args.wait), json)?;
     let mut req = EnrollRequest::new(ticket, target, PinChoice::Given(pin));
     req.slot = args.slot.clone();

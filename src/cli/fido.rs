@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use super::Failure;
-use super::secret_input::SecretInput;
+use super::secret_input::{Fd, SecretInput};
 use crate::ctap::commands::client_pin::permission;
 use crate::ctap::commands::config::ConfigCommand;
 use crate::ctap::commands::cred_mgmt::command_for;
@@ -367,6 +367,6 @@ impl PinSource {
     }
 
     fn read(&mut self, what: &str, confirm: bool) -> Result<Pin> {
-        self.input.pin(self.fd, what, confirm)
+        self.input.pin(Fd("--pin-fd", self.fd), what, confirm)
     }
 }

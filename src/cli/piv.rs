@@ -23,7 +23,7 @@ use crate::piv::{
 mod args;
 pub(crate) mod input;
 pub use args::{AFTER_HELP, CardArgs, KeySpec, NewSecret, PivCommand};
-use input::SecretInput;
+use input::{Fd, SecretInput};
 
 /// Run a `keyward piv` command.
 pub fn run(cmd: PivCommand, json: bool) -> Result<()> {
@@ -41,7 +41,7 @@ pub fn run(cmd: PivCommand, json: bool) -> Result<()> {
         }
         PivCommand::ChangePuk { card, puk_fd, new } => {
             let mut c = open(&card)?;
-            let old = io.puk(puk_fd, "current PUK", false)?;
+            let old = io.puk(Fd("--puk-fd", puk_fd), "current PUK", false)?;
             crate::piv::puk_bytes(&old).map_err(fail)?;
             let newv = Puk::new(new_value(&mut io, &new, "new PUK")?);
             crate::piv::puk_bytes(&newv).map_err(fail)?;
@@ -50,7 +50,7 @@ pub fn run(cmd: PivCommand, json: bool) -> Result<()> {
         }
         PivCommand::UnblockPin { card, puk_fd, new } => {
             let mut c = open(&card)?;
-            let puk = io.puk(puk_fd, "PUK", false)?;
+            let puk = io.puk(Fd("--puk-fd", puk_fd), "PUK", false)?;
             crate::piv::puk_bytes(&puk).map_err(fail)?;
             let newv = Pin::new(new_value(&mut io, &new, "new PIN")?);
             crate::piv::pin_bytes(&newv).map_err(fail)?;
@@ -364,7 +364,7 @@ fn open(card: &CardArgs) -> Result<PivCard> {
 }
 
 fn pin(io: &mut SecretInput, card: &CardArgs) -> Result<Pin> {
-    let pin = io.pin(card.pin_fd, "PIN", false)?;
+    let pin = io.pin(Fd("--pin-fd", card.pin_fd), "PIN", false)?;
     crate::piv::pin_bytes(&pin).map_err(fail)?;
     Ok(pin)
 }
@@ -376,8 +376,11 @@ fn admin(c: &mut PivCard, io: &mut SecretInput, card: &CardArgs, pin: Option<&Pi
         Some(fd) => {
             let alg = c.management_algorithm().map_err(fail)?;
             Some(
-                ManagementKey::from_hex(alg, &io.read(Some(fd), "management key", false)?)
-                    .map_err(|e| fail(e.into()))?,
+                ManagementKey::from_hex(
+                    alg,
+                    &io.read(Fd("--management-key-fd", Some(fd)), "management key", false)?,
+                )
+                .map_err(|e| fail(e.into()))?,
             )
         }
         None => None,
@@ -397,7 +400,7 @@ fn new_value(io: &mut SecretInput, new: &NewSecret, what: &str) -> Result<Zeroiz
             Pin::generate_numeric(8).expose_secret().to_owned(),
         ));
     }
-    io.read(new.new_fd, what, true)
+    io.read(Fd("--new-fd", new.new_fd), what, true)
 }
 
 fn done(json: bool, what: &str, new: &NewSecret, value: &str) -> Result<()> {

@@ -29,6 +29,11 @@ use crate::secret::{Pin, Puk};
 /// management key 64 hex digits).
 pub const MAX_LINE: usize = 256;
 
+/// A secret's descriptor option: its flag (for messages) and the number
+/// given, if any: `Fd("--pin-fd", args.pin_fd)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Fd(pub &'static str, pub Option<i32>);
+
 /// Where secrets come from. One descriptor can give several secrets, one
 /// line each; descriptors are owned (and closed) by this reader.
 #[derive(Default)]
@@ -37,44 +42,40 @@ pub struct SecretInput {
 }
 
 impl SecretInput {
-    /// One secret: a line from `fd`, else a prompt on the terminal (twice
-    /// when `confirm`), else a line of standard input.
-    pub fn read(
-        &mut self,
-        fd: Option<i32>,
-        what: &str,
-        confirm: bool,
-    ) -> Result<Zeroizing<String>> {
-        if let Some(fd) = fd {
-            return self.line(fd, what);
+    /// One secret: a line from the descriptor given with the option
+    /// `from`, else a prompt on the terminal (twice when `confirm`), else a
+    /// line of standard input.
+    pub fn read(&mut self, from: Fd, what: &str, confirm: bool) -> Result<Zeroizing<String>> {
+        if let Some(fd) = from.1 {
+            return self.line(from.0, fd, what);
         }
         if termios::isatty(std::io::stdin()) {
-            let tty = open_tty(what)?;
-            let first = prompt_on(&tty, what, &format!("{what}: "))?;
-            if confirm && *prompt_on(&tty, what, &format!("{what} again: "))? != *first {
+            let tty = open_tty(from.0, what)?;
+            let first = prompt_on(&tty, from.0, what, &format!("{what}: "))?;
+            if confirm && *prompt_on(&tty, from.0, what, &format!("{what} again: "))? != *first {
                 return Err(usage(format!(
                     "the two entries of the {what} differ; run the command again"
                 )));
             }
             return Ok(first);
         }
-        self.line(0, what)
+        self.line(from.0, 0, what)
     }
 
     /// A PIN, by [`SecretInput::read`].
-    pub fn pin(&mut self, fd: Option<i32>, what: &str, confirm: bool) -> Result<Pin> {
-        Ok(Pin::new(self.read(fd, what, confirm)?))
+    pub fn pin(&mut self, from: Fd, what: &str, confirm: bool) -> Result<Pin> {
+        Ok(Pin::new(self.read(from, what, confirm)?))
     }
 
     /// A PUK, by [`SecretInput::read`].
-    pub fn puk(&mut self, fd: Option<i32>, what: &str, confirm: bool) -> Result<Puk> {
-        Ok(Puk::new(self.read(fd, what, confirm)?))
+    pub fn puk(&mut self, from: Fd, what: &str, confirm: bool) -> Result<Puk> {
+        Ok(Puk::new(self.read(from, what, confirm)?))
     }
 
-    fn line(&mut self, fd: i32, what: &str) -> Result<Zeroizing<String>> {
+    fn line(&mut self, flag: &str, fd: i32, what: &str) -> Result<Zeroizing<String>> {
         if fd == 1 || fd == 2 || fd < 0 {
             return Err(usage(format!(
-                "descriptor {fd} cannot be read for the {what}: use 0 (stdin) or a descriptor of 3 or more"
+                "{flag} {fd}: cannot be read for the {what}; use 0 (stdin) or a descriptor of 3 or more"
             )));
         }
         let file = match self.fds.entry(fd) {
@@ -83,7 +84,7 @@ impl SecretInput {
                 // SAFETY: F_GETFD only reads the descriptor's flags; any int is safe.
                 if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
                     return Err(usage(format!(
-                        "descriptor {fd} is not open, so the {what} cannot be read from it; open it (e.g. {fd}<FILE)"
+                        "{flag} {fd}: not an open file descriptor, so the {what} cannot be read from it; open it for reading (e.g. {fd}<FILE)"
                     )));
                 }
                 // SAFETY: the user named this open descriptor for us to
@@ -96,10 +97,10 @@ impl SecretInput {
             read_line(file).with_context(|| format!("reading the {what} from descriptor {fd}"))?;
         match line {
             None => Err(usage(format!(
-                "descriptor {fd} ended before the {what} was read; write one line per secret"
+                "{flag} {fd}: no {what} (the input ended); write one line per secret"
             ))),
             Some(s) if s.is_empty() => Err(usage(format!(
-                "descriptor {fd} gave an empty {what}; write the {what} on one line"
+                "{flag} {fd}: no {what} (an empty line); write the {what} on one line"
             ))),
             Some(s) => Ok(s),
         }
@@ -144,14 +145,14 @@ fn read_line(r: &mut impl Read) -> Result<Option<Zeroizing<String>>> {
     Ok(Some(Zeroizing::new(text.to_owned())))
 }
 
-fn open_tty(what: &str) -> Result<File> {
+fn open_tty(flag: &str, what: &str) -> Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/tty")
         .map_err(|_| {
             usage(format!(
-                "no terminal to ask for the {what}; pass it with its --…-fd N option or on standard input"
+                "no terminal to ask for the {what}; pass it with {flag} N or on standard input"
             ))
         })
 }
@@ -159,10 +160,10 @@ fn open_tty(what: &str) -> Result<File> {
 /// Write `text` on `tty` and read one line with echo off, restoring the
 /// terminal afterwards. Refuses (reading nothing) when echo cannot be
 /// turned off, or is still on after asking.
-pub fn prompt_on(tty: &File, what: &str, text: &str) -> Result<Zeroizing<String>> {
+pub fn prompt_on(tty: &File, flag: &str, what: &str, text: &str) -> Result<Zeroizing<String>> {
     let refuse = || {
         usage(format!(
-            "cannot turn off echo on this terminal, so the {what} is not asked for; pass it with its --…-fd N option or on standard input"
+            "cannot turn off echo on this terminal, so the {what} is not asked for; pass it with {flag} N or on standard input"
         ))
     };
     let saved = termios::tcgetattr(tty).map_err(|_| refuse())?;
@@ -210,7 +211,7 @@ mod tests {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"24681357\n").unwrap();
         f.rewind().unwrap();
-        let err = prompt_on(&f, "PIN", "PIN: ").unwrap_err();
+        let err = prompt_on(&f, "--pin-fd", "PIN", "PIN: ").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("cannot turn off echo"), "{msg}");
         assert!(!msg.contains("2468"), "{msg}");
@@ -241,9 +242,15 @@ mod tests {
     fn descriptors_that_cannot_hold_a_secret_are_refused() {
         let mut input = SecretInput::default();
         for fd in [1, 2, -1, 987] {
-            let e = input.read(Some(fd), "PIN", false).unwrap_err();
+            let e = input
+                .read(Fd("--pin-fd", Some(fd)), "PIN", false)
+                .unwrap_err();
             assert!(
                 matches!(e.downcast_ref::<Failure>(), Some(Failure::Usage(_))),
+                "{e}"
+            );
+            assert!(
+                e.to_string().starts_with(&format!("--pin-fd {fd}: ")),
                 "{e}"
             );
         }
