@@ -21,4 +21,5 @@ pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod ticket;
+pub mod time;
 pub mod transport;

@@ -20,7 +20,7 @@ mod mgmt;
 mod objects;
 mod secret;
 mod state;
-mod tlv;
+pub(crate) mod tlv;
 mod types;
 
 pub use card::{PivCard, readers};

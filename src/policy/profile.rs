@@ -303,7 +303,7 @@ impl Profile {
                     "attestation.exceptions[{i}]: an exception must be time-boxed: give expires (RFC 3339)"
                 ));
             };
-            if humantime::parse_rfc3339(exp).is_err() {
+            if crate::time::parse_rfc3339(exp).is_err() {
                 return Err(format!(
                     "attestation.exceptions[{i}]: expires {exp:?} is not RFC 3339 (e.g. 2027-01-01T00:00:00Z)"
                 ));

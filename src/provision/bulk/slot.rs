@@ -343,7 +343,7 @@ impl Run<'_> {
                 Wait::TimedOut => {
                     return end(Some(format!(
                         "no key was inserted for {}; the slot gave up",
-                        humantime::format_duration(self.opts.wait)
+                        crate::time::format_duration(self.opts.wait)
                     )));
                 }
                 Wait::Error(m) => return end(Some(m)),
