@@ -86,7 +86,10 @@ pub enum PinRuleError {
 impl PinRules {
     /// Check a PIN (as text) against the rules.
     pub fn check(&self, pin: &str) -> Result<(), PinRuleError> {
-        let chars: Vec<char> = pin.chars().collect();
+        // The PIN's characters, in a wiped buffer sized up front (a PIN
+        // has at most as many characters as bytes, so it never grows).
+        let mut chars = zeroize::Zeroizing::new(Vec::with_capacity(pin.len()));
+        chars.extend(pin.chars());
         let len = chars.len();
         if len < self.min_length {
             return Err(PinRuleError::TooShort {
@@ -118,10 +121,13 @@ fn is_trivial(chars: &[char]) -> bool {
     if chars.len() < 2 {
         return true;
     }
-    let steps: Vec<i64> = chars
-        .windows(2)
-        .map(|w| i64::from(u32::from(w[1])) - i64::from(u32::from(w[0])))
-        .collect();
+    // The steps between characters say much of the PIN: wiped too.
+    let mut steps = zeroize::Zeroizing::new(Vec::with_capacity(chars.len()));
+    steps.extend(
+        chars
+            .windows(2)
+            .map(|w| i64::from(u32::from(w[1])) - i64::from(u32::from(w[0]))),
+    );
     let first = steps[0];
     matches!(first, -1..=1) && steps.iter().all(|&s| s == first)
 }
