@@ -199,7 +199,7 @@ impl ManagementKey {
     pub fn from_hex(algorithm: MgmtAlgorithm, text: &str) -> Result<Self, SecretError> {
         let text = text.trim();
         let mut bytes = Zeroizing::new(vec![0u8; text.len() / 2]);
-        if text.len() % 2 != 0 || hex::decode_to_slice(text, &mut bytes).is_err() {
+        if !text.len().is_multiple_of(2) || hex::decode_to_slice(text, &mut bytes).is_err() {
             return Err(SecretError {
                 what: "management key",
                 rule: "hexadecimal digits only (two per byte)",

@@ -38,7 +38,7 @@ fn simulator_fido_attestation_verifies_against_keyward_sim_roots() {
     std::fs::write(roots.join("sim.pem"), &o.stdout).unwrap();
     let file = dir.path().join("reg.json");
     let doc = serde_json::json!({
-        "attestationObject": B64URL.encode(&sim_packed()),
+        "attestationObject": B64URL.encode(sim_packed()),
         "clientDataHash": hex::encode(CDH),
     });
     std::fs::write(&file, doc.to_string()).unwrap();

@@ -76,7 +76,7 @@ impl TestMds {
         let h = B64URL.encode(header.to_string().as_bytes());
         let p = B64URL.encode(payload.to_string().as_bytes());
         let sig: p256::ecdsa::Signature = self.leaf_key.sign(format!("{h}.{p}").as_bytes());
-        format!("{h}.{p}.{}", B64URL.encode(&sig.to_bytes()))
+        format!("{h}.{p}.{}", B64URL.encode(sig.to_bytes()))
     }
 }
 

@@ -262,10 +262,10 @@ pub(crate) fn provision(
     let puk = flow.step(Step::PivPin, cmd, |_| {
         let s = Step::PivPin;
         if id.pin_is_default {
-            card.change_pin(&Pin::factory_default(), &pin)
+            card.change_pin(&Pin::factory_default(), pin)
                 .map_err(|e| piv_error(s, e))?;
         } else {
-            card.verify_pin(&pin).map_err(|e| match e {
+            card.verify_pin(pin).map_err(|e| match e {
                 PivError::WrongPin { retries_left } => ProvisionError::new(
                     Reason::PinAlreadySet,
                     Some(s),
@@ -290,9 +290,9 @@ pub(crate) fn provision(
     })?;
     flow.step(Step::PivManagementKey, cmd, |_| {
         let s = Step::PivManagementKey;
-        card.authenticate_with(MgmtSource::Card { pin: Some(&pin) })
+        card.authenticate_with(MgmtSource::Card { pin: Some(pin) })
             .map_err(|e| piv_error(s, e))?;
-        card.rotate_management_key_pin_protected(MgmtAlgorithm::Aes192, &pin)
+        card.rotate_management_key_pin_protected(MgmtAlgorithm::Aes192, pin)
             .map_err(|e| piv_error(s, e))?;
         Ok((
             (),
@@ -308,7 +308,7 @@ pub(crate) fn provision(
     let ctx = SlotCtx {
         id,
         vt,
-        pin: &pin,
+        pin,
         profile,
     };
     for op in ops {
