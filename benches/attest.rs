@@ -44,7 +44,7 @@ fn rate(mut f: impl FnMut()) -> f64 {
 }
 
 fn at(s: &str) -> SystemTime {
-    humantime::parse_rfc3339(s).unwrap()
+    keyward::time::parse_rfc3339(s).unwrap()
 }
 
 fn pem_der(p: &Path) -> Vec<u8> {
@@ -54,8 +54,9 @@ fn pem_der(p: &Path) -> Vec<u8> {
 }
 
 fn b64url(s: &str) -> Vec<u8> {
-    use base64ct::{Base64UrlUnpadded, Encoding};
-    Base64UrlUnpadded::decode_vec(s).unwrap()
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    B64URL.decode(s).unwrap()
 }
 
 /// Child mode: load the BLOB once, print milliseconds and VmHWM.

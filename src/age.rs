@@ -245,7 +245,10 @@ pub fn encrypt(
     let n_chunks = plaintext.len().div_ceil(CHUNK).max(1);
     for i in 0..n_chunks {
         let end = ((i + 1) * CHUNK).min(plaintext.len());
-        let mut chunk = plaintext[i * CHUNK..end].to_vec();
+        // Room for the tag up front: a reallocation would leave a copy of
+        // the plaintext (PINs) in freed memory.
+        let mut chunk = Vec::with_capacity(end - i * CHUNK + TAG);
+        chunk.extend_from_slice(&plaintext[i * CHUNK..end]);
         key.seal_in_place_append_tag(
             stream_nonce(i as u64, i + 1 == n_chunks),
             aead::Aad::empty(),
@@ -272,7 +275,10 @@ fn wrap_x25519(
     let mut salt = share.to_vec();
     salt.extend_from_slice(&r.0);
     let wrap = chacha(&hkdf(shared.as_ref(), &salt, X25519_LABEL));
-    let mut body = file_key.to_vec();
+    // Room for the tag up front, so the file key is never left behind in
+    // a freed buffer; once sealed the buffer holds only ciphertext.
+    let mut body = Vec::with_capacity(file_key.len() + TAG);
+    body.extend_from_slice(file_key);
     wrap.seal_in_place_append_tag(
         aead::Nonce::assume_unique_for_key([0; 12]),
         aead::Aad::empty(),

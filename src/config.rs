@@ -136,7 +136,7 @@ pub struct SyncSection {
     pub ca: Option<PathBuf>,
     /// Time between pushes when the outbox is drained (`keyward sync` and
     /// the daemon), e.g. "30s", "5m"; default 60 s.
-    #[serde(default, with = "humantime_opt")]
+    #[serde(default, with = "duration_opt")]
     pub interval: Option<std::time::Duration>,
     /// The registry's ack key (PEM public key) that `keyward outbox ack`
     /// checks an air-gapped registry's ack file against.
@@ -144,21 +144,15 @@ pub struct SyncSection {
     pub registry_key: Option<PathBuf>,
 }
 
-mod humantime_opt {
+mod duration_opt {
     use serde::Deserialize;
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(
         d: D,
     ) -> Result<Option<std::time::Duration>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| {
-            humantime::parse_duration(&s).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "{s:?} is not a duration like \"30s\" or \"5m\": {e}"
-                ))
-            })
-        })
-        .transpose()
+        s.map(|s| crate::time::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 
 use attest_support::sim::*;
 use attest_support::vectors;
-use base64ct::{Base64UrlUnpadded, Encoding};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 
 fn keyward(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_keyward"))
@@ -37,7 +38,7 @@ fn simulator_fido_attestation_verifies_against_keyward_sim_roots() {
     std::fs::write(roots.join("sim.pem"), &o.stdout).unwrap();
     let file = dir.path().join("reg.json");
     let doc = serde_json::json!({
-        "attestationObject": Base64UrlUnpadded::encode_string(&sim_packed()),
+        "attestationObject": B64URL.encode(sim_packed()),
         "clientDataHash": hex::encode(CDH),
     });
     std::fs::write(&file, doc.to_string()).unwrap();
@@ -130,8 +131,8 @@ fn real_vectors_through_the_cli() {
     let preview = dir.path().join("preview.json");
     let (ao, cdh) = attest_support::fido_vector("python-fido2-packed-yubico-preview.json");
     let doc = serde_json::json!({
-        "attestationObject": Base64UrlUnpadded::encode_string(&ao),
-        "clientDataHash": Base64UrlUnpadded::encode_string(&cdh),
+        "attestationObject": B64URL.encode(&ao),
+        "clientDataHash": B64URL.encode(&cdh),
     });
     std::fs::write(&preview, doc.to_string()).unwrap();
     let o = keyward(

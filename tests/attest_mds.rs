@@ -6,7 +6,8 @@ mod attest_support;
 
 use attest_support::sim::*;
 use attest_support::{at, when};
-use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use keyward::attest::mds::{self, MdsBlob, MdsError, MdsOptions};
 use keyward::attest::{self, TrustStore};
 use keyward::sim::ca;
@@ -53,7 +54,7 @@ impl TestMds {
             "metadataStatement": {
                 "description": "keyward simulator",
                 "authenticatorVersion": 2,
-                "attestationRootCertificates": [Base64::encode_string(sim().fido_root())],
+                "attestationRootCertificates": [B64.encode(sim().fido_root())],
             },
             "statusReports": [
                 {"status": "FIDO_CERTIFIED_L1", "effectiveDate": "2024-01-01"},
@@ -70,15 +71,12 @@ impl TestMds {
             "legalHeader": "test", "no": no, "nextUpdate": next_update, "entries": [entry],
         });
         let header = serde_json::json!({
-            "alg": "ES256", "typ": "JWT", "x5c": [Base64::encode_string(&self.leaf)],
+            "alg": "ES256", "typ": "JWT", "x5c": [B64.encode(&self.leaf)],
         });
-        let h = Base64UrlUnpadded::encode_string(header.to_string().as_bytes());
-        let p = Base64UrlUnpadded::encode_string(payload.to_string().as_bytes());
+        let h = B64URL.encode(header.to_string().as_bytes());
+        let p = B64URL.encode(payload.to_string().as_bytes());
         let sig: p256::ecdsa::Signature = self.leaf_key.sign(format!("{h}.{p}").as_bytes());
-        format!(
-            "{h}.{p}.{}",
-            Base64UrlUnpadded::encode_string(&sig.to_bytes())
-        )
+        format!("{h}.{p}.{}", B64URL.encode(sig.to_bytes()))
     }
 }
 
@@ -126,7 +124,7 @@ fn an_mds_model_is_attested_only_through_its_own_roots() {
         "aaguid": mds::format_aaguid(&AAGUID),
         "metadataStatement": {
             "description": "Vendor B key",
-            "attestationRootCertificates": [Base64::encode_string(&vendor_b)],
+            "attestationRootCertificates": [B64.encode(&vendor_b)],
         },
         "statusReports": [{"status": "FIDO_CERTIFIED_L2", "effectiveDate": "2024-01-01"}],
     });
@@ -150,9 +148,9 @@ fn broken_signature_and_tampered_payload_are_refused() {
     let m = test_mds();
     let jwt = m.blob(5, "2025-07-01", "FIDO_CERTIFIED_L1");
     let (signed, sig) = jwt.rsplit_once('.').unwrap();
-    let mut s = Base64UrlUnpadded::decode_vec(sig).unwrap();
+    let mut s = B64URL.decode(sig).unwrap();
     s[10] ^= 1;
-    let broken = format!("{signed}.{}", Base64UrlUnpadded::encode_string(&s));
+    let broken = format!("{signed}.{}", B64URL.encode(&s));
     assert!(matches!(verify(&m, &broken), Err(MdsError::Signature(_))));
     // Payload of another BLOB under this BLOB's signature.
     let other = m.blob(6, "2025-07-01", "FIDO_CERTIFIED_L1");
@@ -258,7 +256,7 @@ fn u2f_keys_are_looked_up_by_attestation_key_identifier_only() {
             "attestationCertificateKeyIdentifiers": key_ids,
             "metadataStatement": {
                 "description": "keyward U2F",
-                "attestationRootCertificates": [Base64::encode_string(sim().fido_root())],
+                "attestationRootCertificates": [B64.encode(sim().fido_root())],
             },
             "statusReports": [{"status": "FIDO_CERTIFIED_L1", "effectiveDate": "2024-01-01"}],
         })

@@ -25,8 +25,8 @@ fn needles(secret: &[u8]) -> Vec<Vec<u8>> {
 fn a_full_piv_enrollment_leaves_no_pin_puk_or_management_key_in_the_ledger() {
     common::require_rig();
     let sim = common::start_sim(&["--piv", "--firmware", "5.7.1", "--serial", "777001"]);
-    let pin = Pin::new(b"80447391".to_vec()).unwrap();
-    let puk = Puk::new(b"55019283".to_vec()).unwrap();
+    let pin = Pin::from("80447391");
+    let puk = Puk::from("55019283");
     let mut card = PivCard::open(Some(sim.reader.name)).unwrap();
     card.change_pin(&Pin::factory_default(), &pin).unwrap();
     card.change_puk(&Puk::factory_default(), &puk).unwrap();
@@ -96,8 +96,8 @@ fn a_full_piv_enrollment_leaves_no_pin_puk_or_management_key_in_the_ledger() {
         files += 1;
         let bytes = std::fs::read(entry.path()).unwrap();
         for (what, secret) in [
-            ("PIN", pin.expose_secret()),
-            ("PUK", puk.expose_secret()),
+            ("PIN", pin.expose_secret().as_bytes()),
+            ("PUK", puk.expose_secret().as_bytes()),
             ("management key", mgmt.expose_secret()),
         ] {
             for n in needles(secret) {
@@ -125,8 +125,8 @@ fn a_full_piv_enrollment_leaves_no_pin_puk_or_management_key_in_the_ledger() {
     ))
     .unwrap();
     for (what, secret) in [
-        ("PIN", pin.expose_secret()),
-        ("PUK", puk.expose_secret()),
+        ("PIN", pin.expose_secret().as_bytes()),
+        ("PUK", puk.expose_secret().as_bytes()),
         ("management key", mgmt.expose_secret()),
     ] {
         for n in needles(secret) {

@@ -989,7 +989,7 @@ fn piv_only_with_a_generated_pin_through_pcscd() {
     assert_eq!(pin.expose_secret().len(), 8);
     // The card takes the generated PIN.
     let mut card = keyward::piv::PivCard::open(Some(sim.reader.name)).unwrap();
-    card.verify_pin(&keyward::piv::Pin::new(pin.expose_secret().as_bytes()).unwrap())
+    card.verify_pin(&keyward::piv::Pin::from(pin.expose_secret()))
         .expect("the generated PIN is the card's PIN");
 }
 

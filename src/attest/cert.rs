@@ -369,29 +369,23 @@ pub(crate) fn tlv_header(b: &[u8]) -> Option<(usize, usize)> {
     tlv_any(b, 0x30)
 }
 
-/// (header length, content length) of a DER TLV with tag `tag`.
+/// (header length, content length) of a DER TLV with tag `tag`, read by
+/// the `der` crate (definite lengths only, minimal encoding enforced).
 fn tlv_any(b: &[u8], tag: u8) -> Option<(usize, usize)> {
+    use der::{Decode, Reader};
+    // Low tag numbers only (one identifier octet): compare it as is.
     if *b.first()? != tag {
         return None;
     }
-    let first = *b.get(1)?;
-    if first < 0x80 {
-        return Some((2, usize::from(first)));
-    }
-    let n = usize::from(first & 0x7F);
-    if n == 0 || n > 4 {
-        return None;
-    }
-    let mut len = 0usize;
-    for i in 0..n {
-        len = (len << 8) | usize::from(*b.get(2 + i)?);
-    }
-    Some((2 + n, len))
+    let mut r = der::SliceReader::new(b).ok()?;
+    let h = der::Header::decode(&mut r).ok()?;
+    let header_len = usize::try_from(r.position()).ok()?;
+    Some((header_len, usize::try_from(h.length()).ok()?))
 }
 
 /// Seconds since the Unix epoch, for messages.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    crate::time::format_rfc3339_seconds(t)
 }
 
 /// Unix seconds to `SystemTime` (for tests and the CLI).

@@ -49,7 +49,7 @@ fn simulator_piv_attestation_verifies_against_sim_roots() {
     let (o, _) = crate::sim::piv::tlv::parse_one(&obj).unwrap();
     let tlvs = crate::sim::piv::tlv::parse(o.value).unwrap();
     let f9 = crate::sim::piv::tlv::find(&tlvs, 0x70).unwrap().to_vec();
-    let at = humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let at = crate::time::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
     let f = verify_piv(&leaf, &f9, &sim_roots(), at, Some(spki.as_bytes())).unwrap();
     assert_eq!(
         f.trust.as_ref().unwrap().0,
@@ -86,7 +86,7 @@ fn bundled_yubico_2024_hierarchy_chains_to_attestation_root_1() {
         .find(|c| c.subject() == "CN=Yubico PIV Attestation B 1")
         .unwrap()
         .clone();
-    let at = humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let at = crate::time::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
     let p = crate::attest::path::validate(&piv_b1, &[], &[&s], at, Default::default()).unwrap();
     assert_eq!(p.anchor, "CN=Yubico Attestation Root 1");
     assert_eq!(p.subjects.len(), 3);
@@ -164,7 +164,7 @@ mod fido_sim {
     }
 
     fn at() -> std::time::SystemTime {
-        humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
+        crate::time::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
     }
 
     #[test]

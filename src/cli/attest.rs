@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use base64ct::{Base64UrlUnpadded, Encoding};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use clap::{Args, Subcommand};
 
 use super::Failure;
@@ -63,12 +64,7 @@ pub struct VerifyArgs {
 /// Parse an RFC 3339 instant ("2024-12-15T00:00:00Z"; a bare date is
 /// midnight UTC).
 pub fn parse_time(s: &str) -> Result<SystemTime, String> {
-    let full = if s.len() == 10 {
-        format!("{s}T00:00:00Z")
-    } else {
-        s.to_string()
-    };
-    humantime::parse_rfc3339_weak(&full).map_err(|e| format!("{s:?} is not RFC 3339: {e}"))
+    crate::time::parse_rfc3339_weak(s).map_err(|e| format!("{s:?} is not RFC 3339: {e}"))
 }
 
 pub fn run(cmd: AttestCommand, json: bool) -> Result<()> {
@@ -242,7 +238,8 @@ pub fn read_fido_file(p: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
 }
 
 fn b64url(s: &str, what: &str) -> Result<Vec<u8>> {
-    Base64UrlUnpadded::decode_vec(s.trim_end_matches('='))
+    B64URL
+        .decode(s.trim_end_matches('='))
         .map_err(|e| Failure::Usage(format!("{what} is not base64url: {e}")).into())
 }
 

@@ -60,7 +60,7 @@ pub struct BulkArgs {
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub attempts: u32,
     /// A reader slot gives up after waiting this long for a key (e.g. 10m, 90s)
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::time::parse_duration)]
     pub wait: Duration,
 }
 
@@ -125,7 +125,7 @@ fn merge(args: &mut BulkArgs, cfg: &Config) -> Result<()> {
     if !flag_given("--wait")
         && let Some(w) = sec.wait
     {
-        args.wait = humantime::parse_duration(&w)
+        args.wait = crate::time::parse_duration(&w)
             .map_err(|e| usage(format!("{}: [bulk] wait = {w:?}: {e}", cfg.origin)))?;
     }
     Ok(())

@@ -70,7 +70,7 @@ pub struct DaemonArgs {
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration (30s, 5m): {e}"))
+    crate::time::parse_duration(s)
 }
 
 fn octal(s: &str) -> Result<u32, String> {
@@ -240,7 +240,11 @@ fn enroll_with(
         args.device.as_deref(),
         Duration::from_secs(args.wait),
     )?;
-    let pin = super::piv::input::SecretInput::default().read(args.pin_fd, "new PIN", true)?;
+    let pin = super::secret_input::SecretInput::default().read(
+        super::secret_input::Fd("--pin-fd", args.pin_fd),
+        "new PIN",
+        true,
+    )?;
     // Serialized straight into a wiped buffer: no intermediate copy of the
     // PIN (a serde_json::Value would keep one).
     #[derive(serde::Serialize)]
@@ -249,7 +253,10 @@ fn enroll_with(
         device: &'a str,
         pin: &'a str,
     }
-    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(ticket.len() + 256));
+    // JSON escaping writes at most 6 bytes per input byte (`\u00XX`): with
+    // that room the buffer never reallocates and leaves no copy behind.
+    let room = 6 * (ticket.len() + device.len() + pin.len()) + 64;
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(room));
     serde_json::to_writer(
         &mut *body,
         &Body {

@@ -10,7 +10,6 @@
 //! pcscd, as on a real reader. Without, FIDO2 runs on the in-process
 //! simulator and the demo says how to get PIV. See docs/demo.md.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -191,23 +190,11 @@ fn db_on_command_line() -> bool {
 /// file of its own (so N is the caller's descriptor). The workflow checks
 /// it against the profile before touching the key.
 fn read_pin_fd(n: i32) -> Result<Pin> {
-    // SAFETY: F_GETFD only reads the descriptor's flags; any int is safe.
-    if n < 0 || unsafe { libc::fcntl(n, libc::F_GETFD) } == -1 {
-        return Err(Failure::Usage(format!("--pin-fd {n}: not an open file descriptor")).into());
-    }
-    use std::os::fd::FromRawFd;
-    // SAFETY: the caller handed us this descriptor with --pin-fd for
-    // reading; we take ownership of it (and close it after one line).
-    let f = unsafe { std::fs::File::from_raw_fd(n) };
-    let mut line = Zeroizing::new(String::new());
-    std::io::BufReader::new(f)
-        .read_line(&mut line)
-        .with_context(|| format!("reading the PIN from --pin-fd {n}"))?;
-    let pin = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
-    if pin.is_empty() {
-        return Err(Failure::Usage(format!("--pin-fd {n}: no PIN (empty input)")).into());
-    }
-    Ok(Pin::new(pin))
+    super::secret_input::SecretInput::default().pin(
+        super::secret_input::Fd("--pin-fd", Some(n)),
+        "PIN",
+        false,
+    )
 }
 
 /// A PIN "chosen" for the kiosk person: random digits that pass the
@@ -215,18 +202,9 @@ fn read_pin_fd(n: i32) -> Result<Pin> {
 fn generate_pin(rules: &PinRules) -> Pin {
     let len = rules.max_length.clamp(6, 8);
     loop {
-        let mut r = Zeroizing::new([0u8; 8]);
-        crate::random::fill(r.as_mut());
-        let mut s = Zeroizing::new(String::with_capacity(len));
-        for b in r.iter().take(len) {
-            // 250 = 25 × 10: reject the top 6 values so each digit is uniform.
-            if *b >= 250 {
-                break;
-            }
-            s.push(char::from(b'0' + b % 10));
-        }
-        if s.len() == len && rules.check(&s).is_ok() {
-            return Pin::new(s);
+        let pin = Pin::generate_numeric(len);
+        if rules.check(pin.expose_secret()).is_ok() {
+            return pin;
         }
     }
 }

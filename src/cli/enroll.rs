@@ -14,9 +14,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::Failure;
-use super::piv::input::SecretInput;
+use super::secret_input::{Fd, SecretInput};
 use crate::config::{self, Config};
-use crate::ctap::Pin;
 use crate::detect::{self, Location};
 use crate::provision::{
     self, Cancel, EnrollOutcome, EnrollRequest, Event, Events, KeyTarget, PinChoice,
@@ -157,7 +156,7 @@ pub fn run(
             "characters"
         }
     );
-    let pin = Pin::new(input.read(args.pin_fd, &what, true)?);
+    let pin = input.pin(Fd("--pin-fd", args.pin_fd), &what, true)?;
     let target = choose_target(args.device.as_deref(), Duration::from_secs(args.wait), json)?;
     let mut req = EnrollRequest::new(ticket, target, PinChoice::Given(pin));
     req.slot = args.slot.clone();
@@ -230,7 +229,9 @@ fn deliver_puk(o: &EnrollOutcome, fd: Option<i32>) -> Result<&'static str> {
     // SAFETY: the caller named this descriptor for us to write; we own it
     // from here on.
     let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
-    let mut line = zeroize::Zeroizing::new(puk.expose_secret().to_vec());
+    // Sized for the newline up front: a reallocation would leave a copy.
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(puk.expose_secret().len() + 1));
+    line.extend_from_slice(puk.expose_secret().as_bytes());
     line.push(b'\n');
     f.write_all(&line)
         .with_context(|| format!("writing the PUK to descriptor {fd}"))?;

@@ -3,14 +3,13 @@
 //! prompt or `--pin-fd`, never from argv. The `--json` document of `info`
 //! is described in docs/fido.md.
 
-use std::io::{BufRead, Read};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use zeroize::Zeroizing;
 
 use super::Failure;
+use super::secret_input::{Fd, SecretInput};
 use crate::ctap::commands::client_pin::permission;
 use crate::ctap::commands::config::ConfigCommand;
 use crate::ctap::commands::cred_mgmt::command_for;
@@ -100,15 +99,15 @@ pub fn run(args: FidoArgs, json: bool) -> Result<()> {
         FidoCommand::Info => info(&mut c, json),
         FidoCommand::Pin(PinCommand::Set) => {
             let p = proto(&c.get_info().map_err(fail)?);
-            let new = pins.read("New PIN: ")?;
+            let new = pins.read("new PIN", true)?;
             c.set_pin(p, &new).map_err(fail)?;
             eprintln!("PIN set.");
             Ok(())
         }
         FidoCommand::Pin(PinCommand::Change) => {
             let p = proto(&c.get_info().map_err(fail)?);
-            let old = pins.read("Current PIN: ")?;
-            let new = pins.read("New PIN: ")?;
+            let old = pins.read("current PIN", false)?;
+            let new = pins.read("new PIN", true)?;
             c.change_pin(p, &old, &new).map_err(fail)?;
             eprintln!("PIN changed.");
             Ok(())
@@ -136,7 +135,7 @@ pub fn run(args: FidoArgs, json: bool) -> Result<()> {
                 },
             };
             let auth = if info.option("clientPin") == Some(true) {
-                let pin = pins.read("PIN: ")?;
+                let pin = pins.read("PIN", false)?;
                 Some(
                     c.pin_token(
                         proto(&info),
@@ -247,7 +246,7 @@ fn credentials<T: Transport>(
     let info = c.get_info().map_err(fail)?;
     let command = command_for(&info)
         .ok_or_else(|| anyhow::anyhow!("this key has no credential management"))?;
-    let pin = pins.read("PIN: ")?;
+    let pin = pins.read("PIN", false)?;
     let auth = c
         .pin_token(proto(&info), &pin, Some(permission::CREDENTIAL_MGMT), None)
         .map_err(fail)?;
@@ -353,76 +352,21 @@ fn open(sel: Option<&str>) -> Result<Box<dyn Transport>> {
     }
 }
 
-/// Where PINs come from: a file descriptor, or the terminal without echo.
+/// Where PINs come from: `--pin-fd`, else the CLI's one secret input.
 struct PinSource {
-    fd: Option<Box<dyn BufRead>>,
+    fd: Option<i32>,
+    input: SecretInput,
 }
 
 impl PinSource {
     fn new(fd: Option<i32>) -> PinSource {
-        use std::os::fd::FromRawFd;
         PinSource {
-            fd: fd.map(|n| {
-                // SAFETY: the user named this descriptor with --pin-fd for us
-                // to read, and nothing else in keyward uses it: the File
-                // takes ownership (and closes it when dropped).
-                let f = unsafe { std::fs::File::from_raw_fd(n) };
-                Box::new(std::io::BufReader::new(f)) as Box<dyn BufRead>
-            }),
+            fd,
+            input: SecretInput::default(),
         }
     }
 
-    fn read(&mut self, prompt: &str) -> Result<Pin> {
-        let mut line = Zeroizing::new(String::new());
-        match self.fd.as_mut() {
-            Some(r) => {
-                r.read_line(&mut line)
-                    .context("reading the PIN from --pin-fd")?;
-            }
-            None => read_no_echo(prompt, &mut line)?,
-        }
-        let pin = line.trim_end_matches(['\r', '\n']);
-        Ok(Pin::new(Zeroizing::new(pin.to_string())))
+    fn read(&mut self, what: &str, confirm: bool) -> Result<Pin> {
+        self.input.pin(Fd("--pin-fd", self.fd), what, confirm)
     }
-}
-
-/// Prompt on /dev/tty and read a line with echo off.
-fn read_no_echo(prompt: &str, out: &mut String) -> Result<()> {
-    use std::io::Write;
-    use std::os::fd::AsRawFd;
-    let mut tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(|_| Failure::Usage("no terminal to ask for the PIN; use --pin-fd".into()))?;
-    tty.write_all(prompt.as_bytes())?;
-    tty.flush()?;
-    let fd = tty.as_raw_fd();
-    // SAFETY: termios is plain data (integers and arrays): all-zero is valid.
-    let mut term: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is the open /dev/tty we hold; term is a valid, writable
-    // termios for the call.
-    let have = unsafe { libc::tcgetattr(fd, &mut term) } == 0;
-    let saved = term;
-    if have {
-        term.c_lflag &= !libc::ECHO;
-        // SAFETY: fd is the open /dev/tty; term is a valid termios that
-        // tcgetattr filled.
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
-    }
-    let mut buf = Zeroizing::new(Vec::new());
-    let mut byte = [0u8; 1];
-    while tty.read(&mut byte)? == 1 && byte[0] != b'\n' {
-        buf.push(byte[0]);
-    }
-    if have {
-        // SAFETY: fd is still the open /dev/tty; saved is what tcgetattr
-        // gave.
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
-    }
-    let _ = tty.write_all(b"\n");
-    out.push_str(
-        std::str::from_utf8(&buf).map_err(|_| Failure::Usage("the PIN is not UTF-8".into()))?,
-    );
-    Ok(())
 }

@@ -138,7 +138,7 @@ fn parse_since(s: &str) -> Result<(i64, i64)> {
     if let Ok(seq) = s.parse::<i64>() {
         return Ok((seq, i64::MIN));
     }
-    let t = humantime::parse_rfc3339_weak(s).map_err(|e| {
+    let t = crate::time::parse_rfc3339_weak(s).map_err(|e| {
         Failure::Usage(format!(
             "--since {s:?} is neither a sequence number nor an RFC 3339 time ({e})"
         ))

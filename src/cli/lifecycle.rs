@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use serde_json::json;
 
-use super::piv::input::SecretInput;
+use super::secret_input::{Fd, SecretInput};
 use super::{Failure, GlobalArgs};
 use crate::config::Config;
 use crate::provision::lifecycle::Books;
@@ -282,15 +282,14 @@ pub fn unblock(a: UnblockArgs, g: &GlobalArgs) -> Result<()> {
     let station = station(g)?;
     let target = select(a.device.as_deref())?;
     let mut input = SecretInput::default();
-    let puk = crate::piv::Puk::new(input.read(a.puk_fd, "PUK", false)?.as_bytes())
-        .map_err(|e| Failure::Usage(format!("PUK: {e}")))?;
-    let new_pin = crate::piv::Pin::new(input.read(a.pin_fd, "new PIN", true)?.as_bytes())
-        .map_err(|e| Failure::Usage(format!("new PIN: {e}")))?;
+    let puk = input.puk(Fd("--puk-fd", a.puk_fd), "PUK", false)?;
+    crate::piv::puk_bytes(&puk).map_err(|e| Failure::Usage(format!("PUK: {e}")))?;
+    let new_pin = input.pin(Fd("--pin-fd", a.pin_fd), "new PIN", true)?;
+    crate::piv::pin_bytes(&new_pin).map_err(|e| Failure::Usage(format!("new PIN: {e}")))?;
     let new_puk = if rotate || a.new_puk_fd.is_some() {
-        Some(
-            crate::piv::Puk::new(input.read(a.new_puk_fd, "new PUK", true)?.as_bytes())
-                .map_err(|e| Failure::Usage(format!("new PUK: {e}")))?,
-        )
+        let p = input.puk(Fd("--new-puk-fd", a.new_puk_fd), "new PUK", true)?;
+        crate::piv::puk_bytes(&p).map_err(|e| Failure::Usage(format!("new PUK: {e}")))?;
+        Some(p)
     } else {
         None
     };

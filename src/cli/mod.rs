@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod piv;
 pub mod registry;
 pub mod report;
+pub mod secret_input;
 pub mod sim;
 pub mod station;
 pub mod station_show;

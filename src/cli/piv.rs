@@ -7,10 +7,12 @@
 //! order the command reads them); without them keyward prompts without
 //! echo on a terminal, or reads lines from stdin.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::cli::Failure;
 use crate::piv::{
@@ -21,7 +23,7 @@ use crate::piv::{
 mod args;
 pub(crate) mod input;
 pub use args::{AFTER_HELP, CardArgs, KeySpec, NewSecret, PivCommand};
-use input::SecretInput;
+use input::{Fd, SecretInput};
 
 /// Run a `keyward piv` command.
 pub fn run(cmd: PivCommand, json: bool) -> Result<()> {
@@ -32,21 +34,26 @@ pub fn run(cmd: PivCommand, json: bool) -> Result<()> {
         PivCommand::ChangePin { card, new } => {
             let mut c = open(&card)?;
             let old = pin(&mut io, &card)?;
-            let newv = new_value(&mut io, &new, "new PIN", Pin::new)?;
+            let newv = Pin::new(new_value(&mut io, &new, "new PIN")?);
+            crate::piv::pin_bytes(&newv).map_err(fail)?;
             c.change_pin(&old, &newv).map_err(fail)?;
             done(json, "PIN changed", &new, newv.expose_secret())
         }
         PivCommand::ChangePuk { card, puk_fd, new } => {
             let mut c = open(&card)?;
-            let old = Puk::new(io.read(puk_fd, "current PUK", false)?.as_bytes()).map_err(fail)?;
-            let newv = new_value(&mut io, &new, "new PUK", Puk::new)?;
+            let old = io.puk(Fd("--puk-fd", puk_fd), "current PUK", false)?;
+            crate::piv::puk_bytes(&old).map_err(fail)?;
+            let newv = Puk::new(new_value(&mut io, &new, "new PUK")?);
+            crate::piv::puk_bytes(&newv).map_err(fail)?;
             c.change_puk(&old, &newv).map_err(fail)?;
             done(json, "PUK changed", &new, newv.expose_secret())
         }
         PivCommand::UnblockPin { card, puk_fd, new } => {
             let mut c = open(&card)?;
-            let puk = Puk::new(io.read(puk_fd, "PUK", false)?.as_bytes()).map_err(fail)?;
-            let newv = new_value(&mut io, &new, "new PIN", Pin::new)?;
+            let puk = io.puk(Fd("--puk-fd", puk_fd), "PUK", false)?;
+            crate::piv::puk_bytes(&puk).map_err(fail)?;
+            let newv = Pin::new(new_value(&mut io, &new, "new PIN")?);
+            crate::piv::pin_bytes(&newv).map_err(fail)?;
             c.unblock_pin(&puk, &newv).map_err(fail)?;
             done(json, "PIN unblocked and set", &new, newv.expose_secret())
         }
@@ -357,7 +364,9 @@ fn open(card: &CardArgs) -> Result<PivCard> {
 }
 
 fn pin(io: &mut SecretInput, card: &CardArgs) -> Result<Pin> {
-    Pin::new(io.read(card.pin_fd, "PIN", false)?.as_bytes()).map_err(fail)
+    let pin = io.pin(Fd("--pin-fd", card.pin_fd), "PIN", false)?;
+    crate::piv::pin_bytes(&pin).map_err(fail)?;
+    Ok(pin)
 }
 
 /// Authenticate with the management key: `--management-key-fd`, else the
@@ -367,8 +376,11 @@ fn admin(c: &mut PivCard, io: &mut SecretInput, card: &CardArgs, pin: Option<&Pi
         Some(fd) => {
             let alg = c.management_algorithm().map_err(fail)?;
             Some(
-                ManagementKey::from_hex(alg, &io.read(Some(fd), "management key", false)?)
-                    .map_err(fail)?,
+                ManagementKey::from_hex(
+                    alg,
+                    &io.read(Fd("--management-key-fd", Some(fd)), "management key", false)?,
+                )
+                .map_err(|e| fail(e.into()))?,
             )
         }
         None => None,
@@ -380,38 +392,42 @@ fn admin(c: &mut PivCard, io: &mut SecretInput, card: &CardArgs, pin: Option<&Pi
     c.authenticate_with(source).map_err(fail)
 }
 
-fn new_value<T>(
-    io: &mut SecretInput,
-    new: &NewSecret,
-    what: &str,
-    make: impl Fn(Vec<u8>) -> Result<T, PivError>,
-) -> Result<T> {
+/// The new PIN or PUK: eight random digits with `--generate`, else read
+/// (asked twice at a prompt).
+fn new_value(io: &mut SecretInput, new: &NewSecret, what: &str) -> Result<Zeroizing<String>> {
     if new.generate {
-        let mut digits = zeroize::Zeroizing::new(
-            Pin::generate_numeric(8)
-                .map_err(fail)?
-                .expose_secret()
-                .to_vec(),
-        );
-        return make(std::mem::take(&mut *digits)).map_err(fail);
+        return Ok(Zeroizing::new(
+            Pin::generate_numeric(8).expose_secret().to_owned(),
+        ));
     }
-    make(io.read(new.new_fd, what, true)?.as_bytes().to_vec()).map_err(fail)
+    io.read(Fd("--new-fd", new.new_fd), what, true)
 }
 
-/// Report success; a generated value goes to stdout only.
-fn done(json: bool, what: &str, new: &NewSecret, value: &[u8]) -> Result<()> {
-    let generated = new
-        .generate
-        .then(|| zeroize::Zeroizing::new(String::from_utf8_lossy(value).into_owned()));
+fn done(json: bool, what: &str, new: &NewSecret, value: &str) -> Result<()> {
+    // The generated value goes to stdout (the person asked for it), written
+    // straight from the secret, never through a `serde_json::Value` copy.
+    let generated = new.generate.then_some(value);
     if json {
-        let generated = generated.as_ref().map(|g| g.as_str());
-        println!(
-            "{}",
-            json!({"schema_version": 1, "result": what, "generated": generated})
-        );
+        #[derive(serde::Serialize)]
+        struct Done<'a> {
+            // In the order `json!` printed them (sorted).
+            generated: Option<&'a str>,
+            result: &'a str,
+            schema_version: u32,
+        }
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(
+            &mut out,
+            &Done {
+                schema_version: 1,
+                result: what,
+                generated,
+            },
+        )?;
+        writeln!(out)?;
     } else {
-        if let Some(g) = &generated {
-            println!("{}", g.as_str());
+        if let Some(g) = generated {
+            println!("{g}");
         }
         eprintln!("keyward: {what}");
     }

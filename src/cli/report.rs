@@ -73,7 +73,7 @@ pub fn check_threshold(t: f64) -> Result<f64, String> {
 
 /// `--since`: a duration back from `now`, or an RFC 3339 time.
 pub fn parse_since(s: &str, now: i64) -> Result<i64, String> {
-    if let Ok(d) = humantime::parse_duration(s) {
+    if let Ok(d) = crate::time::parse_duration(s) {
         let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         return Ok(now.saturating_sub(secs).max(0));
     }

@@ -24,7 +24,7 @@ pub struct SyncArgs {
     #[arg(long, value_name = "URL")]
     pub registry: Option<String>,
     /// Per-request timeout
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::time::parse_duration)]
     pub timeout: Duration,
 }
 

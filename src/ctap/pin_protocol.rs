@@ -5,7 +5,8 @@
 //! (tests/data/ctap/gen_pin_vectors.py).
 
 use aes::Aes256;
-use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use aes::cipher::block_padding::NoPadding;
+use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyInit, KeyIvInit};
 use ciborium::Value;
 use hmac::{Hmac, Mac};
 use p256::elliptic_curve::sec1::ToSec1Point;
@@ -202,31 +203,23 @@ impl PinProtocol {
     }
 }
 
-/// AES-256-CBC over whole blocks, no padding; plaintext blocks are wiped.
+/// AES-256-CBC (the `cbc` crate) over whole blocks, no padding (a short
+/// last block is zero-filled; callers pass whole blocks). The work buffer
+/// is wiped: it holds a PIN, a PIN hash or a token.
 fn cbc(key: &[u8], iv: [u8; 16], data: &[u8], encrypt: bool) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(data.len()));
-    let Ok(c) = Aes256::new_from_slice(key) else {
-        return out;
+    let mut buf = Zeroizing::new(vec![0u8; data.len().div_ceil(16) * 16]);
+    buf[..data.len()].copy_from_slice(data);
+    let n = buf.len();
+    let done = if encrypt {
+        cbc::Encryptor::<Aes256>::new_from_slices(key, &iv)
+            .is_ok_and(|c| c.encrypt_padded::<NoPadding>(&mut buf, n).is_ok())
+    } else {
+        cbc::Decryptor::<Aes256>::new_from_slices(key, &iv)
+            .is_ok_and(|c| c.decrypt_padded::<NoPadding>(&mut buf).is_ok())
     };
-    let mut prev = iv;
-    for chunk in data.chunks(16) {
-        let mut b = aes::Block::default();
-        b[..chunk.len()].copy_from_slice(chunk);
-        if encrypt {
-            for (x, p) in b.iter_mut().zip(prev) {
-                *x ^= p;
-            }
-            c.encrypt_block(&mut b);
-            prev.copy_from_slice(&b);
-        } else {
-            c.decrypt_block(&mut b);
-            for (x, p) in b.iter_mut().zip(prev) {
-                *x ^= p;
-            }
-            prev.copy_from_slice(chunk);
-        }
-        out.extend_from_slice(&b);
-        b.as_mut_slice().zeroize();
+    if !done {
+        buf.zeroize();
+        buf.clear();
     }
-    out
+    buf
 }

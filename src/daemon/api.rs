@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Bytes, Frame as BodyFrame, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -167,27 +167,55 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
             format!("the body must be application/json (got {ct:?})"),
         ));
     }
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            ApiError::new(
+    let raw = read_body(req.into_body()).await?;
+    serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(json_error(&e)))
+}
+
+/// Read a request body (it may carry a PIN) into a wiped buffer whose
+/// capacity is the size limit, so it never reallocates and leaves an
+/// unwiped copy behind. Each chunk hyper hands over is wiped too once
+/// copied, where no other handle to its bytes remains.
+async fn read_body(mut body: Incoming) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+    let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(MAX_BODY));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request(format!(
+                "the request body could not be read: {e}; send it again"
+            ))
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        let fits = raw.len() + chunk.len() <= MAX_BODY;
+        if fits {
+            raw.extend_from_slice(&chunk);
+        }
+        wipe(chunk);
+        if !fits {
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
-                format!("the request body could not be read: {e} (limit {MAX_BODY} bytes)"),
-            )
-        })?
-        .to_bytes();
-    // The body may carry a PIN: copy it into a buffer we wipe.
-    let raw = zeroize::Zeroizing::new(bytes.to_vec());
-    drop(bytes);
-    serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(json_error(&e)))
+                format!(
+                    "the request body is over the limit of {MAX_BODY} bytes; send a smaller one"
+                ),
+            ));
+        }
+    }
+    Ok(raw)
+}
+
+/// Zero a chunk's bytes if this is the last handle to them.
+fn wipe(chunk: Bytes) {
+    use zeroize::Zeroize;
+    if let Ok(mut m) = chunk.try_into_mut() {
+        m.as_mut().zeroize();
+    }
 }
 
 /// What is wrong with a request body, without a byte of it: serde_json's
 /// messages quote the offending value (a PIN, a ticket), so only the kind of
 /// error and its position are reported.
-fn json_error(e: &serde_json::Error) -> String {
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let what = match e.classify() {
         Category::Syntax => "is not valid JSON",

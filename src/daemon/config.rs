@@ -39,9 +39,9 @@ pub struct DaemonSection {
 
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map(Some).map_err(|e| {
-        serde::de::Error::custom(format!("{s:?} is not a duration (30s, 5m, 30d): {e}"))
-    })
+    crate::time::parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl DaemonSection {

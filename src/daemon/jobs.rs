@@ -10,38 +10,13 @@ use serde_json::Value;
 use super::api::ApiError;
 use super::auth::Peer;
 use super::state::{JobError, Shared};
-use crate::ctap::Pin;
 use crate::detect::Location;
 use crate::provision::{self, Cancel, EnrollRequest, KeyTarget, PinChoice, Reason};
+use crate::secret::Pin;
 use crate::sim::DeviceProfile;
 use crate::sim::ca::SimCa;
 use crate::sim::device::{SimDevice, SimOptions};
 use hyper::StatusCode;
-
-/// A secret from a request body (a PIN): zeroized on drop, redacted in
-/// Debug, never logged.
-pub struct SecretField(zeroize::Zeroizing<String>);
-
-impl SecretField {
-    /// The secret text; every read goes through here.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for SecretField {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretField {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(SecretField(zeroize::Zeroizing::new(String::deserialize(
-            d,
-        )?)))
-    }
-}
 
 /// `POST /v1/enroll`.
 #[derive(Debug, Deserialize)]
@@ -51,8 +26,9 @@ pub struct EnrollBody {
     pub ticket: String,
     /// A device id from `/v1/devices` (`pcsc:<reader>`, `hidraw:<node>`).
     pub device: String,
-    /// The PIN the person chose.
-    pub pin: Option<SecretField>,
+    /// The PIN the person chose: deserialized straight into the wiped
+    /// [`Pin`] (no intermediate `String`), redacted in `Debug`.
+    pub pin: Option<Pin>,
 }
 
 /// What a running job can do: publish progress, see whether it should stop.
@@ -132,13 +108,7 @@ pub fn start_enroll(
     let target = target(shared, &body.device)?;
     let cancel = Cancel::new();
     let flag = cancel.clone();
-    let mut req = EnrollRequest::new(
-        body.ticket.into_bytes(),
-        target,
-        PinChoice::Given(Pin::new(zeroize::Zeroizing::new(
-            pin.expose_secret().to_string(),
-        ))),
-    );
+    let mut req = EnrollRequest::new(body.ticket.into_bytes(), target, PinChoice::Given(pin));
     req.slot = Some(format!("daemon {}", body.device));
     tracing::info!(uid = peer.uid, device = %body.device, ?which, "enrollment requested");
     let kind = match which {
@@ -215,5 +185,32 @@ struct JobEvents<'a>(&'a JobCtx);
 impl provision::Events for JobEvents<'_> {
     fn emit(&self, e: &provision::Event) {
         self.0.progress(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attack: the PIN of an enrollment request must not show in the
+    /// body's Debug (what a `tracing` field would print) nor in the error
+    /// for a malformed body.
+    #[test]
+    fn the_pin_of_a_request_never_shows() {
+        let raw = br#"{"ticket":"t","device":"pcsc:Virtual PCD 00 00","pin":"80447391"}"#;
+        let body: EnrollBody = serde_json::from_slice(raw).unwrap();
+        assert_eq!(body.pin.as_ref().unwrap().expose_secret(), "80447391");
+        let shown = format!("{body:?} {body:#?}");
+        assert!(!shown.contains("8044"), "{shown}");
+        assert!(shown.contains("Pin(<redacted>)"), "{shown}");
+        for bad in [
+            &br#"{"ticket":"t","device":"d","pin":80447391}"#[..],
+            br#"{"ticket":"t","device":"d","pin":"80447391","x":1}"#,
+            br#"{"ticket":"t","device":"d","pin":"80447391"#,
+        ] {
+            let e = serde_json::from_slice::<EnrollBody>(bad).unwrap_err();
+            let msg = super::super::api::json_error(&e);
+            assert!(!msg.contains("8044"), "{msg}");
+        }
     }
 }

@@ -205,16 +205,16 @@ pub(super) fn apply_device_info(id: &mut Identity, data: &[u8]) {
         return;
     };
     let mut tlv = &rest[..rest.len().min(len as usize)];
-    while tlv.len() >= 2 {
-        let (tag, l) = (tlv[0], tlv[1] as usize);
-        let Some(v) = tlv.get(2..2 + l) else { break };
+    // The PIV client's BER-TLV reader (short-form lengths here); garbage
+    // ends the walk.
+    while let Some((tag, v, next)) = crate::piv::tlv::parse(tlv) {
         match (tag, v) {
             (0x02, [a, b, c, d]) => id.serial = Some(u32::from_be_bytes([*a, *b, *c, *d])),
             (0x04, [f]) => id.form_factor = Some(*f),
             (0x05, [a, b, c]) => id.firmware = Some(format!("{a}.{b}.{c}")),
             _ => {}
         }
-        tlv = &tlv[2 + l..];
+        tlv = next;
     }
 }
 

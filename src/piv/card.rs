@@ -118,7 +118,7 @@ impl PivCard {
     /// VERIFY the PIN (Part 2 §3.2.1). A wrong PIN reports the tries left.
     pub fn verify_pin(&mut self, pin: &Pin) -> Result<(), PivError> {
         self.yk
-            .verify_pin(pin.expose_secret())
+            .verify_pin(super::pin_bytes(pin)?)
             .map_err(|e| self.yk_err("PIN verification", Reference::Pin, e))
     }
 
@@ -142,14 +142,14 @@ impl PivCard {
     pub fn change_pin(&mut self, old: &Pin, new: &Pin) -> Result<(), PivError> {
         self.refuse_pin_derived()?;
         self.yk
-            .change_pin(old.expose_secret(), new.expose_secret())
+            .change_pin(super::pin_bytes(old)?, super::pin_bytes(new)?)
             .map_err(|e| self.yk_err("PIN change", Reference::Pin, e))
     }
 
     /// CHANGE REFERENCE DATA for the PUK (`00 24 00 81`).
     pub fn change_puk(&mut self, old: &Puk, new: &Puk) -> Result<(), PivError> {
         self.yk
-            .change_puk(old.expose_secret(), new.expose_secret())
+            .change_puk(super::puk_bytes(old)?, super::puk_bytes(new)?)
             .map_err(|e| self.yk_err("PUK change", Reference::Puk, e))
     }
 
@@ -157,7 +157,7 @@ impl PivCard {
     pub fn unblock_pin(&mut self, puk: &Puk, new: &Pin) -> Result<(), PivError> {
         self.refuse_pin_derived()?;
         self.yk
-            .unblock_pin(puk.expose_secret(), new.expose_secret())
+            .unblock_pin(super::puk_bytes(puk)?, super::pin_bytes(new)?)
             .map_err(|e| self.yk_err("PIN unblock", Reference::Puk, e))
     }
 

@@ -126,9 +126,7 @@ impl PivCard {
             .map_err(|e| self.yk_err("setting the management key", Reference::None, e))?;
         self.verify_pin(pin)?;
         let stored = objects::protected_key(self, algorithm)?;
-        if objects::mgmt_storage(self)? != MgmtStorage::PinProtected
-            || stored.expose_secret() != new.expose_secret()
-        {
+        if objects::mgmt_storage(self)? != MgmtStorage::PinProtected || !stored.same_as(&new) {
             return Err(PivError::ProtectedKeyDamaged);
         }
         self.authenticate(&stored)

@@ -20,7 +20,7 @@ mod mgmt;
 mod objects;
 mod secret;
 mod state;
-mod tlv;
+pub(crate) mod tlv;
 mod types;
 
 pub use card::{PivCard, readers};
@@ -29,6 +29,8 @@ pub use error::PivError;
 pub use keys::{Attestation, OBJ_ATTESTATION_F9, certificate_body, certificate_object};
 pub use mgmt::MgmtSource;
 pub use objects::{Ccc, Chuid, MgmtStorage, build_ccc, build_chuid};
-pub use secret::{DEFAULT_MGMT_KEY, DEFAULT_PIN, DEFAULT_PUK, ManagementKey, Pin, Puk};
+pub use secret::{
+    DEFAULT_MGMT_KEY, DEFAULT_PIN, DEFAULT_PUK, ManagementKey, Pin, Puk, pin_bytes, puk_bytes,
+};
 pub use state::{CertState, DeviceState, KeyState, SlotState};
 pub use types::{FirmwareVersion, KeyAlgorithm, MgmtAlgorithm, PinPolicy, Slot, TouchPolicy};

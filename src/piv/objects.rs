@@ -90,7 +90,8 @@ pub(crate) fn protected_key(
     let key = tlv::find(&raw, 0x88)
         .and_then(|inner| tlv::find(inner, 0x89))
         .ok_or(PivError::ProtectedKeyDamaged)?;
-    ManagementKey::new(alg, key.to_vec()).map_err(|_| PivError::ProtectedKeyDamaged)
+    ManagementKey::new(alg, zeroize::Zeroizing::new(key.to_vec()))
+        .map_err(|_| PivError::ProtectedKeyDamaged)
 }
 
 pub(crate) fn read_chuid(card: &mut PivCard) -> Result<Option<Chuid>, PivError> {
@@ -202,7 +203,7 @@ mod tests {
 
     #[test]
     fn protected_data_layout() {
-        let k = ManagementKey::new(MgmtAlgorithm::Aes128, vec![0xAB; 16]).unwrap();
+        let k = ManagementKey::new(MgmtAlgorithm::Aes128, Zeroizing::new(vec![0xAB; 16])).unwrap();
         assert_eq!(
             hex::encode_upper(protected_data_bytes(&k).as_slice()),
             format!("88128910{}", "AB".repeat(16))

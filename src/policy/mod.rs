@@ -320,7 +320,7 @@ impl Exception {
         let serial_ok = self.serial.is_none_or(|s| serial == Some(s));
         let live = match &self.expires {
             None => true,
-            Some(e) => humantime::parse_rfc3339(e).is_ok_and(|exp| at < exp),
+            Some(e) => crate::time::parse_rfc3339(e).is_ok_and(|exp| at < exp),
         };
         aaguid_ok && serial_ok && live
     }

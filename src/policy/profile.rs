@@ -86,7 +86,10 @@ pub enum PinRuleError {
 impl PinRules {
     /// Check a PIN (as text) against the rules.
     pub fn check(&self, pin: &str) -> Result<(), PinRuleError> {
-        let chars: Vec<char> = pin.chars().collect();
+        // The PIN's characters, in a wiped buffer sized up front (a PIN
+        // has at most as many characters as bytes, so it never grows).
+        let mut chars = zeroize::Zeroizing::new(Vec::with_capacity(pin.len()));
+        chars.extend(pin.chars());
         let len = chars.len();
         if len < self.min_length {
             return Err(PinRuleError::TooShort {
@@ -118,10 +121,13 @@ fn is_trivial(chars: &[char]) -> bool {
     if chars.len() < 2 {
         return true;
     }
-    let steps: Vec<i64> = chars
-        .windows(2)
-        .map(|w| i64::from(u32::from(w[1])) - i64::from(u32::from(w[0])))
-        .collect();
+    // The steps between characters say much of the PIN: wiped too.
+    let mut steps = zeroize::Zeroizing::new(Vec::with_capacity(chars.len()));
+    steps.extend(
+        chars
+            .windows(2)
+            .map(|w| i64::from(u32::from(w[1])) - i64::from(u32::from(w[0]))),
+    );
     let first = steps[0];
     matches!(first, -1..=1) && steps.iter().all(|&s| s == first)
 }
@@ -303,7 +309,7 @@ impl Profile {
                     "attestation.exceptions[{i}]: an exception must be time-boxed: give expires (RFC 3339)"
                 ));
             };
-            if humantime::parse_rfc3339(exp).is_err() {
+            if crate::time::parse_rfc3339(exp).is_err() {
                 return Err(format!(
                     "attestation.exceptions[{i}]: expires {exp:?} is not RFC 3339 (e.g. 2027-01-01T00:00:00Z)"
                 ));

@@ -4,7 +4,7 @@ use crate::attest::{EntryStatus, Format, PathError, Provenance};
 const YK5: &str = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
 
 fn t(s: &str) -> SystemTime {
-    humantime::parse_rfc3339(s).unwrap()
+    crate::time::parse_rfc3339(s).unwrap()
 }
 
 fn fido() -> FidoFacts {

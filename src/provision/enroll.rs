@@ -515,7 +515,7 @@ fn commit(
                 scope: scope.clone(),
                 reason: x.reason.clone(),
                 approver: x.approver.clone(),
-                expires_at: humantime::parse_rfc3339(&x.expires)
+                expires_at: crate::time::parse_rfc3339(&x.expires)
                     .map(super::unix_secs)
                     .unwrap_or(now + 1),
             })

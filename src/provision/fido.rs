@@ -7,7 +7,6 @@
 use ciborium::Value;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
 
 use super::flow::Flow;
 use super::{AppliedException, PinChoice, ProvisionError, Reason, Step};
@@ -257,15 +256,7 @@ pub(crate) fn set_pin(
 
 /// A random numeric PIN of `len` digits (uniform, rejection sampling).
 pub(crate) fn generate_pin(len: usize) -> Pin {
-    let mut s = Zeroizing::new(String::with_capacity(len));
-    let mut b = Zeroizing::new([0u8; 1]);
-    while s.len() < len {
-        crate::random::fill(b.as_mut());
-        if b[0] < 250 {
-            s.push(char::from(b'0' + b[0] % 10));
-        }
-    }
-    Pin::new(s)
+    Pin::generate_numeric(len)
 }
 
 fn cfg_token(f: &mut Fido, pin: &Pin, step: Step) -> Result<PinUvAuth, ProvisionError> {

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::flow::Flow;
 use super::{AppliedException, KeyTarget, PinChoice, ProvisionError, Reason, Step, target};
 use crate::attest::{self, PivFacts};
-use crate::ctap::{Pin as FidoPin, cbor};
+use crate::ctap::cbor;
 use crate::piv::{
     DriftFact, DriftPolicy, DriftReport, KeyAlgorithm, MgmtAlgorithm, MgmtSource, Pin, PinPolicy,
     PivCard, PivError, Puk, Slot, TouchPolicy,
@@ -149,8 +149,9 @@ fn piv_error(step: Step, e: PivError) -> ProvisionError {
     ProvisionError::new(reason, Some(step), msg).with_source(e)
 }
 
-fn to_piv_pin(pin: &FidoPin) -> Result<Pin, ProvisionError> {
-    Pin::new(pin.expose_secret().as_bytes()).map_err(|_| {
+/// The person's PIN, if the PIV applet takes it (one PIN type serves both applets).
+fn to_piv_pin(pin: &Pin) -> Result<&Pin, ProvisionError> {
+    crate::piv::pin_bytes(pin).map(|_| pin).map_err(|_| {
         ProvisionError::new(
             Reason::PolicyPin,
             Some(Step::Policy),
@@ -240,7 +241,7 @@ pub(crate) fn provision(
     id: &PivIdentity,
     vt: &VerifiedTicket,
     ops: &[PivOp],
-    pin: &FidoPin,
+    pin: &Pin,
     profile: &Profile,
 ) -> Result<PivResult, ProvisionError> {
     let cmd = flow.deadlines.command;
@@ -261,10 +262,10 @@ pub(crate) fn provision(
     let puk = flow.step(Step::PivPin, cmd, |_| {
         let s = Step::PivPin;
         if id.pin_is_default {
-            card.change_pin(&Pin::factory_default(), &pin)
+            card.change_pin(&Pin::factory_default(), pin)
                 .map_err(|e| piv_error(s, e))?;
         } else {
-            card.verify_pin(&pin).map_err(|e| match e {
+            card.verify_pin(pin).map_err(|e| match e {
                 PivError::WrongPin { retries_left } => ProvisionError::new(
                     Reason::PinAlreadySet,
                     Some(s),
@@ -276,7 +277,7 @@ pub(crate) fn provision(
             })?;
         }
         let puk = if id.puk_is_default {
-            let new = Puk::generate_numeric(8).map_err(|e| piv_error(s, e))?;
+            let new = Puk::generate_numeric(8);
             card.change_puk(&Puk::factory_default(), &new)
                 .map_err(|e| piv_error(s, e))?;
             Some(new)
@@ -289,9 +290,9 @@ pub(crate) fn provision(
     })?;
     flow.step(Step::PivManagementKey, cmd, |_| {
         let s = Step::PivManagementKey;
-        card.authenticate_with(MgmtSource::Card { pin: Some(&pin) })
+        card.authenticate_with(MgmtSource::Card { pin: Some(pin) })
             .map_err(|e| piv_error(s, e))?;
-        card.rotate_management_key_pin_protected(MgmtAlgorithm::Aes192, &pin)
+        card.rotate_management_key_pin_protected(MgmtAlgorithm::Aes192, pin)
             .map_err(|e| piv_error(s, e))?;
         Ok((
             (),
@@ -307,7 +308,7 @@ pub(crate) fn provision(
     let ctx = SlotCtx {
         id,
         vt,
-        pin: &pin,
+        pin,
         profile,
     };
     for op in ops {

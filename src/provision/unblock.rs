@@ -196,13 +196,7 @@ fn check_policy(
             ),
         )
     })?;
-    let pin = std::str::from_utf8(req.new_pin.expose_secret()).map_err(|_| {
-        ProvisionError::new(
-            Reason::PolicyPin,
-            Some(Step::Policy),
-            "the new PIN is not text",
-        )
-    })?;
+    let pin = req.new_pin.expose_secret();
     profile.pin.check(pin).map_err(|e| {
         ProvisionError::new(
             Reason::PolicyPin,

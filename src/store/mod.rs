@@ -522,7 +522,7 @@ fn open_ro(path: &Path, immutable: bool) -> Result<Connection, StoreError> {
 /// Unix seconds as RFC 3339, for messages and JSON.
 pub fn rfc3339(t: i64) -> String {
     let st = std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
-    humantime::format_rfc3339_seconds(st).to_string()
+    crate::time::format_rfc3339_seconds(st)
 }
 
 /// A random 128-bit identifier in hex (binding and event ids).

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 pub mod sim;
 
-use base64ct::{Base64UrlUnpadded, Encoding};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ciborium::Value;
 
 /// The vectors folder, `tests/vectors` (provenance in its README.md).
@@ -18,7 +19,7 @@ pub fn vectors() -> PathBuf {
 }
 
 pub fn at(rfc3339: &str) -> SystemTime {
-    humantime::parse_rfc3339(rfc3339).unwrap()
+    keyward::time::parse_rfc3339(rfc3339).unwrap()
 }
 
 /// An instant at which the real vectors are evaluated.
@@ -27,7 +28,7 @@ pub fn when() -> SystemTime {
 }
 
 pub fn b64url(s: &str) -> Vec<u8> {
-    Base64UrlUnpadded::decode_vec(s.trim_end_matches('=')).unwrap()
+    B64URL.decode(s.trim_end_matches('=')).unwrap()
 }
 
 pub fn sha256(b: &[u8]) -> Vec<u8> {
@@ -133,5 +134,7 @@ pub fn pem_der(pem: &[u8]) -> Vec<u8> {
         .skip(1)
         .take_while(|l| !l.starts_with("-----END"))
         .collect();
-    base64ct::Base64::decode_vec(&body).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(&body)
+        .unwrap()
 }

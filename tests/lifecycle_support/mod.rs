@@ -215,7 +215,7 @@ pub fn make_piv_credential(reader: &str) -> (u32, CredentialRecord) {
         .unwrap();
     card.change_pin(
         &keyward::piv::Pin::factory_default(),
-        &keyward::piv::Pin::new(PIV_PIN.as_bytes()).unwrap(),
+        &keyward::piv::Pin::from(PIV_PIN),
     )
     .unwrap();
     let serial = card.serial();
@@ -348,7 +348,7 @@ pub fn audit_ok(st: &Station) {
 /// Block the PIV PIN with wrong tries.
 pub fn block_pin(reader: &str) {
     let mut card = PivCard::open(Some(reader)).unwrap();
-    let wrong = keyward::piv::Pin::new(b"000000".to_vec()).unwrap();
+    let wrong = keyward::piv::Pin::from("000000");
     for _ in 0..3 {
         let _ = card.verify_pin(&wrong);
     }
@@ -358,8 +358,7 @@ pub fn block_pin(reader: &str) {
 
 pub fn pin_works(reader: &str, pin: &str) -> bool {
     let mut card = PivCard::open(Some(reader)).unwrap();
-    card.verify_pin(&keyward::piv::Pin::new(pin.as_bytes()).unwrap())
-        .is_ok()
+    card.verify_pin(&keyward::piv::Pin::from(pin)).is_ok()
 }
 
 pub fn unblock(st: &Station, reader: &str, ticket: &Path, secrets: &str, extra: &[&str]) -> Output {

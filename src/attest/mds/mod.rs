@@ -14,7 +14,8 @@ pub mod state;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use serde::{Deserialize, Serialize};
 
 use super::anchors::TrustStore;
@@ -176,7 +177,7 @@ impl MdsEntry {
             .iter()
             .flat_map(|m| &m.attestation_root_certificates)
         {
-            if let Ok(der) = Base64::decode_vec(b64.trim())
+            if let Ok(der) = B64.decode(b64.trim())
                 && let Ok(c) = Cert::from_der(&der)
             {
                 s.add_anchor(c, source.clone());
@@ -275,11 +276,13 @@ impl MdsBlob {
             return Err(MdsError::NotJws);
         };
         let malformed = |part, reason: String| MdsError::Malformed { part, reason };
-        let header_json =
-            Base64UrlUnpadded::decode_vec(h64).map_err(|e| malformed("header", e.to_string()))?;
+        let header_json = B64URL
+            .decode(h64)
+            .map_err(|e| malformed("header", e.to_string()))?;
         let header: Header =
             serde_json::from_slice(&header_json).map_err(|e| malformed("header", e.to_string()))?;
-        let sig = Base64UrlUnpadded::decode_vec(s64)
+        let sig = B64URL
+            .decode(s64)
             .map_err(|e| malformed("signature", e.to_string()))?;
         let alg = SigAlg::from_jws(&header.alg).map_err(MdsError::Signature)?;
         if header.x5c.is_empty() {
@@ -291,7 +294,7 @@ impl MdsBlob {
             .take(super::fido::MAX_X5C + 1)
             .enumerate()
             .map(|(index, b64)| {
-                let der = Base64::decode_vec(b64).map_err(|_| MdsError::Cert {
+                let der = B64.decode(b64).map_err(|_| MdsError::Cert {
                     index,
                     source: CertError::NoPem,
                 })?;
@@ -311,8 +314,9 @@ impl MdsBlob {
             EcdsaEncoding::Fixed,
         )
         .map_err(MdsError::Signature)?;
-        let payload_json =
-            Base64UrlUnpadded::decode_vec(p64).map_err(|e| malformed("payload", e.to_string()))?;
+        let payload_json = B64URL
+            .decode(p64)
+            .map_err(|e| malformed("payload", e.to_string()))?;
         let payload: Payload = serde_json::from_slice(&payload_json)
             .map_err(|e| malformed("payload", e.to_string()))?;
         let next_update_at = parse_date(&payload.next_update)
@@ -405,5 +409,5 @@ fn parse_date(s: &str) -> Option<SystemTime> {
     if s.len() != 10 {
         return None;
     }
-    humantime::parse_rfc3339(&format!("{s}T00:00:00Z")).ok()
+    crate::time::parse_rfc3339(&format!("{s}T00:00:00Z")).ok()
 }

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use super::report::write_atomic;
 use crate::age::{self, Recipient};
-use crate::ctap::Pin;
+use crate::secret::{Pin, Puk};
 
 /// One key's PIN and whom it belongs to.
 pub struct PinRecord {
@@ -27,7 +27,7 @@ pub struct PinRecord {
     /// The FIDO2 PIN (forceChangePin is set on the key).
     pub pin: Option<Pin>,
     /// The PIV PUK set on the card.
-    pub puk: Option<Zeroizing<String>>,
+    pub puk: Option<Puk>,
 }
 
 /// The age-encrypted PIN file of one run.
@@ -109,7 +109,7 @@ fn plaintext(records: &[PinRecord]) -> Zeroizing<Vec<u8>> {
                 let s = r.serial.as_deref().unwrap_or("");
                 2 * (s.len() + r.subject.len() + r.jti.len() + r.binding.len())
                     + 2 * r.pin.as_ref().map_or(0, |p| p.expose_secret().len())
-                    + 2 * r.puk.as_ref().map_or(0, |p| p.len())
+                    + 2 * r.puk.as_ref().map_or(0, |p| p.expose_secret().len())
                     + 16
             })
             .sum::<usize>();
@@ -125,7 +125,7 @@ fn plaintext(records: &[PinRecord]) -> Zeroizing<Vec<u8>> {
                 &r.jti,
                 &r.binding,
                 r.pin.as_ref().map_or("", |p| p.expose_secret()),
-                r.puk.as_ref().map_or("", |p| p.as_str()),
+                r.puk.as_ref().map_or("", |p| p.expose_secret()),
             ],
         );
     }
@@ -162,7 +162,7 @@ mod tests {
             jti: format!("jti-{n:016}"),
             binding: format!("b{n}"),
             pin: Some(Pin::from(pin)),
-            puk: (n == 2).then(|| Zeroizing::new("11223344".to_string())),
+            puk: (n == 2).then(|| Puk::from("11223344")),
         }
     }
 

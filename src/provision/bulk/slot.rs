@@ -240,9 +240,7 @@ impl Run<'_> {
             jti: entry.jti.clone(),
             binding: out.binding.clone(),
             pin: out.generated_pin.clone(),
-            puk: out.generated_puk.as_ref().map(|p| {
-                zeroize::Zeroizing::new(String::from_utf8_lossy(p.expose_secret()).into_owned())
-            }),
+            puk: out.generated_puk.clone(),
         };
         if let Err(e) = self.pins.add(rec) {
             let msg = format!(
@@ -345,7 +343,7 @@ impl Run<'_> {
                 Wait::TimedOut => {
                     return end(Some(format!(
                         "no key was inserted for {}; the slot gave up",
-                        humantime::format_duration(self.opts.wait)
+                        crate::time::format_duration(self.opts.wait)
                     )));
                 }
                 Wait::Error(m) => return end(Some(m)),

@@ -3,7 +3,8 @@
 //! message authentication.
 
 use aes::Aes256;
-use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use aes::cipher::block_padding::NoPadding;
+use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyInit, KeyIvInit};
 use ciborium::Value;
 use hmac::{Hmac, Mac};
 use p256::ecdsa::SigningKey;
@@ -127,44 +128,24 @@ impl PinProtocol {
     }
 }
 
+/// AES-256-CBC (the `cbc` crate), no padding; `plain` is whole blocks.
 fn cbc_encrypt(key: &[u8], iv: &[u8; 16], plain: &[u8]) -> Vec<u8> {
-    let Ok(c) = Aes256::new_from_slice(key) else {
+    let Ok(c) = cbc::Encryptor::<Aes256>::new_from_slices(key, iv) else {
         return Vec::new();
     };
-    let mut prev = *iv;
-    let mut out = Vec::with_capacity(plain.len());
-    for chunk in plain.chunks(16) {
-        let mut b = aes::Block::default();
-        b[..chunk.len()].copy_from_slice(chunk);
-        for (x, p) in b.iter_mut().zip(prev) {
-            *x ^= p;
-        }
-        c.encrypt_block(&mut b);
-        prev.copy_from_slice(&b);
-        out.extend_from_slice(&b);
-    }
-    out
+    c.encrypt_padded_vec::<NoPadding>(&plain[..plain.len() / 16 * 16])
 }
 
+/// The inverse, whole blocks only; the result (a PIN, a token) is wiped.
 fn cbc_decrypt(key: &[u8], iv: &[u8; 16], ct: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(ct.len()));
-    let Ok(c) = Aes256::new_from_slice(key) else {
-        return out;
-    };
-    let mut prev = *iv;
-    for chunk in ct.chunks_exact(16) {
-        let mut b = aes::Block::default();
-        b.copy_from_slice(chunk);
-        c.decrypt_block(&mut b);
-        for (x, p) in b.iter_mut().zip(prev) {
-            *x ^= p;
-        }
-        prev.copy_from_slice(chunk);
-        out.extend_from_slice(&b);
-        // The block held plaintext (a PIN, a token): wipe it.
-        b.as_mut_slice().zeroize();
+    let mut buf = Zeroizing::new(ct[..ct.len() / 16 * 16].to_vec());
+    let ok = cbc::Decryptor::<Aes256>::new_from_slices(key, iv)
+        .is_ok_and(|c| c.decrypt_padded::<NoPadding>(&mut buf).is_ok());
+    if !ok {
+        buf.zeroize();
+        buf.clear();
     }
-    out
+    buf
 }
 
 /// The authenticator's key agreement key (§6.5.6 initialize / regenerate).
