@@ -7,6 +7,7 @@ use std::sync::mpsc;
 
 use serde_json::json;
 
+use super::errors;
 use super::fido::{self, FidoResult};
 use super::flow::{Envelope, Flow};
 use super::piv::{self as piv_steps, PivIdentity, PivResult};
@@ -20,7 +21,7 @@ use crate::policy::profile::Profile;
 use crate::policy::{self, AttestationPolicy, Rule, Verdict};
 use crate::store::{
     CredentialRecord, DeviceRecord, EnrollmentRecord, ExceptionRecord, RunEnd, RunKind, RunOutcome,
-    RunStart, StoreError, TicketRecord,
+    RunStart, TicketRecord,
 };
 use crate::ticket::{Fido2Op, Op, OpKind, PivOp, VerifiedTicket};
 
@@ -87,7 +88,7 @@ fn recorded(
         let mut ledger = station.ledger()?;
         ledger
             .run_started(kind, &start, station.now_secs())
-            .map_err(|e| ledger_error(Step::Ticket, e))?
+            .map_err(|e| errors::store(Step::Ticket, e))?
     };
     let result = verified
         .and_then(|vt| body(flow, req, &vt, mode, &run))
@@ -118,7 +119,7 @@ fn recorded(
     };
     let finished = station.ledger().and_then(|mut l| {
         l.run_finished(&run, &end, &station.actor, station.now_secs())
-            .map_err(|e| ledger_error(Step::Commit, e))
+            .map_err(|e| errors::store(Step::Commit, e))
     });
     match (result, finished) {
         (Ok(mut o), Ok(())) => {
@@ -136,17 +137,6 @@ fn recorded(
             Ok(EnrollOutcome { run, ..o })
         }
     }
-}
-
-fn ledger_error(step: Step, e: StoreError) -> ProvisionError {
-    let reason = match &e {
-        StoreError::TicketReplayed { .. } => Reason::TicketReplayed,
-        StoreError::DeviceAlreadyBound { .. } => Reason::DeviceAlreadyBound,
-        StoreError::IllegalTransition { .. } => Reason::ReplaceState,
-        StoreError::BindingNotFound(_) => Reason::ReplaceNotFound,
-        _ => Reason::Ledger,
-    };
-    ProvisionError::new(reason, Some(step), format!("ledger: {e}")).with_source(e)
 }
 
 /// The rules checked before the key is touched.
@@ -261,7 +251,7 @@ fn check_identified(
         .station
         .ledger()?
         .open_bindings_for_serial(&serial.to_string())
-        .map_err(|e| ledger_error(Step::Identify, e))?;
+        .map_err(|e| errors::store(Step::Identify, e))?;
     // A replacement may not rebind the key it replaces either.
     if let Some(b) = open.first() {
         return Err(ProvisionError::new(
@@ -525,7 +515,14 @@ fn commit(
             None => ledger.commit_enrollment_with(rec, &waivers, now),
             Some(o) => ledger.commit_replacement_with(&o.binding, rec, &o.reason, &waivers, now),
         }
-        .map_err(|e| ledger_error(Step::Commit, e))?;
+        .map_err(|e| {
+            let e = errors::store(Step::Commit, e);
+            if original.is_some() {
+                e.in_replacement()
+            } else {
+                e
+            }
+        })?;
         Ok((
             binding.clone(),
             json!({"binding": binding, "replaced": original.map(|o| o.binding.clone())}),

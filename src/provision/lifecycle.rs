@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::errors;
 use super::{
     Cancel, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step, StepReport, unix_secs,
 };
@@ -19,21 +20,8 @@ use crate::ctap::commands::get_assertion::GetAssertion;
 use crate::ctap::{Ctap2, Error as CtapError, StatusCode};
 use crate::piv::{PivCard, PivError, Slot};
 use crate::store::stock::StoredCredential;
-use crate::store::{Ledger, RunEnd, RunKind, RunOutcome, RunStart, StoreError};
-use crate::transport::TransportError;
+use crate::store::{Ledger, RunEnd, RunKind, RunOutcome, RunStart};
 use crate::transport::pcsc::PcscTransport;
-
-/// A ledger failure, as a workflow error.
-pub(crate) fn ledger_err(e: StoreError, step: Step) -> ProvisionError {
-    let reason = match &e {
-        StoreError::BindingNotFound(_) => Reason::BindingNotFound,
-        StoreError::IllegalTransition { .. } => Reason::BindingState,
-        StoreError::TicketReplayed { .. } => Reason::TicketReplayed,
-        StoreError::DeviceAlreadyBound { .. } => Reason::DeviceAlreadyBound,
-        _ => Reason::Ledger,
-    };
-    ProvisionError::new(reason, Some(step), e.to_string()).with_source(e)
-}
 
 /// What a lifecycle workflow records with: the ledger, the actor for audit
 /// rows, and the clock. A [`Station`] provides one; revoke needs nothing
@@ -87,7 +75,7 @@ impl<'a> Run<'a> {
         let id = books
             .ledger()?
             .run_started(kind, start, now)
-            .map_err(|e| ledger_err(e, Step::Commit))?;
+            .map_err(|e| errors::store(Step::Commit, e))?;
         Ok(Run { books, id })
     }
 
@@ -279,40 +267,6 @@ pub(crate) fn identify(reader: &str) -> Result<Presented, ProvisionError> {
     })
 }
 
-/// A PIV failure, as a workflow error.
-pub(crate) fn piv_err(e: PivError, step: Step) -> ProvisionError {
-    let reason = match &e {
-        PivError::NoCard | PivError::NoSuchReader { .. } | PivError::NotPiv { .. } => {
-            Reason::NoDevice
-        }
-        PivError::CardRemoved { .. } => Reason::DeviceRemoved,
-        PivError::WrongPuk { .. } => Reason::PukInvalid,
-        PivError::PukBlocked => Reason::PukBlocked,
-        PivError::PinBlocked => Reason::PinBlocked,
-        PivError::WrongPin { .. } | PivError::BadSecretFormat { .. } => Reason::PinInvalid,
-        PivError::NotSupported { .. } => Reason::DeviceUnsupported,
-        _ => Reason::DeviceError,
-    };
-    ProvisionError::new(reason, Some(step), e.to_string()).with_source(e)
-}
-
-/// A CTAP failure, as a workflow error.
-pub(crate) fn ctap_err(e: CtapError, step: Step) -> ProvisionError {
-    let reason = match &e {
-        CtapError::Status(StatusCode::UserActionTimeout) => Reason::TouchTimeout,
-        CtapError::Status(StatusCode::KeepaliveCancel)
-        | CtapError::Transport(TransportError::Cancelled) => Reason::Cancelled,
-        CtapError::Status(StatusCode::NotAllowed) if step == Step::Reset => Reason::ResetNotAllowed,
-        CtapError::Status(StatusCode::PinBlocked) => Reason::PinBlocked,
-        CtapError::Transport(TransportError::Disconnected | TransportError::Pcsc(_)) => {
-            Reason::DeviceRemoved
-        }
-        CtapError::Transport(TransportError::Timeout) => Reason::Timeout,
-        _ => Reason::DeviceError,
-    };
-    ProvisionError::new(reason, Some(step), format!("{step}: {e}")).with_source(e)
-}
-
 /// Open the FIDO2 application of the key in `reader` (NFC mapping over
 /// PC/SC), with `timeout` per command and the cancel flag wired in.
 pub(crate) fn open_fido(
@@ -322,7 +276,7 @@ pub(crate) fn open_fido(
     step: Step,
 ) -> Result<Ctap2<PcscTransport>, ProvisionError> {
     let t = PcscTransport::open(reader, None, timeout)
-        .map_err(|e| ctap_err(CtapError::Transport(e), step))?;
+        .map_err(|e| errors::ctap(step, CtapError::Transport(e)))?;
     let mut c = Ctap2::new(t);
     c.set_timeout(timeout);
     c.set_cancel_flag(cancel.flag());
@@ -402,7 +356,7 @@ pub(crate) fn confirm_fido(
                 ),
             ));
         }
-        Err(e) => return Err(ctap_err(e, step)),
+        Err(e) => return Err(errors::ctap(step, e)),
     };
     if a.credential_id
         .as_deref()
@@ -468,7 +422,7 @@ pub(crate) fn confirm_piv(
             step,
             format!("slot {slot} of the key is empty: it does not hold the bound PIV key"),
         ),
-        e => piv_err(e, step),
+        e => errors::piv(step, e),
     })?;
     let facts = crate::attest::verify_piv(
         &att.slot_certificate,
@@ -533,7 +487,7 @@ pub(crate) fn with_piv<T>(
 
 /// Open the PIV card in `reader` and check it is the key with `serial`.
 pub(crate) fn open_piv(reader: &str, serial: u32, step: Step) -> Result<PivCard, ProvisionError> {
-    let card = PivCard::open(Some(reader)).map_err(|e| piv_err(e, step))?;
+    let card = PivCard::open(Some(reader)).map_err(|e| errors::piv(step, e))?;
     if card.serial() != serial {
         return Err(ProvisionError::new(
             Reason::DeviceMismatch,
@@ -578,61 +532,6 @@ mod tests {
             e.message.contains("/dev/hidraw4") && e.message.contains("NFC reader"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn device_failures_map_to_stable_reasons() {
-        let cases = [
-            (
-                CtapError::Status(StatusCode::UserActionTimeout),
-                Step::Reset,
-                Reason::TouchTimeout,
-            ),
-            (
-                CtapError::Status(StatusCode::NotAllowed),
-                Step::Reset,
-                Reason::ResetNotAllowed,
-            ),
-            (
-                CtapError::Status(StatusCode::NotAllowed),
-                Step::GetAssertion,
-                Reason::DeviceError,
-            ),
-            (
-                CtapError::Transport(TransportError::Disconnected),
-                Step::Reset,
-                Reason::DeviceRemoved,
-            ),
-            (
-                CtapError::Transport(TransportError::Cancelled),
-                Step::Reset,
-                Reason::Cancelled,
-            ),
-            (
-                CtapError::Transport(TransportError::Timeout),
-                Step::Identify,
-                Reason::Timeout,
-            ),
-        ];
-        for (e, step, reason) in cases {
-            let p = ctap_err(e, step);
-            assert_eq!((p.reason, p.step), (reason, Some(step)));
-        }
-        assert_eq!(
-            piv_err(PivError::WrongPuk { retries_left: 2 }, Step::PivPin).reason,
-            Reason::PukInvalid
-        );
-        assert_eq!(
-            piv_err(PivError::PukBlocked, Step::PivPin).reason,
-            Reason::PukBlocked
-        );
-        assert_eq!(
-            piv_err(PivError::CardRemoved { operation: "x" }, Step::Reset).reason,
-            Reason::DeviceRemoved
-        );
-        let e = ledger_err(StoreError::BindingNotFound("b1".into()), Step::Commit);
-        assert_eq!(e.reason, Reason::BindingNotFound);
-        assert!(e.message.contains("no binding b1"));
     }
 
     #[test]

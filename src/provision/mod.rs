@@ -33,6 +33,7 @@ use crate::ticket;
 
 pub mod bulk;
 mod enroll;
+mod errors;
 mod fido;
 mod flow;
 mod guard;
@@ -46,6 +47,7 @@ pub mod revoke;
 pub mod stock;
 pub mod unblock;
 
+pub use errors::piv_is_removed;
 pub use reason::{ProvisionError, Reason, ReasonClass};
 
 /// Everything a workflow needs, passed in (DESIGN.md: time, trust anchors

@@ -25,9 +25,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::StepReport;
+use super::errors;
 use super::lifecycle::{
-    Books, IdentityProof, Presented, Run, Steps, cancelled, confirm_fido, confirm_piv, ctap_err,
-    identify, ledger_err, millis, open_fido, piv_err, reader_of, with_piv,
+    Books, IdentityProof, Presented, Run, Steps, cancelled, confirm_fido, confirm_piv, identify,
+    millis, open_fido, reader_of, with_piv,
 };
 use super::{Cancel, Deadlines, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step};
 use crate::ctap::commands::get_assertion::GetAssertion;
@@ -231,7 +232,7 @@ fn begin(
         let id = station
             .ledger()?
             .begin_return(&start, now)
-            .map_err(|e| ledger_err(e, Step::Commit))?;
+            .map_err(|e| errors::store(Step::Commit, e))?;
         Ok((
             id,
             json!({"binding": binding, "state": "returned", "stock": "quarantined"}),
@@ -263,7 +264,7 @@ fn settle(
                 station
                     .ledger()?
                     .finish_return(device_id, &evidence, &station.actor, now)
-                    .map_err(|e| ledger_err(e, Step::Commit))?;
+                    .map_err(|e| errors::store(Step::Commit, e))?;
                 Ok(((), json!({"stock": "in_stock"})))
             })?;
             Ok(reset)
@@ -272,7 +273,7 @@ fn settle(
             let evidence = json!({"error": e.message, "step": e.step, "run": run.id});
             if let Err(le) = station.ledger().and_then(|mut l| {
                 l.quarantine(device_id, e.reason.as_str(), &evidence, &station.actor, now)
-                    .map_err(|x| ledger_err(x, Step::Commit))
+                    .map_err(|x| errors::store(Step::Commit, x))
             }) {
                 tracing::warn!(error = %le, "could not record the quarantine");
             }
@@ -289,7 +290,7 @@ fn lookup(station: &Station, serial: &str, allow_unbound: bool) -> Result<Known,
     let ledger = station.ledger()?;
     let mut open = ledger
         .open_bindings_for_serial(serial)
-        .map_err(|e| ledger_err(e, Step::Policy))?;
+        .map_err(|e| errors::store(Step::Policy, e))?;
     if open.len() > 1 {
         let ids: Vec<_> = open.iter().map(|b| b.id.as_str()).collect();
         return Err(ProvisionError::new(
@@ -307,7 +308,7 @@ fn lookup(station: &Station, serial: &str, allow_unbound: bool) -> Result<Known,
     }
     let stock = ledger
         .stock_for_serial(serial)
-        .map_err(|e| ledger_err(e, Step::Policy))?;
+        .map_err(|e| errors::store(Step::Policy, e))?;
     match stock {
         Some(s) if s.state == StockState::Quarantined => Ok(Known::Pending {
             device_id: s.device_id,
@@ -386,7 +387,7 @@ fn reset_and_check(
     if key.piv {
         steps.run(Step::Reset, dl.command, cancel, |_| {
             with_piv(&key.reader, key.serial, Step::Reset, |card| {
-                card.danger_reset().map_err(|e| piv_err(e, Step::Reset))
+                card.danger_reset().map_err(|e| errors::piv(Step::Reset, e))
             })?;
             Ok(((), json!({"application": "piv"})))
         })?;
@@ -447,7 +448,7 @@ fn fido_reset(
                 reinserted = true;
             }
             Err(e) => {
-                let mut e = ctap_err(e, Step::Reset);
+                let mut e = errors::ctap(Step::Reset, e);
                 if e.reason == Reason::ResetNotAllowed {
                     e.message = format!(
                         "the key refused the FIDO2 reset: remove it, insert it again and touch it within 10 seconds ({})",
@@ -530,7 +531,7 @@ fn dirty(what: String) -> ProvisionError {
 fn piv_clean(key: &Presented) -> Result<Vec<DriftFact>, ProvisionError> {
     let step = Step::DriftCheck;
     let state = with_piv(&key.reader, key.serial, step, |card| {
-        card.state().map_err(|e| piv_err(e, step))
+        card.state().map_err(|e| errors::piv(step, e))
     })?;
     let report = DriftReport::check(&state, &DriftPolicy::default());
     if let Some(f) = report
@@ -565,7 +566,7 @@ fn fido_clean(
 ) -> Result<(), ProvisionError> {
     let step = Step::DriftCheck;
     let mut c = open_fido(&key.reader, dl.command, cancel, step)?;
-    let info = c.get_info().map_err(|e| ctap_err(e, step))?;
+    let info = c.get_info().map_err(|e| errors::ctap(step, e))?;
     if info.option("clientPin") == Some(true) {
         return Err(dirty("the FIDO2 PIN is still set".into()));
     }
@@ -594,7 +595,7 @@ fn fido_clean(
                     "the bound FIDO2 credential for {rp_id} still answers"
                 )));
             }
-            Err(e) => return Err(ctap_err(e, step)),
+            Err(e) => return Err(errors::ctap(step, e)),
         }
     }
     Ok(())

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use super::{KeyTarget, ProvisionError, Reason, Step};
-use crate::piv::{PivCard, PivError};
+use super::{KeyTarget, ProvisionError, Reason, Step, errors};
+use crate::piv::PivCard;
 use crate::sim::device::SimDevice;
 use crate::sim::fido::ctaphid::{HidError, HidPipe};
 use crate::transport::ctaphid::ReportIo;
@@ -67,21 +67,7 @@ pub fn open_fido(
             sim_transport(dev, timeout)
         }
     };
-    r.map_err(|e| {
-        let (reason, what) = match &e {
-            TransportError::Disconnected => (Reason::NoDevice, "no key answers at"),
-            TransportError::StatusWord(_) => {
-                (Reason::DeviceUnsupported, "the key has no FIDO2 applet at")
-            }
-            _ => (Reason::DeviceError, "cannot open the FIDO2 interface of"),
-        };
-        ProvisionError::new(
-            reason,
-            Some(Step::Identify),
-            format!("{what} {}: {e}", target.describe()),
-        )
-        .with_source(e)
-    })
+    r.map_err(|e| errors::fido_open(&target.describe(), e))
 }
 
 /// Open the PIV application of `target` (PC/SC readers only).
@@ -96,46 +82,5 @@ pub fn open_piv(target: &KeyTarget) -> Result<PivCard, ProvisionError> {
             ),
         ));
     };
-    PivCard::open(Some(name)).map_err(|e| piv_open_error(name, e))
-}
-
-fn piv_open_error(reader: &str, e: PivError) -> ProvisionError {
-    let text = e.to_string();
-    let reason = if is_removed(&e) || matches!(e, PivError::NoSuchReader { .. }) {
-        Reason::NoDevice
-    } else {
-        Reason::DeviceUnsupported
-    };
-    ProvisionError::new(
-        reason,
-        Some(Step::Identify),
-        format!("cannot open the PIV application in reader {reader:?}: {text}"),
-    )
-    .with_source(e)
-}
-
-/// Whether a PIV error means the card went away.
-pub fn is_removed(e: &PivError) -> bool {
-    if matches!(
-        e,
-        PivError::CardRemoved { .. } | PivError::NoCard | PivError::NotPiv { .. }
-    ) {
-        return true;
-    }
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(x) = src {
-        if let Some(p) = x.downcast_ref::<pcsc::Error>() {
-            return matches!(
-                p,
-                pcsc::Error::RemovedCard
-                    | pcsc::Error::ResetCard
-                    | pcsc::Error::NoSmartcard
-                    | pcsc::Error::UnpoweredCard
-                    | pcsc::Error::ReaderUnavailable
-                    | pcsc::Error::UnknownReader
-            );
-        }
-        src = x.source();
-    }
-    false
+    PivCard::open(Some(name)).map_err(|e| errors::piv_open(name, e))
 }

@@ -19,9 +19,8 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::lifecycle::{
-    Books, Presented, Run, Steps, confirm_piv, identify, ledger_err, open_piv, piv_err, reader_of,
-};
+use super::errors;
+use super::lifecycle::{Books, Presented, Run, Steps, confirm_piv, identify, open_piv, reader_of};
 use super::{
     Cancel, Deadlines, Events, KeyTarget, ProvisionError, Reason, Station, Step, StepReport,
 };
@@ -149,7 +148,7 @@ fn run_unblock(
         };
         let now = station.now_secs();
         station.ledger()?.commit_unblock(&rec, now).map_err(|e| {
-            let mut e = ledger_err(e, Step::Commit);
+            let mut e = errors::store(Step::Commit, e);
             e.message = format!(
                 "the card's PIN was changed but the unblock could not be recorded: {}",
                 e.message
@@ -256,7 +255,7 @@ fn bound(
     let open = station
         .ledger()?
         .open_bindings_for_serial(&serial)
-        .map_err(|e| ledger_err(e, Step::Policy))?;
+        .map_err(|e| errors::store(Step::Policy, e))?;
     let fail = |reason, msg: String| ProvisionError::new(reason, Some(Step::Policy), msg);
     let Some(b) = open.into_iter().next() else {
         return Err(fail(
@@ -313,7 +312,7 @@ fn change_card(
         confirm_piv(station, &mut card, key.serial, c)?;
     }
     card.unblock_pin(&req.puk, &req.new_pin).map_err(|e| {
-        let mut err = piv_err(e, step);
+        let mut err = errors::piv(step, e);
         if let Some(PivError::WrongPuk { retries_left }) =
             err.source.as_deref().and_then(|s| s.downcast_ref::<PivError>())
         {
@@ -327,7 +326,7 @@ fn change_card(
     let mut changed = vec!["pin"];
     if rotate && let Some(new) = &req.new_puk {
         card.change_puk(&req.puk, new)
-            .map_err(|e| piv_err(e, step))?;
+            .map_err(|e| errors::piv(step, e))?;
         changed.push("puk");
     }
     Ok(changed)
