@@ -574,10 +574,3 @@ pub(crate) fn apply_verdict(
     }
     Ok(())
 }
-
-impl KeyTarget {
-    /// Whether the target can carry PIV (a PC/SC reader).
-    pub fn has_piv_interface(&self) -> bool {
-        matches!(self, KeyTarget::Reader(_) | KeyTarget::Usb { .. })
-    }
-}

@@ -17,7 +17,6 @@
 //! transaction at the very end (docs/enroll.md says which state the key is
 //! left in after each step).
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -27,11 +26,11 @@ use serde::Serialize;
 use crate::attest;
 use crate::ctap::Pin;
 use crate::policy::profile::Profiles;
-use crate::sim::device::SimDevice;
 use crate::store::Ledger;
 use crate::ticket;
 
 pub mod bulk;
+mod device;
 mod enroll;
 mod errors;
 mod fido;
@@ -47,6 +46,7 @@ pub mod revoke;
 pub mod stock;
 pub mod unblock;
 
+pub use device::{KeyDevice, KeyTarget};
 pub use errors::piv_is_removed;
 pub use reason::{ProvisionError, Reason, ReasonClass};
 
@@ -110,51 +110,6 @@ pub fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    }
-}
-
-/// Which key to provision.
-pub enum KeyTarget {
-    /// A PC/SC reader by name: FIDO2 over the NFC mapping (NFCCTAP) and PIV.
-    Reader(String),
-    /// A hidraw node: FIDO2 over CTAPHID only.
-    Hid(PathBuf),
-    /// An in-process simulated key (FIDO2 over its in-memory CTAPHID pipe;
-    /// PIV needs pcscd, so a PIV op on this target fails with
-    /// `device-unsupported`).
-    Sim(SimDevice),
-    /// One USB YubiKey seen through both its interfaces: FIDO2 over the
-    /// hidraw node, PIV over the CCID reader (USB keys do not offer FIDO2
-    /// over CCID).
-    Usb { reader: String, hid: PathBuf },
-}
-
-impl std::fmt::Debug for KeyTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeyTarget::Reader(r) => f.debug_tuple("Reader").field(r).finish(),
-            KeyTarget::Hid(p) => f.debug_tuple("Hid").field(p).finish(),
-            KeyTarget::Sim(_) => f.write_str("Sim(..)"),
-            KeyTarget::Usb { reader, hid } => f
-                .debug_struct("Usb")
-                .field("reader", reader)
-                .field("hid", hid)
-                .finish(),
-        }
-    }
-}
-
-impl KeyTarget {
-    /// A short description for messages and events.
-    pub fn describe(&self) -> String {
-        match self {
-            KeyTarget::Reader(r) => format!("reader {r:?}"),
-            KeyTarget::Hid(p) => format!("hidraw {}", p.display()),
-            KeyTarget::Sim(_) => "in-process simulator".into(),
-            KeyTarget::Usb { reader, hid } => {
-                format!("USB key (reader {reader:?}, hidraw {})", hid.display())
-            }
-        }
     }
 }
 
