@@ -1,6 +1,8 @@
 //! Every real attestation in `../shared/vectors` gets the verdict its README
 //! states.
 
+#![cfg(feature = "sim")]
+
 mod attest_support;
 
 use attest_support::*;

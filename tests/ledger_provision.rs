@@ -2,6 +2,8 @@
 //! with its binding or not at all (issue 13 item 8), and `--config` names
 //! the ledger for the read commands too (item 4).
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod provision_support;
 

@@ -9,6 +9,8 @@
 //!   pre-assign) set the PIN and made a credential before it failed;
 //! - a `lost` binding did not count as holding its key.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod provision_support;
 

@@ -3,6 +3,8 @@
 //! `keyward sim --vpcd`), with a station built from a real keyward.toml and
 //! an on-disk ledger.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod provision_support;
 

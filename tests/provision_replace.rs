@@ -3,6 +3,8 @@
 //! the old binding is retired in the same transaction that binds the new
 //! key, with a notify.replacement outbox event.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod provision_support;
 
