@@ -18,7 +18,7 @@ use super::{
 };
 use crate::ctap::Pin;
 use crate::policy::profile::Profile;
-use crate::policy::{self, AttestationPolicy, Rule, Verdict};
+use crate::policy::{self, Rule, Verdict};
 use crate::store::{
     CredentialRecord, DeviceRecord, EnrollmentRecord, ExceptionRecord, RunEnd, RunKind, RunOutcome,
     RunStart, TicketRecord,
@@ -501,13 +501,11 @@ fn commit(
         let waivers: Vec<ExceptionRecord> = exceptions
             .iter()
             .map(|x| ExceptionRecord {
-                rule: x.rule.clone(),
-                scope: scope.clone(),
+                rule: x.rule.as_str().to_string(),
+                scope: format!("{scope}, policy {}", x.id),
                 reason: x.reason.clone(),
                 approver: x.approver.clone(),
-                expires_at: humantime::parse_rfc3339(&x.expires)
-                    .map(super::unix_secs)
-                    .unwrap_or(now + 1),
+                expires_at: x.expires.unix_secs().unwrap_or(now + 1),
             })
             .collect();
         let mut ledger = station.ledger()?;
@@ -535,7 +533,6 @@ fn commit(
 pub(crate) fn apply_verdict(
     v: &Verdict,
     step: Step,
-    policy: &AttestationPolicy,
     applied: &mut Vec<AppliedException>,
 ) -> Result<(), ProvisionError> {
     if let Some(bad) = v.violations.iter().find(|x| x.waived_by.is_none()) {
@@ -556,21 +553,6 @@ pub(crate) fn apply_verdict(
             ),
         ));
     }
-    for w in &v.violations {
-        let Some(by) = &w.waived_by else { continue };
-        let rule = serde_json::to_value(w.rule)
-            .ok()
-            .and_then(|r| r.as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{:?}", w.rule));
-        let ex = policy.exceptions.iter().find(|e| {
-            e.waive.contains(&w.rule) && by == &format!("{} (approved by {})", e.reason, e.approver)
-        });
-        applied.push(AppliedException {
-            rule,
-            reason: ex.map_or_else(|| by.clone(), |e| e.reason.clone()),
-            approver: ex.map_or_else(String::new, |e| e.approver.clone()),
-            expires: ex.and_then(|e| e.expires.clone()).unwrap_or_default(),
-        });
-    }
+    applied.extend(v.violations.iter().filter_map(|w| w.waived_by.clone()));
     Ok(())
 }

@@ -462,12 +462,7 @@ fn check_attestation(
         ));
     }
     let verdict = profile.attestation.decide_fido(&facts, at);
-    super::enroll::apply_verdict(
-        &verdict,
-        Step::FidoAttestation,
-        &profile.attestation,
-        &mut out.exceptions,
-    )?;
+    super::enroll::apply_verdict(&verdict, Step::FidoAttestation, &mut out.exceptions)?;
     Ok(facts)
 }
 

@@ -368,7 +368,7 @@ fn one_slot(
         }
         check_attested_policies(&facts, profile)?;
         let verdict = profile.attestation.decide_piv(&facts, at);
-        super::enroll::apply_verdict(&verdict, s, &profile.attestation, &mut out.exceptions)?;
+        super::enroll::apply_verdict(&verdict, s, &mut out.exceptions)?;
         let detail = json!({"serial": facts.serial, "firmware": facts.firmware,
             "pin_policy": facts.pin_policy, "touch_policy": facts.touch_policy, "chain": facts.chain,
             "attested": facts.provenance.attested, "claimed": facts.provenance.claimed});
