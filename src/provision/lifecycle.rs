@@ -1,19 +1,19 @@
-//! What revoke, return to stock and unblock share: run bookkeeping, step
-//! events, reading a key in a PC/SC reader without changing it, and
+//! What revoke, return to stock and unblock share: the run recorder
+//! ([`Run`]; steps go through the one step runner, `flow.rs`), reading
+//! a key in a PC/SC reader without changing it, and
 //! proving that a key holds a binding's credentials (FIDO2 assertion
 //! signature, PIV slot attestation).
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::errors;
-use super::{
-    Cancel, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step, StepReport, unix_secs,
-};
+use super::flow::Flow;
+use super::{Cancel, Event, KeyTarget, ProvisionError, Reason, Station, Step, unix_secs};
 use crate::attest::authdata::CoseKey;
 use crate::attest::sig::{EcdsaEncoding, SigAlg};
 use crate::ctap::commands::get_assertion::GetAssertion;
@@ -110,69 +110,6 @@ impl<'a> Run<'a> {
             });
         if let Err(e) = r {
             tracing::warn!(run = %self.id, error = %e, "could not record the end of the run");
-        }
-    }
-}
-
-/// Step bookkeeping: events out, reports kept.
-pub(crate) struct Steps<'a> {
-    events: &'a dyn Events,
-    pub(crate) reports: Vec<StepReport>,
-}
-
-impl<'a> Steps<'a> {
-    pub(crate) fn new(events: &'a dyn Events) -> Self {
-        Self {
-            events,
-            reports: Vec::new(),
-        }
-    }
-
-    pub(crate) fn emit(&self, e: Event) {
-        self.events.emit(&e);
-    }
-
-    /// Run one step within `timeout` (announced; each device call carries
-    /// its own deadline). `f` returns its value and the step's detail.
-    pub(crate) fn run<T>(
-        &mut self,
-        step: Step,
-        timeout: Duration,
-        cancel: &Cancel,
-        f: impl FnOnce(&Self) -> Result<(T, serde_json::Value), ProvisionError>,
-    ) -> Result<T, ProvisionError> {
-        if cancel.is_cancelled() {
-            return Err(cancelled(step));
-        }
-        self.emit(Event::StepStarted {
-            step,
-            timeout_ms: millis(timeout),
-        });
-        let t0 = Instant::now();
-        match f(self) {
-            Ok((v, detail)) => {
-                let elapsed_ms = millis(t0.elapsed());
-                self.emit(Event::StepDone {
-                    step,
-                    elapsed_ms,
-                    detail: detail.clone(),
-                });
-                self.reports.push(StepReport {
-                    step,
-                    elapsed_ms,
-                    detail,
-                });
-                Ok(v)
-            }
-            Err(mut e) => {
-                e.step.get_or_insert(step);
-                self.emit(Event::StepFailed {
-                    step,
-                    reason: e.reason,
-                    message: e.message.clone(),
-                });
-                Err(e)
-            }
         }
     }
 }
@@ -310,7 +247,7 @@ pub(crate) fn confirm_fido(
     reader: &str,
     cred: &StoredCredential,
     touch_timeout: Duration,
-    steps: &Steps<'_>,
+    steps: &Flow<'_>,
     cancel: &Cancel,
 ) -> Result<IdentityProof, ProvisionError> {
     let step = Step::GetAssertion;

@@ -26,9 +26,10 @@ use serde_json::json;
 
 use super::StepReport;
 use super::errors;
+use super::flow::Flow;
 use super::lifecycle::{
-    Books, IdentityProof, Presented, Run, Steps, cancelled, confirm_fido, confirm_piv, identify,
-    millis, open_fido, reader_of, with_piv,
+    Books, IdentityProof, Presented, Run, cancelled, confirm_fido, confirm_piv, identify, millis,
+    open_fido, reader_of, with_piv,
 };
 use super::{Cancel, Deadlines, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step};
 use crate::ctap::commands::get_assertion::GetAssertion;
@@ -138,16 +139,16 @@ fn run_return(
         dl,
         cancel,
     };
-    let mut steps = Steps::new(events);
+    let mut steps = Flow::direct(station, dl, events, cancel);
     let reader = reader_of(&req.target, "return to stock", false)?;
-    let key = steps.run(Step::Identify, dl.command, cancel, |_| {
+    let key = steps.step(Step::Identify, dl.command, |_| {
         let key = identify(reader)?;
         let detail = json!(key);
         Ok((key, detail))
     })?;
     let serial = key.serial.to_string();
     seen.0 = Some(serial.clone());
-    let known = steps.run(Step::Policy, dl.command, cancel, |_| {
+    let known = steps.step(Step::Policy, dl.command, |_| {
         let k = lookup(station, &serial, req.danger_allow_unbound)?;
         let detail = match &k {
             Known::Bound(b) => json!({"binding": b.id, "subject": b.subject, "state": b.state}),
@@ -180,7 +181,7 @@ fn run_return(
         resumed: matches!(known, Known::Pending { .. }),
         reset,
         stock: StockState::InStock,
-        steps: steps.reports,
+        steps: steps.steps,
     })
 }
 
@@ -199,19 +200,16 @@ fn begin(
     key: &Presented,
     known: &Known,
     proofs: &[IdentityProof],
-    steps: &mut Steps<'_>,
+    steps: &mut Flow<'_>,
 ) -> Result<i64, ProvisionError> {
     let Ctx {
-        station,
-        run,
-        dl,
-        cancel,
+        station, run, dl, ..
     } = *ctx;
     let binding = match known {
         Known::Bound(b) => Some(b.id.as_str()),
         _ => None,
     };
-    steps.run(Step::Commit, dl.command, cancel, |_| {
+    steps.step(Step::Commit, dl.command, |_| {
         let device = DeviceRecord {
             kind: match known {
                 Known::Bound(b) => b.device_kind.clone(),
@@ -247,7 +245,7 @@ fn settle(
     key: &Presented,
     known: &Known,
     device_id: i64,
-    steps: &mut Steps<'_>,
+    steps: &mut Flow<'_>,
 ) -> Result<ResetReport, ProvisionError> {
     let Ctx {
         station,
@@ -259,7 +257,7 @@ fn settle(
     let now = station.now_secs();
     match cleaned {
         Ok(reset) => {
-            steps.run(Step::Commit, dl.command, cancel, |_| {
+            steps.step(Step::Commit, dl.command, |_| {
                 let evidence = json!({"reset": reset, "run": run.id});
                 station
                     .ledger()?
@@ -336,7 +334,7 @@ fn prove(
     key: &Presented,
     b: &OpenBinding,
     dl: Deadlines,
-    steps: &mut Steps<'_>,
+    steps: &mut Flow<'_>,
     cancel: &Cancel,
 ) -> Result<Vec<IdentityProof>, ProvisionError> {
     if b.credentials.is_empty() {
@@ -348,7 +346,7 @@ fn prove(
     }
     let mut proofs = Vec::new();
     for c in b.credentials.iter().filter(|c| c.kind == "piv") {
-        let p = steps.run(Step::PivAttestation, dl.command, cancel, |_| {
+        let p = steps.step(Step::PivAttestation, dl.command, |_| {
             let p = with_piv(&key.reader, key.serial, Step::PivAttestation, |card| {
                 confirm_piv(station, card, key.serial, c)
             })?;
@@ -365,7 +363,7 @@ fn prove(
                 "the binding holds a FIDO2 credential but the key shows no FIDO2 application",
             ));
         }
-        let p = steps.run(Step::GetAssertion, dl.touch, cancel, |s| {
+        let p = steps.step(Step::GetAssertion, dl.touch, |s| {
             let p = confirm_fido(&key.reader, c, dl.touch, s, cancel)?;
             let d = json!(p);
             Ok((p, d))
@@ -380,12 +378,12 @@ fn reset_and_check(
     key: &Presented,
     known: &Known,
     dl: Deadlines,
-    steps: &mut Steps<'_>,
+    steps: &mut Flow<'_>,
     cancel: &Cancel,
 ) -> Result<ResetReport, ProvisionError> {
     let mut report = ResetReport::default();
     if key.piv {
-        steps.run(Step::Reset, dl.command, cancel, |_| {
+        steps.step(Step::Reset, dl.command, |_| {
             with_piv(&key.reader, key.serial, Step::Reset, |card| {
                 card.danger_reset().map_err(|e| errors::piv(Step::Reset, e))
             })?;
@@ -394,13 +392,13 @@ fn reset_and_check(
         report.piv = true;
     }
     if key.fido2 {
-        steps.run(Step::Reset, dl.touch + dl.reinsert, cancel, |s| {
+        steps.step(Step::Reset, dl.touch + dl.reinsert, |s| {
             fido_reset(key, dl, s, cancel)?;
             Ok(((), json!({"application": "fido2"})))
         })?;
         report.fido2 = true;
     }
-    report.piv_drift = steps.run(Step::DriftCheck, dl.command, cancel, |_| {
+    report.piv_drift = steps.step(Step::DriftCheck, dl.command, |_| {
         let facts = drift_clean(key, known, dl, cancel)?;
         let d = json!({"piv_facts": facts, "fido2": key.fido2.then_some("no PIN, bound credential gone")});
         Ok((facts, d))
@@ -415,7 +413,7 @@ fn reset_and_check(
 fn fido_reset(
     key: &Presented,
     dl: Deadlines,
-    steps: &Steps<'_>,
+    steps: &Flow<'_>,
     cancel: &Cancel,
 ) -> Result<(), ProvisionError> {
     let mut reinserted = false;
