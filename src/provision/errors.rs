@@ -27,17 +27,9 @@ use crate::ticket::{FailureClass, TicketError};
 use crate::transport::TransportError;
 
 /// Whether a PC/SC error means the card left the reader (or was reset
-/// under us).
+/// under us): the PIV client's list, plus a reader that vanished.
 pub(crate) fn pcsc_removed(e: &pcsc::Error) -> bool {
-    matches!(
-        e,
-        pcsc::Error::RemovedCard
-            | pcsc::Error::ResetCard
-            | pcsc::Error::NoSmartcard
-            | pcsc::Error::UnpoweredCard
-            | pcsc::Error::ReaderUnavailable
-            | pcsc::Error::UnknownReader
-    )
+    crate::piv::error::removed(*e) || matches!(e, pcsc::Error::UnknownReader)
 }
 
 /// Whether a PIV error means the card went away (or is not there).

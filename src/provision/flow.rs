@@ -20,7 +20,7 @@ use crate::ctap::Ctap2;
 use crate::transport::{KeepaliveStatus, Transport};
 
 /// The step in progress, shared with the keepalive callback.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Current {
     step: Option<Step>,
     timeout_ms: u64,
@@ -72,11 +72,7 @@ impl<'a> Flow<'a> {
             cancel,
             steps: Vec::new(),
             out: Out::Channel { tx, acks },
-            current: Arc::new(Mutex::new(Current {
-                step: None,
-                timeout_ms: 0,
-                touch_announced: false,
-            })),
+            current: Arc::default(),
         }
     }
 
@@ -94,11 +90,7 @@ impl<'a> Flow<'a> {
             cancel,
             steps: Vec::new(),
             out: Out::Direct(events),
-            current: Arc::new(Mutex::new(Current {
-                step: None,
-                timeout_ms: 0,
-                touch_announced: false,
-            })),
+            current: Arc::default(),
         }
     }
 
