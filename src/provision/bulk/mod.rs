@@ -32,7 +32,7 @@ use super::KeyTarget;
 use super::{Cancel, Deadlines, Station};
 
 /// A bay that makes its keys itself, one per ticket, with no reader to
-/// wait on (the in-process simulator's bays, `crate::sim::bay`).
+/// wait on (the in-process simulator implements it for `bulk --sim`).
 pub trait KeyBay: Send + Sync {
     /// The slot name prefix (`sim` gives slots `sim:0`, `sim:1`, ...).
     fn kind(&self) -> &str;
