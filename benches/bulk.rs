@@ -22,9 +22,10 @@ use keyward::provision::Cancel;
 use keyward::provision::bulk::manifest::{self, Format};
 use keyward::provision::bulk::pins::PinFile;
 use keyward::provision::bulk::progress::Silent;
-use keyward::provision::bulk::{self, BulkOptions};
+use keyward::provision::bulk::{self, BulkOptions, KeyBay};
 use keyward::sim::Faults;
 use keyward::sim::ca::SimCa;
+use keyward::sim::key::SimBay;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -47,10 +48,12 @@ fn run(keys: usize, keygen: Duration) -> Duration {
     let m = manifest::parse(text.as_bytes(), Format::JsonLines, 16 * 1024).unwrap();
     let id = Identity::generate(&mut keyward::random::fill);
     let pins = PinFile::new(&rig.dir.path().join("pins.age"), vec![id.recipient()]).unwrap();
-    let mut opts = BulkOptions::new(Arc::new(SimCa::from_seed(SimCa::DEFAULT_SEED).unwrap()));
+    let ca = Arc::new(SimCa::from_seed(SimCa::DEFAULT_SEED).unwrap());
+    let mut opts = BulkOptions::new();
     opts.parallel = keys;
-    opts.sims = vec![Faults::none(); keys];
-    opts.sim_keygen_delay = keygen;
+    opts.bays = (0..keys)
+        .map(|_| Arc::new(SimBay::new(ca.clone(), Faults::none(), keygen)) as Arc<dyn KeyBay>)
+        .collect();
     let t0 = Instant::now();
     let report = bulk::run(&rig.station, &m, &opts, &pins, &Silent, &Cancel::new()).unwrap();
     let took = t0.elapsed();

@@ -87,7 +87,7 @@ danger_trust_simulator = true
         ));
         let req = EnrollRequest::new(
             t.into_bytes(),
-            KeyTarget::Sim(dev),
+            KeyTarget::device(dev),
             PinChoice::Given(Pin::from("58213947")),
         );
         let start = Instant::now();

@@ -239,6 +239,22 @@ impl Config {
         }
     }
 
+    /// The simulator's attestation roots (`danger_trust_simulator`).
+    #[cfg(feature = "sim")]
+    fn simulator_roots(&self) -> Result<Vec<(Vec<u8>, &'static str)>, ConfigError> {
+        crate::sim::key::default_roots()
+            .map_err(|e| self.invalid("attestation.danger_trust_simulator", e.to_string()))
+    }
+
+    /// Without the simulator there is nothing to trust.
+    #[cfg(not(feature = "sim"))]
+    fn simulator_roots(&self) -> Result<Vec<(Vec<u8>, &'static str)>, ConfigError> {
+        Err(self.invalid(
+            "attestation.danger_trust_simulator",
+            "this keyward is built without the simulator (cargo feature `sim`); remove the switch",
+        ))
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let ok_id =
             |s: &str| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic());
@@ -365,13 +381,8 @@ impl Config {
             })?;
         }
         if a.danger_trust_simulator {
-            let ca = crate::sim::ca::SimCa::from_seed(crate::sim::ca::SimCa::DEFAULT_SEED)
-                .map_err(|e| self.invalid("attestation.danger_trust_simulator", e.to_string()))?;
-            for (der, what) in [
-                (ca.fido_root(), "simulator FIDO root"),
-                (ca.piv_root(), "simulator PIV root"),
-            ] {
-                let cert = attest::Cert::from_der(der).map_err(|e| {
+            for (der, what) in self.simulator_roots()? {
+                let cert = attest::Cert::from_der(&der).map_err(|e| {
                     self.invalid("attestation.danger_trust_simulator", e.to_string())
                 })?;
                 store.add_anchor(cert, what);

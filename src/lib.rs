@@ -1,7 +1,8 @@
 //! keyward: provision hardware security keys against signed tickets.
 //!
 //! Layers (see DESIGN.md): `sim` holds the virtual keys everything else is
-//! tested on; `ticket` verifies signed provisioning tickets.
+//! tested on (cargo feature `sim`, on by default; a station binary builds
+//! without it); `ticket` verifies signed provisioning tickets.
 
 pub mod age;
 pub mod attest;
@@ -17,6 +18,7 @@ pub mod provision;
 pub mod random;
 pub mod registry;
 pub mod secret;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod sync;

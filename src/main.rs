@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     let result = match cli.command {
+        #[cfg(feature = "sim")]
         Commands::Sim(args) => keyward::cli::sim::run(args, cli.global.json),
         Commands::Fido(args) => keyward::cli::fido::run(args, cli.global.json),
         Commands::Devices(args) => keyward::cli::devices::run(args, cli.global.json),
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Commands::Mds(cmd) => keyward::cli::mds::run(cmd, &cli.global.db_path(), cli.global.json),
         Commands::Ticket(args) => keyward::cli::ticket::run(args, &cli.global),
         Commands::Piv(cmd) => keyward::cli::piv::run(cmd, cli.global.json),
+        #[cfg(feature = "sim")]
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.db, cli.global.json),
         Commands::Daemon(args) => keyward::cli::daemon::run(args, &cli.global),
         Commands::Report(args) => keyward::cli::report::main(args, &cli.global),

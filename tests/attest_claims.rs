@@ -8,6 +8,8 @@
 //! - its patched UV flag and sign count were reported as facts;
 //! - an all-zero fido-u2f AAGUID met an `allowed_aaguids` rule listing it.
 
+#![cfg(feature = "sim")]
+
 mod attest_support;
 
 use attest_support::sim::*;

@@ -1,6 +1,8 @@
 //! `keyward attest verify` and `keyward mds import|show`: arguments →
 //! stdout and exit code (0 trusted/accepted, 2 usage, 5 verification).
 
+#![cfg(feature = "sim")]
+
 mod attest_support;
 
 use std::path::Path;

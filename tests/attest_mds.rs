@@ -2,6 +2,8 @@
 //! indexed; a broken signature, a tampered payload, a foreign root, a stale
 //! BLOB, a rollback of `no` and a revoked status are refused.
 
+#![cfg(feature = "sim")]
+
 mod attest_support;
 
 use attest_support::sim::*;

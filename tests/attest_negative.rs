@@ -3,6 +3,8 @@
 //! bad signatures, unsupported algorithms, garbage and oversize input, and
 //! the F9 exception confined to its one position.
 
+#![cfg(feature = "sim")]
+
 mod attest_support;
 
 use attest_support::sim::*;

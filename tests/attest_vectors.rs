@@ -1,6 +1,8 @@
 //! Every real attestation in `tests/vectors` gets the verdict its README
 //! states.
 
+#![cfg(feature = "sim")]
+
 mod attest_support;
 
 use attest_support::*;

@@ -2,6 +2,8 @@
 //! client, without panics and without outliving the deadline, through the
 //! in-memory CTAPHID pipe and through pcscd.
 
+#![cfg(feature = "sim")]
+
 mod common;
 
 mod ctap_common;

@@ -3,6 +3,8 @@
 //! `KEYWARD_WRITE_SEEDS=1` this test rewrites them; otherwise it checks that
 //! the committed seeds still decode (so the fuzzer starts from valid input).
 
+#![cfg(feature = "sim")]
+
 mod ctap_common;
 
 use std::path::PathBuf;

@@ -5,6 +5,8 @@
 //! makeCredential (rk + uv + credProtect + ep) → getAssertion → enumerate
 //! and delete credentials → changePIN.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod ctap_common;
 

@@ -1,6 +1,8 @@
 //! Keepalives drive the "touch your key" prompt, and a cancel ends a
 //! request that waits for a touch, over in-memory CTAPHID and pcscd.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod ctap_common;
 

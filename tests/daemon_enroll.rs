@@ -5,6 +5,8 @@
 //! grace period, or aborted after it) — each time exit 0 and the run
 //! recorded. The station is a real keyward.toml (tests/provision_support).
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod daemon_support;
 mod provision_support;

@@ -1,6 +1,8 @@
 //! Device detection: the HID monitor on a sysfs fixture, and the PC/SC
 //! monitor with simulators coming and going through a real pcscd.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod detect_support;
 

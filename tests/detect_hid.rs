@@ -2,6 +2,8 @@
 //! engine stands in for `/dev/hidrawN` (the same open/poll/read/write code
 //! path a real node takes), in a sysfs fixture the HID monitor scans.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod detect_support;
 

@@ -3,6 +3,8 @@
 //! under one USB device of a sysfs fixture. They are linked when their
 //! Management serials agree, and only then.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod detect_support;
 

@@ -2,6 +2,8 @@
 //! with its binding or not at all (issue 13 item 8), and `--config` names
 //! the ledger for the read commands too (item 4).
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod provision_support;
 
@@ -26,7 +28,7 @@ fn a_failed_commit_leaves_no_exception_or_audit_row_behind() {
         &rig.station,
         request(
             rig.ticket(&claims("waived")),
-            KeyTarget::Sim(sim_device(31_500_001)),
+            KeyTarget::device(sim_device(31_500_001)),
             PIN,
         ),
         &EventLog::new(),
@@ -52,7 +54,7 @@ fn a_failed_commit_leaves_no_exception_or_audit_row_behind() {
         &rig.station,
         request(
             rig.ticket(&claims("waived")),
-            KeyTarget::Sim(sim_device(31_500_002)),
+            KeyTarget::device(sim_device(31_500_002)),
             PIN,
         ),
         &EventLog::new(),
@@ -77,7 +79,7 @@ fn config_names_the_ledger_for_the_read_commands() {
         &rig.station,
         request(
             rig.ticket(&claims("standard")),
-            KeyTarget::Sim(sim_device(31_500_010)),
+            KeyTarget::device(sim_device(31_500_010)),
             PIN,
         ),
         &EventLog::new(),

@@ -9,6 +9,8 @@
 //!   pre-assign) set the PIN and made a credential before it failed;
 //! - a `lost` binding did not count as holding its key.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod provision_support;
 
@@ -41,7 +43,7 @@ fn enroll_sim(
     let log = EventLog::new();
     let r = provision::enroll(
         &rig.station,
-        request(ticket, KeyTarget::Sim(sim_device(serial)), PIN),
+        request(ticket, KeyTarget::device(sim_device(serial)), PIN),
         &log,
         &Cancel::new(),
     );
@@ -78,7 +80,11 @@ fn ticket_verify_with_config_gives_the_stations_verdict() {
     let single = rig.ticket(&c);
     let e = provision::replace(
         &rig.station,
-        request(single.clone(), KeyTarget::Sim(sim_device(33_000_003)), PIN),
+        request(
+            single.clone(),
+            KeyTarget::device(sim_device(33_000_003)),
+            PIN,
+        ),
         &EventLog::new(),
         &Cancel::new(),
     )

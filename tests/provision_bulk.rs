@@ -3,6 +3,8 @@
 //! and in-process simulated keys, the SQLite ledger on disk, the report
 //! files, and the PIN file read back with the real `age` CLI.
 
+#![cfg(feature = "sim")]
+
 mod common;
 #[path = "provision_support/mod.rs"]
 mod support;

@@ -3,6 +3,8 @@
 //! `keyward sim --vpcd`), with a station built from a real keyward.toml and
 //! an on-disk ledger.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod provision_support;
 
@@ -21,7 +23,7 @@ fn enroll_sim(
     let log = EventLog::new();
     let r = provision::enroll(
         &rig.station,
-        request(ticket, KeyTarget::Sim(sim_device(serial)), pin),
+        request(ticket, KeyTarget::device(sim_device(serial)), pin),
         &log,
         &Cancel::new(),
     );
@@ -209,7 +211,7 @@ fn generated_pin_is_returned_and_forces_a_change() {
     let probe = dev.hid().unwrap();
     let req = keyward::provision::EnrollRequest::new(
         rig.ticket(&claims("standard")),
-        KeyTarget::Sim(dev),
+        KeyTarget::device(dev),
         PinChoice::Generate,
     );
     let o = provision::enroll(&rig.station, req, &log, &Cancel::new()).expect("enroll");
@@ -217,8 +219,7 @@ fn generated_pin_is_returned_and_forces_a_change() {
     assert_eq!(pin.expose_secret().len(), 8);
     assert!(pin.expose_secret().bytes().all(|b| b.is_ascii_digit()));
     assert!(started(&log.events()).contains(&"force-change-pin".to_string()));
-    let t = keyward::provision::target::pipe_transport(probe, std::time::Duration::from_secs(5))
-        .unwrap();
+    let t = keyward::sim::key::pipe_transport(probe, std::time::Duration::from_secs(5)).unwrap();
     let mut c = keyward::ctap::Ctap2::new(t);
     let info = c.get_info().unwrap();
     assert_eq!(info.force_pin_change, Some(true));
@@ -235,7 +236,7 @@ fn cancelled_flow_aborts_without_committing() {
         &rig.station,
         request(
             rig.ticket(&claims("standard")),
-            KeyTarget::Sim(sim_device(31_000_050)),
+            KeyTarget::device(sim_device(31_000_050)),
             PIN,
         ),
         &log,
@@ -721,7 +722,11 @@ fn station_clock_set_back_refuses_tickets() {
     c.exp -= 3000;
     let e = provision::enroll(
         &back,
-        request(rig.ticket(&c), KeyTarget::Sim(sim_device(31_000_101)), PIN),
+        request(
+            rig.ticket(&c),
+            KeyTarget::device(sim_device(31_000_101)),
+            PIN,
+        ),
         &provision::NoEvents,
         &Cancel::new(),
     )
@@ -743,7 +748,11 @@ fn touch_prompt_comes_from_the_keys_keepalive_and_a_missing_touch_times_out() {
     let log = EventLog::new();
     provision::enroll(
         &rig.station,
-        request(rig.ticket(&claims("standard")), KeyTarget::Sim(slow), PIN),
+        request(
+            rig.ticket(&claims("standard")),
+            KeyTarget::device(slow),
+            PIN,
+        ),
         &log,
         &Cancel::new(),
     )
@@ -765,7 +774,11 @@ fn touch_prompt_comes_from_the_keys_keepalive_and_a_missing_touch_times_out() {
     let log = EventLog::new();
     let e = provision::enroll(
         &rig.station,
-        request(rig.ticket(&claims("standard")), KeyTarget::Sim(never), PIN),
+        request(
+            rig.ticket(&claims("standard")),
+            KeyTarget::device(never),
+            PIN,
+        ),
         &log,
         &Cancel::new(),
     )
@@ -914,7 +927,7 @@ fn removal_reported_by_a_monitor_ends_the_run_as_device_removed() {
         &rig.station,
         request(
             rig.ticket(&claims("standard")),
-            KeyTarget::Sim(sim_device(31_000_120)),
+            KeyTarget::device(sim_device(31_000_120)),
             PIN,
         ),
         &on_event,
@@ -935,8 +948,7 @@ fn a_key_with_someone_elses_pin_costs_one_try_and_is_refused() {
     let rig = rig();
     let dev = sim_device(31_000_130);
     let probe = dev.hid().unwrap();
-    let t = keyward::provision::target::pipe_transport(probe, std::time::Duration::from_secs(5))
-        .unwrap();
+    let t = keyward::sim::key::pipe_transport(probe, std::time::Duration::from_secs(5)).unwrap();
     let mut c = keyward::ctap::Ctap2::new(t);
     c.set_pin(
         keyward::ctap::PinProtocol::V2,
@@ -945,7 +957,7 @@ fn a_key_with_someone_elses_pin_costs_one_try_and_is_refused() {
     .unwrap();
     let e = provision::enroll(
         &rig.station,
-        request(rig.ticket(&claims("standard")), KeyTarget::Sim(dev), PIN),
+        request(rig.ticket(&claims("standard")), KeyTarget::device(dev), PIN),
         &provision::NoEvents,
         &Cancel::new(),
     )

@@ -3,6 +3,8 @@
 //! the old binding is retired in the same transaction that binds the new
 //! key, with a notify.replacement outbox event.
 
+#![cfg(feature = "sim")]
+
 mod common;
 mod provision_support;
 
@@ -13,7 +15,7 @@ use provision_support::*;
 fn enroll(rig: &Rig, c: &Claims, serial: u32) -> provision::EnrollOutcome {
     provision::enroll(
         &rig.station,
-        request(rig.ticket(c), KeyTarget::Sim(sim_device(serial)), PIN),
+        request(rig.ticket(c), KeyTarget::device(sim_device(serial)), PIN),
         &EventLog::new(),
         &Cancel::new(),
     )
@@ -27,7 +29,7 @@ fn replace(
 ) -> Result<provision::EnrollOutcome, provision::ProvisionError> {
     provision::replace(
         &rig.station,
-        request(ticket, KeyTarget::Sim(sim_device(serial)), PIN),
+        request(ticket, KeyTarget::device(sim_device(serial)), PIN),
         &EventLog::new(),
         &Cancel::new(),
     )
@@ -150,7 +152,7 @@ fn wrong_tickets_for_the_workflow_are_refused() {
     let t = rig.ticket(&replacing("standard", Some(&old.binding), None, 2));
     let e = provision::enroll(
         &rig.station,
-        request(t, KeyTarget::Sim(sim_device(32_000_053)), PIN),
+        request(t, KeyTarget::device(sim_device(32_000_053)), PIN),
         &EventLog::new(),
         &Cancel::new(),
     )

@@ -1,6 +1,8 @@
 //! `keyward sim` as a user runs it: roots, bad input, and a card in a real
 //! pcscd reader.
 
+#![cfg(feature = "sim")]
+
 mod common;
 
 use common::{keyward, run};

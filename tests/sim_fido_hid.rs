@@ -3,6 +3,8 @@
 //! ([`keyward::sim::fido::ctaphid::HidPipe`]); this test relays the 64-byte
 //! reports between the script's stdin/stdout and the pipe. No pcscd needed.
 
+#![cfg(feature = "sim")]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -272,5 +272,6 @@ mod hex_bytes {
     }
 }
 
-#[cfg(test)]
+// The tests build their attestations on the simulator's CA.
+#[cfg(all(test, feature = "sim"))]
 mod tests;

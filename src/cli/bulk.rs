@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::{Failure, GlobalArgs};
@@ -16,9 +16,7 @@ use crate::config::{self, Config};
 use crate::provision::Cancel;
 use crate::provision::bulk::pins::PinFile;
 use crate::provision::bulk::progress::{Bars, JsonLines, Progress};
-use crate::provision::bulk::{self, BulkError, BulkOptions, manifest, report};
-use crate::sim::ca::SimCa;
-use crate::sim::{Fault, Faults};
+use crate::provision::bulk::{self, BulkError, BulkOptions, KeyBay, manifest, report};
 
 /// `keyward bulk`
 #[derive(Debug, Args)]
@@ -170,29 +168,26 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
     Failure::Usage(msg.into()).into()
 }
 
-fn sim_faults(args: &BulkArgs) -> Result<Vec<Faults>> {
-    let mut sims = vec![Faults::none(); args.sim];
-    for spec in &args.sim_faults {
-        let (n, name) = spec.split_once(':').ok_or_else(|| {
-            usage(format!(
-                "--sim-fault {spec:?}: write it as N:FAULT, e.g. 0:stall"
-            ))
-        })?;
-        let n: usize = n
-            .parse()
-            .map_err(|_| usage(format!("--sim-fault {spec:?}: {n:?} is not a slot number")))?;
-        let fault: Fault = name
-            .parse()
-            .map_err(|e: String| usage(format!("--sim-fault {spec:?}: {e}")))?;
-        let slot = sims.get_mut(n).ok_or_else(|| {
-            usage(format!(
-                "--sim-fault {spec:?}: there are {} simulated slots (--sim), numbered from 0",
-                args.sim
-            ))
-        })?;
-        *slot = std::mem::take(slot).with(fault);
+/// The simulated slots (`--sim N`, `--sim-fault N:FAULT`).
+#[cfg(feature = "sim")]
+fn sim_bays(args: &BulkArgs) -> Result<Vec<Arc<dyn KeyBay>>> {
+    crate::sim::key::bays(
+        args.sim,
+        &args.sim_faults,
+        Duration::from_millis(args.sim_keygen_ms),
+    )
+    .map_err(usage)
+}
+
+/// Without the simulator, `--sim` is refused.
+#[cfg(not(feature = "sim"))]
+fn sim_bays(args: &BulkArgs) -> Result<Vec<Arc<dyn KeyBay>>> {
+    if args.sim > 0 || !args.sim_faults.is_empty() {
+        return Err(usage(
+            "--sim and --sim-fault need a keyward built with the simulator (cargo feature `sim`)",
+        ));
     }
-    Ok(sims)
+    Ok(Vec::new())
 }
 
 fn pin_file_path(args: &BulkArgs) -> PathBuf {
@@ -224,7 +219,7 @@ pub fn run(mut args: BulkArgs, global: &GlobalArgs) -> Result<()> {
              (make one with age-keygen); they are never printed or stored",
         ));
     }
-    let sims = sim_faults(&args)?;
+    let bays = sim_bays(&args)?;
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = args.readers.iter().find(|r| !seen.insert(r.as_str())) {
         return Err(usage(format!(
@@ -250,13 +245,10 @@ pub fn run(mut args: BulkArgs, global: &GlobalArgs) -> Result<()> {
         .map_err(|e| Failure::Verification(e.to_string()))?;
     let pins = PinFile::new(&pin_file_path(&args), recipients)?;
 
-    let mut opts = BulkOptions::new(Arc::new(
-        SimCa::from_seed(SimCa::DEFAULT_SEED).context("the simulator CA")?,
-    ));
+    let mut opts = BulkOptions::new();
     opts.parallel = parallel;
     opts.readers = args.readers.clone();
-    opts.sims = sims;
-    opts.sim_keygen_delay = Duration::from_millis(args.sim_keygen_ms);
+    opts.bays = bays;
     opts.attempts = args.attempts;
     opts.wait = args.wait;
     opts.manifest_name = args.manifest.display().to_string();

@@ -484,7 +484,7 @@ fn place_key(
                 person: Person::After(std::time::Duration::from_millis(args.touch_delay_ms)),
                 ..opts.clone()
             };
-            (KeyTarget::Sim(SimDevice::new(&usb)), None)
+            (KeyTarget::device(SimDevice::new(&usb)), None)
         }
     }
 }

@@ -321,13 +321,8 @@ impl Events for Printer {
 /// Resolve `--device`, or wait for exactly one key.
 fn choose_target(sel: Option<&str>, wait: Duration, json: bool) -> Result<KeyTarget> {
     match sel {
-        Some("sim") => {
-            use crate::sim::ca::SimCa;
-            use crate::sim::device::{SimDevice, SimOptions};
-            let ca = SimCa::from_seed(SimCa::DEFAULT_SEED).context("simulator CA")?;
-            let opts = SimOptions::new(crate::sim::DeviceProfile::default(), ca.into());
-            Ok(KeyTarget::Sim(SimDevice::new(&opts)))
-        }
+        #[cfg(feature = "sim")]
+        Some("sim") => crate::sim::key::default_target().context("simulator CA"),
         Some(p) if p.starts_with('/') => Ok(KeyTarget::Hid(PathBuf::from(p))),
         Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
             let serial: u32 = s

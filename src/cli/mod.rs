@@ -10,6 +10,7 @@ pub mod bulk;
 pub mod completions;
 pub mod config_check;
 pub mod daemon;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod devices;
 pub mod enroll;
@@ -22,6 +23,7 @@ pub mod piv;
 pub mod registry;
 pub mod report;
 pub mod secret_input;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod station;
 pub mod station_show;
@@ -70,6 +72,7 @@ pub struct GlobalArgs {
 pub enum Commands {
     /// Run a virtual security key (FIDO2 + YubiKey-compatible PIV) in a
     /// vpcd reader of pcscd, or print the simulator's attestation roots
+    #[cfg(feature = "sim")]
     Sim(sim::SimArgs),
     /// List the security keys present (PC/SC cards and FIDO HID devices),
     /// or watch them come and go
@@ -97,6 +100,7 @@ pub enum Commands {
     Fido(fido::FidoArgs),
     /// Run a complete kiosk enrollment (FIDO2, and PIV through pcscd) on the
     /// built-in simulator: demo issuer, ticket, workflow, binding, audit
+    #[cfg(feature = "sim")]
     Demo(demo::DemoArgs),
     /// Run the keyward daemon: device detection, workflows, and the local
     /// API on a Unix socket (docs/api.md)

@@ -13,9 +13,6 @@ use super::state::{JobError, Shared};
 use crate::detect::Location;
 use crate::provision::{self, Cancel, EnrollRequest, KeyTarget, PinChoice, Reason};
 use crate::secret::Pin;
-use crate::sim::DeviceProfile;
-use crate::sim::ca::SimCa;
-use crate::sim::device::{SimDevice, SimOptions};
 use hyper::StatusCode;
 
 /// `POST /v1/enroll`.
@@ -145,6 +142,28 @@ pub fn start_enroll(
     )
 }
 
+/// A fresh simulated key (`--danger-simulator`).
+#[cfg(feature = "sim")]
+fn sim_target() -> Result<KeyTarget, ApiError> {
+    crate::sim::key::default_target().map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "simulator",
+            e.to_string(),
+        )
+    })
+}
+
+/// This keyward was built without the simulator.
+#[cfg(not(feature = "sim"))]
+fn sim_target() -> Result<KeyTarget, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no-such-device",
+        "device \"sim\" needs a keyward built with the simulator (cargo feature `sim`)",
+    ))
+}
+
 /// The key a device id names: a PC/SC reader or hidraw node the daemon
 /// sees now, or (with `--danger-simulator`) `sim`, a fresh in-process key.
 fn target(shared: &Shared, device: &str) -> Result<KeyTarget, ApiError> {
@@ -156,15 +175,7 @@ fn target(shared: &Shared, device: &str) -> Result<KeyTarget, ApiError> {
                 "device \"sim\" is only accepted by a daemon started with --danger-simulator",
             ));
         }
-        let ca = SimCa::from_seed(SimCa::DEFAULT_SEED).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "simulator",
-                e.to_string(),
-            )
-        })?;
-        let opts = SimOptions::new(DeviceProfile::default(), Arc::new(ca));
-        return Ok(KeyTarget::Sim(SimDevice::new(&opts)));
+        return sim_target();
     }
     let present = shared.device(device).ok_or_else(|| {
         ApiError::new(

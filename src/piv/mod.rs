@@ -14,7 +14,7 @@
 
 mod card;
 mod drift;
-mod error;
+pub(crate) mod error;
 mod keys;
 mod mgmt;
 mod objects;

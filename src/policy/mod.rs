@@ -9,7 +9,10 @@
 //! meets it. A rule that refuses (an MDS status report) applies to claimed
 //! facts too. Every failed rule is reported, not just the first, and a
 //! recorded exception (with approver, reason and expiry) can waive a rule
-//! for one model or one device. The configuration is plain serde, e.g. in
+//! for one model or one device. A waived rule carries the exception as a
+//! typed [`Waiver`] (its id, rule, scope and expiry), which provision
+//! records with the binding as it is: nothing downstream parses or matches
+//! a formatted string to find the exception again. The configuration is plain serde, e.g. in
 //! TOML:
 //!
 //! ```toml
@@ -78,6 +81,100 @@ pub enum Rule {
     TouchPolicy,
 }
 
+impl Rule {
+    /// The stable kebab-case name (as in the configuration and the
+    /// ledger's exceptions table).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Untrusted => "untrusted",
+            Rule::NoAttestation => "no-attestation",
+            Rule::Aaguid => "aaguid",
+            Rule::Model => "model",
+            Rule::Firmware => "firmware",
+            Rule::Certification => "certification",
+            Rule::MdsEntry => "mds-entry",
+            Rule::MdsStatus => "mds-status",
+            Rule::EnterpriseAttestation => "enterprise-attestation",
+            Rule::PinPolicy => "pin-policy",
+            Rule::TouchPolicy => "touch-policy",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Rule {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// What an exception covers: one model (AAGUID), one device (attested
+/// serial), or that model's device with that serial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaiverScope {
+    pub aaguid: Option<String>,
+    pub serial: Option<u64>,
+}
+
+/// When an exception stops waiving (`None`: no expiry was recorded).
+/// Shown and serialized as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry(pub Option<SystemTime>);
+
+impl Expiry {
+    /// Unix seconds, if it has an expiry.
+    pub fn unix_secs(self) -> Option<i64> {
+        self.0
+            .map(|t| match t.duration_since(SystemTime::UNIX_EPOCH) {
+                Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+            })
+    }
+}
+
+impl std::fmt::Display for Expiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(t) => write!(f, "{}", crate::time::format_rfc3339_seconds(t)),
+            None => f.write_str("no expiry"),
+        }
+    }
+}
+
+impl Serialize for Expiry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(t) => s.collect_str(&crate::time::format_rfc3339_seconds(t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// The exception that waived one rule, as a value: from the policy's
+/// verdict to the ledger's exceptions table, never re-parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Waiver {
+    /// The exception's place in the policy (`exceptions[2]`).
+    pub id: String,
+    /// The rule it waived here.
+    pub rule: Rule,
+    pub scope: WaiverScope,
+    pub reason: String,
+    pub approver: String,
+    pub expires: Expiry,
+}
+
+impl std::fmt::Display for Waiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (approved by {})", self.reason, self.approver)
+    }
+}
+
 /// A recorded waiver of some rules for one model and/or one device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,8 +196,8 @@ pub struct Exception {
 pub struct Violation {
     pub rule: Rule,
     pub detail: String,
-    /// The exception that waived it (its reason and approver), if any.
-    pub waived_by: Option<String>,
+    /// The exception that waived it, if any.
+    pub waived_by: Option<Waiver>,
 }
 
 /// The decision.
@@ -118,7 +215,7 @@ impl std::fmt::Display for Verdict {
             "rejected"
         })?;
         for v in &self.violations {
-            let w = v.waived_by.as_deref().map(|w| format!(" (waived: {w})"));
+            let w = v.waived_by.as_ref().map(|w| format!(" (waived: {w})"));
             write!(f, "; {:?}: {}{}", v.rule, v.detail, w.unwrap_or_default())?;
         }
         Ok(())
@@ -287,8 +384,9 @@ impl AttestationPolicy {
                 waived_by: self
                     .exceptions
                     .iter()
-                    .find(|e| e.applies(rule, aaguid, serial, at))
-                    .map(|e| format!("{} (approved by {})", e.reason, e.approver)),
+                    .enumerate()
+                    .find(|(_, e)| e.applies(rule, aaguid, serial, at))
+                    .map(|(i, e)| e.waiver(i, rule)),
                 detail,
             })
             .collect();
@@ -300,6 +398,25 @@ impl AttestationPolicy {
 }
 
 impl Exception {
+    /// This exception (number `index` of the policy) waiving `rule`.
+    fn waiver(&self, index: usize, rule: Rule) -> Waiver {
+        Waiver {
+            id: format!("exceptions[{index}]"),
+            rule,
+            scope: WaiverScope {
+                aaguid: self.aaguid.clone(),
+                serial: self.serial,
+            },
+            reason: self.reason.clone(),
+            approver: self.approver.clone(),
+            expires: Expiry(
+                self.expires
+                    .as_deref()
+                    .and_then(|e| crate::time::parse_rfc3339(e).ok()),
+            ),
+        }
+    }
+
     fn applies(
         &self,
         rule: Rule,

@@ -177,18 +177,42 @@ fn exceptions_waive_named_rules_for_named_devices_until_they_expire() {
     );
     let v = p.decide_piv(&piv(), t("2026-01-01T00:00:00Z"));
     assert!(v.accepted, "{v}");
-    assert!(
-        v.violations[0]
-            .waived_by
-            .as_deref()
-            .unwrap()
-            .contains("ciso@example.org")
+    let w = v.violations[0].waived_by.as_ref().unwrap();
+    assert_eq!(w.approver, "ciso@example.org");
+    assert_eq!(w.id, "exceptions[0]");
+    assert_eq!(w.rule, Rule::TouchPolicy);
+    assert_eq!(w.scope.serial, Some(12_345_678));
+    assert_eq!(w.expires.to_string(), "2027-01-01T00:00:00Z");
+    assert_eq!(
+        serde_json::to_value(w).unwrap()["expires"],
+        "2027-01-01T00:00:00Z"
     );
     // Expired, or another device: not waived.
     assert!(!p.decide_piv(&piv(), t("2027-06-01T00:00:00Z")).accepted);
     let mut other = piv();
     other.serial = Some(1);
     assert!(!p.decide_piv(&other, t("2026-01-01T00:00:00Z")).accepted);
+}
+
+#[test]
+fn rule_names_match_their_serde_names() {
+    use Rule::*;
+    for r in [
+        Untrusted,
+        NoAttestation,
+        Aaguid,
+        Model,
+        Firmware,
+        Certification,
+        MdsEntry,
+        MdsStatus,
+        EnterpriseAttestation,
+        PinPolicy,
+        TouchPolicy,
+    ] {
+        assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        assert_eq!(r, r.as_str());
+    }
 }
 
 #[test]

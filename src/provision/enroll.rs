@@ -7,6 +7,7 @@ use std::sync::mpsc;
 
 use serde_json::json;
 
+use super::errors;
 use super::fido::{self, FidoResult};
 use super::flow::{Envelope, Flow};
 use super::piv::{self as piv_steps, PivIdentity, PivResult};
@@ -17,10 +18,10 @@ use super::{
 };
 use crate::ctap::Pin;
 use crate::policy::profile::Profile;
-use crate::policy::{self, AttestationPolicy, Rule, Verdict};
+use crate::policy::{self, Rule, Verdict};
 use crate::store::{
     CredentialRecord, DeviceRecord, EnrollmentRecord, ExceptionRecord, RunEnd, RunKind, RunOutcome,
-    RunStart, StoreError, TicketRecord,
+    RunStart, TicketRecord,
 };
 use crate::ticket::{Fido2Op, Op, OpKind, PivOp, VerifiedTicket};
 
@@ -87,7 +88,7 @@ fn recorded(
         let mut ledger = station.ledger()?;
         ledger
             .run_started(kind, &start, station.now_secs())
-            .map_err(|e| ledger_error(Step::Ticket, e))?
+            .map_err(|e| errors::store(Step::Ticket, e))?
     };
     let result = verified
         .and_then(|vt| body(flow, req, &vt, mode, &run))
@@ -118,7 +119,7 @@ fn recorded(
     };
     let finished = station.ledger().and_then(|mut l| {
         l.run_finished(&run, &end, &station.actor, station.now_secs())
-            .map_err(|e| ledger_error(Step::Commit, e))
+            .map_err(|e| errors::store(Step::Commit, e))
     });
     match (result, finished) {
         (Ok(mut o), Ok(())) => {
@@ -136,17 +137,6 @@ fn recorded(
             Ok(EnrollOutcome { run, ..o })
         }
     }
-}
-
-fn ledger_error(step: Step, e: StoreError) -> ProvisionError {
-    let reason = match &e {
-        StoreError::TicketReplayed { .. } => Reason::TicketReplayed,
-        StoreError::DeviceAlreadyBound { .. } => Reason::DeviceAlreadyBound,
-        StoreError::IllegalTransition { .. } => Reason::ReplaceState,
-        StoreError::BindingNotFound(_) => Reason::ReplaceNotFound,
-        _ => Reason::Ledger,
-    };
-    ProvisionError::new(reason, Some(step), format!("ledger: {e}")).with_source(e)
 }
 
 /// The rules checked before the key is touched.
@@ -261,7 +251,7 @@ fn check_identified(
         .station
         .ledger()?
         .open_bindings_for_serial(&serial.to_string())
-        .map_err(|e| ledger_error(Step::Identify, e))?;
+        .map_err(|e| errors::store(Step::Identify, e))?;
     // A replacement may not rebind the key it replaces either.
     if let Some(b) = open.first() {
         return Err(ProvisionError::new(
@@ -511,13 +501,11 @@ fn commit(
         let waivers: Vec<ExceptionRecord> = exceptions
             .iter()
             .map(|x| ExceptionRecord {
-                rule: x.rule.clone(),
-                scope: scope.clone(),
+                rule: x.rule.as_str().to_string(),
+                scope: format!("{scope}, policy {}", x.id),
                 reason: x.reason.clone(),
                 approver: x.approver.clone(),
-                expires_at: crate::time::parse_rfc3339(&x.expires)
-                    .map(super::unix_secs)
-                    .unwrap_or(now + 1),
+                expires_at: x.expires.unix_secs().unwrap_or(now + 1),
             })
             .collect();
         let mut ledger = station.ledger()?;
@@ -525,7 +513,14 @@ fn commit(
             None => ledger.commit_enrollment_with(rec, &waivers, now),
             Some(o) => ledger.commit_replacement_with(&o.binding, rec, &o.reason, &waivers, now),
         }
-        .map_err(|e| ledger_error(Step::Commit, e))?;
+        .map_err(|e| {
+            let e = errors::store(Step::Commit, e);
+            if original.is_some() {
+                e.in_replacement()
+            } else {
+                e
+            }
+        })?;
         Ok((
             binding.clone(),
             json!({"binding": binding, "replaced": original.map(|o| o.binding.clone())}),
@@ -538,7 +533,6 @@ fn commit(
 pub(crate) fn apply_verdict(
     v: &Verdict,
     step: Step,
-    policy: &AttestationPolicy,
     applied: &mut Vec<AppliedException>,
 ) -> Result<(), ProvisionError> {
     if let Some(bad) = v.violations.iter().find(|x| x.waived_by.is_none()) {
@@ -559,28 +553,6 @@ pub(crate) fn apply_verdict(
             ),
         ));
     }
-    for w in &v.violations {
-        let Some(by) = &w.waived_by else { continue };
-        let rule = serde_json::to_value(w.rule)
-            .ok()
-            .and_then(|r| r.as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{:?}", w.rule));
-        let ex = policy.exceptions.iter().find(|e| {
-            e.waive.contains(&w.rule) && by == &format!("{} (approved by {})", e.reason, e.approver)
-        });
-        applied.push(AppliedException {
-            rule,
-            reason: ex.map_or_else(|| by.clone(), |e| e.reason.clone()),
-            approver: ex.map_or_else(String::new, |e| e.approver.clone()),
-            expires: ex.and_then(|e| e.expires.clone()).unwrap_or_default(),
-        });
-    }
+    applied.extend(v.violations.iter().filter_map(|w| w.waived_by.clone()));
     Ok(())
-}
-
-impl KeyTarget {
-    /// Whether the target can carry PIV (a PC/SC reader).
-    pub fn has_piv_interface(&self) -> bool {
-        matches!(self, KeyTarget::Reader(_) | KeyTarget::Usb { .. })
-    }
 }

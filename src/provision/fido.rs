@@ -8,6 +8,7 @@ use ciborium::Value;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::errors;
 use super::flow::Flow;
 use super::{AppliedException, PinChoice, ProvisionError, Reason, Step};
 use crate::attest::authdata::CoseKey;
@@ -19,11 +20,11 @@ use crate::ctap::commands::config::ConfigCommand;
 use crate::ctap::commands::get_assertion::GetAssertion;
 use crate::ctap::commands::get_info::Info;
 use crate::ctap::commands::make_credential::{MakeCredential, User};
-use crate::ctap::{self, Ctap2, Pin, PinProtocol, StatusCode, cbor};
+use crate::ctap::{Ctap2, Pin, PinProtocol, StatusCode, cbor};
 use crate::policy::profile::{EnterpriseAttestation, Profile};
 use crate::store::CredentialRecord;
 use crate::ticket::{self, Fido2Op, VerifiedTicket};
-use crate::transport::{Transport, TransportError};
+use crate::transport::Transport;
 
 /// An open FIDO2 interface.
 pub(crate) struct Fido {
@@ -45,69 +46,6 @@ pub(crate) struct FidoResult {
     pub exceptions: Vec<AppliedException>,
 }
 
-/// Map a CTAP failure at `step` to a reason and a message that says what to
-/// do; removal leaves the ticket usable, which the message says.
-pub(crate) fn ctap_error(step: Step, e: ctap::Error) -> ProvisionError {
-    use Reason as R;
-    let (reason, msg) = match &e {
-        ctap::Error::Transport(TransportError::Disconnected) => (
-            R::DeviceRemoved,
-            format!(
-                "the key was removed during {step}; nothing was committed and the ticket was not used: re-insert the key and run the enrollment again"
-            ),
-        ),
-        ctap::Error::Transport(TransportError::Cancelled)
-        | ctap::Error::Status(StatusCode::KeepaliveCancel) => {
-            (R::Cancelled, format!("cancelled during {step}; nothing was committed"))
-        }
-        ctap::Error::Transport(TransportError::Timeout) => (
-            if touch_step(step) { R::TouchTimeout } else { R::Timeout },
-            format!("the key did not complete {step} in time{}", touch_hint(step)),
-        ),
-        ctap::Error::Status(StatusCode::UserActionTimeout | StatusCode::ActionTimeout) => (
-            R::TouchTimeout,
-            format!("no touch during {step}; touch the key when it blinks and retry"),
-        ),
-        ctap::Error::Status(StatusCode::PinBlocked | StatusCode::PinAuthBlocked) => (
-            R::PinBlocked,
-            "the key's FIDO2 PIN is blocked; only a reset clears it, which is a re-enrollment under a new ticket".to_string(),
-        ),
-        ctap::Error::Status(StatusCode::PinInvalid) => (
-            R::PinInvalid,
-            "the key refused the PIN".to_string(),
-        ),
-        ctap::Error::Status(StatusCode::PinPolicyViolation) => (
-            R::PolicyPin,
-            "the key's own PIN policy refused the PIN (too short for its minimum PIN length)".to_string(),
-        ),
-        ctap::Error::Status(StatusCode::NotAllowed) if step == Step::Reset => (
-            R::ResetNotAllowed,
-            "the key refused the reset: a FIDO2 reset is accepted only within about 10 seconds of plugging the key in, and only with a touch; unplug the key, plug it back in and touch it right away".to_string(),
-        ),
-        ctap::Error::Status(StatusCode::OperationDenied) => (
-            R::DeviceError,
-            format!("the key denied {step} (the person declined, or the key's settings forbid it)"),
-        ),
-        _ => (R::DeviceError, format!("{step} failed: {e}")),
-    };
-    ProvisionError::new(reason, Some(step), msg).with_source(e)
-}
-
-fn touch_step(step: Step) -> bool {
-    matches!(
-        step,
-        Step::Reset | Step::MakeCredential | Step::GetAssertion
-    )
-}
-
-fn touch_hint(step: Step) -> &'static str {
-    if touch_step(step) {
-        ": touch the key when it blinks, then retry"
-    } else {
-        "; re-insert the key and retry"
-    }
-}
-
 fn fmt_firmware(f: u32) -> String {
     format!("{}.{}.{}", (f >> 16) & 0xFF, (f >> 8) & 0xFF, f & 0xFF)
 }
@@ -121,7 +59,7 @@ pub(crate) fn identify(
     flow.attach(&mut c);
     c.set_timeout(flow.deadlines.command);
     flow.step(Step::Identify, flow.deadlines.command, |_| {
-        let info = c.get_info().map_err(|e| ctap_error(Step::Identify, e))?;
+        let info = c.get_info().map_err(|e| errors::ctap(Step::Identify, e))?;
         if !info.versions.iter().any(|v| v.starts_with("FIDO_2")) {
             return Err(ProvisionError::new(
                 Reason::DeviceUnsupported,
@@ -157,7 +95,7 @@ pub(crate) fn reset(flow: &mut Flow<'_>, f: &mut Fido) -> Result<(), ProvisionEr
     let reinsert = flow.deadlines.reinsert;
     flow.step(Step::Reset, t, |fl| {
         f.c.reset().map_err(|e| {
-            let e = ctap_error(Step::Reset, e);
+            let e = errors::ctap(Step::Reset, e);
             if e.reason == Reason::ResetNotAllowed {
                 fl.emit(super::Event::ReinsertNeeded {
                     step: Step::Reset,
@@ -169,7 +107,9 @@ pub(crate) fn reset(flow: &mut Flow<'_>, f: &mut Fido) -> Result<(), ProvisionEr
         Ok(((), json!({"reset": true})))
     })?;
     f.c.set_timeout(flow.deadlines.command);
-    f.info = f.c.get_info().map_err(|e| ctap_error(Step::Identify, e))?;
+    f.info =
+        f.c.get_info()
+            .map_err(|e| errors::ctap(Step::Identify, e))?;
     Ok(())
 }
 
@@ -205,7 +145,7 @@ pub(crate) fn set_pin(
             let retries = f
                 .c
                 .pin_retries()
-                .map_err(|e| ctap_error(Step::SetPin, e))?;
+                .map_err(|e| errors::ctap(Step::SetPin, e))?;
             if retries.retries == 0 {
                 return Err(ProvisionError::new(
                     Reason::PinBlocked,
@@ -244,11 +184,11 @@ pub(crate) fn set_pin(
                         retries.retries.saturating_sub(1)
                     ),
                 )),
-                Err(e) => Err(ctap_error(Step::SetPin, e)),
+                Err(e) => Err(errors::ctap(Step::SetPin, e)),
             };
         }
         f.c.set_pin(f.proto, &pin)
-            .map_err(|e| ctap_error(Step::SetPin, e))?;
+            .map_err(|e| errors::ctap(Step::SetPin, e))?;
         Ok(((), json!({"pin": if generated { "generated" } else { "chosen by the person" }})))
     })?;
     Ok((pin, generated))
@@ -261,7 +201,7 @@ pub(crate) fn generate_pin(len: usize) -> Pin {
 
 fn cfg_token(f: &mut Fido, pin: &Pin, step: Step) -> Result<PinUvAuth, ProvisionError> {
     f.c.pin_token(f.proto, pin, Some(permission::AUTHENTICATOR_CFG), None)
-        .map_err(|e| ctap_error(step, e))
+        .map_err(|e| errors::ctap(step, e))
 }
 
 /// setMinPINLength with forceChangePin: a generated PIN must be changed by
@@ -287,7 +227,7 @@ pub(crate) fn force_change_pin(
             force_change_pin: true,
         };
         f.c.config(&cmd, Some(&tok))
-            .map_err(|e| ctap_error(Step::ForceChangePin, e))?;
+            .map_err(|e| errors::ctap(Step::ForceChangePin, e))?;
         Ok(((), json!({"force_change_pin": true})))
     })
 }
@@ -323,7 +263,7 @@ pub(crate) fn enterprise_attestation(
         if f.info.option("ep") != Some(true) {
             let tok = cfg_token(f, pin, Step::EnterpriseAttestation)?;
             f.c.config(&ConfigCommand::EnableEnterpriseAttestation, Some(&tok))
-                .map_err(|e| ctap_error(Step::EnterpriseAttestation, e))?;
+                .map_err(|e| errors::ctap(Step::EnterpriseAttestation, e))?;
         }
         Ok(((), json!({"ep": true})))
     })?;
@@ -388,10 +328,10 @@ pub(crate) fn credential(
                 Some(permission::MAKE_CREDENTIAL | permission::GET_ASSERTION),
                 Some(&op.rp_id),
             )
-            .map_err(|e| ctap_error(Step::MakeCredential, e))?;
+            .map_err(|e| errors::ctap(Step::MakeCredential, e))?;
         let att =
             f.c.make_credential(&mc, Some(&tok))
-                .map_err(|e| ctap_error(Step::MakeCredential, e))?;
+                .map_err(|e| errors::ctap(Step::MakeCredential, e))?;
         let id = att.credential_id().map(hex::encode);
         let detail = json!({"rp_id": op.rp_id, "credential_id": id, "fmt": att.fmt,
                             "enterprise_attestation": f.ep});
@@ -513,12 +453,7 @@ fn check_attestation(
         ));
     }
     let verdict = profile.attestation.decide_fido(&facts, at);
-    super::enroll::apply_verdict(
-        &verdict,
-        Step::FidoAttestation,
-        &profile.attestation,
-        &mut out.exceptions,
-    )?;
+    super::enroll::apply_verdict(&verdict, Step::FidoAttestation, &mut out.exceptions)?;
     Ok(facts)
 }
 
@@ -558,10 +493,10 @@ fn prove(
                 Some(permission::GET_ASSERTION),
                 Some(&op.rp_id),
             )
-            .map_err(|e| ctap_error(Step::GetAssertion, e))?;
+            .map_err(|e| errors::ctap(Step::GetAssertion, e))?;
         let a =
             f.c.get_assertion(&ga, Some(&tok))
-                .map_err(|e| ctap_error(Step::GetAssertion, e))?;
+                .map_err(|e| errors::ctap(Step::GetAssertion, e))?;
         let invalid = |m: String| {
             ProvisionError::new(Reason::AttestationInvalid, Some(Step::GetAssertion), m)
         };

@@ -1,7 +1,10 @@
-//! The step runner: per-step deadlines, events (in order, through one
-//! channel to the caller's [`Events`] sink on a forwarding thread, so a
-//! CTAP keepalive can raise "touch your key" while the main thread waits
-//! in the device call), cancellation, and the step reports.
+//! The one step runner of every workflow (enroll, replace, return to
+//! stock, unblock; bulk through enroll): per-step deadlines, events,
+//! cancellation, and the step reports. Enrollment sends its events through
+//! one channel to the caller's [`Events`] sink on a forwarding thread, so
+//! a CTAP keepalive can raise "touch your key" while the main thread waits
+//! in the device call ([`Flow::new`]); the lifecycle workflows emit
+//! straight to the sink ([`Flow::direct`]).
 //!
 //! Step events are delivered synchronously: the workflow waits until the
 //! sink has handled `step-started` before it touches the key, so a caller
@@ -12,12 +15,12 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Cancel, Deadlines, Event, ProvisionError, Reason, Station, Step, StepReport};
+use super::{Cancel, Deadlines, Event, Events, ProvisionError, Reason, Station, Step, StepReport};
 use crate::ctap::Ctap2;
 use crate::transport::{KeepaliveStatus, Transport};
 
 /// The step in progress, shared with the keepalive callback.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Current {
     step: Option<Step>,
     timeout_ms: u64,
@@ -29,9 +32,19 @@ pub(crate) struct Flow<'a> {
     pub deadlines: Deadlines,
     pub cancel: &'a Cancel,
     pub steps: Vec<StepReport>,
-    tx: Sender<Envelope>,
-    acks: Receiver<()>,
+    out: Out<'a>,
     current: Arc<Mutex<Current>>,
+}
+
+/// Where a flow's events go.
+enum Out<'a> {
+    /// Through the forwarding thread (keepalive events from device calls).
+    Channel {
+        tx: Sender<Envelope>,
+        acks: Receiver<()>,
+    },
+    /// Straight to the sink, on the workflow's thread.
+    Direct(&'a dyn Events),
 }
 
 /// An event on its way to the sink; `ack` asks the forwarder to confirm
@@ -58,28 +71,50 @@ impl<'a> Flow<'a> {
             deadlines,
             cancel,
             steps: Vec::new(),
-            tx,
-            acks,
-            current: Arc::new(Mutex::new(Current {
-                step: None,
-                timeout_ms: 0,
-                touch_announced: false,
-            })),
+            out: Out::Channel { tx, acks },
+            current: Arc::default(),
+        }
+    }
+
+    /// A flow that emits straight to `events` on the caller's thread (no
+    /// keepalive forwarding: its CTAP calls announce touches themselves).
+    pub fn direct(
+        station: &'a Station,
+        deadlines: Deadlines,
+        events: &'a dyn Events,
+        cancel: &'a Cancel,
+    ) -> Self {
+        Self {
+            station,
+            deadlines,
+            cancel,
+            steps: Vec::new(),
+            out: Out::Direct(events),
+            current: Arc::default(),
         }
     }
 
     /// Deliver an event and wait until the sink has handled it (a sink
     /// that went away is not an error).
     pub fn emit(&self, event: Event) {
-        if self.tx.send(Envelope { event, ack: true }).is_ok() {
-            let _ = self.acks.recv();
+        match &self.out {
+            Out::Channel { tx, acks } => {
+                if tx.send(Envelope { event, ack: true }).is_ok() {
+                    let _ = acks.recv();
+                }
+            }
+            Out::Direct(events) => events.emit(&event),
         }
     }
 
     /// Wire a CTAP client to this flow: keepalive UPNEEDED becomes one
     /// [`Event::TouchNeeded`] per step, and the cancel flag aborts calls.
     pub fn attach<T: Transport>(&self, c: &mut Ctap2<T>) {
-        let tx = self.tx.clone();
+        c.set_cancel_flag(self.cancel.flag());
+        let Out::Channel { tx, .. } = &self.out else {
+            return;
+        };
+        let tx = tx.clone();
         let current = self.current.clone();
         c.set_status_callback(Box::new(move |s| {
             if s != KeepaliveStatus::UpNeeded {
@@ -95,7 +130,6 @@ impl<'a> Flow<'a> {
                 let _ = tx.send(Envelope { event, ack: false });
             }
         }));
-        c.set_cancel_flag(self.cancel.flag());
     }
 
     /// Announce that a step needs a touch now (PIV operations with a touch

@@ -1,39 +1,27 @@
-//! What revoke, return to stock and unblock share: run bookkeeping, step
-//! events, reading a key in a PC/SC reader without changing it, and
+//! What revoke, return to stock and unblock share: the run recorder
+//! ([`Run`]; steps go through the one step runner, `flow.rs`), reading
+//! a key in a PC/SC reader without changing it, and
 //! proving that a key holds a binding's credentials (FIDO2 assertion
 //! signature, PIV slot attestation).
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{
-    Cancel, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step, StepReport, unix_secs,
-};
+use super::errors;
+use super::flow::Flow;
+use super::{Cancel, Event, KeyTarget, ProvisionError, Reason, Station, Step, unix_secs};
 use crate::attest::authdata::CoseKey;
 use crate::attest::sig::{EcdsaEncoding, SigAlg};
 use crate::ctap::commands::get_assertion::GetAssertion;
 use crate::ctap::{Ctap2, Error as CtapError, StatusCode};
 use crate::piv::{PivCard, PivError, Slot};
 use crate::store::stock::StoredCredential;
-use crate::store::{Ledger, RunEnd, RunKind, RunOutcome, RunStart, StoreError};
-use crate::transport::TransportError;
+use crate::store::{Ledger, RunEnd, RunKind, RunOutcome, RunStart};
 use crate::transport::pcsc::PcscTransport;
-
-/// A ledger failure, as a workflow error.
-pub(crate) fn ledger_err(e: StoreError, step: Step) -> ProvisionError {
-    let reason = match &e {
-        StoreError::BindingNotFound(_) => Reason::BindingNotFound,
-        StoreError::IllegalTransition { .. } => Reason::BindingState,
-        StoreError::TicketReplayed { .. } => Reason::TicketReplayed,
-        StoreError::DeviceAlreadyBound { .. } => Reason::DeviceAlreadyBound,
-        _ => Reason::Ledger,
-    };
-    ProvisionError::new(reason, Some(step), e.to_string()).with_source(e)
-}
 
 /// What a lifecycle workflow records with: the ledger, the actor for audit
 /// rows, and the clock. A [`Station`] provides one; revoke needs nothing
@@ -87,7 +75,7 @@ impl<'a> Run<'a> {
         let id = books
             .ledger()?
             .run_started(kind, start, now)
-            .map_err(|e| ledger_err(e, Step::Commit))?;
+            .map_err(|e| errors::store(Step::Commit, e))?;
         Ok(Run { books, id })
     }
 
@@ -122,69 +110,6 @@ impl<'a> Run<'a> {
             });
         if let Err(e) = r {
             tracing::warn!(run = %self.id, error = %e, "could not record the end of the run");
-        }
-    }
-}
-
-/// Step bookkeeping: events out, reports kept.
-pub(crate) struct Steps<'a> {
-    events: &'a dyn Events,
-    pub(crate) reports: Vec<StepReport>,
-}
-
-impl<'a> Steps<'a> {
-    pub(crate) fn new(events: &'a dyn Events) -> Self {
-        Self {
-            events,
-            reports: Vec::new(),
-        }
-    }
-
-    pub(crate) fn emit(&self, e: Event) {
-        self.events.emit(&e);
-    }
-
-    /// Run one step within `timeout` (announced; each device call carries
-    /// its own deadline). `f` returns its value and the step's detail.
-    pub(crate) fn run<T>(
-        &mut self,
-        step: Step,
-        timeout: Duration,
-        cancel: &Cancel,
-        f: impl FnOnce(&Self) -> Result<(T, serde_json::Value), ProvisionError>,
-    ) -> Result<T, ProvisionError> {
-        if cancel.is_cancelled() {
-            return Err(cancelled(step));
-        }
-        self.emit(Event::StepStarted {
-            step,
-            timeout_ms: millis(timeout),
-        });
-        let t0 = Instant::now();
-        match f(self) {
-            Ok((v, detail)) => {
-                let elapsed_ms = millis(t0.elapsed());
-                self.emit(Event::StepDone {
-                    step,
-                    elapsed_ms,
-                    detail: detail.clone(),
-                });
-                self.reports.push(StepReport {
-                    step,
-                    elapsed_ms,
-                    detail,
-                });
-                Ok(v)
-            }
-            Err(mut e) => {
-                e.step.get_or_insert(step);
-                self.emit(Event::StepFailed {
-                    step,
-                    reason: e.reason,
-                    message: e.message.clone(),
-                });
-                Err(e)
-            }
         }
     }
 }
@@ -279,40 +204,6 @@ pub(crate) fn identify(reader: &str) -> Result<Presented, ProvisionError> {
     })
 }
 
-/// A PIV failure, as a workflow error.
-pub(crate) fn piv_err(e: PivError, step: Step) -> ProvisionError {
-    let reason = match &e {
-        PivError::NoCard | PivError::NoSuchReader { .. } | PivError::NotPiv { .. } => {
-            Reason::NoDevice
-        }
-        PivError::CardRemoved { .. } => Reason::DeviceRemoved,
-        PivError::WrongPuk { .. } => Reason::PukInvalid,
-        PivError::PukBlocked => Reason::PukBlocked,
-        PivError::PinBlocked => Reason::PinBlocked,
-        PivError::WrongPin { .. } | PivError::BadSecretFormat { .. } => Reason::PinInvalid,
-        PivError::NotSupported { .. } => Reason::DeviceUnsupported,
-        _ => Reason::DeviceError,
-    };
-    ProvisionError::new(reason, Some(step), e.to_string()).with_source(e)
-}
-
-/// A CTAP failure, as a workflow error.
-pub(crate) fn ctap_err(e: CtapError, step: Step) -> ProvisionError {
-    let reason = match &e {
-        CtapError::Status(StatusCode::UserActionTimeout) => Reason::TouchTimeout,
-        CtapError::Status(StatusCode::KeepaliveCancel)
-        | CtapError::Transport(TransportError::Cancelled) => Reason::Cancelled,
-        CtapError::Status(StatusCode::NotAllowed) if step == Step::Reset => Reason::ResetNotAllowed,
-        CtapError::Status(StatusCode::PinBlocked) => Reason::PinBlocked,
-        CtapError::Transport(TransportError::Disconnected | TransportError::Pcsc(_)) => {
-            Reason::DeviceRemoved
-        }
-        CtapError::Transport(TransportError::Timeout) => Reason::Timeout,
-        _ => Reason::DeviceError,
-    };
-    ProvisionError::new(reason, Some(step), format!("{step}: {e}")).with_source(e)
-}
-
 /// Open the FIDO2 application of the key in `reader` (NFC mapping over
 /// PC/SC), with `timeout` per command and the cancel flag wired in.
 pub(crate) fn open_fido(
@@ -322,7 +213,7 @@ pub(crate) fn open_fido(
     step: Step,
 ) -> Result<Ctap2<PcscTransport>, ProvisionError> {
     let t = PcscTransport::open(reader, None, timeout)
-        .map_err(|e| ctap_err(CtapError::Transport(e), step))?;
+        .map_err(|e| errors::ctap(step, CtapError::Transport(e)))?;
     let mut c = Ctap2::new(t);
     c.set_timeout(timeout);
     c.set_cancel_flag(cancel.flag());
@@ -356,7 +247,7 @@ pub(crate) fn confirm_fido(
     reader: &str,
     cred: &StoredCredential,
     touch_timeout: Duration,
-    steps: &Steps<'_>,
+    steps: &Flow<'_>,
     cancel: &Cancel,
 ) -> Result<IdentityProof, ProvisionError> {
     let step = Step::GetAssertion;
@@ -402,7 +293,7 @@ pub(crate) fn confirm_fido(
                 ),
             ));
         }
-        Err(e) => return Err(ctap_err(e, step)),
+        Err(e) => return Err(errors::ctap(step, e)),
     };
     if a.credential_id
         .as_deref()
@@ -468,7 +359,7 @@ pub(crate) fn confirm_piv(
             step,
             format!("slot {slot} of the key is empty: it does not hold the bound PIV key"),
         ),
-        e => piv_err(e, step),
+        e => errors::piv(step, e),
     })?;
     let facts = crate::attest::verify_piv(
         &att.slot_certificate,
@@ -533,7 +424,7 @@ pub(crate) fn with_piv<T>(
 
 /// Open the PIV card in `reader` and check it is the key with `serial`.
 pub(crate) fn open_piv(reader: &str, serial: u32, step: Step) -> Result<PivCard, ProvisionError> {
-    let card = PivCard::open(Some(reader)).map_err(|e| piv_err(e, step))?;
+    let card = PivCard::open(Some(reader)).map_err(|e| errors::piv(step, e))?;
     if card.serial() != serial {
         return Err(ProvisionError::new(
             Reason::DeviceMismatch,
@@ -578,61 +469,6 @@ mod tests {
             e.message.contains("/dev/hidraw4") && e.message.contains("NFC reader"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn device_failures_map_to_stable_reasons() {
-        let cases = [
-            (
-                CtapError::Status(StatusCode::UserActionTimeout),
-                Step::Reset,
-                Reason::TouchTimeout,
-            ),
-            (
-                CtapError::Status(StatusCode::NotAllowed),
-                Step::Reset,
-                Reason::ResetNotAllowed,
-            ),
-            (
-                CtapError::Status(StatusCode::NotAllowed),
-                Step::GetAssertion,
-                Reason::DeviceError,
-            ),
-            (
-                CtapError::Transport(TransportError::Disconnected),
-                Step::Reset,
-                Reason::DeviceRemoved,
-            ),
-            (
-                CtapError::Transport(TransportError::Cancelled),
-                Step::Reset,
-                Reason::Cancelled,
-            ),
-            (
-                CtapError::Transport(TransportError::Timeout),
-                Step::Identify,
-                Reason::Timeout,
-            ),
-        ];
-        for (e, step, reason) in cases {
-            let p = ctap_err(e, step);
-            assert_eq!((p.reason, p.step), (reason, Some(step)));
-        }
-        assert_eq!(
-            piv_err(PivError::WrongPuk { retries_left: 2 }, Step::PivPin).reason,
-            Reason::PukInvalid
-        );
-        assert_eq!(
-            piv_err(PivError::PukBlocked, Step::PivPin).reason,
-            Reason::PukBlocked
-        );
-        assert_eq!(
-            piv_err(PivError::CardRemoved { operation: "x" }, Step::Reset).reason,
-            Reason::DeviceRemoved
-        );
-        let e = ledger_err(StoreError::BindingNotFound("b1".into()), Step::Commit);
-        assert_eq!(e.reason, Reason::BindingNotFound);
-        assert!(e.message.contains("no binding b1"));
     }
 
     #[test]

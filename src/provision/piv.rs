@@ -10,7 +10,7 @@ use ciborium::Value;
 use serde_json::json;
 
 use super::flow::Flow;
-use super::{AppliedException, KeyTarget, PinChoice, ProvisionError, Reason, Step, target};
+use super::{AppliedException, KeyTarget, PinChoice, ProvisionError, Reason, Step, errors, target};
 use crate::attest::{self, PivFacts};
 use crate::ctap::cbor;
 use crate::piv::{
@@ -129,26 +129,6 @@ fn policy_name<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-/// A PIV failure at `step`: removal keeps the ticket usable.
-fn piv_error(step: Step, e: PivError) -> ProvisionError {
-    let (reason, msg) = if target::is_removed(&e) {
-        (
-            Reason::DeviceRemoved,
-            format!(
-                "the key was removed during {step}; nothing was committed and the ticket was not used: re-insert the key and run the enrollment again"
-            ),
-        )
-    } else {
-        match &e {
-            PivError::PinBlocked => (Reason::PinBlocked, e.to_string()),
-            PivError::WrongPin { .. } => (Reason::PinInvalid, e.to_string()),
-            PivError::NotSupported { .. } => (Reason::DeviceUnsupported, e.to_string()),
-            _ => (Reason::DeviceError, format!("{step} failed: {e}")),
-        }
-    };
-    ProvisionError::new(reason, Some(step), msg).with_source(e)
-}
-
 /// The person's PIN, if the PIV applet takes it (one PIN type serves both applets).
 fn to_piv_pin(pin: &Pin) -> Result<&Pin, ProvisionError> {
     crate::piv::pin_bytes(pin).map(|_| pin).map_err(|_| {
@@ -170,7 +150,7 @@ pub(crate) fn identify(
     let cmd = flow.deadlines.command;
     let (card, state) = flow.step(Step::Identify, cmd, |_| {
         let mut card = target::open_piv(target_)?;
-        let state = card.state().map_err(|e| piv_error(Step::Identify, e))?;
+        let state = card.state().map_err(|e| errors::piv(Step::Identify, e))?;
         let detail = json!({"interface": "piv", "serial": state.serial,
             "firmware": state.version.to_string(), "reader": card.reader()});
         Ok(((card, state), detail))
@@ -263,7 +243,7 @@ pub(crate) fn provision(
         let s = Step::PivPin;
         if id.pin_is_default {
             card.change_pin(&Pin::factory_default(), pin)
-                .map_err(|e| piv_error(s, e))?;
+                .map_err(|e| errors::piv(s, e))?;
         } else {
             card.verify_pin(pin).map_err(|e| match e {
                 PivError::WrongPin { retries_left } => ProvisionError::new(
@@ -273,13 +253,13 @@ pub(crate) fn provision(
                         "the card already has a different PIV PIN ({retries_left} tries left); enter that PIN, or return the key to stock (reset) first"
                     ),
                 ),
-                e => piv_error(s, e),
+                e => errors::piv(s, e),
             })?;
         }
         let puk = if id.puk_is_default {
             let new = Puk::generate_numeric(8);
             card.change_puk(&Puk::factory_default(), &new)
-                .map_err(|e| piv_error(s, e))?;
+                .map_err(|e| errors::piv(s, e))?;
             Some(new)
         } else {
             None
@@ -291,9 +271,9 @@ pub(crate) fn provision(
     flow.step(Step::PivManagementKey, cmd, |_| {
         let s = Step::PivManagementKey;
         card.authenticate_with(MgmtSource::Card { pin: Some(pin) })
-            .map_err(|e| piv_error(s, e))?;
+            .map_err(|e| errors::piv(s, e))?;
         card.rotate_management_key_pin_protected(MgmtAlgorithm::Aes192, pin)
-            .map_err(|e| piv_error(s, e))?;
+            .map_err(|e| errors::piv(s, e))?;
         Ok((
             (),
             json!({"management_key": "random aes192, stored PIN-protected on the card"}),
@@ -346,14 +326,14 @@ fn one_slot(
     let spki = flow.step(Step::PivKeygen, keygen, |_| {
         let spki = card
             .generate(sp.slot, sp.alg, sp.pin_policy, sp.touch_policy)
-            .map_err(|e| piv_error(Step::PivKeygen, e))?;
+            .map_err(|e| errors::piv(Step::PivKeygen, e))?;
         Ok((spki, json!({"slot": sp.slot.to_string(), "algorithm": sp.alg.name(),
                          "pin_policy": sp.pin_policy.name(), "touch_policy": sp.touch_policy.name()})))
     })?;
     let cmd = flow.deadlines.command;
     let (att, facts) = flow.step(Step::PivAttestation, cmd, |fl| {
         let s = Step::PivAttestation;
-        let att = card.attest(sp.slot).map_err(|e| piv_error(s, e))?;
+        let att = card.attest(sp.slot).map_err(|e| errors::piv(s, e))?;
         let at = fl.station.now();
         let facts = attest::verify_piv(
             &att.slot_certificate,
@@ -389,7 +369,7 @@ fn one_slot(
         }
         check_attested_policies(&facts, profile)?;
         let verdict = profile.attestation.decide_piv(&facts, at);
-        super::enroll::apply_verdict(&verdict, s, &profile.attestation, &mut out.exceptions)?;
+        super::enroll::apply_verdict(&verdict, s, &mut out.exceptions)?;
         let detail = json!({"serial": facts.serial, "firmware": facts.firmware,
             "pin_policy": facts.pin_policy, "touch_policy": facts.touch_policy, "chain": facts.chain,
             "attested": facts.provenance.attested, "claimed": facts.provenance.claimed});
@@ -404,13 +384,13 @@ fn one_slot(
     let binding_digest = ticket::piv_binding_digest(&vt.digest, sp.slot_byte, id.serial, &spki);
     let signature = flow.step(Step::PivBind, bind_timeout, |fl| {
         let s = Step::PivBind;
-        card.verify_pin(pin).map_err(|e| piv_error(s, e))?;
+        card.verify_pin(pin).map_err(|e| errors::piv(s, e))?;
         if touch {
             fl.touch_needed(s, bind_timeout);
         }
         let sig = card
             .sign_digest(sp.slot, &binding_digest)
-            .map_err(|e| piv_error(s, e))?;
+            .map_err(|e| errors::piv(s, e))?;
         verify_binding(&spki, &binding_digest, &sig)
             .map_err(|m| ProvisionError::new(Reason::AttestationInvalid, Some(s), m))?;
         Ok((

@@ -5,7 +5,6 @@
 use serde::Serialize;
 
 use super::Step;
-use crate::ticket::{FailureClass, TicketError};
 
 /// A stable failure code. Add variants, never rename one: reports and
 /// dashboards key on these strings.
@@ -299,21 +298,6 @@ impl ProvisionError {
     pub fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(e));
         self
-    }
-
-    /// A ticket verification failure, mapped to its reason.
-    pub fn ticket(e: TicketError) -> Self {
-        let reason = match (&e, e.class()) {
-            (TicketError::ClockRollback { .. }, _) => Reason::ClockRollback,
-            (TicketError::UnknownPolicy { .. }, _) => Reason::PolicyUnknownProfile,
-            (_, FailureClass::Malformed) => Reason::TicketMalformed,
-            (_, FailureClass::Untrusted) => Reason::TicketUntrusted,
-            (_, FailureClass::Time) => Reason::TicketTime,
-            (_, FailureClass::Audience) => Reason::TicketAudience,
-            (_, FailureClass::Replayed) => Reason::TicketReplayed,
-            (_, FailureClass::NotPermitted) => Reason::TicketNotPermitted,
-        };
-        Self::new(reason, Some(Step::Ticket), format!("ticket rejected: {e}")).with_source(e)
     }
 
     /// The message with the chain of sources, for logs and `--json`.

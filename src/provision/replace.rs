@@ -9,7 +9,7 @@
 
 use serde_json::json;
 
-use super::{ProvisionError, Reason, Station, Step};
+use super::{ProvisionError, Reason, Station, Step, errors};
 use crate::policy::profile::Profile;
 use crate::store::query::BindingDetail;
 use crate::store::{BindingState, StoreError};
@@ -25,15 +25,6 @@ pub(crate) struct Original {
 
 fn refuse(reason: Reason, msg: impl Into<String>) -> ProvisionError {
     ProvisionError::new(reason, Some(Step::Replace), msg)
-}
-
-fn ledger_err(e: StoreError) -> ProvisionError {
-    ProvisionError::new(
-        Reason::Ledger,
-        Some(Step::Replace),
-        format!("reading the ledger failed: {e}"),
-    )
-    .with_source(e)
 }
 
 /// Find the original binding and check every replacement rule but dual
@@ -123,7 +114,7 @@ fn find_original(
             let serial = serial.to_string();
             let all = ledger
                 .list_bindings(Some(&claims.sub), None)
-                .map_err(ledger_err)?;
+                .map_err(|e| errors::store(Step::Replace, e))?;
             let found = all.iter().rev().find(|b| {
                 b.device_serial.as_deref() == Some(serial.as_str())
                     && matches!(b.state.as_str(), "active" | "suspended" | "lost")
@@ -156,7 +147,7 @@ fn find_original(
                 format!("no binding {id} in the ledger; check the ticket's `replaces`"),
             ));
         }
-        Err(e) => return Err(ledger_err(e)),
+        Err(e) => return Err(errors::store(Step::Replace, e)),
     };
     Ok((id, detail))
 }

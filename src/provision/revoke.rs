@@ -5,7 +5,8 @@
 
 use serde::Serialize;
 
-use super::lifecycle::{Books, Run, ledger_err};
+use super::errors;
+use super::lifecycle::{Books, Run};
 use super::{ProvisionError, Reason, Step};
 use crate::store::stock::RevokeReason;
 use crate::store::{BindingState, RunKind, RunStart};
@@ -68,7 +69,7 @@ fn revoke_in(
     let from = ledger
         .revoke_binding(&req.binding, req.reason, books.actor, now)
         .map_err(|e| {
-            let mut e = ledger_err(e, Step::Commit);
+            let mut e = errors::store(Step::Commit, e);
             if e.reason == Reason::BindingNotFound {
                 e.message = format!("{}; `keyward bindings list` shows the ids", e.message);
             }
@@ -76,7 +77,7 @@ fn revoke_in(
         })?;
     let b = ledger
         .show_binding(&req.binding)
-        .map_err(|e| ledger_err(e, Step::Commit))?;
+        .map_err(|e| errors::store(Step::Commit, e))?;
     Ok(RevokeOutcome {
         run: run.to_string(),
         binding: req.binding.clone(),

@@ -25,9 +25,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::StepReport;
+use super::errors;
+use super::flow::Flow;
 use super::lifecycle::{
-    Books, IdentityProof, Presented, Run, Steps, cancelled, confirm_fido, confirm_piv, ctap_err,
-    identify, ledger_err, millis, open_fido, piv_err, reader_of, with_piv,
+    Books, IdentityProof, Presented, Run, cancelled, confirm_fido, confirm_piv, identify, millis,
+    open_fido, reader_of, with_piv,
 };
 use super::{Cancel, Deadlines, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step};
 use crate::ctap::commands::get_assertion::GetAssertion;
@@ -137,16 +139,16 @@ fn run_return(
         dl,
         cancel,
     };
-    let mut steps = Steps::new(events);
+    let mut steps = Flow::direct(station, dl, events, cancel);
     let reader = reader_of(&req.target, "return to stock", false)?;
-    let key = steps.run(Step::Identify, dl.command, cancel, |_| {
+    let key = steps.step(Step::Identify, dl.command, |_| {
         let key = identify(reader)?;
         let detail = json!(key);
         Ok((key, detail))
     })?;
     let serial = key.serial.to_string();
     seen.0 = Some(serial.clone());
-    let known = steps.run(Step::Policy, dl.command, cancel, |_| {
+    let known = steps.step(Step::Policy, dl.command, |_| {
         let k = lookup(station, &serial, req.danger_allow_unbound)?;
         let detail = match &k {
             Known::Bound(b) => json!({"binding": b.id, "subject": b.subject, "state": b.state}),
@@ -179,7 +181,7 @@ fn run_return(
         resumed: matches!(known, Known::Pending { .. }),
         reset,
         stock: StockState::InStock,
-        steps: steps.reports,
+        steps: steps.steps,
     })
 }
 
@@ -198,19 +200,16 @@ fn begin(
     key: &Presented,
     known: &Known,
     proofs: &[IdentityProof],
-    steps: &mut Steps<'_>,
+    steps: &mut Flow<'_>,
 ) -> Result<i64, ProvisionError> {
     let Ctx {
-        station,
-        run,
-        dl,
-        cancel,
+        station, run, dl, ..
     } = *ctx;
     let binding = match known {
         Known::Bound(b) => Some(b.id.as_str()),
         _ => None,
     };
-    steps.run(Step::Commit, dl.command, cancel, |_| {
+    steps.step(Step::Commit, dl.command, |_| {
         let device = DeviceRecord {
             kind: match known {
                 Known::Bound(b) => b.device_kind.clone(),
@@ -231,7 +230,7 @@ fn begin(
         let id = station
             .ledger()?
             .begin_return(&start, now)
-            .map_err(|e| ledger_err(e, Step::Commit))?;
+            .map_err(|e| errors::store(Step::Commit, e))?;
         Ok((
             id,
             json!({"binding": binding, "state": "returned", "stock": "quarantined"}),
@@ -246,7 +245,7 @@ fn settle(
     key: &Presented,
     known: &Known,
     device_id: i64,
-    steps: &mut Steps<'_>,
+    steps: &mut Flow<'_>,
 ) -> Result<ResetReport, ProvisionError> {
     let Ctx {
         station,
@@ -258,12 +257,12 @@ fn settle(
     let now = station.now_secs();
     match cleaned {
         Ok(reset) => {
-            steps.run(Step::Commit, dl.command, cancel, |_| {
+            steps.step(Step::Commit, dl.command, |_| {
                 let evidence = json!({"reset": reset, "run": run.id});
                 station
                     .ledger()?
                     .finish_return(device_id, &evidence, &station.actor, now)
-                    .map_err(|e| ledger_err(e, Step::Commit))?;
+                    .map_err(|e| errors::store(Step::Commit, e))?;
                 Ok(((), json!({"stock": "in_stock"})))
             })?;
             Ok(reset)
@@ -272,7 +271,7 @@ fn settle(
             let evidence = json!({"error": e.message, "step": e.step, "run": run.id});
             if let Err(le) = station.ledger().and_then(|mut l| {
                 l.quarantine(device_id, e.reason.as_str(), &evidence, &station.actor, now)
-                    .map_err(|x| ledger_err(x, Step::Commit))
+                    .map_err(|x| errors::store(Step::Commit, x))
             }) {
                 tracing::warn!(error = %le, "could not record the quarantine");
             }
@@ -289,7 +288,7 @@ fn lookup(station: &Station, serial: &str, allow_unbound: bool) -> Result<Known,
     let ledger = station.ledger()?;
     let mut open = ledger
         .open_bindings_for_serial(serial)
-        .map_err(|e| ledger_err(e, Step::Policy))?;
+        .map_err(|e| errors::store(Step::Policy, e))?;
     if open.len() > 1 {
         let ids: Vec<_> = open.iter().map(|b| b.id.as_str()).collect();
         return Err(ProvisionError::new(
@@ -307,7 +306,7 @@ fn lookup(station: &Station, serial: &str, allow_unbound: bool) -> Result<Known,
     }
     let stock = ledger
         .stock_for_serial(serial)
-        .map_err(|e| ledger_err(e, Step::Policy))?;
+        .map_err(|e| errors::store(Step::Policy, e))?;
     match stock {
         Some(s) if s.state == StockState::Quarantined => Ok(Known::Pending {
             device_id: s.device_id,
@@ -335,7 +334,7 @@ fn prove(
     key: &Presented,
     b: &OpenBinding,
     dl: Deadlines,
-    steps: &mut Steps<'_>,
+    steps: &mut Flow<'_>,
     cancel: &Cancel,
 ) -> Result<Vec<IdentityProof>, ProvisionError> {
     if b.credentials.is_empty() {
@@ -347,7 +346,7 @@ fn prove(
     }
     let mut proofs = Vec::new();
     for c in b.credentials.iter().filter(|c| c.kind == "piv") {
-        let p = steps.run(Step::PivAttestation, dl.command, cancel, |_| {
+        let p = steps.step(Step::PivAttestation, dl.command, |_| {
             let p = with_piv(&key.reader, key.serial, Step::PivAttestation, |card| {
                 confirm_piv(station, card, key.serial, c)
             })?;
@@ -364,7 +363,7 @@ fn prove(
                 "the binding holds a FIDO2 credential but the key shows no FIDO2 application",
             ));
         }
-        let p = steps.run(Step::GetAssertion, dl.touch, cancel, |s| {
+        let p = steps.step(Step::GetAssertion, dl.touch, |s| {
             let p = confirm_fido(&key.reader, c, dl.touch, s, cancel)?;
             let d = json!(p);
             Ok((p, d))
@@ -379,27 +378,27 @@ fn reset_and_check(
     key: &Presented,
     known: &Known,
     dl: Deadlines,
-    steps: &mut Steps<'_>,
+    steps: &mut Flow<'_>,
     cancel: &Cancel,
 ) -> Result<ResetReport, ProvisionError> {
     let mut report = ResetReport::default();
     if key.piv {
-        steps.run(Step::Reset, dl.command, cancel, |_| {
+        steps.step(Step::Reset, dl.command, |_| {
             with_piv(&key.reader, key.serial, Step::Reset, |card| {
-                card.danger_reset().map_err(|e| piv_err(e, Step::Reset))
+                card.danger_reset().map_err(|e| errors::piv(Step::Reset, e))
             })?;
             Ok(((), json!({"application": "piv"})))
         })?;
         report.piv = true;
     }
     if key.fido2 {
-        steps.run(Step::Reset, dl.touch + dl.reinsert, cancel, |s| {
+        steps.step(Step::Reset, dl.touch + dl.reinsert, |s| {
             fido_reset(key, dl, s, cancel)?;
             Ok(((), json!({"application": "fido2"})))
         })?;
         report.fido2 = true;
     }
-    report.piv_drift = steps.run(Step::DriftCheck, dl.command, cancel, |_| {
+    report.piv_drift = steps.step(Step::DriftCheck, dl.command, |_| {
         let facts = drift_clean(key, known, dl, cancel)?;
         let d = json!({"piv_facts": facts, "fido2": key.fido2.then_some("no PIN, bound credential gone")});
         Ok((facts, d))
@@ -414,7 +413,7 @@ fn reset_and_check(
 fn fido_reset(
     key: &Presented,
     dl: Deadlines,
-    steps: &Steps<'_>,
+    steps: &Flow<'_>,
     cancel: &Cancel,
 ) -> Result<(), ProvisionError> {
     let mut reinserted = false;
@@ -447,7 +446,7 @@ fn fido_reset(
                 reinserted = true;
             }
             Err(e) => {
-                let mut e = ctap_err(e, Step::Reset);
+                let mut e = errors::ctap(Step::Reset, e);
                 if e.reason == Reason::ResetNotAllowed {
                     e.message = format!(
                         "the key refused the FIDO2 reset: remove it, insert it again and touch it within 10 seconds ({})",
@@ -530,7 +529,7 @@ fn dirty(what: String) -> ProvisionError {
 fn piv_clean(key: &Presented) -> Result<Vec<DriftFact>, ProvisionError> {
     let step = Step::DriftCheck;
     let state = with_piv(&key.reader, key.serial, step, |card| {
-        card.state().map_err(|e| piv_err(e, step))
+        card.state().map_err(|e| errors::piv(step, e))
     })?;
     let report = DriftReport::check(&state, &DriftPolicy::default());
     if let Some(f) = report
@@ -565,7 +564,7 @@ fn fido_clean(
 ) -> Result<(), ProvisionError> {
     let step = Step::DriftCheck;
     let mut c = open_fido(&key.reader, dl.command, cancel, step)?;
-    let info = c.get_info().map_err(|e| ctap_err(e, step))?;
+    let info = c.get_info().map_err(|e| errors::ctap(step, e))?;
     if info.option("clientPin") == Some(true) {
         return Err(dirty("the FIDO2 PIN is still set".into()));
     }
@@ -594,7 +593,7 @@ fn fido_clean(
                     "the bound FIDO2 credential for {rp_id} still answers"
                 )));
             }
-            Err(e) => return Err(ctap_err(e, step)),
+            Err(e) => return Err(errors::ctap(step, e)),
         }
     }
     Ok(())

@@ -19,9 +19,9 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::lifecycle::{
-    Books, Presented, Run, Steps, confirm_piv, identify, ledger_err, open_piv, piv_err, reader_of,
-};
+use super::errors;
+use super::flow::Flow;
+use super::lifecycle::{Books, Presented, Run, confirm_piv, identify, open_piv, reader_of};
 use super::{
     Cancel, Deadlines, Events, KeyTarget, ProvisionError, Reason, Station, Step, StepReport,
 };
@@ -105,35 +105,35 @@ fn run_unblock(
     seen: &mut (Option<String>, Option<String>),
 ) -> Result<UnblockOutcome, ProvisionError> {
     let dl = req.deadlines;
-    let mut steps = Steps::new(events);
-    let vt = steps.run(Step::Ticket, dl.command, cancel, |_| {
+    let mut steps = Flow::direct(station, dl, events, cancel);
+    let vt = steps.step(Step::Ticket, dl.command, |_| {
         let vt = super::verify_ticket(station, &req.ticket)?;
         let d = json!({"jti": vt.claims.jti, "sub": vt.claims.sub, "policy": vt.claims.policy});
         Ok((vt, d))
     })?;
-    let rotate = steps.run(Step::Policy, dl.command, cancel, |_| {
+    let rotate = steps.step(Step::Policy, dl.command, |_| {
         let rotate = check_policy(station, &vt, req)?;
         Ok((rotate, json!({"rotate_puk": rotate})))
     })?;
     let reader = reader_of(&req.target, "unblock", true)?;
-    let key = steps.run(Step::Identify, dl.command, cancel, |_| {
+    let key = steps.step(Step::Identify, dl.command, |_| {
         let k = identify(reader)?;
         let d = json!(k);
         Ok((k, d))
     })?;
     let serial = key.serial.to_string();
     seen.0 = Some(serial.clone());
-    let binding = steps.run(Step::Policy, dl.command, cancel, |_| {
+    let binding = steps.step(Step::Policy, dl.command, |_| {
         let b = bound(station, &vt, &key)?;
         let d = json!({"binding": b.id, "subject": b.subject});
         Ok((b, d))
     })?;
     seen.1 = Some(binding.id.clone());
-    let changed = steps.run(Step::PivPin, dl.command, cancel, |_| {
+    let changed = steps.step(Step::PivPin, dl.command, |_| {
         let changed = change_card(station, req, &key, &binding, rotate)?;
         Ok((changed.clone(), json!({"changed": changed})))
     })?;
-    steps.run(Step::Commit, dl.command, cancel, |_| {
+    steps.step(Step::Commit, dl.command, |_| {
         let ticket = TicketRecord {
             jti: vt.claims.jti.clone(),
             digest: vt.digest.to_hex(),
@@ -149,7 +149,7 @@ fn run_unblock(
         };
         let now = station.now_secs();
         station.ledger()?.commit_unblock(&rec, now).map_err(|e| {
-            let mut e = ledger_err(e, Step::Commit);
+            let mut e = errors::store(Step::Commit, e);
             e.message = format!(
                 "the card's PIN was changed but the unblock could not be recorded: {}",
                 e.message
@@ -165,7 +165,7 @@ fn run_unblock(
         serial,
         ticket: vt.claims.jti,
         changed,
-        steps: steps.reports,
+        steps: steps.steps,
     })
 }
 
@@ -250,7 +250,7 @@ fn bound(
     let open = station
         .ledger()?
         .open_bindings_for_serial(&serial)
-        .map_err(|e| ledger_err(e, Step::Policy))?;
+        .map_err(|e| errors::store(Step::Policy, e))?;
     let fail = |reason, msg: String| ProvisionError::new(reason, Some(Step::Policy), msg);
     let Some(b) = open.into_iter().next() else {
         return Err(fail(
@@ -307,7 +307,7 @@ fn change_card(
         confirm_piv(station, &mut card, key.serial, c)?;
     }
     card.unblock_pin(&req.puk, &req.new_pin).map_err(|e| {
-        let mut err = piv_err(e, step);
+        let mut err = errors::piv(step, e);
         if let Some(PivError::WrongPuk { retries_left }) =
             err.source.as_deref().and_then(|s| s.downcast_ref::<PivError>())
         {
@@ -321,7 +321,7 @@ fn change_card(
     let mut changed = vec!["pin"];
     if rotate && let Some(new) = &req.new_puk {
         card.change_puk(&req.puk, new)
-            .map_err(|e| piv_err(e, step))?;
+            .map_err(|e| errors::piv(step, e))?;
         changed.push("puk");
     }
     Ok(changed)

@@ -11,6 +11,7 @@ pub mod card;
 pub mod device;
 pub mod fault;
 pub mod fido;
+pub mod key;
 pub mod mgmt;
 pub mod person;
 pub mod piv;

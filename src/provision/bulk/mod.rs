@@ -28,26 +28,29 @@ use self::pool::{Pool, TicketState};
 use self::progress::{Event, Progress};
 use self::report::{Outcome, Report, Row, Summary};
 use self::slot::{Gate, Source};
+use super::KeyTarget;
 use super::{Cancel, Deadlines, Station};
-use crate::sim::Faults;
-use crate::sim::ca::SimCa;
+
+/// A bay that makes its keys itself, one per ticket, with no reader to
+/// wait on (the in-process simulator implements it for `bulk --sim`).
+pub trait KeyBay: Send + Sync {
+    /// The slot name prefix (`sim` gives slots `sim:0`, `sim:1`, ...).
+    fn kind(&self) -> &str;
+    /// The `n`-th key of this bay (from 0), carrying `serial`.
+    fn key(&self, serial: u32, n: u32) -> KeyTarget;
+}
 
 /// How a run goes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BulkOptions {
     /// At most this many keys are enrolled at once.
     pub parallel: usize,
     /// PC/SC readers, one slot each.
     pub readers: Vec<String>,
-    /// In-process simulated key bays, one slot each; the faults switched
-    /// on for each bay's first key (`--sim-fault N:NAME`).
-    pub sims: Vec<Faults>,
-    /// The simulator CA the simulated keys attest with.
-    pub sim_ca: Arc<SimCa>,
-    /// Simulated on-card key generation latency.
-    pub sim_keygen_delay: Duration,
-    /// First serial given to a simulated key whose ticket names none.
-    pub sim_serial_base: u32,
+    /// Bays that make their own keys (the simulator's), one slot each.
+    pub bays: Vec<Arc<dyn KeyBay>>,
+    /// First serial given to a bay's key whose ticket names none.
+    pub bay_serial_base: u32,
     /// Tries per ticket (a ticket whose key failed goes to the next key).
     pub attempts: u32,
     /// A reader slot gives up after waiting this long for a key.
@@ -59,15 +62,33 @@ pub struct BulkOptions {
     pub report: Option<PathBuf>,
 }
 
+impl Default for BulkOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for BulkOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkOptions")
+            .field("parallel", &self.parallel)
+            .field("readers", &self.readers)
+            .field(
+                "bays",
+                &self.bays.iter().map(|b| b.kind()).collect::<Vec<_>>(),
+            )
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BulkOptions {
-    pub fn new(sim_ca: Arc<SimCa>) -> BulkOptions {
+    pub fn new() -> BulkOptions {
         BulkOptions {
             parallel: 1,
             readers: Vec::new(),
-            sims: Vec::new(),
-            sim_ca,
-            sim_keygen_delay: Duration::ZERO,
-            sim_serial_base: 20_000_000,
+            bays: Vec::new(),
+            bay_serial_base: 20_000_000,
             attempts: 3,
             wait: Duration::from_secs(600),
             deadlines: Deadlines::default(),
@@ -180,12 +201,12 @@ pub fn run(
 ) -> Result<Report, BulkError> {
     let mut sources: Vec<Source> = opts.readers.iter().cloned().map(Source::Reader).collect();
     sources.extend(
-        opts.sims
+        opts.bays
             .iter()
             .enumerate()
-            .map(|(index, faults)| Source::Sim {
+            .map(|(index, bay)| Source::Bay {
                 index,
-                faults: faults.clone(),
+                bay: bay.clone(),
             }),
     );
     if sources.is_empty() {

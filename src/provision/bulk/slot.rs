@@ -17,6 +17,7 @@ use std::ffi::CString;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::KeyBay;
 use super::Run;
 use super::pins::PinRecord;
 use super::pool::{Take, TicketState};
@@ -25,8 +26,6 @@ use super::report::{Outcome, Row};
 use crate::provision::{
     self, EnrollRequest, Event, Events, KeyTarget, PinChoice, ProvisionError, Reason,
 };
-use crate::sim::device::{SimDevice, SimOptions};
-use crate::sim::{DeviceProfile, Faults, Firmware};
 
 /// A counting gate: at most N enrollments at once.
 pub struct Gate {
@@ -72,19 +71,19 @@ impl Drop for GatePass<'_> {
 }
 
 /// What a slot draws its keys from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Source {
     /// A PC/SC reader, by name.
     Reader(String),
-    /// In-process simulated keys; `faults` apply to the slot's first key.
-    Sim { index: usize, faults: Faults },
+    /// A bay that makes its own keys (the simulator's).
+    Bay { index: usize, bay: Arc<dyn KeyBay> },
 }
 
 impl Source {
     pub fn name(&self) -> String {
         match self {
             Source::Reader(r) => format!("reader:{r}"),
-            Source::Sim { index, .. } => format!("sim:{index}"),
+            Source::Bay { index, bay } => format!("{}:{index}", bay.kind()),
         }
     }
 }
@@ -267,11 +266,11 @@ impl Run<'_> {
         self.write_report();
     }
 
-    /// A bay of simulated keys: take a ticket, make a key for it, enroll.
-    pub(super) fn sim_slot(&self, index: usize, faults: &Faults) {
-        let slot = Source::Sim {
+    /// A bay that makes its keys: take a ticket, make a key for it, enroll.
+    pub(super) fn bay_slot(&self, index: usize, bay: &Arc<dyn KeyBay>) {
+        let slot = Source::Bay {
             index,
-            faults: faults.clone(),
+            bay: bay.clone(),
         }
         .name();
         let mut n = 0u32;
@@ -290,25 +289,13 @@ impl Run<'_> {
             };
             let serial = self.entries[i]
                 .serial
-                .unwrap_or(self.opts.sim_serial_base + index as u32 * 1000 + n);
-            let mut o = SimOptions::new(
-                DeviceProfile::new(serial, Firmware::V5_7_1),
-                self.opts.sim_ca.clone(),
-            );
-            o.keygen_delay = self.opts.sim_keygen_delay;
-            if n == 0 {
-                o.faults = faults.clone();
-            }
+                .unwrap_or(self.opts.bay_serial_base + index as u32 * 1000 + n);
+            let key = bay.key(serial, n);
             n += 1;
             let mut ev = SlotEvent::new(&slot, SlotState::Identifying);
             ev.serial = Some(serial.to_string());
             self.emit(ev);
-            self.attempt(
-                &slot,
-                i,
-                KeyTarget::Sim(SimDevice::new(&o)),
-                Some(serial.to_string()),
-            );
+            self.attempt(&slot, i, key, Some(serial.to_string()));
         }
         self.emit(SlotEvent::new(&slot, SlotState::Finished));
     }
@@ -466,7 +453,7 @@ pub(super) fn run_slots(run: &Run<'_>, sources: &[Source]) {
             let run = run.clone();
             s.spawn(move || match src {
                 Source::Reader(r) => run.reader_slot(r),
-                Source::Sim { index, faults } => run.sim_slot(*index, faults),
+                Source::Bay { index, bay } => run.bay_slot(*index, bay),
             });
         }
     });
