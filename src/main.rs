@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use keyward::cli::enroll::Workflow;
-use keyward::cli::{Cli, Commands, Failure};
+use keyward::cli::{Cli, Commands};
 
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`keyward ... | head`), as Unix tools do,
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
                 ""
             };
             eprintln!("{prio}keyward: {e:#}");
-            ExitCode::from(exit_code(&e))
+            ExitCode::from(keyward::cli::exit::of_error(&e))
         }
     }
 }
@@ -61,16 +61,9 @@ fn enroll(
     which: Workflow,
     g: &keyward::cli::GlobalArgs,
 ) -> anyhow::Result<()> {
-    keyward::cli::enroll::run(args, which, g.config.as_deref(), g.db.as_deref(), g.json)
+    keyward::cli::enroll::run(args, which, g)
 }
 
-/// Map an error to its documented exit code (`keyward --help` lists them).
-fn exit_code(e: &anyhow::Error) -> u8 {
-    if let Some(f) = e.downcast_ref::<Failure>() {
-        return f.exit_code();
-    }
-    keyward::cli::ticket::exit_code(e).unwrap_or(1)
-}
 
 fn init_logging(verbose: u8) {
     let default = match verbose {

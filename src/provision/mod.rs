@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::attest;
 use crate::ctap::Pin;
@@ -157,7 +157,7 @@ impl KeyTarget {
 }
 
 /// One step of a workflow, as named in events, reports and errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Step {
@@ -238,7 +238,7 @@ impl std::fmt::Display for Step {
 
 /// Progress and prompts, for a terminal, the daemon's event stream or a
 /// bulk report. Never carries a secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Event {
@@ -424,7 +424,7 @@ impl EnrollRequest {
 }
 
 /// What one step did, for `--json` and reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReport {
     pub step: Step,
     pub elapsed_ms: u64,
@@ -432,7 +432,7 @@ pub struct StepReport {
 }
 
 /// One credential created (public facts only).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CredentialSummary {
     /// `fido2` or `piv`.
     pub kind: String,
@@ -445,7 +445,7 @@ pub struct CredentialSummary {
 
 /// A policy exception that waived a rule for this enrollment (recorded in
 /// the ledger's exceptions table).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppliedException {
     pub rule: String,
     pub reason: String,
@@ -454,7 +454,7 @@ pub struct AppliedException {
 }
 
 /// A completed enrollment.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct EnrollOutcome {
     /// The new binding id.
     pub binding: String,
@@ -511,7 +511,7 @@ pub fn replace(
 /// What a ticket asks for, checked but not consumed: for a kiosk or the CLI
 /// to show the person whom the key is for and the PIN rules before asking
 /// for the PIN.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TicketPreview {
     pub subject: String,
     pub issuer: String,

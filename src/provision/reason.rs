@@ -2,14 +2,14 @@
 //! the ledger's `runs.reason`, `--json`, exit codes) plus a message for
 //! people that says what to do next. docs/policy.md lists every code.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Step;
 use crate::ticket::{FailureClass, TicketError};
 
 /// A stable failure code. Add variants, never rename one: reports and
 /// dashboards key on these strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Reason {
@@ -223,6 +223,20 @@ impl Reason {
         Reason::PukBlocked,
     ];
 
+    /// The reason of a ticket verification failure.
+    pub fn of_ticket(e: &TicketError) -> Reason {
+        match (e, e.class()) {
+            (TicketError::ClockRollback { .. }, _) => Reason::ClockRollback,
+            (TicketError::UnknownPolicy { .. }, _) => Reason::PolicyUnknownProfile,
+            (_, FailureClass::Malformed) => Reason::TicketMalformed,
+            (_, FailureClass::Untrusted) => Reason::TicketUntrusted,
+            (_, FailureClass::Time) => Reason::TicketTime,
+            (_, FailureClass::Audience) => Reason::TicketAudience,
+            (_, FailureClass::Replayed) => Reason::TicketReplayed,
+            (_, FailureClass::NotPermitted) => Reason::TicketNotPermitted,
+        }
+    }
+
     /// The coarse class a CLI maps to an exit code.
     pub fn class(self) -> ReasonClass {
         use Reason::*;
@@ -303,16 +317,7 @@ impl ProvisionError {
 
     /// A ticket verification failure, mapped to its reason.
     pub fn ticket(e: TicketError) -> Self {
-        let reason = match (&e, e.class()) {
-            (TicketError::ClockRollback { .. }, _) => Reason::ClockRollback,
-            (TicketError::UnknownPolicy { .. }, _) => Reason::PolicyUnknownProfile,
-            (_, FailureClass::Malformed) => Reason::TicketMalformed,
-            (_, FailureClass::Untrusted) => Reason::TicketUntrusted,
-            (_, FailureClass::Time) => Reason::TicketTime,
-            (_, FailureClass::Audience) => Reason::TicketAudience,
-            (_, FailureClass::Replayed) => Reason::TicketReplayed,
-            (_, FailureClass::NotPermitted) => Reason::TicketNotPermitted,
-        };
+        let reason = Reason::of_ticket(&e);
         Self::new(reason, Some(Step::Ticket), format!("ticket rejected: {e}")).with_source(e)
     }
 
