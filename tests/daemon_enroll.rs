@@ -435,9 +435,10 @@ fn keyward_enroll_goes_through_a_running_daemon() {
         d.client().get("/v1/jobs").unwrap()["jobs"][0]["state"],
         "completed"
     );
-    // The same ticket again: refused by the daemon, exit 5 (verification).
+    // The same ticket again: refused by the daemon's ticket check before
+    // the key, exit 24 (replayed) as from `ticket verify`.
     let o = cli_enroll(&d, &ticket, false);
-    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(o.status.code(), Some(24));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("[ticket-replayed]"), "{err}");
     for out in [&o.stdout, &o.stderr] {
