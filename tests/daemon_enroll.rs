@@ -482,3 +482,157 @@ fn a_key_pulled_mid_job_ends_it_with_nothing_committed() {
         1
     );
 }
+
+/// `keyward enroll --json` through a running daemon and standalone give the
+/// same document for the same ticket and key (the in-process simulator,
+/// serial 12345678, on two stations with the same issuer trust). Only the
+/// fields that must differ are dropped before comparing: the binding and
+/// run ids (fresh per run), the job id and `via` (the route), the FIDO2
+/// credential id (a new random credential) and step timings.
+#[test]
+fn enroll_json_is_the_same_through_the_daemon_and_standalone() {
+    let a = rig();
+    let b = rig();
+    let d = daemon(&a, &["--danger-simulator"]);
+    let ticket = a.dir.path().join("t.jws");
+    std::fs::write(&ticket, a.ticket(&claims("standard"))).unwrap();
+    let via_daemon = cli_enroll(&d, &ticket, true);
+    assert!(via_daemon.status.success());
+    let mut c = common::keyward();
+    c.env("KEYWARD_NO_DAEMON", "1")
+        .arg("--config")
+        .arg(&b.config)
+        .args(["--json", "enroll", "--device", "sim", "--ticket"])
+        .arg(&ticket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{PIN}").unwrap();
+    }
+    let local = child.wait_with_output().unwrap();
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    let norm = |out: &[u8]| {
+        let mut v: Value = serde_json::from_slice(out).unwrap();
+        let m = v.as_object_mut().unwrap();
+        for k in ["binding", "run", "job", "via"] {
+            m.remove(k);
+        }
+        for c in m["credentials"].as_array_mut().unwrap() {
+            c.as_object_mut().unwrap().remove("credential_id");
+        }
+        for s in m["steps"].as_array_mut().unwrap() {
+            let s = s.as_object_mut().unwrap();
+            s.remove("elapsed_ms");
+            // The same two ids again, in the steps' details.
+            if let Some(d) = s.get_mut("detail").and_then(Value::as_object_mut) {
+                d.remove("credential_id");
+                d.remove("binding");
+            }
+        }
+        v
+    };
+    let (dv, lv) = (norm(&via_daemon.stdout), norm(&local.stdout));
+    assert_eq!(dv, lv);
+    assert_eq!(dv["version"], 1);
+    assert_eq!(dv["serial"], "12345678");
+    let raw: Value = serde_json::from_slice(&via_daemon.stdout).unwrap();
+    assert_eq!(raw["via"], "daemon");
+}
+
+/// Flags the daemon route cannot honour are refused with one line, before
+/// any PIN is asked for or key touched.
+#[test]
+fn the_daemon_route_refuses_flags_it_cannot_honour() {
+    let rig = rig();
+    let d = daemon(&rig, &["--danger-simulator"]);
+    let ticket = rig.dir.path().join("t.jws");
+    std::fs::write(&ticket, rig.ticket(&claims("standard"))).unwrap();
+    for extra in [
+        vec!["--db", "/tmp/other.db"],
+        vec!["--config", "/etc/keyward/other.toml"],
+    ] {
+        let o = common::keyward()
+            .env("KEYWARD_SOCKET", &d.socket)
+            .args(&extra)
+            .args(["enroll", "--device", "sim", "--ticket"])
+            .arg(&ticket)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(extra[0]) && err.contains("KEYWARD_NO_DAEMON"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let o = common::keyward()
+        .env("KEYWARD_SOCKET", &d.socket)
+        .args(["enroll", "--device", "sim", "--puk-out-fd", "5", "--ticket"])
+        .arg(&ticket)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--puk-out-fd"));
+    // Nothing ran.
+    assert!(d.client().get("/v1/jobs").unwrap()["jobs"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+/// `--slot` and `--touch-timeout` reach the daemon's run, and the ticket
+/// is checked through `POST /v1/preview` before the key: an expired ticket
+/// exits 22 and no job is started.
+#[test]
+fn the_daemon_route_honours_slot_and_checks_the_ticket_first() {
+    let rig = rig();
+    let d = daemon(&rig, &["--danger-simulator"]);
+    let mut c = claims("standard");
+    c.iat -= 7200;
+    c.nbf -= 7200;
+    c.exp = c.iat + 600;
+    let expired = rig.dir.path().join("expired.jws");
+    std::fs::write(&expired, rig.ticket(&c)).unwrap();
+    let o = cli_enroll(&d, &expired, false);
+    assert_eq!(o.status.code(), Some(22));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[ticket-time]"));
+    assert!(d.client().get("/v1/jobs").unwrap()["jobs"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    let ticket = rig.dir.path().join("t.jws");
+    std::fs::write(&ticket, rig.ticket(&claims("standard"))).unwrap();
+    let mut cmd = common::keyward();
+    cmd.env("KEYWARD_SOCKET", &d.socket)
+        .args(["enroll", "--device", "sim", "--slot", "kiosk-7"])
+        .args(["--touch-timeout", "12", "--ticket"])
+        .arg(&ticket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{PIN}").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM runs WHERE slot = 'kiosk-7' AND outcome = 'completed'"
+        ),
+        1
+    );
+}
