@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
+    let json = cli.global.json;
     let result = match cli.command {
         Commands::Sim(args) => keyward::cli::sim::run(args, cli.global.json),
         Commands::Fido(args) => keyward::cli::fido::run(args, cli.global.json),
@@ -51,6 +52,9 @@ fn main() -> ExitCode {
                 ""
             };
             eprintln!("{prio}keyward: {e:#}");
+            if json {
+                keyward::cli::render::final_error(&e);
+            }
             ExitCode::from(keyward::cli::exit::of_error(&e))
         }
     }

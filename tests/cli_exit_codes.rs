@@ -121,3 +121,31 @@ fn json_errors_carry_the_envelope_and_the_reason() {
     assert_eq!(doc["error"]["reason"], "ticket-audience");
     assert_eq!(doc["error"]["step"], "ticket");
 }
+
+/// A command that fails before it has a document of its own still prints
+/// the error envelope with `--json`, with the exit code it exits with.
+#[test]
+fn any_json_error_is_one_enveloped_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::keyward();
+    c.arg("--db")
+        .arg(dir.path().join("none.db"))
+        .args(["--json", "revoke", "b-1", "--reason", "lost"]);
+    let o = run(c, "");
+    assert_eq!(o.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["error"]["reason"], "usage");
+    assert_eq!(doc["error"]["exit"], 2);
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no ledger"));
+    // Without --json, stdout stays empty.
+    let mut c = common::keyward();
+    c.arg("--db")
+        .arg(dir.path().join("none.db"))
+        .args(["revoke", "b-1", "--reason", "lost"]);
+    assert!(run(c, "").stdout.is_empty());
+}

@@ -259,7 +259,12 @@ pub fn run(args: DemoArgs, db: Option<PathBuf>, json: bool) -> Result<()> {
         out.set("error", err);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&Value::Object(out.doc))?);
+        let doc = Value::Object(out.doc);
+        if r.is_err() {
+            super::render::print_error_doc(&doc);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
     }
     r.map_err(|e| match e.downcast::<ProvisionError>() {
         Ok(p) => provision_failure(p),

@@ -222,7 +222,8 @@ pub fn info_json(
         &a[20..]
     );
     serde_json::json!({
-        "schema": 1,
+        "version": 1,
+        "ok": true,
         "device": device,
         "transport": transport,
         "aaguid": aaguid,
@@ -273,7 +274,7 @@ fn credentials<T: Transport>(
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({"schema": 1, "credentials": out})
+                        &serde_json::json!({"version": 1, "ok": true, "credentials": out})
                     )?
                 );
             } else {

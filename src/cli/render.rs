@@ -5,6 +5,7 @@
 //! `{"version": 1, "ok": false, "error": {"reason", "step", "message", "run"}}`.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -17,6 +18,40 @@ use crate::provision::{Event, Events, ProvisionError};
 
 /// The version of every `--json` document's envelope.
 pub const JSON_VERSION: u64 = 1;
+
+/// Set once a command has printed its `--json` error document, so `main`
+/// does not print a second one.
+static ERROR_DOC_PRINTED: AtomicBool = AtomicBool::new(false);
+
+/// Print a `--json` error document (pretty) on stdout, once per process.
+pub fn print_error_doc(doc: &Value) {
+    ERROR_DOC_PRINTED.store(true, Ordering::SeqCst);
+    println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
+}
+
+/// `main`'s last word with `--json`: the error envelope for a command that
+/// failed without printing its own, on one line (valid after JSON lines
+/// too): `{"version": 1, "ok": false, "error": {"reason", "message", "exit"}}`.
+pub fn final_error(e: &anyhow::Error) {
+    if ERROR_DOC_PRINTED.load(Ordering::SeqCst) {
+        return;
+    }
+    let failure = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<Failure>());
+    let reason = match failure {
+        Some(Failure::Reason { reason, .. }) => reason.as_str(),
+        Some(Failure::Usage(_)) => "usage",
+        Some(Failure::NoDevice(_)) => "no-device",
+        Some(Failure::PinBlocked(_)) => "pin-blocked",
+        Some(Failure::Verification(_)) => "verification",
+        Some(Failure::DaemonUnreachable(_)) => "daemon-unreachable",
+        None => "failure",
+    };
+    let doc = json!({"version": JSON_VERSION, "ok": false, "error": {
+        "reason": reason, "message": format!("{e:#}"), "exit": super::exit::of_error(e)}});
+    println!("{doc}");
+}
 
 /// `data` (an object) inside the envelope: `version` and `ok` first.
 pub fn envelope(ok: bool, data: &impl Serialize) -> Result<Value> {
@@ -55,10 +90,7 @@ pub fn error_doc(e: &ProvisionError) -> Value {
 /// the error returned carries its exit code ([`super::exit`]).
 pub fn fail(e: ProvisionError, json: bool) -> anyhow::Error {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&error_doc(&e)).unwrap_or_default()
-        );
+        print_error_doc(&error_doc(&e));
     }
     Failure::provision(&e).into()
 }

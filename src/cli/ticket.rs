@@ -296,9 +296,9 @@ fn verify_station(a: VerifyArgs, g: &GlobalArgs) -> Result<()> {
         Ok(vt) => print_verified(&vt, g.json),
         Err(e) => {
             if g.json {
-                let doc = json!({"version": 1, "valid": false,
-                    "error": {"code": e.reason, "class": "station", "message": e.full_message()}});
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                let doc = json!({"version": 1, "ok": false, "valid": false,
+                    "error": {"code": e.reason, "reason": e.reason, "class": "station", "message": e.full_message()}});
+                super::render::print_error_doc(&doc);
             }
             Err(Failure::reason(e.reason, format!("ticket REJECTED: {}", e.full_message())).into())
         }
@@ -307,7 +307,7 @@ fn verify_station(a: VerifyArgs, g: &GlobalArgs) -> Result<()> {
 
 fn print_verified(vt: &ticket::VerifiedTicket, json: bool) -> Result<()> {
     let doc = json!({
-        "version": 1, "valid": true, "form": vt.form, "digest_sha256": vt.digest.to_hex(),
+        "version": 1, "ok": true, "valid": true, "form": vt.form, "digest_sha256": vt.digest.to_hex(),
         "signers": vt.signers, "claims": vt.claims,
     });
     if json {
@@ -345,9 +345,9 @@ fn verify(a: VerifyArgs, json: bool) -> Result<()> {
         Ok(vt) => print_verified(&vt, json),
         Err(e) => {
             if json {
-                let doc = json!({"version": 1, "valid": false,
-                    "error": {"code": e.code(), "class": format!("{:?}", e.class()).to_lowercase(), "message": e.to_string()}});
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                let doc = json!({"version": 1, "ok": false, "valid": false,
+                    "error": {"code": e.code(), "reason": super::exit::ticket_reason(&e), "class": format!("{:?}", e.class()).to_lowercase(), "message": e.to_string()}});
+                super::render::print_error_doc(&doc);
             }
             let reason = super::exit::ticket_reason(&e);
             Err(Failure::reason(reason, format!("ticket REJECTED: {e}")).into())
