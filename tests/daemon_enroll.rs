@@ -389,17 +389,32 @@ fn sigterm_after_the_grace_period_aborts_the_job_cleanly() {
 
 /// `keyward enroll` with a daemon on `KEYWARD_SOCKET`: PIN on stdin.
 fn cli_enroll(d: &Daemon, ticket: &std::path::Path, json: bool) -> std::process::Output {
+    let json: &[&str] = if json { &["--json"] } else { &[] };
+    enroll_cmd(Some(d), json, &[], ticket)
+}
+
+/// `keyward [GLOBAL] enroll --device sim [EXTRA] --ticket T`, the PIN on
+/// stdin, through `d` (else standalone).
+fn enroll_cmd(
+    d: Option<&Daemon>,
+    global: &[&str],
+    extra: &[&str],
+    ticket: &std::path::Path,
+) -> std::process::Output {
     use std::io::Write;
     let mut c = common::keyward();
-    c.env("KEYWARD_SOCKET", &d.socket)
-        .args(["enroll", "--device", "sim", "--ticket"])
+    match d {
+        Some(d) => c.env("KEYWARD_SOCKET", &d.socket),
+        None => c.env("KEYWARD_NO_DAEMON", "1"),
+    };
+    c.args(global)
+        .args(["enroll", "--device", "sim"])
+        .args(extra)
+        .arg("--ticket")
         .arg(ticket)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    if json {
-        c.arg("--json");
-    }
     let mut child = c.spawn().unwrap();
     writeln!(child.stdin.take().unwrap(), "{PIN}").unwrap();
     let o = child.wait_with_output().unwrap();
@@ -498,26 +513,9 @@ fn enroll_json_is_the_same_through_the_daemon_and_standalone() {
     std::fs::write(&ticket, a.ticket(&claims("standard"))).unwrap();
     let via_daemon = cli_enroll(&d, &ticket, true);
     assert!(via_daemon.status.success());
-    let mut c = common::keyward();
-    c.env("KEYWARD_NO_DAEMON", "1")
-        .arg("--config")
-        .arg(&b.config)
-        .args(["--json", "enroll", "--device", "sim", "--ticket"])
-        .arg(&ticket)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    {
-        use std::io::Write;
-        writeln!(child.stdin.take().unwrap(), "{PIN}").unwrap();
-    }
-    let local = child.wait_with_output().unwrap();
-    assert!(
-        local.status.success(),
-        "{}",
-        String::from_utf8_lossy(&local.stderr)
-    );
+    let config = b.config.to_string_lossy().into_owned();
+    let local = enroll_cmd(None, &["--config", &config, "--json"], &[], &ticket);
+    assert!(local.status.success());
     let norm = |out: &[u8]| {
         let mut v: Value = serde_json::from_slice(out).unwrap();
         let m = v.as_object_mut().unwrap();
@@ -613,20 +611,12 @@ fn the_daemon_route_honours_slot_and_checks_the_ticket_first() {
 
     let ticket = rig.dir.path().join("t.jws");
     std::fs::write(&ticket, rig.ticket(&claims("standard"))).unwrap();
-    let mut cmd = common::keyward();
-    cmd.env("KEYWARD_SOCKET", &d.socket)
-        .args(["enroll", "--device", "sim", "--slot", "kiosk-7"])
-        .args(["--touch-timeout", "12", "--ticket"])
-        .arg(&ticket)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    {
-        use std::io::Write;
-        writeln!(child.stdin.take().unwrap(), "{PIN}").unwrap();
-    }
-    let o = child.wait_with_output().unwrap();
+    let o = enroll_cmd(
+        Some(&d),
+        &[],
+        &["--slot", "kiosk-7", "--touch-timeout", "12"],
+        &ticket,
+    );
     assert!(o.status.success(), "{o:?}");
     assert_eq!(
         count(
