@@ -68,7 +68,6 @@ fn enroll(
     keyward::cli::enroll::run(args, which, g)
 }
 
-
 fn init_logging(verbose: u8) {
     let default = match verbose {
         // The yubikey crate reports card errors that keyward already turns

@@ -93,7 +93,11 @@ fn an_expired_ticket_exits_22_from_verify_enroll_and_bulk() {
         .args(["--pin-recipient", &age_recipient(&rig)]);
     let bulk = run(bulk, "");
 
-    for (what, o) in [("ticket verify", &verify), ("enroll", &enroll), ("bulk", &bulk)] {
+    for (what, o) in [
+        ("ticket verify", &verify),
+        ("enroll", &enroll),
+        ("bulk", &bulk),
+    ] {
         assert_eq!(o.status.code(), Some(22), "{what}: {o:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("expired"), "{what}: {err}");
@@ -111,7 +115,9 @@ fn json_errors_carry_the_envelope_and_the_reason() {
     std::fs::write(&t, rig.ticket(&c)).unwrap();
     let mut enroll = kw(&rig);
     enroll
-        .args(["--json", "enroll", "--device", "sim", "--pin-fd", "0", "--ticket"])
+        .args([
+            "--json", "enroll", "--device", "sim", "--pin-fd", "0", "--ticket",
+        ])
         .arg(&t);
     let o = run(enroll, "246810\n");
     assert_eq!(o.status.code(), Some(23), "ticket for another station");
@@ -138,10 +144,12 @@ fn any_json_error_is_one_enveloped_document() {
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["error"]["reason"], "usage");
     assert_eq!(doc["error"]["exit"], 2);
-    assert!(doc["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("no ledger"));
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no ledger")
+    );
     // Without --json, stdout stays empty.
     let mut c = common::keyward();
     c.arg("--db")

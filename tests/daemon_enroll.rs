@@ -582,10 +582,12 @@ fn the_daemon_route_refuses_flags_it_cannot_honour() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("--puk-out-fd"));
     // Nothing ran.
-    assert!(d.client().get("/v1/jobs").unwrap()["jobs"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        d.client().get("/v1/jobs").unwrap()["jobs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// `--slot` and `--touch-timeout` reach the daemon's run, and the ticket
@@ -604,10 +606,12 @@ fn the_daemon_route_honours_slot_and_checks_the_ticket_first() {
     let o = cli_enroll(&d, &expired, false);
     assert_eq!(o.status.code(), Some(22));
     assert!(String::from_utf8_lossy(&o.stderr).contains("[ticket-time]"));
-    assert!(d.client().get("/v1/jobs").unwrap()["jobs"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        d.client().get("/v1/jobs").unwrap()["jobs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     let ticket = rig.dir.path().join("t.jws");
     std::fs::write(&ticket, rig.ticket(&claims("standard"))).unwrap();

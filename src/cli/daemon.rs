@@ -206,4 +206,3 @@ fn print_devices(client: &crate::daemon::client::Client, json: bool) -> Result<(
 pub fn daemon_failure(e: crate::daemon::client::ClientError) -> anyhow::Error {
     Failure::DaemonUnreachable(crate::detect::error_chain(&e)).into()
 }
-

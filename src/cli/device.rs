@@ -223,9 +223,7 @@ mod tests {
             let got = p(sel).daemon_id(&none, Duration::ZERO, true).unwrap();
             assert_eq!(got, id);
         }
-        let e = p("42")
-            .daemon_id(&none, Duration::ZERO, true)
-            .unwrap_err();
+        let e = p("42").daemon_id(&none, Duration::ZERO, true).unwrap_err();
         assert!(e.to_string().contains("serial 42"), "{e}");
     }
 }

@@ -16,8 +16,8 @@ use super::Failure;
 use super::device::Selector;
 use super::piv::input::SecretInput;
 use super::render;
-use super::workflow::{self, EnrollJob};
 pub use super::workflow::Which as Workflow;
+use super::workflow::{self, EnrollJob};
 use crate::config::{self, Config};
 use crate::ctap::Pin;
 use crate::provision::{Cancel, EnrollOutcome, Station};
@@ -216,4 +216,3 @@ fn deliver_puk(o: &EnrollOutcome, fd: Option<i32>) -> Result<&'static str> {
         .with_context(|| format!("writing the PUK to descriptor {fd}"))?;
     Ok("written to the descriptor given with --puk-out-fd")
 }
-

@@ -54,7 +54,10 @@ pub const TABLE: &[(u8, &str)] = &[
     (DAEMON, "the keyward daemon is unreachable or refused"),
     (TICKET_MALFORMED, "ticket malformed"),
     (TICKET_UNTRUSTED, "ticket untrusted or too few approvals"),
-    (TICKET_TIME, "ticket expired, not yet valid, or clock rolled back"),
+    (
+        TICKET_TIME,
+        "ticket expired, not yet valid, or clock rolled back",
+    ),
     (TICKET_AUDIENCE, "ticket for another station"),
     (TICKET_REPLAYED, "ticket already used"),
     (

@@ -36,9 +36,7 @@ pub fn final_error(e: &anyhow::Error) {
     if ERROR_DOC_PRINTED.load(Ordering::SeqCst) {
         return;
     }
-    let failure = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<Failure>());
+    let failure = e.chain().find_map(|c| c.downcast_ref::<Failure>());
     let reason = match failure {
         Some(Failure::Reason { reason, .. }) => reason.as_str(),
         Some(Failure::Usage(_)) => "usage",

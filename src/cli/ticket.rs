@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::{Failure, GlobalArgs};
 use crate::provision;
 use crate::ticket::{
-    self, IssuerConfig, KeyFile, NoReplayCheck, OpKind, TicketError, TrustConfig,
-    TrustStore, Verifier, VerifyOptions,
+    self, IssuerConfig, KeyFile, NoReplayCheck, OpKind, TicketError, TrustConfig, TrustStore,
+    Verifier, VerifyOptions,
 };
 
 mod issue;
