@@ -630,3 +630,52 @@ fn the_daemon_route_honours_slot_and_checks_the_ticket_first() {
         1
     );
 }
+
+/// Ctrl-C on `keyward enroll` through the daemon cancels the daemon's job
+/// (it would otherwise go on without the person): the job ends aborted,
+/// nothing is committed, and the CLI exits 1 with `[cancelled]`.
+#[test]
+fn ctrl_c_on_the_cli_cancels_the_daemons_job() {
+    if !common::rig() {
+        return;
+    }
+    let _one = pcsc_lock();
+    let rig = rig();
+    let d = daemon(&rig, &[]);
+    let c = d.client();
+    let mut ev = events(&c);
+    let (sim, _skipped) = own_sim(4200301, &["--no-touch", "--touch-timeout-ms", "60000"]);
+    identified(&mut ev, &c, sim.reader.name, 4200301);
+    let ticket = rig.dir.path().join("t.jws");
+    std::fs::write(&ticket, rig.ticket(&claims("standard"))).unwrap();
+    let mut cmd = common::keyward();
+    cmd.env("KEYWARD_SOCKET", &d.socket)
+        .args(["enroll", "--device", sim.reader.name, "--ticket"])
+        .arg(&ticket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{PIN}").unwrap();
+    }
+    let job = wait_event(&mut ev, Duration::from_secs(60), |e| {
+        e.data["event"] == "touch-needed"
+    });
+    assert!(job.data["job"].is_string());
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("[cancelled]"), "{err}");
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM bindings"), 0);
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM runs WHERE outcome = 'aborted'"
+        ),
+        1
+    );
+}

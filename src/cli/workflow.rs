@@ -176,7 +176,7 @@ impl Workflows for Daemon {
         &self,
         job: EnrollJob,
         events: &dyn Events,
-        _cancel: &Cancel,
+        cancel: &Cancel,
     ) -> Result<Enrolled, WorkflowError> {
         let device = job
             .device
@@ -210,9 +210,32 @@ impl Workflows for Daemon {
             Which::Enroll => "/v1/enroll",
             Which::Replace => "/v1/replace",
         };
+        // Ctrl-C cancels the daemon's job (`POST /v1/jobs/{id}/cancel`),
+        // which then ends as `cancelled` with nothing committed.
+        let job_id = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let watcher = {
+            let (job_id, cancel, client) = (job_id.clone(), cancel.clone(), self.client.clone());
+            std::thread::spawn(move || {
+                // Until cancelled and the job is known (its first event).
+                loop {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if !cancel.is_cancelled() {
+                        continue;
+                    }
+                    if let Some(id) = job_id.lock().ok().and_then(|g| g.clone()) {
+                        let _ = client.call("POST", &format!("/v1/jobs/{id}/cancel"), None);
+                        return;
+                    }
+                }
+            })
+        };
+        drop(watcher);
         let doc = self
             .client
             .run_job(path, &body, &mut |e| {
+                if let (Ok(mut g), Some(id)) = (job_id.lock(), e.data["job"].as_str()) {
+                    g.get_or_insert_with(|| id.to_string());
+                }
                 if e.event != "progress" {
                     return;
                 }
