@@ -1,8 +1,11 @@
 //! `keyward enroll` and `keyward replace`: one key, one ticket, at a kiosk.
-//! The station comes from the configuration file (docs/config.md); the
-//! person chooses the PIN at a prompt (twice, no echo) or it comes from
-//! `--pin-fd N`; progress and "touch your key" prompts go to stderr, the
-//! result to stdout (one JSON document with `--json`). See docs/enroll.md.
+//! Through a running daemon or standalone (one [`super::workflow`]
+//! interface; standalone the station comes from the configuration file,
+//! docs/config.md); the ticket is checked first, then the person chooses
+//! the PIN at a prompt (twice, no echo) or it comes from `--pin-fd N`;
+//! progress and "touch your key" prompts go to stderr, the result to
+//! stdout ([`super::render`]; one JSON document with `--json`). See
+//! docs/enroll.md and docs/cli.md.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,9 @@
 //! `keyward revoke`, `keyward return` and `keyward unblock`: the lifecycle
 //! after enrollment (docs/lifecycle.md). Thin: parse, build the station,
-//! call `provision`, render text or one `--json` document.
+//! choose the key with the one `--device` selector ([`super::device`]),
+//! call `provision`, render text or one `--json` document
+//! ([`super::render`]). Standalone only: the daemon API has no routes for
+//! these yet.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
