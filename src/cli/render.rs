@@ -19,21 +19,29 @@ use crate::provision::{Event, Events, ProvisionError};
 /// The version of every `--json` document's envelope.
 pub const JSON_VERSION: u64 = 1;
 
-/// Set once a command has printed its `--json` error document, so `main`
-/// does not print a second one.
-static ERROR_DOC_PRINTED: AtomicBool = AtomicBool::new(false);
+/// Set once a command has printed its `--json` document, so that `main`
+/// does not print a second one when the command then fails.
+static DOC_PRINTED: AtomicBool = AtomicBool::new(false);
 
-/// Print a `--json` error document (pretty) on stdout, once per process.
+/// Print a command's `--json` document (pretty) on stdout; a failure after
+/// it adds no second document.
+pub fn print_doc(doc: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(doc)?;
+    DOC_PRINTED.store(true, Ordering::SeqCst);
+    println!("{text}");
+    Ok(())
+}
+
+/// [`print_doc`] for an error document.
 pub fn print_error_doc(doc: &Value) {
-    ERROR_DOC_PRINTED.store(true, Ordering::SeqCst);
-    println!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
+    let _ = print_doc(doc);
 }
 
 /// `main`'s last word with `--json`: the error envelope for a command that
 /// failed without printing its own, on one line (valid after JSON lines
 /// too): `{"version": 1, "ok": false, "error": {"reason", "message", "exit"}}`.
 pub fn final_error(e: &anyhow::Error) {
-    if ERROR_DOC_PRINTED.load(Ordering::SeqCst) {
+    if DOC_PRINTED.load(Ordering::SeqCst) {
         return;
     }
     let failure = e.chain().find_map(|c| c.downcast_ref::<Failure>());
@@ -74,8 +82,7 @@ pub fn envelope(ok: bool, data: &impl Serialize) -> Result<Value> {
 
 /// Print `data` in the envelope on stdout.
 pub fn print_json(ok: bool, data: &impl Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(&envelope(ok, data)?)?);
-    Ok(())
+    print_doc(&envelope(ok, data)?)
 }
 
 /// The error document of a workflow failure.
@@ -113,8 +120,7 @@ pub fn enrolled(done: &Enrolled, which: Which, puk: &str, via: &str, json: bool)
                 m.insert("job".into(), j.clone().into());
             }
         }
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return print_doc(&doc);
     }
     let verb = match which {
         Which::Enroll => "Enrolled",
