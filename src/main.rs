@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use keyward::cli::enroll::Workflow;
-use keyward::cli::{Cli, Commands, Failure};
+use keyward::cli::{Cli, Commands};
 
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`keyward ... | head`), as Unix tools do,
@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
+    let json = cli.global.json;
     let result = match cli.command {
         #[cfg(feature = "sim")]
         Commands::Sim(args) => keyward::cli::sim::run(args, cli.global.json),
@@ -53,7 +54,10 @@ fn main() -> ExitCode {
                 ""
             };
             eprintln!("{prio}keyward: {e:#}");
-            ExitCode::from(exit_code(&e))
+            if json {
+                keyward::cli::render::final_error(&e);
+            }
+            ExitCode::from(keyward::cli::exit::of_error(&e))
         }
     }
 }
@@ -63,15 +67,7 @@ fn enroll(
     which: Workflow,
     g: &keyward::cli::GlobalArgs,
 ) -> anyhow::Result<()> {
-    keyward::cli::enroll::run(args, which, g.config.as_deref(), g.db.as_deref(), g.json)
-}
-
-/// Map an error to its documented exit code (`keyward --help` lists them).
-fn exit_code(e: &anyhow::Error) -> u8 {
-    if let Some(f) = e.downcast_ref::<Failure>() {
-        return f.exit_code();
-    }
-    keyward::cli::ticket::exit_code(e).unwrap_or(1)
+    keyward::cli::enroll::run(args, which, g)
 }
 
 fn init_logging(verbose: u8) {

@@ -20,7 +20,7 @@ fn info_json_document_and_pin_from_fd() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["schema"], 1);
+    assert_eq!((&doc["version"], &doc["ok"]), (&1.into(), &true.into()));
     assert_eq!(doc["transport"], "pcsc");
     assert_eq!(doc["device"], sim.reader.name);
     assert_eq!(doc["aaguid"], "6b657977-6172-642d-7369-6d2d6669646f");

@@ -387,17 +387,32 @@ fn sigterm_after_the_grace_period_aborts_the_job_cleanly() {
 
 /// `keyward enroll` with a daemon on `KEYWARD_SOCKET`: PIN on stdin.
 fn cli_enroll(d: &Daemon, ticket: &std::path::Path, json: bool) -> std::process::Output {
+    let json: &[&str] = if json { &["--json"] } else { &[] };
+    enroll_cmd(Some(d), json, &[], ticket)
+}
+
+/// `keyward [GLOBAL] enroll --device sim [EXTRA] --ticket T`, the PIN on
+/// stdin, through `d` (else standalone).
+fn enroll_cmd(
+    d: Option<&Daemon>,
+    global: &[&str],
+    extra: &[&str],
+    ticket: &std::path::Path,
+) -> std::process::Output {
     use std::io::Write;
     let mut c = common::keyward();
-    c.env("KEYWARD_SOCKET", &d.socket)
-        .args(["enroll", "--device", "sim", "--ticket"])
+    match d {
+        Some(d) => c.env("KEYWARD_SOCKET", &d.socket),
+        None => c.env("KEYWARD_NO_DAEMON", "1"),
+    };
+    c.args(global)
+        .args(["enroll", "--device", "sim"])
+        .args(extra)
+        .arg("--ticket")
         .arg(ticket)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    if json {
-        c.arg("--json");
-    }
     let mut child = c.spawn().unwrap();
     writeln!(child.stdin.take().unwrap(), "{PIN}").unwrap();
     let o = child.wait_with_output().unwrap();
@@ -433,9 +448,10 @@ fn keyward_enroll_goes_through_a_running_daemon() {
         d.client().get("/v1/jobs").unwrap()["jobs"][0]["state"],
         "completed"
     );
-    // The same ticket again: refused by the daemon, exit 5 (verification).
+    // The same ticket again: refused by the daemon's ticket check before
+    // the key, exit 24 (replayed) as from `ticket verify`.
     let o = cli_enroll(&d, &ticket, false);
-    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(o.status.code(), Some(24));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("[ticket-replayed]"), "{err}");
     for out in [&o.stdout, &o.stderr] {
@@ -474,6 +490,187 @@ fn a_key_pulled_mid_job_ends_it_with_nothing_committed() {
         count(
             &rig.db,
             "SELECT count(*) FROM runs WHERE outcome IS NOT NULL AND outcome != 'completed'"
+        ),
+        1
+    );
+}
+
+/// `keyward enroll --json` through a running daemon and standalone give the
+/// same document for the same ticket and key (the in-process simulator,
+/// serial 12345678, on two stations with the same issuer trust). Only the
+/// fields that must differ are dropped before comparing: the binding and
+/// run ids (fresh per run), the job id and `via` (the route), the FIDO2
+/// credential id (a new random credential) and step timings.
+#[test]
+fn enroll_json_is_the_same_through_the_daemon_and_standalone() {
+    let a = rig();
+    let b = rig();
+    let d = daemon(&a, &["--danger-simulator"]);
+    let ticket = a.dir.path().join("t.jws");
+    std::fs::write(&ticket, a.ticket(&claims("standard"))).unwrap();
+    let via_daemon = cli_enroll(&d, &ticket, true);
+    assert!(via_daemon.status.success());
+    let config = b.config.to_string_lossy().into_owned();
+    let local = enroll_cmd(None, &["--config", &config, "--json"], &[], &ticket);
+    assert!(local.status.success());
+    let norm = |out: &[u8]| {
+        let mut v: Value = serde_json::from_slice(out).unwrap();
+        let m = v.as_object_mut().unwrap();
+        for k in ["binding", "run", "job", "via"] {
+            m.remove(k);
+        }
+        for c in m["credentials"].as_array_mut().unwrap() {
+            c.as_object_mut().unwrap().remove("credential_id");
+        }
+        for s in m["steps"].as_array_mut().unwrap() {
+            let s = s.as_object_mut().unwrap();
+            s.remove("elapsed_ms");
+            // The same two ids again, in the steps' details.
+            if let Some(d) = s.get_mut("detail").and_then(Value::as_object_mut) {
+                d.remove("credential_id");
+                d.remove("binding");
+            }
+        }
+        v
+    };
+    let (dv, lv) = (norm(&via_daemon.stdout), norm(&local.stdout));
+    assert_eq!(dv, lv);
+    assert_eq!(dv["version"], 1);
+    assert_eq!(dv["serial"], "12345678");
+    let raw: Value = serde_json::from_slice(&via_daemon.stdout).unwrap();
+    assert_eq!(raw["via"], "daemon");
+}
+
+/// Flags the daemon route cannot honour are refused with one line, before
+/// any PIN is asked for or key touched.
+#[test]
+fn the_daemon_route_refuses_flags_it_cannot_honour() {
+    let rig = rig();
+    let d = daemon(&rig, &["--danger-simulator"]);
+    let ticket = rig.dir.path().join("t.jws");
+    std::fs::write(&ticket, rig.ticket(&claims("standard"))).unwrap();
+    for extra in [
+        vec!["--db", "/tmp/other.db"],
+        vec!["--config", "/etc/keyward/other.toml"],
+    ] {
+        let o = common::keyward()
+            .env("KEYWARD_SOCKET", &d.socket)
+            .args(&extra)
+            .args(["enroll", "--device", "sim", "--ticket"])
+            .arg(&ticket)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(extra[0]) && err.contains("KEYWARD_NO_DAEMON"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let o = common::keyward()
+        .env("KEYWARD_SOCKET", &d.socket)
+        .args(["enroll", "--device", "sim", "--puk-out-fd", "5", "--ticket"])
+        .arg(&ticket)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--puk-out-fd"));
+    // Nothing ran.
+    assert!(
+        d.client().get("/v1/jobs").unwrap()["jobs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// `--slot` and `--touch-timeout` reach the daemon's run, and the ticket
+/// is checked through `POST /v1/preview` before the key: an expired ticket
+/// exits 22 and no job is started.
+#[test]
+fn the_daemon_route_honours_slot_and_checks_the_ticket_first() {
+    let rig = rig();
+    let d = daemon(&rig, &["--danger-simulator"]);
+    let mut c = claims("standard");
+    c.iat -= 7200;
+    c.nbf -= 7200;
+    c.exp = c.iat + 600;
+    let expired = rig.dir.path().join("expired.jws");
+    std::fs::write(&expired, rig.ticket(&c)).unwrap();
+    let o = cli_enroll(&d, &expired, false);
+    assert_eq!(o.status.code(), Some(22));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[ticket-time]"));
+    assert!(
+        d.client().get("/v1/jobs").unwrap()["jobs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let ticket = rig.dir.path().join("t.jws");
+    std::fs::write(&ticket, rig.ticket(&claims("standard"))).unwrap();
+    let o = enroll_cmd(
+        Some(&d),
+        &[],
+        &["--slot", "kiosk-7", "--touch-timeout", "12"],
+        &ticket,
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM runs WHERE slot = 'kiosk-7' AND outcome = 'completed'"
+        ),
+        1
+    );
+}
+
+/// Ctrl-C on `keyward enroll` through the daemon cancels the daemon's job
+/// (it would otherwise go on without the person): the job ends aborted,
+/// nothing is committed, and the CLI exits 1 with `[cancelled]`.
+#[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
+fn ctrl_c_on_the_cli_cancels_the_daemons_job() {
+    common::require_rig();
+    let _one = pcsc_lock();
+    let rig = rig();
+    let d = daemon(&rig, &[]);
+    let c = d.client();
+    let mut ev = events(&c);
+    let (sim, _skipped) = own_sim(4200301, &["--no-touch", "--touch-timeout-ms", "60000"]);
+    identified(&mut ev, &c, sim.reader.name, 4200301);
+    let ticket = rig.dir.path().join("t.jws");
+    std::fs::write(&ticket, rig.ticket(&claims("standard"))).unwrap();
+    let mut cmd = common::keyward();
+    cmd.env("KEYWARD_SOCKET", &d.socket)
+        .args(["enroll", "--device", sim.reader.name, "--ticket"])
+        .arg(&ticket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{PIN}").unwrap();
+    }
+    let job = wait_event(&mut ev, Duration::from_secs(60), |e| {
+        e.data["event"] == "touch-needed"
+    });
+    assert!(job.data["job"].is_string());
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("[cancelled]"), "{err}");
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM bindings"), 0);
+    assert_eq!(
+        count(
+            &rig.db,
+            "SELECT count(*) FROM runs WHERE outcome = 'aborted'"
         ),
         1
     );

@@ -578,7 +578,7 @@ fn cli_refusals_have_their_exit_codes() {
         "0",
     ];
     let out = cli(&rig, &args, &format!("{PIN}\n"));
-    assert_eq!(out.status.code(), Some(5), "verification failure");
+    assert_eq!(out.status.code(), Some(23), "ticket for another station");
     let se = String::from_utf8_lossy(&out.stderr);
     assert!(se.contains("[ticket-audience]"), "{se}");
     // A PIN the profile refuses: exit 1, the rule named, the key untouched.

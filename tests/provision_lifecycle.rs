@@ -254,7 +254,11 @@ fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
     // An enrollment ticket is not an unblock ticket.
     let t = st.ticket("fido.jwt", "alice", &["fido2:rp_id=example.org"], "default");
     let o = unblock(&st, reader, &t, &format!("{puk}\n{NEW_PIN}\n"), &[]);
-    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(
+        o.status.code(),
+        Some(25),
+        "ticket not permitted (cli/exit.rs)"
+    );
     assert_eq!(json_of(&o)["error"]["reason"], "ticket-not-permitted");
     assert_eq!(snapshot(&st), before);
 
@@ -335,7 +339,7 @@ fn unblock_with_the_puk_after_the_pin_is_blocked_and_its_refusals() {
         &format!("{NEW_PUK}\n{PIV_PIN}\n{NEW_PUK}\n"),
         &["--new-puk-fd", "0"],
     );
-    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(o.status.code(), Some(24), "ticket replayed (cli/exit.rs)");
     assert_eq!(json_of(&o)["error"]["reason"], "ticket-replayed");
     no_secret_in(&o, &st, &puk);
     audit_ok(&st);

@@ -129,6 +129,7 @@ fn verify(a: VerifyArgs, json: bool) -> Result<()> {
         // Version 2: facts carry `attested` and `claimed` (issue 13).
         let out = serde_json::json!({
             "version": 2,
+            "ok": verdict.accepted,
             "at": crate::attest::cert::unix_to_rfc3339(at),
             "trusted": trusted,
             "accepted": verdict.accepted,
@@ -136,7 +137,7 @@ fn verify(a: VerifyArgs, json: bool) -> Result<()> {
             "mds": mds.as_ref().map(|m| serde_json::json!({"no": m.no, "next_update": m.next_update, "stale": m.stale})),
             "policy": verdict,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        super::render::print_doc(&out)?;
     } else {
         println!("policy:      {verdict}");
     }

@@ -266,7 +266,18 @@ pub fn run(mut args: BulkArgs, global: &GlobalArgs) -> Result<()> {
     drop(progress);
     let report = match result {
         Ok(r) => r,
-        Err(e @ BulkError::Tickets(_)) => return Err(Failure::Verification(e.to_string()).into()),
+        // The first refused ticket's reason gives the exit code (the one
+        // table: an expired ticket exits 22 here as from enroll).
+        Err(e @ BulkError::Tickets(..)) => {
+            let msg = e.to_string();
+            return Err(match &e {
+                BulkError::Tickets(_, reasons) if !reasons.is_empty() => {
+                    Failure::reason(reasons[0], msg)
+                }
+                _ => Failure::Verification(msg),
+            }
+            .into());
+        }
         Err(e @ (BulkError::NoSlots | BulkError::Readers(_))) => {
             return Err(Failure::NoDevice(e.to_string()).into());
         }

@@ -43,7 +43,7 @@ pub fn run(cmd: ConfigCommand, global: &GlobalArgs) -> Result<()> {
             let summary = check(&path, global.db.as_deref(), SystemTime::now())
                 .map_err(|e| Failure::Verification(e.0))?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&summary.json)?);
+                super::render::print_doc(&summary.json)?;
             } else {
                 print!("{}", summary.text);
             }

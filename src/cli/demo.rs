@@ -237,7 +237,12 @@ pub fn run(args: DemoArgs, db: Option<PathBuf>, json: bool) -> Result<()> {
         out.set("error", err);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&Value::Object(out.doc))?);
+        let doc = Value::Object(out.doc);
+        if r.is_err() {
+            super::render::print_error_doc(&doc);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
     }
     r.map_err(|e| match e.downcast::<ProvisionError>() {
         Ok(p) => provision_failure(p),
@@ -245,22 +250,15 @@ pub fn run(args: DemoArgs, db: Option<PathBuf>, json: bool) -> Result<()> {
     })
 }
 
-/// A workflow failure as the CLI's exit-code classes.
+/// A workflow failure with its exit code from the one table (cli/exit.rs).
 fn provision_failure(p: ProvisionError) -> anyhow::Error {
-    use crate::provision::ReasonClass as C;
-
     let msg = format!(
         "enrollment failed at {}: {} [{}]",
         p.step.map_or("start".to_string(), |s| s.to_string()),
         p.full_message(),
         p.reason
     );
-    match p.reason.class() {
-        C::NoDevice => Failure::NoDevice(msg).into(),
-        C::PinBlocked => Failure::PinBlocked(msg).into(),
-        C::Verification => Failure::Verification(msg).into(),
-        C::Failure => anyhow::anyhow!(msg),
-    }
+    Failure::reason(p.reason, msg).into()
 }
 
 /// The demo's station files and the station built from them.

@@ -1,26 +1,28 @@
 //! `keyward enroll` and `keyward replace`: one key, one ticket, at a kiosk.
-//! The station comes from the configuration file (docs/config.md); the
-//! person chooses the PIN at a prompt (twice, no echo) or it comes from
-//! `--pin-fd N`; progress and "touch your key" prompts go to stderr, the
-//! result to stdout (one JSON document with `--json`). See docs/enroll.md.
+//! Through a running daemon or standalone (one [`super::workflow`]
+//! interface; standalone the station comes from the configuration file,
+//! docs/config.md); the ticket is checked first, then the person chooses
+//! the PIN at a prompt (twice, no echo) or it comes from `--pin-fd N`;
+//! progress and "touch your key" prompts go to stderr, the result to
+//! stdout ([`super::render`]; one JSON document with `--json`). See
+//! docs/enroll.md and docs/cli.md.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use serde_json::json;
 
 use super::Failure;
+use super::device::Selector;
 use super::secret_input::{Fd, SecretInput};
+use super::render;
+pub use super::workflow::Which as Workflow;
+use super::workflow::{self, EnrollJob};
 use crate::config::{self, Config};
-use crate::detect::{self, Location};
-use crate::provision::{
-    self, Cancel, EnrollOutcome, EnrollRequest, Event, Events, KeyTarget, PinChoice,
-    ProvisionError, ReasonClass, Station,
-};
+use crate::provision::{Cancel, EnrollOutcome, Station};
 
 /// `keyward enroll` / `keyward replace`
 #[derive(Debug, Args)]
@@ -50,13 +52,6 @@ pub struct EnrollArgs {
     /// Name of this kiosk or slot, recorded with the run
     #[arg(long, value_name = "NAME")]
     pub slot: Option<String>,
-}
-
-/// Which workflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Workflow {
-    Enroll,
-    Replace,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -114,24 +109,27 @@ pub fn station_with(
     station.map_err(|e| Failure::Usage(e.to_string()).into())
 }
 
-/// Run `keyward enroll` or `keyward replace`.
-pub fn run(
-    args: EnrollArgs,
-    which: Workflow,
-    config: Option<&Path>,
-    db: Option<&Path>,
-    json: bool,
-) -> Result<()> {
-    // A running daemon owns the devices: enroll through it (docs/api.md).
-    if let Some(done) = super::daemon::enroll(&args, which == Workflow::Replace, json) {
-        return done;
-    }
-    let station = station(config, db)?;
+/// Run `keyward enroll` or `keyward replace`: through a running daemon
+/// when one answers (it owns the devices), else in this process; the same
+/// checks, prompts, events and output either way.
+pub fn run(args: EnrollArgs, which: Workflow, g: &super::GlobalArgs) -> Result<()> {
+    let json = g.json;
+    let refuse: &[&str] = if args.puk_out_fd.is_some() {
+        // The API never hands out a PUK.
+        &["--puk-out-fd"]
+    } else {
+        &[]
+    };
+    let selector = Selector::parse(args.device.as_deref())?;
+    let flows = workflow::choose(g, refuse)?;
     let ticket = read_ticket(&args.ticket)?;
-    let preview = provision::preview(&station, &ticket).map_err(failure)?;
+    // The ticket is checked before the PIN is asked for or a key touched.
+    let preview = flows
+        .preview(&ticket)
+        .map_err(|e| render::workflow_error(e, json))?;
     if !json {
         eprintln!(
-            "ticket for {} ({}), profile {}, ial {}: {}{}",
+            "ticket for {} ({}), profile {}, ial {}: {}{}{}",
             preview.subject,
             preview.issuer,
             preview.policy,
@@ -141,7 +139,12 @@ pub fn run(
                 .replaces
                 .as_deref()
                 .map(|r| format!(", replacing {r}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if flows.via() == "daemon" {
+                " (through the keyward daemon)"
+            } else {
+                ""
+            }
         );
     }
     let mut input = SecretInput::default();
@@ -157,32 +160,24 @@ pub fn run(
         }
     );
     let pin = input.pin(Fd("--pin-fd", args.pin_fd), &what, true)?;
-    let target = choose_target(args.device.as_deref(), Duration::from_secs(args.wait), json)?;
-    let mut req = EnrollRequest::new(ticket, target, PinChoice::Given(pin));
-    req.slot = args.slot.clone();
-    req.deadlines.touch = Duration::from_secs(args.touch_timeout.max(1));
+    let job = EnrollJob {
+        which,
+        ticket,
+        device: selector,
+        pin,
+        slot: args.slot.clone(),
+        touch_timeout: Duration::from_secs(args.touch_timeout.max(1)),
+        wait: Duration::from_secs(args.wait),
+        quiet: json,
+    };
     let cancel = Cancel::new();
     cancel_on_interrupt(&cancel);
-    let printer = Printer {
-        json,
-        started: Instant::now(),
-    };
-    let result = match which {
-        Workflow::Enroll => provision::enroll(&station, req, &printer, &cancel),
-        Workflow::Replace => provision::replace(&station, req, &printer, &cancel),
-    };
-    match result {
-        Ok(o) => {
-            let puk = deliver_puk(&o, args.puk_out_fd)?;
-            report_ok(&o, which, puk, json)
-        }
-        Err(e) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&error_doc(&e))?);
-            }
-            Err(failure(e))
-        }
-    }
+    let printer = render::Progress::new(json);
+    let done = flows
+        .enroll(job, &printer, &cancel)
+        .map_err(|e| render::workflow_error(e, json))?;
+    let puk = deliver_puk(&done.outcome, args.puk_out_fd)?;
+    render::enrolled(&done, which, puk, flows.via(), json)
 }
 
 fn read_ticket(path: &Path) -> Result<Vec<u8>> {
@@ -198,25 +193,13 @@ fn read_ticket(path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// A workflow failure as a CLI failure with its exit code.
-fn failure(e: ProvisionError) -> anyhow::Error {
-    let msg = format!("{} [{}]", e.message, e.reason);
-    match e.reason.class() {
-        ReasonClass::NoDevice => Failure::NoDevice(msg).into(),
-        ReasonClass::PinBlocked => Failure::PinBlocked(msg).into(),
-        ReasonClass::Verification => Failure::Verification(msg).into(),
-        ReasonClass::Failure => anyhow::anyhow!(msg),
-    }
-}
-
-fn error_doc(e: &ProvisionError) -> serde_json::Value {
-    json!({"version": 1, "ok": false, "run": e.run,
-           "error": {"reason": e.reason, "step": e.step, "message": e.message}})
-}
-
 /// Write the PUK to `--puk-out-fd`; returns what the report may say.
 fn deliver_puk(o: &EnrollOutcome, fd: Option<i32>) -> Result<&'static str> {
     let Some(puk) = &o.generated_puk else {
+        // Through the daemon the PUK never leaves it: set, not kept.
+        if o.credentials.iter().any(|c| c.kind == "piv") {
+            return Ok("set to a random value that was not kept");
+        }
         return Ok("unchanged");
     };
     let Some(fd) = fd else {
@@ -229,167 +212,9 @@ fn deliver_puk(o: &EnrollOutcome, fd: Option<i32>) -> Result<&'static str> {
     // SAFETY: the caller named this descriptor for us to write; we own it
     // from here on.
     let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
-    // Sized for the newline up front: a reallocation would leave a copy.
-    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(puk.expose_secret().len() + 1));
-    line.extend_from_slice(puk.expose_secret().as_bytes());
+    let mut line = zeroize::Zeroizing::new(puk.expose_secret().as_bytes().to_vec());
     line.push(b'\n');
     f.write_all(&line)
         .with_context(|| format!("writing the PUK to descriptor {fd}"))?;
     Ok("written to the descriptor given with --puk-out-fd")
-}
-
-fn report_ok(o: &EnrollOutcome, which: Workflow, puk: &str, json: bool) -> Result<()> {
-    if json {
-        let mut doc = json!({"version": 1, "ok": true, "puk": puk});
-        if let (Some(m), serde_json::Value::Object(o)) =
-            (doc.as_object_mut(), serde_json::to_value(o)?)
-        {
-            m.extend(o);
-        }
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
-    }
-    let verb = match which {
-        Workflow::Enroll => "Enrolled",
-        Workflow::Replace => "Replaced",
-    };
-    println!(
-        "{verb} {}: key {} bound as {}{}",
-        o.subject,
-        o.serial.as_deref().unwrap_or("(no serial)"),
-        o.binding,
-        o.replaced
-            .as_deref()
-            .map(|r| format!(", replacing {r} (now replaced)"))
-            .unwrap_or_default()
-    );
-    for c in &o.credentials {
-        let place = c.rp_id.as_deref().or(c.slot.as_deref()).unwrap_or("-");
-        println!("  {} {} {}", c.kind, place, c.algorithm);
-    }
-    for x in &o.exceptions {
-        println!(
-            "  exception applied: {} waived ({}; approved by {}, until {})",
-            x.rule, x.reason, x.approver, x.expires
-        );
-    }
-    if o.generated_puk.is_some() {
-        println!("  PIV PUK {puk}");
-    }
-    Ok(())
-}
-
-/// Progress on stderr (text mode only); touch prompts always reach a
-/// person at a terminal.
-struct Printer {
-    json: bool,
-    started: Instant,
-}
-
-impl Events for Printer {
-    fn emit(&self, e: &Event) {
-        let mut err = std::io::stderr().lock();
-        let _ = match e {
-            Event::TouchNeeded { timeout_ms, .. } => writeln!(
-                err,
-                ">>> Touch your key now (it is blinking; {} s left)",
-                timeout_ms / 1000
-            ),
-            Event::ReinsertNeeded { within_ms, .. } => writeln!(
-                err,
-                ">>> Unplug the key, plug it back in and touch it within {} s",
-                within_ms / 1000
-            ),
-            _ if self.json => Ok(()),
-            Event::StepDone {
-                step, elapsed_ms, ..
-            } => writeln!(
-                err,
-                "[{:>6.1}s] {step}: ok ({elapsed_ms} ms)",
-                self.started.elapsed().as_secs_f32()
-            ),
-            Event::StepFailed { step, reason, .. } => writeln!(
-                err,
-                "[{:>6.1}s] {step}: FAILED ({reason})",
-                self.started.elapsed().as_secs_f32()
-            ),
-            _ => Ok(()),
-        };
-    }
-}
-
-/// Resolve `--device`, or wait for exactly one key.
-fn choose_target(sel: Option<&str>, wait: Duration, json: bool) -> Result<KeyTarget> {
-    match sel {
-        #[cfg(feature = "sim")]
-        Some("sim") => crate::sim::key::default_target().context("simulator CA"),
-        Some(p) if p.starts_with('/') => Ok(KeyTarget::Hid(PathBuf::from(p))),
-        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            let serial: u32 = s
-                .parse()
-                .map_err(|_| Failure::Usage(format!("--device {s}: not a serial number")))?;
-            let found = present()
-                .into_iter()
-                .find(|(_, ser)| *ser == Some(serial))
-                .ok_or_else(|| {
-                    Failure::NoDevice(format!("no key with serial {serial} is present; insert it"))
-                })?;
-            Ok(found.0)
-        }
-        Some(reader) => Ok(KeyTarget::Reader(reader.to_string())),
-        None => wait_for_key(wait, json),
-    }
-}
-
-/// The keys present now, with their serials where the probe found them.
-fn present() -> Vec<(KeyTarget, Option<u32>)> {
-    let hid = detect::hid::HidMonitor::new(
-        PathBuf::from("/sys"),
-        PathBuf::from("/dev"),
-        Duration::from_millis(250),
-    );
-    detect::enumerate(&hid)
-        .into_iter()
-        .filter(|p| p.error.is_none())
-        .map(|p| {
-            let serial = p.identity.as_ref().and_then(|i| i.serial);
-            let t = match p.location {
-                Location::Pcsc { reader, .. } => KeyTarget::Reader(reader),
-                Location::Hidraw { path, .. } => KeyTarget::Hid(PathBuf::from(path)),
-            };
-            (t, serial)
-        })
-        .collect()
-}
-
-fn wait_for_key(wait: Duration, json: bool) -> Result<KeyTarget> {
-    let deadline = Instant::now() + wait;
-    let mut told = false;
-    loop {
-        let mut keys = present();
-        match keys.len() {
-            1 => return Ok(keys.remove(0).0),
-            0 => {}
-            n => {
-                let names: Vec<String> = keys.iter().map(|(t, _)| t.describe()).collect();
-                return Err(Failure::Usage(format!(
-                    "{n} keys are present ({}); choose one with --device",
-                    names.join("; ")
-                ))
-                .into());
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(Failure::NoDevice(format!(
-                "no key was inserted within {} s; insert one, or name it with --device",
-                wait.as_secs()
-            ))
-            .into());
-        }
-        if !told && !json {
-            eprintln!(">>> Insert the key to enroll");
-            told = true;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }

@@ -20,8 +20,9 @@ use crate::transport::{Transport, hidraw, pcsc};
 /// `keyward fido ...`
 #[derive(Debug, Args)]
 pub struct FidoArgs {
-    /// The key: a hidraw path, a PC/SC reader name, or a serial number; may
-    /// be left out when exactly one FIDO key is present
+    /// The key: a PC/SC reader name, a serial number, or a hidraw path (as
+    /// in every command, docs/cli.md); may be left out when exactly one
+    /// FIDO key is present
     #[arg(long, global = true, value_name = "SEL")]
     pub device: Option<String>,
     /// Read PINs from this file descriptor (one per line) instead of a
@@ -220,7 +221,8 @@ pub fn info_json(
         &a[20..]
     );
     serde_json::json!({
-        "schema": 1,
+        "version": 1,
+        "ok": true,
         "device": device,
         "transport": transport,
         "aaguid": aaguid,
@@ -271,7 +273,7 @@ fn credentials<T: Transport>(
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({"schema": 1, "credentials": out})
+                        &serde_json::json!({"version": 1, "ok": true, "credentials": out})
                     )?
                 );
             } else {
@@ -296,33 +298,58 @@ fn credentials<T: Transport>(
     }
 }
 
-/// Open the selected key (see `--device`).
+/// Open the selected key (`--device`, the one selector: docs/cli.md).
 fn open(sel: Option<&str>) -> Result<Box<dyn Transport>> {
-    if let Some(s) = sel
-        && s.starts_with("/dev/")
-    {
-        return Ok(Box::new(
-            hidraw::open(s, Duration::from_secs(2)).context("opening the hidraw device")?,
-        ));
+    use super::device::Selector;
+    use crate::provision::KeyTarget;
+    let hid = |p: &std::path::Path| -> Result<Box<dyn Transport>> {
+        Ok(Box::new(
+            hidraw::open(&p.to_string_lossy(), Duration::from_secs(2))
+                .context("opening the hidraw device")?,
+        ))
+    };
+    let reader = |r: &str| -> Result<Box<dyn Transport>> {
+        let readers = pcsc::readers().unwrap_or_default();
+        if !readers.iter().any(|x| x == r) {
+            return Err(Failure::NoDevice(format!(
+                "no reader {r:?} (readers: {}); `keyward fido info` without --device lists the keys",
+                readers.join(", ")
+            ))
+            .into());
+        }
+        Ok(Box::new(pcsc::PcscTransport::open(
+            r,
+            None,
+            Duration::from_secs(5),
+        )?))
+    };
+    let selector = Selector::parse(sel)?;
+    match &selector {
+        Selector::Sim => {
+            return Err(Failure::Usage(
+                "--device sim: `keyward fido` talks to keys through pcscd or hidraw; start a \
+                 virtual key with `keyward sim --vpcd` and name its reader"
+                    .into(),
+            )
+            .into());
+        }
+        Selector::Hidraw(p) => return hid(p),
+        Selector::Reader(r) => return reader(r),
+        Selector::Serial(_) => {
+            return match selector.target(Duration::ZERO, true)? {
+                KeyTarget::Reader(r) => reader(&r),
+                KeyTarget::Hid(p) => hid(&p),
+                _ => Err(Failure::NoDevice(format!(
+                    "no FIDO key matches {:?}; `keyward fido info` without --device lists what is there",
+                    sel.unwrap_or_default()
+                ))
+                .into()),
+            };
+        }
+        Selector::Only => {}
     }
     let hids = hidraw::list().unwrap_or_default();
     let readers = pcsc::readers().unwrap_or_default();
-    if let Some(s) = sel {
-        if readers.iter().any(|r| r == s) {
-            return Ok(Box::new(pcsc::PcscTransport::open(
-                s,
-                None,
-                Duration::from_secs(5),
-            )?));
-        }
-        if let Some(h) = hids.iter().find(|h| h.serial.as_deref() == Some(s)) {
-            return Ok(Box::new(hidraw::open(&h.path, Duration::from_secs(2))?));
-        }
-        return Err(Failure::NoDevice(format!(
-            "no FIDO key matches {s:?}; `keyward fido info` without --device lists what is there"
-        ))
-        .into());
-    }
     let mut found: Vec<Box<dyn Transport>> = Vec::new();
     let mut names = Vec::new();
     for h in &hids {

@@ -93,10 +93,7 @@ pub fn audit(cmd: AuditCommand, global: &GlobalArgs) -> Result<()> {
         AuditCommand::Verify => {
             let r = ledger.verify_audit()?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"version": 1, "audit": r}))?
-                );
+                super::render::print_json(r.ok(), &serde_json::json!({"audit": r}))?;
             } else if r.ok() {
                 println!(
                     "audit log OK: {} rows, head signed at row {}, head {}",

@@ -1,6 +1,9 @@
 //! `keyward revoke`, `keyward return` and `keyward unblock`: the lifecycle
 //! after enrollment (docs/lifecycle.md). Thin: parse, build the station,
-//! call `provision`, render text or one `--json` document.
+//! choose the key with the one `--device` selector ([`super::device`]),
+//! call `provision`, render text or one `--json` document
+//! ([`super::render`]). Standalone only: the daemon API has no routes for
+//! these yet.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -9,7 +12,6 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use serde_json::json;
 
 use super::secret_input::{Fd, SecretInput};
 use super::{Failure, GlobalArgs};
@@ -18,7 +20,7 @@ use crate::provision::lifecycle::Books;
 use crate::provision::revoke::{RevokeRequest, revoke as run_revoke};
 use crate::provision::stock::{ReturnRequest, return_to_stock};
 use crate::provision::unblock::{UnblockRequest, unblock as run_unblock};
-use crate::provision::{Cancel, Deadlines, Event, KeyTarget, ProvisionError, ReasonClass, Station};
+use crate::provision::{Cancel, Deadlines, Event, KeyTarget, ProvisionError, Station};
 use crate::store::Ledger;
 use crate::store::stock::RevokeReason;
 
@@ -129,31 +131,13 @@ fn station(g: &GlobalArgs) -> Result<Station> {
     super::enroll::station(g.config.as_deref(), g.db.as_deref())
 }
 
-/// A workflow error as an exit-code failure; with `--json` the error
-/// document goes to stdout first.
+/// A workflow error as an exit-code failure ([`super::render::fail`]).
 fn fail(e: ProvisionError, json: bool) -> anyhow::Error {
-    if json {
-        let doc = json!({"version": 1, "ok": false, "error": {
-            "reason": e.reason, "step": e.step, "message": e.full_message(), "run": e.run}});
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-    }
-    let msg = format!("{} [{}]", e.full_message(), e.reason);
-    match e.reason.class() {
-        ReasonClass::NoDevice => Failure::NoDevice(msg).into(),
-        ReasonClass::PinBlocked => Failure::PinBlocked(msg).into(),
-        ReasonClass::Verification => Failure::Verification(msg).into(),
-        ReasonClass::Failure => anyhow::Error::new(e),
-    }
+    super::render::fail(e, json)
 }
 
 fn print_doc(doc: &impl Serialize) -> Result<()> {
-    let mut v = serde_json::to_value(doc)?;
-    if let Some(m) = v.as_object_mut() {
-        m.insert("version".into(), 1.into());
-        m.insert("ok".into(), true.into());
-    }
-    println!("{}", serde_json::to_string_pretty(&v)?);
-    Ok(())
+    super::render::print_json(true, doc)
 }
 
 /// Prompts for the person at the key, on stderr.
@@ -334,49 +318,8 @@ fn ticket_rotates_puk(t: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// The key target: a reader by name, a reader whose key has this serial,
-/// or the only reader holding a security key.
+/// The key target (`--device`, docs/cli.md): the one selector, not
+/// waiting (the key is on the reader when the command runs).
 fn select(sel: Option<&str>) -> Result<KeyTarget> {
-    let readers = crate::piv::readers().map_err(|e| Failure::NoDevice(format!("{e}")))?;
-    if let Some(s) = sel
-        && readers.iter().any(|r| r == s)
-    {
-        return Ok(KeyTarget::Reader(s.to_string()));
-    }
-    let ctx = pcsc::Context::establish(pcsc::Scope::User)
-        .map_err(|e| Failure::NoDevice(format!("cannot reach pcscd: {e}")))?;
-    let mut keys = Vec::new();
-    for r in &readers {
-        if let Ok(id) = crate::detect::identify::probe_reader(&ctx, r) {
-            keys.push((r.clone(), id.serial));
-        }
-    }
-    let found: Vec<&(String, Option<u32>)> = match sel {
-        Some(s) => keys
-            .iter()
-            .filter(|(_, serial)| serial.is_some_and(|n| n.to_string() == s))
-            .collect(),
-        None => keys.iter().collect(),
-    };
-    match (found.as_slice(), sel) {
-        ([(r, _)], _) => Ok(KeyTarget::Reader(r.clone())),
-        ([], Some(s)) => Err(Failure::NoDevice(format!(
-            "no reader named {s:?} and no key with serial {s} (readers: {})",
-            readers.join(", ")
-        ))
-        .into()),
-        ([], None) => Err(Failure::NoDevice(
-            "no security key found in any reader; insert the key and retry".into(),
-        )
-        .into()),
-        (many, _) => Err(Failure::Usage(format!(
-            "{} keys are present ({}); choose one with --device READER",
-            many.len(),
-            many.iter()
-                .map(|(r, _)| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .into()),
-    }
+    super::device::Selector::parse(sel)?.target(Duration::ZERO, true)
 }

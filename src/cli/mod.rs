@@ -12,8 +12,10 @@ pub mod config_check;
 pub mod daemon;
 #[cfg(feature = "sim")]
 pub mod demo;
+pub mod device;
 pub mod devices;
 pub mod enroll;
+pub mod exit;
 pub mod fido;
 pub mod ledger;
 pub mod lifecycle;
@@ -21,6 +23,7 @@ pub mod mds;
 pub mod outbox;
 pub mod piv;
 pub mod registry;
+pub mod render;
 pub mod report;
 pub mod secret_input;
 #[cfg(feature = "sim")]
@@ -29,6 +32,7 @@ pub mod station;
 pub mod station_show;
 pub mod sync;
 pub mod ticket;
+pub mod workflow;
 
 /// Provision hardware security keys (FIDO2, PIV) against signed tickets,
 /// verify their attestation, and keep an auditable ledger of who holds which
@@ -39,8 +43,10 @@ pub mod ticket;
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KEYWARD_COMMIT"), ")"),
     propagate_version = true,
     max_term_width = 100,
-    after_help = "Exit codes: 0 success, 1 failure, 2 usage, 3 no device, 4 PIN blocked, 5 verification \
-                  failed, 6 daemon unreachable; `keyward ticket verify` adds 20-25 (see its --help)."
+    after_help = "Exit codes (every command, docs/cli.md): 0 success, 1 failure, 2 usage, 3 no device, \
+                  4 PIN blocked, 5 verification failed, 6 daemon unreachable, 20-25 ticket refused \
+                  (20 malformed, 21 untrusted, 22 expired or not yet valid, 23 other station, \
+                  24 already used, 25 not permitted)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -151,7 +157,8 @@ pub enum Commands {
     Registry(registry::RegistryCommand),
 }
 
-/// Failures with their own documented exit codes (see [`Failure::exit_code`]).
+/// Failures with their own documented exit codes (the table is
+/// [`exit`]; docs/cli.md).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Failure {
@@ -170,18 +177,37 @@ pub enum Failure {
     /// The keyward daemon did not answer.
     #[error("{0}")]
     DaemonUnreachable(String),
+    /// A workflow (or ticket check) failed for this reason.
+    #[error("{message}")]
+    Reason {
+        reason: crate::provision::Reason,
+        message: String,
+    },
 }
 
 impl Failure {
-    /// Exit codes: 0 success, 1 any other failure, 2 usage, 3 no device,
-    /// 4 PIN blocked, 5 verification failed, 6 daemon unreachable.
+    /// A failure for a workflow reason.
+    pub fn reason(reason: crate::provision::Reason, message: impl Into<String>) -> Failure {
+        Failure::Reason {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// A workflow error as a failure: its message with the reason code.
+    pub fn provision(e: &crate::provision::ProvisionError) -> Failure {
+        Failure::reason(e.reason, format!("{} [{}]", e.full_message(), e.reason))
+    }
+
+    /// The exit code, from the one table in [`exit`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Usage(_) => 2,
-            Failure::NoDevice(_) => 3,
-            Failure::PinBlocked(_) => 4,
-            Failure::Verification(_) => 5,
-            Failure::DaemonUnreachable(_) => 6,
+            Failure::Usage(_) => exit::USAGE,
+            Failure::NoDevice(_) => exit::NO_DEVICE,
+            Failure::PinBlocked(_) => exit::PIN_BLOCKED,
+            Failure::Verification(_) => exit::VERIFICATION,
+            Failure::DaemonUnreachable(_) => exit::DAEMON,
+            Failure::Reason { reason, .. } => exit::for_reason(*reason),
         }
     }
 }

@@ -196,6 +196,8 @@ pub fn run(cmd: PivCommand, json: bool) -> Result<()> {
 fn info(card: &CardArgs, json: bool) -> Result<()> {
     let s = open(card)?.state().map_err(fail)?;
     if json {
+        // The card state keeps `schema_version`: its `version` is the
+        // firmware (docs/piv.md, docs/cli.md).
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
@@ -276,7 +278,7 @@ fn check(card: &CardArgs, min: FirmwareVersion, json: bool) -> Result<()> {
     };
     let r = DriftReport::check(&s, &policy);
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        super::render::print_json(true, &r)?;
     } else {
         for f in &r.facts {
             println!("drift: {f}");
@@ -341,7 +343,7 @@ fn provision(
         }
     }
     let doc = json!({
-        "schema_version": 1, "serial": c.serial(), "slot": slot, "algorithm": key.algorithm,
+        "version": 1, "ok": true, "serial": c.serial(), "slot": slot, "algorithm": key.algorithm,
         "pin_policy": key.pin_policy, "touch_policy": key.touch_policy,
         "public_key_pem": pems[0].1, "attestation_pem": pems[1].1,
         "f9_certificate_pem": pems[2].1, "csr_pem": pems[3].1,
@@ -410,16 +412,17 @@ fn done(json: bool, what: &str, new: &NewSecret, value: &str) -> Result<()> {
     if json {
         #[derive(serde::Serialize)]
         struct Done<'a> {
-            // In the order `json!` printed them (sorted).
-            generated: Option<&'a str>,
+            version: u32,
+            ok: bool,
             result: &'a str,
-            schema_version: u32,
+            generated: Option<&'a str>,
         }
         let mut out = std::io::stdout().lock();
         serde_json::to_writer(
             &mut out,
             &Done {
-                schema_version: 1,
+                version: 1,
+                ok: true,
                 result: what,
                 generated,
             },
@@ -434,12 +437,9 @@ fn done(json: bool, what: &str, new: &NewSecret, value: &str) -> Result<()> {
     Ok(())
 }
 
-fn report(json: bool, mut doc: serde_json::Value, text: &str) -> Result<()> {
+fn report(json: bool, doc: serde_json::Value, text: &str) -> Result<()> {
     if json {
-        if let Some(map) = doc.as_object_mut() {
-            map.insert("schema_version".into(), 1.into());
-        }
-        println!("{doc}");
+        println!("{}", super::render::envelope(true, &doc)?);
     } else {
         println!("{text}");
     }

@@ -9,27 +9,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use super::{Failure, GlobalArgs};
-use crate::provision::{self, Reason};
+use crate::provision;
 use crate::ticket::{
-    self, FailureClass, IssuerConfig, KeyFile, NoReplayCheck, OpKind, TicketError, TrustConfig,
-    TrustStore, Verifier, VerifyOptions,
+    self, IssuerConfig, KeyFile, NoReplayCheck, OpKind, TicketError, TrustConfig, TrustStore,
+    Verifier, VerifyOptions,
 };
-
-/// Exit codes of `keyward ticket verify`, one per failure class.
-pub mod exit {
-    /// Not a well-formed keyward ticket.
-    pub const MALFORMED: u8 = 20;
-    /// Not signed by a trusted key with an allowed algorithm, or too few approvals.
-    pub const UNTRUSTED: u8 = 21;
-    /// Expired, not yet valid, issued in the future, or the clock is untrustworthy.
-    pub const TIME: u8 = 22;
-    /// For another station.
-    pub const AUDIENCE: u8 = 23;
-    /// Already used.
-    pub const REPLAYED: u8 = 24;
-    /// The issuer may not grant what the ticket asks, or the policy is unknown.
-    pub const NOT_PERMITTED: u8 = 25;
-}
 
 mod issue;
 
@@ -240,57 +224,27 @@ pub struct InspectArgs {
 /// Run a `keyward ticket` subcommand.
 pub fn run(args: TicketArgs, global: &GlobalArgs) -> Result<()> {
     let json = global.json;
-    match args.command {
+    let r = match args.command {
         TicketCommand::Keygen(a) => issue::keygen(a, json),
         TicketCommand::Issue(a) => issue::issue(a),
         TicketCommand::Cosign(a) => issue::cosign(a),
         TicketCommand::Verify(a) if global.config.is_some() => verify_station(a, global),
         TicketCommand::Verify(a) => verify(a, json),
         TicketCommand::Inspect(a) => inspect(a, json),
-    }
+    };
+    r.map_err(ticket_failure)
 }
 
-/// A ticket the station refused (`ticket verify --config`), with its exit
-/// code.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Refused {
-    pub exit: u8,
-    pub message: String,
-}
-
-/// The exit code for an error from [`run`], if it is a ticket refusal.
-pub fn exit_code(e: &anyhow::Error) -> Option<u8> {
-    if let Some(r) = e.downcast_ref::<Refused>() {
-        return Some(r.exit);
-    }
-    let t = e.downcast_ref::<TicketError>()?;
-    Some(class_exit(t.class()))
-}
-
-fn class_exit(class: FailureClass) -> u8 {
-    match class {
-        FailureClass::Malformed => exit::MALFORMED,
-        FailureClass::Untrusted => exit::UNTRUSTED,
-        FailureClass::Time => exit::TIME,
-        FailureClass::Audience => exit::AUDIENCE,
-        FailureClass::Replayed => exit::REPLAYED,
-        _ => exit::NOT_PERMITTED,
-    }
-}
-
-/// The exit code of a station's refusal: the ticket's failure class, with
-/// the profiles' dual-control rule counted as too few approvals.
-fn reason_exit(r: Reason) -> u8 {
-    match r {
-        Reason::TicketMalformed => exit::MALFORMED,
-        Reason::TicketUntrusted | Reason::ReplaceDualControl => exit::UNTRUSTED,
-        Reason::TicketTime | Reason::ClockRollback => exit::TIME,
-        Reason::TicketAudience => exit::AUDIENCE,
-        Reason::TicketReplayed => exit::REPLAYED,
-        Reason::TicketNotPermitted | Reason::PolicyUnknownProfile => exit::NOT_PERMITTED,
-        _ => 1,
-    }
+/// A ticket refusal anywhere in a subcommand's error keeps its code from
+/// the one exit table ([`super::exit`]).
+fn ticket_failure(e: anyhow::Error) -> anyhow::Error {
+    let Some(reason) = e
+        .downcast_ref::<TicketError>()
+        .map(super::exit::ticket_reason)
+    else {
+        return e;
+    };
+    Failure::reason(reason, format!("{e:#}")).into()
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>> {
@@ -342,22 +296,18 @@ fn verify_station(a: VerifyArgs, g: &GlobalArgs) -> Result<()> {
         Ok(vt) => print_verified(&vt, g.json),
         Err(e) => {
             if g.json {
-                let doc = json!({"version": 1, "valid": false,
-                    "error": {"code": e.reason, "class": "station", "message": e.full_message()}});
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                let doc = json!({"version": 1, "ok": false, "valid": false,
+                    "error": {"code": e.reason, "reason": e.reason, "class": "station", "message": e.full_message()}});
+                super::render::print_error_doc(&doc);
             }
-            Err(anyhow::Error::from(Refused {
-                exit: reason_exit(e.reason),
-                message: e.full_message(),
-            })
-            .context("ticket REJECTED"))
+            Err(Failure::reason(e.reason, format!("ticket REJECTED: {}", e.full_message())).into())
         }
     }
 }
 
 fn print_verified(vt: &ticket::VerifiedTicket, json: bool) -> Result<()> {
     let doc = json!({
-        "version": 1, "valid": true, "form": vt.form, "digest_sha256": vt.digest.to_hex(),
+        "version": 1, "ok": true, "valid": true, "form": vt.form, "digest_sha256": vt.digest.to_hex(),
         "signers": vt.signers, "claims": vt.claims,
     });
     if json {
@@ -395,11 +345,12 @@ fn verify(a: VerifyArgs, json: bool) -> Result<()> {
         Ok(vt) => print_verified(&vt, json),
         Err(e) => {
             if json {
-                let doc = json!({"version": 1, "valid": false,
-                    "error": {"code": e.code(), "class": format!("{:?}", e.class()).to_lowercase(), "message": e.to_string()}});
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                let doc = json!({"version": 1, "ok": false, "valid": false,
+                    "error": {"code": e.code(), "reason": super::exit::ticket_reason(&e), "class": format!("{:?}", e.class()).to_lowercase(), "message": e.to_string()}});
+                super::render::print_error_doc(&doc);
             }
-            Err(anyhow::Error::from(e).context("ticket REJECTED"))
+            let reason = super::exit::ticket_reason(&e);
+            Err(Failure::reason(reason, format!("ticket REJECTED: {e}")).into())
         }
     }
 }

@@ -98,6 +98,7 @@ pub async fn handle(
         (&Method::POST, ["v1", "replace"]) => {
             enroll(req, &shared, &peer, jobs::Workflow::Replace).await
         }
+        (&Method::POST, ["v1", "preview"]) => preview(req, &shared).await,
         (&Method::GET, ["v1", "jobs"]) => Ok(json_response(
             StatusCode::OK,
             &json!({"version": 1, "jobs": shared.jobs()}),
@@ -114,7 +115,7 @@ pub async fn handle(
         (_, ["v1", "health" | "devices" | "events" | "jobs"])
         | (
             _,
-            ["v1", "enroll" | "replace"]
+            ["v1", "enroll" | "replace" | "preview"]
             | ["v1", "jobs", _]
             | ["v1", "jobs", _, "cancel"]
             | ["metrics"],
@@ -251,6 +252,38 @@ async fn enroll(
         StatusCode::ACCEPTED,
         &json!({"job": id, "status": format!("/v1/jobs/{id}"), "events": "/v1/events"}),
     ))
+}
+
+/// `POST /v1/preview`: the station's verdict on a ticket (the checks every
+/// workflow runs first), consuming nothing; a refusal is 422 with the
+/// workflow reason as its code.
+async fn preview(req: Request<Incoming>, shared: &Arc<Shared>) -> Result<Response<Body>, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PreviewBody {
+        ticket: String,
+    }
+    let body: PreviewBody = read_json(req).await?;
+    let station = jobs::station(shared)?;
+    let verdict = tokio::task::spawn_blocking(move || {
+        crate::provision::preview(&station, body.ticket.as_bytes())
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the ticket check stopped: {e}"),
+        )
+    })?;
+    match verdict {
+        Ok(p) => Ok(json_response(StatusCode::OK, &p)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.reason.as_str(),
+            e.full_message(),
+        )),
+    }
 }
 
 async fn metrics(shared: &Arc<Shared>) -> Result<Response<Body>, ApiError> {

@@ -1,16 +1,17 @@
-//! The CLI's side of the local API: a small blocking HTTP/1.1 client over
-//! the Unix socket, one connection per request (`Connection: close`).
-//!
-//! Hand-written on purpose: the API is local, HTTP/1.1 only, and the CLI
-//! has no async runtime; a client crate would bring hyper's client and a
-//! tokio runtime into every `keyward` command for ~150 lines of framing.
-//! Response heads are parsed by `httparse` (already in the tree via hyper).
+//! The CLI's side of the local API: a blocking client over the Unix
+//! socket on hyper's HTTP/1.1 client (`hyper::client::conn::http1` over
+//! `tokio::net::UnixStream`), one connection per request. Each call runs on
+//! a small current-thread runtime of its own, so a `keyward` command that
+//! never talks to a daemon starts no runtime.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -74,7 +75,7 @@ pub fn socket_path() -> Option<PathBuf> {
 /// a connection, or exists but refuses this user (so that the refusal is
 /// reported rather than silently bypassed). `None` means: work standalone.
 pub fn connect(socket: &Path) -> Option<Client> {
-    match UnixStream::connect(socket) {
+    match std::os::unix::net::UnixStream::connect(socket) {
         Ok(_) => Some(Client::new(socket)),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(Client::new(socket)),
         Err(_) => None,
@@ -104,52 +105,78 @@ impl Client {
         self
     }
 
-    fn open(&self) -> Result<UnixStream, ClientError> {
-        let s = UnixStream::connect(&self.socket).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::PermissionDenied {
-                ClientError::Forbidden {
-                    socket: self.socket.clone(),
-                    message: format!(
-                        "no permission to open the socket ({source}): only root and members of the daemon's group may"
-                    ),
-                }
-            } else {
-                ClientError::Connect {
-                    socket: self.socket.clone(),
-                    source,
-                }
-            }
-        })?;
-        s.set_read_timeout(self.timeout)?;
-        Ok(s)
+    fn forbidden(&self, source: &std::io::Error) -> ClientError {
+        ClientError::Forbidden {
+            socket: self.socket.clone(),
+            message: format!(
+                "no permission to open the socket ({source}): only root and members of the daemon's group may"
+            ),
+        }
     }
 
-    fn send(
+    /// Connect, send the request and return its response head and body
+    /// stream; the connection is driven by a task on `rt`.
+    async fn send(
         &self,
         method: &str,
         path: &str,
         body: Option<&[u8]>,
-    ) -> Result<BufReader<UnixStream>, ClientError> {
-        let mut s = self.open()?;
-        // The body may hold a PIN: build the request in a wiped buffer.
-        let mut req = Zeroizing::new(Vec::with_capacity(256 + body.map_or(0, <[u8]>::len)));
-        write!(
-            req,
-            "{method} {path} HTTP/1.1\r\nHost: keyward\r\nConnection: close\r\n"
-        )?;
-        if let Some(b) = body {
-            write!(
-                req,
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            )?;
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| {
+                if source.kind() == std::io::ErrorKind::PermissionDenied {
+                    self.forbidden(&source)
+                } else {
+                    ClientError::Connect {
+                        socket: self.socket.clone(),
+                        source,
+                    }
+                }
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(http_error)?;
+        tokio::spawn(async move {
+            // The connection ends with the response (or the event stream).
+            let _ = conn.await;
+        });
+        // The body may hold a PIN: hyper gets it as bytes whose owner is a
+        // wiped buffer, so the copy is zeroized when hyper drops it.
+        let bytes = body.map_or_else(Bytes::new, |b| {
+            Bytes::from_owner(Zeroizing::new(b.to_vec()))
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, "keyward");
+        if body.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
         }
-        req.extend_from_slice(b"\r\n");
-        if let Some(b) = body {
-            req.extend_from_slice(b);
-        }
-        s.write_all(&req)?;
-        Ok(BufReader::new(s))
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| ClientError::Protocol(format!("building the request: {e}")))?;
+        sender.send_request(req).await.map_err(http_error)
+    }
+
+    /// Run `fut` to its end on a runtime of its own, within the timeout.
+    fn block<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let rt = runtime()?;
+        let timeout = self.timeout;
+        rt.block_on(async move {
+            match timeout {
+                Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
+                    ClientError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the keyward daemon did not answer within {} s", t.as_secs()),
+                    ))
+                })?,
+                None => fut.await,
+            }
+        })
     }
 
     /// Send a request and read the whole response.
@@ -159,30 +186,25 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Response, ClientError> {
-        let mut r = self.send(method, path, body)?;
-        let head = read_head(&mut r)?;
-        let body = if head.chunked {
-            let mut v = Vec::new();
-            Chunked::new(r)
-                .take(MAX_RESPONSE as u64)
-                .read_to_end(&mut v)?;
-            v
-        } else if let Some(n) = head.length {
-            if n > MAX_RESPONSE {
-                return Err(ClientError::Protocol(format!("{n}-byte response")));
-            }
-            let mut v = vec![0; n];
-            r.read_exact(&mut v)?;
-            v
-        } else {
-            let mut v = Vec::new();
-            r.take(MAX_RESPONSE as u64).read_to_end(&mut v)?;
-            v
-        };
-        Ok(Response {
-            status: head.status,
-            content_type: head.content_type,
-            body,
+        self.block(async {
+            let r = self.send(method, path, body).await?;
+            let status = r.status().as_u16();
+            let content_type = r
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = Limited::new(r.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Protocol(format!("reading the response: {e}")))?
+                .to_bytes()
+                .to_vec();
+            Ok(Response {
+                status,
+                content_type,
+                body,
+            })
         })
     }
 
@@ -239,30 +261,29 @@ impl Client {
 
     /// Open the event stream (`GET /v1/events`).
     pub fn events(&self) -> Result<Events, ClientError> {
-        let mut r = self.send("GET", "/v1/events", None)?;
-        let head = read_head(&mut r)?;
-        if head.status != 200 {
-            let mut v = Vec::new();
-            if let Some(n) = head.length {
-                v.resize(n.min(MAX_RESPONSE), 0);
-                r.read_exact(&mut v)?;
-            }
+        let rt = runtime()?;
+        let r = rt.block_on(self.send("GET", "/v1/events", None))?;
+        if r.status() != StatusCode::OK {
+            let status = r.status().as_u16();
+            let body = rt
+                .block_on(Limited::new(r.into_body(), MAX_RESPONSE).collect())
+                .map_err(|e| ClientError::Protocol(format!("reading the response: {e}")))?
+                .to_bytes()
+                .to_vec();
             return Err(self
                 .json(Response {
-                    status: head.status,
-                    content_type: head.content_type,
-                    body: v,
+                    status,
+                    content_type: None,
+                    body,
                 })
                 .err()
                 .unwrap_or_else(|| ClientError::Protocol("event stream refused".into())));
         }
-        if !head.chunked {
-            return Err(ClientError::Protocol(
-                "the event stream is not chunked".into(),
-            ));
-        }
         Ok(Events {
-            lines: BufReader::new(Chunked::new(r)),
+            rt,
+            body: r.into_body(),
+            buf: Vec::new(),
+            timeout: self.timeout,
         })
     }
 
@@ -299,113 +320,16 @@ impl Client {
     }
 }
 
-struct Head {
-    status: u16,
-    content_type: Option<String>,
-    length: Option<usize>,
-    chunked: bool,
+/// A current-thread runtime for one call (or one event stream).
+fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ClientError::Io)
 }
 
-/// Read and parse the response head (up to the blank line).
-fn read_head(r: &mut impl BufRead) -> Result<Head, ClientError> {
-    let mut raw = Vec::new();
-    loop {
-        let n = r.read_until(b'\n', &mut raw)?;
-        if n == 0 {
-            return Err(ClientError::Protocol(
-                "the connection closed before a response".into(),
-            ));
-        }
-        if raw.ends_with(b"\r\n\r\n") {
-            break;
-        }
-        if raw.len() > 64 * 1024 {
-            return Err(ClientError::Protocol("response head over 64 KiB".into()));
-        }
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    resp.parse(&raw)
-        .map_err(|e| ClientError::Protocol(format!("response head: {e}")))?;
-    let status = resp
-        .code
-        .ok_or_else(|| ClientError::Protocol("no status code".into()))?;
-    let mut head = Head {
-        status,
-        content_type: None,
-        length: None,
-        chunked: false,
-    };
-    for h in resp.headers.iter() {
-        let v = String::from_utf8_lossy(h.value).trim().to_string();
-        if h.name.eq_ignore_ascii_case("content-type") {
-            head.content_type = Some(v);
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            head.length = Some(
-                v.parse()
-                    .map_err(|_| ClientError::Protocol(format!("content-length {v:?}")))?,
-            );
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            head.chunked = v.eq_ignore_ascii_case("chunked");
-        }
-    }
-    Ok(head)
-}
-
-/// A `Transfer-Encoding: chunked` body as a plain reader (RFC 9112 §7.1;
-/// chunk extensions and trailers are skipped).
-struct Chunked<R> {
-    inner: R,
-    left: usize,
-    done: bool,
-}
-
-impl<R: BufRead> Chunked<R> {
-    fn new(inner: R) -> Self {
-        Chunked {
-            inner,
-            left: 0,
-            done: false,
-        }
-    }
-
-    fn next_size(&mut self) -> std::io::Result<usize> {
-        let mut line = String::new();
-        self.inner.read_line(&mut line)?;
-        let hex = line.trim_end().split(';').next().unwrap_or("").trim();
-        usize::from_str_radix(hex, 16).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("bad chunk size line {line:?}"),
-            )
-        })
-    }
-}
-
-impl<R: BufRead> Read for Chunked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        if self.left == 0 {
-            self.left = self.next_size()?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(0);
-            }
-        }
-        let want = buf.len().min(self.left);
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.left -= n;
-        if self.left == 0 {
-            let mut crlf = [0u8; 2];
-            self.inner.read_exact(&mut crlf)?;
-        }
-        Ok(n)
-    }
+fn http_error(e: hyper::Error) -> ClientError {
+    ClientError::Protocol(crate::detect::error_chain(&e))
 }
 
 /// One server-sent event.
@@ -419,7 +343,51 @@ pub struct Event {
 
 /// The event stream, one [`Event`] per item; ends when the daemon closes it.
 pub struct Events {
-    lines: BufReader<Chunked<BufReader<UnixStream>>>,
+    rt: tokio::runtime::Runtime,
+    body: Incoming,
+    /// Bytes received and not yet consumed as lines.
+    buf: Vec<u8>,
+    timeout: Option<Duration>,
+}
+
+impl Events {
+    /// The next line of the stream (without its end), `None` at its end.
+    fn read_line(&mut self) -> Option<Result<String, ClientError>> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(Ok(String::from_utf8_lossy(&line)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string()));
+            }
+            if self.buf.len() > MAX_RESPONSE {
+                return Some(Err(ClientError::Protocol("event line too long".into())));
+            }
+            let timeout = self.timeout;
+            let body = &mut self.body;
+            let frame = self.rt.block_on(async {
+                match timeout {
+                    Some(t) => tokio::time::timeout(t, body.frame()).await.ok(),
+                    None => Some(body.frame().await),
+                }
+            });
+            match frame {
+                None => {
+                    return Some(Err(ClientError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no event from the keyward daemon in time",
+                    ))));
+                }
+                Some(None) => return None,
+                Some(Some(Err(e))) => return Some(Err(http_error(e))),
+                Some(Some(Ok(f))) => {
+                    if let Some(d) = f.data_ref() {
+                        self.buf.extend_from_slice(d);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Iterator for Events {
@@ -433,13 +401,10 @@ impl Iterator for Events {
         };
         let mut data = String::new();
         loop {
-            let mut line = String::new();
-            match self.lines.read_line(&mut line) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) => return Some(Err(e.into())),
-            }
-            let line = line.trim_end_matches(['\r', '\n']);
+            let line = match self.read_line()? {
+                Ok(l) => l,
+                Err(e) => return Some(Err(e)),
+            };
             if line.is_empty() {
                 if data.is_empty() {
                     continue; // a keep-alive comment block
@@ -456,7 +421,7 @@ impl Iterator for Events {
             if line.starts_with(':') {
                 continue;
             }
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let (field, value) = line.split_once(':').unwrap_or((&line, ""));
             let value = value.strip_prefix(' ').unwrap_or(value);
             match field {
                 "id" => ev.id = value.parse().ok(),
@@ -471,30 +436,6 @@ impl Iterator for Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunked_bodies_decode() {
-        let raw = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
-        let mut out = String::new();
-        Chunked::new(&raw[..]).read_to_string(&mut out).unwrap();
-        assert_eq!(out, "hello world");
-        let bad = b"zz\r\nhello\r\n";
-        let e = Chunked::new(&bad[..]).read_to_string(&mut out).unwrap_err();
-        assert!(e.to_string().contains("bad chunk size"), "{e}");
-    }
-
-    #[test]
-    fn heads_parse_and_garbage_is_a_protocol_error() {
-        let mut r = &b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"[..];
-        let h = read_head(&mut r).unwrap();
-        assert_eq!((h.status, h.length, h.chunked), (403, Some(2), false));
-        let mut g = &b"SSH-2.0-OpenSSH\r\n\r\n"[..];
-        assert!(matches!(read_head(&mut g), Err(ClientError::Protocol(_))));
-        let mut empty = &b""[..];
-        assert!(
-            matches!(read_head(&mut empty), Err(ClientError::Protocol(m)) if m.contains("closed"))
-        );
-    }
 
     #[test]
     fn no_daemon_means_standalone() {

@@ -26,6 +26,24 @@ pub struct EnrollBody {
     /// The PIN the person chose: deserialized straight into the wiped
     /// [`Pin`] (no intermediate `String`), redacted in `Debug`.
     pub pin: Option<Pin>,
+    /// Name of the kiosk or slot, recorded with the run (default
+    /// `daemon <device>`).
+    #[serde(default)]
+    pub slot: Option<String>,
+    /// How long each touch may take, in milliseconds (default 30 s).
+    #[serde(default)]
+    pub touch_timeout_ms: Option<u64>,
+}
+
+/// The daemon's station, or the refusal of a daemon that has none.
+pub fn station(shared: &Shared) -> Result<provision::Station, ApiError> {
+    shared.station.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-station",
+            "this daemon runs without a station configuration, so it cannot enroll; start it with --config FILE (docs/config.md)",
+        )
+    })
 }
 
 /// What a running job can do: publish progress, see whether it should stop.
@@ -90,13 +108,7 @@ pub fn start_enroll(
     peer: &Peer,
     which: Workflow,
 ) -> Result<String, ApiError> {
-    let Some(station) = shared.station.clone() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no-station",
-            "this daemon runs without a station configuration, so it cannot enroll; start it with --config FILE (docs/config.md)",
-        ));
-    };
+    let station = station(shared)?;
     let Some(pin) = body.pin else {
         return Err(ApiError::bad_request(
             "\"pin\" is required: the PIN the person chose for the key",
@@ -106,7 +118,14 @@ pub fn start_enroll(
     let cancel = Cancel::new();
     let flag = cancel.clone();
     let mut req = EnrollRequest::new(body.ticket.into_bytes(), target, PinChoice::Given(pin));
-    req.slot = Some(format!("daemon {}", body.device));
+    req.slot = Some(
+        body.slot
+            .clone()
+            .unwrap_or_else(|| format!("daemon {}", body.device)),
+    );
+    if let Some(ms) = body.touch_timeout_ms {
+        req.deadlines.touch = std::time::Duration::from_millis(ms.clamp(1000, 600_000));
+    }
     tracing::info!(uid = peer.uid, device = %body.device, ?which, "enrollment requested");
     let kind = match which {
         Workflow::Enroll => "enroll",

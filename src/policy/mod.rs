@@ -115,7 +115,7 @@ impl PartialEq<&str> for Rule {
 
 /// What an exception covers: one model (AAGUID), one device (attested
 /// serial), or that model's device with that serial.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaiverScope {
     pub aaguid: Option<String>,
     pub serial: Option<u64>,
@@ -155,9 +155,20 @@ impl Serialize for Expiry {
     }
 }
 
+impl<'de> Deserialize<'de> for Expiry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(Expiry(None)),
+            Some(s) => crate::time::parse_rfc3339(&s)
+                .map(|t| Expiry(Some(t)))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// The exception that waived one rule, as a value: from the policy's
 /// verdict to the ledger's exceptions table, never re-parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiver {
     /// The exception's place in the policy (`exceptions[2]`).
     pub id: String,

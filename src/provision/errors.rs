@@ -199,9 +199,11 @@ impl ProvisionError {
     }
 }
 
-impl From<TicketError> for ProvisionError {
-    fn from(e: TicketError) -> Self {
-        let reason = match (&e, e.class()) {
+impl Reason {
+    /// The reason of a ticket verification failure (also what `keyward
+    /// ticket verify` exits with, through the CLI's one exit table).
+    pub fn of_ticket(e: &TicketError) -> Reason {
+        match (e, e.class()) {
             (TicketError::ClockRollback { .. }, _) => Reason::ClockRollback,
             (TicketError::UnknownPolicy { .. }, _) => Reason::PolicyUnknownProfile,
             (_, FailureClass::Malformed) => Reason::TicketMalformed,
@@ -210,7 +212,13 @@ impl From<TicketError> for ProvisionError {
             (_, FailureClass::Audience) => Reason::TicketAudience,
             (_, FailureClass::Replayed) => Reason::TicketReplayed,
             (_, FailureClass::NotPermitted) => Reason::TicketNotPermitted,
-        };
+        }
+    }
+}
+
+impl From<TicketError> for ProvisionError {
+    fn from(e: TicketError) -> Self {
+        let reason = Reason::of_ticket(&e);
         Self::new(reason, Some(Step::Ticket), format!("ticket rejected: {e}")).with_source(e)
     }
 }

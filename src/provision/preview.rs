@@ -3,7 +3,7 @@
 //! verify --config`) and the [`TicketPreview`] a front end shows before it
 //! asks for a PIN.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Event, ProvisionError, Reason, Station, Step, replace};
 use crate::ticket;
@@ -11,7 +11,7 @@ use crate::ticket;
 /// What a ticket asks for, checked but not consumed: for a kiosk or the CLI
 /// to show the person whom the key is for and the PIN rules before asking
 /// for the PIN.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TicketPreview {
     pub subject: String,
     pub issuer: String,

@@ -2,13 +2,13 @@
 //! the ledger's `runs.reason`, `--json`, exit codes) plus a message for
 //! people that says what to do next. docs/policy.md lists every code.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Step;
 
 /// A stable failure code. Add variants, never rename one: reports and
 /// dashboards key on these strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Reason {

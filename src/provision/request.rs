@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{KeyTarget, Step};
 use crate::ctap::Pin;
@@ -76,7 +76,7 @@ impl EnrollRequest {
 }
 
 /// What one step did, for `--json` and reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReport {
     pub step: Step,
     pub elapsed_ms: u64,
@@ -84,7 +84,7 @@ pub struct StepReport {
 }
 
 /// One credential created (public facts only).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CredentialSummary {
     /// `fido2` or `piv`.
     pub kind: String,
@@ -102,7 +102,7 @@ pub struct CredentialSummary {
 pub type AppliedException = crate::policy::Waiver;
 
 /// A completed enrollment.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct EnrollOutcome {
     /// The new binding id.
     pub binding: String,

@@ -105,7 +105,7 @@ pub enum BulkError {
     #[error(transparent)]
     Manifest(#[from] manifest::ManifestError),
     #[error("{} ticket(s) of the manifest cannot be used; no key was touched:\n{}", .0.len(), .0.join("\n"))]
-    Tickets(Vec<String>),
+    Tickets(Vec<String>, Vec<crate::provision::Reason>),
     #[error("no device slot: give --readers NAME,… and/or --sim N")]
     NoSlots,
     #[error("{0}")]
@@ -145,7 +145,7 @@ pub fn preflight(station: &Station, m: &Manifest) -> Result<(), BulkError> {
     // in its own commit.
     let guard: &crate::store::Ledger = &ledger;
     let now = station.now_secs();
-    let problems: Vec<String> = m
+    let (problems, reasons): (Vec<String>, Vec<crate::provision::Reason>) = m
         .entries
         .iter()
         .filter_map(|e| {
@@ -154,17 +154,20 @@ pub fn preflight(station: &Station, m: &Manifest) -> Result<(), BulkError> {
                 .verify(e.ticket.as_bytes(), now, guard)
                 .err()
                 .map(|err| {
-                    format!(
-                        "  manifest line {}: ticket {:?} rejected: {err}",
-                        e.line, e.jti
+                    (
+                        format!(
+                            "  manifest line {}: ticket {:?} rejected: {err}",
+                            e.line, e.jti
+                        ),
+                        crate::provision::Reason::of_ticket(&err),
                     )
                 })
         })
-        .collect();
+        .unzip();
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(BulkError::Tickets(problems))
+        Err(BulkError::Tickets(problems, reasons))
     }
 }
 
