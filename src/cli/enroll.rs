@@ -17,8 +17,8 @@ use clap::Args;
 
 use super::Failure;
 use super::device::Selector;
-use super::secret_input::{Fd, SecretInput};
 use super::render;
+use super::secret_input::{Fd, SecretInput};
 pub use super::workflow::Which as Workflow;
 use super::workflow::{self, EnrollJob};
 use crate::config::{self, Config};
