@@ -21,9 +21,8 @@ use crate::piv::{
 };
 
 mod args;
-pub(crate) mod input;
 pub use args::{AFTER_HELP, CardArgs, KeySpec, NewSecret, PivCommand};
-use input::{Fd, SecretInput};
+use super::secret_input::{Fd, SecretInput};
 
 /// Run a `keyward piv` command.
 pub fn run(cmd: PivCommand, json: bool) -> Result<()> {
