@@ -218,6 +218,8 @@ fn an_unauthorized_peer_is_refused_by_the_lifecycle_routes() {
             .args(args);
         lifecycle_support::run_in(&mut c, stdin)
     };
+    // The CLI: revoke posts directly; return and unblock open the event
+    // stream first, refused all the same. Exit 6, never a silent bypass.
     for (args, stdin) in [
         (vec!["revoke", &binding, "--reason", "stolen"], ""),
         (vec!["return", "--device", "sim"], ""),
@@ -234,6 +236,37 @@ fn an_unauthorized_peer_is_refused_by_the_lifecycle_routes() {
         assert!(
             err.contains("refused this user") && err.contains("no group is configured"),
             "{err}"
+        );
+    }
+    // The routes themselves, with well-formed bodies, from the same peer.
+    let ticket_text = std::fs::read_to_string(&ticket).unwrap();
+    for (path, body) in [
+        (
+            "/v1/revoke",
+            json!({"binding": binding, "reason": "stolen"}),
+        ),
+        (
+            "/v1/return",
+            json!({"device": "sim", "danger_allow_unbound": true}),
+        ),
+        (
+            "/v1/unblock",
+            json!({"ticket": ticket_text, "device": "sim", "puk": "80461735", "new_pin": "951847"}),
+        ),
+    ] {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=65534", "--clear-groups"])
+            .args(["curl", "-s", "-w", "\n%{http_code}", "--unix-socket"])
+            .arg(&d.socket)
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(body.to_string())
+            .arg(format!("http://keyward{path}"));
+        let o = common::run(&mut c);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.ends_with("\n403"), "{path}: {out}");
+        assert!(
+            out.contains("\"forbidden\"") && !out.contains("80461735"),
+            "{out}"
         );
     }
     assert_eq!(

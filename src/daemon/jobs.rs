@@ -418,4 +418,27 @@ mod tests {
             assert!(!msg.contains("8044"), "{msg}");
         }
     }
+
+    /// Attack: the PUK and PINs of an unblock request must not show in the
+    /// body's Debug (the `?req` the daemon logs is the request, whose Debug
+    /// names neither) nor in the error for a malformed body.
+    #[test]
+    fn the_secrets_of_an_unblock_request_never_show() {
+        let raw = br#"{"ticket":"t","device":"d","puk":"80461735","new_pin":"951847","new_puk":"27364518"}"#;
+        let body: UnblockBody = serde_json::from_slice(raw).unwrap();
+        assert_eq!(body.puk.as_ref().unwrap().expose_secret(), "80461735");
+        let shown = format!("{body:?} {body:#?}");
+        for s in ["8046", "9518", "2736"] {
+            assert!(!shown.contains(s), "{shown}");
+        }
+        for bad in [
+            &br#"{"ticket":"t","device":"d","puk":80461735,"new_pin":"951847"}"#[..],
+            br#"{"ticket":"t","device":"d","puk":"80461735","new_pin":"951847","x":1}"#,
+            br#"{"ticket":"t","device":"d","puk":"80461735"#,
+        ] {
+            let e = serde_json::from_slice::<UnblockBody>(bad).unwrap_err();
+            let msg = super::super::api::json_error(&e);
+            assert!(!msg.contains("8046"), "{msg}");
+        }
+    }
 }
