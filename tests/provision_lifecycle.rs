@@ -125,7 +125,7 @@ fn return_to_stock_proves_the_key_resets_it_and_stocks_it() {
         .collect();
     assert_eq!(methods, ["piv-attestation", "fido2-assertion"]);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("Touch the key"), "{stderr}");
+    assert!(stderr.contains("Touch your key"), "{stderr}");
 
     // Ledger: binding returned, key in stock, audited.
     assert_eq!(binding_state(&st, &b), "returned");

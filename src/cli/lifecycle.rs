@@ -1,27 +1,25 @@
 //! `keyward revoke`, `keyward return` and `keyward unblock`: the lifecycle
-//! after enrollment (docs/lifecycle.md). Thin: parse, build the station,
-//! choose the key with the one `--device` selector ([`super::device`]),
-//! call `provision`, render text or one `--json` document
-//! ([`super::render`]). Standalone only: the daemon API has no routes for
-//! these yet.
+//! after enrollment (docs/lifecycle.md). Thin: parse, choose the route
+//! ([`super::workflow::choose`]: through a running daemon, else in this
+//! process), choose the key with the one `--device` selector
+//! ([`super::device`]), run the workflow, render text or one `--json`
+//! document ([`super::render`]). Every flag travels to the daemon; only
+//! the global `--config` and `--db` are refused there.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use serde::Serialize;
 
+use super::device::Selector;
+use super::render;
 use super::secret_input::{Fd, SecretInput};
+use super::workflow::{self, ReturnJob, UnblockJob};
 use super::{Failure, GlobalArgs};
 use crate::config::Config;
-use crate::provision::lifecycle::Books;
-use crate::provision::revoke::{RevokeRequest, revoke as run_revoke};
-use crate::provision::stock::{ReturnRequest, return_to_stock};
-use crate::provision::unblock::{UnblockRequest, unblock as run_unblock};
-use crate::provision::{Cancel, Deadlines, Event, KeyTarget, ProvisionError, Station};
-use crate::store::Ledger;
+use crate::provision::Cancel;
+use crate::provision::revoke::RevokeRequest;
 use crate::store::stock::RevokeReason;
 
 /// `keyward revoke BINDING --reason R`
@@ -126,145 +124,44 @@ pub(crate) fn ledger_path(g: &GlobalArgs, c: Option<&Config>) -> PathBuf {
     super::ledger_of(g, c)
 }
 
-/// The station, built as `keyward enroll` builds it.
-fn station(g: &GlobalArgs) -> Result<Station> {
-    super::enroll::station(g.config.as_deref(), g.db.as_deref())
-}
-
-/// A workflow error as an exit-code failure ([`super::render::fail`]).
-fn fail(e: ProvisionError, json: bool) -> anyhow::Error {
-    super::render::fail(e, json)
-}
-
-fn print_doc(doc: &impl Serialize) -> Result<()> {
-    super::render::print_json(true, doc)
-}
-
-/// Prompts for the person at the key, on stderr.
-fn prompts(e: &Event) {
-    match e {
-        Event::TouchNeeded { timeout_ms, .. } => {
-            eprintln!("Touch the key (within {} s).", timeout_ms / 1000);
-        }
-        Event::ReinsertNeeded { within_ms, .. } => eprintln!(
-            "Remove the key and insert it again (within {} s), then touch it.",
-            within_ms / 1000
-        ),
-        Event::StepFailed { step, message, .. } => {
-            tracing::info!(%step, %message, "step failed");
-        }
-        _ => {}
-    }
-}
-
-/// Run `keyward revoke`. Needs only the ledger: the configuration, when
-/// present, names the actor.
+/// Run `keyward revoke`. Needs only the ledger (standalone) or the
+/// daemon's.
 pub fn revoke(a: RevokeArgs, g: &GlobalArgs) -> Result<()> {
-    let explicit = g.config.is_some();
-    let c = match config(g) {
-        Ok(c) => Some(c),
-        Err(e) if explicit => return Err(e),
-        Err(_) => None,
-    };
-    let path = ledger_path(g, c.as_ref());
-    let actor = c.as_ref().map_or_else(cli_actor, Config::actor);
-    let ledger = open_existing(&path)?;
-    let ledger = Mutex::new(ledger);
-    let clock = SystemTime::now;
-    let books = Books {
-        ledger: &ledger,
-        actor: &actor,
-        clock: &clock,
-    };
+    let flows = workflow::choose(g, &[])?;
     let req = RevokeRequest {
         binding: a.binding,
         reason: a.reason.into(),
     };
-    let o = run_revoke(books, &req).map_err(|e| fail(e, g.json))?;
-    if g.json {
-        return print_doc(&o);
-    }
-    println!(
-        "Revoked binding {} ({}, key {}), was {}, reason {}.",
-        o.binding,
-        o.subject,
-        o.device_serial.as_deref().unwrap_or("-"),
-        o.from,
-        o.reason
-    );
-    Ok(())
-}
-
-/// The ledger must exist: revoking in a new empty file helps no one.
-fn open_existing(path: &Path) -> Result<Ledger> {
-    if !path.exists() {
-        return Err(Failure::Usage(format!(
-            "no ledger at {}; give the station's ledger with --db FILE",
-            path.display()
-        ))
-        .into());
-    }
-    Ledger::open_default_key(path).with_context(|| format!("opening the ledger {}", path.display()))
-}
-
-/// The operator, when no configuration names the actor.
-fn cli_actor() -> String {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    match std::env::var("USER") {
-        Ok(u) if !u.is_empty() => format!("cli:{u} (uid {uid})"),
-        _ => format!("cli:uid {uid}"),
-    }
+    let o = flows
+        .revoke(req)
+        .map_err(|e| render::workflow_error(e, g.json))?;
+    render::revoked(&o, flows.via(), g.json)
 }
 
 /// Run `keyward return`.
 pub fn return_key(a: ReturnArgs, g: &GlobalArgs) -> Result<()> {
-    let station = station(g)?;
-    let target = select(a.device.as_deref())?;
-    let mut req = ReturnRequest::new(target);
-    req.danger_allow_unbound = a.danger_allow_unbound;
-    req.deadlines = Deadlines {
-        reinsert: Duration::from_secs(a.reinsert_timeout),
-        ..Deadlines::default()
+    let selector = Selector::parse(a.device.as_deref())?;
+    let flows = workflow::choose(g, &[])?;
+    let job = ReturnJob {
+        device: selector,
+        danger_allow_unbound: a.danger_allow_unbound,
+        reinsert_timeout: Duration::from_secs(a.reinsert_timeout),
     };
     let cancel = Cancel::new();
     super::enroll::cancel_on_interrupt(&cancel);
-    let o = return_to_stock(&station, req, &prompts, &cancel).map_err(|e| fail(e, g.json))?;
-    if g.json {
-        return print_doc(&o);
-    }
-    match (&o.binding, &o.subject) {
-        (Some(b), Some(s)) => println!("Key {} returned by {s}: binding {b} closed.", o.serial),
-        _ if o.resumed => println!("Key {}: interrupted return resumed.", o.serial),
-        _ => println!("Key {} had no binding (--danger-allow-unbound).", o.serial),
-    }
-    for p in &o.proofs {
-        println!(
-            "  identity proven by {} ({})",
-            p.method,
-            p.rp_id.as_deref().or(p.slot.as_deref()).unwrap_or("-")
-        );
-    }
-    println!(
-        "  reset: PIV {}, FIDO2 {}; drift check: factory-clean",
-        yes_no(o.reset.piv),
-        yes_no(o.reset.fido2)
-    );
-    println!("Key {} is in stock.", o.serial);
-    Ok(())
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
+    let done = flows
+        .return_key(job, &render::Progress::new(g.json), &cancel)
+        .map_err(|e| render::workflow_error(e, g.json))?;
+    render::returned(&done, flows.via(), g.json)
 }
 
 /// Run `keyward unblock`.
 pub fn unblock(a: UnblockArgs, g: &GlobalArgs) -> Result<()> {
+    let selector = Selector::parse(a.device.as_deref())?;
+    let flows = workflow::choose(g, &[])?;
     let ticket = std::fs::read(&a.ticket)
         .with_context(|| format!("cannot read the ticket {}", a.ticket.display()))?;
     let rotate = ticket_rotates_puk(&ticket);
-    let station = station(g)?;
-    let target = select(a.device.as_deref())?;
     let mut input = SecretInput::default();
     let puk = input.puk(Fd("--puk-fd", a.puk_fd), "PUK", false)?;
     crate::piv::puk_bytes(&puk).map_err(|e| Failure::Usage(format!("PUK: {e}")))?;
@@ -277,30 +174,19 @@ pub fn unblock(a: UnblockArgs, g: &GlobalArgs) -> Result<()> {
     } else {
         None
     };
-    let req = UnblockRequest {
+    let job = UnblockJob {
         ticket,
-        target,
+        device: selector,
         puk,
         new_pin,
         new_puk,
-        slot: None,
-        deadlines: Deadlines::default(),
     };
     let cancel = Cancel::new();
     super::enroll::cancel_on_interrupt(&cancel);
-    let o = run_unblock(&station, req, &prompts, &cancel).map_err(|e| fail(e, g.json))?;
-    if g.json {
-        return print_doc(&o);
-    }
-    println!(
-        "PIV PIN of key {} unblocked for {} (binding {}); set: {}. Ticket {} used.",
-        o.serial,
-        o.subject,
-        o.binding,
-        o.changed.join(", "),
-        o.ticket
-    );
-    Ok(())
+    let done = flows
+        .unblock(job, &render::Progress::new(g.json), &cancel)
+        .map_err(|e| render::workflow_error(e, g.json))?;
+    render::unblocked(&done, flows.via(), g.json)
 }
 
 /// Whether the (not yet verified) ticket asks to rotate the PUK, to know
@@ -316,10 +202,4 @@ fn ticket_rotates_puk(t: &[u8]) -> bool {
             })
         })
         .unwrap_or(false)
-}
-
-/// The key target (`--device`, docs/cli.md): the one selector, not
-/// waiting (the key is on the reader when the command runs).
-fn select(sel: Option<&str>) -> Result<KeyTarget> {
-    super::device::Selector::parse(sel)?.target(Duration::ZERO, true)
 }

@@ -21,8 +21,8 @@ use crate::piv::{
 };
 
 mod args;
-pub use args::{AFTER_HELP, CardArgs, KeySpec, NewSecret, PivCommand};
 use super::secret_input::{Fd, SecretInput};
+pub use args::{AFTER_HELP, CardArgs, KeySpec, NewSecret, PivCommand};
 
 /// Run a `keyward piv` command.
 pub fn run(cmd: PivCommand, json: bool) -> Result<()> {

@@ -13,7 +13,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Failure;
-use super::workflow::{Enrolled, Which, WorkflowError};
+use super::workflow::{Done, Enrolled, Which, WorkflowError};
+use crate::provision::revoke::RevokeOutcome;
+use crate::provision::stock::ReturnOutcome;
+use crate::provision::unblock::UnblockOutcome;
 use crate::provision::{Event, Events, ProvisionError};
 
 /// The version of every `--json` document's envelope.
@@ -108,17 +111,26 @@ pub fn workflow_error(e: WorkflowError, json: bool) -> anyhow::Error {
     }
 }
 
+/// A workflow's outcome in the envelope, with the route (`via`) and, through
+/// the daemon, its `job` id.
+fn outcome_doc(outcome: &impl Serialize, via: &str, job: Option<&str>) -> Result<Value> {
+    let mut doc = envelope(true, outcome)?;
+    if let Value::Object(m) = &mut doc {
+        m.insert("via".into(), via.into());
+        if let Some(j) = job {
+            m.insert("job".into(), j.into());
+        }
+    }
+    Ok(doc)
+}
+
 /// Print a finished enrollment (or replacement).
 pub fn enrolled(done: &Enrolled, which: Which, puk: &str, via: &str, json: bool) -> Result<()> {
     let o = &done.outcome;
     if json {
-        let mut doc = envelope(true, o)?;
+        let mut doc = outcome_doc(o, via, done.job.as_deref())?;
         if let Value::Object(m) = &mut doc {
             m.insert("puk".into(), puk.into());
-            m.insert("via".into(), via.into());
-            if let Some(j) = &done.job {
-                m.insert("job".into(), j.clone().into());
-            }
         }
         return print_doc(&doc);
     }
@@ -152,6 +164,67 @@ pub fn enrolled(done: &Enrolled, which: Which, puk: &str, via: &str, json: bool)
     Ok(())
 }
 
+/// Print a revoked binding.
+pub fn revoked(o: &RevokeOutcome, via: &str, json: bool) -> Result<()> {
+    if json {
+        return print_doc(&outcome_doc(o, via, None)?);
+    }
+    println!(
+        "Revoked binding {} ({}, key {}), was {}, reason {}.",
+        o.binding,
+        o.subject,
+        o.device_serial.as_deref().unwrap_or("-"),
+        o.from,
+        o.reason
+    );
+    Ok(())
+}
+
+/// Print a key returned to stock.
+pub fn returned(done: &Done<ReturnOutcome>, via: &str, json: bool) -> Result<()> {
+    let o = &done.outcome;
+    if json {
+        return print_doc(&outcome_doc(o, via, done.job.as_deref())?);
+    }
+    match (&o.binding, &o.subject) {
+        (Some(b), Some(s)) => println!("Key {} returned by {s}: binding {b} closed.", o.serial),
+        _ if o.resumed => println!("Key {}: interrupted return resumed.", o.serial),
+        _ => println!("Key {} had no binding (--danger-allow-unbound).", o.serial),
+    }
+    for p in &o.proofs {
+        println!(
+            "  identity proven by {} ({})",
+            p.method,
+            p.rp_id.as_deref().or(p.slot.as_deref()).unwrap_or("-")
+        );
+    }
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "  reset: PIV {}, FIDO2 {}; drift check: factory-clean",
+        yes_no(o.reset.piv),
+        yes_no(o.reset.fido2)
+    );
+    println!("Key {} is in stock.", o.serial);
+    Ok(())
+}
+
+/// Print an unblocked PIV PIN.
+pub fn unblocked(done: &Done<UnblockOutcome>, via: &str, json: bool) -> Result<()> {
+    let o = &done.outcome;
+    if json {
+        return print_doc(&outcome_doc(o, via, done.job.as_deref())?);
+    }
+    println!(
+        "PIV PIN of key {} unblocked for {} (binding {}); set: {}. Ticket {} used.",
+        o.serial,
+        o.subject,
+        o.binding,
+        o.changed.join(", "),
+        o.ticket
+    );
+    Ok(())
+}
+
 /// Progress on stderr (text mode only); touch and re-insert prompts always
 /// reach a person at a terminal.
 pub struct Progress {
@@ -179,7 +252,7 @@ impl Events for Progress {
             ),
             Event::ReinsertNeeded { within_ms, .. } => writeln!(
                 err,
-                ">>> Unplug the key, plug it back in and touch it within {} s",
+                ">>> Remove the key, insert it again and touch it within {} s",
                 within_ms / 1000
             ),
             _ if self.json => Ok(()),

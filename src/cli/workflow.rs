@@ -1,27 +1,40 @@
-//! One workflow interface for the CLI: [`Workflows`], run in this process
-//! ([`Local`], calling `provision` directly) or through a running daemon
-//! ([`Daemon`], over the local API). Both return provision's typed
+//! One workflow interface for the CLI: [`Workflows`] (preview, enroll and
+//! replace, revoke, return to stock, unblock, devices), run in this
+//! process ([`Local`], calling `provision` directly) or through a running
+//! daemon ([`Daemon`], over the local API). Both return provision's typed
 //! outcomes and emit provision's [`Event`]s, so one renderer
 //! ([`super::render`]) and one exit table ([`super::exit`]) serve both.
 //!
 //! The daemon route checks the ticket (`POST /v1/preview`) before the key
 //! is touched and before the PIN is asked for, exactly as the local route
-//! does, and carries `--slot` and `--touch-timeout` in the request.
+//! does, and carries `--slot`, `--touch-timeout`, `--reinsert-timeout`
+//! and `--danger-allow-unbound` in the request. Its device jobs (enroll,
+//! replace, return, unblock) are followed on the event stream by one
+//! function, [`Daemon::follow`].
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::Failure;
 use super::device::Selector;
-use crate::ctap::Pin;
+use crate::config::Config;
 use crate::daemon::client::{Client, ClientError};
 use crate::detect::Present;
+use crate::provision::lifecycle::Books;
+use crate::provision::revoke::{RevokeOutcome, RevokeRequest};
+use crate::provision::stock::{ReturnOutcome, ReturnRequest};
+use crate::provision::unblock::{UnblockOutcome, UnblockRequest};
 use crate::provision::{
-    self, Cancel, EnrollOutcome, EnrollRequest, Event, Events, PinChoice, ProvisionError, Reason,
-    Station, Step, TicketPreview,
+    self, Cancel, Deadlines, EnrollOutcome, EnrollRequest, Event, Events, PinChoice,
+    ProvisionError, Reason, Station, Step, TicketPreview,
 };
+use crate::secret::{Pin, Puk};
+use crate::store::Ledger;
 
 /// Which enrollment workflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +60,36 @@ pub struct EnrollJob {
     pub quiet: bool,
 }
 
-/// A finished enrollment.
+/// A key handed back, to reset and stock.
+pub struct ReturnJob {
+    pub device: Selector,
+    /// Stock a key that has no binding in this ledger.
+    pub danger_allow_unbound: bool,
+    /// How long the person has to re-insert the key for the FIDO2 reset.
+    pub reinsert_timeout: Duration,
+}
+
+/// A help-desk unblock of a PIV PIN.
+pub struct UnblockJob {
+    pub ticket: Vec<u8>,
+    pub device: Selector,
+    /// The card's PUK.
+    pub puk: Puk,
+    pub new_pin: Pin,
+    /// Tickets with `rotate_puk`.
+    pub new_puk: Option<Puk>,
+}
+
+/// A finished workflow that ran on a key.
 #[derive(Debug)]
-pub struct Enrolled {
-    pub outcome: EnrollOutcome,
+pub struct Done<T> {
+    pub outcome: T,
     /// The daemon's job id (daemon route only).
     pub job: Option<String>,
 }
+
+/// A finished enrollment.
+pub type Enrolled = Done<EnrollOutcome>;
 
 /// Why a workflow call failed: the workflow's own refusal (a reason, with
 /// the `--json` error document), or anything else (usage, no daemon…).
@@ -88,13 +124,51 @@ pub trait Workflows {
         events: &dyn Events,
         cancel: &Cancel,
     ) -> Result<Enrolled, WorkflowError>;
+    /// Revoke a binding (no key needed).
+    fn revoke(&self, req: RevokeRequest) -> Result<RevokeOutcome, WorkflowError>;
+    /// Take a key back into stock: prove it, close its binding, reset it.
+    fn return_key(
+        &self,
+        job: ReturnJob,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<Done<ReturnOutcome>, WorkflowError>;
+    /// Unblock the PIV PIN of a bound key with its PUK, under a ticket.
+    fn unblock(
+        &self,
+        job: UnblockJob,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<Done<UnblockOutcome>, WorkflowError>;
     /// The keys present (each interface, with what its probe found).
     fn devices(&self) -> Result<Vec<Present>>;
 }
 
-/// The workflows run in this process against the station's ledger.
+/// The workflows run in this process against the station of `--config`
+/// and `--db`, built when a workflow first needs it (revoke needs only
+/// the ledger).
 pub struct Local {
-    pub station: Station,
+    config: Option<PathBuf>,
+    db: Option<PathBuf>,
+    station: OnceLock<Station>,
+}
+
+impl Local {
+    pub fn new(config: Option<&Path>, db: Option<&Path>) -> Local {
+        Local {
+            config: config.map(Path::to_path_buf),
+            db: db.map(Path::to_path_buf),
+            station: OnceLock::new(),
+        }
+    }
+
+    fn station(&self) -> Result<&Station> {
+        if let Some(s) = self.station.get() {
+            return Ok(s);
+        }
+        let s = super::enroll::station(self.config.as_deref(), self.db.as_deref())?;
+        Ok(self.station.get_or_init(|| s))
+    }
 }
 
 impl Workflows for Local {
@@ -103,7 +177,7 @@ impl Workflows for Local {
     }
 
     fn preview(&self, ticket: &[u8]) -> Result<TicketPreview, WorkflowError> {
-        Ok(provision::preview(&self.station, ticket)?)
+        Ok(provision::preview(self.station()?, ticket)?)
     }
 
     fn enroll(
@@ -112,15 +186,80 @@ impl Workflows for Local {
         events: &dyn Events,
         cancel: &Cancel,
     ) -> Result<Enrolled, WorkflowError> {
+        let station = self.station()?;
         let target = job.device.target(job.wait, job.quiet)?;
         let mut req = EnrollRequest::new(job.ticket, target, PinChoice::Given(job.pin));
         req.slot = job.slot;
         req.deadlines.touch = job.touch_timeout.max(Duration::from_secs(1));
         let outcome = match job.which {
-            Which::Enroll => provision::enroll(&self.station, req, events, cancel),
-            Which::Replace => provision::replace(&self.station, req, events, cancel),
+            Which::Enroll => provision::enroll(station, req, events, cancel),
+            Which::Replace => provision::replace(station, req, events, cancel),
         }?;
         Ok(Enrolled { outcome, job: None })
+    }
+
+    /// Needs only the ledger: the configuration, when present, names the
+    /// actor (an explicit `--config` that cannot be read is an error).
+    fn revoke(&self, req: RevokeRequest) -> Result<RevokeOutcome, WorkflowError> {
+        let c = match &self.config {
+            Some(p) => Some(
+                Config::load(p)
+                    .map_err(|e| anyhow::Error::from(Failure::Usage(format!("{e:#}"))))?,
+            ),
+            None => Config::load(Path::new(crate::config::DEFAULT_PATH)).ok(),
+        };
+        let path = match (&self.db, &c) {
+            (Some(db), _) => db.clone(),
+            (None, Some(c)) => c.ledger_path(&super::default_db_path()),
+            (None, None) => super::default_db_path(),
+        };
+        let actor = c.as_ref().map_or_else(cli_actor, Config::actor);
+        let ledger = Mutex::new(open_existing(&path)?);
+        let clock = SystemTime::now;
+        let books = Books {
+            ledger: &ledger,
+            actor: &actor,
+            clock: &clock,
+        };
+        Ok(provision::revoke::revoke(books, &req)?)
+    }
+
+    fn return_key(
+        &self,
+        job: ReturnJob,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<Done<ReturnOutcome>, WorkflowError> {
+        let station = self.station()?;
+        // The key is on the reader when the command runs: no waiting.
+        let mut req = ReturnRequest::new(job.device.target(Duration::ZERO, true)?);
+        req.danger_allow_unbound = job.danger_allow_unbound;
+        req.deadlines = Deadlines {
+            reinsert: job.reinsert_timeout,
+            ..Deadlines::default()
+        };
+        let outcome = provision::stock::return_to_stock(station, req, events, cancel)?;
+        Ok(Done { outcome, job: None })
+    }
+
+    fn unblock(
+        &self,
+        job: UnblockJob,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<Done<UnblockOutcome>, WorkflowError> {
+        let station = self.station()?;
+        let req = UnblockRequest {
+            ticket: job.ticket,
+            target: job.device.target(Duration::ZERO, true)?,
+            puk: job.puk,
+            new_pin: job.new_pin,
+            new_puk: job.new_puk,
+            slot: None,
+            deadlines: Deadlines::default(),
+        };
+        let outcome = provision::unblock::unblock(station, req, events, cancel)?;
+        Ok(Done { outcome, job: None })
     }
 
     fn devices(&self) -> Result<Vec<Present>> {
@@ -147,6 +286,106 @@ impl Daemon {
             },
             _ => Daemon::unreachable(e),
         }
+    }
+}
+
+impl Daemon {
+    /// Start the device job `path` with `body` (wiped when done) and follow
+    /// it on the event stream: its progress to `events`, Ctrl-C (`cancel`)
+    /// to `POST /v1/jobs/{id}/cancel`; its result read back as the typed
+    /// outcome, its failure as the workflow error with its reason.
+    fn follow<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: zeroize::Zeroizing<Vec<u8>>,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<Done<T>, WorkflowError> {
+        // The job ends as `aborted` with nothing committed when cancelled.
+        let job_id = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let watcher = {
+            let (job_id, cancel, client) = (job_id.clone(), cancel.clone(), self.client.clone());
+            std::thread::spawn(move || {
+                // Until cancelled and the job is known (its first event).
+                loop {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if !cancel.is_cancelled() {
+                        continue;
+                    }
+                    if let Some(id) = job_id.lock().ok().and_then(|g| g.clone()) {
+                        let _ = client.call("POST", &format!("/v1/jobs/{id}/cancel"), None);
+                        return;
+                    }
+                }
+            })
+        };
+        drop(watcher);
+        let doc = self
+            .client
+            .run_job(path, &body, &mut |e| {
+                if let (Ok(mut g), Some(id)) = (job_id.lock(), e.data["job"].as_str()) {
+                    g.get_or_insert_with(|| id.to_string());
+                }
+                if e.event != "progress" {
+                    return;
+                }
+                let mut d = e.data.clone();
+                if let Value::Object(m) = &mut d {
+                    m.remove("job");
+                }
+                if let Ok(ev) = serde_json::from_value::<Event>(d) {
+                    events.emit(&ev);
+                }
+            })
+            .map_err(|e| Daemon::refusal(e, None))?;
+        drop(body);
+        let id = doc["id"].as_str().map(str::to_string);
+        if doc["state"] == "completed" {
+            let outcome = serde_json::from_value(doc["result"].clone())
+                .map_err(|e| WorkflowError::Other(version_skew(&self.client, e)))?;
+            return Ok(Done { outcome, job: id });
+        }
+        let e = &doc["error"];
+        let reason = e["reason"]
+            .as_str()
+            .and_then(reason_of)
+            .unwrap_or(Reason::DeviceError);
+        let step = e["step"]
+            .as_str()
+            .and_then(|s| serde_json::from_value::<Step>(Value::String(s.into())).ok());
+        let mut pe = ProvisionError::new(
+            reason,
+            step,
+            e["message"].as_str().unwrap_or("the job failed"),
+        );
+        pe.run = id;
+        Err(WorkflowError::Workflow(pe))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The ledger must exist: revoking in a new empty file helps no one.
+fn open_existing(path: &Path) -> Result<Ledger> {
+    if !path.exists() {
+        return Err(Failure::Usage(format!(
+            "no ledger at {}; give the station's ledger with --db FILE",
+            path.display()
+        ))
+        .into());
+    }
+    Ledger::open_default_key(path).with_context(|| format!("opening the ledger {}", path.display()))
+}
+
+/// The operator, when no configuration names the actor.
+fn cli_actor() -> String {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    match std::env::var("USER") {
+        Ok(u) if !u.is_empty() => format!("cli:{u} (uid {uid})"),
+        _ => format!("cli:uid {uid}"),
     }
 }
 
@@ -201,7 +440,7 @@ impl Workflows for Daemon {
                 device: &device,
                 pin: job.pin.expose_secret(),
                 slot: job.slot.as_deref(),
-                touch_timeout_ms: u64::try_from(job.touch_timeout.as_millis()).unwrap_or(u64::MAX),
+                touch_timeout_ms: millis(job.touch_timeout),
             },
         )
         .map_err(anyhow::Error::from)?;
@@ -210,66 +449,74 @@ impl Workflows for Daemon {
             Which::Enroll => "/v1/enroll",
             Which::Replace => "/v1/replace",
         };
-        // Ctrl-C cancels the daemon's job (`POST /v1/jobs/{id}/cancel`),
-        // which then ends as `cancelled` with nothing committed.
-        let job_id = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-        let watcher = {
-            let (job_id, cancel, client) = (job_id.clone(), cancel.clone(), self.client.clone());
-            std::thread::spawn(move || {
-                // Until cancelled and the job is known (its first event).
-                loop {
-                    std::thread::sleep(Duration::from_millis(100));
-                    if !cancel.is_cancelled() {
-                        continue;
-                    }
-                    if let Some(id) = job_id.lock().ok().and_then(|g| g.clone()) {
-                        let _ = client.call("POST", &format!("/v1/jobs/{id}/cancel"), None);
-                        return;
-                    }
-                }
-            })
-        };
-        drop(watcher);
-        let doc = self
+        self.follow(path, body, events, cancel)
+    }
+
+    fn revoke(&self, req: RevokeRequest) -> Result<RevokeOutcome, WorkflowError> {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "binding": req.binding,
+            "reason": req.reason,
+        }))
+        .map_err(anyhow::Error::from)?;
+        let v = self
             .client
-            .run_job(path, &body, &mut |e| {
-                if let (Ok(mut g), Some(id)) = (job_id.lock(), e.data["job"].as_str()) {
-                    g.get_or_insert_with(|| id.to_string());
-                }
-                if e.event != "progress" {
-                    return;
-                }
-                let mut d = e.data.clone();
-                if let Value::Object(m) = &mut d {
-                    m.remove("job");
-                }
-                if let Ok(ev) = serde_json::from_value::<Event>(d) {
-                    events.emit(&ev);
-                }
-            })
-            .map_err(|e| Daemon::refusal(e, None))?;
-        drop(body);
-        let id = doc["id"].as_str().map(str::to_string);
-        if doc["state"] == "completed" {
-            let outcome = serde_json::from_value(doc["result"].clone())
-                .map_err(|e| WorkflowError::Other(version_skew(&self.client, e)))?;
-            return Ok(Enrolled { outcome, job: id });
+            .call("POST", "/v1/revoke", Some(&body))
+            .map_err(|e| Daemon::refusal(e, Some(Step::Commit)))?;
+        serde_json::from_value(v).map_err(|e| WorkflowError::Other(version_skew(&self.client, e)))
+    }
+
+    fn return_key(
+        &self,
+        job: ReturnJob,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<Done<ReturnOutcome>, WorkflowError> {
+        let device = job
+            .device
+            .daemon_id(&|| self.devices(), Duration::ZERO, true)?;
+        let body = serde_json::to_vec(&serde_json::json!({
+            "device": device,
+            "danger_allow_unbound": job.danger_allow_unbound,
+            "reinsert_timeout_ms": millis(job.reinsert_timeout),
+        }))
+        .map_err(anyhow::Error::from)?;
+        self.follow("/v1/return", zeroize::Zeroizing::new(body), events, cancel)
+    }
+
+    fn unblock(
+        &self,
+        job: UnblockJob,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<Done<UnblockOutcome>, WorkflowError> {
+        let device = job
+            .device
+            .daemon_id(&|| self.devices(), Duration::ZERO, true)?;
+        let ticket = String::from_utf8_lossy(&job.ticket);
+        // Serialized straight into a wiped buffer, as enroll's PIN.
+        #[derive(Serialize)]
+        struct Body<'a> {
+            ticket: &'a str,
+            device: &'a str,
+            puk: &'a str,
+            new_pin: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            new_puk: Option<&'a str>,
         }
-        let e = &doc["error"];
-        let reason = e["reason"]
-            .as_str()
-            .and_then(reason_of)
-            .unwrap_or(Reason::DeviceError);
-        let step = e["step"]
-            .as_str()
-            .and_then(|s| serde_json::from_value::<Step>(Value::String(s.into())).ok());
-        let mut pe = ProvisionError::new(
-            reason,
-            step,
-            e["message"].as_str().unwrap_or("the job failed"),
-        );
-        pe.run = id;
-        Err(WorkflowError::Workflow(pe))
+        let mut body = zeroize::Zeroizing::new(Vec::with_capacity(ticket.len() + 256));
+        serde_json::to_writer(
+            &mut *body,
+            &Body {
+                ticket: ticket.trim(),
+                device: &device,
+                puk: job.puk.expose_secret(),
+                new_pin: job.new_pin.expose_secret(),
+                new_puk: job.new_puk.as_ref().map(Puk::expose_secret),
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+        drop((job.puk, job.new_pin, job.new_puk));
+        self.follow("/v1/unblock", body, events, cancel)
     }
 
     fn devices(&self) -> Result<Vec<Present>> {
@@ -318,6 +565,5 @@ pub fn choose(g: &super::GlobalArgs, refuse: &[&str]) -> Result<Box<dyn Workflow
         }
         return Ok(Box::new(Daemon { client }));
     }
-    let station = super::enroll::station(g.config.as_deref(), g.db.as_deref())?;
-    Ok(Box::new(Local { station }))
+    Ok(Box::new(Local::new(g.config.as_deref(), g.db.as_deref())))
 }

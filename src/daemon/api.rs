@@ -98,6 +98,9 @@ pub async fn handle(
         (&Method::POST, ["v1", "replace"]) => {
             enroll(req, &shared, &peer, jobs::Workflow::Replace).await
         }
+        (&Method::POST, ["v1", "return"]) => return_key(req, &shared, &peer).await,
+        (&Method::POST, ["v1", "unblock"]) => unblock(req, &shared, &peer).await,
+        (&Method::POST, ["v1", "revoke"]) => revoke(req, &shared, &peer).await,
         (&Method::POST, ["v1", "preview"]) => preview(req, &shared).await,
         (&Method::GET, ["v1", "jobs"]) => Ok(json_response(
             StatusCode::OK,
@@ -115,7 +118,10 @@ pub async fn handle(
         (_, ["v1", "health" | "devices" | "events" | "jobs"])
         | (
             _,
-            ["v1", "enroll" | "replace" | "preview"]
+            [
+                "v1",
+                "enroll" | "replace" | "return" | "unblock" | "revoke" | "preview",
+            ]
             | ["v1", "jobs", _]
             | ["v1", "jobs", _, "cancel"]
             | ["metrics"],
@@ -233,12 +239,8 @@ pub(crate) fn json_error(e: &serde_json::Error) -> String {
     )
 }
 
-async fn enroll(
-    req: Request<Incoming>,
-    shared: &Arc<Shared>,
-    peer: &Peer,
-    which: jobs::Workflow,
-) -> Result<Response<Body>, ApiError> {
+/// New jobs are refused once the daemon is stopping.
+fn not_stopping(shared: &Shared) -> Result<(), ApiError> {
     if *shared.stopping.borrow() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -246,12 +248,73 @@ async fn enroll(
             "the daemon is shutting down; try again when it is back",
         ));
     }
-    let body: jobs::EnrollBody = read_json(req).await?;
-    let id = jobs::start_enroll(shared, body, peer, which)?;
-    Ok(json_response(
+    Ok(())
+}
+
+/// The answer to a started job: where to follow it.
+fn accepted(id: &str) -> Response<Body> {
+    json_response(
         StatusCode::ACCEPTED,
         &json!({"job": id, "status": format!("/v1/jobs/{id}"), "events": "/v1/events"}),
-    ))
+    )
+}
+
+async fn enroll(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    which: jobs::Workflow,
+) -> Result<Response<Body>, ApiError> {
+    not_stopping(shared)?;
+    let body: jobs::EnrollBody = read_json(req).await?;
+    jobs::start_enroll(shared, body, peer, which).map(|id| accepted(&id))
+}
+
+/// `POST /v1/return`: a return-to-stock job (docs/lifecycle.md).
+async fn return_key(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    peer: &Peer,
+) -> Result<Response<Body>, ApiError> {
+    not_stopping(shared)?;
+    let body: jobs::ReturnBody = read_json(req).await?;
+    jobs::start_return(shared, body, peer).map(|id| accepted(&id))
+}
+
+/// `POST /v1/unblock`: a help-desk unblock job; the body holds the PUK and
+/// the new PIN (wiped buffers, never logged).
+async fn unblock(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    peer: &Peer,
+) -> Result<Response<Body>, ApiError> {
+    not_stopping(shared)?;
+    let body: jobs::UnblockBody = read_json(req).await?;
+    jobs::start_unblock(shared, body, peer).map(|id| accepted(&id))
+}
+
+/// `POST /v1/revoke`: revoke a binding (no key needed); `200` with the
+/// outcome, or `422` with the workflow reason as its code.
+async fn revoke(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    peer: &Peer,
+) -> Result<Response<Body>, ApiError> {
+    not_stopping(shared)?;
+    let body: jobs::RevokeBody = read_json(req).await?;
+    match jobs::revoke(shared, body, peer).await? {
+        Ok(o) => Ok(json_response(StatusCode::OK, &o)),
+        Err(e) => Err(refused(&e)),
+    }
+}
+
+/// A workflow's refusal answered directly: `422`, the reason as its code.
+fn refused(e: &crate::provision::ProvisionError) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        e.reason.as_str(),
+        e.full_message(),
+    )
 }
 
 /// `POST /v1/preview`: the station's verdict on a ticket (the checks every
@@ -278,11 +341,7 @@ async fn preview(req: Request<Incoming>, shared: &Arc<Shared>) -> Result<Respons
     })?;
     match verdict {
         Ok(p) => Ok(json_response(StatusCode::OK, &p)),
-        Err(e) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.reason.as_str(),
-            e.full_message(),
-        )),
+        Err(e) => Err(refused(&e)),
     }
 }
 

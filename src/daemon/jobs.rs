@@ -1,6 +1,8 @@
 //! Workflow jobs: each runs on the blocking pool (device I/O is blocking),
 //! one per device at a time, reporting progress on the event bus and its
-//! end in the job table.
+//! end in the job table. Enroll, replace, return to stock and unblock are
+//! all started through [`device_job`]; revoke touches no key and is
+//! answered directly ([`revoke`]).
 
 use std::sync::Arc;
 
@@ -11,8 +13,13 @@ use super::api::ApiError;
 use super::auth::Peer;
 use super::state::{JobError, Shared};
 use crate::detect::Location;
-use crate::provision::{self, Cancel, EnrollRequest, KeyTarget, PinChoice, Reason};
-use crate::secret::Pin;
+use crate::provision::stock::ReturnRequest;
+use crate::provision::unblock::UnblockRequest;
+use crate::provision::{
+    self, Cancel, EnrollRequest, Events, KeyTarget, PinChoice, ProvisionError, Reason,
+};
+use crate::secret::{Pin, Puk};
+use crate::store::stock::RevokeReason;
 use hyper::StatusCode;
 
 /// `POST /v1/enroll`.
@@ -33,6 +40,55 @@ pub struct EnrollBody {
     /// How long each touch may take, in milliseconds (default 30 s).
     #[serde(default)]
     pub touch_timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/revoke`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    /// The binding id.
+    pub binding: String,
+    /// `lost`, `stolen`, `damaged` or `left`.
+    pub reason: RevokeReason,
+}
+
+/// `POST /v1/return`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnBody {
+    /// A device id from `/v1/devices`.
+    pub device: String,
+    /// Reset and stock a key that has no binding in this ledger.
+    #[serde(default)]
+    pub danger_allow_unbound: bool,
+    /// How long the person has to re-insert the key for the FIDO2 reset,
+    /// in milliseconds (default 60 s).
+    #[serde(default)]
+    pub reinsert_timeout_ms: Option<u64>,
+    /// Name of the kiosk or slot, recorded with the run.
+    #[serde(default)]
+    pub slot: Option<String>,
+}
+
+/// `POST /v1/unblock`. The secrets deserialize straight into the wiped
+/// [`Puk`] and [`Pin`] (redacted in `Debug`, never logged).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnblockBody {
+    /// The unblock ticket, as issued.
+    pub ticket: String,
+    /// A device id from `/v1/devices`.
+    pub device: String,
+    /// The card's current PUK.
+    pub puk: Option<Puk>,
+    /// The new PIN.
+    pub new_pin: Option<Pin>,
+    /// The new PUK (tickets with `rotate_puk`).
+    #[serde(default)]
+    pub new_puk: Option<Puk>,
+    /// Name of the kiosk or slot, recorded with the run.
+    #[serde(default)]
+    pub slot: Option<String>,
 }
 
 /// The daemon's station, or the refusal of a daemon that has none.
@@ -115,14 +171,8 @@ pub fn start_enroll(
         ));
     };
     let target = target(shared, &body.device)?;
-    let cancel = Cancel::new();
-    let flag = cancel.clone();
     let mut req = EnrollRequest::new(body.ticket.into_bytes(), target, PinChoice::Given(pin));
-    req.slot = Some(
-        body.slot
-            .clone()
-            .unwrap_or_else(|| format!("daemon {}", body.device)),
-    );
+    req.slot = Some(slot_of(body.slot, &body.device));
     if let Some(ms) = body.touch_timeout_ms {
         req.deadlines.touch = std::time::Duration::from_millis(ms.clamp(1000, 600_000));
     }
@@ -131,34 +181,159 @@ pub fn start_enroll(
         Workflow::Enroll => "enroll",
         Workflow::Replace => "replace",
     };
-    spawn(
+    device_job(
         shared,
         kind,
         &body.device,
-        Box::new(move |removed| {
-            if removed {
-                flag.device_removed()
-            } else {
-                flag.cancel()
-            }
-        }),
-        move |ctx| {
-            let events = JobEvents(ctx);
-            let result = match which {
-                Workflow::Enroll => provision::enroll(&station, req, &events, &cancel),
-                Workflow::Replace => provision::replace(&station, req, &events, &cancel),
-            };
-            match result {
-                Ok(outcome) => Ok(serde_json::to_value(&outcome).unwrap_or(Value::Null)),
-                Err(e) => Err(JobError {
-                    reason: e.reason.as_str().to_string(),
-                    step: e.step.map(|s| s.as_str().to_string()),
-                    message: e.message.clone(),
-                    aborted: e.reason == Reason::Cancelled,
-                }),
-            }
+        true,
+        move |events, cancel| match which {
+            Workflow::Enroll => provision::enroll(&station, req, events, cancel),
+            Workflow::Replace => provision::replace(&station, req, events, cancel),
         },
     )
+}
+
+/// Check and start a return to stock.
+pub fn start_return(
+    shared: &Arc<Shared>,
+    body: ReturnBody,
+    peer: &Peer,
+) -> Result<String, ApiError> {
+    let station = station(shared)?;
+    let target = target(shared, &body.device)?;
+    let mut req = ReturnRequest::new(target);
+    req.danger_allow_unbound = body.danger_allow_unbound;
+    req.slot = Some(slot_of(body.slot, &body.device));
+    if let Some(ms) = body.reinsert_timeout_ms {
+        req.deadlines.reinsert = std::time::Duration::from_millis(ms.clamp(1000, 600_000));
+    }
+    tracing::info!(
+        uid = peer.uid,
+        device = %body.device,
+        danger_allow_unbound = body.danger_allow_unbound,
+        "return to stock requested"
+    );
+    // The FIDO2 reset may ask the person to pull the key and put it back:
+    // that removal is part of the workflow (which waits for the key, and
+    // resumes an interrupted return), so it does not end the job.
+    device_job(
+        shared,
+        "return",
+        &body.device,
+        false,
+        move |events, cancel| provision::stock::return_to_stock(&station, req, events, cancel),
+    )
+}
+
+/// Check and start a help-desk unblock.
+pub fn start_unblock(
+    shared: &Arc<Shared>,
+    body: UnblockBody,
+    peer: &Peer,
+) -> Result<String, ApiError> {
+    let station = station(shared)?;
+    let (Some(puk), Some(new_pin)) = (body.puk, body.new_pin) else {
+        return Err(ApiError::bad_request(
+            "\"puk\" and \"new_pin\" are required: the card's PUK and the PIN to set",
+        ));
+    };
+    let target = target(shared, &body.device)?;
+    let req = UnblockRequest {
+        ticket: body.ticket.into_bytes(),
+        target,
+        puk,
+        new_pin,
+        new_puk: body.new_puk,
+        slot: Some(slot_of(body.slot, &body.device)),
+        deadlines: provision::Deadlines::default(),
+    };
+    tracing::info!(uid = peer.uid, device = %body.device, ?req, "unblock requested");
+    device_job(
+        shared,
+        "unblock",
+        &body.device,
+        true,
+        move |events, cancel| provision::unblock::unblock(&station, req, events, cancel),
+    )
+}
+
+/// The slot recorded with a run: the request's, else `daemon <device>`.
+fn slot_of(slot: Option<String>, device: &str) -> String {
+    slot.unwrap_or_else(|| format!("daemon {device}"))
+}
+
+/// Start the workflow `run` as a job on `device`: its events go to the
+/// event stream, its typed outcome (or its error, by reason) to the job
+/// table. `removal_ends` says whether the device leaving cancels it.
+fn device_job<T: serde::Serialize>(
+    shared: &Arc<Shared>,
+    kind: &'static str,
+    device: &str,
+    removal_ends: bool,
+    run: impl FnOnce(&dyn Events, &Cancel) -> Result<T, ProvisionError> + Send + 'static,
+) -> Result<String, ApiError> {
+    let cancel = Cancel::new();
+    let flag = cancel.clone();
+    spawn(
+        shared,
+        kind,
+        device,
+        Box::new(move |removed| match (removed, removal_ends) {
+            (true, true) => flag.device_removed(),
+            (true, false) => {}
+            (false, _) => flag.cancel(),
+        }),
+        move |ctx| match run(&JobEvents(ctx), &cancel) {
+            Ok(outcome) => Ok(serde_json::to_value(&outcome).unwrap_or(Value::Null)),
+            Err(e) => Err(JobError {
+                reason: e.reason.as_str().to_string(),
+                step: e.step.map(|s| s.as_str().to_string()),
+                message: e.message.clone(),
+                aborted: e.reason == Reason::Cancelled,
+            }),
+        },
+    )
+}
+
+/// Revoke a binding: a ledger operation (no key), run on the blocking
+/// pool and answered directly. The audit actor is the station's, with the
+/// peer's uid (the person who asked, not the daemon's service user).
+pub async fn revoke(
+    shared: &Arc<Shared>,
+    body: RevokeBody,
+    peer: &Peer,
+) -> Result<Result<provision::revoke::RevokeOutcome, ProvisionError>, ApiError> {
+    let who = shared
+        .station
+        .as_ref()
+        .map_or("keyward daemon", |s| s.actor.as_str());
+    let actor = format!("{who} (api uid {})", peer.uid);
+    tracing::info!(uid = peer.uid, binding = %body.binding, reason = body.reason.as_str(), "revoke requested");
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let clock: &(dyn Fn() -> std::time::SystemTime + Send + Sync) = match &s.station {
+            Some(st) => &*st.clock,
+            None => &std::time::SystemTime::now,
+        };
+        let books = provision::lifecycle::Books {
+            ledger: &s.ledger,
+            actor: &actor,
+            clock,
+        };
+        let req = provision::revoke::RevokeRequest {
+            binding: body.binding,
+            reason: body.reason,
+        };
+        provision::revoke::revoke(books, &req)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the revocation stopped: {e}"),
+        )
+    })
 }
 
 /// A fresh simulated key (`--danger-simulator`).
@@ -241,6 +416,29 @@ mod tests {
             let e = serde_json::from_slice::<EnrollBody>(bad).unwrap_err();
             let msg = super::super::api::json_error(&e);
             assert!(!msg.contains("8044"), "{msg}");
+        }
+    }
+
+    /// Attack: the PUK and PINs of an unblock request must not show in the
+    /// body's Debug (the `?req` the daemon logs is the request, whose Debug
+    /// names neither) nor in the error for a malformed body.
+    #[test]
+    fn the_secrets_of_an_unblock_request_never_show() {
+        let raw = br#"{"ticket":"t","device":"d","puk":"80461735","new_pin":"951847","new_puk":"27364518"}"#;
+        let body: UnblockBody = serde_json::from_slice(raw).unwrap();
+        assert_eq!(body.puk.as_ref().unwrap().expose_secret(), "80461735");
+        let shown = format!("{body:?} {body:#?}");
+        for s in ["8046", "9518", "2736"] {
+            assert!(!shown.contains(s), "{shown}");
+        }
+        for bad in [
+            &br#"{"ticket":"t","device":"d","puk":80461735,"new_pin":"951847"}"#[..],
+            br#"{"ticket":"t","device":"d","puk":"80461735","new_pin":"951847","x":1}"#,
+            br#"{"ticket":"t","device":"d","puk":"80461735"#,
+        ] {
+            let e = serde_json::from_slice::<UnblockBody>(bad).unwrap_err();
+            let msg = super::super::api::json_error(&e);
+            assert!(!msg.contains("8046"), "{msg}");
         }
     }
 }

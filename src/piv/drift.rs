@@ -36,7 +36,7 @@ impl Default for DriftPolicy {
 }
 
 /// One finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "fact", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum DriftFact {

@@ -5,14 +5,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use yubikey::piv::{AlgorithmId, SlotId};
 use yubikey::{MgmAlgorithmId, PinPolicy as YkPin, TouchPolicy as YkTouch};
 
 /// A key slot that keyward provisions (SP 800-73-4 Part 1 §3.1, Table 4b)
 /// or reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 #[non_exhaustive]
 pub enum Slot {
     /// `9A`: PIV Authentication.
@@ -75,6 +75,13 @@ impl From<Slot> for String {
     }
 }
 
+impl TryFrom<String> for Slot {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
 impl FromStr for Slot {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -94,7 +101,7 @@ impl FromStr for Slot {
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[non_exhaustive]
         pub enum $name { $($(#[$vm])* #[serde(rename = $text)] $v),+ }
 
@@ -286,8 +293,8 @@ impl MgmtAlgorithm {
 }
 
 /// A PIV applet version (YubiKey GET VERSION, `00 FD`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct FirmwareVersion {
     /// Major.
     pub major: u8,
@@ -306,6 +313,13 @@ impl fmt::Display for FirmwareVersion {
 impl From<FirmwareVersion> for String {
     fn from(v: FirmwareVersion) -> String {
         v.to_string()
+    }
+}
+
+impl TryFrom<String> for FirmwareVersion {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
     }
 }
 

@@ -221,7 +221,7 @@ pub(crate) fn open_fido(
 }
 
 /// How a key proved it holds one credential of a binding.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct IdentityProof {
     /// `fido2` or `piv`.
     pub kind: String,
@@ -229,7 +229,7 @@ pub struct IdentityProof {
     /// checked against the stored public key) or `piv-attestation` (the
     /// slot attested by the device key, chain to a trusted root, attested
     /// key equal to the stored one, attested serial equal to the key's).
-    pub method: &'static str,
+    pub method: String,
     pub rp_id: Option<String>,
     pub slot: Option<String>,
     pub detail: serde_json::Value,
@@ -328,7 +328,7 @@ pub(crate) fn confirm_fido(
         })?;
     Ok(IdentityProof {
         kind: "fido2".into(),
-        method: "fido2-assertion",
+        method: "fido2-assertion".into(),
         rp_id: Some(rp_id.clone()),
         slot: None,
         detail: json!({"credential_id": hex::encode(id), "sign_count": a.auth_data.sign_count}),
@@ -391,7 +391,7 @@ pub(crate) fn confirm_piv(
     }
     Ok(IdentityProof {
         kind: "piv".into(),
-        method: "piv-attestation",
+        method: "piv-attestation".into(),
         rp_id: None,
         slot: Some(slot.to_string()),
         detail: json!({"serial": serial, "firmware": facts.firmware, "chain": facts.chain}),

@@ -3,7 +3,7 @@
 //! the registry, in one ledger transaction. No key is needed: a lost key is
 //! revoked precisely because it is not at hand. docs/lifecycle.md.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::errors;
 use super::lifecycle::{Books, Run};
@@ -19,8 +19,8 @@ pub struct RevokeRequest {
     pub reason: RevokeReason,
 }
 
-/// A revoked binding.
-#[derive(Debug, Clone, Serialize)]
+/// A revoked binding (`Deserialize`: the CLI reads it back from the daemon).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevokeOutcome {
     pub run: String,
     pub binding: String,

@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::StepReport;
@@ -61,8 +61,9 @@ impl ReturnRequest {
     }
 }
 
-/// A key back in stock.
-#[derive(Debug, Serialize)]
+/// A key back in stock (`Deserialize`: the CLI reads it back from the
+/// daemon).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ReturnOutcome {
     pub run: String,
     pub serial: String,
@@ -79,7 +80,7 @@ pub struct ReturnOutcome {
 }
 
 /// What was reset and how the key looks afterwards.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ResetReport {
     pub piv: bool,
     pub fido2: bool,

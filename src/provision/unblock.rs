@@ -16,7 +16,7 @@
 //! gone, or the same ticket was used at the same instant elsewhere), the
 //! error says so: the PIN on the card is the new one.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::errors;
@@ -54,8 +54,8 @@ impl std::fmt::Debug for UnblockRequest {
     }
 }
 
-/// A PIN unblocked.
-#[derive(Debug, Serialize)]
+/// A PIN unblocked (`Deserialize`: the CLI reads it back from the daemon).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct UnblockOutcome {
     pub run: String,
     pub binding: String,
@@ -63,7 +63,7 @@ pub struct UnblockOutcome {
     pub serial: String,
     pub ticket: String,
     /// What was set: `pin`, and `puk` when rotated.
-    pub changed: Vec<&'static str>,
+    pub changed: Vec<String>,
     pub steps: Vec<StepReport>,
 }
 
@@ -164,7 +164,7 @@ fn run_unblock(
         subject: binding.subject,
         serial,
         ticket: vt.claims.jti,
-        changed,
+        changed: changed.iter().map(|c| (*c).to_string()).collect(),
         steps: steps.steps,
     })
 }

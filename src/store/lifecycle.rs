@@ -17,7 +17,7 @@ use super::station_key::StationKey;
 use super::{Ledger, StoreError, observe_time, outbox, rfc3339};
 
 /// Where a binding is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BindingState {
     Active,

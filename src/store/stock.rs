@@ -28,7 +28,7 @@ use super::replay::RowRef;
 use super::{Ledger, StoreError, observe_time, outbox, rfc3339};
 
 /// Why a binding is revoked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RevokeReason {
     /// The key is lost.
@@ -110,7 +110,7 @@ pub struct OpenBinding {
 }
 
 /// Where a key in stock stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StockState {
     /// Reset, drift-checked clean, ready to issue.
