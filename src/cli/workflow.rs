@@ -25,7 +25,7 @@ use super::device::Selector;
 use crate::config::Config;
 use crate::daemon::client::{Client, ClientError};
 use crate::detect::Present;
-use crate::provision::lifecycle::Books;
+use crate::provision::record::Books;
 use crate::provision::revoke::{RevokeOutcome, RevokeRequest};
 use crate::provision::stock::{ReturnOutcome, ReturnRequest};
 use crate::provision::unblock::{UnblockOutcome, UnblockRequest};

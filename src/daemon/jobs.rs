@@ -315,7 +315,7 @@ pub async fn revoke(
             Some(st) => &*st.clock,
             None => &std::time::SystemTime::now,
         };
-        let books = provision::lifecycle::Books {
+        let books = provision::record::Books {
             ledger: &s.ledger,
             actor: &actor,
             clock,

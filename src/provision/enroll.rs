@@ -11,6 +11,7 @@ use super::errors;
 use super::fido::{self, FidoResult};
 use super::flow::{Envelope, Flow};
 use super::piv::{self as piv_steps, PivIdentity, PivResult};
+use super::record::{Books, Run, Seen};
 use super::replace::{self, Original};
 use super::{
     AppliedException, Cancel, CredentialSummary, EnrollOutcome, EnrollRequest, Events, KeyTarget,
@@ -20,8 +21,8 @@ use crate::ctap::Pin;
 use crate::policy::profile::Profile;
 use crate::policy::{self, Rule, Verdict};
 use crate::store::{
-    CredentialRecord, DeviceRecord, EnrollmentRecord, ExceptionRecord, RunEnd, RunKind, RunOutcome,
-    RunStart, TicketRecord,
+    CredentialRecord, DeviceRecord, EnrollmentRecord, ExceptionRecord, RunKind, RunStart,
+    TicketRecord,
 };
 use crate::ticket::{Fido2Op, Op, OpKind, PivOp, VerifiedTicket};
 
@@ -84,14 +85,9 @@ fn recorded(
         slot: slot.as_deref(),
         actor: &station.actor,
     };
-    let run = {
-        let mut ledger = station.ledger()?;
-        ledger
-            .run_started(kind, &start, station.now_secs())
-            .map_err(|e| errors::store(Step::Ticket, e))?
-    };
+    let run = Run::start(Books::of(station), kind, &start, Step::Ticket)?;
     let result = verified
-        .and_then(|vt| body(flow, req, &vt, mode, &run))
+        .and_then(|vt| body(flow, req, &vt, mode, &run.id))
         .map_err(|mut e| {
             if e.reason == Reason::Cancelled && flow.cancel.was_removed() {
                 e.reason = Reason::DeviceRemoved;
@@ -102,39 +98,25 @@ fn recorded(
             }
             e
         });
-    let end = match &result {
-        Ok(o) => RunEnd {
-            device_serial: o.serial.clone(),
-            aaguid: o.aaguid.clone(),
-            ..RunEnd::completed(Some(o.binding.clone()))
-        },
-        Err(e) => RunEnd {
-            outcome: if e.reason == Reason::Cancelled {
-                RunOutcome::Aborted
-            } else {
-                RunOutcome::Failed
+    run.finish(
+        &result,
+        match &result {
+            Ok(o) => Seen {
+                serial: o.serial.as_deref(),
+                aaguid: o.aaguid.as_deref(),
+                binding: Some(&o.binding),
             },
-            ..RunEnd::failed(e.reason.as_str(), e.message.as_str())
+            Err(_) => Seen::default(),
         },
-    };
-    let finished = station.ledger().and_then(|mut l| {
-        l.run_finished(&run, &end, &station.actor, station.now_secs())
-            .map_err(|e| errors::store(Step::Commit, e))
-    });
-    match (result, finished) {
-        (Ok(mut o), Ok(())) => {
-            o.run = run;
+    );
+    match result {
+        Ok(mut o) => {
+            o.run = run.id;
             Ok(o)
         }
-        (Err(mut e), _) => {
-            e.run = Some(run);
+        Err(mut e) => {
+            e.run = Some(run.id);
             Err(e)
-        }
-        (Ok(o), Err(e)) => {
-            // The binding is committed; only the run's end row is missing
-            // (reports count the run as interrupted).
-            tracing::error!(binding = %o.binding, "recording the end of run {run} failed: {e}");
-            Ok(EnrollOutcome { run, ..o })
         }
     }
 }

@@ -1,11 +1,10 @@
-//! What revoke, return to stock and unblock share: the run recorder
-//! ([`Run`]; steps go through the one step runner, `flow.rs`), reading
-//! a key in a PC/SC reader without changing it, and
+//! What return to stock and unblock share (runs are recorded by the one
+//! recorder, `record.rs`; steps go through the one step runner,
+//! `flow.rs`): reading a key in a PC/SC reader without changing it, and
 //! proving that a key holds a binding's credentials (FIDO2 assertion
 //! signature, PIV slot attestation).
 
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
@@ -13,106 +12,14 @@ use sha2::{Digest, Sha256};
 
 use super::errors;
 use super::flow::Flow;
-use super::{Cancel, Event, KeyTarget, ProvisionError, Reason, Station, Step, unix_secs};
+use super::{Cancel, Event, KeyTarget, ProvisionError, Reason, Station, Step};
 use crate::attest::authdata::CoseKey;
 use crate::attest::sig::{EcdsaEncoding, SigAlg};
 use crate::ctap::commands::get_assertion::GetAssertion;
 use crate::ctap::{Ctap2, Error as CtapError, StatusCode};
 use crate::piv::{PivCard, PivError, Slot};
 use crate::store::stock::StoredCredential;
-use crate::store::{Ledger, RunEnd, RunKind, RunOutcome, RunStart};
 use crate::transport::pcsc::PcscTransport;
-
-/// What a lifecycle workflow records with: the ledger, the actor for audit
-/// rows, and the clock. A [`Station`] provides one; revoke needs nothing
-/// more, so it runs without trust anchors or profiles.
-#[derive(Clone, Copy)]
-pub struct Books<'a> {
-    pub ledger: &'a Mutex<Ledger>,
-    pub actor: &'a str,
-    pub clock: &'a (dyn Fn() -> SystemTime + Send + Sync),
-}
-
-impl<'a> Books<'a> {
-    /// The station's ledger, actor and clock.
-    pub fn of(station: &'a Station) -> Self {
-        Books {
-            ledger: &station.ledger,
-            actor: &station.actor,
-            clock: &*station.clock,
-        }
-    }
-
-    pub fn now_secs(&self) -> i64 {
-        unix_secs((self.clock)())
-    }
-
-    /// Lock the ledger (a poisoned lock is reported, never unwrapped).
-    pub fn ledger(&self) -> Result<MutexGuard<'a, Ledger>, ProvisionError> {
-        self.ledger.lock().map_err(|_| {
-            ProvisionError::new(
-                Reason::Ledger,
-                None,
-                "the ledger lock is poisoned (another workflow panicked); restart keyward",
-            )
-        })
-    }
-}
-
-/// A run of one workflow in the ledger's `runs` table.
-pub(crate) struct Run<'a> {
-    books: Books<'a>,
-    pub(crate) id: String,
-}
-
-impl<'a> Run<'a> {
-    pub(crate) fn start(
-        books: Books<'a>,
-        kind: RunKind,
-        start: &RunStart<'_>,
-    ) -> Result<Run<'a>, ProvisionError> {
-        let now = books.now_secs();
-        let id = books
-            .ledger()?
-            .run_started(kind, start, now)
-            .map_err(|e| errors::store(Step::Commit, e))?;
-        Ok(Run { books, id })
-    }
-
-    /// Record how the run ended. A ledger failure here is logged, not
-    /// returned: the workflow's own result stands.
-    pub(crate) fn finish<T>(
-        &self,
-        result: &Result<T, ProvisionError>,
-        serial: Option<&str>,
-        binding: Option<&str>,
-    ) {
-        let mut end = match result {
-            Ok(_) => RunEnd::completed(binding.map(str::to_owned)),
-            Err(e) => {
-                let mut end = RunEnd::failed(e.reason.as_str(), e.message.clone());
-                if e.reason == Reason::Cancelled {
-                    end.outcome = RunOutcome::Aborted;
-                }
-                end.binding_id = binding.map(str::to_owned);
-                end
-            }
-        };
-        end.device_serial = serial.map(str::to_owned);
-        let now = self.books.now_secs();
-        let r = self
-            .books
-            .ledger()
-            .map_err(|e| e.message)
-            .and_then(|mut l| {
-                l.run_finished(&self.id, &end, self.books.actor, now)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = r {
-            tracing::warn!(run = %self.id, error = %e, "could not record the end of the run");
-        }
-    }
-}
 
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

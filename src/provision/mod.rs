@@ -35,6 +35,7 @@ mod guard;
 mod piv;
 mod preview;
 mod reason;
+pub mod record;
 mod replace;
 mod request;
 mod station;

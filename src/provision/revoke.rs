@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::errors;
-use super::lifecycle::{Books, Run};
+use super::record::{Books, Run, Seen};
 use super::{ProvisionError, Reason, Step};
 use crate::store::stock::RevokeReason;
 use crate::store::{BindingState, RunKind, RunStart};
@@ -42,10 +42,18 @@ pub fn revoke(books: Books<'_>, req: &RevokeRequest) -> Result<RevokeOutcome, Pr
             actor: books.actor,
             ..RunStart::default()
         },
+        Step::Commit,
     )?;
     let result = revoke_in(books, req, &run.id);
     let serial = result.as_ref().ok().and_then(|o| o.device_serial.clone());
-    run.finish(&result, serial.as_deref(), Some(&req.binding));
+    run.finish(
+        &result,
+        Seen {
+            serial: serial.as_deref(),
+            binding: Some(&req.binding),
+            ..Seen::default()
+        },
+    );
     result.map_err(|mut e| {
         e.run = Some(run.id.clone());
         e

@@ -28,9 +28,10 @@ use super::StepReport;
 use super::errors;
 use super::flow::Flow;
 use super::lifecycle::{
-    Books, IdentityProof, Presented, Run, cancelled, confirm_fido, confirm_piv, identify, millis,
-    open_fido, reader_of, with_piv,
+    IdentityProof, Presented, cancelled, confirm_fido, confirm_piv, identify, millis, open_fido,
+    reader_of, with_piv,
 };
+use super::record::{Books, Run, Seen};
 use super::{Cancel, Deadlines, Event, Events, KeyTarget, ProvisionError, Reason, Station, Step};
 use crate::ctap::commands::get_assertion::GetAssertion;
 use crate::ctap::{Error as CtapError, StatusCode};
@@ -115,10 +116,18 @@ pub fn return_to_stock(
             actor: &station.actor,
             ..RunStart::default()
         },
+        Step::Commit,
     )?;
     let mut seen: (Option<String>, Option<String>) = (None, None);
     let result = run_return(station, &req, events, cancel, &run, &mut seen);
-    run.finish(&result, seen.0.as_deref(), seen.1.as_deref());
+    run.finish(
+        &result,
+        Seen {
+            serial: seen.0.as_deref(),
+            binding: seen.1.as_deref(),
+            ..Seen::default()
+        },
+    );
     result.map_err(|mut e| {
         e.run = Some(run.id.clone());
         e

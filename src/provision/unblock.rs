@@ -21,7 +21,8 @@ use serde_json::json;
 
 use super::errors;
 use super::flow::Flow;
-use super::lifecycle::{Books, Presented, Run, confirm_piv, identify, open_piv, reader_of};
+use super::lifecycle::{Presented, confirm_piv, identify, open_piv, reader_of};
+use super::record::{Books, Run, Seen};
 use super::{
     Cancel, Deadlines, Events, KeyTarget, ProvisionError, Reason, Station, Step, StepReport,
 };
@@ -82,10 +83,18 @@ pub fn unblock(
             actor: &station.actor,
             ..RunStart::default()
         },
+        Step::Commit,
     )?;
     let mut seen = (None, None);
     let result = run_unblock(station, &req, events, cancel, &mut seen);
-    run.finish(&result, seen.0.as_deref(), seen.1.as_deref());
+    run.finish(
+        &result,
+        Seen {
+            serial: seen.0.as_deref(),
+            binding: seen.1.as_deref(),
+            ..Seen::default()
+        },
+    );
     result
         .map(|mut o| {
             o.run = run.id.clone();
