@@ -157,3 +157,33 @@ fn any_json_error_is_one_enveloped_document() {
         .args(["revoke", "b-1", "--reason", "lost"]);
     assert!(run(c, "").stdout.is_empty());
 }
+
+/// A manifest file that cannot be read is a bad argument (2), not a
+/// refused manifest (5); one that is read and refused exits 5. Neither
+/// writes a report or touches the ledger.
+#[test]
+fn bulk_tells_an_unreadable_manifest_from_a_refused_one() {
+    let rig = rig();
+    let recipient = age_recipient(&rig);
+    let bulk = |manifest: &std::path::Path| {
+        let mut c = kw(&rig);
+        c.args(["bulk", "--sim", "1", "--manifest"])
+            .arg(manifest)
+            .arg("--report")
+            .arg(rig.dir.path().join("report"))
+            .args(["--pin-recipient", &recipient]);
+        run(c, "")
+    };
+    let missing = bulk(&rig.dir.path().join("no-such-manifest.jsonl"));
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("cannot read the manifest"), "{err}");
+
+    let broken = rig.dir.path().join("broken.jsonl");
+    std::fs::write(&broken, "{not json\n").unwrap();
+    let refused = bulk(&broken);
+    assert_eq!(refused.status.code(), Some(5), "{refused:?}");
+
+    assert!(!rig.dir.path().join("report.json").exists());
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM bindings"), 0);
+}

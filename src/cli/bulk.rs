@@ -70,8 +70,8 @@ terminal, else (or with --json) one JSON object per line on stdout. The config's
 [bulk] table can hold defaults for --pin-recipient, --readers, --parallel, --attempts \
 and --wait (docs/bulk.md).\n\
 Exit status: 0 when every key was bound on its first try; 1 when any key failed \
-(see the report); 2 for bad arguments; 3 when a reader is missing; 5 when the \
-manifest or a ticket is refused.";
+(see the report); 2 for bad arguments or a manifest that cannot be read; 3 when a \
+reader is missing; 5 when the manifest or a ticket is refused.";
 
 /// The station's `[bulk]` table: defaults for the options above, so an
 /// operator's age recipient and the hub's readers are configured once.
@@ -241,8 +241,15 @@ pub fn run(mut args: BulkArgs, global: &GlobalArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| cfg.ledger_path(&super::default_db_path()));
     let station = cfg.station(&db)?;
-    let m = manifest::load(&args.manifest, station.verifier.options().max_bytes)
-        .map_err(|e| Failure::Verification(e.to_string()))?;
+    // A manifest that cannot be read is a bad argument (2); one that is
+    // read and refused is a verification failure (5).
+    let m =
+        manifest::load(&args.manifest, station.verifier.options().max_bytes).map_err(
+            |e| match e {
+                manifest::ManifestError::Io { .. } => Failure::Usage(e.to_string()),
+                _ => Failure::Verification(e.to_string()),
+            },
+        )?;
     let pins = PinFile::new(&pin_file_path(&args), recipients)?;
 
     let mut opts = BulkOptions::new();
