@@ -411,6 +411,7 @@ fn only_root_and_group_members_may_use_the_api() {
     assert!(o.status.success());
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["version"], 2);
+    assert_eq!(doc["ok"], true);
 
     // Behind world-open file permissions, the daemon's own check decides:
     // an outsider gets 403 and a log line; membership comes from the

@@ -198,6 +198,7 @@ fn devices_cli_lists_an_identified_hid_key() {
     );
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["version"], 2);
+    assert_eq!(doc["ok"], true);
     let d = doc["devices"]
         .as_array()
         .unwrap()

@@ -180,7 +180,11 @@ pub fn list_devices(json: bool) -> Option<Result<()>> {
 fn print_devices(client: &crate::daemon::client::Client, json: bool) -> Result<()> {
     let doc = client.devices().map_err(daemon_failure)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        // The CLI's envelope (docs/cli.md) around the API's document, so
+        // both routes print the same shape.
+        let out =
+            serde_json::json!({"version": doc["version"], "ok": true, "devices": doc["devices"]});
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let devices: Vec<crate::detect::link::Device> = serde_json::from_value(doc["devices"].clone())

@@ -78,7 +78,9 @@ fn list(hid: &HidMonitor, fixed: &[(String, PathBuf)], json: bool) -> Result<()>
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"version": 2, "devices": devices}))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({"version": 2, "ok": true, "devices": devices})
+            )?
         );
         return Ok(());
     }
