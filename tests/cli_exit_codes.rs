@@ -2,6 +2,7 @@
 //! the same expired ticket exits 22 from `ticket verify --config`,
 //! `enroll` and `bulk`, through the built binary with real files (config,
 //! trust store, ledger on disk).
+#![cfg(feature = "sim")]
 
 mod common;
 mod provision_support;

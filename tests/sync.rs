@@ -1,6 +1,7 @@
 //! Sync end to end on loopback, against the registry on SQLite and on a real
 //! PostgreSQL: every case ends with each event stored exactly once and the
 //! outbox drained; every refusal the registry owes has its attack.
+#![cfg(feature = "sim")]
 
 mod sync_support;
 
