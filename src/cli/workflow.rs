@@ -278,6 +278,21 @@ impl Daemon {
     }
 
     /// An API refusal whose code is a workflow reason, as that reason.
+    /// POST `body` to a route that answers at once (no job) and read its
+    /// typed answer; a refusal is the workflow's failure at `step`.
+    fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &[u8],
+        step: Step,
+    ) -> Result<T, WorkflowError> {
+        let v = self
+            .client
+            .call("POST", path, Some(body))
+            .map_err(|e| Daemon::refusal(e, Some(step)))?;
+        serde_json::from_value(v).map_err(|e| WorkflowError::Other(version_skew(&self.client, e)))
+    }
+
     fn refusal(e: ClientError, step: Option<Step>) -> WorkflowError {
         match &e {
             ClientError::Api { code, message, .. } => match reason_of(code) {
@@ -404,11 +419,7 @@ impl Workflows for Daemon {
             "ticket": String::from_utf8_lossy(ticket).trim(),
         }))
         .map_err(anyhow::Error::from)?;
-        let v = self
-            .client
-            .call("POST", "/v1/preview", Some(&body))
-            .map_err(|e| Daemon::refusal(e, Some(Step::Ticket)))?;
-        serde_json::from_value(v).map_err(|e| WorkflowError::Other(version_skew(&self.client, e)))
+        self.answer("/v1/preview", &body, Step::Ticket)
     }
 
     fn enroll(
@@ -458,11 +469,7 @@ impl Workflows for Daemon {
             "reason": req.reason,
         }))
         .map_err(anyhow::Error::from)?;
-        let v = self
-            .client
-            .call("POST", "/v1/revoke", Some(&body))
-            .map_err(|e| Daemon::refusal(e, Some(Step::Commit)))?;
-        serde_json::from_value(v).map_err(|e| WorkflowError::Other(version_skew(&self.client, e)))
+        self.answer("/v1/revoke", &body, Step::Commit)
     }
 
     fn return_key(
