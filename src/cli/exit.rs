@@ -24,6 +24,10 @@ pub const PIN_BLOCKED: u8 = 4;
 pub const VERIFICATION: u8 = 5;
 /// The keyward daemon did not answer, or refused the request.
 pub const DAEMON: u8 = 6;
+/// The registry's verifiable log failed a check: at `sync`, a tree head,
+/// inclusion or consistency proof refused (the registry rewrote its log);
+/// at `registry verify`, an event altered, missing or out of place.
+pub const LOG: u8 = 7;
 /// The ticket is not a well-formed keyward ticket.
 pub const TICKET_MALFORMED: u8 = 20;
 /// The ticket is not signed by a trusted key with an allowed algorithm,
@@ -52,6 +56,10 @@ pub const TABLE: &[(u8, &str)] = &[
         "verification failed (attestation, policy, identity, audit)",
     ),
     (DAEMON, "the keyward daemon is unreachable or refused"),
+    (
+        LOG,
+        "the registry's verifiable log failed a check (sync, registry verify)",
+    ),
     (TICKET_MALFORMED, "ticket malformed"),
     (TICKET_UNTRUSTED, "ticket untrusted or too few approvals"),
     (
@@ -91,11 +99,24 @@ pub fn ticket_reason(e: &TicketError) -> Reason {
 }
 
 /// The exit code of any error a command returns: a [`super::Failure`]
-/// anywhere in the chain gives its code, anything else is 1.
+/// anywhere in the chain gives its code, a failed check of the registry's
+/// log [`LOG`], anything else is 1.
 pub fn of_error(e: &anyhow::Error) -> u8 {
     e.chain()
-        .find_map(|c| c.downcast_ref::<super::Failure>())
-        .map_or(FAILURE, super::Failure::exit_code)
+        .find_map(|c| {
+            if let Some(f) = c.downcast_ref::<super::Failure>() {
+                return Some(f.exit_code());
+            }
+            let log = matches!(
+                c.downcast_ref::<crate::sync::client::SyncError>(),
+                Some(crate::sync::client::SyncError::Log(_))
+            ) || matches!(
+                c.downcast_ref::<crate::registry::verify::VerifyError>(),
+                Some(e) if !matches!(e, crate::registry::verify::VerifyError::Db(_))
+            );
+            log.then_some(LOG)
+        })
+        .unwrap_or(FAILURE)
 }
 
 #[cfg(test)]
@@ -126,5 +147,9 @@ mod tests {
         .context("ticket REJECTED");
         assert_eq!(of_error(&e), TICKET_REPLAYED);
         assert_eq!(of_error(&anyhow::anyhow!("plain")), FAILURE);
+        let log = crate::sync::client::SyncError::Log(
+            crate::sync::tree_head::LogCheckError::Inconsistent { size: 3 },
+        );
+        assert_eq!(of_error(&anyhow::Error::from(log).context("sync")), LOG);
     }
 }

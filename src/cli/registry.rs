@@ -52,6 +52,18 @@ pub enum RegistryCommand {
         #[arg(long, value_name = "KEY", requires = "ack_out")]
         ack_key: Option<PathBuf>,
     },
+    /// Check the whole verifiable log from scratch: every event against its
+    /// leaf, the tree against every signed tree head (exit 7 on a failure)
+    Verify {
+        /// The registry key's public half (PEM, the station.pub beside
+        /// `serve --key`): every stored tree head must be signed by it
+        #[arg(long, value_name = "FILE")]
+        key_pub: Option<PathBuf>,
+        /// A tree head a station kept (`keyward sync status --json`, or its
+        /// `tree_head` object): the log must still have it as a prefix
+        #[arg(long, value_name = "FILE")]
+        head: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +81,13 @@ pub struct ServeArgs {
     /// The private key of --tls-cert (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The registry key (Ed25519 PKCS#8 PEM, created mode 0600 with its
+    /// public half station.pub beside it if missing): signs the log's tree
+    /// heads, as it signs air-gap acks (`import --ack-key`); give its
+    /// station.pub to the stations as `[sync] registry_key`. Without it tree
+    /// heads go out unsigned
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,10 +122,26 @@ pub fn run(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
 }
 
 async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
+    // The key first: a missing or unreadable key must not leave a registry
+    // serving unsigned heads by mistake.
+    let key = match &cmd {
+        RegistryCommand::Serve(ServeArgs { key: Some(k), .. }) => Some(
+            crate::store::StationKey::load_or_create(k)
+                .map_err(|e| Failure::Usage(format!("--key: {e}")))?,
+        ),
+        _ => None,
+    };
     let reg = Registry::open(&db(g)?).await?;
     let now = super::sync::now;
     match cmd {
-        RegistryCommand::Serve(a) => serve(reg, a).await,
+        RegistryCommand::Serve(a) => {
+            let reg = match key {
+                Some(k) => reg.with_signer(k),
+                None => reg,
+            };
+            serve(reg, a).await
+        }
+        RegistryCommand::Verify { key_pub, head } => verify(&reg, key_pub, head, g.json).await,
         RegistryCommand::Stations(StationsCommand::Add { station_id, key }) => {
             if !crate::sync::wire::valid_id(&station_id) {
                 return Err(Failure::Usage(format!(
@@ -298,6 +333,72 @@ pub(super) fn write_new(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// `registry verify`: the report on stdout, a one-line error (exit 7).
+async fn verify(
+    reg: &Registry,
+    key_pub: Option<PathBuf>,
+    head: Option<PathBuf>,
+    json: bool,
+) -> Result<()> {
+    let key = key_pub
+        .map(|p| {
+            crate::store::station_key::load_pinned(&p)
+                .map_err(|e| Failure::Usage(format!("--key-pub: {e}")))
+        })
+        .transpose()?;
+    let expected = head.map(|p| station_head(&p)).transpose()?;
+    let r = crate::registry::verify::verify(reg, key.as_ref(), expected).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"version": 1, "ok": true, "log": r}))?
+        );
+        return Ok(());
+    }
+    println!(
+        "registry log verified: {} event(s), root {}, {} signed tree head(s) matched ({}){}; {:.0} events/s",
+        r.events,
+        r.root,
+        r.heads,
+        if r.signatures_checked {
+            "signatures verified with --key-pub"
+        } else {
+            "signatures not checked: give --key-pub"
+        },
+        r.station_head.map_or_else(String::new, |s| format!(
+            ", the station's head at size {s} is a prefix"
+        )),
+        r.events_per_second
+    );
+    Ok(())
+}
+
+/// A station's kept tree head: `sync status --json` or its `tree_head`.
+fn station_head(path: &std::path::Path) -> Result<crate::registry::verify::ExpectedHead> {
+    let bad = |m: &str| {
+        Failure::Usage(format!(
+            "--head {}: {m}; give the output of `keyward sync status --json` from the station",
+            path.display()
+        ))
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(&e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+    let h = v
+        .pointer("/sync/tree_head")
+        .or_else(|| v.get("tree_head"))
+        .unwrap_or(&v);
+    let size = h
+        .get("size")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| bad("no tree head size in it (has the station synced since the log?)"))?;
+    let mut root = [0u8; 32];
+    h.get("root")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|r| hex::decode_to_slice(r, &mut root).ok())
+        .ok_or_else(|| bad("no 32-byte hex tree head root in it"))?;
+    Ok(crate::registry::verify::ExpectedHead { size, root })
+}
+
 async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => {
@@ -312,14 +413,25 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
         ))
         .into());
     }
+    let size = reg
+        .load_log()
+        .await
+        .map_err(|e| Failure::Verification(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     eprintln!(
-        "keyward registry: listening on {}://{} ({:?})",
+        "keyward registry: listening on {}://{} ({:?}, log of {size} event(s), {})",
         if tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
-        reg
+        reg,
+        reg.public_key().map_or_else(
+            || "tree heads unsigned: give --key".to_string(),
+            |k| format!(
+                "tree heads signed by key {}",
+                crate::store::station_key::key_id(&k)
+            )
+        )
     );
     let shutdown = async {
         let mut term =

@@ -57,6 +57,15 @@ pub fn options(
     })?;
     let mut o = Options::new(&registry, &c.station);
     o.ca = c.sync.ca.as_deref().map(|p| c.resolve(p));
+    o.registry_key = c
+        .sync
+        .registry_key
+        .as_deref()
+        .map(|p| {
+            crate::store::station_key::load_pinned(&c.resolve(p))
+                .map_err(|e| Failure::Usage(format!("[sync] registry_key: {e}")))
+        })
+        .transpose()?;
     Ok((
         o,
         super::lifecycle::ledger_path(g, Some(&c)),
@@ -158,5 +167,22 @@ fn status(g: &GlobalArgs) -> Result<()> {
         )
     );
     println!("delivery errors:    {}", s.delivery_errors);
+    let head = s
+        .tree_head
+        .and_then(|v| serde_json::from_value::<crate::sync::tree_head::KeptHead>(v).ok());
+    match head {
+        None => println!("registry log:       no tree head yet"),
+        Some(h) => println!(
+            "registry log:       {} event(s), root {}, signed {} ({})",
+            h.size,
+            h.root,
+            rfc3339(h.at),
+            if h.verified {
+                "signature verified with [sync] registry_key"
+            } else {
+                "UNVERIFIED: no [sync] registry_key was set; pin the registry's public key"
+            }
+        ),
+    }
     Ok(())
 }

@@ -8,18 +8,30 @@
 //! [`chain`]; each backend runs them inside one transaction with the
 //! station's row locked, so concurrent pushes from one station serialise and
 //! an event id is stored at most once. The HTTP front is [`server`].
+//!
+//! Every event stored is also appended, in the same transaction, as a leaf
+//! of the verifiable log ([`log`]); the in-memory tree follows only after
+//! the commit, under one lock held from the leaves' insert to the tree's
+//! update, so leaf indices follow commit order. One registry process writes
+//! a database: a second one is refused at its first push (the log's size
+//! in the database is not the one it holds; PostgreSQL locks that counter
+//! row `FOR UPDATE`, so two processes cannot interleave leaves).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::sync::wire::{Ack, Push, RegistryHead};
+use crate::store::StationKey;
+use crate::sync::wire::{self, Ack, Push, RegistryHead};
+use log::{LogTree, TreeHead};
 
 pub mod chain;
 pub mod log;
 pub mod postgres;
 pub mod server;
 pub mod sqlite;
+pub mod verify;
 
 pub use chain::{ChainHead, ChainRefusal};
 
@@ -105,19 +117,95 @@ pub(crate) fn db_err(what: &str, e: impl std::fmt::Display) -> RegistryError {
     }
 }
 
-/// A registry database.
-pub enum Registry {
+/// A registry database, its log and the key that signs its tree heads.
+pub struct Registry {
+    db: Db,
+    log: SharedLog,
+    signer: Option<Arc<StationKey>>,
+}
+
+enum Db {
     Sqlite(sqlite::SqliteRegistry),
     Postgres(postgres::PgRegistry),
 }
 
+/// The in-memory log, loaded from the database on first use.
+pub(crate) type SharedLog = Arc<tokio::sync::Mutex<Option<LogTree>>>;
+/// The log held from the leaves' insert until the tree follows the commit.
+pub(crate) type LogGuard = tokio::sync::OwnedMutexGuard<Option<LogTree>>;
+
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Registry::Sqlite(_) => "Registry(sqlite)",
-            Registry::Postgres(_) => "Registry(postgres)",
+        f.write_str(match self.db {
+            Db::Sqlite(_) => "Registry(sqlite)",
+            Db::Postgres(_) => "Registry(postgres)",
         })
     }
+}
+
+/// A signed tree head as the registry stores it (`tree_heads`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredHead {
+    pub size: u64,
+    #[serde(with = "hex_32")]
+    pub root: [u8; 32],
+    pub at: i64,
+    /// Empty when the registry ran without a key.
+    #[serde(serialize_with = "hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+fn hex_bytes<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(v))
+}
+
+mod hex_32 {
+    pub fn serialize<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+}
+
+/// One leaf of the log with the event it stands for (`None` if the event's
+/// row is gone), for `registry verify`.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub index: i64,
+    pub station_id: String,
+    pub event_id: String,
+    pub digest: Vec<u8>,
+    pub event: Option<(i64, String, String, i64)>,
+}
+
+/// What a backend's ingest hands back: the ack, each pushed event's leaf
+/// index (new or held before), and the log, still locked, with the new
+/// leaves appended after the commit.
+pub(crate) struct Ingested {
+    pub ack: Ack,
+    pub indices: Vec<(String, u64)>,
+    pub log: LogGuard,
+}
+
+/// The leaf data of a pushed event, as the registry stores it.
+pub(crate) fn digest_of(station: &str, e: &wire::Event) -> log::Hash {
+    log::event_digest(&log::EventFields {
+        station,
+        event_id: &e.event_id,
+        seq: e.seq,
+        kind: &e.kind,
+        payload: &e.payload.to_string(),
+        created_at: e.created_at,
+    })
+}
+
+/// The database and the in-memory log disagree on the log's size: another
+/// process wrote to it.
+pub(crate) fn log_raced(db: i64, held: u64) -> RegistryError {
+    db_err(
+        "log",
+        format!(
+            "holds {db} leaves but this registry process holds {held}: another registry process writes to this database; run one registry process per database and restart this one"
+        ),
+    )
 }
 
 /// A request nonce to remember (pushes; bundles have none).
@@ -129,23 +217,85 @@ pub struct Nonce {
 
 macro_rules! each {
     ($self:ident, $b:ident => $e:expr) => {
-        match $self {
-            Registry::Sqlite($b) => $e,
-            Registry::Postgres($b) => $e,
+        match &$self.db {
+            Db::Sqlite($b) => $e,
+            Db::Postgres($b) => $e,
         }
     };
 }
 
 impl Registry {
     /// Open `postgres://…` / `postgresql://…` or a SQLite file, migrating it.
+    /// Its tree heads are unsigned until [`Registry::with_signer`].
     pub async fn open(db: &str) -> Result<Registry, RegistryError> {
-        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-            Ok(Registry::Postgres(postgres::PgRegistry::open(db).await?))
+        let db = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            Db::Postgres(postgres::PgRegistry::open(db).await?)
         } else {
-            Ok(Registry::Sqlite(sqlite::SqliteRegistry::open(
-                std::path::Path::new(db),
-            )?))
+            Db::Sqlite(sqlite::SqliteRegistry::open(std::path::Path::new(db))?)
+        };
+        Ok(Registry {
+            db,
+            log: Arc::new(tokio::sync::Mutex::new(None)),
+            signer: None,
+        })
+    }
+
+    /// Open and sign tree heads with `key` (the registry key, the same one
+    /// that signs air-gap acks, under another domain), loading the log now.
+    pub async fn open_with_key(db: &str, key: StationKey) -> Result<Registry, RegistryError> {
+        let r = Registry::open(db).await?.with_signer(key);
+        r.load_log().await?;
+        Ok(r)
+    }
+
+    /// Sign tree heads with `key` from now on.
+    pub fn with_signer(mut self, key: StationKey) -> Registry {
+        self.signer = Some(Arc::new(key));
+        self
+    }
+
+    /// The public half of the tree-head key, if there is one.
+    pub fn public_key(&self) -> Option<[u8; 32]> {
+        self.signer.as_ref().map(|k| k.public_key())
+    }
+
+    /// Build the in-memory log from the stored leaves (once), checking that
+    /// indices run without a gap and that the latest signed tree head is
+    /// the root of its prefix. Returns the log's size.
+    pub async fn load_log(&self) -> Result<u64, RegistryError> {
+        let mut g = self.log.lock().await;
+        if let Some(t) = g.as_ref() {
+            return Ok(t.size());
         }
+        let digests = each!(self, b => b.log_digests().await)?;
+        let latest = each!(self, b => b.tree_heads(true).await)?.pop();
+        let mut t = LogTree::new();
+        for (i, (idx, d)) in digests.into_iter().enumerate() {
+            let d: log::Hash = d
+                .try_into()
+                .map_err(|_| db_err("log", format!("leaf {idx} has no 32-byte digest")))?;
+            if idx != i as i64 {
+                return Err(db_err(
+                    "log",
+                    format!("has no leaf {i} (next is {idx}); run `keyward registry verify`"),
+                ));
+            }
+            t.push(d);
+            if let Some(h) = &latest
+                && h.size == t.size()
+                && h.root != t.root()
+            {
+                return Err(log_diverged(h.size));
+            }
+        }
+        if let Some(h) = &latest
+            && h.size > t.size()
+        {
+            return Err(log_diverged(h.size));
+        }
+        let size = t.size();
+        *g = Some(t);
+        Ok(size)
     }
 
     pub async fn add_station(
@@ -166,22 +316,102 @@ impl Registry {
     }
 
     /// Store a verified push: events once each, audit rows that extend the
-    /// chain, the new head. A fork or cut is refused and recorded.
+    /// chain, the new head, each new event a leaf of the log. A fork or cut
+    /// is refused and recorded. The ack carries the signed tree head, every
+    /// pushed event's inclusion proof and, when the push gave its last
+    /// `log_size`, the consistency proof from it.
     pub async fn ingest(
         &self,
         push: &Push,
         nonce: Option<&Nonce>,
         now: i64,
     ) -> Result<Ack, RegistryError> {
-        let r = each!(self, b => b.ingest(push, nonce, now).await);
-        if let Err(RegistryError::Chain(c)) = &r
-            && c.is_incident()
-        {
-            let detail = c.to_string();
-            each!(self, b => b.record_incident(&push.station, c.code(), &detail, now).await)?;
-            tracing::warn!(station = %push.station, code = c.code(), "{detail}");
-        }
-        r
+        self.load_log().await?;
+        let r = each!(self, b => b.ingest(push, nonce, now, &self.log).await);
+        let ing = match r {
+            Ok(i) => i,
+            Err(RegistryError::Chain(c)) if c.is_incident() => {
+                let detail = c.to_string();
+                each!(self, b => b.record_incident(&push.station, c.code(), &detail, now).await)?;
+                tracing::warn!(station = %push.station, code = c.code(), "{detail}");
+                return Err(RegistryError::Chain(c));
+            }
+            Err(e) => return Err(e),
+        };
+        let Ingested {
+            mut ack,
+            indices,
+            log: guard,
+        } = ing;
+        let tree = guard
+            .as_ref()
+            .ok_or_else(|| db_err("log", "is not loaded"))?;
+        let head = TreeHead {
+            size: tree.size(),
+            root: tree.root(),
+            at: now,
+        };
+        let signature = self
+            .signer
+            .as_ref()
+            .map(|k| log::sign_head(k, &head).to_vec())
+            .unwrap_or_default();
+        let hexes = |p: Vec<log::Hash>| p.iter().map(hex::encode).collect::<Vec<_>>();
+        let inclusion = indices
+            .into_iter()
+            .map(|(event_id, index)| {
+                let path = tree
+                    .inclusion(index)
+                    .ok_or_else(|| db_err("log", format!("has no leaf {index}")))?;
+                Ok(wire::Inclusion {
+                    event_id,
+                    index,
+                    path: hexes(path),
+                })
+            })
+            .collect::<Result<Vec<_>, RegistryError>>()?;
+        let consistency = push.log_size.and_then(|from| {
+            tree.consistency(from).map(|p| wire::Consistency {
+                from,
+                path: hexes(p),
+            })
+        });
+        drop(guard);
+        let stored = StoredHead {
+            size: head.size,
+            root: head.root,
+            at: head.at,
+            signature,
+        };
+        each!(self, b => b.store_head(&stored).await)?;
+        ack.log = Some(wire::LogSection {
+            size: head.size,
+            root: hex::encode(head.root),
+            at: head.at,
+            signature: hex::encode(&stored.signature),
+            inclusion,
+            consistency,
+        });
+        Ok(ack)
+    }
+
+    /// Signed tree heads stored, oldest first (only the latest with
+    /// `latest_only`).
+    pub async fn tree_heads(&self, latest_only: bool) -> Result<Vec<StoredHead>, RegistryError> {
+        each!(self, b => b.tree_heads(latest_only).await)
+    }
+
+    /// Leaves `from..to` of the log, in order, with their events.
+    pub async fn log_page(&self, from: i64, to: i64) -> Result<Vec<LogEntry>, RegistryError> {
+        each!(self, b => b.log_page(from, to).await)
+    }
+
+    /// Stored events that are no leaf of the log (at most `limit`).
+    pub async fn events_outside_log(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        each!(self, b => b.events_outside_log(limit).await)
     }
 
     pub async fn events(&self, station: Option<&str>) -> Result<Vec<EventRow>, RegistryError> {
@@ -212,7 +442,34 @@ pub(crate) fn ack(push: &Push, stored: u64, head: ChainHead) -> Ack {
             seq: head.seq,
             hash: hex::encode(head.hash),
         },
+        log: None,
     }
+}
+
+/// A tree head from its stored columns.
+pub(crate) fn stored_head(
+    size: i64,
+    root: Vec<u8>,
+    at: i64,
+    signature: Vec<u8>,
+) -> Result<StoredHead, RegistryError> {
+    Ok(StoredHead {
+        size: u64::try_from(size).map_err(|_| db_err("tree head", "negative size"))?,
+        root: root
+            .try_into()
+            .map_err(|_| db_err("tree head", "root is not 32 bytes"))?,
+        at,
+        signature,
+    })
+}
+
+fn log_diverged(size: u64) -> RegistryError {
+    db_err(
+        "log",
+        format!(
+            "does not match the tree head it signed at size {size}: an event was altered, removed or reordered; run `keyward registry verify` and do not serve this database"
+        ),
+    )
 }
 
 /// Hashes from rows of (seq, hash bytes).

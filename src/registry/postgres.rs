@@ -3,6 +3,9 @@
 //! (`SELECT … FOR UPDATE`), events and audit rows inserted in one statement
 //! each (`UNNEST`). Migrations are numbered in `schema_migrations`, applied
 //! under an advisory lock so two registries starting at once do not race.
+//! The log's leaves go in at the end of the push's transaction, with the
+//! process's log lock and the `log_state` row (`FOR UPDATE`) held until the
+//! commit, so leaf indices follow commit order across processes too.
 
 use std::collections::HashSet;
 
@@ -11,13 +14,16 @@ use tokio_postgres::NoTls;
 
 use super::chain::{self, BindingChange, ChainHead};
 use super::{
-    BindingRow, EventRow, Incident, NONCE_KEEP_SECS, Nonce, RegistryError, StationInfo, db_err,
-    hash_map,
+    BindingRow, EventRow, Incident, Ingested, LogEntry, NONCE_KEEP_SECS, Nonce, RegistryError,
+    SharedLog, StationInfo, StoredHead, db_err, digest_of, hash_map, log_raced,
 };
 use crate::store::station_key;
-use crate::sync::wire::{Ack, Push};
+use crate::sync::wire::Push;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/postgres/0001_initial.sql")),
+    (2, include_str!("migrations/postgres/0002_log.sql")),
+];
 /// Connections per registry process.
 pub const POOL_SIZE: usize = 16;
 
@@ -67,6 +73,9 @@ impl PgRegistry {
         }
         for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
             tx.batch_execute(sql).await.map_err(pg)?;
+            if *v == 2 {
+                backfill_log(&tx).await?;
+            }
             tx.execute("INSERT INTO schema_migrations(version) VALUES ($1)", &[v])
                 .await
                 .map_err(pg)?;
@@ -154,12 +163,13 @@ impl PgRegistry {
         Ok(())
     }
 
-    pub async fn ingest(
+    pub(crate) async fn ingest(
         &self,
         push: &Push,
         nonce: Option<&Nonce>,
         now: i64,
-    ) -> Result<Ack, RegistryError> {
+        log: &SharedLog,
+    ) -> Result<Ingested, RegistryError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
         // Station lock and nonce bookkeeping pipelined on the connection
@@ -261,13 +271,14 @@ impl PgRegistry {
             .map_err(pg)?;
         }
         let mut stored = 0u64;
+        let mut inserted: HashSet<String> = HashSet::new();
         if !push.events.is_empty() {
             let ids: Vec<String> = push.events.iter().map(|e| e.event_id.clone()).collect();
             let seqs: Vec<i64> = push.events.iter().map(|e| e.seq).collect();
             let kinds: Vec<String> = push.events.iter().map(|e| e.kind.clone()).collect();
             let payloads: Vec<String> = push.events.iter().map(|e| e.payload.to_string()).collect();
             let created: Vec<i64> = push.events.iter().map(|e| e.created_at).collect();
-            let inserted: HashSet<String> = tx
+            inserted = tx
                 .query(
                     &tx.prepare_cached("INSERT INTO events(station_id, event_id, seq, kind, payload, created_at, received_at)
                      SELECT $1, u.*, $7 FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[]) AS u
@@ -297,8 +308,181 @@ impl PgRegistry {
         )
         .await
         .map_err(pg)?;
+        // The log: from here to the tree's update, one writer.
+        let mut guard = log.clone().lock_owned().await;
+        let tree = guard
+            .as_mut()
+            .ok_or_else(|| db_err("log", "is not loaded"))?;
+        let size: i64 = tx
+            .query_one(
+                &tx.prepare_cached("SELECT size FROM log_state WHERE id = 1 FOR UPDATE")
+                    .await
+                    .map_err(pg)?,
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        if size as u64 != tree.size() {
+            return Err(log_raced(size, tree.size()));
+        }
+        let mut leaves = Vec::new();
+        let mut indices = Vec::with_capacity(push.events.len());
+        let mut new_ids = HashSet::new();
+        let (mut idxs, mut ids, mut digests) = (Vec::new(), Vec::new(), Vec::new());
+        let mut held_ids = Vec::new();
+        for e in &push.events {
+            if inserted.contains(&e.event_id) && new_ids.insert(e.event_id.clone()) {
+                let idx = size + leaves.len() as i64;
+                let d = digest_of(&push.station, e);
+                idxs.push(idx);
+                ids.push(e.event_id.clone());
+                digests.push(d.to_vec());
+                leaves.push(d);
+            } else if !new_ids.contains(&e.event_id) {
+                held_ids.push(e.event_id.clone());
+            }
+        }
+        if !leaves.is_empty() {
+            tx.execute(
+                &tx.prepare_cached(
+                    "INSERT INTO log_leaves(idx, station_id, event_id, digest)
+                     SELECT u.idx, $1, u.id, u.digest FROM UNNEST($2::bigint[], $3::text[], $4::bytea[]) AS u(idx, id, digest)",
+                )
+                .await
+                .map_err(pg)?,
+                &[&push.station, &idxs, &ids, &digests],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                &tx.prepare_cached("UPDATE log_state SET size = $1 WHERE id = 1")
+                    .await
+                    .map_err(pg)?,
+                &[&(size + leaves.len() as i64)],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let mut at: std::collections::HashMap<String, u64> = idxs
+            .iter()
+            .zip(&ids)
+            .map(|(i, id)| (id.clone(), *i as u64))
+            .collect();
+        if !held_ids.is_empty() {
+            for r in tx
+                .query(
+                    &tx.prepare_cached(
+                        "SELECT event_id, idx FROM log_leaves WHERE station_id = $1 AND event_id = ANY($2)",
+                    )
+                    .await
+                    .map_err(pg)?,
+                    &[&push.station, &held_ids],
+                )
+                .await
+                .map_err(pg)?
+            {
+                at.insert(r.get(0), r.get::<_, i64>(1) as u64);
+            }
+        }
+        for e in &push.events {
+            let idx = at.get(&e.event_id).copied().ok_or_else(|| {
+                db_err(
+                    "log",
+                    format!("event {} held before has no leaf", e.event_id),
+                )
+            })?;
+            indices.push((e.event_id.clone(), idx));
+        }
         tx.commit().await.map_err(pg)?;
-        Ok(super::ack(push, stored, ext.head))
+        for d in leaves {
+            tree.push(d);
+        }
+        Ok(Ingested {
+            ack: super::ack(push, stored, ext.head),
+            indices,
+            log: guard,
+        })
+    }
+
+    pub async fn log_digests(&self) -> Result<Vec<(i64, Vec<u8>)>, RegistryError> {
+        let c = self.client().await?;
+        let rows = c
+            .query("SELECT idx, digest FROM log_leaves ORDER BY idx", &[])
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub async fn tree_heads(&self, latest_only: bool) -> Result<Vec<StoredHead>, RegistryError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                if latest_only {
+                    "SELECT size, root, at, signature FROM tree_heads ORDER BY size DESC LIMIT 1"
+                } else {
+                    "SELECT size, root, at, signature FROM tree_heads ORDER BY size"
+                },
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        rows.iter()
+            .map(|r| super::stored_head(r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    }
+
+    pub async fn store_head(&self, h: &StoredHead) -> Result<(), RegistryError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO tree_heads(size, root, at, signature) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&(h.size as i64), &h.root.as_slice(), &h.at, &h.signature],
+        )
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+
+    pub async fn log_page(&self, from: i64, to: i64) -> Result<Vec<LogEntry>, RegistryError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT l.idx, l.station_id, l.event_id, l.digest, e.seq, e.kind, e.payload, e.created_at
+                 FROM log_leaves l LEFT JOIN events e ON e.station_id = l.station_id AND e.event_id = l.event_id
+                 WHERE l.idx >= $1 AND l.idx < $2 ORDER BY l.idx",
+                &[&from, &to],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| LogEntry {
+                index: r.get(0),
+                station_id: r.get(1),
+                event_id: r.get(2),
+                digest: r.get(3),
+                event: r
+                    .get::<_, Option<i64>>(4)
+                    .map(|seq| (seq, r.get(5), r.get(6), r.get(7))),
+            })
+            .collect())
+    }
+
+    pub async fn events_outside_log(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT e.station_id, e.event_id FROM events e WHERE NOT EXISTS
+                 (SELECT 1 FROM log_leaves l WHERE l.station_id = e.station_id AND l.event_id = e.event_id)
+                 ORDER BY e.received_at, e.station_id, e.seq LIMIT $1",
+                &[&limit],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     pub async fn events(&self, station: Option<&str>) -> Result<Vec<EventRow>, RegistryError> {
@@ -377,6 +561,51 @@ impl PgRegistry {
             })
             .collect())
     }
+}
+
+/// Append every event stored before the log existed (migration 2), in the
+/// order the registry received them.
+async fn backfill_log(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), RegistryError> {
+    let rows = tx
+        .query(
+            "SELECT station_id, event_id, seq, kind, payload, created_at FROM events
+             ORDER BY received_at, station_id, seq",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    let (mut idxs, mut stations, mut ids, mut digests) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, r) in rows.iter().enumerate() {
+        let (station, event_id, kind, payload): (String, String, String, String) =
+            (r.get(0), r.get(1), r.get(3), r.get(4));
+        let d = super::log::event_digest(&super::log::EventFields {
+            station: &station,
+            event_id: &event_id,
+            seq: r.get(2),
+            kind: &kind,
+            payload: &payload,
+            created_at: r.get(5),
+        });
+        idxs.push(i as i64);
+        stations.push(station);
+        ids.push(event_id);
+        digests.push(d.to_vec());
+    }
+    tx.execute(
+        "INSERT INTO log_leaves(idx, station_id, event_id, digest)
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bytea[])",
+        &[&idxs, &stations, &ids, &digests],
+    )
+    .await
+    .map_err(pg)?;
+    tx.execute(
+        "UPDATE log_state SET size = $1 WHERE id = 1",
+        &[&(idxs.len() as i64)],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
 }
 
 /// Apply binding changes in event order with two statements: every

@@ -1,6 +1,8 @@
 //! The registry on SQLite: one file in WAL mode, one writer at a time
 //! (`BEGIN IMMEDIATE`), for one site. Migrations are embedded and numbered
-//! (`PRAGMA user_version`).
+//! (`PRAGMA user_version`). The whole push runs under the log's lock
+//! (the connection serialises writers anyway), its leaves inserted in the
+//! push's transaction.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -9,13 +11,16 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::chain::{self, BindingChange, ChainHead};
 use super::{
-    BindingRow, EventRow, Incident, NONCE_KEEP_SECS, Nonce, RegistryError, StationInfo, db_err,
-    hash_map,
+    BindingRow, EventRow, Incident, Ingested, LogEntry, LogGuard, NONCE_KEEP_SECS, Nonce,
+    RegistryError, SharedLog, StationInfo, StoredHead, db_err, digest_of, hash_map, log_raced,
 };
 use crate::store::station_key;
-use crate::sync::wire::{Ack, Push};
+use crate::sync::wire::Push;
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("migrations/sqlite/0002_log.sql")),
+];
 
 /// An open SQLite registry.
 #[derive(Clone)]
@@ -52,6 +57,9 @@ impl SqliteRegistry {
                 .transaction_with_behavior(TransactionBehavior::Exclusive)
                 .map_err(sq)?;
             tx.execute_batch(sql).map_err(sq)?;
+            if *v == 2 {
+                backfill_log(&tx)?;
+            }
             tx.pragma_update(None, "user_version", v).map_err(sq)?;
             tx.commit().map_err(sq)?;
         }
@@ -137,15 +145,120 @@ impl SqliteRegistry {
         .await
     }
 
-    pub async fn ingest(
+    pub(crate) async fn ingest(
         &self,
         push: &Push,
         nonce: Option<&Nonce>,
         now: i64,
-    ) -> Result<Ack, RegistryError> {
+        log: &SharedLog,
+    ) -> Result<Ingested, RegistryError> {
         let (push, nonce) = (push.clone(), nonce.cloned());
-        self.with(move |c| ingest(c, &push, nonce.as_ref(), now))
+        let guard = log.clone().lock_owned().await;
+        self.with(move |c| ingest(c, &push, nonce.as_ref(), now, guard))
             .await
+    }
+
+    pub async fn log_digests(&self) -> Result<Vec<(i64, Vec<u8>)>, RegistryError> {
+        self.with(|c| {
+            let mut s = c
+                .prepare("SELECT idx, digest FROM log_leaves ORDER BY idx")
+                .map_err(sq)?;
+            let rows = s
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sq)?;
+            rows.collect::<Result<_, _>>().map_err(sq)
+        })
+        .await
+    }
+
+    pub async fn tree_heads(&self, latest_only: bool) -> Result<Vec<StoredHead>, RegistryError> {
+        self.with(move |c| {
+            let mut s = c
+                .prepare(if latest_only {
+                    "SELECT size, root, at, signature FROM tree_heads ORDER BY size DESC LIMIT 1"
+                } else {
+                    "SELECT size, root, at, signature FROM tree_heads ORDER BY size"
+                })
+                .map_err(sq)?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                    ))
+                })
+                .map_err(sq)?;
+            rows.map(|r| {
+                let (size, root, at, signature) = r.map_err(sq)?;
+                super::stored_head(size, root, at, signature)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub async fn store_head(&self, h: &StoredHead) -> Result<(), RegistryError> {
+        let h = h.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO tree_heads(size, root, at, signature) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![h.size as i64, h.root.as_slice(), h.at, h.signature],
+            )
+            .map_err(sq)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn log_page(&self, from: i64, to: i64) -> Result<Vec<LogEntry>, RegistryError> {
+        self.with(move |c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT l.idx, l.station_id, l.event_id, l.digest, e.seq, e.kind, e.payload, e.created_at
+                     FROM log_leaves l LEFT JOIN events e ON e.station_id = l.station_id AND e.event_id = l.event_id
+                     WHERE l.idx >= ?1 AND l.idx < ?2 ORDER BY l.idx",
+                )
+                .map_err(sq)?;
+            let rows = s
+                .query_map(params![from, to], |r| {
+                    let seq: Option<i64> = r.get(4)?;
+                    Ok(LogEntry {
+                        index: r.get(0)?,
+                        station_id: r.get(1)?,
+                        event_id: r.get(2)?,
+                        digest: r.get(3)?,
+                        event: match seq {
+                            Some(seq) => Some((seq, r.get(5)?, r.get(6)?, r.get(7)?)),
+                            None => None,
+                        },
+                    })
+                })
+                .map_err(sq)?;
+            rows.collect::<Result<_, _>>().map_err(sq)
+        })
+        .await
+    }
+
+    pub async fn events_outside_log(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        self.with(move |c| {
+            let mut s = c
+                .prepare(
+                    "SELECT e.station_id, e.event_id FROM events e WHERE NOT EXISTS
+                     (SELECT 1 FROM log_leaves l WHERE l.station_id = e.station_id AND l.event_id = e.event_id)
+                     ORDER BY e.received_at, e.station_id, e.seq LIMIT ?1",
+                )
+                .map_err(sq)?;
+            let rows = s
+                .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sq)?;
+            rows.collect::<Result<_, _>>().map_err(sq)
+        })
+        .await
     }
 
     pub async fn record_incident(
@@ -249,12 +362,53 @@ impl SqliteRegistry {
     }
 }
 
+/// Append every event stored before the log existed (migration 2), in the
+/// order the registry received them.
+fn backfill_log(tx: &rusqlite::Transaction<'_>) -> Result<(), RegistryError> {
+    let mut read = tx
+        .prepare(
+            "SELECT station_id, event_id, seq, kind, payload, created_at FROM events
+             ORDER BY received_at, station_id, seq",
+        )
+        .map_err(sq)?;
+    let mut ins = tx
+        .prepare(
+            "INSERT INTO log_leaves(idx, station_id, event_id, digest) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(sq)?;
+    let mut rows = read.query([]).map_err(sq)?;
+    let mut idx = 0i64;
+    while let Some(r) = rows.next().map_err(sq)? {
+        let (station, event_id, kind, payload): (String, String, String, String) = (
+            r.get(0).map_err(sq)?,
+            r.get(1).map_err(sq)?,
+            r.get(3).map_err(sq)?,
+            r.get(4).map_err(sq)?,
+        );
+        let d = super::log::event_digest(&super::log::EventFields {
+            station: &station,
+            event_id: &event_id,
+            seq: r.get(2).map_err(sq)?,
+            kind: &kind,
+            payload: &payload,
+            created_at: r.get(5).map_err(sq)?,
+        });
+        ins.execute(params![idx, station, event_id, d.as_slice()])
+            .map_err(sq)?;
+        idx += 1;
+    }
+    tx.execute("UPDATE log_state SET size = ?1 WHERE id = 1", [idx])
+        .map_err(sq)?;
+    Ok(())
+}
+
 fn ingest(
     c: &mut Connection,
     push: &Push,
     nonce: Option<&Nonce>,
     now: i64,
-) -> Result<Ack, RegistryError> {
+    mut log: LogGuard,
+) -> Result<Ingested, RegistryError> {
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sq)?;
@@ -334,7 +488,24 @@ fn ingest(
         }
     }
     let mut stored = 0u64;
+    let tree = log.as_mut().ok_or_else(|| db_err("log", "is not loaded"))?;
+    let size: i64 = tx
+        .query_row("SELECT size FROM log_state WHERE id = 1", [], |r| r.get(0))
+        .map_err(sq)?;
+    if size as u64 != tree.size() {
+        return Err(log_raced(size, tree.size()));
+    }
+    let mut leaves = Vec::new();
+    let mut indices = Vec::with_capacity(push.events.len());
     {
+        let mut leaf = tx
+            .prepare_cached(
+                "INSERT INTO log_leaves(idx, station_id, event_id, digest) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(sq)?;
+        let mut held = tx
+            .prepare_cached("SELECT idx FROM log_leaves WHERE station_id = ?1 AND event_id = ?2")
+            .map_err(sq)?;
         let mut ins = tx
             .prepare_cached(
                 "INSERT INTO events(station_id, event_id, seq, kind, payload, created_at, received_at)
@@ -356,9 +527,25 @@ fn ingest(
             if n == 1 {
                 stored += 1;
                 apply_binding(&tx, &push.station, chain::binding_change(e), e.created_at)?;
+                let idx = size + leaves.len() as i64;
+                let d = digest_of(&push.station, e);
+                leaf.execute(params![idx, push.station, e.event_id, d.as_slice()])
+                    .map_err(sq)?;
+                leaves.push(d);
+                indices.push((e.event_id.clone(), idx as u64));
+            } else {
+                let idx: i64 = held
+                    .query_row(params![push.station, e.event_id], |r| r.get(0))
+                    .map_err(|e| db_err("log", format!("an event held before has no leaf: {e}")))?;
+                indices.push((e.event_id.clone(), idx as u64));
             }
         }
     }
+    tx.execute(
+        "UPDATE log_state SET size = ?1 WHERE id = 1",
+        [size + leaves.len() as i64],
+    )
+    .map_err(sq)?;
     tx.execute(
         "UPDATE stations SET head_seq = ?2, head_hash = ?3, signed_head = COALESCE(?4, signed_head), last_seen = ?5 WHERE id = ?1",
         params![
@@ -371,7 +558,14 @@ fn ingest(
     )
     .map_err(sq)?;
     tx.commit().map_err(sq)?;
-    Ok(super::ack(push, stored, ext.head))
+    for d in leaves {
+        tree.push(d);
+    }
+    Ok(Ingested {
+        ack: super::ack(push, stored, ext.head),
+        indices,
+        log,
+    })
 }
 
 fn apply_binding(

@@ -103,6 +103,9 @@ pub struct SyncState {
     pub last_error_at: Option<i64>,
     /// Delivery attempts that failed, in total.
     pub delivery_errors: i64,
+    /// The registry's signed tree head kept from the last verified ack
+    /// (`sync::tree_head::KeptHead`, meta `sync.tree_head`).
+    pub tree_head: Option<serde_json::Value>,
 }
 
 /// One push worth of data, read in one transaction so events, rows and head
@@ -149,6 +152,12 @@ impl Ledger {
             last_error: super::meta_get(c, "sync.last_error")?,
             last_error_at: meta_i64(c, "sync.last_error_at")?,
             delivery_errors: meta_i64(c, "sync.delivery_errors")?.unwrap_or(0),
+            tree_head: super::meta_get(c, "sync.tree_head")?
+                .map(|v| {
+                    serde_json::from_str(&v)
+                        .map_err(|_| StoreError::Corrupt(format!("meta sync.tree_head = {v:?}")))
+                })
+                .transpose()?,
         })
     }
 
@@ -184,6 +193,19 @@ impl Ledger {
         audit_seq: i64,
         now: i64,
     ) -> Result<usize, StoreError> {
+        self.sync_acked_with_head(event_ids, audit_seq, None, now)
+    }
+
+    /// [`Ledger::sync_acked`], also keeping the registry's tree head from
+    /// the verified ack (JSON, meta `sync.tree_head`) in the same
+    /// transaction.
+    pub fn sync_acked_with_head(
+        &mut self,
+        event_ids: &[String],
+        audit_seq: i64,
+        tree_head: Option<&str>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
         let tx = self.write_tx()?;
         let mut n = 0;
         {
@@ -196,6 +218,9 @@ impl Ledger {
         }
         meta_set(&tx, "sync.acked_audit_seq", &audit_seq.to_string())?;
         meta_set(&tx, "sync.last_success_at", &now.to_string())?;
+        if let Some(h) = tree_head {
+            meta_set(&tx, "sync.tree_head", h)?;
+        }
         tx.commit()?;
         Ok(n)
     }

@@ -120,6 +120,7 @@ mod tests {
                 after: 0,
                 rows: vec![],
             },
+            log_size: None,
         };
         let b = seal(&k, &push, 1_800_000_000);
         let text = serde_json::to_vec(&b).unwrap();

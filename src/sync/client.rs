@@ -8,6 +8,10 @@
 //! committed, a timeout, a kill) leaves the event pending; the next push
 //! carries it again and the registry answers "duplicate". Memory is bounded
 //! by the batch limits; state lives in the ledger, so a restart resumes.
+//!
+//! Before an ack marks anything, its verifiable-log section must pass
+//! [`super::tree_head::check`]; the tree head it proves is kept in the same
+//! ledger transaction as the delivery marks.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -18,6 +22,7 @@ use serde::Serialize;
 use super::backoff::{self, Backoff};
 use super::head;
 use super::signature;
+use super::tree_head::{self, KeptHead, LogCheckError};
 use super::wire::{self, Ack, AuditSegment, Push, Refusal, WireAuditRow};
 use crate::store::{Ledger, StoreError};
 
@@ -40,6 +45,9 @@ pub struct Options {
     pub timeout: Duration,
     pub batch_events: u32,
     pub batch_rows: u32,
+    /// The registry's public key (`[sync] registry_key`): tree heads must
+    /// be signed by it. Without it heads are kept unverified.
+    pub registry_key: Option<[u8; 32]>,
 }
 
 impl Options {
@@ -51,6 +59,7 @@ impl Options {
             timeout: Duration::from_secs(30),
             batch_events: BATCH_EVENTS,
             batch_rows: BATCH_ROWS,
+            registry_key: None,
         }
     }
 }
@@ -85,6 +94,9 @@ pub enum SyncError {
     },
     #[error("the registry's answer is not a version-1 sync answer: {0}; retrying")]
     BadAnswer(String),
+    /// The ack's verifiable log did not check out: nothing was marked.
+    #[error(transparent)]
+    Log(#[from] LogCheckError),
 }
 
 impl SyncError {
@@ -252,7 +264,24 @@ impl Client {
                         ledger.sync_failed(&ids, &e.to_string(), now())?;
                         return Err(e);
                     }
-                    d.delivered += ledger.sync_acked(&ours, ack.head.seq, now())? as u64;
+                    let kept = kept_head(ledger)?;
+                    let next = match tree_head::check(
+                        &push,
+                        ack.log.as_ref(),
+                        kept.as_ref(),
+                        self.opts.registry_key.as_ref(),
+                    ) {
+                        Ok(h) => h,
+                        Err(e) => {
+                            let e = SyncError::Log(e);
+                            ledger.sync_failed(&ids, &e.to_string(), now())?;
+                            return Err(e);
+                        }
+                    };
+                    let json = next.map(|h| serde_json::to_string(&h).expect("a head serialises"));
+                    d.delivered +=
+                        ledger.sync_acked_with_head(&ours, ack.head.seq, json.as_deref(), now())?
+                            as u64;
                     d.duplicates += ack.duplicates;
                     d.registry_head = ack.head.seq;
                     gaps = 0;
@@ -304,15 +333,15 @@ impl Client {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(backoff::parse_retry_after);
-        let bytes = read_limited(resp, 1 << 20)
-            .await
-            .map_err(|source| SyncError::Unreachable {
-                url: self.url.clone(),
-                source,
-            })?;
+        let bytes =
+            read_limited(resp, wire::MAX_ACK)
+                .await
+                .map_err(|source| SyncError::Unreachable {
+                    url: self.url.clone(),
+                    source,
+                })?;
         if status == 200 {
-            return serde_json::from_slice::<Ack>(&bytes)
-                .map_err(|e| SyncError::BadAnswer(e.to_string()));
+            return wire::parse_ack(&bytes).map_err(|e| SyncError::BadAnswer(e.to_string()));
         }
         if status == 429 || status >= 500 {
             return Err(SyncError::Unavailable {
@@ -373,6 +402,16 @@ impl Client {
     }
 }
 
+/// The registry's tree head this station kept from its last verified ack.
+pub fn kept_head(ledger: &Ledger) -> Result<Option<KeptHead>, SyncError> {
+    match ledger.sync_state()?.tree_head {
+        None => Ok(None),
+        Some(v) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| SyncError::Log(LogCheckError::Kept(e.to_string()))),
+    }
+}
+
 /// The next push, or `None` when every event is delivered and the registry
 /// holds the whole audit chain. Also the content of an export bundle.
 pub fn next_push(
@@ -407,6 +446,11 @@ pub fn next_push(
             after: batch.after,
             rows: batch.rows.iter().map(WireAuditRow::from).collect(),
         },
+        log_size: state
+            .tree_head
+            .as_ref()
+            .and_then(|h| h.get("size"))
+            .and_then(|s| s.as_u64()),
     };
     Ok(Some((push, ids)))
 }

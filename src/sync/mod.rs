@@ -5,7 +5,8 @@
 //! request signature both sides compute, `head` the station's signed audit
 //! head, `client` the push loop (batches, backoff, exactly-once marking),
 //! `bundle` the signed file an air-gapped kiosk carries to the registry,
-//! `ack` the signed answer the registry gives it to carry back.
+//! `ack` the signed answer the registry gives it to carry back,
+//! `tree_head` the station's check of the registry's verifiable log.
 //! Nothing here ever carries a PIN, PUK or key: the outbox never held one.
 
 pub mod ack;
@@ -14,6 +15,7 @@ pub mod bundle;
 pub mod client;
 pub mod head;
 pub mod signature;
+pub mod tree_head;
 pub mod wire;
 
 /// Unix seconds now (the station's clock, for pushes and acks).

@@ -28,6 +28,11 @@ pub struct Push {
     /// `None` only while the station's audit log is empty.
     pub head: Option<Head>,
     pub audit: AuditSegment,
+    /// The size of the registry's log in the last tree head this station
+    /// verified and kept, so the ack can prove the log grew from it
+    /// (absent at first and from stations before the log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_size: Option<u64>,
 }
 
 /// One outbox event.
@@ -129,6 +134,46 @@ pub struct Ack {
     pub stored: u64,
     pub duplicates: u64,
     pub head: RegistryHead,
+    /// The registry's verifiable log after the push: its signed tree head,
+    /// where each acked event sits in it, and that it grew from the
+    /// station's last head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSection>,
+}
+
+/// The log part of an ack (docs/sync.md, "Verifiable log").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// The signed tree head: size, root (32 bytes hex), when signed, and the
+    /// registry key's Ed25519 signature (64 bytes hex; empty when the
+    /// registry runs without a key).
+    pub size: u64,
+    pub root: String,
+    pub at: i64,
+    pub signature: String,
+    /// One per acked event, in the push's order.
+    pub inclusion: Vec<Inclusion>,
+    /// From the push's `log_size` to `size`; absent when the push gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
+}
+
+/// Where an event sits in the log, and the path to the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inclusion {
+    pub event_id: String,
+    pub index: u64,
+    pub path: Vec<String>,
+}
+
+/// The consistency proof from tree size `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consistency {
+    pub from: u64,
+    pub path: Vec<String>,
 }
 
 /// Any other answer: a stable code, a message, and the registry's head when
@@ -151,6 +196,53 @@ pub enum WireError {
     TooLarge(usize),
     #[error("the push is not a version-1 sync document: {0}")]
     Malformed(String),
+    #[error("the registry's answer is not a version-1 sync ack: {0}")]
+    BadAck(String),
+}
+
+/// Largest ack a station reads.
+pub const MAX_ACK: usize = 1 << 20;
+
+/// Parse and check an ack (size, version, and the log section's shape:
+/// hex fields, at most one inclusion per event of a push, proof paths of
+/// at most [`crate::registry::log::MAX_PATH`] 32-byte hex hashes).
+pub fn parse_ack(body: &[u8]) -> Result<Ack, WireError> {
+    use crate::registry::log::{MAX_PATH, MAX_TREE_SIZE};
+    let bad = |m: &str| Err(WireError::BadAck(m.into()));
+    if body.len() > MAX_ACK {
+        return bad("over the size limit");
+    }
+    let a: Ack = serde_json::from_slice(body).map_err(|e| WireError::BadAck(e.to_string()))?;
+    if a.v != VERSION {
+        return bad("unsupported version");
+    }
+    if a.acked.len() > MAX_EVENTS {
+        return bad("too many acked events");
+    }
+    let Some(log) = &a.log else {
+        return Ok(a);
+    };
+    let path_ok = |p: &[String]| p.len() <= MAX_PATH && p.iter().all(|h| is_hex(h, 32));
+    if log.size > MAX_TREE_SIZE
+        || !is_hex(&log.root, 32)
+        || !(log.signature.is_empty() || is_hex(&log.signature, 64))
+    {
+        return bad("log tree head");
+    }
+    if log.inclusion.len() > MAX_EVENTS
+        || log
+            .inclusion
+            .iter()
+            .any(|i| !valid_event_id(&i.event_id) || i.index >= log.size || !path_ok(&i.path))
+    {
+        return bad("log inclusion proof");
+    }
+    if let Some(c) = &log.consistency
+        && (c.from > log.size || !path_ok(&c.path))
+    {
+        return bad("log consistency proof");
+    }
+    Ok(a)
 }
 
 /// Parse and check a push (size, version, counts, id shapes).
@@ -239,6 +331,7 @@ mod tests {
                     hash: "ab".repeat(32),
                 }],
             },
+            log_size: None,
         }
     }
 
@@ -269,6 +362,7 @@ mod tests {
                 seq: 3,
                 hash: "00".into(),
             },
+            log: None,
         };
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
@@ -283,6 +377,89 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
             r#"{"v":1,"error":"replayed","message":"m"}"#
+        );
+    }
+
+    #[test]
+    fn ack_log_section_is_bounded_and_hex_checked() {
+        let ok = Ack {
+            v: 1,
+            acked: vec!["00112233445566778899aabbccddeeff".into()],
+            stored: 1,
+            duplicates: 0,
+            head: RegistryHead {
+                seq: 3,
+                hash: "00".repeat(32),
+            },
+            log: Some(LogSection {
+                size: 5,
+                root: "ab".repeat(32),
+                at: 1_800_000_000,
+                signature: "cd".repeat(64),
+                inclusion: vec![Inclusion {
+                    event_id: "00112233445566778899aabbccddeeff".into(),
+                    index: 4,
+                    path: vec!["ef".repeat(32); 3],
+                }],
+                consistency: Some(Consistency {
+                    from: 3,
+                    path: vec!["ef".repeat(32); 2],
+                }),
+            }),
+        };
+        let text = serde_json::to_vec(&ok).unwrap();
+        assert_eq!(parse_ack(&text).unwrap(), ok);
+        // A push without `log_size` and an ack without `log` keep the old shape.
+        let mut old = ok.clone();
+        old.log = None;
+        assert!(!serde_json::to_string(&old).unwrap().contains("log"));
+        type Mutation = Box<dyn Fn(&mut LogSection)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "path over the bound",
+                Box::new(|l| {
+                    l.inclusion[0].path = vec!["ef".repeat(32); crate::registry::log::MAX_PATH + 1]
+                }),
+            ),
+            (
+                "consistency over the bound",
+                Box::new(|l| {
+                    l.consistency.as_mut().unwrap().path =
+                        vec!["ef".repeat(32); crate::registry::log::MAX_PATH + 1]
+                }),
+            ),
+            (
+                "short hash",
+                Box::new(|l| l.inclusion[0].path[1] = "ef".into()),
+            ),
+            (
+                "not hex",
+                Box::new(|l| l.inclusion[0].path[1] = "zz".repeat(32)),
+            ),
+            ("root", Box::new(|l| l.root = "ab".into())),
+            ("signature", Box::new(|l| l.signature = "cd".repeat(63))),
+            ("index", Box::new(|l| l.inclusion[0].index = 5)),
+            (
+                "from",
+                Box::new(|l| l.consistency.as_mut().unwrap().from = 6),
+            ),
+            ("size", Box::new(|l| l.size = u64::MAX)),
+        ];
+        for (what, f) in cases {
+            let mut a = ok.clone();
+            f(a.log.as_mut().unwrap());
+            let text = serde_json::to_vec(&a).unwrap();
+            assert!(
+                matches!(parse_ack(&text), Err(WireError::BadAck(_))),
+                "{what}"
+            );
+        }
+        let extra = String::from_utf8(text)
+            .unwrap()
+            .replace(r#""at":"#, r#""x":1,"at":"#);
+        assert!(
+            parse_ack(extra.as_bytes()).is_err(),
+            "unknown field accepted"
         );
     }
 
