@@ -80,7 +80,21 @@ pub struct RegistryServer {
 impl RegistryServer {
     pub fn start(db: &str) -> RegistryServer {
         let rt = rt();
-        let reg = Arc::new(rt.block_on(Registry::open(db)).unwrap());
+        let reg = rt.block_on(Registry::open(db)).unwrap();
+        Self::serve(db, rt, reg)
+    }
+
+    /// A registry signing its tree heads with the key at `key` (created
+    /// with its station.pub beside it if missing), its log loaded.
+    pub fn start_with_key(db: &str, key: &Path) -> RegistryServer {
+        let rt = rt();
+        let key = keyward::store::StationKey::load_or_create(key).unwrap();
+        let reg = rt.block_on(Registry::open_with_key(db, key)).unwrap();
+        Self::serve(db, rt, reg)
+    }
+
+    fn serve(db: &str, rt: tokio::runtime::Runtime, reg: Registry) -> RegistryServer {
+        let reg = Arc::new(reg);
         let mut s = RegistryServer {
             addr: "127.0.0.1:0".parse().unwrap(),
             db: db.to_string(),
@@ -268,6 +282,20 @@ impl Station {
         url: &str,
     ) -> Result<keyward::sync::client::Drained, keyward::sync::client::SyncError> {
         let c = self.client(url);
+        rt.block_on(c.drain(&mut self.ledger, now))
+    }
+
+    /// Drain with the registry's public key pinned (`[sync] registry_key`).
+    pub fn drain_pinned(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        url: &str,
+        registry_key: [u8; 32],
+    ) -> Result<keyward::sync::client::Drained, keyward::sync::client::SyncError> {
+        let mut o = keyward::sync::client::Options::new(url, &self.id);
+        o.timeout = Duration::from_secs(5);
+        o.registry_key = Some(registry_key);
+        let c = keyward::sync::client::Client::new(o).unwrap();
         rt.block_on(c.drain(&mut self.ledger, now))
     }
 
