@@ -14,8 +14,8 @@ use tokio_postgres::NoTls;
 
 use super::chain::{self, BindingChange, ChainHead};
 use super::{
-    BindingRow, EventRow, Incident, Ingested, LogEntry, NONCE_KEEP_SECS, Nonce, RegistryError,
-    SharedLog, StationInfo, StoredHead, db_err, digest_of, hash_map, log_raced,
+    BindingRow, EventRow, Incident, Ingested, LogEntry, LogGuard, NONCE_KEEP_SECS, Nonce,
+    RegistryError, SharedLog, StationInfo, StoredHead, db_err, digest_of, hash_map, log_raced,
 };
 use crate::store::station_key;
 use crate::sync::wire::Push;
@@ -310,93 +310,12 @@ impl PgRegistry {
         .map_err(pg)?;
         // The log: from here to the tree's update, one writer.
         let mut guard = log.clone().lock_owned().await;
-        let tree = guard
-            .as_mut()
-            .ok_or_else(|| db_err("log", "is not loaded"))?;
-        let size: i64 = tx
-            .query_one(
-                &tx.prepare_cached("SELECT size FROM log_state WHERE id = 1 FOR UPDATE")
-                    .await
-                    .map_err(pg)?,
-                &[],
-            )
-            .await
-            .map_err(pg)?
-            .get(0);
-        if size as u64 != tree.size() {
-            return Err(log_raced(size, tree.size()));
-        }
-        let mut leaves = Vec::new();
-        let mut indices = Vec::with_capacity(push.events.len());
-        let mut new_ids = HashSet::new();
-        let (mut idxs, mut ids, mut digests) = (Vec::new(), Vec::new(), Vec::new());
-        let mut held_ids = Vec::new();
-        for e in &push.events {
-            if inserted.contains(&e.event_id) && new_ids.insert(e.event_id.clone()) {
-                let idx = size + leaves.len() as i64;
-                let d = digest_of(&push.station, e);
-                idxs.push(idx);
-                ids.push(e.event_id.clone());
-                digests.push(d.to_vec());
-                leaves.push(d);
-            } else if !new_ids.contains(&e.event_id) {
-                held_ids.push(e.event_id.clone());
-            }
-        }
-        if !leaves.is_empty() {
-            tx.execute(
-                &tx.prepare_cached(
-                    "INSERT INTO log_leaves(idx, station_id, event_id, digest)
-                     SELECT u.idx, $1, u.id, u.digest FROM UNNEST($2::bigint[], $3::text[], $4::bytea[]) AS u(idx, id, digest)",
-                )
-                .await
-                .map_err(pg)?,
-                &[&push.station, &idxs, &ids, &digests],
-            )
-            .await
-            .map_err(pg)?;
-            tx.execute(
-                &tx.prepare_cached("UPDATE log_state SET size = $1 WHERE id = 1")
-                    .await
-                    .map_err(pg)?,
-                &[&(size + leaves.len() as i64)],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        let mut at: std::collections::HashMap<String, u64> = idxs
-            .iter()
-            .zip(&ids)
-            .map(|(i, id)| (id.clone(), *i as u64))
-            .collect();
-        if !held_ids.is_empty() {
-            for r in tx
-                .query(
-                    &tx.prepare_cached(
-                        "SELECT event_id, idx FROM log_leaves WHERE station_id = $1 AND event_id = ANY($2)",
-                    )
-                    .await
-                    .map_err(pg)?,
-                    &[&push.station, &held_ids],
-                )
-                .await
-                .map_err(pg)?
-            {
-                at.insert(r.get(0), r.get::<_, i64>(1) as u64);
-            }
-        }
-        for e in &push.events {
-            let idx = at.get(&e.event_id).copied().ok_or_else(|| {
-                db_err(
-                    "log",
-                    format!("event {} held before has no leaf", e.event_id),
-                )
-            })?;
-            indices.push((e.event_id.clone(), idx));
-        }
+        let (leaves, indices) = append_log(&tx, push, &inserted, &guard).await?;
         tx.commit().await.map_err(pg)?;
-        for d in leaves {
-            tree.push(d);
+        if let Some(tree) = guard.as_mut() {
+            for d in leaves {
+                tree.push(d);
+            }
         }
         Ok(Ingested {
             ack: super::ack(push, stored, ext.head),
@@ -561,6 +480,103 @@ impl PgRegistry {
             })
             .collect())
     }
+}
+
+/// Insert the leaves of the events this push stored (in push order, after
+/// the log's current size, checked against the `log_state` row locked FOR
+/// UPDATE), and find every pushed event's leaf index. The caller holds the
+/// log's lock and appends the leaves to the tree after the commit.
+async fn append_log(
+    tx: &deadpool_postgres::Transaction<'_>,
+    push: &Push,
+    inserted: &HashSet<String>,
+    guard: &LogGuard,
+) -> Result<(Vec<super::log::Hash>, Vec<(String, u64)>), RegistryError> {
+    let tree = guard
+        .as_ref()
+        .ok_or_else(|| db_err("log", "is not loaded"))?;
+    let size: i64 = tx
+        .query_one(
+            &tx.prepare_cached("SELECT size FROM log_state WHERE id = 1 FOR UPDATE")
+                .await
+                .map_err(pg)?,
+            &[],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    if size as u64 != tree.size() {
+        return Err(log_raced(size, tree.size()));
+    }
+    let mut leaves = Vec::new();
+    let mut indices = Vec::with_capacity(push.events.len());
+    let mut new_ids = HashSet::new();
+    let (mut idxs, mut ids, mut digests) = (Vec::new(), Vec::new(), Vec::new());
+    let mut held_ids = Vec::new();
+    for e in &push.events {
+        if inserted.contains(&e.event_id) && new_ids.insert(e.event_id.clone()) {
+            let idx = size + leaves.len() as i64;
+            let d = digest_of(&push.station, e);
+            idxs.push(idx);
+            ids.push(e.event_id.clone());
+            digests.push(d.to_vec());
+            leaves.push(d);
+        } else if !new_ids.contains(&e.event_id) {
+            held_ids.push(e.event_id.clone());
+        }
+    }
+    if !leaves.is_empty() {
+        tx.execute(
+            &tx.prepare_cached(
+                "INSERT INTO log_leaves(idx, station_id, event_id, digest)
+                 SELECT u.idx, $1, u.id, u.digest FROM UNNEST($2::bigint[], $3::text[], $4::bytea[]) AS u(idx, id, digest)",
+            )
+            .await
+            .map_err(pg)?,
+            &[&push.station, &idxs, &ids, &digests],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            &tx.prepare_cached("UPDATE log_state SET size = $1 WHERE id = 1")
+                .await
+                .map_err(pg)?,
+            &[&(size + leaves.len() as i64)],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    let mut at: std::collections::HashMap<String, u64> = idxs
+        .iter()
+        .zip(&ids)
+        .map(|(i, id)| (id.clone(), *i as u64))
+        .collect();
+    if !held_ids.is_empty() {
+        for r in tx
+            .query(
+                &tx.prepare_cached(
+                    "SELECT event_id, idx FROM log_leaves WHERE station_id = $1 AND event_id = ANY($2)",
+                )
+                .await
+                .map_err(pg)?,
+                &[&push.station, &held_ids],
+            )
+            .await
+            .map_err(pg)?
+        {
+            at.insert(r.get(0), r.get::<_, i64>(1) as u64);
+        }
+    }
+    for e in &push.events {
+        let idx = at.get(&e.event_id).copied().ok_or_else(|| {
+            db_err(
+                "log",
+                format!("event {} held before has no leaf", e.event_id),
+            )
+        })?;
+        indices.push((e.event_id.clone(), idx));
+    }
+    Ok((leaves, indices))
 }
 
 /// Append every event stored before the log existed (migration 2), in the

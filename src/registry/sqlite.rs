@@ -42,6 +42,10 @@ impl SqliteRegistry {
             .map_err(sq)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sq)?;
+        // Reads through a memory map rather than read(2) per page: the log's
+        // rebuild and `registry verify` look up every event by key.
+        conn.pragma_update(None, "mmap_size", 1i64 << 30)
+            .map_err(sq)?;
         let found: u32 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sq)?;
