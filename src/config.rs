@@ -138,8 +138,11 @@ pub struct SyncSection {
     /// the daemon), e.g. "30s", "5m"; default 60 s.
     #[serde(default, with = "duration_opt")]
     pub interval: Option<std::time::Duration>,
-    /// The registry's ack key (PEM public key) that `keyward outbox ack`
-    /// checks an air-gapped registry's ack file against.
+    /// The registry key's public half (PEM, the `station.pub` beside
+    /// `registry serve --key` / `import --ack-key`): `keyward sync` checks
+    /// the verifiable log's signed tree heads with it, `keyward outbox ack`
+    /// an air-gapped registry's ack file. Without it tree heads are kept
+    /// unverified (docs/sync.md).
     #[serde(default)]
     pub registry_key: Option<PathBuf>,
 }
