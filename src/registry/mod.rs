@@ -406,6 +406,11 @@ impl Registry {
         each!(self, b => b.log_page(from, to).await)
     }
 
+    /// How many events are stored.
+    pub async fn event_count(&self) -> Result<i64, RegistryError> {
+        each!(self, b => b.event_count().await)
+    }
+
     /// Stored events that are no leaf of the log (at most `limit`).
     pub async fn events_outside_log(
         &self,

@@ -387,6 +387,14 @@ impl PgRegistry {
             .collect())
     }
 
+    pub async fn event_count(&self) -> Result<i64, RegistryError> {
+        let c = self.client().await?;
+        Ok(c.query_one("SELECT count(*) FROM events", &[])
+            .await
+            .map_err(pg)?
+            .get(0))
+    }
+
     pub async fn events_outside_log(
         &self,
         limit: i64,

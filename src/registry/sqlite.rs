@@ -245,6 +245,14 @@ impl SqliteRegistry {
         .await
     }
 
+    pub async fn event_count(&self) -> Result<i64, RegistryError> {
+        self.with(|c| {
+            c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                .map_err(sq)
+        })
+        .await
+    }
+
     pub async fn events_outside_log(
         &self,
         limit: i64,
