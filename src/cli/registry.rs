@@ -124,23 +124,28 @@ pub fn run(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
 async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
     // The key first: a missing or unreadable key must not leave a registry
     // serving unsigned heads by mistake.
+    // `import --ack-key` signs the tree heads of what it imports with the
+    // same key (one registry key, two signature domains).
     let key = match &cmd {
-        RegistryCommand::Serve(ServeArgs { key: Some(k), .. }) => Some(
-            crate::store::StationKey::load_or_create(k)
-                .map_err(|e| Failure::Usage(format!("--key: {e}")))?,
-        ),
+        RegistryCommand::Serve(ServeArgs { key: Some(k), .. }) => Some((k, "--key")),
+        RegistryCommand::Import {
+            ack_key: Some(k), ..
+        } => Some((k, "--ack-key")),
         _ => None,
-    };
+    }
+    .map(|(k, flag)| {
+        crate::store::StationKey::load_or_create(k)
+            .map_err(|e| Failure::Usage(format!("{flag}: {e}")))
+    })
+    .transpose()?;
     let reg = Registry::open(&db(g)?).await?;
+    let reg = match key {
+        Some(k) => reg.with_signer(k),
+        None => reg,
+    };
     let now = super::sync::now;
     match cmd {
-        RegistryCommand::Serve(a) => {
-            let reg = match key {
-                Some(k) => reg.with_signer(k),
-                None => reg,
-            };
-            serve(reg, a).await
-        }
+        RegistryCommand::Serve(a) => serve(reg, a).await,
         RegistryCommand::Verify { key_pub, head } => verify(&reg, key_pub, head, g.json).await,
         RegistryCommand::Stations(StationsCommand::Add { station_id, key }) => {
             if !crate::sync::wire::valid_id(&station_id) {

@@ -383,7 +383,10 @@ impl Registry {
             at: head.at,
             signature,
         };
-        each!(self, b => b.store_head(&stored).await)?;
+        // Only signed heads are kept: an unsigned one proves nothing later.
+        if !stored.signature.is_empty() {
+            each!(self, b => b.store_head(&stored).await)?;
+        }
         ack.log = Some(wire::LogSection {
             size: head.size,
             root: hex::encode(head.root),

@@ -12,8 +12,8 @@ CREATE TABLE log_leaves (
     UNIQUE (station_id, event_id)
 );
 
--- Signed tree heads, one per push; `signature` is empty when the registry
--- ran without a key.
+-- Signed tree heads, one per push that grew the log (a registry without a
+-- key signs none and keeps none: an unsigned head proves nothing later).
 CREATE TABLE tree_heads (
     size      BIGINT PRIMARY KEY,
     root      BYTEA NOT NULL,
