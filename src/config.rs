@@ -142,6 +142,19 @@ pub struct SyncSection {
     /// checks an air-gapped registry's ack file against.
     #[serde(default)]
     pub registry_key: Option<PathBuf>,
+    /// Enroll when the registry cannot be reached to reserve the ticket
+    /// (docs/fleet.md): the enrollment is reconciled at the next sync, and
+    /// a ticket used at two stations becomes an incident. Default false:
+    /// with a registry configured, an enrollment it cannot reserve is
+    /// refused before the key is touched.
+    #[serde(default)]
+    pub offline_enrollment: bool,
+    /// Allow a replacement whose original binding is neither in the ledger
+    /// nor reachable at the registry; the registry checks the rules when
+    /// the replacement syncs and records an incident if they fail.
+    /// Default false.
+    #[serde(default)]
+    pub provisional_replacement: bool,
 }
 
 mod duration_opt {
@@ -452,6 +465,19 @@ impl Config {
         })
     }
 
+    /// The registry link of `[sync]`, if it names a registry.
+    fn fleet_link(&self) -> Result<Option<crate::provision::fleet::Link>, ConfigError> {
+        let Some(url) = &self.sync.registry else {
+            return Ok(None);
+        };
+        let mut o = crate::sync::client::Options::new(url, &self.station);
+        o.ca = self.sync.ca.as_deref().map(|p| self.resolve(p));
+        o.timeout = std::time::Duration::from_secs(10);
+        let link = crate::sync::fleet::Link::new(o, self.sync.offline_enrollment)
+            .map_err(|e| self.invalid("sync", e.to_string()))?;
+        Ok(Some(Arc::new(link)))
+    }
+
     fn station_on(
         &self,
         ledger: &Path,
@@ -475,6 +501,7 @@ impl Config {
             profiles,
             actor: self.actor(),
             clock: Arc::new(SystemTime::now),
+            fleet: self.fleet_link()?,
         })
     }
 }

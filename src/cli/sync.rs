@@ -75,7 +75,7 @@ fn push(args: SyncArgs, g: &GlobalArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     if args.once {
-        let d = rt.block_on(client.drain(&mut ledger, now))?;
+        let d = rt.block_on(client.sync(&mut ledger, now))?;
         report(&d, g.json)?;
         return Ok(());
     }
@@ -110,6 +110,13 @@ fn report(d: &Drained, json: bool) -> Result<()> {
             "synced: {} push(es), {} event(s) delivered ({} the registry already held), registry holds the audit chain to row {}",
             d.pushes, d.delivered, d.duplicates, d.registry_head
         );
+        let p = &d.pulled;
+        if p.marked + p.transitioned + p.incidents > 0 {
+            println!(
+                "pulled: {} change(s) from the fleet, {} binding(s) here moved, {} incident(s) naming this station",
+                p.marked, p.transitioned, p.incidents
+            );
+        }
     }
     Ok(())
 }

@@ -229,6 +229,7 @@ fn check_identified(
     serial: u64,
 ) -> Result<(), ProvisionError> {
     check_assigned(vt, Some(serial), Step::Identify)?;
+    super::fleet::check_key(flow.station, &serial.to_string(), Step::Identify)?;
     let open = flow
         .station
         .ledger()?
@@ -373,6 +374,7 @@ fn body(
     run: &str,
 ) -> Result<EnrollOutcome, ProvisionError> {
     let (profile, original) = preflight(flow, &req, vt, mode)?;
+    super::fleet::reserve(flow, vt)?;
     let (fido_ops, piv_ops) = split_ops(vt);
 
     // PIV first, read-only: serial (pre-assigned device) and drift.
@@ -490,9 +492,31 @@ fn commit(
                 expires_at: x.expires.unix_secs().unwrap_or(now + 1),
             })
             .collect();
+        // A key proven only by its attestation (HID, simulator) meets the
+        // fleet's marks here, before the commit.
+        if let Some(serial) = &rec.device.serial {
+            super::fleet::check_key(station, serial, Step::Commit)?;
+        }
         let mut ledger = station.ledger()?;
         let binding = match original {
             None => ledger.commit_enrollment_with(rec, &waivers, now),
+            Some(Original {
+                remote: Some(r),
+                binding,
+                reason,
+                ..
+            }) => ledger.commit_remote_replacement(
+                &crate::store::fleet::RemoteOriginal {
+                    binding,
+                    station: &r.station,
+                    serial: r.serial.as_deref(),
+                    subject: &r.subject,
+                },
+                rec,
+                reason,
+                &waivers,
+                now,
+            ),
             Some(o) => ledger.commit_replacement_with(&o.binding, rec, &o.reason, &waivers, now),
         }
         .map_err(|e| {

@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::{ProvisionError, Reason, Station, Step, errors};
 use crate::policy::profile::Profile;
-use crate::store::query::BindingDetail;
 use crate::store::{BindingState, StoreError};
 use crate::ticket::{Claims, Replaces, VerifiedTicket};
 
@@ -21,6 +20,27 @@ pub(crate) struct Original {
     pub binding: String,
     pub reason: String,
     pub detail: serde_json::Value,
+    /// Set when another station enrolled it (found through the registry).
+    pub remote: Option<Remote>,
+}
+
+/// Where a binding enrolled elsewhere lives, as the registry reported it.
+#[derive(Debug, Clone)]
+pub(crate) struct Remote {
+    pub station: String,
+    pub serial: Option<String>,
+    pub subject: String,
+}
+
+/// What the replacement rules need of the original binding, from the
+/// ledger or from the registry.
+#[derive(Debug, Clone)]
+struct Found {
+    subject: String,
+    state: String,
+    ial: Option<i64>,
+    policy: Option<String>,
+    remote: Option<Remote>,
 }
 
 fn refuse(reason: Reason, msg: impl Into<String>) -> ProvisionError {
@@ -51,8 +71,7 @@ pub(crate) fn check(
             ),
         ));
     }
-    let (id, detail) = find_original(station, claims, rep)?;
-    let s = &detail.summary;
+    let (id, s) = find_original(station, claims, rep)?;
     if s.subject != claims.sub {
         return Err(refuse(
             Reason::ReplaceNotFound,
@@ -96,17 +115,77 @@ pub(crate) fn check(
         binding: id.clone(),
         reason: rep.reason.clone(),
         detail: json!({"replaces": id, "state": state.as_str(), "original_ial": s.ial,
-                       "approvals": vt.signers.len(), "reason": rep.reason}),
+                       "approvals": vt.signers.len(), "reason": rep.reason,
+                       "enrolled_at": s.remote.as_ref().map(|r| r.station.clone())}),
+        remote: s.remote,
     })
 }
 
 /// The binding a replacement ticket names (by id, or by serial among the
-/// subject's open bindings), with its details.
+/// subject's open bindings): from the ledger, else from the registry (a
+/// key enrolled at another station).
 fn find_original(
     station: &Station,
     claims: &Claims,
     rep: &Replaces,
-) -> Result<(String, BindingDetail), ProvisionError> {
+) -> Result<(String, Found), ProvisionError> {
+    if let Some(found) = find_local(station, claims, rep)? {
+        return Ok(found);
+    }
+    let serial = rep.serial.map(|s| s.to_string());
+    let not_here = match (&rep.binding, &serial) {
+        (Some(b), _) => format!("no binding {b} in the ledger"),
+        (None, Some(s)) => format!(
+            "no active, suspended or lost binding of device {s} for {} in the ledger",
+            claims.sub
+        ),
+        (None, None) => {
+            return Err(refuse(
+                Reason::ReplaceTicket,
+                "`replaces` names neither a binding nor a serial",
+            ));
+        }
+    };
+    let Some(remote) =
+        super::fleet::lookup(station, rep.binding.as_deref(), serial.as_deref())?
+    else {
+        return Err(refuse(
+            Reason::ReplaceNotFound,
+            format!("{not_here}; check the ticket's `replaces` (a key enrolled at another station is found through the registry: set `registry` under [sync])"),
+        ));
+    };
+    let pick = remote.into_iter().rev().find(|b| match &rep.binding {
+        Some(id) => &b.binding == id,
+        None => b.subject == claims.sub && matches!(b.state.as_str(), "active" | "suspended" | "lost"),
+    });
+    let Some(b) = pick else {
+        return Err(refuse(
+            Reason::ReplaceNotFound,
+            format!("{not_here} nor in the registry; check the ticket's `replaces`"),
+        ));
+    };
+    Ok((
+        b.binding.clone(),
+        Found {
+            subject: b.subject.clone(),
+            state: b.state.clone(),
+            ial: b.ial,
+            policy: b.policy.clone(),
+            remote: Some(Remote {
+                station: b.station,
+                serial: b.serial,
+                subject: b.subject,
+            }),
+        },
+    ))
+}
+
+/// [`find_original`] in this station's ledger.
+fn find_local(
+    station: &Station,
+    claims: &Claims,
+    rep: &Replaces,
+) -> Result<Option<(String, Found)>, ProvisionError> {
     let ledger = station.ledger()?;
     let id = match (&rep.binding, rep.serial) {
         (Some(b), _) => b.clone(),
@@ -121,35 +200,27 @@ fn find_original(
             });
             match found {
                 Some(b) => b.id.clone(),
-                None => {
-                    return Err(refuse(
-                        Reason::ReplaceNotFound,
-                        format!(
-                            "no active, suspended or lost binding of device {serial} for {} in the ledger; check the serial in the ticket",
-                            claims.sub
-                        ),
-                    ));
-                }
+                None => return Ok(None),
             }
         }
-        (None, None) => {
-            return Err(refuse(
-                Reason::ReplaceTicket,
-                "`replaces` names neither a binding nor a serial",
-            ));
-        }
+        (None, None) => return Ok(None),
     };
     let detail = match ledger.show_binding(&id) {
         Ok(d) => d,
-        Err(StoreError::BindingNotFound(_)) => {
-            return Err(refuse(
-                Reason::ReplaceNotFound,
-                format!("no binding {id} in the ledger; check the ticket's `replaces`"),
-            ));
-        }
+        Err(StoreError::BindingNotFound(_)) => return Ok(None),
         Err(e) => return Err(errors::store(Step::Replace, e)),
     };
-    Ok((id, detail))
+    let s = detail.summary;
+    Ok(Some((
+        id,
+        Found {
+            subject: s.subject,
+            state: s.state,
+            ial: s.ial,
+            policy: detail.policy,
+            remote: None,
+        },
+    )))
 }
 
 /// Dual control for replacements: a privileged profile, the ticket's or the
@@ -166,7 +237,7 @@ pub(crate) fn check_dual_control(
     // An original that cannot be found is refused later, by `check`.
     let original_privileged = find_original(station, claims, rep)
         .ok()
-        .and_then(|(_, d)| d.policy)
+        .and_then(|(_, f)| f.policy)
         .is_some_and(|p| privileged(&p));
     if (privileged(&claims.policy) || original_privileged) && vt.signers.len() < 2 {
         return Err(ProvisionError::new(

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use deadpool_postgres::{Pool, PoolConfig, Runtime};
 use tokio_postgres::NoTls;
 
-use super::chain::{self, BindingChange, ChainHead};
+use super::chain::{self, ChainHead};
 use super::{
     BindingRow, EventRow, Incident, NONCE_KEEP_SECS, Nonce, RegistryError, StationInfo, db_err,
     hash_map,
@@ -17,7 +17,13 @@ use super::{
 use crate::store::station_key;
 use crate::sync::wire::{Ack, Push};
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/postgres/0001_initial.sql")),
+    (3, include_str!("migrations/postgres/0003_fleet.sql")),
+];
+
+#[path = "postgres_fleet.rs"]
+mod fleet;
 /// Connections per registry process.
 pub const POOL_SIZE: usize = 16;
 
@@ -285,7 +291,7 @@ impl PgRegistry {
                 .iter()
                 .filter(|e| inserted.contains(&e.event_id))
                 .map(|e| (chain::binding_change(e), e.created_at));
-            apply_bindings(&tx, &push.station, changes).await?;
+            fleet::apply(&tx, &push.station, changes.collect()).await?;
         }
         let signed = push
             .head
@@ -377,68 +383,4 @@ impl PgRegistry {
             })
             .collect())
     }
-}
-
-/// Apply binding changes in event order with two statements: every
-/// creation (`UNNEST`), then each binding's last state.
-async fn apply_bindings(
-    tx: &deadpool_postgres::Transaction<'_>,
-    station: &str,
-    changes: impl Iterator<Item = (BindingChange, i64)>,
-) -> Result<(), RegistryError> {
-    let (mut ids, mut subjects, mut serials, mut replaces, mut ats) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut last: std::collections::HashMap<String, (String, i64)> = Default::default();
-    for (change, at) in changes {
-        match change {
-            BindingChange::Created {
-                binding,
-                subject,
-                serial,
-                replaces: r,
-            } => {
-                ids.push(binding);
-                subjects.push(subject);
-                serials.push(serial);
-                replaces.push(r);
-                ats.push(at);
-            }
-            BindingChange::State { binding, state } => {
-                last.insert(binding, (state, at));
-            }
-            BindingChange::None => {}
-        }
-    }
-    if !ids.is_empty() {
-        tx.execute(
-            &tx.prepare_cached("INSERT INTO bindings(binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at)
-             SELECT u.id, $1, u.subject, u.serial, 'active', u.replaces, u.at, u.at
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS u(id, subject, serial, replaces, at)
-             ON CONFLICT DO NOTHING").await.map_err(pg)?,
-            &[&station, &ids, &subjects, &serials, &replaces, &ats],
-        )
-        .await
-        .map_err(pg)?;
-    }
-    if !last.is_empty() {
-        let (mut b, mut st, mut at) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, (state, t)) in last {
-            b.push(id);
-            st.push(state);
-            at.push(t);
-        }
-        tx.execute(
-            &tx.prepare_cached(
-                "UPDATE bindings SET state = u.state, updated_at = u.at
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(id, state, at)
-             WHERE bindings.binding_id = u.id",
-            )
-            .await
-            .map_err(pg)?,
-            &[&b, &st, &at],
-        )
-        .await
-        .map_err(pg)?;
-    }
-    Ok(())
 }

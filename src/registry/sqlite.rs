@@ -15,7 +15,13 @@ use super::{
 use crate::store::station_key;
 use crate::sync::wire::{Ack, Push};
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_initial.sql")),
+    (3, include_str!("migrations/sqlite/0003_fleet.sql")),
+];
+
+#[path = "sqlite_fleet.rs"]
+mod fleet;
 
 /// An open SQLite registry.
 #[derive(Clone)]
@@ -380,28 +386,5 @@ fn apply_binding(
     change: BindingChange,
     at: i64,
 ) -> Result<(), RegistryError> {
-    match change {
-        BindingChange::Created {
-            binding,
-            subject,
-            serial,
-            replaces,
-        } => {
-            tx.execute(
-                "INSERT INTO bindings(binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?6) ON CONFLICT DO NOTHING",
-                params![binding, station, subject, serial, replaces, at],
-            )
-            .map_err(sq)?;
-        }
-        BindingChange::State { binding, state } => {
-            tx.execute(
-                "UPDATE bindings SET state = ?2, updated_at = ?3 WHERE binding_id = ?1",
-                params![binding, state, at],
-            )
-            .map_err(sq)?;
-        }
-        BindingChange::None => {}
-    }
-    Ok(())
+    fleet::apply(tx, station, change, at)
 }

@@ -233,7 +233,9 @@ impl Ledger {
         outbox::enqueue(
             &tx,
             "binding.created",
-            &json!({"binding": new_id, "subject": rec.subject, "replaces": old, "device": rec.device, "at": rfc3339(now)}),
+            &json!({"binding": new_id, "subject": rec.subject, "state": "active", "replaces": old, "device": rec.device,
+                    "policy": rec.policy, "at": rfc3339(now),
+                    "ticket": {"jti": rec.ticket.jti, "digest": rec.ticket.digest, "issuer": rec.ticket.issuer, "ial": rec.ticket.ial}}),
             now,
         )?;
         outbox::enqueue(

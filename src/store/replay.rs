@@ -2,7 +2,7 @@
 //! what the log replays to.
 //!
 //! Every write to a covered table (identities, devices, tickets, bindings,
-//! credentials, exceptions) names the rows it left behind in the `rows`
+//! credentials, exceptions, fleet marks) names the rows it left behind in the `rows`
 //! field of its transaction's last audit row: `[table, key, digest]`, where
 //! `digest` is SHA-256 over `"keyward-row-v1" ‖ table ‖ 0 ‖` the row's
 //! columns in a fixed order, each encoded with a type tag (null, integer,
@@ -52,6 +52,12 @@ const COVERED: &[(&str, &str, &str, &str)] = &[
         "id",
         "id = ?1",
         "id, binding_id, kind, credential_id, rp_id, slot, algorithm, public_key, attestation, attestation_format, created_at",
+    ),
+    (
+        "fleet_marks",
+        "binding_id",
+        "binding_id = ?1",
+        "binding_id, device_serial, subject, state, reason, origin, at, cursor",
     ),
     (
         "exceptions",
