@@ -466,15 +466,19 @@ impl Config {
     }
 
     /// The registry link of `[sync]`, if it names a registry.
-    fn fleet_link(&self) -> Result<Option<crate::provision::fleet::Link>, ConfigError> {
+    pub fn fleet_link(&self) -> Result<Option<crate::provision::fleet::Link>, ConfigError> {
         let Some(url) = &self.sync.registry else {
             return Ok(None);
         };
         let mut o = crate::sync::client::Options::new(url, &self.station);
         o.ca = self.sync.ca.as_deref().map(|p| self.resolve(p));
         o.timeout = std::time::Duration::from_secs(10);
-        let link = crate::sync::fleet::Link::new(o, self.sync.offline_enrollment)
-            .map_err(|e| self.invalid("sync", e.to_string()))?;
+        let link = crate::sync::fleet::Link::new(
+            o,
+            self.sync.offline_enrollment,
+            self.sync.provisional_replacement,
+        )
+        .map_err(|e| self.invalid("sync", e.to_string()))?;
         Ok(Some(Arc::new(link)))
     }
 

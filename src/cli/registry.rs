@@ -36,8 +36,19 @@ pub enum RegistryCommand {
         #[arg(long, value_name = "N")]
         serial: Option<String>,
     },
-    /// Stations whose audit chain forked or was cut back
+    /// Stations whose audit chain forked or was cut back, and tickets used
+    /// at two stations
     Incidents,
+    /// Revoke a binding for the whole fleet: every station refuses its key
+    /// (enroll, return, unblock) after its next sync
+    Revoke {
+        /// The binding id (`keyward registry bindings`)
+        #[arg(value_name = "BINDING")]
+        binding: String,
+        /// Why
+        #[arg(long, value_enum, value_name = "R")]
+        reason: super::lifecycle::ReasonArg,
+    },
     /// Ingest a bundle written by `keyward outbox export` (exactly once, as
     /// a push)
     Import {
@@ -180,6 +191,31 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
                     i.detail
                 )
             })
+        }
+        RegistryCommand::Revoke { binding, reason } => {
+            let reason = crate::store::stock::RevokeReason::from(reason);
+            let changed = reg
+                .set_state(&binding, "revoked", reason.as_str(), now())
+                .await
+                .map_err(|e| match e {
+                    crate::registry::RegistryError::NoBinding(_) => {
+                        anyhow::Error::from(Failure::Usage(e.to_string()))
+                    }
+                    e => e.into(),
+                })?;
+            if g.json {
+                super::render::print_json(
+                    true,
+                    &serde_json::json!({"revoked": {"binding": binding, "reason": reason.as_str(), "changed": changed}}),
+                )?;
+            } else if changed {
+                println!(
+                    "binding {binding} revoked ({reason}); every station refuses its key after its next sync"
+                );
+            } else {
+                println!("binding {binding} was already revoked; nothing changed");
+            }
+            Ok(())
         }
         RegistryCommand::Import {
             file,

@@ -38,6 +38,10 @@ pub trait FleetLink: Send + Sync {
     /// `[sync] offline_enrollment`: enroll when the registry cannot be
     /// reached (the reservation is reconciled at the next sync).
     fn offline_allowed(&self) -> bool;
+    /// `[sync] provisional_replacement`: replace a key whose original
+    /// binding cannot be looked up (registry unreachable); the registry
+    /// checks the rules when the replacement syncs.
+    fn provisional_allowed(&self) -> bool;
     /// The registry's address, for messages.
     fn registry(&self) -> &str;
 }
@@ -50,6 +54,26 @@ fn unreachable(e: &SyncError) -> bool {
         e,
         SyncError::Unreachable { .. } | SyncError::Unavailable { .. } | SyncError::BadAnswer(_)
     )
+}
+
+/// A registry failure in a workflow's words (the sync loop's own messages
+/// speak of queued events).
+pub(crate) fn brief(e: &SyncError) -> String {
+    match e {
+        SyncError::Unreachable { url, source } => {
+            let mut why = source.to_string();
+            let mut cur = std::error::Error::source(source);
+            while let Some(s) = cur {
+                why = format!("{why}: {s}");
+                cur = s.source();
+            }
+            format!("{url} did not answer ({why})")
+        }
+        SyncError::Unavailable { status, .. } => format!("it answered HTTP {status}"),
+        SyncError::Refused { code, message, .. } => format!("it refused ({code}): {message}"),
+        SyncError::BadAnswer(m) => format!("its answer is unusable: {m}"),
+        e => e.to_string(),
+    }
 }
 
 /// Reserve the ticket at the registry (a step of its own, before any
@@ -80,19 +104,20 @@ pub(crate) fn reserve(flow: &mut Flow<'_>, vt: &VerifiedTicket) -> Result<(), Pr
                 ))
             }
             Err(e) if unreachable(&e) && link.offline_allowed() => {
-                tracing::warn!("enrolling offline: the registry cannot reserve the ticket: {e}");
+                tracing::warn!("enrolling offline: the registry cannot reserve the ticket: {}", brief(&e));
                 Ok((
                     (),
                     json!({"registry": link.registry(), "reserved": false, "offline": true,
-                           "why": e.to_string()}),
+                           "why": brief(&e)}),
                 ))
             }
             Err(e) => Err(ProvisionError::new(
                 Reason::RegistryUnavailable,
                 Some(Step::Reserve),
                 format!(
-                    "cannot reserve the ticket at the registry {}: {e}; nothing was written to the key — try again when the registry is reachable (or allow `offline_enrollment` under [sync])",
-                    link.registry()
+                    "cannot reserve the ticket at the registry {}: {}; nothing was written to the key — try again when the registry is reachable (or allow `offline_enrollment` under [sync])",
+                    link.registry(),
+                    brief(&e)
                 ),
             )),
         }
@@ -100,11 +125,7 @@ pub(crate) fn reserve(flow: &mut Flow<'_>, vt: &VerifiedTicket) -> Result<(), Pr
 }
 
 /// Refuse a key whose binding the fleet reported lost or revoked.
-pub(crate) fn check_key(
-    station: &Station,
-    serial: &str,
-    step: Step,
-) -> Result<(), ProvisionError> {
+pub(crate) fn check_key(station: &Station, serial: &str, step: Step) -> Result<(), ProvisionError> {
     let mark = station
         .ledger()?
         .fleet_refusal(serial)
@@ -117,8 +138,15 @@ pub(crate) fn check_key(
             format!(
                 "key {serial} was reported {}{} by {} (binding {}, {}); it may not be enrolled, returned or unblocked — keep it aside and tell security",
                 m.state,
-                m.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
-                if m.origin == "here" { "this station".to_string() } else { format!("station {}", m.origin) },
+                m.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                if m.origin == "here" {
+                    "this station".to_string()
+                } else {
+                    format!("station {}", m.origin)
+                },
                 m.binding,
                 crate::store::rfc3339(m.at),
             ),
@@ -126,31 +154,59 @@ pub(crate) fn check_key(
     }
 }
 
-/// Ask the registry for a binding this ledger does not hold. `None` when
-/// there is no registry; an unreachable registry is an error that says so.
+/// What the registry said about a binding this ledger does not hold.
+pub(crate) enum Lookup {
+    /// No registry configured.
+    NoRegistry,
+    /// The registry's bindings with that id or serial.
+    Found(Vec<FleetBinding>),
+    /// Unreachable, and the configuration allows a provisional
+    /// replacement.
+    Provisional(String),
+}
+
+/// Ask the registry for a binding this ledger does not hold; an
+/// unreachable registry is an error that says so, unless provisional
+/// replacements are allowed.
 pub(crate) fn lookup(
     station: &Station,
     binding: Option<&str>,
     serial: Option<&str>,
-) -> Result<Option<Vec<FleetBinding>>, ProvisionError> {
+) -> Result<Lookup, ProvisionError> {
     let Some(link) = station.fleet.clone() else {
-        return Ok(None);
+        return Ok(Lookup::NoRegistry);
     };
     let now = station.now_secs();
     let r = {
         let ledger = station.ledger()?;
         let key = ledger.station_key().ok_or_else(|| {
-            ProvisionError::new(Reason::Ledger, Some(Step::Replace), "the ledger is open read-only")
+            ProvisionError::new(
+                Reason::Ledger,
+                Some(Step::Replace),
+                "the ledger is open read-only",
+            )
         })?;
         link.lookup(key, binding, serial, now)
     };
-    r.map(Some).map_err(|e| {
+    match r {
+        Ok(found) => return Ok(Lookup::Found(found)),
+        Err(e) if unreachable(&e) && link.provisional_allowed() => {
+            tracing::warn!(
+                "provisional replacement: the registry cannot be asked: {}",
+                brief(&e)
+            );
+            return Ok(Lookup::Provisional(brief(&e)));
+        }
+        Err(_) => {}
+    }
+    r.map(Lookup::Found).map_err(|e| {
         ProvisionError::new(
             Reason::RegistryUnavailable,
             Some(Step::Replace),
             format!(
-                "the original binding is not in this station's ledger and the registry {} cannot be asked: {e}; try again when it is reachable",
-                link.registry()
+                "the original binding is not in this station's ledger and the registry {} cannot be asked: {}; try again when it is reachable",
+                link.registry(),
+                brief(&e)
             ),
         )
     })

@@ -25,6 +25,8 @@ pub struct Books<'a> {
     pub ledger: &'a Mutex<Ledger>,
     pub actor: &'a str,
     pub clock: &'a (dyn Fn() -> SystemTime + Send + Sync),
+    /// The registry, for a binding another station enrolled (revoke).
+    pub fleet: Option<&'a super::fleet::Link>,
 }
 
 impl<'a> Books<'a> {
@@ -34,6 +36,7 @@ impl<'a> Books<'a> {
             ledger: &station.ledger,
             actor: &station.actor,
             clock: &*station.clock,
+            fleet: station.fleet.as_ref(),
         }
     }
 

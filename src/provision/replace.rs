@@ -41,6 +41,9 @@ struct Found {
     ial: Option<i64>,
     policy: Option<String>,
     remote: Option<Remote>,
+    /// Not checked against the original (registry unreachable,
+    /// `[sync] provisional_replacement`).
+    provisional: bool,
 }
 
 fn refuse(reason: Reason, msg: impl Into<String>) -> ProvisionError {
@@ -72,6 +75,18 @@ pub(crate) fn check(
         ));
     }
     let (id, s) = find_original(station, claims, rep)?;
+    if s.provisional && vt.signers.len() < 2 {
+        // The original's assurance and profile are unknown until the
+        // registry answers: only dual control keeps the recovery at least
+        // as strong as any first enrollment.
+        return Err(refuse(
+            Reason::ReplaceDualControl,
+            format!(
+                "binding {id} is not in this ledger and the registry cannot be asked: a provisional replacement needs dual control (two approvals), and the ticket carries {}; have a second approver co-sign it (`keyward ticket cosign`) or wait for the registry",
+                vt.signers.len()
+            ),
+        ));
+    }
     if s.subject != claims.sub {
         return Err(refuse(
             Reason::ReplaceNotFound,
@@ -116,7 +131,8 @@ pub(crate) fn check(
         reason: rep.reason.clone(),
         detail: json!({"replaces": id, "state": state.as_str(), "original_ial": s.ial,
                        "approvals": vt.signers.len(), "reason": rep.reason,
-                       "enrolled_at": s.remote.as_ref().map(|r| r.station.clone())}),
+                       "enrolled_at": s.remote.as_ref().map(|r| r.station.clone()),
+                       "provisional": s.provisional}),
         remote: s.remote,
     })
 }
@@ -146,17 +162,49 @@ fn find_original(
             ));
         }
     };
-    let Some(remote) =
-        super::fleet::lookup(station, rep.binding.as_deref(), serial.as_deref())?
-    else {
-        return Err(refuse(
-            Reason::ReplaceNotFound,
-            format!("{not_here}; check the ticket's `replaces` (a key enrolled at another station is found through the registry: set `registry` under [sync])"),
-        ));
+    let remote = match super::fleet::lookup(station, rep.binding.as_deref(), serial.as_deref())? {
+        super::fleet::Lookup::Found(r) => r,
+        super::fleet::Lookup::NoRegistry => {
+            return Err(refuse(
+                Reason::ReplaceNotFound,
+                format!(
+                    "{not_here}; check the ticket's `replaces` (a key enrolled at another station is found through the registry: set `registry` under [sync])"
+                ),
+            ));
+        }
+        super::fleet::Lookup::Provisional(why) => {
+            // The rules the registry cannot be asked about now are checked
+            // when the replacement syncs (docs/fleet.md).
+            let Some(id) = rep.binding.clone() else {
+                return Err(refuse(
+                    Reason::RegistryUnavailable,
+                    format!(
+                        "{not_here} and the registry cannot be asked ({why}); a provisional replacement needs the original's binding id in `replaces`"
+                    ),
+                ));
+            };
+            return Ok((
+                id,
+                Found {
+                    subject: claims.sub.clone(),
+                    state: "lost".into(),
+                    ial: None,
+                    policy: None,
+                    remote: Some(Remote {
+                        station: "unknown (provisional)".into(),
+                        serial,
+                        subject: claims.sub.clone(),
+                    }),
+                    provisional: true,
+                },
+            ));
+        }
     };
     let pick = remote.into_iter().rev().find(|b| match &rep.binding {
         Some(id) => &b.binding == id,
-        None => b.subject == claims.sub && matches!(b.state.as_str(), "active" | "suspended" | "lost"),
+        None => {
+            b.subject == claims.sub && matches!(b.state.as_str(), "active" | "suspended" | "lost")
+        }
     });
     let Some(b) = pick else {
         return Err(refuse(
@@ -176,6 +224,7 @@ fn find_original(
                 serial: b.serial,
                 subject: b.subject,
             }),
+            provisional: false,
         },
     ))
 }
@@ -219,6 +268,7 @@ fn find_local(
             ial: s.ial,
             policy: detail.policy,
             remote: None,
+            provisional: false,
         },
     )))
 }

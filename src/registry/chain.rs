@@ -214,6 +214,8 @@ pub enum BindingChange {
         subject: String,
         serial: Option<String>,
         replaces: Option<String>,
+        /// Why the replaced binding was replaced (lost, stolen, damaged).
+        replace_reason: Option<String>,
         ial: Option<i64>,
         policy: Option<String>,
         /// The ticket's (iss, jti), for fleet-wide single use.
@@ -246,6 +248,7 @@ pub fn binding_change(e: &Event) -> BindingChange {
             subject: p.get("subject").and_then(s).unwrap_or_default(),
             serial: p.pointer("/device/serial").and_then(s),
             replaces: p.get("replaces").and_then(s),
+            replace_reason: p.get("replace_reason").and_then(s),
             ial: p.pointer("/ticket/ial").and_then(Value::as_i64),
             policy: p.get("policy").and_then(s),
             ticket: p

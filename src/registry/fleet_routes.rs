@@ -67,16 +67,15 @@ fn answer<T: Serialize>(r: Result<T, RegistryError>) -> Response {
     }
 }
 
-fn check_version(v: u32) -> Result<(), Response> {
-    if v == VERSION {
-        Ok(())
-    } else {
-        Err(refuse(
+/// The refusal of a request in another protocol version.
+fn wrong_version(v: u32) -> Option<Response> {
+    (v != VERSION).then(|| {
+        refuse(
             StatusCode::BAD_REQUEST,
             "malformed",
             format!("protocol version {v}; this registry speaks {VERSION}"),
-        ))
-    }
+        )
+    })
 }
 
 pub(super) async fn reserve(
@@ -92,7 +91,7 @@ pub(super) async fn reserve(
         Ok(r) => r,
         Err(r) => return r,
     };
-    if let Err(r) = check_version(req.v) {
+    if let Some(r) = wrong_version(req.v) {
         return r;
     }
     if req.jti.is_empty() || req.issuer.is_empty() || req.jti.len() > 256 || req.issuer.len() > 1024
@@ -122,7 +121,7 @@ pub(super) async fn lookup(State(s): State<AppState>, headers: HeaderMap, body: 
         Ok(r) => r,
         Err(r) => return r,
     };
-    if let Err(r) = check_version(req.v) {
+    if let Some(r) = wrong_version(req.v) {
         return r;
     }
     if req.binding.is_none() && req.serial.is_none() {
@@ -149,7 +148,7 @@ pub(super) async fn pull(State(s): State<AppState>, headers: HeaderMap, body: By
             Ok(r) => r,
             Err(r) => return r,
         };
-    if let Err(r) = check_version(req.v) {
+    if let Some(r) = wrong_version(req.v) {
         return r;
     }
     answer(s.reg.pull(&req.station, req.after, req.limit).await)
@@ -161,7 +160,7 @@ pub(super) async fn head(State(s): State<AppState>, headers: HeaderMap, body: By
             Ok(r) => r,
             Err(r) => return r,
         };
-    if let Err(r) = check_version(req.v) {
+    if let Some(r) = wrong_version(req.v) {
         return r;
     }
     answer(

@@ -283,6 +283,45 @@ impl Registry {
     }
 }
 
+/// What is wrong with a pushed replacement, checked against the original
+/// the registry holds (a provisional replacement was enrolled without
+/// these checks): `(incident kind, message, apply)`, where `apply` says
+/// whether the original is still retired.
+pub(crate) fn replacement_problem(
+    original: Option<(&str, Option<i64>)>,
+    old: &str,
+    new: &str,
+    subject: &str,
+    ial: Option<i64>,
+    station: &str,
+) -> Option<(&'static str, String, bool)> {
+    match original {
+        None => Some((
+            "replacement-unknown",
+            format!(
+                "binding {new} at {station} replaces {old}, which the registry does not know; check the ticket and the original station"
+            ),
+            false,
+        )),
+        Some((s, _)) if s != subject => Some((
+            "replacement-mismatch",
+            format!(
+                "binding {new} at {station} for {subject} claims to replace {old}, which belongs to {s}; the original was left as it is — revoke {new} if it is not wanted"
+            ),
+            false,
+        )),
+        Some((_, Some(orig))) if ial.unwrap_or(0) < orig => Some((
+            "replacement-weaker",
+            format!(
+                "binding {new} at {station} replaced {old} with identity assurance ial {} below the original's {orig}: a recovery weaker than the first enrollment; re-verify {subject}",
+                ial.unwrap_or(0)
+            ),
+            true,
+        )),
+        _ => None,
+    }
+}
+
 /// The incident kind of a ticket consumed at two stations.
 pub const TICKET_REUSE: &str = "ticket-reuse";
 

@@ -34,6 +34,7 @@ pub(super) async fn apply(
             ial,
             policy,
             ticket,
+            ..
         } = c
         {
             ids.push(binding.clone());
@@ -86,18 +87,56 @@ pub(super) async fn apply(
             BindingChange::Created {
                 binding,
                 replaces: Some(old),
+                replace_reason,
+                subject,
+                ial,
                 ..
             } => {
-                set_state(
-                    tx,
+                let orig = tx
+                    .query_opt(
+                        "SELECT subject, ial, station_id FROM bindings WHERE binding_id = $1",
+                        &[&old],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .map(|r| {
+                        (
+                            r.get::<_, String>(0),
+                            r.get::<_, Option<i64>>(1),
+                            r.get::<_, String>(2),
+                        )
+                    });
+                let problem = super::super::replacement_problem(
+                    orig.as_ref().map(|(s, i, _)| (s.as_str(), *i)),
                     &old,
-                    "replaced",
-                    Some("replaced"),
+                    &binding,
+                    &subject,
+                    ial,
                     station,
-                    Some(&binding),
-                    at,
-                )
-                .await?;
+                );
+                if let Some((kind, message, _)) = &problem {
+                    let mut stations = vec![station.to_string()];
+                    if let Some((_, _, s)) = &orig
+                        && s != station
+                    {
+                        stations.push(s.clone());
+                    }
+                    let detail = serde_json::json!({"incident": kind, "message": message,
+                        "replaces": old, "binding": binding, "station": station});
+                    incident(tx, &stations, kind, &detail, &subject, at).await?;
+                }
+                if problem.is_none_or(|p| p.2) {
+                    set_state(
+                        tx,
+                        &old,
+                        "replaced",
+                        Some(replace_reason.as_deref().unwrap_or("replaced")),
+                        station,
+                        Some(&binding),
+                        at,
+                    )
+                    .await?;
+                }
             }
             BindingChange::State {
                 binding,
@@ -215,17 +254,36 @@ async fn reconcile(
         station,
         binding,
     );
-    let message = detail["message"].as_str().unwrap_or("").to_string();
-    for s in &stations {
+    incident(tx, &stations, TICKET_REUSE, &detail, subject, at).await?;
+    tracing::warn!(
+        station,
+        holder,
+        jti,
+        "ticket used at two stations: incident recorded"
+    );
+    Ok(())
+}
+
+/// An incident for `stations`: one row each, and one change they pull.
+async fn incident(
+    tx: &Transaction<'_>,
+    stations: &[String],
+    kind: &str,
+    detail: &serde_json::Value,
+    subject: &str,
+    at: i64,
+) -> Result<(), RegistryError> {
+    let message = detail["message"].as_str().unwrap_or(kind);
+    for s in stations {
         tx.execute(
             "INSERT INTO incidents(station_id, kind, detail, at) VALUES ($1, $2, $3, $4)",
-            &[s, &TICKET_REUSE, &message, &at],
+            &[s, &kind, &message, &at],
         )
         .await
         .map_err(pg)?;
     }
     let id = next_cursor(tx).await?;
-    let stations_json = serde_json::to_string(&stations).unwrap_or_default();
+    let stations_json = serde_json::to_string(stations).unwrap_or_default();
     let detail_text = detail.to_string();
     let p: &Params<'_> = &[&id, &subject, &stations_json, &detail_text, &at];
     tx.execute(
@@ -235,12 +293,7 @@ async fn reconcile(
     )
     .await
     .map_err(pg)?;
-    tracing::warn!(
-        station,
-        holder,
-        jti,
-        "ticket used at two stations: incident recorded"
-    );
+    tracing::warn!(kind, "{message}");
     Ok(())
 }
 

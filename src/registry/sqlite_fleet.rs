@@ -24,6 +24,7 @@ pub(super) fn apply(
             subject,
             serial,
             replaces,
+            replace_reason,
             ial,
             policy,
             ticket,
@@ -36,15 +37,44 @@ pub(super) fn apply(
             )
             .map_err(sq)?;
             if let Some(old) = replaces {
-                set_state(
-                    tx,
+                let orig: Option<(String, Option<i64>, String)> = tx
+                    .query_row(
+                        "SELECT subject, ial, station_id FROM bindings WHERE binding_id = ?1",
+                        [&old],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()
+                    .map_err(sq)?;
+                let problem = super::super::replacement_problem(
+                    orig.as_ref().map(|(s, i, _)| (s.as_str(), *i)),
                     &old,
-                    "replaced",
-                    Some("replaced"),
+                    &binding,
+                    &subject,
+                    ial,
                     station,
-                    Some(&binding),
-                    at,
-                )?;
+                );
+                if let Some((kind, message, _)) = &problem {
+                    let mut stations = vec![station.to_string()];
+                    if let Some((_, _, s)) = &orig
+                        && s != station
+                    {
+                        stations.push(s.clone());
+                    }
+                    let detail = serde_json::json!({"incident": kind, "message": message,
+                        "replaces": old, "binding": binding, "station": station});
+                    incident(tx, &stations, kind, &detail, &subject, at)?;
+                }
+                if problem.is_none_or(|p| p.2) {
+                    set_state(
+                        tx,
+                        &old,
+                        "replaced",
+                        Some(replace_reason.as_deref().unwrap_or("replaced")),
+                        station,
+                        Some(&binding),
+                        at,
+                    )?;
+                }
             }
             if let Some((issuer, jti)) = ticket {
                 reconcile(tx, station, &issuer, &jti, &subject, &binding, at)?;
@@ -159,29 +189,7 @@ fn reconcile(
                 station,
                 binding,
             );
-            for s in &stations {
-                tx.execute(
-                    "INSERT INTO incidents(station_id, kind, detail, at) VALUES (?1, ?2, ?3, ?4)",
-                    params![
-                        s,
-                        TICKET_REUSE,
-                        detail["message"].as_str().unwrap_or(""),
-                        at
-                    ],
-                )
-                .map_err(sq)?;
-            }
-            tx.execute(
-                "INSERT INTO fleet_changes(kind, subject, origin, stations, detail, at)
-                 VALUES ('incident', ?1, 'registry', ?2, ?3, ?4)",
-                params![
-                    subject,
-                    serde_json::to_string(&stations).unwrap_or_default(),
-                    detail.to_string(),
-                    at
-                ],
-            )
-            .map_err(sq)?;
+            incident(tx, &stations, TICKET_REUSE, &detail, subject, at)?;
             tracing::warn!(
                 station,
                 holder,
@@ -190,6 +198,38 @@ fn reconcile(
             );
         }
     }
+    Ok(())
+}
+
+/// An incident for `stations`: one row each, and one change they pull.
+fn incident(
+    tx: &Connection,
+    stations: &[String],
+    kind: &str,
+    detail: &serde_json::Value,
+    subject: &str,
+    at: i64,
+) -> Result<(), RegistryError> {
+    let message = detail["message"].as_str().unwrap_or(kind);
+    for s in stations {
+        tx.execute(
+            "INSERT INTO incidents(station_id, kind, detail, at) VALUES (?1, ?2, ?3, ?4)",
+            params![s, kind, message, at],
+        )
+        .map_err(sq)?;
+    }
+    tx.execute(
+        "INSERT INTO fleet_changes(kind, subject, origin, stations, detail, at)
+         VALUES ('incident', ?1, 'registry', ?2, ?3, ?4)",
+        params![
+            subject,
+            serde_json::to_string(stations).unwrap_or_default(),
+            detail.to_string(),
+            at
+        ],
+    )
+    .map_err(sq)?;
+    tracing::warn!(kind, "{message}");
     Ok(())
 }
 

@@ -9,9 +9,7 @@ use serde_json::json;
 
 use super::audit::{self, AuditEvent};
 use super::enroll::{EnrollmentRecord, insert_binding};
-use super::lifecycle::{
-    BindingState, Change, ExceptionRecord, insert_exception, transition_in,
-};
+use super::lifecycle::{BindingState, Change, ExceptionRecord, insert_exception, transition_in};
 use super::replay::RowRef;
 use super::{Ledger, StoreError, meta_get, observe_time, outbox, rfc3339};
 use crate::sync::fleet::FleetChange;
@@ -82,11 +80,7 @@ fn mark_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<FleetMark> {
     })
 }
 
-fn upsert_mark(
-    tx: &Transaction<'_>,
-    m: &FleetMark,
-    cursor: i64,
-) -> Result<(), StoreError> {
+fn upsert_mark(tx: &Transaction<'_>, m: &FleetMark, cursor: i64) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO fleet_marks(binding_id, device_serial, subject, state, reason, origin, at, cursor)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -255,7 +249,7 @@ impl Ledger {
             &tx,
             "binding.created",
             &json!({"binding": new_id, "subject": rec.subject, "state": "active", "replaces": old.binding,
-                    "replaces_at": old.station, "device": rec.device, "policy": rec.policy, "at": rfc3339(now),
+                    "replaces_at": old.station, "replace_reason": reason, "device": rec.device, "policy": rec.policy, "at": rfc3339(now),
                     "ticket": {"jti": rec.ticket.jti, "digest": rec.ticket.digest, "issuer": rec.ticket.issuer, "ial": rec.ticket.ial}}),
             now,
         )?;
@@ -271,6 +265,62 @@ impl Ledger {
         observe_time(&tx, now)?;
         tx.commit()?;
         Ok(new_id)
+    }
+}
+
+impl Ledger {
+    /// Revoke a binding another station enrolled (the registry confirmed
+    /// it): a mark here (this station refuses the key at once), an audit
+    /// row, and the `binding.state_changed` event the registry applies for
+    /// every station, in one transaction.
+    pub fn revoke_remote(
+        &mut self,
+        b: &RemoteOriginal<'_>,
+        from: BindingState,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (conn, station) = self.parts()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let cursor: i64 = meta_get(&tx, CURSOR)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mark = FleetMark {
+            binding: b.binding.to_string(),
+            serial: b.serial.map(str::to_string),
+            subject: Some(b.subject.to_string()),
+            state: "revoked".into(),
+            reason: Some(reason.to_string()),
+            origin: "here".into(),
+            at: now,
+        };
+        upsert_mark(&tx, &mark, cursor)?;
+        let detail =
+            json!({"from": from, "to": "revoked", "reason": reason, "enrolled_at": b.station});
+        audit::append_rows(
+            &tx,
+            station,
+            now,
+            &[AuditEvent {
+                actor,
+                action: "binding.state",
+                entity: "binding",
+                entity_id: b.binding,
+                detail: detail.clone(),
+            }],
+            &[RowRef::new("fleet_marks", b.binding)],
+        )?;
+        outbox::enqueue(
+            &tx,
+            "binding.state_changed",
+            &json!({"binding": b.binding, "at": rfc3339(now), "change": detail,
+                    "device": {"serial": b.serial}, "subject": b.subject}),
+            now,
+        )?;
+        observe_time(&tx, now)?;
+        tx.commit()?;
+        Ok(())
     }
 }
 

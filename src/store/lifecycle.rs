@@ -233,7 +233,7 @@ impl Ledger {
         outbox::enqueue(
             &tx,
             "binding.created",
-            &json!({"binding": new_id, "subject": rec.subject, "state": "active", "replaces": old, "device": rec.device,
+            &json!({"binding": new_id, "subject": rec.subject, "state": "active", "replaces": old, "replace_reason": reason, "device": rec.device,
                     "policy": rec.policy, "at": rfc3339(now),
                     "ticket": {"jti": rec.ticket.jti, "digest": rec.ticket.digest, "issuer": rec.ticket.issuer, "ial": rec.ticket.ial}}),
             now,

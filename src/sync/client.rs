@@ -372,7 +372,9 @@ impl Client {
         loop {
             let after = ledger.pull_cursor()?;
             let key = ledger.station_key().ok_or_else(|| {
-                SyncError::Config("the ledger is open read-only: pulling needs the station key".into())
+                SyncError::Config(
+                    "the ledger is open read-only: pulling needs the station key".into(),
+                )
             })?;
             let a = fleet.pull(key, after, now()).await?;
             if a.next < after {

@@ -337,15 +337,22 @@ pub fn block_on<T: Send>(
 pub struct Link {
     client: FleetClient,
     offline: bool,
+    provisional: bool,
     timeout: Duration,
 }
 
 impl Link {
-    pub fn new(opts: Options, offline_enrollment: bool) -> Result<Link, SyncError> {
+    /// `offline_enrollment` and `provisional_replacement` as in `[sync]`.
+    pub fn new(
+        opts: Options,
+        offline_enrollment: bool,
+        provisional_replacement: bool,
+    ) -> Result<Link, SyncError> {
         let timeout = opts.timeout;
         Ok(Link {
             client: FleetClient::new(opts)?,
             offline: offline_enrollment,
+            provisional: provisional_replacement,
             timeout,
         })
     }
@@ -388,6 +395,10 @@ impl crate::provision::fleet::FleetLink for Link {
 
     fn offline_allowed(&self) -> bool {
         self.offline
+    }
+
+    fn provisional_allowed(&self) -> bool {
+        self.provisional
     }
 
     fn registry(&self) -> &str {
