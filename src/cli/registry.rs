@@ -38,6 +38,10 @@ pub enum RegistryCommand {
     },
     /// Stations whose audit chain forked or was cut back
     Incidents,
+    /// The fleet report: runs, completion, time to issue, resets,
+    /// replacements, revocations, exceptions and incidents, per station and
+    /// overall
+    Report(super::registry_report::RegistryReportArgs),
     /// Ingest a bundle written by `keyward outbox export` (exactly once, as
     /// a push)
     Import {
@@ -181,6 +185,7 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
                 )
             })
         }
+        RegistryCommand::Report(a) => super::registry_report::run(&reg, a, g.json).await,
         RegistryCommand::Import {
             file,
             ack_out,
