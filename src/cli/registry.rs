@@ -49,6 +49,10 @@ pub enum RegistryCommand {
         #[arg(long, value_enum, value_name = "R")]
         reason: super::lifecycle::ReasonArg,
     },
+    /// The fleet report: runs, completion, time to issue, resets,
+    /// replacements, revocations, exceptions and incidents, per station and
+    /// overall
+    Report(super::registry_report::RegistryReportArgs),
     /// Ingest a bundle written by `keyward outbox export` (exactly once, as
     /// a push)
     Import {
@@ -217,6 +221,7 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
             }
             Ok(())
         }
+        RegistryCommand::Report(a) => super::registry_report::run(&reg, a, g.json).await,
         RegistryCommand::Import {
             file,
             ack_out,

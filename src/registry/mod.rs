@@ -7,7 +7,8 @@
 //! PostgreSQL for a fleet. The checks that need no database live in
 //! [`chain`]; each backend runs them inside one transaction with the
 //! station's row locked, so concurrent pushes from one station serialise and
-//! an event id is stored at most once. The HTTP front is [`server`].
+//! an event id is stored at most once. The HTTP front is [`server`]; the
+//! fleet report and `/metrics` are [`report`].
 
 use std::collections::HashMap;
 
@@ -18,6 +19,9 @@ use crate::sync::wire::{Ack, Push, RegistryHead};
 
 pub mod chain;
 pub mod postgres;
+pub mod report;
+mod report_pg;
+mod report_sqlite;
 pub mod server;
 pub mod sqlite;
 

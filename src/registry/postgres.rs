@@ -17,9 +17,12 @@ use super::{
 use crate::store::station_key;
 use crate::sync::wire::{Ack, Push};
 
+/// Ascending; numbers may skip (a migration on another branch): every one
+/// not yet in `schema_migrations` is applied, in order.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/postgres/0001_initial.sql")),
     (3, include_str!("migrations/postgres/0003_fleet.sql")),
+    (5, include_str!("migrations/postgres/0005_report.sql")),
 ];
 
 #[path = "postgres_fleet.rs"]
@@ -56,14 +59,14 @@ impl PgRegistry {
         )
         .await
         .map_err(pg)?;
-        let found: i32 = tx
-            .query_one(
-                "SELECT COALESCE(max(version), 0) FROM schema_migrations",
-                &[],
-            )
+        let applied: HashSet<i32> = tx
+            .query("SELECT version FROM schema_migrations", &[])
             .await
             .map_err(pg)?
-            .get(0);
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let found = applied.iter().copied().max().unwrap_or(0);
         let latest = MIGRATIONS[MIGRATIONS.len() - 1].0;
         if found > latest {
             return Err(db_err(
@@ -71,7 +74,7 @@ impl PgRegistry {
                 format!("version {found} is newer than this keyward ({latest}); upgrade keyward"),
             ));
         }
-        for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+        for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
             tx.batch_execute(sql).await.map_err(pg)?;
             tx.execute("INSERT INTO schema_migrations(version) VALUES ($1)", &[v])
                 .await
@@ -81,7 +84,7 @@ impl PgRegistry {
         Ok(PgRegistry { pool })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, RegistryError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, RegistryError> {
         self.pool
             .get()
             .await

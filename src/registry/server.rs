@@ -1,4 +1,5 @@
-//! The registry's HTTP front (axum): `POST /v1/push` and `GET /v1/health`,
+//! The registry's HTTP front (axum): `POST /v1/push`, `GET /v1/health` and
+//! `GET /metrics` (the fleet in Prometheus text, `report::prometheus`),
 //! over HTTPS (rustls on aws-lc-rs, `serve_tls`) or plain HTTP (`serve`,
 //! for a loopback address or behind a TLS-terminating proxy).
 //!
@@ -22,6 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use super::report::{self, PushCounters, RefusalCode};
 use super::{ChainRefusal, Nonce, Registry, RegistryError};
 use crate::sync::fleet;
 use crate::sync::signature::{self, SignatureError, SignedHeaders};
@@ -37,6 +39,7 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 pub(super) struct AppState {
     reg: Arc<Registry>,
     clock: Clock,
+    pushes: Arc<PushCounters>,
 }
 
 /// The router, for `serve` and tests.
@@ -48,8 +51,16 @@ pub fn router(reg: Arc<Registry>, clock: Clock) -> Router {
         .route(fleet::LOOKUP_PATH, post(fleet_routes::lookup))
         .route(fleet::PULL_PATH, post(fleet_routes::pull))
         .route(fleet::HEAD_PATH, post(fleet_routes::head))
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| report::metrics(s.reg, s.pushes)),
+        )
         .layer(DefaultBodyLimit::max(wire::MAX_BODY))
-        .with_state(AppState { reg, clock })
+        .with_state(AppState {
+            reg,
+            clock,
+            pushes: Arc::default(),
+        })
 }
 
 /// Serve until `shutdown` resolves.
@@ -220,6 +231,7 @@ fn refuse_with(
     let mut r = (status, body).into_response();
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
+    r.extensions_mut().insert(RefusalCode(code.to_string()));
     r
 }
 
@@ -227,6 +239,35 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// A push, its answer counted for `/metrics`: accepted, or refused by code
+/// (a body over the limit is refused before the handler, as `too-large`).
+async fn push(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let pushes = s.pushes.clone();
+    let r = match body {
+        Ok(body) => push_checked(s, headers, body).await,
+        Err(e) => {
+            let mut r = e.into_response();
+            let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "too-large"
+            } else {
+                "malformed"
+            };
+            r.extensions_mut().insert(RefusalCode(code.into()));
+            r
+        }
+    };
+    match r.extensions().get::<RefusalCode>() {
+        _ if r.status() == StatusCode::OK => pushes.accepted(),
+        Some(RefusalCode(code)) => pushes.refused(code),
+        None => pushes.refused("other"),
+    }
+    r
 }
 
 /// Check a signed request's headers, signer and freshness: the station
@@ -295,7 +336,7 @@ async fn authenticate(
     Ok((params, now))
 }
 
-async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn push_checked(s: AppState, headers: HeaderMap, body: Bytes) -> Response {
     let (params, now) = match authenticate(&s, &headers, wire::PUSH_PATH, &body).await {
         Ok(p) => p,
         Err(r) => return r,

@@ -15,9 +15,12 @@ use super::{
 use crate::store::station_key;
 use crate::sync::wire::{Ack, Push};
 
+/// Ascending; numbers may skip (a migration on another branch), and a
+/// database is at the last one applied.
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_initial.sql")),
     (3, include_str!("migrations/sqlite/0003_fleet.sql")),
+    (5, include_str!("migrations/sqlite/0005_report.sql")),
 ];
 
 #[path = "sqlite_fleet.rs"]
@@ -66,7 +69,7 @@ impl SqliteRegistry {
         })
     }
 
-    async fn with<T: Send + 'static>(
+    pub(super) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
