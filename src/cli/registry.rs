@@ -198,6 +198,19 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
         }
         RegistryCommand::Revoke { binding, reason } => {
             let reason = crate::store::stock::RevokeReason::from(reason);
+            let found = reg.lookup(Some(&binding), None).await?;
+            if let Some(b) = found.iter().find(|b| b.binding == binding)
+                && !matches!(
+                    b.state.as_str(),
+                    "active" | "suspended" | "lost" | "revoked"
+                )
+            {
+                return Err(Failure::Usage(format!(
+                    "binding {binding} is {}; only an active, suspended or lost binding is revoked",
+                    b.state
+                ))
+                .into());
+            }
             let changed = reg
                 .set_state(&binding, "revoked", reason.as_str(), now())
                 .await
