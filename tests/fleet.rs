@@ -28,6 +28,7 @@ macro_rules! both {
 both!(
     lost_key_replaced_at_another_station,
     one_ticket_at_two_online_stations,
+    a_failed_run_gives_the_ticket_back,
     one_ticket_at_two_offline_stations_is_an_incident,
     revocation_at_one_station_reaches_the_others,
     registry_revocation_reaches_the_station,
@@ -245,6 +246,26 @@ fn one_ticket_at_two_online_stations(db: &Db) {
     // (the registry checks the signer is the station named).
     sync(&reg, a);
     assert!(reg.incidents().is_empty());
+}
+
+/// A run at B that commits nothing (here: not the pre-assigned key) gives
+/// the reservation back, so the person can use the ticket at A.
+fn a_failed_run_gives_the_ticket_back(db: &Db) {
+    let reg = RegistryServer::start(&db.url);
+    let ks = fleet(&reg, &["kiosk-a", "kiosk-b"], "");
+    let (a, b) = (&ks[0], &ks[1]);
+    let mut c = claims_for(&["kiosk-a", "kiosk-b"]);
+    c.device = Some(keyward::ticket::Device {
+        serial: 49_000_001,
+        model: None,
+    });
+    let t = ticket(a, &c);
+    let e = enroll(b, t.clone(), 49_000_002, &EventLog::new()).expect_err("not the key");
+    assert_eq!(e.reason, Reason::DeviceMismatch, "{e}");
+    enroll(a, t.clone(), 49_000_001, &EventLog::new()).expect("the ticket was given back");
+    // Now held and used by A: B is refused at the reservation.
+    let e = enroll(b, t, 49_000_001, &EventLog::new()).expect_err("used at A");
+    assert_eq!(e.step, Some(Step::Reserve), "{e}");
 }
 
 /// Both stations offline (allowed by their config): both enroll with the

@@ -374,7 +374,26 @@ fn body(
     run: &str,
 ) -> Result<EnrollOutcome, ProvisionError> {
     let (profile, original) = preflight(flow, &req, vt, mode)?;
-    super::fleet::reserve(flow, vt)?;
+    let reserved = super::fleet::reserve(flow, vt)?;
+    let result = on_key(flow, req, vt, run, profile, original);
+    if result.is_err() && reserved {
+        // Nothing was committed: give the ticket back, so the person may
+        // use it at another station (best effort; a reservation left
+        // behind only keeps the ticket at this station).
+        super::fleet::release(flow.station, vt);
+    }
+    result
+}
+
+/// Everything from the first command to the key to the commit.
+fn on_key(
+    flow: &mut Flow<'_>,
+    req: EnrollRequest,
+    vt: &VerifiedTicket,
+    run: &str,
+    profile: Profile,
+    original: Option<Original>,
+) -> Result<EnrollOutcome, ProvisionError> {
     let (fido_ops, piv_ops) = split_ops(vt);
 
     // PIV first, read-only: serial (pre-assigned device) and drift.

@@ -27,6 +27,9 @@ pub trait FleetLink: Send + Sync {
         subject: &str,
         now: i64,
     ) -> Result<(), SyncError>;
+    /// Give back (iss, jti) this station reserved and did not use.
+    fn release(&self, key: &StationKey, issuer: &str, jti: &str, now: i64)
+    -> Result<(), SyncError>;
     /// Bindings by id or serial.
     fn lookup(
         &self,
@@ -79,9 +82,10 @@ pub(crate) fn brief(e: &SyncError) -> String {
 /// Reserve the ticket at the registry (a step of its own, before any
 /// device traffic). Without a registry configured this is a no-op; an
 /// unreachable registry refuses unless offline enrollment is allowed.
-pub(crate) fn reserve(flow: &mut Flow<'_>, vt: &VerifiedTicket) -> Result<(), ProvisionError> {
+/// Returns whether the registry holds the reservation.
+pub(crate) fn reserve(flow: &mut Flow<'_>, vt: &VerifiedTicket) -> Result<bool, ProvisionError> {
     let Some(link) = flow.station.fleet.clone() else {
-        return Ok(());
+        return Ok(false);
     };
     let station = flow.station;
     flow.step(Step::Reserve, flow.deadlines.command, |_| {
@@ -95,7 +99,7 @@ pub(crate) fn reserve(flow: &mut Flow<'_>, vt: &VerifiedTicket) -> Result<(), Pr
             link.reserve(key, &c.iss, &c.jti, &c.sub, now)
         };
         match r {
-            Ok(()) => Ok(((), json!({"registry": link.registry(), "reserved": true}))),
+            Ok(()) => Ok((true, json!({"registry": link.registry(), "reserved": true}))),
             Err(SyncError::Refused { code, message, .. }) if code == "ticket-held" => {
                 Err(ProvisionError::new(
                     Reason::TicketReplayed,
@@ -106,7 +110,7 @@ pub(crate) fn reserve(flow: &mut Flow<'_>, vt: &VerifiedTicket) -> Result<(), Pr
             Err(e) if unreachable(&e) && link.offline_allowed() => {
                 tracing::warn!("enrolling offline: the registry cannot reserve the ticket: {}", brief(&e));
                 Ok((
-                    (),
+                    false,
                     json!({"registry": link.registry(), "reserved": false, "offline": true,
                            "why": brief(&e)}),
                 ))
@@ -122,6 +126,29 @@ pub(crate) fn reserve(flow: &mut Flow<'_>, vt: &VerifiedTicket) -> Result<(), Pr
             )),
         }
     })
+}
+
+/// Give back a reservation after a run that committed nothing (best
+/// effort: a failure is logged and the ticket stays with this station).
+pub(crate) fn release(station: &Station, vt: &VerifiedTicket) {
+    let Some(link) = station.fleet.clone() else {
+        return;
+    };
+    let now = station.now_secs();
+    let r = match station.ledger() {
+        Ok(ledger) => match ledger.station_key() {
+            Some(key) => link.release(key, &vt.claims.iss, &vt.claims.jti, now),
+            None => return,
+        },
+        Err(_) => return,
+    };
+    if let Err(e) = r {
+        tracing::warn!(
+            jti = %vt.claims.jti,
+            "the ticket stays reserved for this station: {}",
+            brief(&e)
+        );
+    }
 }
 
 /// Refuse a key whose binding the fleet reported lost or revoked.

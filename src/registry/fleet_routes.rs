@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use super::{AppState, authenticate, internal, refusal, refuse};
 use crate::registry::RegistryError;
 use crate::sync::fleet::{
-    self, HeadAnswer, HeadRequest, LookupAnswer, LookupRequest, PullRequest, ReserveRequest,
+    self, HeadAnswer, HeadRequest, LookupAnswer, LookupRequest, PullRequest, ReleaseRequest,
+    Released, ReserveRequest,
 };
 use crate::sync::wire::VERSION;
 
@@ -110,6 +111,33 @@ pub(super) async fn reserve(
         tracing::warn!(station = %req.station, holder = %station, jti = %req.jti, "refused a ticket another station holds");
     }
     answer(r)
+}
+
+pub(super) async fn release(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (req, _) = match read::<ReleaseRequest>(&s, &headers, fleet::RELEASE_PATH, &body, |r| {
+        &r.station
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Some(r) = wrong_version(req.v) {
+        return r;
+    }
+    answer(
+        s.reg
+            .release(&req.station, &req.issuer, &req.jti)
+            .await
+            .map(|released| Released {
+                v: VERSION,
+                released,
+            }),
+    )
 }
 
 pub(super) async fn lookup(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -231,6 +231,17 @@ impl Registry {
         each!(self, b => b.reserve(station, issuer, jti, subject, now).await)
     }
 
+    /// Give back a reservation `station` holds and has not used (no
+    /// binding recorded against it). Returns whether one was released.
+    pub async fn release(
+        &self,
+        station: &str,
+        issuer: &str,
+        jti: &str,
+    ) -> Result<bool, RegistryError> {
+        each!(self, b => b.release(station, issuer, jti).await)
+    }
+
     /// Bindings by id or by device serial (at most 100).
     pub async fn lookup(
         &self,

@@ -339,6 +339,24 @@ impl PgRegistry {
         })
     }
 
+    pub async fn release(
+        &self,
+        station: &str,
+        issuer: &str,
+        jti: &str,
+    ) -> Result<bool, RegistryError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "DELETE FROM reservations WHERE issuer = $1 AND jti = $2 AND station_id = $3
+                 AND binding_id IS NULL AND online",
+                &[&issuer, &jti, &station],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(n == 1)
+    }
+
     pub async fn lookup(
         &self,
         binding: Option<&str>,

@@ -48,6 +48,7 @@ pub fn router(reg: Arc<Registry>, clock: Clock) -> Router {
         .route(wire::PUSH_PATH, post(push))
         .route("/v1/health", get(|| async { "ok\n" }))
         .route(fleet::RESERVE_PATH, post(fleet_routes::reserve))
+        .route(fleet::RELEASE_PATH, post(fleet_routes::release))
         .route(fleet::LOOKUP_PATH, post(fleet_routes::lookup))
         .route(fleet::PULL_PATH, post(fleet_routes::pull))
         .route(fleet::HEAD_PATH, post(fleet_routes::head))

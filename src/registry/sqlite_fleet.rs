@@ -299,6 +299,26 @@ impl SqliteRegistry {
         .await
     }
 
+    pub async fn release(
+        &self,
+        station: &str,
+        issuer: &str,
+        jti: &str,
+    ) -> Result<bool, RegistryError> {
+        let (st, iss, jti) = (station.to_string(), issuer.to_string(), jti.to_string());
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM reservations WHERE issuer = ?1 AND jti = ?2 AND station_id = ?3
+                     AND binding_id IS NULL AND online = 1",
+                    params![iss, jti, st],
+                )
+                .map_err(sq)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     pub async fn lookup(
         &self,
         binding: Option<&str>,

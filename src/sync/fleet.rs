@@ -20,6 +20,7 @@ use super::wire::{self, Refusal, RegistryHead};
 use crate::store::station_key::StationKey;
 
 pub const RESERVE_PATH: &str = "/v1/reserve";
+pub const RELEASE_PATH: &str = "/v1/release";
 pub const LOOKUP_PATH: &str = "/v1/lookup";
 pub const PULL_PATH: &str = "/v1/pull";
 pub const HEAD_PATH: &str = "/v1/head";
@@ -48,6 +49,24 @@ pub struct Reserved {
     pub v: u32,
     pub station: String,
     pub at: i64,
+}
+
+/// Give back a reservation this station holds and did not use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub v: u32,
+    pub station: String,
+    pub issuer: String,
+    pub jti: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Released {
+    pub v: u32,
+    /// False when there was nothing to release (not held, or used).
+    pub released: bool,
 }
 
 /// Find a binding (by id, or the open bindings of a device serial).
@@ -266,6 +285,22 @@ impl FleetClient {
         self.call(key, RESERVE_PATH, &req, now).await
     }
 
+    pub async fn release(
+        &self,
+        key: &StationKey,
+        issuer: &str,
+        jti: &str,
+        now: i64,
+    ) -> Result<Released, SyncError> {
+        let req = ReleaseRequest {
+            v: wire::VERSION,
+            station: self.opts.station.clone(),
+            issuer: issuer.into(),
+            jti: jti.into(),
+        };
+        self.call(key, RELEASE_PATH, &req, now).await
+    }
+
     pub async fn lookup(
         &self,
         key: &StationKey,
@@ -380,6 +415,17 @@ impl crate::provision::fleet::FleetLink for Link {
         now: i64,
     ) -> Result<(), SyncError> {
         self.run(self.client.reserve(key, issuer, jti, subject, now))
+            .map(|_| ())
+    }
+
+    fn release(
+        &self,
+        key: &StationKey,
+        issuer: &str,
+        jti: &str,
+        now: i64,
+    ) -> Result<(), SyncError> {
+        self.run(self.client.release(key, issuer, jti, now))
             .map(|_| ())
     }
 
