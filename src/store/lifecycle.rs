@@ -14,7 +14,7 @@ use super::audit::{self, AuditEvent};
 use super::enroll::{EnrollmentRecord, insert_binding};
 use super::replay::RowRef;
 use super::station_key::StationKey;
-use super::{Ledger, StoreError, observe_time, outbox, rfc3339};
+use super::{Ledger, StoreError, notify, observe_time, outbox, rfc3339};
 
 /// Where a binding is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -111,7 +111,8 @@ pub(crate) struct Change<'a> {
     pub(crate) replaced_by: Option<&'a str>,
 }
 
-/// Change a binding's state inside the caller's transaction.
+/// Change a binding's state inside the caller's transaction, with a
+/// `notify.revocation` event when it becomes revoked or lost.
 pub(crate) fn transition_in(
     tx: &Transaction<'_>,
     station: &StationKey,
@@ -155,6 +156,7 @@ pub(crate) fn transition_in(
         &json!({"binding": c.id, "at": rfc3339(c.now), "change": detail}),
         c.now,
     )?;
+    notify::revocation(tx, station, c.id, from, c.to, c.reason, c.now)?;
     Ok(from)
 }
 
@@ -236,10 +238,16 @@ impl Ledger {
             &json!({"binding": new_id, "subject": rec.subject, "replaces": old, "device": rec.device, "at": rfc3339(now)}),
             now,
         )?;
-        outbox::enqueue(
+        notify::replacement(
             &tx,
-            "notify.replacement",
-            &json!({"subject": rec.subject, "old": old, "new": new_id, "reason": reason, "at": rfc3339(now)}),
+            station,
+            &notify::Replacement {
+                subject: &rec.subject,
+                old,
+                new: &new_id,
+                device: &rec.device,
+                reason,
+            },
             now,
         )?;
         for x in exceptions {

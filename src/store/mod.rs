@@ -20,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, Transactio
 pub mod audit;
 pub mod enroll;
 pub mod lifecycle;
+pub mod notify;
 pub mod outbox;
 pub mod query;
 mod replay;
