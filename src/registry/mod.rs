@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::sync::wire::{Ack, Push, RegistryHead};
 
 pub mod chain;
+pub mod notify;
 pub mod postgres;
 pub mod server;
 pub mod sqlite;

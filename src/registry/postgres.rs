@@ -17,7 +17,11 @@ use super::{
 use crate::store::station_key;
 use crate::sync::wire::{Ack, Push};
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/postgres/0001_initial.sql"))];
+/// (version, SQL), ascending; numbers may skip (each branch adds its own).
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/postgres/0001_initial.sql")),
+    (4, include_str!("migrations/postgres/0004_notify.sql")),
+];
 /// Connections per registry process.
 pub const POOL_SIZE: usize = 16;
 
@@ -27,7 +31,7 @@ pub struct PgRegistry {
     pool: Pool,
 }
 
-fn pg(e: impl std::fmt::Display) -> RegistryError {
+pub(super) fn pg(e: impl std::fmt::Display) -> RegistryError {
     db_err("query failed", e)
 }
 
@@ -75,7 +79,7 @@ impl PgRegistry {
         Ok(PgRegistry { pool })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, RegistryError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, RegistryError> {
         self.pool
             .get()
             .await
@@ -286,6 +290,11 @@ impl PgRegistry {
                 .filter(|e| inserted.contains(&e.event_id))
                 .map(|e| (chain::binding_change(e), e.created_at));
             apply_bindings(&tx, &push.station, changes).await?;
+            let new = push
+                .events
+                .iter()
+                .filter(|e| inserted.contains(&e.event_id));
+            super::notify::enqueue_pg(&tx, &push.station, new, now).await?;
         }
         let signed = push
             .head
@@ -441,4 +450,12 @@ async fn apply_bindings(
         .map_err(pg)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_ascend() {
+        assert!(super::MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 }

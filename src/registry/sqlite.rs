@@ -15,7 +15,11 @@ use super::{
 use crate::store::station_key;
 use crate::sync::wire::{Ack, Push};
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/sqlite/0001_initial.sql"))];
+/// (version, SQL), ascending; numbers may skip (each branch adds its own).
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_initial.sql")),
+    (4, include_str!("migrations/sqlite/0004_notify.sql")),
+];
 
 /// An open SQLite registry.
 #[derive(Clone)]
@@ -23,7 +27,7 @@ pub struct SqliteRegistry {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn sq(e: rusqlite::Error) -> RegistryError {
+pub(super) fn sq(e: rusqlite::Error) -> RegistryError {
     db_err("query failed", e)
 }
 
@@ -60,7 +64,7 @@ impl SqliteRegistry {
         })
     }
 
-    async fn with<T: Send + 'static>(
+    pub(super) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
@@ -356,6 +360,7 @@ fn ingest(
             if n == 1 {
                 stored += 1;
                 apply_binding(&tx, &push.station, chain::binding_change(e), e.created_at)?;
+                super::notify::enqueue_sqlite(&tx, &push.station, e, now)?;
             }
         }
     }
@@ -404,4 +409,12 @@ fn apply_binding(
         BindingChange::None => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_ascend() {
+        assert!(super::MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 }
