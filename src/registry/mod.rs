@@ -7,7 +7,9 @@
 //! PostgreSQL for a fleet. The checks that need no database live in
 //! [`chain`]; each backend runs them inside one transaction with the
 //! station's row locked, so concurrent pushes from one station serialise and
-//! an event id is stored at most once. The HTTP front is [`server`].
+//! an event id is stored at most once. The HTTP front is [`server`]; the
+//! `notify.*` events stored are queued ([`notify`]) and delivered to a
+//! webhook by [`webhook`] (docs/notify.md).
 
 use std::collections::HashMap;
 
@@ -20,6 +22,7 @@ pub mod notify;
 pub mod postgres;
 pub mod server;
 pub mod sqlite;
+pub mod webhook;
 
 pub use chain::{ChainHead, ChainRefusal};
 
