@@ -495,7 +495,7 @@ fn dead_letter_and_retry(db: &Db, _: Kind) {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["notify"].as_array().unwrap().len(), 6);
+    assert_eq!(doc["notifications"].as_array().unwrap().len(), 6);
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("alice"),
         "no bodies in the list"

@@ -95,7 +95,7 @@ pub async fn run(reg: &Registry, cmd: NotifyCommand, json: bool) -> Result<()> {
                 .map(|s| s.parse::<NotifyState>().map_err(Failure::Usage))
                 .transpose()?;
             let rows = reg.notify_list(state).await?;
-            super::registry::print(json, "notify", &rows, |e| {
+            super::registry::print(json, "notifications", &rows, |e| {
                 let when = match (e.state.as_str(), e.delivered_at) {
                     ("delivered", Some(t)) => format!("delivered {}", rfc3339(t)),
                     ("pending", _) => format!("due {}", rfc3339(e.next_at / 1000)),
