@@ -344,7 +344,7 @@ impl Worker {
                 let what = if e.is_timeout() {
                     format!("no answer within {:?}", self.opts.timeout)
                 } else {
-                    format!("the request failed: {}", e.without_url())
+                    format!("the request failed: {}", causes(e.without_url()))
                 };
                 return Attempt::Failed {
                     error: what,
@@ -367,6 +367,19 @@ impl Worker {
                 .and_then(backoff::parse_retry_after),
         }
     }
+}
+
+/// An error and its sources on one line (reqwest's own text is only
+/// "error sending request"); the URL was taken out first.
+fn causes(e: reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = std::error::Error::source(&e);
+    while let Some(c) = cur {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cur = c.source();
+    }
+    text.replace('\n', " ")
 }
 
 fn origin(url: &reqwest::Url) -> String {
@@ -475,6 +488,38 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    #[test]
+    fn a_connection_error_says_why_without_the_url() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // A port nothing listens on (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let reg = Arc::new(Registry::Sqlite(
+            super::super::sqlite::SqliteRegistry::open(Path::new(":memory:")).unwrap(),
+        ));
+        let key = Secret::parse(&format!("whsec_{}", STANDARD.encode([1u8; 32]))).unwrap();
+        let url = format!("http://127.0.0.1:{port}/secret-path?token=t0ken");
+        let w = Worker::new(reg, Options::new(&url), key).unwrap();
+        let Attempt::Failed {
+            error, permanent, ..
+        } = rt.block_on(w.attempt("k:00", b"{}"))
+        else {
+            panic!("delivered to a closed port");
+        };
+        assert!(!permanent);
+        assert!(error.contains("refused"), "{error}");
+        assert!(
+            !error.contains("secret-path") && !error.contains("t0ken"),
+            "{error}"
+        );
     }
 
     #[test]
