@@ -570,6 +570,19 @@ fn two_workers_do_not_double_send(db: &Db, _: Kind) {
     assert!(recv.seen.lock().unwrap().max_in_flight >= 2);
 }
 
+/// A child process killed on drop if it still runs (a failed assertion
+/// must not leave a registry behind).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn serve_process_keeps_the_secret_out_of_its_logs(db: &Db, _: Kind) {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
@@ -623,11 +636,14 @@ fn serve_process_keeps_the_secret_out_of_its_logs(db: &Db, _: Kind) {
             .unwrap();
     }
     st.enroll("dora-the-subject");
-    let mut child = serve(&secret, &recv.url())
-        .env("RUST_LOG", "trace")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Killed(
+        serve(&secret, &recv.url())
+            .env("RUST_LOG", "trace")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let mut stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
@@ -648,8 +664,13 @@ fn serve_process_keeps_the_secret_out_of_its_logs(db: &Db, _: Kind) {
         let text = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("registry serve listens");
-        if let Some(rest) = text.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
+        // Only a whole line: a read may end inside the address.
+        if let Some((line, _)) = text
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_once('\n'))
+        {
+            break line.split_whitespace().next().unwrap().to_string();
         }
     };
     st.drain(&rt(), &url).unwrap();
