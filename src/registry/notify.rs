@@ -197,16 +197,20 @@ pub(super) fn enqueue_sqlite(
     Ok(())
 }
 
-/// Queue the `notify.*` events among `events` (those just stored), in the
-/// push's PostgreSQL transaction.
-pub(super) async fn enqueue_pg<'a>(
+/// Queue the `notify.*` events among `events` whose ids were just stored
+/// (`inserted`), in the push's PostgreSQL transaction.
+pub(super) async fn enqueue_pg(
     tx: &deadpool_postgres::Transaction<'_>,
     station: &str,
-    events: impl Iterator<Item = &'a Event>,
+    events: &[Event],
+    inserted: &std::collections::HashSet<String>,
     now: i64,
 ) -> Result<(), RegistryError> {
     let (mut ids, mut kinds, mut bodies) = (Vec::new(), Vec::new(), Vec::new());
-    for e in events.filter(|e| is_notify(e)) {
+    for e in events
+        .iter()
+        .filter(|e| is_notify(e) && inserted.contains(&e.event_id))
+    {
         ids.push(e.event_id.clone());
         kinds.push(e.kind.clone());
         bodies.push(body(station, e));

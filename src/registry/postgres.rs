@@ -290,11 +290,7 @@ impl PgRegistry {
                 .filter(|e| inserted.contains(&e.event_id))
                 .map(|e| (chain::binding_change(e), e.created_at));
             apply_bindings(&tx, &push.station, changes).await?;
-            let new = push
-                .events
-                .iter()
-                .filter(|e| inserted.contains(&e.event_id));
-            super::notify::enqueue_pg(&tx, &push.station, new, now).await?;
+            super::notify::enqueue_pg(&tx, &push.station, &push.events, &inserted, now).await?;
         }
         let signed = push
             .head
