@@ -70,7 +70,10 @@ fn fido2_in_process_enrollment_commits_binding_audit_outbox_and_run() {
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    assert_eq!(kinds, ["binding.created", "run.finished"]);
+    assert_eq!(
+        kinds,
+        ["binding.created", "notify.binding_created", "run.finished"]
+    );
     let runs = l.runs_since(0).unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].outcome.map(|o| o.as_str()), Some("completed"));
@@ -100,7 +103,7 @@ fn replayed_ticket_is_refused_and_writes_no_second_binding() {
     assert_eq!(e.reason, Reason::TicketReplayed);
     assert_eq!(e.step, Some(Step::Ticket));
     assert!(e.message.contains("already used"), "{}", e.message);
-    assert_eq!(rig.counts(), (1, 1, 1));
+    assert_eq!(rig.counts(), (1, 1, 2));
 }
 
 #[test]

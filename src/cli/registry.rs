@@ -53,6 +53,10 @@ pub enum RegistryCommand {
     /// replacements, revocations, exceptions and incidents, per station and
     /// overall
     Report(super::registry_report::RegistryReportArgs),
+    /// The webhook's notify.* delivery queue and dead-letter list
+    /// (docs/notify.md)
+    #[command(subcommand)]
+    Notify(super::registry_notify::NotifyCommand),
     /// Ingest a bundle written by `keyward outbox export` (exactly once, as
     /// a push)
     Import {
@@ -84,6 +88,8 @@ pub struct ServeArgs {
     /// The private key of --tls-cert (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub webhook: super::registry_notify::WebhookArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +241,7 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
             Ok(())
         }
         RegistryCommand::Report(a) => super::registry_report::run(&reg, a, g.json).await,
+        RegistryCommand::Notify(c) => super::registry_notify::run(&reg, c, g.json).await,
         RegistryCommand::Import {
             file,
             ack_out,
@@ -243,7 +250,7 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
     }
 }
 
-fn print<T: serde::Serialize>(
+pub(super) fn print<T: serde::Serialize>(
     json: bool,
     name: &str,
     rows: &[T],
@@ -366,6 +373,8 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
         ))
         .into());
     }
+    let reg = Arc::new(reg);
+    let worker = super::registry_notify::worker(&reg, &a.webhook)?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
@@ -375,19 +384,27 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
         listener.local_addr()?,
         reg
     );
-    let shutdown = async {
+    // One stop signal for the HTTP server and the webhook worker.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = worker.map(|w| tokio::spawn(w.run(stopped)));
+    let shutdown = async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
+        let _ = stop.send(true);
     };
-    let (reg, clock) = (Arc::new(reg), Arc::new(super::sync::now));
+    let clock = Arc::new(super::sync::now);
     match tls {
         Some(tls) => server::serve_tls(reg, listener, tls, clock, shutdown).await,
         None => server::serve(reg, listener, clock, shutdown).await,
     }
     .context("serving")?;
+    if let Some(w) = worker {
+        // Attempts under way finish and are recorded (each within the timeout).
+        let _ = w.await;
+    }
     Ok(())
 }

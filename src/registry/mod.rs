@@ -9,6 +9,8 @@
 //! station's row locked, so concurrent pushes from one station serialise and
 //! an event id is stored at most once. The HTTP front is [`server`]; the
 //! fleet report and `/metrics` are [`report`].
+//! `notify.*` events stored are queued ([`notify`]) and delivered to a
+//! webhook by [`webhook`] (docs/notify.md).
 
 use std::collections::HashMap;
 
@@ -18,12 +20,14 @@ use crate::sync::fleet::{FleetBinding, PullAnswer, Reserved};
 use crate::sync::wire::{Ack, Push, RegistryHead};
 
 pub mod chain;
+pub mod notify;
 pub mod postgres;
 pub mod report;
 mod report_pg;
 mod report_sqlite;
 pub mod server;
 pub mod sqlite;
+pub mod webhook;
 
 pub use chain::{ChainHead, ChainRefusal};
 
@@ -334,6 +338,28 @@ pub(crate) fn replacement_problem(
             true,
         )),
         _ => None,
+    }
+}
+
+/// The `notify.revocation` the registry queues for its own revocation
+/// (`registry revoke`), delivered like a station's (docs/notify.md).
+pub(crate) fn registry_revocation_notice(
+    binding: &str,
+    subject: &str,
+    serial: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> crate::sync::wire::Event {
+    let mut id = [0u8; 16];
+    crate::random::fill(&mut id);
+    crate::sync::wire::Event {
+        event_id: hex::encode(id),
+        seq: 0,
+        kind: "notify.revocation".into(),
+        payload: serde_json::json!({"subject": subject, "binding": binding,
+            "device": {"serial": serial}, "state": "revoked", "reason": reason,
+            "origin": "registry", "at": crate::store::rfc3339(now)}),
+        created_at: now,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::sync::wire::{Ack, Push};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/postgres/0001_initial.sql")),
     (3, include_str!("migrations/postgres/0003_fleet.sql")),
+    (4, include_str!("migrations/postgres/0004_notify.sql")),
     (5, include_str!("migrations/postgres/0005_report.sql")),
 ];
 
@@ -36,7 +37,7 @@ pub struct PgRegistry {
     pool: Pool,
 }
 
-fn pg(e: impl std::fmt::Display) -> RegistryError {
+pub(super) fn pg(e: impl std::fmt::Display) -> RegistryError {
     db_err("query failed", e)
 }
 
@@ -295,6 +296,7 @@ impl PgRegistry {
                 .filter(|e| inserted.contains(&e.event_id))
                 .map(|e| (chain::binding_change(e), e.created_at));
             fleet::apply(&tx, &push.station, changes.collect()).await?;
+            super::notify::enqueue_pg(&tx, &push.station, &push.events, &inserted, now).await?;
         }
         let signed = push
             .head

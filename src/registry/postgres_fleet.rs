@@ -453,6 +453,25 @@ impl PgRegistry {
             return Err(RegistryError::NoBinding(binding.to_string()));
         }
         let changed = set_state(&tx, binding, state, Some(reason), "registry", None, now).await?;
+        if changed && state == "revoked" {
+            let row = tx
+                .query_one(
+                    "SELECT subject, device_serial FROM bindings WHERE binding_id = $1",
+                    &[&binding],
+                )
+                .await
+                .map_err(pg)?;
+            let (subject, serial): (String, Option<String>) = (row.get(0), row.get(1));
+            let e = super::super::registry_revocation_notice(
+                binding,
+                &subject,
+                serial.as_deref(),
+                reason,
+                now,
+            );
+            let ids = std::collections::HashSet::from([e.event_id.clone()]);
+            super::super::notify::enqueue_pg(&tx, "registry", &[e], &ids, now).await?;
+        }
         tx.commit().await.map_err(pg)?;
         Ok(changed)
     }

@@ -20,6 +20,7 @@ use crate::sync::wire::{Ack, Push};
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_initial.sql")),
     (3, include_str!("migrations/sqlite/0003_fleet.sql")),
+    (4, include_str!("migrations/sqlite/0004_notify.sql")),
     (5, include_str!("migrations/sqlite/0005_report.sql")),
 ];
 
@@ -32,7 +33,7 @@ pub struct SqliteRegistry {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn sq(e: rusqlite::Error) -> RegistryError {
+pub(super) fn sq(e: rusqlite::Error) -> RegistryError {
     db_err("query failed", e)
 }
 
@@ -365,6 +366,7 @@ fn ingest(
             if n == 1 {
                 stored += 1;
                 apply_binding(&tx, &push.station, chain::binding_change(e), e.created_at)?;
+                super::notify::enqueue_sqlite(&tx, &push.station, e, now)?;
             }
         }
     }
@@ -390,4 +392,12 @@ fn apply_binding(
     at: i64,
 ) -> Result<(), RegistryError> {
     fleet::apply(tx, station, change, at)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_ascend() {
+        assert!(super::MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 }

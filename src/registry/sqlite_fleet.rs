@@ -417,6 +417,23 @@ impl SqliteRegistry {
                 return Err(RegistryError::NoBinding(b));
             }
             let changed = set_state(&tx, &b, &st, Some(&r), "registry", None, now)?;
+            if changed && st == "revoked" {
+                let (subject, serial): (String, Option<String>) = tx
+                    .query_row(
+                        "SELECT subject, device_serial FROM bindings WHERE binding_id = ?1",
+                        [&b],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map_err(sq)?;
+                let e = super::super::registry_revocation_notice(
+                    &b,
+                    &subject,
+                    serial.as_deref(),
+                    &r,
+                    now,
+                );
+                super::super::notify::enqueue_sqlite(&tx, "registry", &e, now)?;
+            }
             tx.commit().map_err(|e| db_err("commit", e))?;
             Ok(changed)
         })

@@ -253,10 +253,16 @@ impl Ledger {
                     "ticket": {"jti": rec.ticket.jti, "digest": rec.ticket.digest, "issuer": rec.ticket.issuer, "ial": rec.ticket.ial}}),
             now,
         )?;
-        outbox::enqueue(
+        super::notify::replacement(
             &tx,
-            "notify.replacement",
-            &json!({"subject": rec.subject, "old": old.binding, "new": new_id, "reason": reason, "at": rfc3339(now)}),
+            station,
+            &super::notify::Replacement {
+                subject: &rec.subject,
+                old: old.binding,
+                new: &new_id,
+                device: &rec.device,
+                reason,
+            },
             now,
         )?;
         for x in exceptions {
@@ -318,6 +324,16 @@ impl Ledger {
                     "device": {"serial": b.serial}, "subject": b.subject}),
             now,
         )?;
+        // The out-of-band notice comes from the station that revoked.
+        outbox::enqueue(
+            &tx,
+            super::notify::REVOCATION,
+            &json!({"subject": b.subject, "binding": b.binding,
+                    "device": {"serial": b.serial}, "state": "revoked", "from": from,
+                    "reason": reason, "enrolled_at": b.station,
+                    "station_key": station.key_id(), "at": rfc3339(now)}),
+            now,
+        )?;
         observe_time(&tx, now)?;
         tx.commit()?;
         Ok(())
@@ -367,6 +383,7 @@ fn move_local(
             actor: FLEET_ACTOR,
             now,
             replaced_by: None,
+            from_fleet: true,
         },
     )?;
     Ok(true)

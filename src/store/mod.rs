@@ -21,6 +21,7 @@ pub mod audit;
 pub mod enroll;
 pub mod fleet;
 pub mod lifecycle;
+pub mod notify;
 pub mod outbox;
 pub mod query;
 mod replay;

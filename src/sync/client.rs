@@ -158,14 +158,10 @@ pub(crate) fn send_error(url: &str, source: reqwest::Error) -> SyncError {
     }
 }
 
-/// Refuse plain HTTP except to a loopback address.
-fn check_url(registry: &str) -> Result<reqwest::Url, SyncError> {
-    let url = reqwest::Url::parse(registry).map_err(|e| {
-        SyncError::Config(format!(
-            "the registry URL {registry:?} is not a URL ({e}); give https://HOST[:PORT]"
-        ))
-    })?;
-    let loopback = match url.host_str() {
+/// The URL's host is `localhost` or a loopback address: the only place
+/// keyward sends plain HTTP (here, and the registry's webhook).
+pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host_str() {
         Some("localhost") => true,
         Some(h) => h
             .trim_start_matches('[')
@@ -173,7 +169,17 @@ fn check_url(registry: &str) -> Result<reqwest::Url, SyncError> {
             .parse::<IpAddr>()
             .is_ok_and(|a| a.is_loopback()),
         None => false,
-    };
+    }
+}
+
+/// Refuse plain HTTP except to a loopback address.
+fn check_url(registry: &str) -> Result<reqwest::Url, SyncError> {
+    let url = reqwest::Url::parse(registry).map_err(|e| {
+        SyncError::Config(format!(
+            "the registry URL {registry:?} is not a URL ({e}); give https://HOST[:PORT]"
+        ))
+    })?;
+    let loopback = is_loopback(&url);
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
