@@ -145,6 +145,19 @@ pub struct SyncSection {
     /// unverified (docs/sync.md).
     #[serde(default)]
     pub registry_key: Option<PathBuf>,
+    /// Enroll when the registry cannot be reached to reserve the ticket
+    /// (docs/fleet.md): the enrollment is reconciled at the next sync, and
+    /// a ticket used at two stations becomes an incident. Default false:
+    /// with a registry configured, an enrollment it cannot reserve is
+    /// refused before the key is touched.
+    #[serde(default)]
+    pub offline_enrollment: bool,
+    /// Allow a replacement whose original binding is neither in the ledger
+    /// nor reachable at the registry; the registry checks the rules when
+    /// the replacement syncs and records an incident if they fail.
+    /// Default false.
+    #[serde(default)]
+    pub provisional_replacement: bool,
 }
 
 mod duration_opt {
@@ -455,6 +468,43 @@ impl Config {
         })
     }
 
+    /// The sync client's options for `registry`: `[sync] ca` and the pinned
+    /// `[sync] registry_key` (docs/sync.md), the same for `keyward sync`,
+    /// the daemon's sync task and the workflows' registry link.
+    pub fn sync_options(
+        &self,
+        registry: &str,
+    ) -> Result<crate::sync::client::Options, ConfigError> {
+        let mut o = crate::sync::client::Options::new(registry, &self.station);
+        o.ca = self.sync.ca.as_deref().map(|p| self.resolve(p));
+        o.registry_key = self
+            .sync
+            .registry_key
+            .as_deref()
+            .map(|p| {
+                crate::store::station_key::load_pinned(&self.resolve(p))
+                    .map_err(|e| self.invalid("sync", format!("registry_key: {e}")))
+            })
+            .transpose()?;
+        Ok(o)
+    }
+
+    /// The registry link of `[sync]`, if it names a registry.
+    pub fn fleet_link(&self) -> Result<Option<crate::provision::fleet::Link>, ConfigError> {
+        let Some(url) = &self.sync.registry else {
+            return Ok(None);
+        };
+        let mut o = self.sync_options(url)?;
+        o.timeout = std::time::Duration::from_secs(10);
+        let link = crate::sync::fleet::Link::new(
+            o,
+            self.sync.offline_enrollment,
+            self.sync.provisional_replacement,
+        )
+        .map_err(|e| self.invalid("sync", e.to_string()))?;
+        Ok(Some(Arc::new(link)))
+    }
+
     fn station_on(
         &self,
         ledger: &Path,
@@ -478,6 +528,7 @@ impl Config {
             profiles,
             actor: self.actor(),
             clock: Arc::new(SystemTime::now),
+            fleet: self.fleet_link()?,
         })
     }
 }

@@ -295,15 +295,40 @@ fn daemon_gauges(w: &mut Writer, d: &DaemonGauges) {
 
 type Labels<'a> = &'a [(&'a str, &'a str)];
 
-struct Writer(String);
+/// The exposition writer, shared with the registry's `/metrics`
+/// (`registry::report`).
+pub(crate) struct Writer(String);
 
 impl Writer {
-    fn header(&mut self, name: &str, kind: &str, help: &str) {
+    pub(crate) fn new() -> Writer {
+        Writer(String::with_capacity(4096))
+    }
+
+    pub(crate) fn finish(self) -> String {
+        self.0
+    }
+
+    /// One metric family whose label values are owned strings.
+    pub(crate) fn labelled(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        samples: &[(Vec<(&str, String)>, f64)],
+    ) {
+        self.header(name, kind, help);
+        for (labels, v) in samples {
+            let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            self.sample(name, &l, *v);
+        }
+    }
+
+    pub(crate) fn header(&mut self, name: &str, kind: &str, help: &str) {
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: Labels<'_>, value: f64) {
+    pub(crate) fn sample(&mut self, name: &str, labels: Labels<'_>, value: f64) {
         self.0.push_str(name);
         if !labels.is_empty() {
             self.0.push('{');

@@ -418,7 +418,7 @@ fn demo_json_is_one_versioned_document() {
     assert!(doc["audit"]["rows"].as_i64().unwrap() >= 3);
     assert_eq!(
         doc["outbox_pending"],
-        serde_json::json!(["binding.created"])
+        serde_json::json!(["binding.created", "notify.binding_created", "run.finished"])
     );
     assert!(doc["outcome"].get("generated_pin").is_none());
     // The temporary station is gone.

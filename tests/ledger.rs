@@ -73,9 +73,40 @@ fn an_enrollment_writes_binding_ticket_audit_and_outbox_together() {
         "ticket.consumed, binding.created, credential.added"
     );
     let pending = l.outbox_pending(10).unwrap();
-    assert_eq!(pending.len(), 1);
+    assert_eq!(pending.len(), 2, "binding.created, notify.binding_created");
     assert_eq!(pending[0].kind, "binding.created");
     assert_eq!(pending[0].payload["binding"], id);
+    // The out-of-band notice: who, which binding, which key, where, when;
+    // no ticket, credential or attestation.
+    let n = &pending[1];
+    assert_eq!(n.kind, "notify.binding_created");
+    assert_eq!(
+        (
+            &n.payload["binding"],
+            &n.payload["subject"],
+            &n.payload["device"]["kind"]
+        ),
+        (
+            &serde_json::json!(id),
+            &serde_json::json!(record(1).subject),
+            &serde_json::json!("yubikey")
+        )
+    );
+    assert_eq!(n.payload["station_key"], l.station_key().unwrap().key_id());
+    assert_eq!(n.payload["at"], "2027-01-15T08:00:00Z");
+    let mut keys: Vec<&String> = n.payload.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "at",
+            "binding",
+            "device",
+            "reason",
+            "station_key",
+            "subject"
+        ]
+    );
     let shown = l.show_binding(&id).unwrap();
     assert_eq!(shown.summary.state, "active");
     assert_eq!(shown.credentials[0].attestation_bytes, Some(700));
@@ -104,7 +135,7 @@ fn a_replayed_ticket_writes_nothing_and_names_the_first_use() {
             count(&c, "outbox"),
             count(&c, "identities")
         ),
-        (1, 3, 1, 1)
+        (1, 3, 2, 1)
     );
 }
 
@@ -187,7 +218,35 @@ fn lifecycle_changes_are_timestamped_audited_and_queued() {
     assert_eq!(shown.lifecycle["suspended_at"], T0 + 10);
     assert_eq!(shown.lifecycle["lost_at"], T0 + 20);
     assert_eq!(shown.lifecycle["revoked_at"], T0 + 40);
-    assert_eq!(l.outbox_pending(10).unwrap().len(), 4);
+    // binding.created and notify.binding_created, one state change each,
+    // and notify.revocation for lost and for revoked.
+    let kinds: Vec<String> = l
+        .outbox_pending(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "binding.created",
+            "notify.binding_created",
+            "binding.state_changed",
+            "binding.state_changed",
+            "notify.revocation",
+            "binding.state_changed",
+            "notify.revocation"
+        ]
+    );
+    let revoked = &l.outbox_pending(10).unwrap()[6].payload;
+    assert_eq!(
+        (&revoked["state"], &revoked["from"], &revoked["reason"]),
+        (
+            &serde_json::json!("revoked"),
+            &serde_json::json!("lost"),
+            &serde_json::json!("lost")
+        )
+    );
     assert!(matches!(
         l.transition("nope", BindingState::Revoked, "x", "y", T0),
         Err(StoreError::BindingNotFound(_))
@@ -270,7 +329,7 @@ fn delivered_events_leave_the_outbox_once() {
         0,
         "idempotent"
     );
-    assert_eq!(l.outbox_pending(10).unwrap().len(), 1);
+    assert_eq!(l.outbox_pending(10).unwrap().len(), 3);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Crash safety: a child process commits enrollments in a loop and is killed
 //! with SIGKILL at random moments, 200 times. After every kill the ledger
 //! opens, its audit chain verifies, and every ticket is either consumed with
-//! its whole binding, audit rows and outbox event, or absent with none.
+//! its whole binding, audit rows and outbox events, or absent with none.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -98,8 +98,14 @@ fn check_consistent(db: &std::path::Path) -> usize {
         tickets
     );
     assert_eq!(
+        q(
+            "SELECT count(*) FROM outbox o JOIN bindings b ON json_extract(o.payload, '$.binding') = b.id WHERE o.kind = 'notify.binding_created'"
+        ),
+        tickets
+    );
+    assert_eq!(
         q("SELECT count(*) FROM outbox"),
-        tickets,
+        2 * tickets,
         "outbox event without binding"
     );
     tickets as usize

@@ -432,7 +432,7 @@ fn a_ledger_from_before_signed_heads_is_baselined_on_upgrade_and_keeps_verifying
     }
     drop(key);
     let l = Ledger::open_default_key(&db).unwrap();
-    assert_eq!(l.schema_version().unwrap(), 4);
+    assert_eq!(l.schema_version().unwrap(), keyward::store::SCHEMA_VERSION);
     drop(l);
     let pin = station_key::load_pinned(&dir.path().join("station.pub")).unwrap();
     let verify = || {

@@ -116,7 +116,7 @@ fn a_full_piv_enrollment_leaves_no_pin_puk_or_management_key_in_the_ledger() {
     let (push, ids) = keyward::sync::client::next_push(&ledger, &opts)
         .unwrap()
         .unwrap();
-    assert_eq!(ids.len(), 1);
+    assert!(!ids.is_empty(), "the enrollment's events are in the push");
     let body = serde_json::to_vec(&push).unwrap();
     let bundle = serde_json::to_vec(&keyward::sync::bundle::seal(
         ledger.station_key().unwrap(),

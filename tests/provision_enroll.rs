@@ -70,12 +70,25 @@ fn fido2_in_process_enrollment_commits_binding_audit_outbox_and_run() {
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    assert_eq!(kinds, ["binding.created"]);
+    assert_eq!(
+        kinds,
+        ["binding.created", "notify.binding_created", "run.finished"]
+    );
     let runs = l.runs_since(0).unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].outcome.map(|o| o.as_str()), Some("completed"));
     assert_eq!(runs[0].binding_id.as_deref(), Some(o.binding.as_str()));
     assert_eq!(runs[0].id, o.run);
+    drop(l);
+    // The registry's fleet report counts the run from its event.
+    let ev = rig.run_events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["run"], o.run.as_str());
+    assert_eq!(ev[0]["kind"], "enroll");
+    assert_eq!(ev[0]["outcome"], "completed");
+    assert_eq!(ev[0]["reason"], serde_json::Value::Null);
+    assert_eq!(ev[0]["device_serial"], "31000001");
+    assert_eq!(ev[0]["binding"], o.binding.as_str());
 }
 
 #[test]
@@ -90,7 +103,7 @@ fn replayed_ticket_is_refused_and_writes_no_second_binding() {
     assert_eq!(e.reason, Reason::TicketReplayed);
     assert_eq!(e.step, Some(Step::Ticket));
     assert!(e.message.contains("already used"), "{}", e.message);
-    assert_eq!(rig.counts(), (1, 1, 1));
+    assert_eq!(rig.counts(), (1, 1, 2));
 }
 
 #[test]
@@ -164,6 +177,25 @@ fn bad_tickets_fail_with_their_reason_and_write_nothing_but_the_run() {
             .all(|r| r.outcome.map(|o| o.as_str()) == Some("failed"))
     );
     assert!(l.verify_audit().unwrap().ok());
+    drop(l);
+    // The events say which failures were refusals (the verification class
+    // of the reason); an unknown profile is the station's configuration.
+    let outcomes: Vec<_> = rig
+        .run_events()
+        .iter()
+        .map(|e| (e["reason"].clone(), e["outcome"].clone()))
+        .collect();
+    let o = |r: &str, x: &str| (serde_json::json!(r), serde_json::json!(x));
+    assert_eq!(
+        outcomes,
+        [
+            o("ticket-time", "refused"),
+            o("ticket-audience", "refused"),
+            o("policy-unknown-profile", "failed"),
+            o("ticket-untrusted", "refused"),
+            o("ticket-malformed", "refused"),
+        ]
+    );
 }
 
 #[test]

@@ -54,7 +54,9 @@ fn normal_delivery(db: &Db, _: Kind) {
         .unwrap();
     let rt = rt();
     let d = st.drain(&rt, &reg.url()).unwrap();
-    assert_eq!((d.delivered, d.duplicates), (5, 0));
+    // Four enrollments (binding.created, notify.binding_created each), a
+    // key lost (binding.state_changed, notify.revocation).
+    assert_eq!((d.delivered, d.duplicates), (10, 0));
     assert_exactly_once(&reg, &st);
     let bs = reg.bindings();
     assert_eq!(bs.len(), 4);
@@ -87,7 +89,7 @@ fn registry_down_then_back(db: &Db, _: Kind) {
         "{e}"
     );
     let s = st.ledger.sync_state().unwrap();
-    assert_eq!((s.backlog, s.delivery_errors), (4, 1));
+    assert_eq!((s.backlog, s.delivery_errors), (8, 1));
     assert!(s.last_error.unwrap().contains("did not answer"));
     reg.up();
     st.drain(&rt, &reg.url()).unwrap();
@@ -111,7 +113,7 @@ fn injected_faults(db: &Db, _: Kind) {
     loop {
         let before = st.event_ids();
         st.enroll("late");
-        assert_eq!(st.event_ids().len(), before.len() + 1);
+        assert_eq!(st.event_ids().len(), before.len() + 2);
         match st.drain(&rt, &proxy.url()) {
             Ok(_) => break,
             Err(e) => {
@@ -142,7 +144,7 @@ fn duplicate_deliveries(db: &Db, _: Kind) {
     )
     .unwrap();
     let d = st.drain(&rt, &reg.url()).unwrap();
-    assert_eq!((d.delivered, d.duplicates), (5, 5));
+    assert_eq!((d.delivered, d.duplicates), (10, 10));
     assert_exactly_once(&reg, &st);
 }
 
@@ -314,10 +316,11 @@ fn fork_and_cut_are_refused_and_recorded(db: &Db, _: Kind) {
 fn bundle_after_partial_push(db: &Db, _: Kind) {
     let (reg, mut st) = setup(db, "kiosk-g", 5);
     let rt = rt();
-    // The bundle holds all five events and the whole chain.
+    // The bundle holds all ten events (five enrollments, two each) and the
+    // whole chain.
     let opts = client::Options::new(&reg.url(), &st.id);
     let (push, ids) = client::next_push(&st.ledger, &opts).unwrap().unwrap();
-    assert_eq!(ids.len(), 5);
+    assert_eq!(ids.len(), 10);
     let b = bundle::seal(st.ledger.station_key().unwrap(), &push, now());
     let file = serde_json::to_vec(&b).unwrap();
     // Two of them go online first (batches of two; the second push fails).
@@ -327,16 +330,16 @@ fn bundle_after_partial_push(db: &Db, _: Kind) {
     o.batch_rows = 3;
     let c = client::Client::new(o).unwrap();
     assert!(rt.block_on(c.drain(&mut st.ledger, now)).is_err());
-    assert_eq!(st.backlog(), 3);
-    // Import: three stored, two already held; importing again stores none.
+    assert_eq!(st.backlog(), 8);
+    // Import: eight stored, two already held; importing again stores none.
     let opened = bundle::open(&bundle::parse(&file).unwrap(), &st.public_key()).unwrap();
     let ack = rt.block_on(reg.reg.ingest(&opened, None, now())).unwrap();
-    assert_eq!((ack.stored, ack.duplicates), (3, 2));
+    assert_eq!((ack.stored, ack.duplicates), (8, 2));
     let ack = rt.block_on(reg.reg.ingest(&opened, None, now())).unwrap();
-    assert_eq!((ack.stored, ack.duplicates), (0, 5));
+    assert_eq!((ack.stored, ack.duplicates), (0, 10));
     // The station's next push is acked as duplicates and drains the outbox.
     let d = st.drain(&rt, &reg.url()).unwrap();
-    assert_eq!((d.delivered, d.duplicates), (3, 3));
+    assert_eq!((d.delivered, d.duplicates), (8, 8));
     assert_exactly_once(&reg, &st);
 }
 
@@ -507,7 +510,7 @@ fn tls_registry_and_station_ca() {
     // Attack: the registry's certificate does not chain to the CA we trust.
     with_ca(&other.pem);
     assert_refused(&sync(), "not trusted");
-    assert_eq!(st.backlog(), 3);
+    assert_eq!(st.backlog(), 6);
     assert!(r.block_on(reg.events(None)).unwrap().is_empty());
 
     // Attack: plain HTTP to a registry that is not loopback.
@@ -631,10 +634,10 @@ fn air_gapped_ack(db: &Db, _: Kind) {
         .into_iter()
         .filter(|e| !bundled.contains(e))
         .collect();
-    assert_eq!(stranger.len(), 1);
+    assert_eq!(stranger.len(), 2, "binding.created, notify.binding_created");
     let genuine: ack::AckFile = serde_json::from_slice(&std::fs::read(&ack_file).unwrap()).unwrap();
     let body: ack::AckBody = serde_json::from_slice(&B64.decode(&genuine.ack).unwrap()).unwrap();
-    assert_eq!(body.acked.len(), 4);
+    assert_eq!(body.acked.len(), 8);
     let reg_key = keyward::store::StationKey::load_or_create(&ack_key).unwrap();
     let try_ack = |f: &ack::AckFile, what: &str| {
         let path = dir.join(format!(
@@ -676,22 +679,23 @@ fn air_gapped_ack(db: &Db, _: Kind) {
         &ack::seal(&reg_key, &forked),
         "not this station's audit chain",
     );
-    assert_eq!(st.backlog(), 5, "a refused ack marked something");
+    assert_eq!(st.backlog(), 10, "a refused ack marked something");
 
-    // The genuine ack: exactly the four bundled events delivered.
+    // The genuine ack: exactly the eight bundled events delivered.
     let out = ok(keyward()
         .args(["--config", &cfg, "outbox", "ack"])
         .arg(&ack_file)
         .output()
         .unwrap());
-    assert!(out.contains("4 event(s) marked delivered"), "{out}");
-    let pending: Vec<String> = st
+    assert!(out.contains("8 event(s) marked delivered"), "{out}");
+    let mut pending: Vec<String> = st
         .ledger
         .outbox_list(false, 100)
         .unwrap()
         .into_iter()
         .map(|(e, _)| e.event_id)
         .collect();
+    pending.sort();
     assert_eq!(pending, stranger);
     // Replayed: harmless, nothing more marked.
     let out = ok(keyward()

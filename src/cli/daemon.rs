@@ -149,8 +149,9 @@ pub fn run(args: DaemonArgs, global: &GlobalArgs) -> Result<()> {
     if let Some(c) = &config
         && let Some(registry) = &c.sync.registry
     {
-        let mut o = crate::sync::client::Options::new(registry, &c.station);
-        o.ca = c.sync.ca.as_deref().map(|p| c.resolve(p));
+        let o = c
+            .sync_options(registry)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
         dc.sync = Some((o, c.sync.interval.unwrap_or(Duration::from_secs(60))));
     }
     match &config {

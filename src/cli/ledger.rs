@@ -18,10 +18,20 @@ pub enum AuditCommand {
     /// Check the audit log's hash chain, its head signed by the station key
     /// (pinned in station.pub beside the ledger), and that the bindings,
     /// identities, devices, credentials, tickets and exceptions are what the
-    /// log says; exit 5 naming the first problem
-    Verify,
+    /// log says; exit 5 naming the first problem. With --registry, also
+    /// compare the ledger with the registry's copy of this station's chain:
+    /// a ledger rolled back, cut short or forked shows there
+    Verify(VerifyArgs),
     /// Print audit rows, oldest first
     Export(ExportArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct VerifyArgs {
+    /// The registry to compare with (`https://…`; default: `[sync] registry`
+    /// of the configuration when this flag is given without a value)
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -88,11 +98,13 @@ pub(crate) fn open_read_only(db: &Path, pin: bool) -> Result<Ledger> {
 pub fn audit(cmd: AuditCommand, global: &GlobalArgs) -> Result<()> {
     let (db, json) = (global.ledger()?, global.json);
     let db = db.as_path();
-    let ledger = open_read_only(db, matches!(cmd, AuditCommand::Verify))?;
+    let ledger = open_read_only(db, matches!(cmd, AuditCommand::Verify(_)))?;
     match cmd {
-        AuditCommand::Verify => {
+        AuditCommand::Verify(v) => {
             let r = ledger.verify_audit()?;
-            if json {
+            if json && r.ok() && v.registry.is_some() {
+                // One document: the registry comparison prints it with `audit`.
+            } else if json {
                 super::render::print_json(r.ok(), &serde_json::json!({"audit": r}))?;
             } else if r.ok() {
                 println!(
@@ -112,7 +124,10 @@ pub fn audit(cmd: AuditCommand, global: &GlobalArgs) -> Result<()> {
                     db.display()
                 ))
                 .into()),
-                None => Ok(()),
+                None => match v.registry {
+                    Some(url) => against_registry(&ledger, db, &url, global, json, &r),
+                    None => Ok(()),
+                },
             }
         }
         AuditCommand::Export(a) => {
@@ -228,4 +243,103 @@ pub fn bindings(cmd: BindingsCommand, global: &GlobalArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `audit verify --registry`: the registry's copy of this station's chain
+/// must be a prefix of the ledger's. A registry ahead of the ledger means
+/// the ledger was rolled back or cut short; a different hash at the
+/// registry's row means it forked.
+fn against_registry(
+    ledger: &Ledger,
+    db: &Path,
+    url: &str,
+    global: &GlobalArgs,
+    json: bool,
+    audit: &crate::store::audit::AuditReport,
+) -> Result<()> {
+    let config = super::lifecycle::config(global).ok();
+    let url = match (
+        url.is_empty(),
+        config.as_ref().and_then(|c| c.sync.registry.clone()),
+    ) {
+        (false, _) => url.to_string(),
+        (true, Some(u)) => u,
+        (true, None) => {
+            return Err(Failure::Usage(
+                "--registry without a URL needs `registry` under [sync] in the configuration"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    let Some(c) = config else {
+        return Err(Failure::Usage(
+            "--registry needs the station's configuration (--config) for its station id".into(),
+        )
+        .into());
+    };
+    let key_path = station_key::path_beside(db);
+    if !key_path.is_file() {
+        return Err(Failure::Usage(format!(
+            "--registry signs its request with the station key, and {} does not exist",
+            key_path.display()
+        ))
+        .into());
+    }
+    let key = station_key::StationKey::load_or_create(&key_path)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut opts = c
+        .sync_options(&url)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    opts.timeout = std::time::Duration::from_secs(30);
+    let client =
+        crate::sync::fleet::FleetClient::new(opts).map_err(|e| Failure::Usage(e.to_string()))?;
+    let head = crate::sync::fleet::block_on(std::time::Duration::from_secs(31), async {
+        client.head(&key, super::sync::now()).await
+    })
+    .ok_or_else(|| anyhow::anyhow!("no answer from the registry {url}"))??;
+    let local = ledger.signed_head()?.map_or(0, |h| h.seq);
+    let at_registry = if head.seq == 0 {
+        Some(String::new())
+    } else {
+        ledger
+            .audit_rows(head.seq - 1, i64::MIN)?
+            .into_iter()
+            .find(|r| r.seq == head.seq)
+            .map(|r| hex::encode(r.hash))
+    };
+    let verdict = if head.seq > local {
+        Err(format!(
+            "the ledger ends at audit row {local} but the registry holds this station's chain to row {}: the ledger was rolled back or cut short (restored from an older copy?)",
+            head.seq
+        ))
+    } else if head.seq > 0 && at_registry.as_deref() != Some(head.hash.as_str()) {
+        Err(format!(
+            "audit row {} differs from the registry's copy: the ledger's history was rewritten",
+            head.seq
+        ))
+    } else {
+        Ok(())
+    };
+    if json {
+        super::render::print_json(
+            verdict.is_ok(),
+            &serde_json::json!({"audit": audit, "registry": {"url": url, "head": head, "ledger_head": local,
+                "problem": verdict.as_ref().err()}}),
+        )?;
+    } else if verdict.is_ok() {
+        println!(
+            "registry copy agrees: it holds rows 1..{} of this chain ({} row(s) here not synced yet)",
+            head.seq,
+            local - head.seq
+        );
+    }
+    verdict.map_err(|m| {
+        Failure::Verification(format!(
+            "{m}. Keep {} as evidence and compare it with the registry's copy (`keyward registry events --station {}`)",
+            db.display(),
+            c.station
+        ))
+        .into()
+    })
 }

@@ -26,7 +26,9 @@ use crate::store::stock::RevokeReason;
 #[derive(Debug, Args)]
 #[command(
     after_help = "The binding becomes `revoked`, audited, with a `binding.revoked` event \
-                        queued for sync. Revoked, replaced and returned bindings stay as they are."
+                        queued for sync. Revoked, replaced and returned bindings stay as they are. \
+                        A binding another station enrolled is revoked through the registry \
+                        (`[sync] registry`); every station refuses its key after its next sync."
 )]
 pub struct RevokeArgs {
     /// The binding id (`keyward bindings list`)

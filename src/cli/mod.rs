@@ -23,6 +23,8 @@ pub mod mds;
 pub mod outbox;
 pub mod piv;
 pub mod registry;
+pub mod registry_notify;
+pub mod registry_report;
 pub mod render;
 pub mod report;
 pub mod secret_input;

@@ -36,8 +36,27 @@ pub enum RegistryCommand {
         #[arg(long, value_name = "N")]
         serial: Option<String>,
     },
-    /// Stations whose audit chain forked or was cut back
+    /// Stations whose audit chain forked or was cut back, and tickets used
+    /// at two stations
     Incidents,
+    /// Revoke a binding for the whole fleet: every station refuses its key
+    /// (enroll, return, unblock) after its next sync
+    Revoke {
+        /// The binding id (`keyward registry bindings`)
+        #[arg(value_name = "BINDING")]
+        binding: String,
+        /// Why
+        #[arg(long, value_enum, value_name = "R")]
+        reason: super::lifecycle::ReasonArg,
+    },
+    /// The fleet report: runs, completion, time to issue, resets,
+    /// replacements, revocations, exceptions and incidents, per station and
+    /// overall
+    Report(super::registry_report::RegistryReportArgs),
+    /// The webhook's notify.* delivery queue and dead-letter list
+    /// (docs/notify.md)
+    #[command(subcommand)]
+    Notify(super::registry_notify::NotifyCommand),
     /// Ingest a bundle written by `keyward outbox export` (exactly once, as
     /// a push)
     Import {
@@ -88,6 +107,8 @@ pub struct ServeArgs {
     /// heads go out unsigned
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub webhook: super::registry_notify::WebhookArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +242,46 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
                 )
             })
         }
+        RegistryCommand::Revoke { binding, reason } => {
+            let reason = crate::store::stock::RevokeReason::from(reason);
+            let found = reg.lookup(Some(&binding), None).await?;
+            if let Some(b) = found.iter().find(|b| b.binding == binding)
+                && !matches!(
+                    b.state.as_str(),
+                    "active" | "suspended" | "lost" | "revoked"
+                )
+            {
+                return Err(Failure::Usage(format!(
+                    "binding {binding} is {}; only an active, suspended or lost binding is revoked",
+                    b.state
+                ))
+                .into());
+            }
+            let changed = reg
+                .set_state(&binding, "revoked", reason.as_str(), now())
+                .await
+                .map_err(|e| match e {
+                    crate::registry::RegistryError::NoBinding(_) => {
+                        anyhow::Error::from(Failure::Usage(e.to_string()))
+                    }
+                    e => e.into(),
+                })?;
+            if g.json {
+                super::render::print_json(
+                    true,
+                    &serde_json::json!({"revoked": {"binding": binding, "reason": reason.as_str(), "changed": changed}}),
+                )?;
+            } else if changed {
+                println!(
+                    "binding {binding} revoked ({reason}); every station refuses its key after its next sync"
+                );
+            } else {
+                println!("binding {binding} was already revoked; nothing changed");
+            }
+            Ok(())
+        }
+        RegistryCommand::Report(a) => super::registry_report::run(&reg, a, g.json).await,
+        RegistryCommand::Notify(c) => super::registry_notify::run(&reg, c, g.json).await,
         RegistryCommand::Import {
             file,
             ack_out,
@@ -229,7 +290,7 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
     }
 }
 
-fn print<T: serde::Serialize>(
+pub(super) fn print<T: serde::Serialize>(
     json: bool,
     name: &str,
     rows: &[T],
@@ -422,6 +483,8 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
         .load_log()
         .await
         .map_err(|e| Failure::Verification(e.to_string()))?;
+    let reg = Arc::new(reg);
+    let worker = super::registry_notify::worker(&reg, &a.webhook)?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
@@ -438,19 +501,27 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
             )
         )
     );
-    let shutdown = async {
+    // One stop signal for the HTTP server and the webhook worker.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = worker.map(|w| tokio::spawn(w.run(stopped)));
+    let shutdown = async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
+        let _ = stop.send(true);
     };
-    let (reg, clock) = (Arc::new(reg), Arc::new(super::sync::now));
+    let clock = Arc::new(super::sync::now);
     match tls {
         Some(tls) => server::serve_tls(reg, listener, tls, clock, shutdown).await,
         None => server::serve(reg, listener, clock, shutdown).await,
     }
     .context("serving")?;
+    if let Some(w) = worker {
+        // Attempts under way finish and are recorded (each within the timeout).
+        let _ = w.await;
+    }
     Ok(())
 }

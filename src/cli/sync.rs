@@ -55,17 +55,9 @@ pub fn options(
             c.origin
         ))
     })?;
-    let mut o = Options::new(&registry, &c.station);
-    o.ca = c.sync.ca.as_deref().map(|p| c.resolve(p));
-    o.registry_key = c
-        .sync
-        .registry_key
-        .as_deref()
-        .map(|p| {
-            crate::store::station_key::load_pinned(&c.resolve(p))
-                .map_err(|e| Failure::Usage(format!("[sync] registry_key: {e}")))
-        })
-        .transpose()?;
+    let o = c
+        .sync_options(&registry)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     Ok((
         o,
         super::lifecycle::ledger_path(g, Some(&c)),
@@ -84,7 +76,7 @@ fn push(args: SyncArgs, g: &GlobalArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     if args.once {
-        let d = rt.block_on(client.drain(&mut ledger, now))?;
+        let d = rt.block_on(client.sync(&mut ledger, now))?;
         report(&d, g.json)?;
         return Ok(());
     }
@@ -119,6 +111,13 @@ fn report(d: &Drained, json: bool) -> Result<()> {
             "synced: {} push(es), {} event(s) delivered ({} the registry already held), registry holds the audit chain to row {}",
             d.pushes, d.delivered, d.duplicates, d.registry_head
         );
+        let p = &d.pulled;
+        if p.marked + p.transitioned + p.incidents > 0 {
+            println!(
+                "pulled: {} change(s) from the fleet, {} binding(s) here moved, {} incident(s) naming this station",
+                p.marked, p.transitioned, p.incidents
+            );
+        }
     }
     Ok(())
 }

@@ -216,10 +216,17 @@ impl Workflows for Local {
         let actor = c.as_ref().map_or_else(cli_actor, Config::actor);
         let ledger = Mutex::new(open_existing(&path)?);
         let clock = SystemTime::now;
+        let fleet = match &c {
+            Some(c) => c
+                .fleet_link()
+                .map_err(|e| anyhow::Error::from(Failure::Usage(e.to_string())))?,
+            None => None,
+        };
         let books = Books {
             ledger: &ledger,
             actor: &actor,
             clock: &clock,
+            fleet: fleet.as_ref(),
         };
         Ok(provision::revoke::revoke(books, &req)?)
     }

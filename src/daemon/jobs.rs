@@ -319,6 +319,7 @@ pub async fn revoke(
             ledger: &s.ledger,
             actor: &actor,
             clock,
+            fleet: s.station.as_ref().and_then(|st| st.fleet.as_ref()),
         };
         let req = provision::revoke::RevokeRequest {
             binding: body.binding,

@@ -393,11 +393,14 @@ async fn sync_task(opts: crate::sync::client::Options, interval: Duration, db: P
             interval,
             crate::sync::now,
             |r| match r {
-                Ok(d) if d.pushes > 0 => tracing::info!(
+                Ok(d) if d.pushes > 0 || d.pulled != Default::default() => tracing::info!(
                     delivered = d.delivered,
                     duplicates = d.duplicates,
                     registry_head = d.registry_head,
-                    "sync: outbox drained"
+                    fleet_marked = d.pulled.marked,
+                    fleet_moved = d.pulled.transitioned,
+                    fleet_incidents = d.pulled.incidents,
+                    "sync: outbox drained, fleet changes pulled"
                 ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("sync: {e}"),

@@ -229,6 +229,7 @@ fn check_identified(
     serial: u64,
 ) -> Result<(), ProvisionError> {
     check_assigned(vt, Some(serial), Step::Identify)?;
+    super::fleet::check_key(flow.station, &serial.to_string(), Step::Identify)?;
     let open = flow
         .station
         .ledger()?
@@ -373,6 +374,26 @@ fn body(
     run: &str,
 ) -> Result<EnrollOutcome, ProvisionError> {
     let (profile, original) = preflight(flow, &req, vt, mode)?;
+    let reserved = super::fleet::reserve(flow, vt)?;
+    let result = on_key(flow, req, vt, run, profile, original);
+    if result.is_err() && reserved {
+        // Nothing was committed: give the ticket back, so the person may
+        // use it at another station (best effort; a reservation left
+        // behind only keeps the ticket at this station).
+        super::fleet::release(flow.station, vt);
+    }
+    result
+}
+
+/// Everything from the first command to the key to the commit.
+fn on_key(
+    flow: &mut Flow<'_>,
+    req: EnrollRequest,
+    vt: &VerifiedTicket,
+    run: &str,
+    profile: Profile,
+    original: Option<Original>,
+) -> Result<EnrollOutcome, ProvisionError> {
     let (fido_ops, piv_ops) = split_ops(vt);
 
     // PIV first, read-only: serial (pre-assigned device) and drift.
@@ -490,9 +511,31 @@ fn commit(
                 expires_at: x.expires.unix_secs().unwrap_or(now + 1),
             })
             .collect();
+        // A key proven only by its attestation (HID, simulator) meets the
+        // fleet's marks here, before the commit.
+        if let Some(serial) = &rec.device.serial {
+            super::fleet::check_key(station, serial, Step::Commit)?;
+        }
         let mut ledger = station.ledger()?;
         let binding = match original {
             None => ledger.commit_enrollment_with(rec, &waivers, now),
+            Some(Original {
+                remote: Some(r),
+                binding,
+                reason,
+                ..
+            }) => ledger.commit_remote_replacement(
+                &crate::store::fleet::RemoteOriginal {
+                    binding,
+                    station: &r.station,
+                    serial: r.serial.as_deref(),
+                    subject: &r.subject,
+                },
+                rec,
+                reason,
+                &waivers,
+                now,
+            ),
             Some(o) => ledger.commit_replacement_with(&o.binding, rec, &o.reason, &waivers, now),
         }
         .map_err(|e| {

@@ -52,6 +52,9 @@ pub enum Step {
     CrossCheck,
     /// Replacement rules against the original binding.
     Replace,
+    /// The ticket reserved at the registry (fleet-wide single use), before
+    /// the key is touched.
+    Reserve,
     /// The one ledger transaction.
     Commit,
 }
@@ -79,6 +82,7 @@ impl Step {
             PivBind => "piv-bind",
             CrossCheck => "cross-check",
             Replace => "replace",
+            Reserve => "reserve",
             Commit => "commit",
         }
     }

@@ -30,6 +30,7 @@ mod enroll;
 mod errors;
 mod events;
 mod fido;
+pub mod fleet;
 mod flow;
 mod guard;
 mod piv;

@@ -114,6 +114,12 @@ pub enum Reason {
     PukInvalid,
     /// The PUK is blocked.
     PukBlocked,
+    /// The key's binding was reported lost or revoked at another station
+    /// or by the registry (docs/fleet.md).
+    DeviceReported,
+    /// The registry is needed (ticket reservation, a replacement's
+    /// original) and cannot be reached.
+    RegistryUnavailable,
 }
 
 impl Reason {
@@ -168,6 +174,8 @@ impl Reason {
             FidoResetOnly => "fido-reset-only",
             PukInvalid => "puk-invalid",
             PukBlocked => "puk-blocked",
+            DeviceReported => "device-reported",
+            RegistryUnavailable => "registry-unavailable",
         }
     }
 
@@ -220,6 +228,8 @@ impl Reason {
         Reason::FidoResetOnly,
         Reason::PukInvalid,
         Reason::PukBlocked,
+        Reason::DeviceReported,
+        Reason::RegistryUnavailable,
     ];
 
     /// The coarse class a CLI maps to an exit code.
@@ -247,7 +257,8 @@ impl Reason {
             | DeviceMismatch
             | Drift
             | ReplaceIal
-            | ReplaceDualControl => ReasonClass::Verification,
+            | ReplaceDualControl
+            | DeviceReported => ReasonClass::Verification,
             _ => ReasonClass::Failure,
         }
     }

@@ -6,7 +6,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::{ProvisionError, Reason, Station, Step, errors, unix_secs};
+use super::{ProvisionError, Reason, ReasonClass, Station, Step, errors, unix_secs};
 use crate::store::{Ledger, RunEnd, RunKind, RunOutcome, RunStart};
 
 /// What the workflow learnt about the key by the time it stopped.
@@ -25,6 +25,8 @@ pub struct Books<'a> {
     pub ledger: &'a Mutex<Ledger>,
     pub actor: &'a str,
     pub clock: &'a (dyn Fn() -> SystemTime + Send + Sync),
+    /// The registry, for a binding another station enrolled (revoke).
+    pub fleet: Option<&'a super::fleet::Link>,
 }
 
 impl<'a> Books<'a> {
@@ -34,6 +36,7 @@ impl<'a> Books<'a> {
             ledger: &station.ledger,
             actor: &station.actor,
             clock: &*station.clock,
+            fleet: station.fleet.as_ref(),
         }
     }
 
@@ -91,6 +94,8 @@ impl<'a> Run<'a> {
                 if e.reason == Reason::Cancelled {
                     end.outcome = RunOutcome::Aborted;
                 }
+                // One table decides what a refusal is: the exit-code class.
+                end.refused = e.reason.class() == ReasonClass::Verification;
                 end.binding_id = binding.map(str::to_owned);
                 end
             }

@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::{ProvisionError, Reason, Station, Step, errors};
 use crate::policy::profile::Profile;
-use crate::store::query::BindingDetail;
 use crate::store::{BindingState, StoreError};
 use crate::ticket::{Claims, Replaces, VerifiedTicket};
 
@@ -21,6 +20,30 @@ pub(crate) struct Original {
     pub binding: String,
     pub reason: String,
     pub detail: serde_json::Value,
+    /// Set when another station enrolled it (found through the registry).
+    pub remote: Option<Remote>,
+}
+
+/// Where a binding enrolled elsewhere lives, as the registry reported it.
+#[derive(Debug, Clone)]
+pub(crate) struct Remote {
+    pub station: String,
+    pub serial: Option<String>,
+    pub subject: String,
+}
+
+/// What the replacement rules need of the original binding, from the
+/// ledger or from the registry.
+#[derive(Debug, Clone)]
+struct Found {
+    subject: String,
+    state: String,
+    ial: Option<i64>,
+    policy: Option<String>,
+    remote: Option<Remote>,
+    /// Not checked against the original (registry unreachable,
+    /// `[sync] provisional_replacement`).
+    provisional: bool,
 }
 
 fn refuse(reason: Reason, msg: impl Into<String>) -> ProvisionError {
@@ -51,8 +74,19 @@ pub(crate) fn check(
             ),
         ));
     }
-    let (id, detail) = find_original(station, claims, rep)?;
-    let s = &detail.summary;
+    let (id, s) = find_original(station, claims, rep)?;
+    if s.provisional && vt.signers.len() < 2 {
+        // The original's assurance and profile are unknown until the
+        // registry answers: only dual control keeps the recovery at least
+        // as strong as any first enrollment.
+        return Err(refuse(
+            Reason::ReplaceDualControl,
+            format!(
+                "binding {id} is not in this ledger and the registry cannot be asked: a provisional replacement needs dual control (two approvals), and the ticket carries {}; have a second approver co-sign it (`keyward ticket cosign`) or wait for the registry",
+                vt.signers.len()
+            ),
+        ));
+    }
     if s.subject != claims.sub {
         return Err(refuse(
             Reason::ReplaceNotFound,
@@ -96,17 +130,111 @@ pub(crate) fn check(
         binding: id.clone(),
         reason: rep.reason.clone(),
         detail: json!({"replaces": id, "state": state.as_str(), "original_ial": s.ial,
-                       "approvals": vt.signers.len(), "reason": rep.reason}),
+                       "approvals": vt.signers.len(), "reason": rep.reason,
+                       "enrolled_at": s.remote.as_ref().map(|r| r.station.clone()),
+                       "provisional": s.provisional}),
+        remote: s.remote,
     })
 }
 
 /// The binding a replacement ticket names (by id, or by serial among the
-/// subject's open bindings), with its details.
+/// subject's open bindings): from the ledger, else from the registry (a
+/// key enrolled at another station).
 fn find_original(
     station: &Station,
     claims: &Claims,
     rep: &Replaces,
-) -> Result<(String, BindingDetail), ProvisionError> {
+) -> Result<(String, Found), ProvisionError> {
+    if let Some(found) = find_local(station, claims, rep)? {
+        return Ok(found);
+    }
+    let serial = rep.serial.map(|s| s.to_string());
+    let not_here = match (&rep.binding, &serial) {
+        (Some(b), _) => format!("no binding {b} in the ledger"),
+        (None, Some(s)) => format!(
+            "no active, suspended or lost binding of device {s} for {} in the ledger",
+            claims.sub
+        ),
+        (None, None) => {
+            return Err(refuse(
+                Reason::ReplaceTicket,
+                "`replaces` names neither a binding nor a serial",
+            ));
+        }
+    };
+    let remote = match super::fleet::lookup(station, rep.binding.as_deref(), serial.as_deref())? {
+        super::fleet::Lookup::Found(r) => r,
+        super::fleet::Lookup::NoRegistry => {
+            return Err(refuse(
+                Reason::ReplaceNotFound,
+                format!(
+                    "{not_here}; check the ticket's `replaces` (a key enrolled at another station is found through the registry: set `registry` under [sync])"
+                ),
+            ));
+        }
+        super::fleet::Lookup::Provisional(why) => {
+            // The rules the registry cannot be asked about now are checked
+            // when the replacement syncs (docs/fleet.md).
+            let Some(id) = rep.binding.clone() else {
+                return Err(refuse(
+                    Reason::RegistryUnavailable,
+                    format!(
+                        "{not_here} and the registry cannot be asked ({why}); a provisional replacement needs the original's binding id in `replaces`"
+                    ),
+                ));
+            };
+            return Ok((
+                id,
+                Found {
+                    subject: claims.sub.clone(),
+                    state: "lost".into(),
+                    ial: None,
+                    policy: None,
+                    remote: Some(Remote {
+                        station: "unknown (provisional)".into(),
+                        serial,
+                        subject: claims.sub.clone(),
+                    }),
+                    provisional: true,
+                },
+            ));
+        }
+    };
+    let pick = remote.into_iter().rev().find(|b| match &rep.binding {
+        Some(id) => &b.binding == id,
+        None => {
+            b.subject == claims.sub && matches!(b.state.as_str(), "active" | "suspended" | "lost")
+        }
+    });
+    let Some(b) = pick else {
+        return Err(refuse(
+            Reason::ReplaceNotFound,
+            format!("{not_here} nor in the registry; check the ticket's `replaces`"),
+        ));
+    };
+    Ok((
+        b.binding.clone(),
+        Found {
+            subject: b.subject.clone(),
+            state: b.state.clone(),
+            ial: b.ial,
+            policy: b.policy.clone(),
+            remote: Some(Remote {
+                station: b.station,
+                serial: b.serial,
+                subject: b.subject,
+            }),
+            provisional: false,
+        },
+    ))
+}
+
+/// [`find_original`] in this station's ledger.
+fn find_local(
+    station: &Station,
+    claims: &Claims,
+    rep: &Replaces,
+) -> Result<Option<(String, Found)>, ProvisionError> {
     let ledger = station.ledger()?;
     let id = match (&rep.binding, rep.serial) {
         (Some(b), _) => b.clone(),
@@ -121,35 +249,28 @@ fn find_original(
             });
             match found {
                 Some(b) => b.id.clone(),
-                None => {
-                    return Err(refuse(
-                        Reason::ReplaceNotFound,
-                        format!(
-                            "no active, suspended or lost binding of device {serial} for {} in the ledger; check the serial in the ticket",
-                            claims.sub
-                        ),
-                    ));
-                }
+                None => return Ok(None),
             }
         }
-        (None, None) => {
-            return Err(refuse(
-                Reason::ReplaceTicket,
-                "`replaces` names neither a binding nor a serial",
-            ));
-        }
+        (None, None) => return Ok(None),
     };
     let detail = match ledger.show_binding(&id) {
         Ok(d) => d,
-        Err(StoreError::BindingNotFound(_)) => {
-            return Err(refuse(
-                Reason::ReplaceNotFound,
-                format!("no binding {id} in the ledger; check the ticket's `replaces`"),
-            ));
-        }
+        Err(StoreError::BindingNotFound(_)) => return Ok(None),
         Err(e) => return Err(errors::store(Step::Replace, e)),
     };
-    Ok((id, detail))
+    let s = detail.summary;
+    Ok(Some((
+        id,
+        Found {
+            subject: s.subject,
+            state: s.state,
+            ial: s.ial,
+            policy: detail.policy,
+            remote: None,
+            provisional: false,
+        },
+    )))
 }
 
 /// Dual control for replacements: a privileged profile, the ticket's or the
@@ -166,7 +287,7 @@ pub(crate) fn check_dual_control(
     // An original that cannot be found is refused later, by `check`.
     let original_privileged = find_original(station, claims, rep)
         .ok()
-        .and_then(|(_, d)| d.policy)
+        .and_then(|(_, f)| f.policy)
         .is_some_and(|p| privileged(&p));
     if (privileged(&claims.policy) || original_privileged) && vt.signers.len() < 2 {
         return Err(ProvisionError::new(

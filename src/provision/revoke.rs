@@ -74,6 +74,13 @@ fn revoke_in(
     }
     let now = books.now_secs();
     let mut ledger = books.ledger()?;
+    let here = ledger.show_binding(&req.binding);
+    if matches!(here, Err(crate::store::StoreError::BindingNotFound(_)))
+        && let Some(link) = books.fleet
+    {
+        drop(ledger);
+        return revoke_remote(books, link, req, run, now);
+    }
     let from = ledger
         .revoke_binding(&req.binding, req.reason, books.actor, now)
         .map_err(|e| {
@@ -91,6 +98,85 @@ fn revoke_in(
         binding: req.binding.clone(),
         subject: b.summary.subject,
         device_serial: b.summary.device_serial,
+        from,
+        reason: req.reason,
+    })
+}
+
+/// Revoke a binding another station enrolled: the registry confirms it
+/// (and its state); the ledger records a mark, an audit row and the
+/// `binding.state_changed` event the registry applies and every station
+/// pulls.
+fn revoke_remote(
+    books: Books<'_>,
+    link: &super::fleet::Link,
+    req: &RevokeRequest,
+    run: &str,
+    now: i64,
+) -> Result<RevokeOutcome, ProvisionError> {
+    let found = {
+        let ledger = books.ledger()?;
+        let key = ledger.station_key().ok_or_else(|| {
+            ProvisionError::new(Reason::Ledger, Some(Step::Commit), "the ledger is open read-only")
+        })?;
+        link.lookup(key, Some(&req.binding), None, now)
+    }
+    .map_err(|e| {
+        ProvisionError::new(
+            Reason::RegistryUnavailable,
+            Some(Step::Commit),
+            format!(
+                "binding {} is not in this station's ledger and the registry {} cannot be asked: {}; try again when it is reachable, or revoke it at the registry (`keyward registry revoke`)",
+                req.binding,
+                link.registry(),
+                super::fleet::brief(&e)
+            ),
+        )
+    })?;
+    let Some(b) = found.into_iter().find(|b| b.binding == req.binding) else {
+        return Err(ProvisionError::new(
+            Reason::BindingNotFound,
+            Some(Step::Commit),
+            format!(
+                "no binding {} here or in the registry; `keyward bindings list` shows this station's ids, `keyward registry bindings` the fleet's",
+                req.binding
+            ),
+        ));
+    };
+    let from: BindingState = b
+        .state
+        .parse()
+        .map_err(|e: String| ProvisionError::new(Reason::Ledger, Some(Step::Commit), e))?;
+    if !from.can_become(BindingState::Revoked) {
+        return Err(ProvisionError::new(
+            Reason::BindingState,
+            Some(Step::Commit),
+            format!(
+                "binding {} (enrolled at {}) is {from}; only an active, suspended or lost binding can be revoked",
+                b.binding, b.station
+            ),
+        ));
+    }
+    books
+        .ledger()?
+        .revoke_remote(
+            &crate::store::fleet::RemoteOriginal {
+                binding: &b.binding,
+                station: &b.station,
+                serial: b.serial.as_deref(),
+                subject: &b.subject,
+            },
+            from,
+            req.reason.as_str(),
+            books.actor,
+            now,
+        )
+        .map_err(|e| errors::store(Step::Commit, e))?;
+    Ok(RevokeOutcome {
+        run: run.to_string(),
+        binding: b.binding,
+        subject: b.subject,
+        device_serial: b.serial,
         from,
         reason: req.reason,
     })

@@ -29,6 +29,9 @@ pub struct Station {
     pub actor: String,
     /// The station clock.
     pub clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
+    /// The registry, when `[sync]` names one (docs/fleet.md): ticket
+    /// reservation and replacements of keys enrolled elsewhere.
+    pub fleet: Option<super::fleet::Link>,
 }
 
 impl std::fmt::Debug for Station {

@@ -159,6 +159,7 @@ fn run_return(
     let serial = key.serial.to_string();
     seen.0 = Some(serial.clone());
     let known = steps.step(Step::Policy, dl.command, |_| {
+        super::fleet::check_key(station, &serial, Step::Policy)?;
         let k = lookup(station, &serial, req.danger_allow_unbound)?;
         let detail = match &k {
             Known::Bound(b) => json!({"binding": b.id, "subject": b.subject, "state": b.state}),

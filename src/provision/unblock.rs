@@ -133,6 +133,7 @@ fn run_unblock(
     let serial = key.serial.to_string();
     seen.0 = Some(serial.clone());
     let binding = steps.step(Step::Policy, dl.command, |_| {
+        super::fleet::check_key(station, &serial, Step::Policy)?;
         let b = bound(station, &vt, &key)?;
         let d = json!({"binding": b.id, "subject": b.subject});
         Ok((b, d))

@@ -214,10 +214,18 @@ pub enum BindingChange {
         subject: String,
         serial: Option<String>,
         replaces: Option<String>,
+        /// Why the replaced binding was replaced (lost, stolen, damaged).
+        replace_reason: Option<String>,
+        ial: Option<i64>,
+        policy: Option<String>,
+        /// The ticket's (iss, jti), for fleet-wide single use.
+        ticket: Option<(String, String)>,
     },
     State {
         binding: String,
         state: String,
+        reason: Option<String>,
+        replaced_by: Option<String>,
     },
     None,
 }
@@ -229,25 +237,32 @@ pub fn binding_change(e: &Event) -> BindingChange {
     let Some(binding) = p.get("binding").and_then(s) else {
         return BindingChange::None;
     };
+    let state = |state: String| BindingChange::State {
+        binding: binding.clone(),
+        state,
+        reason: p.pointer("/change/reason").and_then(s),
+        replaced_by: p.pointer("/change/replaced_by").and_then(s),
+    };
     match e.kind.as_str() {
         "binding.created" => BindingChange::Created {
-            binding,
             subject: p.get("subject").and_then(s).unwrap_or_default(),
             serial: p.pointer("/device/serial").and_then(s),
             replaces: p.get("replaces").and_then(s),
+            replace_reason: p.get("replace_reason").and_then(s),
+            ial: p.pointer("/ticket/ial").and_then(Value::as_i64),
+            policy: p.get("policy").and_then(s),
+            ticket: p
+                .pointer("/ticket/issuer")
+                .and_then(s)
+                .zip(p.pointer("/ticket/jti").and_then(s)),
+            binding,
         },
         "binding.state_changed" => match p.pointer("/change/to").and_then(s) {
-            Some(state) => BindingChange::State { binding, state },
+            Some(to) => state(to),
             None => BindingChange::None,
         },
-        "binding.revoked" => BindingChange::State {
-            binding,
-            state: "revoked".into(),
-        },
-        "binding.returned" => BindingChange::State {
-            binding,
-            state: "returned".into(),
-        },
+        "binding.revoked" => state("revoked".into()),
+        "binding.returned" => state("returned".into()),
         _ => BindingChange::None,
     }
 }

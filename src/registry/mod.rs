@@ -16,6 +16,9 @@
 //! a database: a second one is refused at its first push (the log's size
 //! in the database is not the one it holds; PostgreSQL locks that counter
 //! row `FOR UPDATE`, so two processes cannot interleave leaves).
+//! The fleet report and `/metrics` are [`report`].
+//! `notify.*` events stored are queued ([`notify`]) and delivered to a
+//! webhook by [`webhook`] (docs/notify.md).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,15 +26,21 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::store::StationKey;
+use crate::sync::fleet::{FleetBinding, PullAnswer, Reserved};
 use crate::sync::wire::{self, Ack, Push, RegistryHead};
 use log::{LogTree, TreeHead};
 
 pub mod chain;
 pub mod log;
+pub mod notify;
 pub mod postgres;
+pub mod report;
+mod report_pg;
+mod report_sqlite;
 pub mod server;
 pub mod sqlite;
 pub mod verify;
+pub mod webhook;
 
 pub use chain::{ChainHead, ChainRefusal};
 
@@ -93,6 +102,16 @@ pub enum RegistryError {
     Chain(ChainRefusal),
     #[error("station {0} is already enrolled")]
     StationExists(String),
+    #[error(
+        "ticket {jti} is already in use at station {station} (reserved at {at}); a ticket provisions one key, once — ask the issuer for a new ticket"
+    )]
+    TicketHeld {
+        jti: String,
+        station: String,
+        at: i64,
+    },
+    #[error("no binding {0} in the registry; check the id with `keyward registry bindings`")]
+    NoBinding(String),
     #[error("the registry database {what}: {message}")]
     Db { what: String, message: String },
 }
@@ -105,6 +124,8 @@ impl RegistryError {
             RegistryError::Replayed => "replayed",
             RegistryError::Chain(c) => c.code(),
             RegistryError::StationExists(_) => "station-exists",
+            RegistryError::TicketHeld { .. } => "ticket-held",
+            RegistryError::NoBinding(_) => "no-binding",
             RegistryError::Db { .. } => "internal",
         }
     }
@@ -437,6 +458,180 @@ impl Registry {
     pub async fn incidents(&self) -> Result<Vec<Incident>, RegistryError> {
         each!(self, b => b.incidents().await)
     }
+}
+
+impl Registry {
+    /// Reserve a ticket's (iss, jti) for `station` before it touches a key
+    /// (fleet-wide single use). A retry by the holder is answered the same.
+    pub async fn reserve(
+        &self,
+        station: &str,
+        issuer: &str,
+        jti: &str,
+        subject: &str,
+        now: i64,
+    ) -> Result<Reserved, RegistryError> {
+        each!(self, b => b.reserve(station, issuer, jti, subject, now).await)
+    }
+
+    /// Give back a reservation `station` holds and has not used (no
+    /// binding recorded against it). Returns whether one was released.
+    pub async fn release(
+        &self,
+        station: &str,
+        issuer: &str,
+        jti: &str,
+    ) -> Result<bool, RegistryError> {
+        each!(self, b => b.release(station, issuer, jti).await)
+    }
+
+    /// Bindings by id or by device serial (at most 100).
+    pub async fn lookup(
+        &self,
+        binding: Option<&str>,
+        serial: Option<&str>,
+    ) -> Result<Vec<FleetBinding>, RegistryError> {
+        each!(self, b => b.lookup(binding, serial).await)
+    }
+
+    /// The changes after `after` for `station`: every binding change another
+    /// station or the registry reported, and the incidents that name it.
+    /// `next` moves past the station's own changes too.
+    pub async fn pull(
+        &self,
+        station: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<PullAnswer, RegistryError> {
+        let limit = limit.clamp(1, crate::sync::fleet::MAX_PULL);
+        let rows = each!(self, b => b.pull(after, limit).await)?;
+        let next = rows.last().map_or(after, |r| r.id);
+        let more = rows.len() == limit as usize;
+        let changes = rows
+            .into_iter()
+            .filter(|c| match c.kind.as_str() {
+                "incident" => c.stations.iter().any(|s| s == station),
+                _ => c.origin != station,
+            })
+            .collect();
+        Ok(PullAnswer {
+            v: crate::sync::wire::VERSION,
+            changes,
+            next,
+            more,
+        })
+    }
+
+    /// The registry's copy of a station's audit head.
+    pub async fn station_head(&self, station: &str) -> Result<RegistryHead, RegistryError> {
+        each!(self, b => b.station_head(station).await)
+    }
+
+    /// The registry's own state change of a binding (`keyward registry
+    /// revoke`); every station applies it at its next pull. Returns whether
+    /// the state changed.
+    pub async fn set_state(
+        &self,
+        binding: &str,
+        state: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, RegistryError> {
+        each!(self, b => b.set_state(binding, state, reason, now).await)
+    }
+}
+
+/// What is wrong with a pushed replacement, checked against the original
+/// the registry holds (a provisional replacement was enrolled without
+/// these checks): `(incident kind, message, apply)`, where `apply` says
+/// whether the original is still retired.
+pub(crate) fn replacement_problem(
+    original: Option<(&str, Option<i64>)>,
+    old: &str,
+    new: &str,
+    subject: &str,
+    ial: Option<i64>,
+    station: &str,
+) -> Option<(&'static str, String, bool)> {
+    match original {
+        None => Some((
+            "replacement-unknown",
+            format!(
+                "binding {new} at {station} replaces {old}, which the registry does not know; check the ticket and the original station"
+            ),
+            false,
+        )),
+        Some((s, _)) if s != subject => Some((
+            "replacement-mismatch",
+            format!(
+                "binding {new} at {station} for {subject} claims to replace {old}, which belongs to {s}; the original was left as it is — revoke {new} if it is not wanted"
+            ),
+            false,
+        )),
+        Some((_, Some(orig))) if ial.unwrap_or(0) < orig => Some((
+            "replacement-weaker",
+            format!(
+                "binding {new} at {station} replaced {old} with identity assurance ial {} below the original's {orig}: a recovery weaker than the first enrollment; re-verify {subject}",
+                ial.unwrap_or(0)
+            ),
+            true,
+        )),
+        _ => None,
+    }
+}
+
+/// The `notify.revocation` the registry queues for its own revocation
+/// (`registry revoke`), delivered like a station's (docs/notify.md).
+pub(crate) fn registry_revocation_notice(
+    binding: &str,
+    subject: &str,
+    serial: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> crate::sync::wire::Event {
+    let mut id = [0u8; 16];
+    crate::random::fill(&mut id);
+    crate::sync::wire::Event {
+        event_id: hex::encode(id),
+        seq: 0,
+        kind: "notify.revocation".into(),
+        payload: serde_json::json!({"subject": subject, "binding": binding,
+            "device": {"serial": serial}, "state": "revoked", "reason": reason,
+            "origin": "registry", "at": crate::store::rfc3339(now)}),
+        created_at: now,
+    }
+}
+
+/// The incident kind of a ticket consumed at two stations.
+pub const TICKET_REUSE: &str = "ticket-reuse";
+
+/// The stations a ticket reuse concerns and the incident's detail.
+pub(crate) fn reuse_detail(
+    issuer: &str,
+    jti: &str,
+    subject: &str,
+    holder: &str,
+    holder_binding: Option<&str>,
+    station: &str,
+    binding: &str,
+) -> (Vec<String>, serde_json::Value) {
+    let mut stations = vec![holder.to_string()];
+    if station != holder {
+        stations.push(station.to_string());
+    }
+    let message = format!(
+        "ticket {jti} (issuer {issuer}, subject {subject}) was used at {holder}{} and again at {station} for binding {binding}: two keys for one proof of identity; revoke the one not wanted",
+        holder_binding
+            .map(|b| format!(" for binding {b}"))
+            .unwrap_or_default()
+    );
+    let detail = serde_json::json!({
+        "incident": TICKET_REUSE, "issuer": issuer, "jti": jti, "subject": subject,
+        "first": {"station": holder, "binding": holder_binding},
+        "second": {"station": station, "binding": binding},
+        "message": message,
+    });
+    (stations, detail)
 }
 
 /// The ack for a stored push.

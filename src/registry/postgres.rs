@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use deadpool_postgres::{Pool, PoolConfig, Runtime};
 use tokio_postgres::NoTls;
 
-use super::chain::{self, BindingChange, ChainHead};
+use super::chain::{self, ChainHead};
 use super::{
     BindingRow, EventRow, Incident, Ingested, LogEntry, LogGuard, NONCE_KEEP_SECS, Nonce,
     RegistryError, SharedLog, StationInfo, StoredHead, db_err, digest_of, hash_map, log_raced,
@@ -20,10 +20,18 @@ use super::{
 use crate::store::station_key;
 use crate::sync::wire::Push;
 
+/// Ascending; numbers may skip (a migration on another branch): every one
+/// not yet in `schema_migrations` is applied, in order.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/postgres/0001_initial.sql")),
     (2, include_str!("migrations/postgres/0002_log.sql")),
+    (3, include_str!("migrations/postgres/0003_fleet.sql")),
+    (4, include_str!("migrations/postgres/0004_notify.sql")),
+    (5, include_str!("migrations/postgres/0005_report.sql")),
 ];
+
+#[path = "postgres_fleet.rs"]
+mod fleet;
 /// Connections per registry process.
 pub const POOL_SIZE: usize = 16;
 
@@ -33,7 +41,7 @@ pub struct PgRegistry {
     pool: Pool,
 }
 
-fn pg(e: impl std::fmt::Display) -> RegistryError {
+pub(super) fn pg(e: impl std::fmt::Display) -> RegistryError {
     db_err("query failed", e)
 }
 
@@ -56,14 +64,14 @@ impl PgRegistry {
         )
         .await
         .map_err(pg)?;
-        let found: i32 = tx
-            .query_one(
-                "SELECT COALESCE(max(version), 0) FROM schema_migrations",
-                &[],
-            )
+        let applied: HashSet<i32> = tx
+            .query("SELECT version FROM schema_migrations", &[])
             .await
             .map_err(pg)?
-            .get(0);
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let found = applied.iter().copied().max().unwrap_or(0);
         let latest = MIGRATIONS[MIGRATIONS.len() - 1].0;
         if found > latest {
             return Err(db_err(
@@ -71,7 +79,7 @@ impl PgRegistry {
                 format!("version {found} is newer than this keyward ({latest}); upgrade keyward"),
             ));
         }
-        for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+        for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
             tx.batch_execute(sql).await.map_err(pg)?;
             if *v == 2 {
                 backfill_log(&tx).await?;
@@ -84,7 +92,7 @@ impl PgRegistry {
         Ok(PgRegistry { pool })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, RegistryError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, RegistryError> {
         self.pool
             .get()
             .await
@@ -296,7 +304,8 @@ impl PgRegistry {
                 .iter()
                 .filter(|e| inserted.contains(&e.event_id))
                 .map(|e| (chain::binding_change(e), e.created_at));
-            apply_bindings(&tx, &push.station, changes).await?;
+            fleet::apply(&tx, &push.station, changes.collect()).await?;
+            super::notify::enqueue_pg(&tx, &push.station, &push.events, &inserted, now).await?;
         }
         let signed = push
             .head
@@ -629,69 +638,5 @@ async fn backfill_log(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), Reg
     )
     .await
     .map_err(pg)?;
-    Ok(())
-}
-
-/// Apply binding changes in event order with two statements: every
-/// creation (`UNNEST`), then each binding's last state.
-async fn apply_bindings(
-    tx: &deadpool_postgres::Transaction<'_>,
-    station: &str,
-    changes: impl Iterator<Item = (BindingChange, i64)>,
-) -> Result<(), RegistryError> {
-    let (mut ids, mut subjects, mut serials, mut replaces, mut ats) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut last: std::collections::HashMap<String, (String, i64)> = Default::default();
-    for (change, at) in changes {
-        match change {
-            BindingChange::Created {
-                binding,
-                subject,
-                serial,
-                replaces: r,
-            } => {
-                ids.push(binding);
-                subjects.push(subject);
-                serials.push(serial);
-                replaces.push(r);
-                ats.push(at);
-            }
-            BindingChange::State { binding, state } => {
-                last.insert(binding, (state, at));
-            }
-            BindingChange::None => {}
-        }
-    }
-    if !ids.is_empty() {
-        tx.execute(
-            &tx.prepare_cached("INSERT INTO bindings(binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at)
-             SELECT u.id, $1, u.subject, u.serial, 'active', u.replaces, u.at, u.at
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS u(id, subject, serial, replaces, at)
-             ON CONFLICT DO NOTHING").await.map_err(pg)?,
-            &[&station, &ids, &subjects, &serials, &replaces, &ats],
-        )
-        .await
-        .map_err(pg)?;
-    }
-    if !last.is_empty() {
-        let (mut b, mut st, mut at) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, (state, t)) in last {
-            b.push(id);
-            st.push(state);
-            at.push(t);
-        }
-        tx.execute(
-            &tx.prepare_cached(
-                "UPDATE bindings SET state = u.state, updated_at = u.at
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(id, state, at)
-             WHERE bindings.binding_id = u.id",
-            )
-            .await
-            .map_err(pg)?,
-            &[&b, &st, &at],
-        )
-        .await
-        .map_err(pg)?;
-    }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The registry's HTTP front (axum): `POST /v1/push` and `GET /v1/health`,
+//! The registry's HTTP front (axum): `POST /v1/push`, `GET /v1/health` and
+//! `GET /metrics` (the fleet in Prometheus text, `report::prometheus`),
 //! over HTTPS (rustls on aws-lc-rs, `serve_tls`) or plain HTTP (`serve`,
 //! for a loopback address or behind a TLS-terminating proxy).
 //!
@@ -22,17 +23,23 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use super::report::{self, PushCounters, RefusalCode};
 use super::{ChainRefusal, Nonce, Registry, RegistryError};
+use crate::sync::fleet;
 use crate::sync::signature::{self, SignatureError, SignedHeaders};
+
+#[path = "fleet_routes.rs"]
+mod fleet_routes;
 use crate::sync::wire::{self, Refusal, RegistryHead, WireError};
 
 /// The registry's clock (Unix seconds), passed in for tests.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 #[derive(Clone)]
-struct AppState {
+pub(super) struct AppState {
     reg: Arc<Registry>,
     clock: Clock,
+    pushes: Arc<PushCounters>,
 }
 
 /// The router, for `serve` and tests.
@@ -40,8 +47,21 @@ pub fn router(reg: Arc<Registry>, clock: Clock) -> Router {
     Router::new()
         .route(wire::PUSH_PATH, post(push))
         .route("/v1/health", get(|| async { "ok\n" }))
+        .route(fleet::RESERVE_PATH, post(fleet_routes::reserve))
+        .route(fleet::RELEASE_PATH, post(fleet_routes::release))
+        .route(fleet::LOOKUP_PATH, post(fleet_routes::lookup))
+        .route(fleet::PULL_PATH, post(fleet_routes::pull))
+        .route(fleet::HEAD_PATH, post(fleet_routes::head))
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| report::metrics(s.reg, s.pushes)),
+        )
         .layer(DefaultBodyLimit::max(wire::MAX_BODY))
-        .with_state(AppState { reg, clock })
+        .with_state(AppState {
+            reg,
+            clock,
+            pushes: Arc::default(),
+        })
 }
 
 /// Serve until `shutdown` resolves.
@@ -192,7 +212,7 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(super) fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     refuse_with(status, code, message.into(), None)
 }
 
@@ -212,6 +232,7 @@ fn refuse_with(
     let mut r = (status, body).into_response();
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
+    r.extensions_mut().insert(RefusalCode(code.to_string()));
     r
 }
 
@@ -221,17 +242,53 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// A push, its answer counted for `/metrics`: accepted, or refused by code
+/// (a body over the limit is refused before the handler, as `too-large`).
+async fn push(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let pushes = s.pushes.clone();
+    let r = match body {
+        Ok(body) => push_checked(s, headers, body).await,
+        Err(e) => {
+            let mut r = e.into_response();
+            let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "too-large"
+            } else {
+                "malformed"
+            };
+            r.extensions_mut().insert(RefusalCode(code.into()));
+            r
+        }
+    };
+    match r.extensions().get::<RefusalCode>() {
+        _ if r.status() == StatusCode::OK => pushes.accepted(),
+        Some(RefusalCode(code)) => pushes.refused(code),
+        None => pushes.refused("other"),
+    }
+    r
+}
+
+/// Check a signed request's headers, signer and freshness: the station
+/// that signed it and the signature parameters, or the refusal to send.
+async fn authenticate(
+    s: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+) -> Result<(signature::SignatureParams, i64), Response> {
     let (Some(content_digest), Some(signature_input), Some(sig)) = (
-        header(&headers, signature::CONTENT_DIGEST),
-        header(&headers, signature::SIGNATURE_INPUT),
-        header(&headers, signature::SIGNATURE),
+        header(headers, signature::CONTENT_DIGEST),
+        header(headers, signature::SIGNATURE_INPUT),
+        header(headers, signature::SIGNATURE),
     ) else {
-        return refuse(
+        return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "unsigned",
             SignatureError::Unsigned.to_string(),
-        );
+        ));
     };
     let signed = SignedHeaders {
         content_digest,
@@ -240,33 +297,51 @@ async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
     };
     let params = match signature::parse_input(&signed.signature_input) {
         Ok(p) => p,
-        Err(e) => return refuse(StatusCode::UNAUTHORIZED, "bad-signature", e.to_string()),
+        Err(e) => {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "bad-signature",
+                e.to_string(),
+            ));
+        }
     };
     let key = match s.reg.station_key(&params.keyid).await {
         Ok(Some(k)) => k,
         Ok(None) => {
-            return refuse(
+            return Err(refuse(
                 StatusCode::FORBIDDEN,
                 "unknown-station",
                 RegistryError::UnknownStation(params.keyid).to_string(),
-            );
+            ));
         }
-        Err(e) => return internal(&e),
+        Err(e) => return Err(internal(&e)),
     };
-    if let Err(e) = signature::verify(&key, "POST", wire::PUSH_PATH, &body, &signed) {
-        return refuse(StatusCode::UNAUTHORIZED, "bad-signature", e.to_string());
+    if let Err(e) = signature::verify(&key, "POST", path, body, &signed) {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "bad-signature",
+            e.to_string(),
+        ));
     }
     let now = (s.clock)();
     if (now - params.created).abs() > signature::MAX_SKEW_SECS {
-        return refuse(
+        return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "stale",
             format!(
                 "the request was signed at {} but the registry's clock says {now}; fix the station clock",
                 params.created
             ),
-        );
+        ));
     }
+    Ok((params, now))
+}
+
+async fn push_checked(s: AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let (params, now) = match authenticate(&s, &headers, wire::PUSH_PATH, &body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let push = match wire::parse_push(&body) {
         Ok(p) => p,
         Err(e @ WireError::TooLarge(_)) => {
@@ -299,7 +374,7 @@ async fn push(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
 
 /// Map a registry error to its answer (shared with `registry import`'s
 /// messages through `RegistryError::code`).
-fn refusal(e: RegistryError) -> Response {
+pub(super) fn refusal(e: RegistryError) -> Response {
     let msg = e.to_string();
     match e {
         RegistryError::UnknownStation(_) => refuse(StatusCode::FORBIDDEN, e.code(), msg),
@@ -321,7 +396,10 @@ fn refusal(e: RegistryError) -> Response {
             refuse(StatusCode::CONFLICT, e.code(), msg)
         }
         RegistryError::Chain(_) => refuse(StatusCode::BAD_REQUEST, e.code(), msg),
-        RegistryError::StationExists(_) => refuse(StatusCode::CONFLICT, e.code(), msg),
+        RegistryError::StationExists(_) | RegistryError::TicketHeld { .. } => {
+            refuse(StatusCode::CONFLICT, e.code(), msg)
+        }
+        RegistryError::NoBinding(_) => refuse(StatusCode::NOT_FOUND, e.code(), msg),
         RegistryError::Db { .. } => internal(&e),
     }
 }

@@ -17,10 +17,18 @@ use super::{
 use crate::store::station_key;
 use crate::sync::wire::Push;
 
+/// Ascending; numbers may skip (a migration on another branch), and a
+/// database is at the last one applied.
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_initial.sql")),
     (2, include_str!("migrations/sqlite/0002_log.sql")),
+    (3, include_str!("migrations/sqlite/0003_fleet.sql")),
+    (4, include_str!("migrations/sqlite/0004_notify.sql")),
+    (5, include_str!("migrations/sqlite/0005_report.sql")),
 ];
+
+#[path = "sqlite_fleet.rs"]
+mod fleet;
 
 /// An open SQLite registry.
 #[derive(Clone)]
@@ -28,7 +36,7 @@ pub struct SqliteRegistry {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn sq(e: rusqlite::Error) -> RegistryError {
+pub(super) fn sq(e: rusqlite::Error) -> RegistryError {
     db_err("query failed", e)
 }
 
@@ -72,7 +80,7 @@ impl SqliteRegistry {
         })
     }
 
-    async fn with<T: Send + 'static>(
+    pub(super) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
@@ -539,6 +547,7 @@ fn ingest(
             if n == 1 {
                 stored += 1;
                 apply_binding(&tx, &push.station, chain::binding_change(e), e.created_at)?;
+                super::notify::enqueue_sqlite(&tx, &push.station, e, now)?;
                 let idx = size + leaves.len() as i64;
                 let d = digest_of(&push.station, e);
                 leaf.execute(params![idx, push.station, e.event_id, d.as_slice()])
@@ -586,28 +595,13 @@ fn apply_binding(
     change: BindingChange,
     at: i64,
 ) -> Result<(), RegistryError> {
-    match change {
-        BindingChange::Created {
-            binding,
-            subject,
-            serial,
-            replaces,
-        } => {
-            tx.execute(
-                "INSERT INTO bindings(binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?6) ON CONFLICT DO NOTHING",
-                params![binding, station, subject, serial, replaces, at],
-            )
-            .map_err(sq)?;
-        }
-        BindingChange::State { binding, state } => {
-            tx.execute(
-                "UPDATE bindings SET state = ?2, updated_at = ?3 WHERE binding_id = ?1",
-                params![binding, state, at],
-            )
-            .map_err(sq)?;
-        }
-        BindingChange::None => {}
+    fleet::apply(tx, station, change, at)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_ascend() {
+        assert!(super::MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
     }
-    Ok(())
 }

@@ -9,9 +9,9 @@ use serde_json::json;
 
 use super::audit::{self, AuditEvent};
 use super::lifecycle::{ExceptionRecord, insert_exception};
-use super::outbox;
 use super::replay::RowRef;
 use super::{Ledger, StoreError, new_id, observe_time, rfc3339};
+use super::{notify, outbox};
 
 /// The verified ticket being consumed.
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +148,7 @@ impl Ledger {
             }),
             now,
         )?;
+        notify::binding_created(&tx, station, &id, &rec.subject, &rec.device, now)?;
         for x in exceptions {
             insert_exception(&tx, station, x, Some(&id), now)?;
         }

@@ -14,7 +14,7 @@ use super::audit::{self, AuditEvent};
 use super::enroll::{EnrollmentRecord, insert_binding};
 use super::replay::RowRef;
 use super::station_key::StationKey;
-use super::{Ledger, StoreError, observe_time, outbox, rfc3339};
+use super::{Ledger, StoreError, notify, observe_time, outbox, rfc3339};
 
 /// Where a binding is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -109,9 +109,13 @@ pub(crate) struct Change<'a> {
     pub(crate) actor: &'a str,
     pub(crate) now: i64,
     pub(crate) replaced_by: Option<&'a str>,
+    /// Applied from a pulled fleet change: the station that reported it
+    /// sent the person's out-of-band notice, so none is queued here.
+    pub(crate) from_fleet: bool,
 }
 
-/// Change a binding's state inside the caller's transaction.
+/// Change a binding's state inside the caller's transaction, with a
+/// `notify.revocation` event when it becomes revoked or lost.
 pub(crate) fn transition_in(
     tx: &Transaction<'_>,
     station: &StationKey,
@@ -155,6 +159,9 @@ pub(crate) fn transition_in(
         &json!({"binding": c.id, "at": rfc3339(c.now), "change": detail}),
         c.now,
     )?;
+    if !c.from_fleet {
+        notify::revocation(tx, station, c.id, from, c.to, c.reason, c.now)?;
+    }
     Ok(from)
 }
 
@@ -180,6 +187,7 @@ impl Ledger {
                 actor,
                 now,
                 replaced_by: None,
+                from_fleet: false,
             },
         )?;
         observe_time(&tx, now)?;
@@ -220,6 +228,7 @@ impl Ledger {
             actor: &rec.actor,
             now,
             replaced_by: Some(&new_id),
+            from_fleet: false,
         };
         transition_in(&tx, station, &change)?;
         let events = [AuditEvent {
@@ -233,13 +242,21 @@ impl Ledger {
         outbox::enqueue(
             &tx,
             "binding.created",
-            &json!({"binding": new_id, "subject": rec.subject, "replaces": old, "device": rec.device, "at": rfc3339(now)}),
+            &json!({"binding": new_id, "subject": rec.subject, "state": "active", "replaces": old, "replace_reason": reason, "device": rec.device,
+                    "policy": rec.policy, "at": rfc3339(now),
+                    "ticket": {"jti": rec.ticket.jti, "digest": rec.ticket.digest, "issuer": rec.ticket.issuer, "ial": rec.ticket.ial}}),
             now,
         )?;
-        outbox::enqueue(
+        notify::replacement(
             &tx,
-            "notify.replacement",
-            &json!({"subject": rec.subject, "old": old, "new": new_id, "reason": reason, "at": rfc3339(now)}),
+            station,
+            &notify::Replacement {
+                subject: &rec.subject,
+                old,
+                new: &new_id,
+                device: &rec.device,
+                reason,
+            },
             now,
         )?;
         for x in exceptions {

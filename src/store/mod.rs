@@ -19,7 +19,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, Transactio
 
 pub mod audit;
 pub mod enroll;
+pub mod fleet;
 pub mod lifecycle;
+pub mod notify;
 pub mod outbox;
 pub mod query;
 mod replay;
@@ -40,6 +42,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("migrations/0002_runs_stock.sql")),
     (3, include_str!("migrations/0003_ticket_issuer_key.sql")),
     (4, include_str!("migrations/0004_signed_head.sql")),
+    (5, include_str!("migrations/0005_fleet.sql")),
 ];
 
 /// The schema that brought the signed head and the table digests.

@@ -2,7 +2,7 @@
 //! what the log replays to.
 //!
 //! Every write to a covered table (identities, devices, tickets, bindings,
-//! credentials, exceptions) names the rows it left behind in the `rows`
+//! credentials, exceptions, fleet marks) names the rows it left behind in the `rows`
 //! field of its transaction's last audit row: `[table, key, digest]`, where
 //! `digest` is SHA-256 over `"keyward-row-v1" ‖ table ‖ 0 ‖` the row's
 //! columns in a fixed order, each encoded with a type tag (null, integer,
@@ -52,6 +52,12 @@ const COVERED: &[(&str, &str, &str, &str)] = &[
         "id",
         "id = ?1",
         "id, binding_id, kind, credential_id, rp_id, slot, algorithm, public_key, attestation, attestation_format, created_at",
+    ),
+    (
+        "fleet_marks",
+        "binding_id",
+        "binding_id = ?1",
+        "binding_id, device_serial, subject, state, reason, origin, at, cursor",
     ),
     (
         "exceptions",
@@ -152,11 +158,25 @@ pub(crate) fn rows_detail(conn: &Connection, rows: &[RowRef]) -> Result<Value, S
     Ok(Value::Array(out))
 }
 
+fn exists(conn: &Connection, table: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 /// Every row of every covered table (a baseline of a ledger written before
 /// the log covered them).
 pub(crate) fn all_rows(conn: &Connection) -> Result<Vec<RowRef>, StoreError> {
     let mut out = Vec::new();
     for (table, key, _, _) in COVERED {
+        if !exists(conn, table)? {
+            continue;
+        }
         let mut stmt = conn.prepare(&format!("SELECT CAST({key} AS TEXT) FROM {table}"))?;
         let keys = stmt.query_map([], |r| r.get::<_, String>(0))?;
         for k in keys {
@@ -206,6 +226,12 @@ impl Replay {
     /// Compare with the tables; names the first row that differs.
     pub(crate) fn compare(mut self, conn: &Connection) -> Result<Option<String>, StoreError> {
         for (table, key, _, columns) in COVERED {
+            // A table a later schema brought (fleet_marks, schema 5) is
+            // absent from an older ledger opened read-only; a row the log
+            // records in a table that is gone still shows below.
+            if !exists(conn, table)? {
+                continue;
+            }
             let n = columns.split(',').count();
             let mut stmt = conn.prepare(&format!(
                 "SELECT {columns}, CAST({key} AS TEXT) FROM {table} ORDER BY 1"

@@ -2,14 +2,17 @@
 //! written when it starts and completed when it ends, so that metrics and
 //! `keyward report` count started, completed and failed work (with a stable
 //! reason code) whether or not a daemon was running. A failed or aborted run
-//! also appends an audit row: every exception is visible in the chain.
+//! also appends an audit row: every exception is visible in the chain. Every
+//! end also queues a `run.finished` outbox event in the same transaction, so
+//! the registry's fleet report counts the same runs (docs/ledger.md lists
+//! its fields: never a PIN, PUK, key, token, ticket or message text).
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 
 use super::audit::{self, AuditEvent};
-use super::{Ledger, StoreError, new_id, observe_time};
+use super::{Ledger, StoreError, new_id, observe_time, outbox};
 
 /// What a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -91,6 +94,11 @@ pub struct RunStart<'a> {
 #[derive(Debug, Clone)]
 pub struct RunEnd {
     pub outcome: RunOutcome,
+    /// A failure that is a refusal: a check (ticket, policy, attestation,
+    /// identity) said no, rather than the key or the station failing. The
+    /// caller classifies (`provision::Reason::class`); the `run.finished`
+    /// event says `refused` instead of `failed`.
+    pub refused: bool,
     pub reason: Option<String>,
     pub detail: Option<String>,
     pub device_serial: Option<String>,
@@ -102,6 +110,7 @@ impl RunEnd {
     pub fn completed(binding_id: Option<String>) -> RunEnd {
         RunEnd {
             outcome: RunOutcome::Completed,
+            refused: false,
             reason: None,
             detail: None,
             device_serial: None,
@@ -113,11 +122,29 @@ impl RunEnd {
     pub fn failed(reason: impl Into<String>, detail: impl Into<String>) -> RunEnd {
         RunEnd {
             outcome: RunOutcome::Failed,
+            refused: false,
             reason: Some(reason.into()),
             detail: Some(detail.into()),
             device_serial: None,
             aaguid: None,
             binding_id: None,
+        }
+    }
+
+    /// A failure that is a refusal (see [`RunEnd::refused`]).
+    pub fn refused(reason: impl Into<String>, detail: impl Into<String>) -> RunEnd {
+        RunEnd {
+            refused: true,
+            ..RunEnd::failed(reason, detail)
+        }
+    }
+
+    /// The outcome as the `run.finished` event names it: `completed`,
+    /// `refused`, `failed` or `aborted`.
+    pub fn event_outcome(&self) -> &'static str {
+        match self.outcome {
+            RunOutcome::Failed if self.refused => "refused",
+            o => o.as_str(),
         }
     }
 }
@@ -173,9 +200,9 @@ impl Ledger {
         Ok(id)
     }
 
-    /// Record how a run ended. A failed or aborted run also appends a
-    /// `run.failed` / `run.aborted` audit row. Ending a run twice is an
-    /// error: the first end stands.
+    /// Record how a run ended, with its `run.finished` outbox event. A
+    /// failed or aborted run also appends a `run.failed` / `run.aborted`
+    /// audit row. Ending a run twice is an error: the first end stands.
     pub fn run_finished(
         &mut self,
         id: &str,
@@ -185,12 +212,14 @@ impl Ledger {
     ) -> Result<(), StoreError> {
         let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let kind: Option<(String, Option<String>)> = tx
-            .query_row("SELECT kind, outcome FROM runs WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let kind: Option<(String, Option<String>, i64)> = tx
+            .query_row(
+                "SELECT kind, outcome, started_at FROM runs WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
-        let Some((kind, outcome)) = kind else {
+        let Some((kind, outcome, started_at)) = kind else {
             return Err(StoreError::InvalidRecord(format!("no run {id}")));
         };
         if let Some(o) = outcome {
@@ -235,6 +264,7 @@ impl Ledger {
                 }],
             )?;
         }
+        enqueue_finished(&tx, id, &kind, started_at, end, now)?;
         observe_time(&tx, now)?;
         tx.commit()?;
         Ok(())
@@ -299,6 +329,38 @@ impl Ledger {
     }
 }
 
+/// The `run.finished` event: what the registry's fleet report counts
+/// (docs/ledger.md). The key's serial, AAGUID and binding as the run row
+/// holds them after the update; no detail text, subject or ticket.
+fn enqueue_finished(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    kind: &str,
+    started_at: i64,
+    end: &RunEnd,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (serial, aaguid, binding, slot): (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) = tx.query_row(
+        "SELECT device_serial, aaguid, binding_id, slot FROM runs WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    outbox::enqueue(
+        tx,
+        "run.finished",
+        &json!({"run": id, "kind": kind, "outcome": end.event_outcome(), "reason": end.reason,
+                "started_at": started_at, "finished_at": now, "seconds": (now - started_at).max(0),
+                "device_serial": serial, "aaguid": aaguid, "binding": binding, "slot": slot}),
+        now,
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +408,39 @@ mod tests {
         );
         assert!(l.verify_audit().unwrap().ok());
         assert!(l.runs_since(101).unwrap().is_empty());
+        // One run.finished event, in the run's transaction, without the
+        // message text; a second end queued nothing.
+        let ev = l.outbox_pending(10).unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, "run.finished");
+        assert_eq!(
+            ev[0].payload,
+            json!({"run": id, "kind": "enroll", "outcome": "failed", "reason": "device-removed",
+                   "started_at": 100, "finished_at": 105, "seconds": 5, "device_serial": "123",
+                   "aaguid": null, "binding": null, "slot": "slot-1"})
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_named_so_in_the_event() {
+        let d = tempfile::tempdir().unwrap();
+        let mut l = ledger(&d);
+        let start = RunStart {
+            actor: "test",
+            ..RunStart::default()
+        };
+        let id = l.run_started(RunKind::Replace, &start, 10).unwrap();
+        l.run_finished(&id, &RunEnd::refused("policy-aaguid", "no"), "test", 9)
+            .unwrap();
+        let ev = &l.outbox_pending(10).unwrap()[0];
+        assert_eq!(ev.payload["outcome"], "refused");
+        assert_eq!(ev.payload["kind"], "replace");
+        // A clock set back gives 0 s, never a negative duration.
+        assert_eq!(ev.payload["seconds"], 0);
+        assert_eq!(
+            l.runs_since(0).unwrap()[0].outcome,
+            Some(RunOutcome::Failed)
+        );
     }
 
     #[test]

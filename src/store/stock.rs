@@ -190,6 +190,7 @@ impl Ledger {
             actor,
             now,
             replaced_by: None,
+            from_fleet: false,
         };
         let from = transition_in(&tx, station, &change)?;
         let (subject, serial): (String, Option<String>) = tx.query_row(
@@ -332,6 +333,7 @@ impl Ledger {
                         actor: r.actor,
                         now,
                         replaced_by: None,
+                        from_fleet: false,
                     },
                 )?;
                 let (device_id, subject): (i64, String) = tx.query_row(

@@ -21,6 +21,13 @@ impl Backoff {
         }
     }
 
+    /// The state after `failures` failures in a row (a queue that keeps
+    /// each entry's attempt count, as the registry's webhook does).
+    pub fn after_failures(mut self, failures: u32) -> Backoff {
+        self.failures = failures;
+        self
+    }
+
     /// A push succeeded.
     pub fn reset(&mut self) {
         self.failures = 0;
@@ -83,6 +90,9 @@ mod tests {
         );
         b.reset();
         assert_eq!(b.failures(), 0);
+        let mut c =
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(2)).after_failures(2);
+        assert_eq!(c.next_delay(1.0, None), Duration::from_millis(400));
         assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         let u = unit_random();

@@ -126,6 +126,8 @@ pub struct Drained {
     pub duplicates: u64,
     /// The registry's head of this station's chain.
     pub registry_head: i64,
+    /// What the pull after the push applied (docs/fleet.md).
+    pub pulled: crate::store::fleet::Applied,
 }
 
 /// A client for one registry.
@@ -138,7 +140,7 @@ pub struct Client {
 
 /// A failed request: a TLS certificate the station does not trust is
 /// `Untrusted` (nothing was sent), anything else `Unreachable`.
-fn send_error(url: &str, source: reqwest::Error) -> SyncError {
+pub(crate) fn send_error(url: &str, source: reqwest::Error) -> SyncError {
     use tokio_rustls::rustls;
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&source);
     while let Some(e) = cur {
@@ -168,14 +170,10 @@ fn send_error(url: &str, source: reqwest::Error) -> SyncError {
     }
 }
 
-/// Refuse plain HTTP except to a loopback address.
-fn check_url(registry: &str) -> Result<reqwest::Url, SyncError> {
-    let url = reqwest::Url::parse(registry).map_err(|e| {
-        SyncError::Config(format!(
-            "the registry URL {registry:?} is not a URL ({e}); give https://HOST[:PORT]"
-        ))
-    })?;
-    let loopback = match url.host_str() {
+/// The URL's host is `localhost` or a loopback address: the only place
+/// keyward sends plain HTTP (here, and the registry's webhook).
+pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host_str() {
         Some("localhost") => true,
         Some(h) => h
             .trim_start_matches('[')
@@ -183,7 +181,17 @@ fn check_url(registry: &str) -> Result<reqwest::Url, SyncError> {
             .parse::<IpAddr>()
             .is_ok_and(|a| a.is_loopback()),
         None => false,
-    };
+    }
+}
+
+/// Refuse plain HTTP except to a loopback address.
+fn check_url(registry: &str) -> Result<reqwest::Url, SyncError> {
+    let url = reqwest::Url::parse(registry).map_err(|e| {
+        SyncError::Config(format!(
+            "the registry URL {registry:?} is not a URL ({e}); give https://HOST[:PORT]"
+        ))
+    })?;
+    let loopback = is_loopback(&url);
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
@@ -196,36 +204,43 @@ fn check_url(registry: &str) -> Result<reqwest::Url, SyncError> {
     }
 }
 
-impl Client {
-    pub fn new(opts: Options) -> Result<Client, SyncError> {
-        let url = check_url(&opts.registry)?;
-        let mut b = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
-            .no_proxy()
-            .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &opts.ca {
-            let pem = std::fs::read(ca).map_err(|e| {
+/// The HTTP client for a registry (its CA, timeouts, no proxy) and the
+/// registry's base URL, checked (`https`, or `http` to loopback only).
+pub(crate) fn http_client(opts: &Options) -> Result<(reqwest::Client, reqwest::Url), SyncError> {
+    let url = check_url(&opts.registry)?;
+    let mut b = reqwest::Client::builder()
+        .timeout(opts.timeout)
+        .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
+        .no_proxy()
+        .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &opts.ca {
+        let pem = std::fs::read(ca).map_err(|e| {
+            SyncError::Config(format!(
+                "cannot read the registry CA file {}: {e}",
+                ca.display()
+            ))
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
                 SyncError::Config(format!(
-                    "cannot read the registry CA file {}: {e}",
+                    "the registry CA file {} holds no PEM certificate",
                     ca.display()
                 ))
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .ok()
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| {
-                    SyncError::Config(format!(
-                        "the registry CA file {} holds no PEM certificate",
-                        ca.display()
-                    ))
-                })?;
-            b = b.tls_certs_only(certs);
-        }
-        let http = b
-            .build()
-            .map_err(|e| SyncError::Config(format!("cannot set up the HTTP client: {e}")))?;
-        let url = url
+        b = b.tls_certs_only(certs);
+    }
+    let http = b
+        .build()
+        .map_err(|e| SyncError::Config(format!("cannot set up the HTTP client: {e}")))?;
+    Ok((http, url))
+}
+
+impl Client {
+    pub fn new(opts: Options) -> Result<Client, SyncError> {
+        let (http, base) = http_client(&opts)?;
+        let url = base
             .join(wire::PUSH_PATH)
             .map_err(|e| SyncError::Config(e.to_string()))?
             .to_string();
@@ -368,6 +383,51 @@ impl Client {
         }
     }
 
+    /// Push everything ([`Client::drain`]), then pull what the fleet
+    /// changed ([`Client::pull`]).
+    pub async fn sync(
+        &self,
+        ledger: &mut Ledger,
+        now: impl Fn() -> i64,
+    ) -> Result<Drained, SyncError> {
+        let mut d = self.drain(ledger, &now).await?;
+        d.pulled = self.pull(ledger, &now).await?;
+        Ok(d)
+    }
+
+    /// Pull the fleet's changes after the ledger's cursor until there are
+    /// no more, applying each answer in one ledger transaction.
+    pub async fn pull(
+        &self,
+        ledger: &mut Ledger,
+        now: impl Fn() -> i64,
+    ) -> Result<crate::store::fleet::Applied, SyncError> {
+        let fleet = super::fleet::FleetClient::new(self.opts.clone())?;
+        let mut total = crate::store::fleet::Applied::default();
+        loop {
+            let after = ledger.pull_cursor()?;
+            let key = ledger.station_key().ok_or_else(|| {
+                SyncError::Config(
+                    "the ledger is open read-only: pulling needs the station key".into(),
+                )
+            })?;
+            let a = fleet.pull(key, after, now()).await?;
+            if a.next < after {
+                return Err(SyncError::BadAnswer(format!(
+                    "the pull cursor went back from {after} to {}",
+                    a.next
+                )));
+            }
+            let got = ledger.apply_fleet_changes(&self.opts.station, &a.changes, a.next, now())?;
+            total.marked += got.marked;
+            total.transitioned += got.transitioned;
+            total.incidents += got.incidents;
+            if !a.more || a.next == after {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Drain, then wait `interval`; on a failure wait per the backoff.
     /// Runs until `stop` resolves.
     pub async fn run(
@@ -384,7 +444,7 @@ impl Client {
         );
         tokio::pin!(stop);
         loop {
-            let r = self.drain(ledger, &now).await;
+            let r = self.sync(ledger, &now).await;
             on_pass(&r);
             let wait = match &r {
                 Ok(_) => {
@@ -456,7 +516,7 @@ pub fn next_push(
 }
 
 /// Read at most `limit` bytes of a response body.
-async fn read_limited(
+pub(crate) async fn read_limited(
     mut resp: reqwest::Response,
     limit: usize,
 ) -> Result<Vec<u8>, reqwest::Error> {

@@ -13,6 +13,7 @@ pub mod ack;
 pub mod backoff;
 pub mod bundle;
 pub mod client;
+pub mod fleet;
 pub mod head;
 pub mod signature;
 pub mod tree_head;

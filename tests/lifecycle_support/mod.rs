@@ -326,7 +326,8 @@ pub fn binding_state(st: &Station, id: &str) -> String {
 pub fn snapshot(st: &Station) -> [i64; 4] {
     [
         st.count("SELECT count(*) FROM tickets"),
-        st.count("SELECT count(*) FROM outbox"),
+        // Every run queues run.finished, refused or not: not a change.
+        st.count("SELECT count(*) FROM outbox WHERE kind <> 'run.finished'"),
         st.count("SELECT count(*) FROM stock"),
         st.count("SELECT count(*) FROM bindings WHERE state = 'active'"),
     ]

@@ -204,13 +204,33 @@ impl Rig {
             .into_bytes()
     }
 
-    /// (bindings, consumed tickets, outbox events) in the ledger.
+    /// (bindings, consumed tickets, outbox events) in the ledger; the
+    /// events leave out `run.finished`, which every run queues, failed or
+    /// not ([`Rig::run_events`]).
     pub fn counts(&self) -> (usize, usize, usize) {
         let l = self.station.ledger.lock().unwrap();
         let b = l.list_bindings(None, None).unwrap().len();
-        let o = l.outbox_pending(10_000).unwrap().len();
+        let o = l
+            .outbox_pending(10_000)
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind != "run.finished")
+            .count();
         drop(l);
         (b, count(&self.db, "SELECT count(*) FROM tickets"), o)
+    }
+}
+
+impl Rig {
+    /// The payloads of the `run.finished` events queued so far, oldest first.
+    pub fn run_events(&self) -> Vec<serde_json::Value> {
+        let l = self.station.ledger.lock().unwrap();
+        l.outbox_pending(10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "run.finished")
+            .map(|e| e.payload)
+            .collect()
     }
 }
 
