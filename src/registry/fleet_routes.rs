@@ -19,14 +19,13 @@ use crate::sync::fleet::{
 };
 use crate::sync::wire::VERSION;
 
-/// Authenticate and parse: the request, its signer's station id and the
-/// registry's clock, or the refusal.
-async fn read<T: DeserializeOwned>(
+/// Authenticate and parse: the request (signed by the station it names, in
+/// this protocol version) and the registry's clock, or the refusal.
+async fn read<T: DeserializeOwned + fleet::Request>(
     s: &AppState,
     headers: &HeaderMap,
     path: &str,
     body: &[u8],
-    station_of: impl Fn(&T) -> &str,
 ) -> Result<(T, i64), Response> {
     if body.len() > fleet::MAX_REQUEST {
         return Err(refuse(
@@ -43,12 +42,15 @@ async fn read<T: DeserializeOwned>(
             format!("not a version-1 {path} request: {e}"),
         )
     })?;
-    if station_of(&req) != params.keyid {
+    if req.station() != params.keyid {
         return Err(refuse(
             StatusCode::FORBIDDEN,
             "station-mismatch",
             "the request names another station than the one that signed it",
         ));
+    }
+    if let Some(r) = wrong_version(req.version()) {
+        return Err(r);
     }
     Ok((req, now))
 }
@@ -84,17 +86,10 @@ pub(super) async fn reserve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (req, now) = match read::<ReserveRequest>(&s, &headers, fleet::RESERVE_PATH, &body, |r| {
-        &r.station
-    })
-    .await
-    {
+    let (req, now) = match read::<ReserveRequest>(&s, &headers, fleet::RESERVE_PATH, &body).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if let Some(r) = wrong_version(req.v) {
-        return r;
-    }
     if req.jti.is_empty() || req.issuer.is_empty() || req.jti.len() > 256 || req.issuer.len() > 1024
     {
         return refuse(
@@ -118,17 +113,10 @@ pub(super) async fn release(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (req, _) = match read::<ReleaseRequest>(&s, &headers, fleet::RELEASE_PATH, &body, |r| {
-        &r.station
-    })
-    .await
-    {
+    let (req, _) = match read::<ReleaseRequest>(&s, &headers, fleet::RELEASE_PATH, &body).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if let Some(r) = wrong_version(req.v) {
-        return r;
-    }
     answer(
         s.reg
             .release(&req.station, &req.issuer, &req.jti)
@@ -141,17 +129,10 @@ pub(super) async fn release(
 }
 
 pub(super) async fn lookup(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (req, _) = match read::<LookupRequest>(&s, &headers, fleet::LOOKUP_PATH, &body, |r| {
-        &r.station
-    })
-    .await
-    {
+    let (req, _) = match read::<LookupRequest>(&s, &headers, fleet::LOOKUP_PATH, &body).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if let Some(r) = wrong_version(req.v) {
-        return r;
-    }
     if req.binding.is_none() && req.serial.is_none() {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -171,26 +152,18 @@ pub(super) async fn lookup(State(s): State<AppState>, headers: HeaderMap, body: 
 }
 
 pub(super) async fn pull(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (req, _) =
-        match read::<PullRequest>(&s, &headers, fleet::PULL_PATH, &body, |r| &r.station).await {
-            Ok(r) => r,
-            Err(r) => return r,
-        };
-    if let Some(r) = wrong_version(req.v) {
-        return r;
-    }
+    let (req, _) = match read::<PullRequest>(&s, &headers, fleet::PULL_PATH, &body).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     answer(s.reg.pull(&req.station, req.after, req.limit).await)
 }
 
 pub(super) async fn head(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (req, _) =
-        match read::<HeadRequest>(&s, &headers, fleet::HEAD_PATH, &body, |r| &r.station).await {
-            Ok(r) => r,
-            Err(r) => return r,
-        };
-    if let Some(r) = wrong_version(req.v) {
-        return r;
-    }
+    let (req, _) = match read::<HeadRequest>(&s, &headers, fleet::HEAD_PATH, &body).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     answer(
         s.reg
             .station_head(&req.station)

@@ -542,42 +542,65 @@ impl Registry {
 }
 
 /// What is wrong with a pushed replacement, checked against the original
-/// the registry holds (a provisional replacement was enrolled without
-/// these checks): `(incident kind, message, apply)`, where `apply` says
-/// whether the original is still retired.
+/// the registry holds, `(subject, ial, station)` (a provisional replacement
+/// was enrolled without these checks).
+pub(crate) struct ReplacementProblem {
+    pub kind: &'static str,
+    /// The stations the incident is for: the replacing one, and the one
+    /// that enrolled the original.
+    pub stations: Vec<String>,
+    pub detail: serde_json::Value,
+    /// Whether the original is still retired.
+    pub apply: bool,
+}
+
 pub(crate) fn replacement_problem(
-    original: Option<(&str, Option<i64>)>,
+    original: Option<(&str, Option<i64>, &str)>,
     old: &str,
     new: &str,
     subject: &str,
     ial: Option<i64>,
     station: &str,
-) -> Option<(&'static str, String, bool)> {
-    match original {
-        None => Some((
+) -> Option<ReplacementProblem> {
+    let (kind, message, apply) = match original {
+        None => (
             "replacement-unknown",
             format!(
                 "binding {new} at {station} replaces {old}, which the registry does not know; check the ticket and the original station"
             ),
             false,
-        )),
-        Some((s, _)) if s != subject => Some((
+        ),
+        Some((s, ..)) if s != subject => (
             "replacement-mismatch",
             format!(
                 "binding {new} at {station} for {subject} claims to replace {old}, which belongs to {s}; the original was left as it is — revoke {new} if it is not wanted"
             ),
             false,
-        )),
-        Some((_, Some(orig))) if ial.unwrap_or(0) < orig => Some((
+        ),
+        Some((_, Some(orig), _)) if ial.unwrap_or(0) < orig => (
             "replacement-weaker",
             format!(
                 "binding {new} at {station} replaced {old} with identity assurance ial {} below the original's {orig}: a recovery weaker than the first enrollment; re-verify {subject}",
                 ial.unwrap_or(0)
             ),
             true,
-        )),
-        _ => None,
+        ),
+        _ => return None,
+    };
+    let mut stations = vec![station.to_string()];
+    if let Some((.., s)) = original
+        && s != station
+    {
+        stations.push(s.to_string());
     }
+    let detail = serde_json::json!({"incident": kind, "message": message,
+        "replaces": old, "binding": new, "station": station});
+    Some(ReplacementProblem {
+        kind,
+        stations,
+        detail,
+        apply,
+    })
 }
 
 /// The `notify.revocation` the registry queues for its own revocation

@@ -107,25 +107,18 @@ pub(super) async fn apply(
                         )
                     });
                 let problem = super::super::replacement_problem(
-                    orig.as_ref().map(|(s, i, _)| (s.as_str(), *i)),
+                    orig.as_ref()
+                        .map(|(s, i, st)| (s.as_str(), *i, st.as_str())),
                     &old,
                     &binding,
                     &subject,
                     ial,
                     station,
                 );
-                if let Some((kind, message, _)) = &problem {
-                    let mut stations = vec![station.to_string()];
-                    if let Some((_, _, s)) = &orig
-                        && s != station
-                    {
-                        stations.push(s.clone());
-                    }
-                    let detail = serde_json::json!({"incident": kind, "message": message,
-                        "replaces": old, "binding": binding, "station": station});
-                    incident(tx, &stations, kind, &detail, &subject, at).await?;
+                if let Some(p) = &problem {
+                    incident(tx, &p.stations, p.kind, &p.detail, &subject, at).await?;
                 }
-                if problem.is_none_or(|p| p.2) {
+                if problem.as_ref().is_none_or(|p| p.apply) {
                     set_state(
                         tx,
                         &old,

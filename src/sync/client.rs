@@ -136,6 +136,8 @@ pub struct Client {
     http: reqwest::Client,
     url: String,
     opts: Options,
+    /// The pull's requests, on the same HTTP client (connections, CA).
+    fleet: super::fleet::FleetClient,
 }
 
 /// A failed request: a TLS certificate the station does not trust is
@@ -244,7 +246,13 @@ impl Client {
             .join(wire::PUSH_PATH)
             .map_err(|e| SyncError::Config(e.to_string()))?
             .to_string();
-        Ok(Client { http, url, opts })
+        let fleet = super::fleet::FleetClient::on(http.clone(), base, opts.clone());
+        Ok(Client {
+            http,
+            url,
+            opts,
+            fleet,
+        })
     }
 
     /// Push until the outbox is empty and the registry holds the whole audit
@@ -402,7 +410,7 @@ impl Client {
         ledger: &mut Ledger,
         now: impl Fn() -> i64,
     ) -> Result<crate::store::fleet::Applied, SyncError> {
-        let fleet = super::fleet::FleetClient::new(self.opts.clone())?;
+        let fleet = &self.fleet;
         let mut total = crate::store::fleet::Applied::default();
         loop {
             let after = ledger.pull_cursor()?;

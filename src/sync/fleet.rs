@@ -165,6 +165,34 @@ pub struct HeadAnswer {
     pub head: RegistryHead,
 }
 
+/// What every fleet request carries: its protocol version and the station
+/// that must have signed it.
+pub trait Request {
+    fn version(&self) -> u32;
+    fn station(&self) -> &str;
+}
+
+macro_rules! request {
+    ($($t:ty),*) => {$(
+        impl Request for $t {
+            fn version(&self) -> u32 {
+                self.v
+            }
+            fn station(&self) -> &str {
+                &self.station
+            }
+        }
+    )*};
+}
+
+request!(
+    ReserveRequest,
+    ReleaseRequest,
+    LookupRequest,
+    PullRequest,
+    HeadRequest
+);
+
 /// Parse a fleet request body (already size-limited by the caller).
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     if body.len() > MAX_REQUEST {
@@ -188,7 +216,12 @@ pub struct FleetClient {
 impl FleetClient {
     pub fn new(opts: Options) -> Result<FleetClient, SyncError> {
         let (http, base) = super::client::http_client(&opts)?;
-        Ok(FleetClient { http, base, opts })
+        Ok(FleetClient::on(http, base, opts))
+    }
+
+    /// On an HTTP client already built for this registry (the push's).
+    pub(crate) fn on(http: reqwest::Client, base: reqwest::Url, opts: Options) -> FleetClient {
+        FleetClient { http, base, opts }
     }
 
     pub fn station(&self) -> &str {
