@@ -109,9 +109,14 @@ impl Probe<'_> {
     }
 
     fn select(&self, aid: &[u8]) -> Result<bool, ProbeError> {
+        Ok(self.select_data(aid)?.is_some())
+    }
+
+    /// SELECT `aid`; the applet's answer when it is there.
+    fn select_data(&self, aid: &[u8]) -> Result<Option<Vec<u8>>, ProbeError> {
         let mut apdu = vec![0x00, 0xA4, 0x04, 0x00, aid.len() as u8];
         apdu.extend_from_slice(aid);
-        Ok(self.ok(&apdu)?.is_some())
+        self.ok(&apdu)
     }
 }
 
@@ -163,10 +168,10 @@ fn identify(p: &Probe<'_>) -> Result<Identity, ProbeError> {
         id.serial = id.serial.or(serial);
         id.piv = Some(PivIdentity { version, serial });
     }
-    if p.select(AID_FIDO)? {
+    if let Some(version) = p.select_data(AID_FIDO)? {
         any = true;
         let info = p.ok(&[0x80, 0x10, 0x00, 0x00, 0x01, 0x04, 0x00])?;
-        id.fido2 = Some(info.and_then(|r| parse_get_info(&r)).unwrap_or_default());
+        id.fido2 = Some(fido_identity(&version, info.as_deref()));
     }
     if any {
         Ok(id)
@@ -220,6 +225,21 @@ pub(super) fn apply_device_info(id: &mut Identity, data: &[u8]) {
 
 /// The identity fields of an authenticatorGetInfo response (CTAP 2.1 §6.4):
 /// status byte 0, then a CBOR map.
+/// The FIDO applet of an NFC card: its getInfo when it answers one. A
+/// CTAP1-only card answers SELECT with `U2F_V2` (FIDO NFC protocol,
+/// CTAP 2.1 §11.3, applet selection) and refuses NFCCTAP_MSG; it is listed with that
+/// version so nothing mistakes it for a FIDO2 key.
+fn fido_identity(select_answer: &[u8], info: Option<&[u8]>) -> FidoIdentity {
+    match info.and_then(parse_get_info) {
+        Some(f) => f,
+        None if select_answer == b"U2F_V2" => FidoIdentity {
+            versions: vec!["U2F_V2".into()],
+            ..FidoIdentity::default()
+        },
+        None => FidoIdentity::default(),
+    }
+}
+
 fn parse_get_info(resp: &[u8]) -> Option<FidoIdentity> {
     let (&status, body) = resp.split_first()?;
     if status != 0 {
@@ -286,6 +306,20 @@ mod tests {
         apply_device_info(&mut id, &[0xFF, 0x02, 0x09, 0x00]);
         apply_device_info(&mut id, &[]);
         assert_eq!(id, Identity::default());
+    }
+
+    #[test]
+    fn a_u2f_only_nfc_card_is_listed_as_u2f() {
+        let f = fido_identity(b"U2F_V2", Some(&[0x01]));
+        assert_eq!(f.versions, ["U2F_V2"]);
+        assert_eq!(fido_identity(b"U2F_V2", None).versions, ["U2F_V2"]);
+        // A FIDO2 card's getInfo wins over its SELECT answer; an answer
+        // that is neither leaves the identity empty.
+        let info = [
+            0x00, 0xA1, 0x01, 0x81, 0x68, b'F', b'I', b'D', b'O', b'_', b'2', b'_', b'1',
+        ];
+        assert_eq!(fido_identity(b"U2F_V2", Some(&info)).versions, ["FIDO_2_1"]);
+        assert_eq!(fido_identity(b"FIDO_2_0", None), FidoIdentity::default());
     }
 
     /// Whatever a device sends, the parsers return (no panic, no loop).

@@ -94,23 +94,30 @@ pub fn link(present: Vec<Present>, locate: &dyn Fn(&str) -> Option<PathBuf>) -> 
             continue;
         };
         let (a, b) = (serial(&card), serial(&hids[i]));
-        if a.is_some() && a == b {
+        if (a.is_some() && a == b) || other_vendor_agrees(&card, &hids[i]) {
             hid_taken[i] = true;
             out.push(linked(card, hids[i].clone(), parent));
         } else {
             let usb = parent.as_deref().map(Path::display);
-            let show =
-                |s: Option<u32>| s.map_or("no serial".to_string(), |s| format!("serial {s}"));
-            let note = |other: &DeviceId, mine: Option<u32>, theirs: Option<u32>| {
+            let (fa, fb) = (aaguid(&card), aaguid(&hids[i]));
+            let aaguids_differ = a.is_none() && b.is_none() && fa.is_some() && fb.is_some();
+            let show_aaguid =
+                |s: &Option<String>| format!("AAGUID {}", s.as_deref().unwrap_or("-"));
+            let shown = |s: Option<u32>, f: &Option<String>| {
+                if aaguids_differ {
+                    show_aaguid(f)
+                } else {
+                    s.map_or("no serial".to_string(), |s| format!("serial {s}"))
+                }
+            };
+            let note = |other: &DeviceId, mine: String, theirs: String| {
                 format!(
-                    "shares USB device {} with {other}, but answers {} where {other} answers {}: not linked",
+                    "shares USB device {} with {other}, but answers {mine} where {other} answers {theirs}: not linked",
                     usb.as_ref().map_or(String::new(), ToString::to_string),
-                    show(mine),
-                    show(theirs)
                 )
             };
-            hid_notes[i].push(note(&card.id, b, a));
-            let card_note = note(&hids[i].id, a, b);
+            hid_notes[i].push(note(&card.id, shown(b, &fb), shown(a, &fa)));
+            let card_note = note(&hids[i].id, shown(a, &fa), shown(b, &fb));
             out.push(single(card, parent, vec![card_note]));
         }
     }
@@ -125,6 +132,37 @@ pub fn link(present: Vec<Present>, locate: &dyn Fn(&str) -> Option<PathBuf>) -> 
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out
+}
+
+/// A key of another vendor than Yubico has no Management application, so
+/// neither side can report a serial; its two interfaces are one key when
+/// they are interfaces of the same USB device (the caller checked) and
+/// nothing they report disagrees: neither side answers with a serial (a
+/// serial on the card means a YubiKey's Management answered there, so the
+/// card is not this key), and where both answer getInfo, the AAGUIDs are
+/// equal. A Yubico key must still confirm with equal serials.
+fn other_vendor_agrees(card: &Present, hid: &Present) -> bool {
+    let vendor = match &hid.location {
+        Location::Hidraw { vendor_id, .. } => *vendor_id,
+        Location::Pcsc { .. } => return false,
+    };
+    if vendor.is_none() || vendor == Some(super::identify_hid::YUBICO_VID) {
+        return false;
+    }
+    if serial(card).is_some() || serial(hid).is_some() {
+        return false;
+    }
+    match (aaguid(card), aaguid(hid)) {
+        (Some(x), Some(y)) => x.eq_ignore_ascii_case(&y),
+        _ => true,
+    }
+}
+
+fn aaguid(p: &Present) -> Option<String> {
+    p.identity
+        .as_ref()
+        .and_then(|i| i.fido2.as_ref())
+        .and_then(|f| f.aaguid.clone())
 }
 
 fn canonical(p: PathBuf) -> PathBuf {
@@ -307,11 +345,15 @@ mod tests {
     }
 
     fn hid(node: &str, parent: &str, serial: Option<u32>) -> Present {
+        hid_of(0x1050, node, parent, serial, "aaguid")
+    }
+
+    fn hid_of(vendor: u16, node: &str, parent: &str, serial: Option<u32>, aaguid: &str) -> Present {
         Present {
             id: DeviceId(format!("hidraw:{node}")),
             location: Location::Hidraw {
                 path: format!("/dev/{node}"),
-                vendor_id: Some(0x1050),
+                vendor_id: Some(vendor),
                 product_id: Some(0x0407),
                 name: None,
                 usb_parent: Some(parent.into()),
@@ -319,13 +361,76 @@ mod tests {
             identity: Some(Identity {
                 serial,
                 fido2: Some(FidoIdentity {
-                    aaguid: Some("aaguid".into()),
+                    aaguid: Some(aaguid.into()),
                     ..FidoIdentity::default()
                 }),
                 ..Identity::default()
             }),
             error: None,
         }
+    }
+
+    /// The CCID side of another vendor's key: no Management serial; a FIDO
+    /// applet over CCID when `aaguid` is given.
+    fn other_card(reader: &str, aaguid: Option<&str>) -> Present {
+        Present {
+            id: DeviceId(format!("pcsc:{reader}")),
+            location: Location::Pcsc {
+                reader: reader.into(),
+                atr: String::new(),
+            },
+            identity: Some(Identity {
+                piv: Some(PivIdentity::default()),
+                fido2: aaguid.map(|a| FidoIdentity {
+                    aaguid: Some(a.into()),
+                    ..FidoIdentity::default()
+                }),
+                ..Identity::default()
+            }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn another_vendors_key_links_on_its_usb_device_unless_something_disagrees() {
+        let at = |r: &str| match r {
+            "A" | "B" => Some(PathBuf::from("/nonexistent/usb1/1-2")),
+            _ => Some(PathBuf::from("/nonexistent/usb1/1-3")),
+        };
+        let feitian = 0x096e;
+        let node = |aaguid: &str| hid_of(feitian, "hidraw1", "/nonexistent/usb1/1-2", None, aaguid);
+        // No serial anywhere, FIDO only on HID: one key.
+        let devs = link(vec![other_card("A", None), node("aa11")], &at);
+        assert_eq!(devs.len(), 1, "{devs:?}");
+        assert_eq!(
+            (devs[0].kind, devs[0].id.0.as_str()),
+            (Kind::Both, "usb:1-2")
+        );
+        assert_eq!(devs[0].aaguid.as_deref(), Some("aa11"));
+        // FIDO over CCID too, same AAGUID (case aside): one key.
+        let devs = link(vec![other_card("A", Some("AA11")), node("aa11")], &at);
+        assert_eq!(devs.len(), 1);
+        // Different AAGUIDs: two authenticators, not linked.
+        let devs = link(vec![other_card("A", Some("bb22")), node("aa11")], &at);
+        assert_eq!(devs.len(), 2);
+        assert!(devs.iter().all(|d| d.notes.len() == 1), "{devs:?}");
+        assert!(
+            devs[0].notes[0].contains("AAGUID bb22"),
+            "{:?}",
+            devs[0].notes
+        );
+        // A card answering with a YubiKey serial behind another vendor's
+        // HID node (a YubiKey on a reader that has a FIDO interface): no.
+        let devs = link(vec![card("B", 7), node("aa11")], &at);
+        assert_eq!(devs.len(), 2);
+        // Another USB device: nothing links, nothing to say.
+        let devs = link(vec![other_card("C", None), node("aa11")], &at);
+        assert_eq!(devs.len(), 2);
+        assert!(devs.iter().all(|d| d.notes.is_empty()));
+        // A Yubico node without a serial still does not link (it could
+        // have confirmed one and did not).
+        let yk = hid_of(0x1050, "hidraw2", "/nonexistent/usb1/1-2", None, "aa11");
+        assert_eq!(link(vec![other_card("A", None), yk], &at).len(), 2);
     }
 
     #[test]
