@@ -132,12 +132,14 @@ fn ack_proofs_verify_and_the_log_verifies(db: &Db, _: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let (reg, mut st, pk) = setup(db, dir.path(), "kiosk-log", 3);
 
-    // The ack of a push, checked by hand: a signed head, each event's proof.
+    // The ack of a push, checked by hand: a signed head, one append proof
+    // for the three new events.
     let opts = client::Options::new(&reg.url(), &st.id);
     let (push, _) = client::next_push(&st.ledger, &opts).unwrap().unwrap();
     let ack = reg.rt.block_on(reg.reg.ingest(&push, None, now())).unwrap();
     let l = ack.log.as_ref().expect("an ack with its log");
-    assert_eq!((l.size, l.inclusion.len()), (3, 3));
+    let a = l.appended.as_ref().expect("an append proof");
+    assert_eq!((l.size, l.inclusion.len(), a.first), (3, 0, 0));
     let root: log::Hash = hex::decode(&l.root).unwrap().try_into().unwrap();
     let head = log::TreeHead {
         size: l.size,
@@ -149,19 +151,36 @@ fn ack_proofs_verify_and_the_log_verifies(db: &Db, _: Kind) {
         &head,
         &hex::decode(&l.signature).unwrap()
     ));
-    for (e, i) in push.events.iter().zip(&l.inclusion) {
-        let d = log::event_digest(&log::EventFields {
+    let digest = |e: &keyward::sync::wire::Event| {
+        log::event_digest(&log::EventFields {
             station: &st.id,
             event_id: &e.event_id,
             seq: e.seq,
             kind: &e.kind,
             payload: &e.payload.to_string(),
             created_at: e.created_at,
-        });
-        let path = log::parse_path(&i.path).unwrap();
-        log::verify_inclusion(l.size, &root, &d, i.index, &path).unwrap();
-    }
+        })
+    };
+    let digests: Vec<log::Hash> = push.events.iter().map(digest).collect();
+    let frontier = log::parse_path(&a.frontier).unwrap();
+    log::verify_append(a.first, frontier.clone(), &digests, l.size, &root).unwrap();
+    let mut swapped = digests.clone();
+    swapped.swap(0, 2);
+    assert!(log::verify_append(a.first, frontier, &swapped, l.size, &root).is_err());
     tree_head::check(&push, ack.log.as_ref(), None, Some(&pk)).unwrap();
+    // The same push again: every event held already, one inclusion proof
+    // each, at the index where it went in first.
+    let again = reg.rt.block_on(reg.reg.ingest(&push, None, now())).unwrap();
+    let l2 = again.log.as_ref().unwrap();
+    assert!(l2.appended.is_none());
+    for (i, (e, p)) in push.events.iter().zip(&l2.inclusion).enumerate() {
+        assert_eq!(
+            (p.event_id.as_str(), p.index),
+            (e.event_id.as_str(), i as u64)
+        );
+        let path = log::parse_path(&p.path).unwrap();
+        log::verify_inclusion(l2.size, &root, &digest(e), p.index, &path).unwrap();
+    }
 
     // The station's drain: the same events are duplicates now, proven too.
     let d = st.drain_pinned(&reg.rt, &reg.url(), pk).unwrap();

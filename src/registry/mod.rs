@@ -204,6 +204,8 @@ pub(crate) struct Ingested {
     pub ack: Ack,
     pub indices: Vec<(String, u64)>,
     pub log: LogGuard,
+    /// The tree before this push's leaves were appended.
+    pub before: log::Frontier,
 }
 
 /// The leaf data of a pushed event, as the registry stores it.
@@ -363,6 +365,7 @@ impl Registry {
             mut ack,
             indices,
             log: guard,
+            before,
         } = ing;
         let tree = guard
             .as_ref()
@@ -378,8 +381,17 @@ impl Registry {
             .map(|k| log::sign_head(k, &head).to_vec())
             .unwrap_or_default();
         let hexes = |p: Vec<log::Hash>| p.iter().map(hex::encode).collect::<Vec<_>>();
+        // New events are the leaves from `before` to the end, in the push's
+        // order: one append proof. Events held before (a resend) get an
+        // inclusion proof each.
+        let first = before.size();
+        let appended = (tree.size() > first).then(|| wire::Appended {
+            first,
+            frontier: before.nodes().iter().map(hex::encode).collect(),
+        });
         let inclusion = indices
             .into_iter()
+            .filter(|(_, index)| *index < first)
             .map(|(event_id, index)| {
                 let path = tree
                     .inclusion(index)
@@ -414,6 +426,7 @@ impl Registry {
             at: head.at,
             signature: hex::encode(&stored.signature),
             inclusion,
+            appended,
             consistency,
         });
         Ok(ack)

@@ -321,7 +321,9 @@ impl PgRegistry {
         let mut guard = log.clone().lock_owned().await;
         let (leaves, indices) = append_log(&tx, push, &inserted, &guard).await?;
         tx.commit().await.map_err(pg)?;
+        let mut before = super::log::Frontier::default();
         if let Some(tree) = guard.as_mut() {
+            before = tree.frontier().clone();
             for d in leaves {
                 tree.push(d);
             }
@@ -330,6 +332,7 @@ impl PgRegistry {
             ack: super::ack(push, stored, ext.head),
             indices,
             log: guard,
+            before,
         })
     }
 

@@ -579,6 +579,7 @@ fn ingest(
     )
     .map_err(sq)?;
     tx.commit().map_err(sq)?;
+    let before = tree.frontier().clone();
     for d in leaves {
         tree.push(d);
     }
@@ -586,6 +587,7 @@ fn ingest(
         ack: super::ack(push, stored, ext.head),
         indices,
         log,
+        before,
     })
 }
 

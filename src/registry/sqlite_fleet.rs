@@ -29,12 +29,14 @@ pub(super) fn apply(
             policy,
             ticket,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO bindings(binding_id, station_id, subject, device_serial, state, replaces, created_at, updated_at, ial, policy, ticket_issuer, ticket_jti)
                  VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
-                params![binding, station, subject, serial, replaces, at, ial, policy,
-                        ticket.as_ref().map(|t| &t.0), ticket.as_ref().map(|t| &t.1)],
             )
+            .and_then(|mut st| {
+                st.execute(params![binding, station, subject, serial, replaces, at, ial, policy,
+                        ticket.as_ref().map(|t| &t.0), ticket.as_ref().map(|t| &t.1)])
+            })
             .map_err(sq)?;
             if let Some(old) = replaces {
                 let orig: Option<(String, Option<i64>, String)> = tx

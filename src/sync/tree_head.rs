@@ -110,20 +110,52 @@ pub fn check(
     if let Some(k) = kept {
         consistent(s, &root, k)?;
     }
+    // Events the log held before (a resend) carry an inclusion proof each;
+    // the rest, in the push's order, must be the leaves the append proof
+    // names. Either way the digest is computed here from what was sent.
+    let proofs: std::collections::HashMap<&str, &super::wire::Inclusion> = s
+        .inclusion
+        .iter()
+        .map(|i| (i.event_id.as_str(), i))
+        .collect();
+    let mut appended = Vec::new();
+    let mut first_appended = None;
     for e in &push.events {
         let not_in = |reason: String| LogCheckError::NotIncluded {
             event_id: e.event_id.clone(),
             reason,
         };
-        let p = s
-            .inclusion
-            .iter()
-            .find(|i| i.event_id == e.event_id)
-            .ok_or_else(|| not_in("the ack has no inclusion proof for it".into()))?;
-        let path = log::parse_path(&p.path).map_err(|x| not_in(x.to_string()))?;
         let digest = crate::registry::digest_of(&push.station, e);
-        log::verify_inclusion(s.size, &root, &digest, p.index, &path)
-            .map_err(|x| not_in(format!("leaf {}: {x}", p.index)))?;
+        match proofs.get(e.event_id.as_str()) {
+            Some(p) => {
+                let path = log::parse_path(&p.path).map_err(|x| not_in(x.to_string()))?;
+                log::verify_inclusion(s.size, &root, &digest, p.index, &path)
+                    .map_err(|x| not_in(format!("leaf {}: {x}", p.index)))?;
+            }
+            None => {
+                first_appended.get_or_insert(e.event_id.as_str());
+                appended.push(digest);
+            }
+        }
+    }
+    if let Some(event_id) = first_appended {
+        let not_in = |reason: String| LogCheckError::NotIncluded {
+            event_id: event_id.to_string(),
+            reason,
+        };
+        let a = s
+            .appended
+            .as_ref()
+            .ok_or_else(|| not_in("the ack has no proof for it".into()))?;
+        let frontier = log::parse_path(&a.frontier).map_err(|x| not_in(x.to_string()))?;
+        log::verify_append(a.first, frontier, &appended, s.size, &root).map_err(|x| {
+            not_in(format!(
+                "the {} new events as leaves {}..{}: {x}",
+                appended.len(),
+                a.first,
+                s.size
+            ))
+        })?;
     }
     Ok(Some(KeptHead {
         size: s.size,
@@ -157,7 +189,7 @@ mod tests {
     use super::*;
     use crate::registry::log::{LogTree, sign_head};
     use crate::store::StationKey;
-    use crate::sync::wire::{AuditSegment, Consistency, Event, Inclusion};
+    use crate::sync::wire::{Appended, AuditSegment, Consistency, Event, Inclusion};
 
     fn event(i: u8) -> Event {
         Event {
@@ -183,26 +215,52 @@ mod tests {
         }
     }
 
-    /// A registry log holding `events` of kiosk-1 after `before` other
-    /// leaves, and the ack section it would send for `push`.
-    fn section(
-        tree: &LogTree,
-        p: &Push,
-        first: u64,
-        from: Option<u64>,
-        key: &StationKey,
-    ) -> LogSection {
+    /// The ack section a registry whose log is `tree` sends for a push
+    /// whose new events are its leaves from `first` on.
+    fn section(tree: &LogTree, first: u64, from: Option<u64>, key: &StationKey) -> LogSection {
         let head = TreeHead {
             size: tree.size(),
             root: tree.root(),
             at: 1_800_000_100,
         };
         let hexes = |v: Vec<log::Hash>| v.iter().map(hex::encode).collect();
+        let mut before = LogTree::new();
+        for i in 0..first {
+            before.push(*tree.leaf(i).unwrap());
+        }
         LogSection {
             size: head.size,
             root: hex::encode(head.root),
             at: head.at,
             signature: hex::encode(sign_head(key, &head)),
+            inclusion: Vec::new(),
+            appended: Some(Appended {
+                first,
+                frontier: hexes(before.frontier().nodes().to_vec()),
+            }),
+            consistency: from.map(|f| Consistency {
+                from: f,
+                path: hexes(tree.consistency(f).unwrap()),
+            }),
+        }
+    }
+
+    fn grown_by(tree: &LogTree, events: &[&Event]) -> LogTree {
+        let mut t = LogTree::new();
+        for i in 0..tree.size() {
+            t.push(*tree.leaf(i).unwrap());
+        }
+        for e in events {
+            t.push(crate::registry::digest_of("kiosk-1", e));
+        }
+        t
+    }
+
+    /// The section for a resend: every event held before, one inclusion
+    /// proof each.
+    fn held(tree: &LogTree, p: &Push, first: u64, key: &StationKey) -> LogSection {
+        let hexes = |v: Vec<log::Hash>| v.iter().map(hex::encode).collect();
+        LogSection {
             inclusion: p
                 .events
                 .iter()
@@ -213,10 +271,8 @@ mod tests {
                     path: hexes(tree.inclusion(first + i as u64).unwrap()),
                 })
                 .collect(),
-            consistency: from.map(|f| Consistency {
-                from: f,
-                path: hexes(tree.consistency(f).unwrap()),
-            }),
+            appended: None,
+            ..section(tree, first, None, key)
         }
     }
 
@@ -230,7 +286,7 @@ mod tests {
         for e in &p1.events {
             tree.push(crate::registry::digest_of("kiosk-1", e));
         }
-        let s1 = section(&tree, &p1, 1, None, &key);
+        let s1 = section(&tree, 1, None, &key);
         let kept = check(&p1, Some(&s1), None, Some(&pk)).unwrap().unwrap();
         assert!(kept.verified);
         assert_eq!(kept.size, 3);
@@ -244,7 +300,7 @@ mod tests {
         }
         grown.push([8; 32]);
         grown.push(crate::registry::digest_of("kiosk-1", &p2.events[0]));
-        let s2 = section(&grown, &p2, 4, Some(3), &key);
+        let s2 = section(&grown, 4, Some(3), &key);
         assert_eq!(
             check(&p2, Some(&s2), Some(&kept), Some(&pk))
                 .unwrap()
@@ -262,7 +318,7 @@ mod tests {
 
         // Signed by another key; unsigned while pinned.
         let other = StationKey::generate();
-        let forged = section(&grown, &p2, 4, Some(3), &other);
+        let forged = section(&grown, 4, Some(3), &other);
         assert!(matches!(
             check(&p2, Some(&forged), Some(&kept), Some(&pk)),
             Err(LogCheckError::BadSignature { size: 5, .. })
@@ -278,28 +334,50 @@ mod tests {
             Err(LogCheckError::Missing)
         );
 
-        // The proof of another leaf, a truncated path, no proof at all.
-        let mut other_leaf = s2.clone();
-        other_leaf.inclusion[0].index = 3;
-        other_leaf.inclusion[0].path = section(&grown, &p2, 3, None, &key).inclusion[0]
-            .path
-            .clone();
-        assert!(matches!(
-            check(&p2, Some(&other_leaf), Some(&kept), Some(&pk)),
-            Err(LogCheckError::NotIncluded { .. })
+        // The proof of another leaf, a truncated frontier, no proof at all.
+        let other_leaf = section(&grown, 3, None, &key);
+        let not_in = |s: &LogSection, p: &Push| {
+            matches!(
+                check(p, Some(s), Some(&kept), Some(&pk)),
+                Err(LogCheckError::NotIncluded { .. })
+            )
+        };
+        assert!(not_in(
+            &LogSection {
+                consistency: s2.consistency.clone(),
+                ..other_leaf
+            },
+            &p2
         ));
         let mut short = s2.clone();
-        short.inclusion[0].path.pop();
-        assert!(matches!(
-            check(&p2, Some(&short), Some(&kept), Some(&pk)),
-            Err(LogCheckError::NotIncluded { .. })
-        ));
+        short.appended.as_mut().unwrap().frontier.pop();
+        assert!(not_in(&short, &p2));
         let mut none = s2.clone();
-        none.inclusion.clear();
+        none.appended = None;
+        assert!(not_in(&none, &p2));
+        // Two new events stored in the other order: the signed tree does not
+        // hold them where the push put them.
+        let p3 = push(vec![event(4), event(5)]);
+        let mut swapped = grown_by(&grown, &[&p3.events[1], &p3.events[0]]);
+        let s3 = section(&swapped, 5, Some(5), &key);
+        let kept5 = check(&p2, Some(&s2), Some(&kept), Some(&pk))
+            .unwrap()
+            .unwrap();
         assert!(matches!(
-            check(&p2, Some(&none), Some(&kept), Some(&pk)),
+            check(&p3, Some(&s3), Some(&kept5), Some(&pk)),
             Err(LogCheckError::NotIncluded { .. })
         ));
+        // One of them left out of the log, another leaf in its place.
+        swapped = grown_by(&grown, &[&p3.events[0]]);
+        swapped.push([9; 32]);
+        let s4 = section(&swapped, 5, Some(5), &key);
+        assert!(check(&p3, Some(&s4), Some(&kept5), Some(&pk)).is_err());
+        // A resend of events the log held: one inclusion proof each.
+        let resent = held(&tree, &p1, 1, &key);
+        assert!(check(&p1, Some(&resent), None, Some(&pk)).is_ok());
+        let mut bent = resent.clone();
+        bent.inclusion[1].path[0] = hex::encode([3u8; 32]);
+        assert!(check(&p1, Some(&bent), None, Some(&pk)).is_err());
 
         // A rewritten log: leaf 1 (event 1) removed, the rest appended again;
         // signed with the right key, its proofs honest for the new tree.
@@ -309,7 +387,7 @@ mod tests {
         rewritten.push([8; 32]);
         rewritten.push([9; 32]);
         rewritten.push(crate::registry::digest_of("kiosk-1", &p2.events[0]));
-        let r = section(&rewritten, &p2, 4, Some(3), &key);
+        let r = section(&rewritten, 4, Some(3), &key);
         assert_eq!(
             check(&p2, Some(&r), Some(&kept), Some(&pk)),
             Err(LogCheckError::Inconsistent { size: 3 })

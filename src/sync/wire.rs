@@ -152,8 +152,14 @@ pub struct LogSection {
     pub root: String,
     pub at: i64,
     pub signature: String,
-    /// One per acked event, in the push's order.
+    /// One per pushed event the log held before this push (a resend after
+    /// a lost ack), in the push's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inclusion: Vec<Inclusion>,
+    /// The push's new events, in its order, are the last leaves of the
+    /// tree: one append proof for all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appended: Option<Appended>,
     /// From the push's `log_size` to `size`; absent when the push gave none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<Consistency>,
@@ -166,6 +172,17 @@ pub struct Inclusion {
     pub event_id: String,
     pub index: u64,
     pub path: Vec<String>,
+}
+
+/// The push's new events are leaves `first .. size` of the tree; `frontier`
+/// is the tree of `first` leaves as a compact range (one 32-byte hex root
+/// per bit set in `first`, largest subtree first; see
+/// [`crate::registry::log::verify_append`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Appended {
+    pub first: u64,
+    pub frontier: Vec<String>,
 }
 
 /// The consistency proof from tree size `from`.
@@ -241,6 +258,11 @@ pub fn parse_ack(body: &[u8]) -> Result<Ack, WireError> {
         && (c.from > log.size || !path_ok(&c.path))
     {
         return bad("log consistency proof");
+    }
+    if let Some(p) = &log.appended
+        && (p.first >= log.size || !path_ok(&p.frontier))
+    {
+        return bad("log append proof");
     }
     Ok(a)
 }
@@ -401,6 +423,10 @@ mod tests {
                     index: 4,
                     path: vec!["ef".repeat(32); 3],
                 }],
+                appended: Some(Appended {
+                    first: 4,
+                    frontier: vec!["ef".repeat(32)],
+                }),
                 consistency: Some(Consistency {
                     from: 3,
                     path: vec!["ef".repeat(32); 2],
@@ -444,6 +470,21 @@ mod tests {
                 Box::new(|l| l.consistency.as_mut().unwrap().from = 6),
             ),
             ("size", Box::new(|l| l.size = u64::MAX)),
+            (
+                "append past the end",
+                Box::new(|l| l.appended.as_mut().unwrap().first = 5),
+            ),
+            (
+                "frontier over the bound",
+                Box::new(|l| {
+                    l.appended.as_mut().unwrap().frontier =
+                        vec!["ef".repeat(32); crate::registry::log::MAX_PATH + 1]
+                }),
+            ),
+            (
+                "frontier not hex",
+                Box::new(|l| l.appended.as_mut().unwrap().frontier[0] = "zz".repeat(32)),
+            ),
         ];
         for (what, f) in cases {
             let mut a = ok.clone();
