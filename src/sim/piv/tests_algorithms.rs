@@ -362,7 +362,7 @@ fn new_key_types_survive_save_and_load() {
     fresh.load(saved.clone()).unwrap();
     let mut again = Card {
         card: crate::sim::card::VirtualCard::new(vec![Box::new(fresh)]),
-        person: crate::sim::person::PlainPresence(o.person.clone()),
+        person: crate::sim::person::PlainPresence(o.person),
     };
     again.ok("00A4040005A000000308");
     assert_eq!(again.ok("00F7009A00"), x);
