@@ -136,8 +136,9 @@ macro_rules! named_enum {
 named_enum!(
     /// An asymmetric key algorithm keyward generates on the card (Yubico
     /// PIV "Supported algorithms"; RSA-3072/4096, Ed25519 and X25519 need
-    /// firmware 5.7). RSA-1024 is left out on purpose: NIST SP 800-78-4
-    /// Table 3-1 allows no new 1024-bit PIV keys.
+    /// firmware 5.7). RSA-1024 is left out on purpose: at 80 bits of
+    /// strength it is disallowed for new signatures by NIST SP 800-131A
+    /// Rev. 2 §4, and SP 800-78-4 Table 3-1 no longer lists it.
     KeyAlgorithm {
         /// ECDSA over NIST P-256.
         P256 = "p256",
