@@ -198,6 +198,17 @@ fn ykman_imports_every_5_7_key_type_and_imported_keys_are_not_attested() {
         ]));
         assert!(!out.status.success(), "an imported key was attested");
     }
+    // keyward tells an imported key from an empty slot (the card answers
+    // 6A80 for both).
+    let o = kw(
+        &sim,
+        &["attest", "--slot", "9e", "--out-dir", d.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("the key in slot 9e: it was imported"), "{e}");
+    assert!(!d.join("9e.attestation.pem").exists());
 }
 
 #[test]

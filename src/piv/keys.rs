@@ -122,12 +122,27 @@ impl PivCard {
     pub fn attest(&mut self, slot: Slot) -> Result<Attestation, PivError> {
         let yk_slot = yk_slot(slot)?;
         let yk = &mut self.yk;
-        let slot_certificate = guard("attestation", || piv::attest(yk, yk_slot))?
-            .map_err(|e| match e {
-                yubikey::Error::GenericError => PivError::SlotEmpty { slot },
-                e => self.yk_err("attestation", Reference::None, e),
-            })?
-            .to_vec();
+        let slot_certificate = match guard("attestation", || piv::attest(yk, yk_slot))? {
+            Ok(c) => c.to_vec(),
+            // A YubiKey answers 6A80 both for an empty slot and for an
+            // imported key (it attests only keys generated on it; Yubico
+            // .NET SDK issue #9): GET METADATA tells them apart.
+            Err(yubikey::Error::GenericError) => {
+                let imported = self
+                    .metadata(yk_slot)?
+                    .is_some_and(|m| matches!(m.origin, Some(piv::Origin::Imported)));
+                return Err(if imported {
+                    PivError::NotSupported {
+                        what: format!(
+                            "attesting the key in slot {slot}: it was imported, and only keys generated on the card are attested; generate a new one with `keyward piv provision --slot {slot} --overwrite`"
+                        ),
+                    }
+                } else {
+                    PivError::SlotEmpty { slot }
+                });
+            }
+            Err(e) => return Err(self.yk_err("attestation", Reference::None, e)),
+        };
         let f9 = self
             .read_object(OBJ_ATTESTATION_F9, "reading the F9 certificate")?
             .ok_or_else(|| PivError::NotSupported {
