@@ -126,6 +126,25 @@ fn ykman_generates_uses_and_attests_every_5_7_key_type_then_resets() {
     }
     let piv = ykman(&sim, &["piv", "info"]);
     assert!(piv.contains("Private key type: ED25519"), "{piv}");
+    // keyward reads the same metadata, RSA-4096's 533-byte answer included.
+    let i = info(&sim);
+    let algs: Vec<(&str, &str)> = i["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| Some((s["slot"].as_str()?, s["key"]["algorithm"].as_str()?)))
+        .collect();
+    assert_eq!(
+        algs,
+        [
+            ("9a", "rsa3072"),
+            ("9c", "rsa4096"),
+            ("9d", "x25519"),
+            ("9e", "ed25519"),
+            ("82", "rsa1024"),
+            ("83", "p384"),
+        ]
+    );
 
     // Reset: keys gone, PIN/PUK/management key back to the factory values.
     ykman(&sim, &["piv", "reset", "-f"]);
