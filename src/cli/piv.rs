@@ -306,21 +306,29 @@ fn provision(
     out: Option<&Path>,
     json: bool,
 ) -> Result<()> {
+    // Before any PIN or management key is asked for or sent.
+    c.require_firmware_for(key.algorithm).map_err(fail)?;
     let p = pin(io, card)?;
     admin(c, io, card, Some(&p))?;
     let public = c
         .generate(key.slot, key.algorithm, key.pin_policy, key.touch_policy)
         .map_err(fail)?;
     let att = c.attest(key.slot).map_err(fail)?;
-    // The signature below is the first use of the key: the PIN policy
-    // applies from here on.
-    c.verify_pin(&p).map_err(fail)?;
-    if key.touch_policy == TouchPolicy::Always || key.touch_policy == TouchPolicy::Cached {
-        eprintln!("keyward: touch the key to sign the CSR");
-    }
-    let csr = c.csr(key.slot, subject).map_err(fail)?;
+    // An X25519 key cannot sign its own request: its attestation
+    // certificate is what vouches for it (docs/piv.md).
+    let csr = if key.algorithm.can_sign() {
+        // The signature below is the first use of the key: the PIN policy
+        // applies from here on.
+        c.verify_pin(&p).map_err(fail)?;
+        if key.touch_policy == TouchPolicy::Always || key.touch_policy == TouchPolicy::Cached {
+            eprintln!("keyward: touch the key to sign the CSR");
+        }
+        Some(c.csr(key.slot, subject).map_err(fail)?)
+    } else {
+        None
+    };
     let slot = key.slot;
-    let pems = [
+    let mut pems = vec![
         (format!("{slot}.pub.pem"), to_pem("PUBLIC KEY", &public)?),
         (
             format!("{slot}.attestation.pem"),
@@ -330,31 +338,40 @@ fn provision(
             "f9.pem".to_string(),
             to_pem("CERTIFICATE", &att.f9_certificate)?,
         ),
-        (
-            format!("{slot}.csr.pem"),
-            to_pem("CERTIFICATE REQUEST", &csr)?,
-        ),
     ];
+    if let Some(csr) = &csr {
+        pems.push((
+            format!("{slot}.csr.pem"),
+            to_pem("CERTIFICATE REQUEST", csr)?,
+        ));
+    }
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for (name, pem) in &pems {
             write(&dir.join(name), pem)?;
         }
     }
+    let csr_pem = pems.get(3).map(|p| p.1.clone());
     let doc = json!({
         "version": 1, "ok": true, "serial": c.serial(), "slot": slot, "algorithm": key.algorithm,
         "pin_policy": key.pin_policy, "touch_policy": key.touch_policy,
         "public_key_pem": pems[0].1, "attestation_pem": pems[1].1,
-        "f9_certificate_pem": pems[2].1, "csr_pem": pems[3].1,
+        "f9_certificate_pem": pems[2].1, "csr_pem": csr_pem,
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if out.is_none() {
-        print!("{}", pems[3].1);
-    } else {
+        // The CSR, or for a key that cannot sign, its attestation.
+        print!("{}", csr_pem.as_deref().unwrap_or(&pems[1].1));
+    } else if csr.is_some() {
         println!(
             "slot {slot}: {} key generated, attestation and CSR written",
             key.algorithm
+        );
+    } else {
+        println!(
+            "slot {slot}: {} key generated and attestation written (no CSR: {} keys cannot sign)",
+            key.algorithm, key.algorithm
         );
     }
     Ok(())

@@ -8,7 +8,7 @@ use der::{Decode, Encode};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::builder::Builder;
 use x509_cert::request::RequestBuilder;
-use yubikey::certificate::yubikey_signer::{Rsa2048, Signer, YubiRsa};
+use yubikey::certificate::yubikey_signer::{Rsa2048, Rsa3072, Rsa4096, Signer, YubiRsa};
 use yubikey::piv::{self, AlgorithmId, SlotAlgorithmId};
 
 use super::card::{PivCard, guard};
@@ -52,6 +52,7 @@ impl PivCard {
         touch_policy: TouchPolicy,
     ) -> Result<Vec<u8>, PivError> {
         let yk_slot = yk_slot(slot)?;
+        self.require_firmware_for(algorithm)?;
         let spki = piv::generate(
             &mut self.yk,
             yk_slot,
@@ -73,6 +74,28 @@ impl PivCard {
         })?;
         spki.to_der()
             .map_err(|e| PivError::Invalid(format!("card returned a bad public key: {e}")))
+    }
+
+    /// Refuse, before any command reaches the card, an algorithm its
+    /// firmware does not have; the message names the firmware, the minimum
+    /// and what this card does offer.
+    pub fn require_firmware_for(&self, algorithm: KeyAlgorithm) -> Result<(), PivError> {
+        let found = self.version();
+        match algorithm.min_firmware() {
+            Some(min) if found < min => {
+                let offered: Vec<&str> = KeyAlgorithm::supported_by(found)
+                    .iter()
+                    .map(|a| a.name())
+                    .collect();
+                Err(PivError::NotSupported {
+                    what: format!(
+                        "{algorithm} keys: its firmware {found} is older than {min}, the first with them; choose one of {}",
+                        offered.join(", ")
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The slot's public key (GET METADATA), DER SubjectPublicKeyInfo.
@@ -99,12 +122,27 @@ impl PivCard {
     pub fn attest(&mut self, slot: Slot) -> Result<Attestation, PivError> {
         let yk_slot = yk_slot(slot)?;
         let yk = &mut self.yk;
-        let slot_certificate = guard("attestation", || piv::attest(yk, yk_slot))?
-            .map_err(|e| match e {
-                yubikey::Error::GenericError => PivError::SlotEmpty { slot },
-                e => self.yk_err("attestation", Reference::None, e),
-            })?
-            .to_vec();
+        let slot_certificate = match guard("attestation", || piv::attest(yk, yk_slot))? {
+            Ok(c) => c.to_vec(),
+            // A YubiKey answers 6A80 both for an empty slot and for an
+            // imported key (it attests only keys generated on it; Yubico
+            // .NET SDK issue #9): GET METADATA tells them apart.
+            Err(yubikey::Error::GenericError) => {
+                let imported = self
+                    .metadata(yk_slot)?
+                    .is_some_and(|m| matches!(m.origin, Some(piv::Origin::Imported)));
+                return Err(if imported {
+                    PivError::NotSupported {
+                        what: format!(
+                            "attesting the key in slot {slot}: it was imported, and only keys generated on the card are attested; generate a new one with `keyward piv provision --slot {slot} --overwrite`"
+                        ),
+                    }
+                } else {
+                    PivError::SlotEmpty { slot }
+                });
+            }
+            Err(e) => return Err(self.yk_err("attestation", Reference::None, e)),
+        };
         let f9 = self
             .read_object(OBJ_ATTESTATION_F9, "reading the F9 certificate")?
             .ok_or_else(|| PivError::NotSupported {
@@ -162,8 +200,10 @@ impl PivCard {
 
     /// A PKCS#10 request for the key in `slot`, signed on the card (ECDSA
     /// with SHA-256 for P-256, SHA-384 for P-384; RSA PKCS#1 v1.5 with
-    /// SHA-256). The PIN must be verified first when the slot's PIN policy
-    /// asks for it; a touch policy makes the card wait for a touch.
+    /// SHA-256 for every modulus size; Ed25519 over the request itself,
+    /// RFC 8410 §6). The PIN must be verified first when the slot's PIN
+    /// policy asks for it; a touch policy makes the card wait for a touch.
+    /// An X25519 key cannot sign, so it has no CSR.
     pub fn csr(&mut self, slot: Slot, subject: &str) -> Result<Vec<u8>, PivError> {
         use std::str::FromStr;
         let name = x509_cert::name::Name::from_str(subject).map_err(|e| {
@@ -188,6 +228,26 @@ impl PivCard {
                 let s = Signer::<YubiRsa<Rsa2048>>::new(yk, yk_slot, spki_ref).map_err(bad_key)?;
                 builder.build::<_, rsa::pkcs1v15::Signature>(&s)
             }
+            AlgorithmId::Rsa3072 => {
+                let s = Signer::<YubiRsa<Rsa3072>>::new(yk, yk_slot, spki_ref).map_err(bad_key)?;
+                builder.build::<_, rsa::pkcs1v15::Signature>(&s)
+            }
+            AlgorithmId::Rsa4096 => {
+                let s = Signer::<YubiRsa<Rsa4096>>::new(yk, yk_slot, spki_ref).map_err(bad_key)?;
+                builder.build::<_, rsa::pkcs1v15::Signature>(&s)
+            }
+            AlgorithmId::Ed25519 => {
+                let s = super::ed25519::CardSigner::new(yk, yk_slot, spki_ref)
+                    .map_err(|_| bad_key(yubikey::Error::ParseError))?;
+                builder.build::<_, ed25519_dalek::Signature>(&s)
+            }
+            AlgorithmId::X25519 => {
+                return Err(PivError::NotSupported {
+                    what: format!(
+                        "a CSR for the x25519 key in slot {slot}: X25519 only agrees keys and cannot sign one; certify it with its attestation certificate instead"
+                    ),
+                });
+            }
             other => {
                 return Err(PivError::NotSupported {
                     what: format!("CSRs for {} keys", super::types::algorithm_name(other)),
@@ -204,8 +264,9 @@ impl PivCard {
     /// Sign a 32-byte digest with the key in `slot` (GENERAL AUTHENTICATE,
     /// SP 800-73-4 Part 2 §3.2.4): ECDSA for P-256 and P-384 (DER
     /// signature; the digest is taken as the hash, FIPS 186-5 §6.4.1),
-    /// RSA-2048 PKCS#1 v1.5 over a SHA-256 DigestInfo (RFC 8017 §9.2),
-    /// Ed25519 over the 32 bytes as the message. Used for the ticket
+    /// RSA (2048, 3072, 4096) PKCS#1 v1.5 over a SHA-256 DigestInfo (RFC
+    /// 8017 §9.2), Ed25519 over the 32 bytes as the message. X25519 cannot
+    /// sign and is refused before the card is asked. Used for the ticket
     /// binding of docs/ticket.md §6. The PIN must be verified first when
     /// the slot's PIN policy asks; a touch policy makes the card wait.
     pub fn sign_digest(&mut self, slot: Slot, digest: &[u8; 32]) -> Result<Vec<u8>, PivError> {
@@ -213,21 +274,9 @@ impl PivCard {
         let yk_slot = yk_slot(slot)?;
         let input = match alg {
             AlgorithmId::EccP256 | AlgorithmId::EccP384 | AlgorithmId::Ed25519 => digest.to_vec(),
-            AlgorithmId::Rsa2048 => {
-                // EMSA-PKCS1-v1_5: 00 01 FF..FF 00 DigestInfo(SHA-256) H.
-                const PREFIX: [u8; 19] = [
-                    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
-                    0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
-                ];
-                let mut em = vec![0xFFu8; 256];
-                em[0] = 0x00;
-                em[1] = 0x01;
-                let t = 256 - PREFIX.len() - 32;
-                em[t - 1] = 0x00;
-                em[t..t + PREFIX.len()].copy_from_slice(&PREFIX);
-                em[t + PREFIX.len()..].copy_from_slice(digest);
-                em
-            }
+            AlgorithmId::Rsa2048 => emsa_pkcs1_sha256(digest, 256),
+            AlgorithmId::Rsa3072 => emsa_pkcs1_sha256(digest, 384),
+            AlgorithmId::Rsa4096 => emsa_pkcs1_sha256(digest, 512),
             other => {
                 return Err(PivError::NotSupported {
                     what: format!("signing with {} keys", super::types::algorithm_name(other)),
@@ -252,6 +301,23 @@ impl PivCard {
 }
 
 use der::referenced::OwnedToRef;
+
+/// EMSA-PKCS1-v1_5 encoding (RFC 8017 §9.2) of a SHA-256 digest for a
+/// modulus of `k` bytes: `00 01 FF..FF 00 DigestInfo(SHA-256) H`.
+pub fn emsa_pkcs1_sha256(digest: &[u8; 32], k: usize) -> Vec<u8> {
+    const PREFIX: [u8; 19] = [
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    let mut em = vec![0xFFu8; k];
+    em[0] = 0x00;
+    em[1] = 0x01;
+    let t = k - PREFIX.len() - 32;
+    em[t - 1] = 0x00;
+    em[t..t + PREFIX.len()].copy_from_slice(&PREFIX);
+    em[t + PREFIX.len()..].copy_from_slice(digest);
+    em
+}
 
 /// The content of a certificate object as ykman and yubico-piv-tool write
 /// it: certificate `70`, CertInfo `71` = `00` (not compressed), empty LRC
@@ -303,6 +369,22 @@ mod tests {
         );
         let long = certificate_body(&[0u8; 300]);
         assert_eq!(&long[..4], &[0x70, 0x82, 0x01, 0x2C]);
+    }
+
+    #[test]
+    fn pkcs1_encoding_for_every_rsa_size() {
+        let d = [0xABu8; 32];
+        for k in [256usize, 384, 512] {
+            let em = emsa_pkcs1_sha256(&d, k);
+            assert_eq!(em.len(), k);
+            assert_eq!(em[..3], [0x00, 0x01, 0xFF]);
+            let tail = format!(
+                "003031300d060960864801650304020105000420{}",
+                "ab".repeat(32)
+            );
+            assert!(hex::encode(&em).ends_with(&tail));
+            assert!(em[2..k - 52].iter().all(|b| *b == 0xFF));
+        }
     }
 
     #[test]

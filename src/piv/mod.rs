@@ -14,6 +14,7 @@
 
 mod card;
 mod drift;
+mod ed25519;
 pub(crate) mod error;
 mod keys;
 mod mgmt;

@@ -134,8 +134,11 @@ macro_rules! named_enum {
 }
 
 named_enum!(
-    /// An asymmetric key algorithm the card generates (Yubico PIV
-    /// "Supported algorithms"; Ed25519 needs firmware 5.7).
+    /// An asymmetric key algorithm keyward generates on the card (Yubico
+    /// PIV "Supported algorithms"; RSA-3072/4096, Ed25519 and X25519 need
+    /// firmware 5.7). RSA-1024 is left out on purpose: at 80 bits of
+    /// strength it is disallowed for new signatures by NIST SP 800-131A
+    /// Rev. 2 §4, and SP 800-78-4 Table 3-1 no longer lists it.
     KeyAlgorithm {
         /// ECDSA over NIST P-256.
         P256 = "p256",
@@ -143,6 +146,14 @@ named_enum!(
         P384 = "p384",
         /// RSA 2048 with PKCS#1 v1.5 signatures.
         Rsa2048 = "rsa2048",
+        /// RSA 3072 with PKCS#1 v1.5 signatures (firmware 5.7+).
+        Rsa3072 = "rsa3072",
+        /// RSA 4096 with PKCS#1 v1.5 signatures (firmware 5.7+).
+        Rsa4096 = "rsa4096",
+        /// Ed25519 signatures (firmware 5.7+).
+        Ed25519 = "ed25519",
+        /// X25519 key agreement only: it cannot sign (firmware 5.7+).
+        X25519 = "x25519",
     }
 );
 
@@ -195,7 +206,52 @@ impl KeyAlgorithm {
             KeyAlgorithm::P256 => AlgorithmId::EccP256,
             KeyAlgorithm::P384 => AlgorithmId::EccP384,
             KeyAlgorithm::Rsa2048 => AlgorithmId::Rsa2048,
+            KeyAlgorithm::Rsa3072 => AlgorithmId::Rsa3072,
+            KeyAlgorithm::Rsa4096 => AlgorithmId::Rsa4096,
+            KeyAlgorithm::Ed25519 => AlgorithmId::Ed25519,
+            KeyAlgorithm::X25519 => AlgorithmId::X25519,
         }
+    }
+
+    /// The first YubiKey firmware that generates this key type: 5.7.0 for
+    /// RSA-3072/4096, Ed25519 and X25519 (Yubico "YubiKey 5.7 firmware
+    /// specifics"; yubikit `_do_check_key_support`), none for the others
+    /// on the YubiKey 5 keyward supports.
+    pub fn min_firmware(self) -> Option<FirmwareVersion> {
+        match self {
+            KeyAlgorithm::P256 | KeyAlgorithm::P384 | KeyAlgorithm::Rsa2048 => None,
+            KeyAlgorithm::Rsa3072
+            | KeyAlgorithm::Rsa4096
+            | KeyAlgorithm::Ed25519
+            | KeyAlgorithm::X25519 => Some(FirmwareVersion {
+                major: 5,
+                minor: 7,
+                patch: 0,
+            }),
+        }
+    }
+
+    /// The algorithms firmware `v` generates, in the order the CLI lists
+    /// them.
+    pub fn supported_by(v: FirmwareVersion) -> Vec<KeyAlgorithm> {
+        KeyAlgorithm::ALL
+            .iter()
+            .copied()
+            .filter(|a| a.min_firmware().is_none_or(|m| v >= m))
+            .collect()
+    }
+
+    /// Whether the key signs (X25519 only agrees keys).
+    pub fn can_sign(self) -> bool {
+        self != KeyAlgorithm::X25519
+    }
+
+    /// Whether this is an RSA key (slow to generate: seconds to a minute).
+    pub fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096
+        )
     }
 }
 
@@ -356,11 +412,43 @@ mod tests {
             MgmtAlgorithm::Aes192
         );
         assert_eq!("once".parse::<PinPolicy>().unwrap(), PinPolicy::Once);
+        assert_eq!(
+            "Ed25519".parse::<KeyAlgorithm>().unwrap(),
+            KeyAlgorithm::Ed25519
+        );
+        let err = "rsa1024".parse::<KeyAlgorithm>().unwrap_err();
+        assert!(
+            err.contains("p256, p384, rsa2048, rsa3072, rsa4096, ed25519, x25519"),
+            "{err}"
+        );
         let v: FirmwareVersion = "5.4.3".parse().unwrap();
         assert_eq!(MgmtAlgorithm::factory_for(v), MgmtAlgorithm::TripleDes);
         assert_eq!(
             MgmtAlgorithm::factory_for("5.7.1".parse().unwrap()),
             MgmtAlgorithm::Aes192
         );
+    }
+
+    #[test]
+    fn firmware_offers_the_algorithms_it_has() {
+        let names = |v: &str| {
+            KeyAlgorithm::supported_by(v.parse().unwrap())
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(names("5.4.3"), "p256,p384,rsa2048");
+        assert_eq!(names("5.6.9"), "p256,p384,rsa2048");
+        assert_eq!(
+            names("5.7.0"),
+            "p256,p384,rsa2048,rsa3072,rsa4096,ed25519,x25519"
+        );
+        // The crate's identifiers are the card's (Yubico "GET METADATA" /
+        // yubikit KEY_TYPE): 07, 05, 16, E0, E1.
+        let ids: Vec<u8> = KeyAlgorithm::ALL.iter().map(|a| a.to_yk().into()).collect();
+        assert_eq!(ids, [0x11, 0x14, 0x07, 0x05, 0x16, 0xE0, 0xE1]);
+        assert!(!KeyAlgorithm::X25519.can_sign());
+        assert!(KeyAlgorithm::Rsa4096.is_rsa() && !KeyAlgorithm::Ed25519.is_rsa());
     }
 }

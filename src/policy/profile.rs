@@ -292,9 +292,12 @@ impl Profile {
             ));
         }
         for a in &self.piv.algorithms {
-            if !matches!(a.as_str(), "p256" | "p384" | "ed25519" | "rsa2048") {
+            if !matches!(
+                a.as_str(),
+                "p256" | "p384" | "ed25519" | "rsa2048" | "rsa3072" | "rsa4096"
+            ) {
                 return Err(format!(
-                    "piv.algorithms: {a:?} is not p256, p384, ed25519 or rsa2048"
+                    "piv.algorithms: {a:?} is not p256, p384, ed25519, rsa2048, rsa3072 or rsa4096"
                 ));
             }
         }

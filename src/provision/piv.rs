@@ -61,11 +61,23 @@ fn spec(op: &PivOp) -> Result<Spec, ProvisionError> {
             Reason::DeviceUnsupported,
             Some(Step::Policy),
             format!(
-                "keyward does not generate {} PIV keys; ask for p256, p384 or rsa2048",
+                "keyward does not generate {} PIV keys; ask for p256, p384, rsa2048, or on firmware 5.7+ rsa3072, rsa4096 or ed25519",
                 op.alg
             ),
         )
     })?;
+    // The enrollment proves possession by a signature over the ticket
+    // binding (docs/ticket.md §6): a key that cannot sign cannot prove it.
+    if !alg.can_sign() {
+        return Err(ProvisionError::new(
+            Reason::DeviceUnsupported,
+            Some(Step::Policy),
+            format!(
+                "an enrollment cannot put an {alg} key in slot {}: it only agrees keys and cannot sign the ticket binding; ask for a signing algorithm, and generate X25519 keys with `keyward piv provision`",
+                op.slot
+            ),
+        ));
+    }
     let pin_policy: PinPolicy = op
         .pin_policy
         .as_deref()
@@ -188,6 +200,20 @@ pub(crate) fn identify(
                         "the card cannot report whether its PIN, PUK and management key are the factory values (firmware without GET METADATA); issue a newer key".into(),
                     );
                 }
+            }
+        }
+        // An algorithm this firmware lacks: refused before the PIN step.
+        for op in ops {
+            let alg = spec(op)?.alg;
+            if let Some(min) = alg.min_firmware().filter(|m| state.version < *m) {
+                return Err(ProvisionError::new(
+                    Reason::DeviceUnsupported,
+                    Some(Step::DriftCheck),
+                    format!(
+                        "the ticket asks for an {alg} key in slot {}, which needs firmware {min} or later; this key has {}: use a newer key or a ticket for p256, p384 or rsa2048",
+                        op.slot, state.version
+                    ),
+                ));
             }
         }
         if !pin_is_default && matches!(pin, PinChoice::Generate) {
@@ -320,7 +346,7 @@ fn one_slot(
         profile,
     } = *ctx;
     let keygen = match sp.alg {
-        KeyAlgorithm::Rsa2048 => flow.deadlines.keygen_rsa,
+        a if a.is_rsa() => flow.deadlines.keygen_rsa,
         _ => flow.deadlines.keygen_ec,
     };
     let spki = flow.step(Step::PivKeygen, keygen, |_| {
@@ -460,6 +486,11 @@ pub fn verify_binding(spki_der: &[u8], digest: &[u8; 32], sig: &[u8]) -> Result<
         let s = p384::ecdsa::Signature::from_der(sig).map_err(|e| bad(&e))?;
         return vk.verify_prehash(digest, &s).map_err(|e| bad(&e));
     }
+    if let Ok(vk) = ed25519_dalek::VerifyingKey::from_public_key_der(spki_der) {
+        // Pure Ed25519 over the 32 digest bytes as the message (RFC 8032).
+        let s = ed25519_dalek::Signature::from_slice(sig).map_err(|e| bad(&e))?;
+        return vk.verify_strict(digest, &s).map_err(|e| bad(&e));
+    }
     if let Ok(k) = rsa::RsaPublicKey::from_public_key_der(spki_der) {
         use rsa::signature::hazmat::PrehashVerifier;
         let s = rsa::pkcs1v15::Signature::try_from(sig).map_err(|e| bad(&e))?;
@@ -468,4 +499,58 @@ pub fn verify_binding(spki_der: &[u8], digest: &[u8; 32], sig: &[u8]) -> Result<
             .map_err(|e| bad(&e));
     }
     Err("the generated key's type is not one keyward verifies".into())
+}
+
+#[cfg(test)]
+mod algorithm_tests {
+    use super::*;
+
+    fn op(alg: &str) -> PivOp {
+        PivOp {
+            slot: "9d".into(),
+            alg: alg.into(),
+            pin_policy: None,
+            touch_policy: None,
+        }
+    }
+
+    /// The ticket binding is a signature: a key that cannot sign must not
+    /// be enrolled as if it had proved possession.
+    #[test]
+    fn x25519_cannot_be_enrolled_because_it_cannot_sign_the_binding() {
+        let e = spec(&op("x25519")).err().unwrap();
+        assert_eq!(e.reason, Reason::DeviceUnsupported);
+        assert!(
+            e.to_string().contains("cannot sign the ticket binding"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_5_7_signing_algorithms_are_offered_and_rsa1024_is_not() {
+        for a in ["p256", "p384", "rsa2048", "rsa3072", "rsa4096", "ed25519"] {
+            assert_eq!(spec(&op(a)).ok().unwrap().alg.name(), a);
+        }
+        let e = spec(&op("rsa1024")).err().unwrap();
+        assert_eq!(e.reason, Reason::DeviceUnsupported);
+        assert!(e.to_string().contains("does not generate rsa1024"), "{e}");
+    }
+
+    /// Ed25519 bindings verify as pure Ed25519 over the digest; a signature
+    /// over anything else (e.g. SHA-512 of it, as the yubikey crate's own
+    /// Ed25519 signer would send) is refused.
+    #[test]
+    fn ed25519_binding_verifies_and_a_prehashed_one_does_not() {
+        use ed25519_dalek::Signer;
+        use sha2::Digest;
+        use spki::EncodePublicKey;
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let spki = sk.verifying_key().to_public_key_der().unwrap();
+        let digest = [0x42u8; 32];
+        let good = sk.sign(&digest).to_bytes();
+        verify_binding(spki.as_bytes(), &digest, &good).unwrap();
+        let prehashed = sk.sign(&sha2::Sha512::digest(digest)).to_bytes();
+        assert!(verify_binding(spki.as_bytes(), &digest, &prehashed).is_err());
+        assert!(verify_binding(spki.as_bytes(), &digest, &good[..63]).is_err());
+    }
 }

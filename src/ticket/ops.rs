@@ -86,7 +86,7 @@ pub struct PivOp {
     /// Slot in hex: `9a`, `9c`, `9d`, `9e` or a retired slot `82`–`95`
     /// (SP 800-73-4 Part 1 Table 4b).
     pub slot: String,
-    /// `p256`, `p384`, `ed25519` or `rsa2048`.
+    /// `p256`, `p384`, `ed25519`, `rsa2048`, `rsa3072` or `rsa4096`.
     pub alg: String,
     /// `default`, `never`, `once` or `always`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,11 +159,16 @@ pub(crate) fn check_ops(ops: &[Op]) -> Result<(), TicketError> {
                         format!("PIV slot {:?} is not 9a, 9c, 9d, 9e or 82-95", p.slot),
                     )
                 })?;
-                if !matches!(p.alg.as_str(), "p256" | "p384" | "ed25519" | "rsa2048") {
+                // The signing key types keyward generates (src/piv/types.rs;
+                // rsa3072/rsa4096 need firmware 5.7, checked on the card).
+                if !matches!(
+                    p.alg.as_str(),
+                    "p256" | "p384" | "ed25519" | "rsa2048" | "rsa3072" | "rsa4096"
+                ) {
                     return invalid(
                         "ops",
                         format!(
-                            "PIV algorithm {:?} is not p256, p384, ed25519 or rsa2048",
+                            "PIV algorithm {:?} is not p256, p384, ed25519, rsa2048, rsa3072 or rsa4096",
                             p.alg
                         ),
                     );

@@ -191,7 +191,8 @@ pub struct KeySpec {
     /// 9e (card authentication)
     #[arg(long, value_parser = parse::<Slot>)]
     pub slot: Slot,
-    /// p256, p384 or rsa2048
+    /// p256, p384 or rsa2048; on firmware 5.7+ also rsa3072, rsa4096,
+    /// ed25519 and x25519 (key agreement only: no CSR)
     #[arg(long, value_name = "ALG", value_parser = parse::<KeyAlgorithm>)]
     pub algorithm: KeyAlgorithm,
     /// default, never, once or always

@@ -2,7 +2,10 @@
 //! YubiKey PIN (`AA`) and touch (`AB`) policy tags, and the YubiKey 5.7
 //! MOVE/DELETE KEY (`F6`) (Yubico PIV docs, "PIV extensions").
 
-use super::keys::{ALG_ED25519, ALG_P256, ALG_P384, ALG_RSA2048, PrivateKey};
+use super::keys::{
+    ALG_ED25519, ALG_P256, ALG_P384, ALG_RSA1024, ALG_RSA2048, ALG_RSA3072, ALG_RSA4096,
+    ALG_X25519, PrivateKey,
+};
 use super::state::Slot;
 use super::tlv;
 use super::{PivApplet, SLOT_ATTESTATION, is_key_slot};
@@ -42,11 +45,16 @@ pub fn resolve_policies(slot: u8, pin: Option<&[u8]>, touch: Option<&[u8]>) -> O
     Some((pin, touch))
 }
 
-/// Whether the firmware generates keys of `alg` (Ed25519 from 5.7).
+/// Whether the firmware generates and imports keys of `alg`: RSA-1024/2048
+/// and P-256/P-384 on every YubiKey 5, RSA-3072/4096, Ed25519 and X25519
+/// from 5.7.0 (Yubico "YubiKey 5.7 firmware specifics"; yubikit
+/// `_do_check_key_support`). Earlier firmware does not know the
+/// identifiers: GENERATE answers `6A80` (bad data in the `AC` template)
+/// and IMPORT `6A86` (bad P1), as for any unknown algorithm.
 pub fn supports(fw: Firmware, alg: u8) -> bool {
     match alg {
-        ALG_P256 | ALG_P384 | ALG_RSA2048 => true,
-        ALG_ED25519 => fw >= Firmware(5, 7, 0),
+        ALG_P256 | ALG_P384 | ALG_RSA1024 | ALG_RSA2048 => true,
+        ALG_RSA3072 | ALG_RSA4096 | ALG_ED25519 | ALG_X25519 => fw >= Firmware(5, 7, 0),
         _ => false,
     }
 }

@@ -1,12 +1,14 @@
 //! IMPORT ASYMMETRIC KEY (`FE`, Yubico PIV docs "PIV extensions"):
 //! `00 FE <alg> <slot>` with the private key as TLVs (`01`-`05` RSA p, q,
-//! dP, dQ, qInv; `06` EC scalar; `07` Ed25519 seed) and optional `AA` / `AB`
-//! policies. Imported keys are never attested.
+//! dP, dQ, qInv, each half the modulus size; `06` EC scalar; `07` Ed25519
+//! seed; `08` X25519 scalar) and optional `AA` / `AB` policies (yubikit
+//! `put_key`). The public exponent must be 65537. Imported keys are never
+//! attested.
 
 use zeroize::Zeroizing;
 
 use super::generate::{resolve_policies, supports};
-use super::keys::{ALG_ED25519, ALG_P256, ALG_P384, ALG_RSA2048, PrivateKey};
+use super::keys::{ALG_ED25519, ALG_P256, ALG_P384, ALG_X25519, PrivateKey, rsa_bits};
 use super::state::Slot;
 use super::tlv;
 use super::{PivApplet, is_key_slot};
@@ -28,20 +30,25 @@ fn parse_key(alg: u8, tlvs: &[tlv::Tlv<'_>]) -> Option<PrivateKey> {
                 &seed,
             )))
         }
-        ALG_RSA2048 => {
+        ALG_X25519 => {
+            let raw: Zeroizing<[u8; 32]> = Zeroizing::new(get(0x08)?.try_into().ok()?);
+            Some(PrivateKey::X25519(x25519_dalek::StaticSecret::from(*raw)))
+        }
+        _ => {
             use rsa::BoxedUint;
             use rsa::traits::PublicKeyParts;
+            let bits = rsa_bits(alg)?;
+            let half = bits / 16;
             let (p, q) = (get(0x01)?, get(0x02)?);
-            if p.len() != 128 || q.len() != 128 {
+            if p.len() != half || q.len() != half {
                 return None;
             }
-            let p = BoxedUint::from_be_slice(p, 1024).ok()?;
-            let q = BoxedUint::from_be_slice(q, 1024).ok()?;
+            let p = BoxedUint::from_be_slice(p, bits as u32 / 2).ok()?;
+            let q = BoxedUint::from_be_slice(q, bits as u32 / 2).ok()?;
             let e = BoxedUint::from_be_slice(&[0x01, 0x00, 0x01], 64).ok()?;
             let k = rsa::RsaPrivateKey::from_p_q(p, q, e).ok()?;
-            (k.size() == 256).then(|| PrivateKey::Rsa(Box::new(k)))
+            (k.size() == bits / 8).then(|| PrivateKey::Rsa(Box::new(k)))
         }
-        _ => None,
     }
 }
 

@@ -1,8 +1,10 @@
 //! Slot private keys: generation, public-key encoding, signing and ECDH.
 //!
-//! Algorithm identifiers are those of NIST SP 800-78-4 Table 6-2 (`07`
-//! RSA-2048, `11` P-256, `14` P-384) plus Yubico's `E0` Ed25519 (firmware
-//! 5.7+, Yubico PIV docs "Supported algorithms").
+//! Algorithm identifiers are those of NIST SP 800-78-4 Table 6-2 (`06`
+//! RSA-1024, `07` RSA-2048, `11` P-256, `14` P-384) plus Yubico's (firmware
+//! 5.7+, Yubico PIV docs "Supported algorithms"; yubikit `KEY_TYPE`): `05`
+//! RSA-3072, `16` RSA-4096, `E0` Ed25519, `E1` X25519. An RSA key's
+//! identifier follows from its modulus size.
 
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use spki::SubjectPublicKeyInfoOwned;
@@ -11,16 +13,43 @@ use zeroize::Zeroizing;
 use super::tlv;
 use crate::sim::apdu::sw;
 
+pub const ALG_RSA1024: u8 = 0x06;
 pub const ALG_RSA2048: u8 = 0x07;
+pub const ALG_RSA3072: u8 = 0x05;
+pub const ALG_RSA4096: u8 = 0x16;
 pub const ALG_P256: u8 = 0x11;
 pub const ALG_P384: u8 = 0x14;
 pub const ALG_ED25519: u8 = 0xE0;
+pub const ALG_X25519: u8 = 0xE1;
+
+/// The modulus size in bits of an RSA algorithm identifier.
+pub fn rsa_bits(alg: u8) -> Option<usize> {
+    match alg {
+        ALG_RSA1024 => Some(1024),
+        ALG_RSA2048 => Some(2048),
+        ALG_RSA3072 => Some(3072),
+        ALG_RSA4096 => Some(4096),
+        _ => None,
+    }
+}
+
+/// The RFC 8410 PKCS#8 prefix of an X25519 private key (OID 1.3.101.110,
+/// privateKey `04 20 <32 bytes>`); the key follows.
+const X25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2E, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x6E, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// id-X25519 (RFC 8410 §3).
+const OID_X25519: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.3.101.110");
 
 /// A private key in a slot.
 pub enum PrivateKey {
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
     Ed25519(ed25519_dalek::SigningKey),
+    /// Key agreement only: a YubiKey never signs with it.
+    X25519(x25519_dalek::StaticSecret),
     Rsa(Box<rsa::RsaPrivateKey>),
 }
 
@@ -53,23 +82,38 @@ impl PrivateKey {
                 crate::sim::random_bytes(&mut seed[..]);
                 PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
             }
-            ALG_RSA2048 => PrivateKey::Rsa(Box::new(rsa::RsaPrivateKey::new(&mut rng, 2048).ok()?)),
-            _ => return None,
+            ALG_X25519 => {
+                let mut raw = Zeroizing::new([0u8; 32]);
+                crate::sim::random_bytes(&mut raw[..]);
+                PrivateKey::X25519(x25519_dalek::StaticSecret::from(*raw))
+            }
+            _ => {
+                let bits = rsa_bits(alg)?;
+                PrivateKey::Rsa(Box::new(rsa::RsaPrivateKey::new(&mut rng, bits).ok()?))
+            }
         })
     }
 
     pub fn alg(&self) -> u8 {
+        use rsa::traits::PublicKeyParts;
         match self {
             PrivateKey::P256(_) => ALG_P256,
             PrivateKey::P384(_) => ALG_P384,
             PrivateKey::Ed25519(_) => ALG_ED25519,
-            PrivateKey::Rsa(_) => ALG_RSA2048,
+            PrivateKey::X25519(_) => ALG_X25519,
+            PrivateKey::Rsa(k) => match k.size() {
+                128 => ALG_RSA1024,
+                384 => ALG_RSA3072,
+                512 => ALG_RSA4096,
+                _ => ALG_RSA2048,
+            },
         }
     }
 
     /// The public key as the card returns it inside `7F49` (SP 800-73-4
     /// Part 2 §3.3.2 Table 10: `81` modulus and `82` exponent for RSA, `86`
-    /// point for EC; Yubico uses `86` for the raw Ed25519 key too).
+    /// point for EC; Yubico uses `86` for the raw Ed25519 and X25519 keys
+    /// too, yubikit `_parse_device_public_key`).
     pub fn public_tlvs(&self) -> Vec<u8> {
         use rsa::traits::PublicKeyParts;
         match self {
@@ -80,6 +124,7 @@ impl PrivateKey {
                 tlv::encode(0x86, k.verifying_key().to_sec1_point(false).as_bytes())
             }
             PrivateKey::Ed25519(k) => tlv::encode(0x86, k.verifying_key().as_bytes()),
+            PrivateKey::X25519(k) => tlv::encode(0x86, x25519_dalek::PublicKey::from(k).as_bytes()),
             PrivateKey::Rsa(k) => {
                 let mut v = tlv::encode(0x81, &k.n_bytes());
                 v.extend(tlv::encode(0x82, &k.e_bytes()));
@@ -95,6 +140,18 @@ impl PrivateKey {
             PrivateKey::P256(k) => k.verifying_key().to_public_key_der().ok()?,
             PrivateKey::P384(k) => k.verifying_key().to_public_key_der().ok()?,
             PrivateKey::Ed25519(k) => k.verifying_key().to_public_key_der().ok()?,
+            PrivateKey::X25519(k) => {
+                return Some(SubjectPublicKeyInfoOwned {
+                    algorithm: spki::AlgorithmIdentifierOwned {
+                        oid: OID_X25519,
+                        parameters: None,
+                    },
+                    subject_public_key: der::asn1::BitString::from_bytes(
+                        x25519_dalek::PublicKey::from(k).as_bytes(),
+                    )
+                    .ok()?,
+                });
+            }
             PrivateKey::Rsa(k) => k.to_public_key().to_public_key_der().ok()?,
         };
         SubjectPublicKeyInfoOwned::from_der(doc.as_bytes()).ok()
@@ -103,7 +160,9 @@ impl PrivateKey {
     /// The private operation of GENERAL AUTHENTICATE with a `81` challenge
     /// (SP 800-73-4 Part 2 §3.2.4, Yubico PIV docs "Sign"): ECDSA over the
     /// host's digest (DER signature), Ed25519 over the message, raw RSA
-    /// (the host pads).
+    /// (the host pads). An X25519 key cannot sign: `6A80`, the answer the
+    /// simulator gives for every key/operation mismatch (no device trace of
+    /// this refusal is public; docs/simulator.md).
     pub fn sign(&self, input: &[u8]) -> Result<Vec<u8>, Sw> {
         use p256::ecdsa::signature::hazmat::PrehashSigner;
         match self {
@@ -121,12 +180,16 @@ impl PrivateKey {
                 use ed25519_dalek::Signer;
                 Ok(k.sign(input).to_bytes().to_vec())
             }
+            PrivateKey::X25519(_) => Err(sw::WRONG_DATA),
             PrivateKey::Rsa(k) => rsa_raw(k, input),
         }
     }
 
     /// ECDH with the host's uncompressed point (`85`, SP 800-73-4 Part 2
-    /// §3.2.4): the shared secret's x-coordinate.
+    /// §3.2.4): the shared secret's x-coordinate. For X25519 the host sends
+    /// its raw 32-byte u-coordinate and gets the RFC 7748 shared secret
+    /// (yubikit `calculate_secret`); an all-zero result (a low-order peer
+    /// point, RFC 7748 §6.1) is refused.
     pub fn ecdh(&self, point: &[u8]) -> Result<Vec<u8>, Sw> {
         use p256::elliptic_curve::ecdh::diffie_hellman;
         match self {
@@ -140,6 +203,14 @@ impl PrivateKey {
                 let s = diffie_hellman(k.as_nonzero_scalar(), pk.as_affine());
                 Ok(s.raw_secret_bytes().to_vec())
             }
+            PrivateKey::X25519(k) => {
+                let peer: [u8; 32] = point.try_into().map_err(|_| sw::WRONG_DATA)?;
+                let s = k.diffie_hellman(&x25519_dalek::PublicKey::from(peer));
+                if !s.was_contributory() {
+                    return Err(sw::WRONG_DATA);
+                }
+                Ok(s.as_bytes().to_vec())
+            }
             _ => Err(sw::WRONG_DATA),
         }
     }
@@ -150,6 +221,11 @@ impl PrivateKey {
             PrivateKey::P256(k) => k.to_pkcs8_der().ok()?,
             PrivateKey::P384(k) => k.to_pkcs8_der().ok()?,
             PrivateKey::Ed25519(k) => k.to_pkcs8_der().ok()?,
+            PrivateKey::X25519(k) => {
+                let mut v = Zeroizing::new(X25519_PKCS8_PREFIX.to_vec());
+                v.extend_from_slice(k.as_bytes());
+                return Some(v);
+            }
             PrivateKey::Rsa(k) => k.to_pkcs8_der().ok()?,
         };
         Some(Zeroizing::new(doc.as_bytes().to_vec()))
@@ -162,8 +238,16 @@ impl PrivateKey {
             ALG_ED25519 => {
                 PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_pkcs8_der(der).ok()?)
             }
-            ALG_RSA2048 => PrivateKey::Rsa(Box::new(rsa::RsaPrivateKey::from_pkcs8_der(der).ok()?)),
-            _ => return None,
+            ALG_X25519 => {
+                let raw = der.strip_prefix(&X25519_PKCS8_PREFIX[..])?;
+                let raw: Zeroizing<[u8; 32]> = Zeroizing::new(raw.try_into().ok()?);
+                PrivateKey::X25519(x25519_dalek::StaticSecret::from(*raw))
+            }
+            _ => {
+                let k = rsa::RsaPrivateKey::from_pkcs8_der(der).ok()?;
+                let k = PrivateKey::Rsa(Box::new(k));
+                (k.alg() == alg).then_some(k)?
+            }
         })
     }
 }

@@ -231,4 +231,6 @@ impl Applet for PivApplet {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_algorithms;
+#[cfg(test)]
 pub(crate) mod testutil;
