@@ -303,6 +303,7 @@ impl Profile {
                 return Err(format!("replacement.from_states: unknown state {s:?}"));
             }
         }
+        self.attestation.validate()?;
         for (i, e) in self.attestation.exceptions.iter().enumerate() {
             let Some(exp) = &e.expires else {
                 return Err(format!(
