@@ -529,3 +529,83 @@ fn vendor_key_through_pcscd_enrolls_and_a_revoked_one_does_not() {
     assert_eq!(e.reason, Reason::PolicyAttestation, "{}", e.full_message());
     assert_eq!(revoked.counts(), (0, 0, 0));
 }
+
+/// `keyward devices --json` and its text listing on `dir`'s kept BLOB:
+/// the device in `reader`.
+fn devices_on(dir: &Path, reader: &str) -> (serde_json::Value, String) {
+    let run = |json: bool| {
+        let mut c = common::keyward();
+        c.env("KEYWARD_SOCKET", dir.join("no-daemon.sock"))
+            .arg("devices")
+            .arg("--mds-dir")
+            .arg(dir.join("mds"))
+            .arg("--mds-root")
+            .arg(dir.join("mds-root.der"));
+        if json {
+            c.arg("--json");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let doc: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
+    let dev = doc["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["reader_or_path"] == reader)
+        .cloned()
+        .unwrap_or_else(|| panic!("{reader} not listed: {doc:#}"));
+    let text = run(false);
+    let id = dev["id"].as_str().unwrap().to_string();
+    let block: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with(&id))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    (dev, block)
+}
+
+#[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
+fn devices_show_vendor_and_model_from_the_blob_and_unknown_otherwise() {
+    common::require_rig();
+    let dir = tempfile::tempdir().unwrap();
+    let m = test_mds();
+    m.install(
+        dir.path(),
+        &m.blob(7, vec![vendor_entry(VENDOR, "FIDO_CERTIFIED_L2")]),
+        None,
+    );
+    let sim = own_sim(42_000_201, &["--vendor", "other"]);
+    let (dev, text) = devices_on(dir.path(), sim.reader.name);
+    assert_eq!(dev["aaguid"], VENDOR, "{dev:#}");
+    assert_eq!(dev["model"]["description"], "Vendor B Test Key", "{dev:#}");
+    assert_eq!(dev["model"]["vendor"], "Vendor B (keyward simulator)");
+    assert_eq!(dev["model"]["certification_level"], "FIDO_CERTIFIED_L2");
+    assert!(
+        text.contains(
+            "model: Vendor B Test Key · vendor Vendor B (keyward simulator) · FIDO_CERTIFIED_L2"
+        ),
+        "{text}"
+    );
+    drop(sim);
+    // An AAGUID the BLOB does not list: unknown, and no error.
+    let sim = own_sim(
+        42_000_202,
+        &[
+            "--vendor",
+            "other",
+            "--aaguid",
+            "00000000000000000000000000000bad",
+        ],
+    );
+    let (dev, text) = devices_on(dir.path(), sim.reader.name);
+    assert_eq!(dev["aaguid"], "00000000-0000-0000-0000-000000000bad");
+    assert!(dev["model"].is_null(), "{dev:#}");
+    assert!(
+        text.contains("model: unknown (not in the MDS BLOB)"),
+        "{text}"
+    );
+}

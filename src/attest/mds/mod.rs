@@ -183,6 +183,15 @@ impl MdsEntry {
         self.metadata_statement.as_ref()?.authenticator_version
     }
 
+    /// The maker, as the organisation (O) of the first attestation root
+    /// that names one: MDS3 has no vendor field, and a root names its
+    /// issuer ("Yubico", "Feitian Technologies").
+    pub fn vendor(&self) -> Option<String> {
+        self.anchors()
+            .anchors()
+            .find_map(|a| a.cert.subject_attr("2.5.4.10").into_iter().next())
+    }
+
     /// Its attestationRootCertificates as anchors (entries that do not
     /// parse are skipped: they cannot be chained to).
     pub fn anchors(&self) -> TrustStore {
