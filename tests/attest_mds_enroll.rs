@@ -479,6 +479,13 @@ fn a_blob_with_a_bad_signature_or_rolled_back_is_refused_at_start() {
             .map_err(|e| format!("{e:#}"))
     };
     start(&good, None).expect("the good BLOB");
+    // Production BLOBs are megabytes: 2 MiB loads (the certificate-file
+    // limit of 1 MiB does not apply to them).
+    let padding = serde_json::json!({"aaguid": "00000000-0000-0000-0000-00000000000f",
+        "metadataStatement": {"description": "p".repeat(2 << 20)}});
+    let big = m.blob(8, vec![vendor_entry(VENDOR, "FIDO_CERTIFIED_L2"), padding]);
+    assert!(big.len() > 2 << 20);
+    start(&big, None).expect("a 2 MiB BLOB");
     // One bit of the signature flipped.
     let (head, sig) = good.rsplit_once('.').unwrap();
     let mut s = B64URL.decode(sig).unwrap();
