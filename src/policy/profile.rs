@@ -412,6 +412,23 @@ approver = "ciso@example.org"
         assert!(e.starts_with("p.toml:2:"), "{e}");
     }
 
+    /// The MDS profile and its none-attestation exception, as documented.
+    #[test]
+    fn the_documented_mds_profile_parses() {
+        let doc = include_str!("../../docs/policy.md");
+        let section = &doc[doc.find("## Keys of other vendors").unwrap()..];
+        let section = &section[..section.find("\n## Exceptions").unwrap()];
+        let text: String = section
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        let p = Profiles::parse(&text, "docs/policy.md").expect("docs/policy.md");
+        let a = &p.get("certified-keys").unwrap().attestation;
+        assert!(a.require_mds_entry && a.accepted_statuses.len() == 2);
+        assert_eq!(a.exceptions[0].waive.len(), 3);
+    }
+
     #[test]
     fn the_documented_example_parses() {
         let doc = include_str!("../../docs/policy.md");
