@@ -616,3 +616,34 @@ fn devices_show_vendor_and_model_from_the_blob_and_unknown_otherwise() {
         "{text}"
     );
 }
+
+/// `keyward sim roots --vendor` prints Vendor B's root (what an MDS entry
+/// lists), and the plain `sim roots` leaves it out.
+#[test]
+fn sim_roots_vendor_prints_the_vendor_root_alone() {
+    let run = |args: &[&str]| {
+        let o = common::keyward().args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    let vendor = attest_certs(&run(&["sim", "roots", "--vendor"]));
+    assert_eq!(vendor, [sim_ca().fido_root_of(Vendor::Other).to_vec()]);
+    let plain = attest_certs(&run(&["sim", "roots"]));
+    assert_eq!(plain.len(), 2);
+    assert!(!plain.contains(&vendor[0]));
+    let bad = common::keyward()
+        .args(["sim", "--vpcd", "127.0.0.1:1", "--aaguid", "xyz"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(e.contains("AAGUID \"xyz\" is not 32 hex digits"), "{e}");
+}
+
+fn attest_certs(pem: &[u8]) -> Vec<Vec<u8>> {
+    keyward::attest::Cert::parse_many(pem)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.der().to_vec())
+        .collect()
+}
