@@ -367,6 +367,37 @@ fn a_key_naming_a_listed_model_but_chaining_to_another_vendor_is_refused() {
 }
 
 #[test]
+fn a_vendor_key_naming_another_entrys_model_is_refused() {
+    // Both models are in the BLOB: Vendor B's (its root) and model X,
+    // whose entry lists another root. A Vendor B key claiming model X's
+    // AAGUID (in authData and certificate alike) chains to Vendor B's
+    // root, an anchor only for Vendor B's own AAGUID.
+    const MODEL_X: &str = "00000000-0000-0000-0000-0000000000c3";
+    let other_root = self_signed(
+        &SigningKey::from_slice(&[0x66; 32]).unwrap(),
+        "CN=Model X Root,O=Vendor X,C=ZZ",
+    );
+    let mut x = vendor_entry(MODEL_X, "FIDO_CERTIFIED_L3");
+    x["metadataStatement"]["attestationRootCertificates"] =
+        serde_json::json!([B64.encode(&other_root)]);
+    let dir = tempfile::tempdir().unwrap();
+    let rig = mds_station(
+        dir.path(),
+        vec![vendor_entry(VENDOR, "FIDO_CERTIFIED_L2"), x],
+    );
+    let claims_x = DeviceProfile {
+        aaguid: mds::parse_aaguid(MODEL_X).unwrap(),
+        ..DeviceProfile::other_vendor(42_000_045)
+    };
+    refused(
+        enroll(&rig, "standard", device(claims_x, Faults::none())),
+        Reason::AttestationUntrusted,
+        "Vendor B Test FIDO Attestation CA 1",
+    );
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+#[test]
 fn an_aaguid_extension_that_differs_from_auth_data_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let rig = mds_station(dir.path(), vec![vendor_entry(VENDOR, "FIDO_CERTIFIED_L2")]);
