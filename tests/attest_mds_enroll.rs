@@ -17,7 +17,7 @@
 mod common;
 mod provision_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -677,4 +677,77 @@ fn attest_certs(pem: &[u8]) -> Vec<Vec<u8>> {
         .into_iter()
         .map(|c| c.der().to_vec())
         .collect()
+}
+
+/// Vendor B's entry with every field python-fido2's MetadataStatement
+/// requires (FIDO Metadata Statement v3.0 §4).
+fn full_entry(status: &str) -> serde_json::Value {
+    let mut e = vendor_entry(VENDOR, status);
+    let extra = serde_json::json!({
+        "aaguid": VENDOR,
+        "schema": 3,
+        "upv": [{"major": 1, "minor": 1}],
+        "attestationTypes": ["basic_full"],
+        "userVerificationDetails": [[{"userVerificationMethod": "presence_internal"}]],
+        "keyProtection": ["hardware", "secure_element"],
+        "matcherProtection": ["on_chip"],
+        "attachmentHint": ["external", "wired", "nfc"],
+        "tcDisplay": [],
+        "legalHeader": "test",
+    });
+    let st = e["metadataStatement"].as_object_mut().unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        st.insert(k.clone(), v.clone());
+    }
+    e
+}
+
+/// python-fido2's MdsAttestationVerifier, an independent MDS3
+/// implementation, accepts the Vendor B key on the test BLOB and refuses
+/// it when the entry is REVOKED; keyward's station accepts the same BLOB.
+#[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
+fn python_fido2_mds_verifier_agrees_on_the_vendor_key_and_the_blob() {
+    common::require_rig();
+    let dir = tempfile::tempdir().unwrap();
+    let m = test_mds();
+    let root = dir.path().join("mds-root.der");
+    std::fs::write(&root, &m.root).unwrap();
+    for (no, status, expect) in [
+        (7, "FIDO_CERTIFIED_L2", "accepted"),
+        (8, "REVOKED", "refused"),
+    ] {
+        let jwt = m.blob(no, vec![full_entry(status)]);
+        let blob = dir.path().join(format!("blob-{no}.jwt"));
+        std::fs::write(&blob, &jwt).unwrap();
+        let sim = own_sim(42_000_300 + no as u32, &["--vendor", "other"]);
+        let out = std::process::Command::new(common::venv_bin("python"))
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/fido2_mds.py"))
+            .args([
+                sim.reader.name,
+                blob.to_str().unwrap(),
+                root.to_str().unwrap(),
+                expect,
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("ALL OK"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(sim);
+        // keyward reads the same BLOB and refuses the key on the same entry.
+        let st = TestMds::root_store(&m);
+        let b = MdsBlob::verify(
+            jwt.as_bytes(),
+            &st,
+            std::time::SystemTime::now(),
+            Default::default(),
+        )
+        .unwrap();
+        let e = b.by_aaguid(&VENDOR_AAGUID).unwrap().status();
+        assert_eq!(e.rejected_by.is_some(), expect == "refused");
+    }
 }
