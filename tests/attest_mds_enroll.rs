@@ -460,7 +460,7 @@ fn none_attestation_needs_a_live_exception_which_is_recorded() {
         ),
         3
     );
-    // A REVOKED model is not rescued by a none exception (mds-status is
+    // A REVOKED model is not rescued by a none exception (mds-rejected is
     // not waived, and applies to a claimed AAGUID too).
     let dir2 = tempfile::tempdir().unwrap();
     let revoked = mds_station(dir2.path(), vec![vendor_entry(VENDOR, "REVOKED")]);

@@ -80,8 +80,12 @@ pub enum Rule {
     Firmware,
     Certification,
     MdsEntry,
-    /// An MDS3 status report rejects the model (REVOKED, compromises...).
+    /// The entry's latest status is not one the profile accepts
+    /// (`accepted_statuses`).
     MdsStatus,
+    /// An MDS3 status report rejects the model (REVOKED, compromises...).
+    /// No exception waives it.
+    MdsRejected,
     EnterpriseAttestation,
     PinPolicy,
     TouchPolicy,
@@ -100,6 +104,7 @@ impl Rule {
             Rule::Certification => "certification",
             Rule::MdsEntry => "mds-entry",
             Rule::MdsStatus => "mds-status",
+            Rule::MdsRejected => "mds-rejected",
             Rule::EnterpriseAttestation => "enterprise-attestation",
             Rule::PinPolicy => "pin-policy",
             Rule::TouchPolicy => "touch-policy",
@@ -287,7 +292,7 @@ impl AttestationPolicy {
         let description = attested_mds.and_then(|m| m.description.clone());
         self.check_model(description.as_deref(), &mut v);
         if let Some(s) = f.mds.as_ref().and_then(|m| m.rejected_by.as_ref()) {
-            v.push((Rule::MdsStatus, format!("MDS status report {s}")));
+            v.push((Rule::MdsRejected, format!("MDS status report {s}")));
         }
         let needs_mds = self.require_mds_entry
             || self.required_certification.is_some()
@@ -410,6 +415,13 @@ impl AttestationPolicy {
                 "attestation.required_certification {c:?} is not a FIDO certification level (FIDO_CERTIFIED_L1, FIDO_CERTIFIED_L1plus, ... FIDO_CERTIFIED_L3plus)"
             ));
         }
+        for (i, e) in self.exceptions.iter().enumerate() {
+            if e.waive.contains(&Rule::MdsRejected) {
+                return Err(format!(
+                    "attestation.exceptions[{i}]: mds-rejected cannot be waived: a model the MDS reports REVOKED or compromised is never enrolled"
+                ));
+            }
+        }
         for st in &self.accepted_statuses {
             if !AUTHENTICATOR_STATUSES.contains(&st.as_str()) {
                 return Err(format!(
@@ -456,11 +468,16 @@ impl AttestationPolicy {
             .into_iter()
             .map(|(rule, detail)| Violation {
                 rule,
-                waived_by: self
-                    .exceptions
-                    .iter()
-                    .enumerate()
-                    .find(|(_, e)| e.applies(rule, aaguid, serial, at))
+                // MDS3 §3.1.4: a REVOKED or compromised model is never
+                // enrolled, whatever an exception says.
+                waived_by: (rule != Rule::MdsRejected)
+                    .then(|| {
+                        self.exceptions
+                            .iter()
+                            .enumerate()
+                            .find(|(_, e)| e.applies(rule, aaguid, serial, at))
+                    })
+                    .flatten()
                     .map(|(i, e)| e.waiver(i, rule)),
                 detail,
             })

@@ -142,7 +142,7 @@ fn strict_policy_reports_every_failed_rule() {
         [
             Rule::Aaguid,
             Rule::Model,
-            Rule::MdsStatus,
+            Rule::MdsRejected,
             Rule::Certification,
             Rule::EnterpriseAttestation
         ]
@@ -206,6 +206,7 @@ fn rule_names_match_their_serde_names() {
         Certification,
         MdsEntry,
         MdsStatus,
+        MdsRejected,
         EnterpriseAttestation,
         PinPolicy,
         TouchPolicy,
@@ -292,7 +293,7 @@ fn a_claimed_mds_entry_rejects_but_never_vouches() {
     // A REVOKED status of the claimed model still rejects.
     let mut f = claiming(fido(), &[Fact::Mds]);
     f.mds.as_mut().unwrap().rejected_by = Some("REVOKED".into());
-    assert!(rules(&p.decide_fido(&f, now)).contains(&Rule::MdsStatus));
+    assert!(rules(&p.decide_fido(&f, now)).contains(&Rule::MdsRejected));
 }
 
 #[test]
@@ -379,8 +380,25 @@ fn a_rejecting_status_refuses_whatever_the_profile_accepts() {
     let mut f = fido();
     f.mds.as_mut().unwrap().rejected_by = Some("REVOKED".into());
     let v = p.decide_fido(&f, t("2026-01-01T00:00:00Z"));
-    assert_eq!(rules(&v), [Rule::MdsStatus], "{v}");
+    assert_eq!(rules(&v), [Rule::MdsRejected], "{v}");
     assert!(!v.accepted);
+    // No exception waives it: one that tries is refused when profiles
+    // load, and one built past that check waives nothing.
+    let waiving = AttestationPolicy {
+        exceptions: vec![Exception {
+            aaguid: Some(YK5.into()),
+            serial: None,
+            waive: vec![Rule::MdsRejected, Rule::MdsStatus],
+            reason: "we accept the risk".into(),
+            approver: "ciso@example.org".into(),
+            expires: Some("2099-01-01T00:00:00Z".into()),
+        }],
+        ..p
+    };
+    let e = waiving.validate().unwrap_err();
+    assert!(e.contains("mds-rejected cannot be waived"), "{e}");
+    let v = waiving.decide_fido(&f, t("2026-01-01T00:00:00Z"));
+    assert!(!v.accepted && v.violations[0].waived_by.is_none(), "{v}");
 }
 
 /// Profile values are checked when they load: a mistyped status, level
