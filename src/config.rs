@@ -431,7 +431,9 @@ impl Config {
                 s
             }
         };
-        let bytes = attest::anchors::read_limited(&p)
+        // A BLOB is megabytes (about 4 MiB in 2024), above the 1 MiB limit
+        // of certificate files.
+        let bytes = attest::anchors::read_limited_to(&p, attest::mds::MAX_BLOB as u64)
             .map_err(|e| self.invalid("attestation.mds", error_chain(&e)))?;
         let blob = MdsBlob::verify(&bytes, &root, at, Default::default())
             .and_then(|b| b.require_fresh(at).map(|()| b))

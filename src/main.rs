@@ -19,7 +19,9 @@ fn main() -> ExitCode {
         #[cfg(feature = "sim")]
         Commands::Sim(args) => keyward::cli::sim::run(args, cli.global.json),
         Commands::Fido(args) => keyward::cli::fido::run(args, cli.global.json),
-        Commands::Devices(args) => keyward::cli::devices::run(args, cli.global.json),
+        Commands::Devices(args) => {
+            keyward::cli::devices::run(args, &cli.global.db_path(), cli.global.json)
+        }
         Commands::Audit(cmd) => keyward::cli::ledger::audit(cmd, &cli.global),
         Commands::Bindings(cmd) => keyward::cli::ledger::bindings(cmd, &cli.global),
         Commands::Attest(cmd) => keyward::cli::attest::run(cmd, cli.global.json),

@@ -116,7 +116,8 @@ fn good_blob_verifies_and_its_roots_anchor_attestations() {
 fn an_mds_model_is_attested_only_through_its_own_roots() {
     // A key of another trusted vendor (here the simulator CA, trusted by
     // the store) names the AAGUID of a model whose MDS entry lists other
-    // roots: it claims that model, it does not attest it.
+    // roots: its chain must end at that entry's roots, so it is untrusted,
+    // and it claims that model, it does not attest it.
     let m = test_mds();
     let vendor_b = self_signed(
         &SigningKey::from_slice(&[0x44; 32]).unwrap(),
@@ -132,7 +133,16 @@ fn an_mds_model_is_attested_only_through_its_own_roots() {
     });
     let b = verify(&m, &m.blob_with(5, "2025-07-01", entry)).unwrap();
     let f = attest::verify_fido(&sim_packed(), &CDH, &sim_roots(), Some(&b), when()).unwrap();
-    assert!(f.trusted(), "{:?}", f.trust);
+    match &f.trust {
+        Err(attest::PathError::OutsideMdsEntry { model, anchor }) => {
+            assert!(model.contains("Vendor B key"), "{model}");
+            assert!(
+                anchor.contains("keyward Simulator FIDO Root CA"),
+                "{anchor}"
+            );
+        }
+        other => panic!("a chain to another vendor's root must not be trusted: {other:?}"),
+    }
     assert!(!f.attested(attest::Fact::Aaguid) && !f.attested(attest::Fact::Mds));
     let policy: keyward::policy::AttestationPolicy = serde_json::from_value(serde_json::json!({
         "allowed_models": ["Vendor B key"], "required_certification": "FIDO_CERTIFIED_L2",
@@ -142,7 +152,14 @@ fn an_mds_model_is_attested_only_through_its_own_roots() {
     let v = policy.decide_fido(&f, when());
     let rules: Vec<_> = v.violations.iter().map(|x| x.rule).collect();
     use keyward::policy::Rule;
-    assert_eq!(rules, [Rule::Aaguid, Rule::Model, Rule::MdsEntry], "{v}");
+    assert_eq!(
+        rules,
+        [Rule::Untrusted, Rule::Aaguid, Rule::Model, Rule::MdsEntry],
+        "{v}"
+    );
+    // Even a policy with no AAGUID, model or MDS rule refuses it.
+    let open = keyward::policy::AttestationPolicy::default().decide_fido(&f, when());
+    assert!(!open.accepted, "{open}");
 }
 
 #[test]

@@ -35,8 +35,8 @@ pub enum AnchorError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is larger than {MAX_BUNDLE_FILE} bytes")]
-    TooLarge { path: String },
+    #[error("{path} is larger than {max} bytes")]
+    TooLarge { path: String, max: u64 },
     #[error("{path}: not a certificate")]
     Cert {
         path: String,
@@ -228,6 +228,11 @@ impl TrustStore {
 
 /// Read a file of at most [`MAX_BUNDLE_FILE`] bytes.
 pub fn read_limited(path: &Path) -> Result<Vec<u8>, AnchorError> {
+    read_limited_to(path, MAX_BUNDLE_FILE)
+}
+
+/// Read a file of at most `max` bytes (refused, not truncated, when larger).
+pub fn read_limited_to(path: &Path, max: u64) -> Result<Vec<u8>, AnchorError> {
     use std::io::Read;
     let io = |source| AnchorError::Io {
         path: path.display().to_string(),
@@ -235,12 +240,13 @@ pub fn read_limited(path: &Path) -> Result<Vec<u8>, AnchorError> {
     };
     let f = std::fs::File::open(path).map_err(io)?;
     let mut buf = Vec::new();
-    f.take(MAX_BUNDLE_FILE + 1)
+    f.take(max.saturating_add(1))
         .read_to_end(&mut buf)
         .map_err(io)?;
-    if buf.len() as u64 > MAX_BUNDLE_FILE {
+    if buf.len() as u64 > max {
         return Err(AnchorError::TooLarge {
             path: path.display().to_string(),
+            max,
         });
     }
     Ok(buf)

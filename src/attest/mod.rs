@@ -137,8 +137,8 @@ impl FidoFacts {
 }
 
 /// Verify a FIDO attestation object over `client_data_hash`, then its
-/// certificate path to `store` plus, when `mds` lists the authenticator,
-/// that entry's attestationRootCertificates.
+/// certificate path: to the attestationRootCertificates of the entry when
+/// `mds` lists the authenticator, else to `store` ([`validate_chain`]).
 pub fn verify_fido(
     attestation_object: &[u8],
     client_data_hash: &[u8],
@@ -166,39 +166,11 @@ pub fn verify_fido(
                 st.attestation_type
             ),
         }),
-        Some((leaf, rest)) => {
-            let mds_store = entry.map(mds::MdsEntry::anchors).unwrap_or_default();
-            path::validate(
-                leaf,
-                rest,
-                &[store, &mds_store],
-                at,
-                path::PathOptions::default(),
-            )
-        }
-    };
-    // The model an MDS entry describes is vouched for only by that entry's
-    // own roots: a key of another trusted vendor naming this AAGUID (say,
-    // one whose attestation key leaked) claims the model, it does not
-    // attest it.
-    let vendor_roots = match (&trust, entry) {
-        (Ok(p), Some(e)) => {
-            let roots = e.anchors();
-            roots.is_empty() || roots.anchors().any(|a| a.cert.der() == p.anchor_der)
-        }
-        _ => true,
+        Some((leaf, rest)) => validate_chain(leaf, rest, store, entry, at),
     };
     let (chain, trust, _) = piv::split_path(trust);
     let flags = st.auth_data.flags;
-    let mut provenance = fido_provenance(&st, trust.is_ok(), entry.is_some());
-    if !vendor_roots {
-        for fact in [Fact::Aaguid, Fact::Mds] {
-            if provenance.attested(fact) {
-                provenance.attested.retain(|f| *f != fact);
-                provenance.claimed.push(fact);
-            }
-        }
-    }
+    let provenance = fido_provenance(&st, trust.is_ok(), entry.is_some());
     Ok(FidoFacts {
         format: st.format,
         attestation_type: st.attestation_type,
@@ -216,6 +188,49 @@ pub fn verify_fido(
         attestation_key_id: key_id.map(hex::encode),
         provenance,
     })
+}
+
+/// The attestation path of `leaf`. A model the MDS BLOB lists is vouched
+/// for by its entry's `attestationRootCertificates` alone (FIDO Metadata
+/// Statement v3.0 §4: they are the trust anchors for that model; MDS3
+/// §3.2): the path must end at one of them, with the store's
+/// intermediates as candidates, never at another root the station trusts.
+/// Otherwise a key of any trusted vendor (one whose attestation key
+/// leaked, say) could name this model's AAGUID and borrow its trust,
+/// model and certification. A model the BLOB does not list (or whose entry
+/// lists no root) chains to the station's own roots.
+fn validate_chain(
+    leaf: &Cert,
+    rest: &[Cert],
+    store: &TrustStore,
+    entry: Option<&mds::MdsEntry>,
+    at: SystemTime,
+) -> Result<path::ValidPath, PathError> {
+    let opts = path::PathOptions::default();
+    let Some((e, mut roots)) = entry
+        .map(|e| (e, e.anchors()))
+        .filter(|(_, r)| !r.is_empty())
+    else {
+        return path::validate(leaf, rest, &[store], at, opts);
+    };
+    for c in store.intermediates() {
+        roots.add_intermediate(c.clone());
+    }
+    let err = match path::validate(leaf, rest, &[&roots], at, opts) {
+        Ok(p) => return Ok(p),
+        Err(err) => err,
+    };
+    // Say so when the chain is good but ends at another vendor's root.
+    match path::validate(leaf, rest, &[store], at, opts) {
+        Ok(other) => Err(PathError::OutsideMdsEntry {
+            model: match (e.aaguid.as_deref(), e.description()) {
+                (Some(a), Some(d)) => format!("{a} ({d})"),
+                (a, d) => a.or(d).unwrap_or("this model").to_string(),
+            },
+            anchor: other.anchor,
+        }),
+        Err(_) => Err(err),
+    }
 }
 
 /// What the statement's signature covers, when its key chains to an

@@ -73,6 +73,10 @@ pub enum PathError {
     UnknownCriticalExtension { subject: String, oid: String },
     #[error("{subject:?}: {reason}")]
     Malformed { subject: String, reason: String },
+    #[error(
+        "the chain ends at {anchor:?}, which is not among the attestationRootCertificates of the MDS entry for {model}: the certificate belongs to another vendor, and a key naming this model must chain to the model's own roots"
+    )]
+    OutsideMdsEntry { model: String, anchor: String },
     #[error("path building gave up after {0} signature checks or {MAX_PATH_LEN} certificates")]
     BudgetExceeded(usize),
     #[error(

@@ -1,12 +1,15 @@
-//! `keyward devices [watch]`: what security keys are here.
+//! `keyward devices [watch]`: what security keys are here, and for a FIDO2
+//! key whose AAGUID the kept FIDO MDS3 BLOB lists, its vendor and model.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::Failure;
+use crate::attest::TrustStore;
+use crate::attest::mds::{self, MdsBlob};
 use crate::detect::hid::HidMonitor;
 use crate::detect::link::{Device, Kind, devices};
 use crate::detect::pcsc::DEFAULT_DEBOUNCE;
@@ -39,6 +42,14 @@ pub struct DevicesArgs {
     /// pcscd
     #[arg(long, global = true, value_name = "READER=DIR", hide = true)]
     pub reader_usb: Vec<String>,
+    /// Where `keyward mds import` keeps the FIDO MDS3 BLOB whose entries
+    /// name each FIDO2 key's vendor and model [default: mds/ beside the
+    /// ledger]
+    #[arg(long, value_name = "DIR")]
+    pub mds_dir: Option<PathBuf>,
+    /// The BLOB's root certificate [default: the shipped GlobalSign Root CA - R3]
+    #[arg(long, value_name = "CERT")]
+    pub mds_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,7 +63,7 @@ pub enum DevicesCommand {
     },
 }
 
-pub fn run(args: DevicesArgs, json: bool) -> Result<()> {
+pub fn run(args: DevicesArgs, db: &Path, json: bool) -> Result<()> {
     let mut fixed = Vec::new();
     for m in &args.reader_usb {
         let Some((reader, dir)) = m.split_once('=') else {
@@ -62,24 +73,106 @@ pub fn run(args: DevicesArgs, json: bool) -> Result<()> {
     }
     let hid = HidMonitor::new(args.sysfs, args.dev_root, Duration::from_millis(500));
     match args.command {
-        None => list(&hid, &fixed, json),
+        None => {
+            let dir = args
+                .mds_dir
+                .clone()
+                .unwrap_or_else(|| db.parent().unwrap_or(Path::new(".")).join("mds"));
+            let blob = kept_blob(&dir, args.mds_root.as_deref());
+            list(&hid, &fixed, blob.as_ref(), json)
+        }
         Some(DevicesCommand::Watch { debounce_ms }) => {
             watch(hid, Duration::from_millis(debounce_ms), json)
         }
     }
 }
 
-fn list(hid: &HidMonitor, fixed: &[(String, PathBuf)], json: bool) -> Result<()> {
+/// The BLOB `keyward mds import` kept in `dir`, verified (signature chain
+/// to `root`; a stale one still names models). Vendor and model are shown
+/// only from a BLOB whose signature holds; a missing one is no error, a
+/// refused one is said on stderr.
+fn kept_blob(dir: &Path, root: Option<&Path>) -> Option<MdsBlob> {
+    let path = dir.join("blob.jwt");
+    let bytes = match crate::attest::anchors::read_limited_to(&path, mds::MAX_BLOB as u64) {
+        Ok(b) => b,
+        Err(e) if path.exists() => {
+            eprintln!("note: vendor and model not shown: {e}");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let mut store = TrustStore::bundled_mds_root();
+    if let Some(r) = root {
+        store = TrustStore::new();
+        if let Err(e) = store.load_file(r) {
+            eprintln!("note: vendor and model not shown: the MDS root: {e}");
+            return None;
+        }
+    }
+    match MdsBlob::verify(&bytes, &store, SystemTime::now(), Default::default()) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!(
+                "note: vendor and model not shown: {} refused: {e}",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// What the MDS says of a device's model, by its AAGUID; `None` when the
+/// device has no AAGUID or the BLOB does not list it (shown as unknown).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Model {
+    pub vendor: Option<String>,
+    /// The entry's `description`.
+    pub description: Option<String>,
+    pub certification_level: Option<String>,
+    pub latest_status: Option<String>,
+    /// A status report that makes keyward refuse the model (REVOKED...).
+    pub rejected_by: Option<String>,
+}
+
+/// Look `aaguid` (MDS3 form) up in `blob`.
+pub fn model(blob: Option<&MdsBlob>, aaguid: Option<&str>) -> Option<Model> {
+    let a = mds::parse_aaguid(aaguid?)?;
+    let e = blob?.by_aaguid(&a)?;
+    let st = e.status();
+    Some(Model {
+        vendor: e.vendor(),
+        description: st.description,
+        certification_level: st.certification_level,
+        latest_status: st.latest,
+        rejected_by: st.rejected_by,
+    })
+}
+
+fn list(
+    hid: &HidMonitor,
+    fixed: &[(String, PathBuf)],
+    blob: Option<&MdsBlob>,
+    json: bool,
+) -> Result<()> {
     // A running daemon owns the devices: ask it (docs/api.md).
     if let Some(done) = super::daemon::list_devices(json) {
         return done;
     }
     let devices = devices(hid, fixed);
     if json {
+        let mut out = Vec::new();
+        for d in &devices {
+            let mut v = serde_json::to_value(d)?;
+            if let Some(m) = v.as_object_mut() {
+                let found = model(blob, d.aaguid.as_deref());
+                m.insert("model".into(), serde_json::to_value(found)?);
+            }
+            out.push(v);
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"version": 2, "ok": true, "devices": devices})
+                &serde_json::json!({"version": 2, "ok": true, "devices": out})
             )?
         );
         return Ok(());
@@ -87,14 +180,25 @@ fn list(hid: &HidMonitor, fixed: &[(String, PathBuf)], json: bool) -> Result<()>
     if devices.is_empty() {
         eprintln!("no security keys found (PC/SC readers with a card, or FIDO hidraw devices)");
     }
-    print_text(&devices);
+    print_text_with(&devices, blob);
     Ok(())
 }
 
 /// The text listing: one headline per device, its interfaces beneath.
 pub(crate) fn print_text(devices: &[Device]) {
+    print_text_with(devices, None)
+}
+
+/// [`print_text`], with each FIDO2 key's vendor and model from `blob`.
+fn print_text_with(devices: &[Device], blob: Option<&MdsBlob>) {
     for d in devices {
         println!("{}", headline(d));
+        if d.aaguid.is_some() {
+            println!(
+                "  {}",
+                model_line(model(blob, d.aaguid.as_deref()).as_ref())
+            );
+        }
         if d.interfaces.len() > 1 {
             for p in &d.interfaces {
                 println!("  {}", describe(p));
@@ -106,6 +210,30 @@ pub(crate) fn print_text(devices: &[Device]) {
             println!("  note: {n}");
         }
     }
+}
+
+/// `model: Vendor B Test Key · vendor Vendor B · FIDO_CERTIFIED_L2`, or
+/// `model: unknown (not in the MDS BLOB)`.
+fn model_line(m: Option<&Model>) -> String {
+    let Some(m) = m else {
+        return "model: unknown (not in the MDS BLOB)".into();
+    };
+    let mut parts = vec![format!(
+        "model: {}",
+        m.description.as_deref().unwrap_or("unnamed")
+    )];
+    if let Some(v) = &m.vendor {
+        parts.push(format!("vendor {v}"));
+    }
+    parts.push(
+        m.certification_level
+            .clone()
+            .unwrap_or_else(|| "not FIDO certified".into()),
+    );
+    if let Some(r) = &m.rejected_by {
+        parts.push(format!("MDS status {r}: keyward refuses this model"));
+    }
+    parts.join(" · ")
 }
 
 /// One line for a device: id, kind, serial, firmware, AAGUID, where.

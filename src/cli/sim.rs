@@ -11,7 +11,7 @@ use crate::sim::ca::SimCa;
 use crate::sim::device::{SimOptions, build_card};
 use crate::sim::state::{StateDir, ca_seed};
 use crate::sim::vpcd::{self, Shutdown};
-use crate::sim::{DeviceProfile, Fault, Faults, Firmware, Person};
+use crate::sim::{AttestationFormat, DeviceProfile, Fault, Faults, Firmware, Person, Vendor};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -31,6 +31,11 @@ pub enum SimCommand {
         /// Use the CA seed kept in this state directory
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// Print only Vendor B's FIDO root (`--vendor other`), the
+        /// certificate an MDS entry for that key lists as its
+        /// attestationRootCertificates
+        #[arg(long)]
+        vendor: bool,
     },
 }
 
@@ -73,16 +78,28 @@ pub struct SimRunArgs {
     /// and PIV GENERATE ASYMMETRIC KEY), as real keys take seconds
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub keygen_ms: u64,
+    /// Who made the FIDO2 key: sim (the simulator's own roots) or other
+    /// (Vendor B, a non-Yubico maker whose root only an MDS entry vouches
+    /// for; FIDO2 only unless --piv, AAGUID 6b657977-6172-642d-7665-6e646f722d62
+    /// unless --aaguid)
+    #[arg(long, value_name = "sim|other", default_value = "sim")]
+    pub vendor: Vendor,
+    /// The FIDO2 AAGUID, 32 hex digits (dashes allowed)
+    #[arg(long, value_name = "HEX", value_parser = crate::sim::parse_aaguid)]
+    pub aaguid: Option<[u8; 16]>,
+    /// makeCredential attestation format: packed (x5c chain) or none
+    #[arg(long, value_name = "packed|none", default_value = "packed")]
+    pub attestation: AttestationFormat,
 }
 
 pub fn run(args: SimArgs, json: bool) -> Result<()> {
     match args.command {
-        Some(SimCommand::Roots { state }) => roots(state, json),
+        Some(SimCommand::Roots { state, vendor }) => roots(state, vendor, json),
         None => serve(args.run),
     }
 }
 
-fn roots(state: Option<PathBuf>, json: bool) -> Result<()> {
+fn roots(state: Option<PathBuf>, vendor: bool, json: bool) -> Result<()> {
     let seed = ca_seed(state.as_deref())?;
     let ca = SimCa::from_seed(&seed)?;
     if json {
@@ -90,8 +107,11 @@ fn roots(state: Option<PathBuf>, json: bool) -> Result<()> {
             "version": 1,
             "fido_root_pem": pem(ca.fido_root())?,
             "piv_root_pem": pem(ca.piv_root())?,
+            "vendor_fido_root_pem": pem(ca.fido_root_of(Vendor::Other))?,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if vendor {
+        print!("{}", pem(ca.fido_root_of(Vendor::Other))?);
     } else {
         print!("{}", ca.roots_pem()?);
     }
@@ -107,10 +127,21 @@ fn pem(der_bytes: &[u8]) -> Result<String> {
 fn serve(a: SimRunArgs) -> Result<()> {
     let addr_text = a.vpcd.as_deref().context("--vpcd HOST:PORT is required")?;
     let addr = vpcd::resolve(addr_text)?;
-    let both = !a.fido2 && !a.piv;
-    let mut profile = DeviceProfile::new(a.serial, a.firmware);
-    profile.fido2 = both || a.fido2;
+    let mut profile = match a.vendor {
+        Vendor::Sim => DeviceProfile::new(a.serial, a.firmware),
+        Vendor::Other => DeviceProfile {
+            firmware: a.firmware,
+            ..DeviceProfile::other_vendor(a.serial)
+        },
+    };
+    // A non-Yubico key is FIDO2 only unless asked otherwise.
+    let both = !a.fido2 && !a.piv && a.vendor == Vendor::Sim;
+    profile.fido2 = both || a.fido2 || !a.piv;
     profile.piv = both || a.piv;
+    if let Some(aaguid) = a.aaguid {
+        profile.aaguid = aaguid;
+    }
+    profile.attestation = a.attestation;
     let explicit: Vec<&'static str> = ["serial", "firmware"]
         .into_iter()
         .filter(|f| flag_given(f))
@@ -145,10 +176,13 @@ fn serve(a: SimRunArgs) -> Result<()> {
         .collect();
     let faults: Vec<String> = a.faults.iter().map(Fault::to_string).collect();
     eprintln!(
-        "keyward sim: serial {} firmware {} ({}) on vpcd {addr}{}",
+        "keyward sim: serial {} firmware {} ({}) AAGUID {} vendor {:?} attestation {:?} on vpcd {addr}{}",
         profile.serial,
         profile.firmware,
         applets.join(" + "),
+        crate::attest::mds::format_aaguid(&profile.aaguid),
+        profile.vendor,
+        profile.attestation,
         if faults.is_empty() {
             String::new()
         } else {

@@ -33,9 +33,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::attest::mds::certification_rank;
+use crate::attest::mds::{AUTHENTICATOR_STATUSES, REJECTING_STATUSES, certification_rank};
 use crate::attest::piv::{PinPolicy, TouchPolicy};
-use crate::attest::{AttestationType, Fact, FidoFacts, PivFacts};
+use crate::attest::{AttestationType, EntryStatus, Fact, FidoFacts, PivFacts};
 
 /// What an organisation accepts. Empty lists mean "any".
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -50,6 +50,12 @@ pub struct AttestationPolicy {
     /// Lowest FIDO certification level (e.g. "FIDO_CERTIFIED_L1"); needs an
     /// MDS entry.
     pub required_certification: Option<String>,
+    /// MDS3 AuthenticatorStatus values (§3.1.4) the entry's latest status
+    /// report may have, e.g. `["FIDO_CERTIFIED_L1", "FIDO_CERTIFIED_L2",
+    /// "UPDATE_AVAILABLE"]`; needs an attested MDS entry. Empty: any. A
+    /// rejecting status (REVOKED, the compromises) is refused whatever
+    /// this says, and a profile may not list one.
+    pub accepted_statuses: Vec<String>,
     /// Require the authenticator to be listed in the MDS BLOB.
     pub require_mds_entry: bool,
     /// Require enterprise attestation (device serial in the attestation).
@@ -74,8 +80,12 @@ pub enum Rule {
     Firmware,
     Certification,
     MdsEntry,
-    /// An MDS3 status report rejects the model (REVOKED, compromises...).
+    /// The entry's latest status is not one the profile accepts
+    /// (`accepted_statuses`).
     MdsStatus,
+    /// An MDS3 status report rejects the model (REVOKED, compromises...).
+    /// No exception waives it.
+    MdsRejected,
     EnterpriseAttestation,
     PinPolicy,
     TouchPolicy,
@@ -94,6 +104,7 @@ impl Rule {
             Rule::Certification => "certification",
             Rule::MdsEntry => "mds-entry",
             Rule::MdsStatus => "mds-status",
+            Rule::MdsRejected => "mds-rejected",
             Rule::EnterpriseAttestation => "enterprise-attestation",
             Rule::PinPolicy => "pin-policy",
             Rule::TouchPolicy => "touch-policy",
@@ -281,10 +292,13 @@ impl AttestationPolicy {
         let description = attested_mds.and_then(|m| m.description.clone());
         self.check_model(description.as_deref(), &mut v);
         if let Some(s) = f.mds.as_ref().and_then(|m| m.rejected_by.as_ref()) {
-            v.push((Rule::MdsStatus, format!("MDS status report {s}")));
+            v.push((Rule::MdsRejected, format!("MDS status report {s}")));
         }
+        let needs_mds = self.require_mds_entry
+            || self.required_certification.is_some()
+            || !self.accepted_statuses.is_empty();
         match attested_mds {
-            None if self.require_mds_entry || self.required_certification.is_some() => {
+            None if needs_mds => {
                 let why = if f.mds.is_some() {
                     "the authenticator's MDS entry is only claimed: no trusted signature names it"
                 } else {
@@ -303,6 +317,7 @@ impl AttestationPolicy {
                         v.push((Rule::Certification, format!("{have} is below {req}")));
                     }
                 }
+                self.check_status(m, &mut v);
             }
         }
         if self.require_enterprise_attestation && !(f.serial.is_some() && f.attested(Fact::Serial))
@@ -361,6 +376,67 @@ impl AttestationPolicy {
         self.finish(v, None, p.serial.filter(|_| p.attested(Fact::Serial)), at)
     }
 
+    /// The latest status report must be one the profile accepts.
+    fn check_status(&self, m: &EntryStatus, v: &mut Vec<(Rule, String)>) {
+        if self.accepted_statuses.is_empty() {
+            return;
+        }
+        let latest = m.latest.as_deref().unwrap_or("(no status report)");
+        if !self.accepted_statuses.iter().any(|a| a == latest) {
+            v.push((
+                Rule::MdsStatus,
+                format!(
+                    "latest MDS status {latest} is not one the profile accepts ({})",
+                    self.accepted_statuses.join(", ")
+                ),
+            ));
+        }
+    }
+
+    /// Check the values of the attestation rules (called when profiles
+    /// load): AAGUIDs, certification level and statuses must be ones MDS3
+    /// defines, so that a typo never silently admits or refuses every key.
+    pub fn validate(&self) -> Result<(), String> {
+        for a in self
+            .allowed_aaguids
+            .iter()
+            .chain(self.exceptions.iter().filter_map(|e| e.aaguid.as_ref()))
+        {
+            if crate::attest::mds::parse_aaguid(a).is_none() {
+                return Err(format!(
+                    "attestation: AAGUID {a:?} is not 32 hex digits (MDS3 form: 6b657977-6172-642d-7665-6e646f722d62)"
+                ));
+            }
+        }
+        if let Some(c) = &self.required_certification
+            && certification_rank(c) == 0
+        {
+            return Err(format!(
+                "attestation.required_certification {c:?} is not a FIDO certification level (FIDO_CERTIFIED_L1, FIDO_CERTIFIED_L1plus, ... FIDO_CERTIFIED_L3plus)"
+            ));
+        }
+        for (i, e) in self.exceptions.iter().enumerate() {
+            if e.waive.contains(&Rule::MdsRejected) {
+                return Err(format!(
+                    "attestation.exceptions[{i}]: mds-rejected cannot be waived: a model the MDS reports REVOKED or compromised is never enrolled"
+                ));
+            }
+        }
+        for st in &self.accepted_statuses {
+            if !AUTHENTICATOR_STATUSES.contains(&st.as_str()) {
+                return Err(format!(
+                    "attestation.accepted_statuses: {st:?} is not an MDS3 AuthenticatorStatus (e.g. FIDO_CERTIFIED_L1, UPDATE_AVAILABLE)"
+                ));
+            }
+            if REJECTING_STATUSES.contains(&st.as_str()) {
+                return Err(format!(
+                    "attestation.accepted_statuses: {st} always refuses a key (docs/policy.md); remove it"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check_model(&self, description: Option<&str>, v: &mut Vec<(Rule, String)>) {
         if self.allowed_models.is_empty() {
             return;
@@ -392,11 +468,16 @@ impl AttestationPolicy {
             .into_iter()
             .map(|(rule, detail)| Violation {
                 rule,
-                waived_by: self
-                    .exceptions
-                    .iter()
-                    .enumerate()
-                    .find(|(_, e)| e.applies(rule, aaguid, serial, at))
+                // MDS3 §3.1.4: a REVOKED or compromised model is never
+                // enrolled, whatever an exception says.
+                waived_by: (rule != Rule::MdsRejected)
+                    .then(|| {
+                        self.exceptions
+                            .iter()
+                            .enumerate()
+                            .find(|(_, e)| e.applies(rule, aaguid, serial, at))
+                    })
+                    .flatten()
                     .map(|(i, e)| e.waiver(i, rule)),
                 detail,
             })

@@ -306,6 +306,7 @@ impl Profile {
                 return Err(format!("replacement.from_states: unknown state {s:?}"));
             }
         }
+        self.attestation.validate()?;
         for (i, e) in self.attestation.exceptions.iter().enumerate() {
             let Some(exp) = &e.expires else {
                 return Err(format!(
@@ -412,6 +413,23 @@ approver = "ciso@example.org"
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("p.toml:2:"), "{e}");
+    }
+
+    /// The MDS profile and its none-attestation exception, as documented.
+    #[test]
+    fn the_documented_mds_profile_parses() {
+        let doc = include_str!("../../docs/policy.md");
+        let section = &doc[doc.find("## Keys of other vendors").unwrap()..];
+        let section = &section[..section.find("\n## Exceptions").unwrap()];
+        let text: String = section
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        let p = Profiles::parse(&text, "docs/policy.md").expect("docs/policy.md");
+        let a = &p.get("certified-keys").unwrap().attestation;
+        assert!(a.require_mds_entry && a.accepted_statuses.len() == 2);
+        assert_eq!(a.exceptions[0].waive.len(), 3);
     }
 
     #[test]

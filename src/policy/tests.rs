@@ -142,7 +142,7 @@ fn strict_policy_reports_every_failed_rule() {
         [
             Rule::Aaguid,
             Rule::Model,
-            Rule::MdsStatus,
+            Rule::MdsRejected,
             Rule::Certification,
             Rule::EnterpriseAttestation
         ]
@@ -206,6 +206,7 @@ fn rule_names_match_their_serde_names() {
         Certification,
         MdsEntry,
         MdsStatus,
+        MdsRejected,
         EnterpriseAttestation,
         PinPolicy,
         TouchPolicy,
@@ -292,7 +293,7 @@ fn a_claimed_mds_entry_rejects_but_never_vouches() {
     // A REVOKED status of the claimed model still rejects.
     let mut f = claiming(fido(), &[Fact::Mds]);
     f.mds.as_mut().unwrap().rejected_by = Some("REVOKED".into());
-    assert!(rules(&p.decide_fido(&f, now)).contains(&Rule::MdsStatus));
+    assert!(rules(&p.decide_fido(&f, now)).contains(&Rule::MdsRejected));
 }
 
 #[test]
@@ -341,4 +342,90 @@ fn an_exception_names_a_device_by_its_attested_serial_only() {
     k.trust = Err(PathError::BudgetExceeded(0));
     k.provenance.claimed = std::mem::take(&mut k.provenance.attested);
     assert_eq!(rules(&p.decide_piv(&k, now)), [Rule::Untrusted]);
+}
+
+/// `accepted_statuses` admits a key only when its attested MDS entry's
+/// latest status report is listed: a later UPDATE_AVAILABLE or
+/// NOT_FIDO_CERTIFIED is refused, and a key without an attested entry
+/// fails `mds-entry`.
+#[test]
+fn accepted_statuses_admit_only_the_latest_listed_status() {
+    let p = AttestationPolicy {
+        accepted_statuses: vec!["FIDO_CERTIFIED_L1".into(), "FIDO_CERTIFIED_L2".into()],
+        ..AttestationPolicy::default()
+    };
+    assert!(p.decide_fido(&fido(), t("2026-01-01T00:00:00Z")).accepted);
+    let mut f = fido();
+    f.mds.as_mut().unwrap().latest = Some("UPDATE_AVAILABLE".into());
+    let v = p.decide_fido(&f, t("2026-01-01T00:00:00Z"));
+    assert_eq!(rules(&v), [Rule::MdsStatus], "{v}");
+    assert!(v.violations[0].detail.contains("UPDATE_AVAILABLE"), "{v}");
+    let mut f = fido();
+    f.mds = None;
+    let v = p.decide_fido(&f, t("2026-01-01T00:00:00Z"));
+    assert_eq!(rules(&v), [Rule::MdsEntry], "{v}");
+    let f = claiming(fido(), &[Fact::Mds]);
+    let v = p.decide_fido(&f, t("2026-01-01T00:00:00Z"));
+    assert_eq!(rules(&v), [Rule::MdsEntry], "{v}");
+}
+
+/// A rejecting status refuses even when the latest report is a listed
+/// certification (a REVOKED report earlier in the history still counts).
+#[test]
+fn a_rejecting_status_refuses_whatever_the_profile_accepts() {
+    let p = AttestationPolicy {
+        accepted_statuses: vec!["FIDO_CERTIFIED_L1".into()],
+        ..AttestationPolicy::default()
+    };
+    let mut f = fido();
+    f.mds.as_mut().unwrap().rejected_by = Some("REVOKED".into());
+    let v = p.decide_fido(&f, t("2026-01-01T00:00:00Z"));
+    assert_eq!(rules(&v), [Rule::MdsRejected], "{v}");
+    assert!(!v.accepted);
+    // No exception waives it: one that tries is refused when profiles
+    // load, and one built past that check waives nothing.
+    let waiving = AttestationPolicy {
+        exceptions: vec![Exception {
+            aaguid: Some(YK5.into()),
+            serial: None,
+            waive: vec![Rule::MdsRejected, Rule::MdsStatus],
+            reason: "we accept the risk".into(),
+            approver: "ciso@example.org".into(),
+            expires: Some("2099-01-01T00:00:00Z".into()),
+        }],
+        ..p
+    };
+    let e = waiving.validate().unwrap_err();
+    assert!(e.contains("mds-rejected cannot be waived"), "{e}");
+    let v = waiving.decide_fido(&f, t("2026-01-01T00:00:00Z"));
+    assert!(!v.accepted && v.violations[0].waived_by.is_none(), "{v}");
+}
+
+/// Profile values are checked when they load: a mistyped status, level
+/// or AAGUID, or a rejecting status listed as acceptable, is an error.
+#[test]
+fn attestation_values_are_validated() {
+    let bad = |json: serde_json::Value| {
+        serde_json::from_value::<AttestationPolicy>(json)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+    };
+    let e = bad(serde_json::json!({"accepted_statuses": ["FIDO_CERTIFIED_LI"]}));
+    assert!(
+        e.contains("FIDO_CERTIFIED_LI") && e.contains("AuthenticatorStatus"),
+        "{e}"
+    );
+    let e = bad(serde_json::json!({"accepted_statuses": ["REVOKED"]}));
+    assert!(e.contains("REVOKED") && e.contains("always refuses"), "{e}");
+    let e = bad(serde_json::json!({"required_certification": "L2"}));
+    assert!(e.contains("required_certification"), "{e}");
+    let e = bad(serde_json::json!({"allowed_aaguids": ["yubikey-5"]}));
+    assert!(e.contains("yubikey-5"), "{e}");
+    let ok: AttestationPolicy = serde_json::from_value(serde_json::json!({
+        "allowed_aaguids": [YK5], "required_certification": "FIDO_CERTIFIED_L1plus",
+        "accepted_statuses": ["FIDO_CERTIFIED_L1", "UPDATE_AVAILABLE"],
+    }))
+    .unwrap();
+    assert_eq!(ok.validate(), Ok(()));
 }

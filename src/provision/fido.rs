@@ -365,7 +365,11 @@ pub(crate) fn credential(
         let detail = json!({"format": facts.format, "type": facts.attestation_type,
             "aaguid": facts.aaguid, "serial": facts.serial, "chain": facts.chain,
             "enterprise": facts.enterprise, "attested": facts.provenance.attested,
-            "claimed": facts.provenance.claimed});
+            "claimed": facts.provenance.claimed,
+            // The MDS entry's model, latest status and certification level,
+            // and the anchor the chain ended at: kept with the run.
+            "mds": facts.mds, "anchor": facts.trust.as_ref().ok().map(|t| &t.0),
+            "anchor_source": facts.trust.as_ref().ok().map(|t| &t.1)});
         Ok((facts, detail))
     })?;
     if profile.enterprise_attestation == EnterpriseAttestation::Required && facts.serial.is_none() {

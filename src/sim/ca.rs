@@ -12,6 +12,11 @@
 //!   Attestation CA 1" → batch attestation leaf per AAGUID (packed
 //!   attestation, x5c = [leaf, intermediate]); enterprise attestation leaves
 //!   carry the device serial and a fresh key per device.
+//! - Vendor B ([`Vendor::Other`], a non-Yubico maker): "Vendor B Test FIDO
+//!   Root CA" → "Vendor B Test FIDO Attestation CA 1" → leaves as above.
+//!   Its root is not among the roots `keyward sim roots` prints or
+//!   `danger_trust_simulator` trusts: a station trusts it only through the
+//!   `attestationRootCertificates` of an MDS entry (docs/simulator.md).
 //! - PIV: "keyward Simulator PIV Root CA" → per-device F9 certificate
 //!   (deterministic per serial) → slot attestation certificates, issued by
 //!   the PIV applet itself.
@@ -34,6 +39,8 @@ use x509_cert::ext::{Extension, pkix};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
+
+use super::Vendor;
 
 /// The FIDO AAGUID certificate extension (FIDO Metadata Statement §3.1,
 /// WebAuthn §8.2.1): an OCTET STRING holding the 16-byte AAGUID.
@@ -61,11 +68,51 @@ pub enum CaError {
     Der(#[from] der::Error),
 }
 
+/// A FIDO attestation hierarchy: root → intermediate → leaves.
+struct FidoHierarchy {
+    root: (SigningKey, Vec<u8>),
+    ca: (SigningKey, Vec<u8>),
+    /// HKDF label prefix of batch keys ("fido-batch").
+    batch_label: &'static str,
+    /// Organisation and CN prefix of the leaves.
+    org: &'static str,
+    cn: &'static str,
+}
+
+impl FidoHierarchy {
+    fn derive(
+        seed: &[u8],
+        labels: (&str, &str, &'static str),
+        names: (&str, &str),
+        leaf: (&'static str, &'static str),
+    ) -> Result<FidoHierarchy, CaError> {
+        let root_key = derive_key(seed, labels.0);
+        let root = self_signed(&root_key, names.0, 1)?;
+        let ca_key = derive_key(seed, labels.1);
+        let ca = issue(
+            (&root_key, &root),
+            names.1,
+            spki_of(&ca_key)?,
+            &[2],
+            ca_extensions(Some(0)),
+        )?;
+        Ok(FidoHierarchy {
+            root: (root_key, root),
+            ca: (ca_key, ca),
+            batch_label: labels.2,
+            org: leaf.0,
+            cn: leaf.1,
+        })
+    }
+}
+
 /// The simulator's attestation CAs, derived from a seed.
 pub struct SimCa {
     seed: Vec<u8>,
-    fido_root: (SigningKey, Vec<u8>),
-    fido_ca: (SigningKey, Vec<u8>),
+    fido: FidoHierarchy,
+    /// [`Vendor::Other`]: a separate vendor's FIDO hierarchy, never in
+    /// [`SimCa::roots_pem`]; stations learn it from an MDS entry.
+    vendor: FidoHierarchy,
     piv_root: (SigningKey, Vec<u8>),
 }
 
@@ -81,16 +128,23 @@ impl SimCa {
     pub const DEFAULT_SEED: &'static [u8] = b"keyward simulator attestation CAs v1";
 
     pub fn from_seed(seed: &[u8]) -> Result<SimCa, CaError> {
-        let fido_root_key = derive_key(seed, "fido-root");
-        let fido_root_name = "CN=keyward Simulator FIDO Root CA,O=keyward simulator,C=ZZ";
-        let fido_root = self_signed(&fido_root_key, fido_root_name, 1)?;
-        let fido_ca_key = derive_key(seed, "fido-ca-1");
-        let fido_ca = issue(
-            (&fido_root_key, &fido_root),
-            "CN=keyward Simulator FIDO Attestation CA 1,O=keyward simulator,C=ZZ",
-            spki_of(&fido_ca_key)?,
-            &[2],
-            ca_extensions(Some(0)),
+        let fido = FidoHierarchy::derive(
+            seed,
+            ("fido-root", "fido-ca-1", "fido-batch"),
+            (
+                "CN=keyward Simulator FIDO Root CA,O=keyward simulator,C=ZZ",
+                "CN=keyward Simulator FIDO Attestation CA 1,O=keyward simulator,C=ZZ",
+            ),
+            ("keyward simulator", "keyward Simulator"),
+        )?;
+        let vendor = FidoHierarchy::derive(
+            seed,
+            ("vendor-b-root", "vendor-b-ca-1", "vendor-b-batch"),
+            (
+                "CN=Vendor B Test FIDO Root CA,O=Vendor B (keyward simulator),C=ZZ",
+                "CN=Vendor B Test FIDO Attestation CA 1,O=Vendor B (keyward simulator),C=ZZ",
+            ),
+            ("Vendor B (keyward simulator)", "Vendor B Test"),
         )?;
         let piv_root_key = derive_key(seed, "piv-root");
         let piv_root = self_signed(
@@ -100,8 +154,8 @@ impl SimCa {
         )?;
         Ok(SimCa {
             seed: seed.to_vec(),
-            fido_root: (fido_root_key, fido_root),
-            fido_ca: (fido_ca_key, fido_ca),
+            fido,
+            vendor,
             piv_root: (piv_root_key, piv_root),
         })
     }
@@ -110,14 +164,31 @@ impl SimCa {
         &self.seed
     }
 
+    fn hierarchy(&self, vendor: Vendor) -> &FidoHierarchy {
+        match vendor {
+            Vendor::Sim => &self.fido,
+            Vendor::Other => &self.vendor,
+        }
+    }
+
     /// DER of the FIDO root certificate.
     pub fn fido_root(&self) -> &[u8] {
-        &self.fido_root.1
+        self.fido_root_of(Vendor::Sim)
+    }
+
+    /// DER of `vendor`'s FIDO root certificate.
+    pub fn fido_root_of(&self, vendor: Vendor) -> &[u8] {
+        &self.hierarchy(vendor).root.1
     }
 
     /// DER of the FIDO intermediate that issues attestation leaves.
     pub fn fido_intermediate(&self) -> &[u8] {
-        &self.fido_ca.1
+        self.fido_intermediate_of(Vendor::Sim)
+    }
+
+    /// DER of `vendor`'s FIDO intermediate.
+    pub fn fido_intermediate_of(&self, vendor: Vendor) -> &[u8] {
+        &self.hierarchy(vendor).ca.1
     }
 
     /// DER of the PIV root certificate.
@@ -132,8 +203,19 @@ impl SimCa {
         &self,
         aaguid: &[u8; 16],
     ) -> Result<(SigningKey, Vec<u8>), CaError> {
-        let key = derive_key(&self.seed, &format!("fido-batch-{}", hex::encode(aaguid)));
-        let cert = self.fido_leaf(&key, aaguid, None)?;
+        self.fido_batch_attestation_of(Vendor::Sim, aaguid)
+    }
+
+    /// [`SimCa::fido_batch_attestation`] under `vendor`'s hierarchy.
+    pub fn fido_batch_attestation_of(
+        &self,
+        vendor: Vendor,
+        aaguid: &[u8; 16],
+    ) -> Result<(SigningKey, Vec<u8>), CaError> {
+        let h = self.hierarchy(vendor);
+        let label = format!("{}-{}", h.batch_label, hex::encode(aaguid));
+        let key = derive_key(&self.seed, &label);
+        let cert = self.fido_leaf_of(vendor, &key, aaguid, None)?;
         Ok((key, cert))
     }
 
@@ -145,9 +227,19 @@ impl SimCa {
         aaguid: &[u8; 16],
         serial: u32,
     ) -> Result<(SigningKey, Vec<u8>), CaError> {
+        self.fido_enterprise_attestation_of(Vendor::Sim, aaguid, serial)
+    }
+
+    /// [`SimCa::fido_enterprise_attestation`] under `vendor`'s hierarchy.
+    pub fn fido_enterprise_attestation_of(
+        &self,
+        vendor: Vendor,
+        aaguid: &[u8; 16],
+        serial: u32,
+    ) -> Result<(SigningKey, Vec<u8>), CaError> {
         let key =
             <SigningKey as p256::elliptic_curve::Generate>::generate_from_rng(&mut super::rng());
-        let cert = self.fido_leaf(&key, aaguid, Some(serial))?;
+        let cert = self.fido_leaf_of(vendor, &key, aaguid, Some(serial))?;
         Ok((key, cert))
     }
 
@@ -160,6 +252,18 @@ impl SimCa {
         aaguid: &[u8; 16],
         serial: Option<u32>,
     ) -> Result<Vec<u8>, CaError> {
+        self.fido_leaf_of(Vendor::Sim, key, aaguid, serial)
+    }
+
+    /// [`SimCa::fido_leaf`] issued by `vendor`'s intermediate.
+    pub fn fido_leaf_of(
+        &self,
+        vendor: Vendor,
+        key: &SigningKey,
+        aaguid: &[u8; 16],
+        serial: Option<u32>,
+    ) -> Result<Vec<u8>, CaError> {
+        let h = self.hierarchy(vendor);
         let mut exts = vec![
             basic_constraints(false, None)?,
             raw_extension(
@@ -168,12 +272,19 @@ impl SimCa {
                 &OctetString::new(aaguid.to_vec())?.to_der()?,
             ),
         ];
+        let (org, cn) = (h.org, h.cn);
         let subject = match serial {
             Some(s) => {
-                exts.push(raw_extension(OID_YUBICO_FIDO_SERIAL, false, &der_integer(u64::from(s))?));
-                format!("CN=keyward Simulator EA Serial {s},serialNumber={s},OU=Authenticator Attestation,O=keyward simulator,C=ZZ")
+                exts.push(raw_extension(
+                    OID_YUBICO_FIDO_SERIAL,
+                    false,
+                    &der_integer(u64::from(s))?,
+                ));
+                format!(
+                    "CN={cn} EA Serial {s},serialNumber={s},OU=Authenticator Attestation,O={org},C=ZZ"
+                )
             }
-            None => "CN=keyward Simulator FIDO Attestation,OU=Authenticator Attestation,O=keyward simulator,C=ZZ".to_string(),
+            None => format!("CN={cn} FIDO Attestation,OU=Authenticator Attestation,O={org},C=ZZ"),
         };
         let mut serial_bytes = [0u8; 9];
         serial_bytes[0] = 0x01;
@@ -182,7 +293,7 @@ impl SimCa {
             serial_bytes = [0x01, 0, 0, 0, 0, 0, 0, 0, 0x10];
         }
         issue(
-            (&self.fido_ca.0, &self.fido_ca.1),
+            (&h.ca.0, &h.ca.1),
             &subject,
             spki_of(key)?,
             &serial_bytes,
@@ -402,6 +513,40 @@ mod tests {
         verify_signed_by(&leaf, ca.fido_intermediate());
         let (_, f9) = ca.piv_device_f9(42).unwrap();
         verify_signed_by(&f9, ca.piv_root());
+    }
+
+    /// Vendor B's hierarchy is its own: signed by its own root, not the
+    /// simulator's, and left out of the roots `keyward sim roots` prints.
+    #[test]
+    fn vendor_hierarchy_is_separate_from_the_simulator_roots() {
+        let ca = SimCa::from_seed(SimCa::DEFAULT_SEED).unwrap();
+        let v = Vendor::Other;
+        assert_ne!(ca.fido_root_of(v), ca.fido_root());
+        verify_signed_by(ca.fido_root_of(v), ca.fido_root_of(v));
+        verify_signed_by(ca.fido_intermediate_of(v), ca.fido_root_of(v));
+        let (k, leaf) = ca
+            .fido_batch_attestation_of(v, &super::super::VENDOR_AAGUID)
+            .unwrap();
+        verify_signed_by(&leaf, ca.fido_intermediate_of(v));
+        let (k2, _) = ca
+            .fido_batch_attestation(&super::super::VENDOR_AAGUID)
+            .unwrap();
+        assert_ne!(k.to_bytes(), k2.to_bytes(), "batch keys differ per vendor");
+        let subject = Certificate::from_der(&leaf)
+            .unwrap()
+            .tbs_certificate()
+            .subject()
+            .to_string();
+        assert!(
+            subject.contains("O=Vendor B (keyward simulator)"),
+            "{subject}"
+        );
+        let pem = ca.roots_pem().unwrap();
+        let vendor_pem = Certificate::from_der(ca.fido_root_of(v))
+            .unwrap()
+            .to_pem(der::pem::LineEnding::LF)
+            .unwrap();
+        assert!(!pem.contains(&vendor_pem));
     }
 
     #[test]

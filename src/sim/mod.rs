@@ -82,6 +82,66 @@ pub struct DeviceProfile {
     /// Which applets the card carries.
     pub fido2: bool,
     pub piv: bool,
+    /// Whose CA issues the FIDO2 attestation certificate.
+    #[serde(default)]
+    pub vendor: Vendor,
+    /// The makeCredential attestation statement format.
+    #[serde(default)]
+    pub attestation: AttestationFormat,
+}
+
+/// The maker a simulated FIDO2 key claims, and so the CA hierarchy its
+/// attestation chains to ([`ca::SimCa`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Vendor {
+    /// The simulator's own (YubiKey-like) FIDO hierarchy, the one
+    /// `keyward sim roots` prints and `danger_trust_simulator` trusts.
+    #[default]
+    Sim,
+    /// Another vendor with its own root, which nothing trusts by default:
+    /// a station learns it only from an MDS entry (docs/simulator.md).
+    Other,
+}
+
+impl std::str::FromStr for Vendor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sim" => Ok(Vendor::Sim),
+            "other" => Ok(Vendor::Other),
+            _ => Err(format!("vendor {s:?} is not sim or other")),
+        }
+    }
+}
+
+/// Attestation statement format of makeCredential (WebAuthn §8.2 `packed`
+/// with x5c, §8.7 `none`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttestationFormat {
+    #[default]
+    Packed,
+    None,
+}
+
+impl std::str::FromStr for AttestationFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "packed" => Ok(AttestationFormat::Packed),
+            "none" => Ok(AttestationFormat::None),
+            _ => Err(format!("attestation format {s:?} is not packed or none")),
+        }
+    }
+}
+
+/// Parse an AAGUID given as 32 hex digits, with or without the dashes of
+/// the MDS3 form.
+pub fn parse_aaguid(s: &str) -> Result<[u8; 16], String> {
+    crate::attest::mds::parse_aaguid(s).ok_or_else(|| {
+        format!("AAGUID {s:?} is not 32 hex digits (e.g. 6b657977-6172-642d-7665-6e646f722d62)")
+    })
 }
 
 /// AAGUID of the simulated authenticator model. Not a Yubico AAGUID, so that
@@ -89,6 +149,10 @@ pub struct DeviceProfile {
 pub const SIM_AAGUID: [u8; 16] = [
     0x6b, 0x65, 0x79, 0x77, 0x61, 0x72, 0x64, 0x2d, 0x73, 0x69, 0x6d, 0x2d, 0x66, 0x69, 0x64, 0x6f,
 ];
+
+/// AAGUID of the simulated non-Yubico model ([`Vendor::Other`]):
+/// "keyward-vendor-b" in ASCII, 6b657977-6172-642d-7665-6e646f722d62.
+pub const VENDOR_AAGUID: [u8; 16] = *b"keyward-vendor-b";
 
 impl DeviceProfile {
     pub fn new(serial: u32, firmware: Firmware) -> DeviceProfile {
@@ -99,6 +163,18 @@ impl DeviceProfile {
             aaguid: SIM_AAGUID,
             fido2: true,
             piv: true,
+            vendor: Vendor::Sim,
+            attestation: AttestationFormat::Packed,
+        }
+    }
+
+    /// A FIDO2-only key of [`Vendor::Other`] with [`VENDOR_AAGUID`].
+    pub fn other_vendor(serial: u32) -> DeviceProfile {
+        DeviceProfile {
+            aaguid: VENDOR_AAGUID,
+            piv: false,
+            vendor: Vendor::Other,
+            ..DeviceProfile::new(serial, Firmware::V5_7_1)
         }
     }
 }

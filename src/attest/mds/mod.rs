@@ -37,6 +37,25 @@ pub const REJECTING_STATUSES: &[&str] = &[
     "USER_KEY_PHYSICAL_COMPROMISE",
 ];
 
+/// Every AuthenticatorStatus value (FIDO Metadata Service v3.0 §3.1.4).
+pub const AUTHENTICATOR_STATUSES: &[&str] = &[
+    "NOT_FIDO_CERTIFIED",
+    "FIDO_CERTIFIED",
+    "USER_VERIFICATION_BYPASS",
+    "ATTESTATION_KEY_COMPROMISE",
+    "USER_KEY_REMOTE_COMPROMISE",
+    "USER_KEY_PHYSICAL_COMPROMISE",
+    "UPDATE_AVAILABLE",
+    "REVOKED",
+    "SELF_ASSERTION_SUBMITTED",
+    "FIDO_CERTIFIED_L1",
+    "FIDO_CERTIFIED_L1plus",
+    "FIDO_CERTIFIED_L2",
+    "FIDO_CERTIFIED_L2plus",
+    "FIDO_CERTIFIED_L3",
+    "FIDO_CERTIFIED_L3plus",
+];
+
 /// A BLOB that is malformed or whose signature does not hold.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -162,6 +181,15 @@ impl MdsEntry {
 
     pub fn authenticator_version(&self) -> Option<u64> {
         self.metadata_statement.as_ref()?.authenticator_version
+    }
+
+    /// The maker, as the organisation (O) of the first attestation root
+    /// that names one: MDS3 has no vendor field, and a root names its
+    /// issuer ("Yubico", "Feitian Technologies").
+    pub fn vendor(&self) -> Option<String> {
+        self.anchors()
+            .anchors()
+            .find_map(|a| a.cert.subject_attr("2.5.4.10").into_iter().next())
     }
 
     /// Its attestationRootCertificates as anchors (entries that do not

@@ -1,5 +1,7 @@
 //! authenticatorMakeCredential (0x01, CTAP 2.1 §6.1) with `packed`
-//! attestation (WebAuthn §8.2) and enterprise attestation (§7.1).
+//! attestation (WebAuthn §8.2) under the profile's vendor hierarchy, or
+//! `none` (§8.7) when the profile asks for it, and enterprise attestation
+//! (§7.1).
 
 use ciborium::Value;
 use p256::ecdsa::SigningKey;
@@ -11,7 +13,7 @@ use super::status::CtapError;
 use super::{Authenticator, MAX_DISCOVERABLE, perm};
 use crate::sim::ca::SimCa;
 use crate::sim::device::SimOptions;
-use crate::sim::{Fault, UserPresence};
+use crate::sim::{AttestationFormat, Fault, UserPresence};
 
 /// authData flags (WebAuthn §6.1).
 pub mod flag {
@@ -35,8 +37,9 @@ pub struct AttestationKeys {
 impl AttestationKeys {
     pub fn new(opts: &SimOptions) -> AttestationKeys {
         let aaguid = opts.profile.aaguid;
-        let inter = opts.ca.fido_intermediate().to_vec();
-        let batch = opts.ca.fido_batch_attestation(&aaguid).ok();
+        let vendor = opts.profile.vendor;
+        let inter = opts.ca.fido_intermediate_of(vendor).to_vec();
+        let batch = opts.ca.fido_batch_attestation_of(vendor, &aaguid).ok();
         let faults = &opts.faults;
         let faulty = if faults.has(Fault::UntrustedAttestation) {
             // A well-formed chain under a root no verifier was given.
@@ -50,7 +53,7 @@ impl AttestationKeys {
             let mut other = aaguid;
             other[15] ^= 0xFF;
             batch.as_ref().and_then(|(k, _)| {
-                let leaf = opts.ca.fido_leaf(k, &other, None).ok()?;
+                let leaf = opts.ca.fido_leaf_of(vendor, k, &other, None).ok()?;
                 Some((k.clone(), vec![leaf, inter.clone()]))
             })
         } else {
@@ -235,12 +238,18 @@ impl Authenticator {
         let flags = flag::UP | if uv { flag::UV } else { 0 };
         let aaguid = self.opts.profile.aaguid;
         let ad = auth_data(&r.rp_id, flags, 0, Some((&aaguid, &cred)), ext)?;
-        let att_stmt = self.attest(&ad, r.client_data_hash, enterprise)?;
+        let (fmt, att_stmt) = match self.opts.profile.attestation {
+            AttestationFormat::Packed => {
+                ("packed", self.attest(&ad, r.client_data_hash, enterprise)?)
+            }
+            // WebAuthn §8.7: an empty statement (CTAP 2.1 §6.1 allows it).
+            AttestationFormat::None => ("none", cbor::text_map(vec![])),
+        };
         if cred.discoverable {
             self.store(cred);
         }
         let mut out = vec![
-            (0x01, cbor::text("packed")),
+            (0x01, cbor::text(fmt)),
             (0x02, cbor::bytes(&ad)),
             (0x03, att_stmt),
         ];
@@ -327,14 +336,13 @@ impl Authenticator {
             keys.faulty.as_ref()
         } else if enterprise {
             if keys.enterprise.is_none() {
-                let aaguid = self.opts.profile.aaguid;
-                let serial = self.opts.profile.serial;
-                let (k, leaf) = self
-                    .opts
-                    .ca
-                    .fido_enterprise_attestation(&aaguid, serial)
+                let p = &self.opts.profile;
+                let ca = &self.opts.ca;
+                let (k, leaf) = ca
+                    .fido_enterprise_attestation_of(p.vendor, &p.aaguid, p.serial)
                     .map_err(|_| CtapError::Other)?;
-                keys.enterprise = Some((k, vec![leaf, self.opts.ca.fido_intermediate().to_vec()]));
+                let inter = ca.fido_intermediate_of(p.vendor).to_vec();
+                keys.enterprise = Some((k, vec![leaf, inter]));
             }
             keys.enterprise.as_ref()
         } else {

@@ -302,3 +302,47 @@ fn keygen_delay_is_per_device() {
     t.call(0x04, None);
     assert!(start.elapsed() < delay);
 }
+
+/// A Vendor B key attests under Vendor B's hierarchy with its own AAGUID,
+/// in the leaf's extension and in authData alike; its enterprise
+/// attestation too.
+#[test]
+fn other_vendor_attests_under_its_own_root() {
+    use crate::sim::{DeviceProfile, VENDOR_AAGUID, Vendor};
+    let mut o = opts();
+    o.profile = DeviceProfile::other_vendor(4_200_001);
+    let mut t = Tester::with_opts(o);
+    let r = t.ok(0x01, mc_req("example.com", b"user", false, vec![]));
+    assert_eq!(r.text(1).unwrap(), Some("packed"));
+    let ad = r.bytes(2).unwrap().unwrap();
+    assert_eq!(&ad[37..53], VENDOR_AAGUID);
+    let chain = x5c(&r);
+    assert_eq!(chain[1], ca().fido_intermediate_of(Vendor::Other));
+    assert_ne!(chain[1], ca().fido_intermediate());
+    assert_eq!(aaguid_ext(&chain[0]), VENDOR_AAGUID);
+    assert_eq!(t.call(0x0D, Some(cbor::int_map(vec![(1, int(1))]))), [0x00]);
+    let ep = t.ok(
+        0x01,
+        mc_req("example.com", b"user", false, vec![(0x0A, int(1))]),
+    );
+    assert_eq!(x5c(&ep)[1], ca().fido_intermediate_of(Vendor::Other));
+}
+
+/// `none` attestation: fmt "none" and an empty attStmt map, byte for byte
+/// (WebAuthn §8.7), with the credential still in authData.
+#[test]
+fn none_attestation_is_an_empty_statement() {
+    use crate::sim::AttestationFormat;
+    let mut o = opts();
+    o.profile.attestation = AttestationFormat::None;
+    let mut t = Tester::with_opts(o);
+    let raw = t.call(0x01, Some(mc_req("example.com", b"user", false, vec![])));
+    assert_eq!(raw[0], 0x00);
+    // {1: "none", ...}: A3 01 64 "none" 02 ...
+    assert_eq!(&raw[1..8], &[0xA3, 0x01, 0x64, b'n', b'o', b'n', b'e']);
+    // ... 03 A0: attStmt is the empty map, last.
+    assert_eq!(&raw[raw.len() - 2..], &[0x03, 0xA0]);
+    let r = decode(&raw);
+    let ad = r.bytes(2).unwrap().unwrap();
+    assert_eq!(&ad[37..53], SIM_AAGUID);
+}
