@@ -11,7 +11,7 @@ use crate::sim::ca::SimCa;
 use crate::sim::device::{SimOptions, build_card};
 use crate::sim::state::{StateDir, ca_seed};
 use crate::sim::vpcd::{self, Shutdown};
-use crate::sim::{DeviceProfile, Fault, Faults, Firmware, Person};
+use crate::sim::{DeviceProfile, Fault, Faults, Firmware, Person, Quirks};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -60,6 +60,13 @@ pub struct SimRunArgs {
     /// untrusted-attestation, aaguid-mismatch
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<Fault>,
+    /// Behave like a key that deviates from CTAP 2.1 (docs/interop.md):
+    /// comma-separated quirks (empty-rp-enumeration, ctap20, pin-protocol-1,
+    /// no-pin-protocols, short-apdu, max-msg-1024, no-max-msg-size,
+    /// u2f-only, unknown-info-fields, no-power-cycle-state) or profiles
+    /// (ctap20-key, lenient-21, nfc-1024, u2f-key); kept with --state
+    #[arg(long, value_name = "LIST")]
+    pub quirks: Option<Quirks>,
     /// The simulated person touches the key this long after it asks
     #[arg(long, value_name = "MS", conflicts_with = "no_touch")]
     pub touch_delay_ms: Option<u64>,
@@ -111,7 +118,8 @@ fn serve(a: SimRunArgs) -> Result<()> {
     let mut profile = DeviceProfile::new(a.serial, a.firmware);
     profile.fido2 = both || a.fido2;
     profile.piv = both || a.piv;
-    let explicit: Vec<&'static str> = ["serial", "firmware"]
+    profile.quirks = a.quirks.clone().unwrap_or_default();
+    let explicit: Vec<&'static str> = ["serial", "firmware", "quirks"]
         .into_iter()
         .filter(|f| flag_given(f))
         .collect();
@@ -145,7 +153,7 @@ fn serve(a: SimRunArgs) -> Result<()> {
         .collect();
     let faults: Vec<String> = a.faults.iter().map(Fault::to_string).collect();
     eprintln!(
-        "keyward sim: serial {} firmware {} ({}) on vpcd {addr}{}",
+        "keyward sim: serial {} firmware {} ({}) on vpcd {addr}{}{}",
         profile.serial,
         profile.firmware,
         applets.join(" + "),
@@ -153,6 +161,11 @@ fn serve(a: SimRunArgs) -> Result<()> {
             String::new()
         } else {
             format!(", faults: {}", faults.join(", "))
+        },
+        if profile.quirks.is_empty() {
+            String::new()
+        } else {
+            format!(", quirks: {}", profile.quirks)
         }
     );
     let shutdown = Shutdown::default();

@@ -63,10 +63,9 @@ impl SimDevice {
         if let Some(auth) = &fido {
             applets.push(Box::new(FidoApplet::with_authenticator(auth.clone())));
         }
-        SimDevice {
-            card: VirtualCard::new(applets),
-            fido,
-        }
+        let mut card = VirtualCard::new(applets);
+        card.set_short_only(opts.profile.quirks.has(super::Quirk::ShortApdu));
+        SimDevice { card, fido }
     }
 
     /// Plug the key into USB: a CTAPHID report pipe to the same

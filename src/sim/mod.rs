@@ -15,11 +15,13 @@ pub mod key;
 pub mod mgmt;
 pub mod person;
 pub mod piv;
+pub mod quirk;
 pub mod state;
 pub mod vpcd;
 
 pub use fault::{Fault, Faults};
 pub use person::{Person, TouchOutcome, UserPresence};
+pub use quirk::{Quirk, Quirks};
 
 use std::fmt;
 
@@ -82,6 +84,9 @@ pub struct DeviceProfile {
     /// Which applets the card carries.
     pub fido2: bool,
     pub piv: bool,
+    /// How the FIDO2 side deviates from CTAP 2.1 (docs/interop.md).
+    #[serde(default, skip_serializing_if = "Quirks::is_empty")]
+    pub quirks: Quirks,
 }
 
 /// AAGUID of the simulated authenticator model. Not a Yubico AAGUID, so that
@@ -99,6 +104,7 @@ impl DeviceProfile {
             aaguid: SIM_AAGUID,
             fido2: true,
             piv: true,
+            quirks: Quirks::none(),
         }
     }
 }
