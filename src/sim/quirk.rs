@@ -21,7 +21,8 @@ pub enum Quirk {
     /// enumerateRPsBegin on a key without discoverable credentials answers
     /// `{totalRPs: 0}` instead of CTAP2_ERR_NO_CREDENTIALS (§6.8.3).
     EmptyRpEnumeration,
-    /// A CTAP 2.0 key: versions `["FIDO_2_0"]`, no authenticatorConfig, no
+    /// A CTAP 2.0 key with the 2.1 preview, as YubiKey 5.2–5.4: versions
+    /// `["FIDO_2_0", "FIDO_2_1_PRE"]`, no authenticatorConfig, no
     /// selection, no credMgmt (only the 2.1-PRE command 0x41 with option
     /// `credentialMgmtPreview`), no permission tokens (only getPinToken),
     /// no getInfo members past 0x06.

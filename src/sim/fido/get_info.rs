@@ -74,8 +74,10 @@ impl Authenticator {
         }
     }
 
-    /// What a CTAP 2.0 key answers (CTAP 2.0 §5.4: keys 0x01–0x06): no
-    /// 2.1 options, credential management only as the 2.1-PRE preview.
+    /// What a CTAP 2.0 key with the 2.1-PRE preview answers (YubiKey
+    /// 5.2–5.4 do: versions FIDO_2_0 and FIDO_2_1_PRE; CTAP 2.0 §5.4
+    /// members 0x01–0x06 only): no 2.1 options, no permission tokens,
+    /// credential management only as the preview.
     fn get_info_ctap20(&self) -> Value {
         let opts = vec![
             ("rk", Value::Bool(true)),
@@ -85,7 +87,10 @@ impl Authenticator {
             ("credentialMgmtPreview", Value::Bool(true)),
         ];
         let mut m = vec![
-            (0x01, Value::Array(vec![text("FIDO_2_0")])),
+            (
+                0x01,
+                Value::Array(vec![text("FIDO_2_0"), text("FIDO_2_1_PRE")]),
+            ),
             (0x02, Value::Array(vec![text("credProtect")])),
             (0x03, cbor::bytes(&self.opts.profile.aaguid)),
             (0x04, cbor::text_map(opts)),
@@ -117,7 +122,7 @@ impl Authenticator {
                 }
             }
             m.push((0x13, cbor::text_map(vec![("FIDO", int(1))])));
-            m.push((0x7F, Value::Array(vec![Value::Null, text("vendor")])));
+            m.push((0x7F, Value::Array(vec![int(1), text("vendor")])));
         }
     }
 }

@@ -39,12 +39,12 @@ fn pin_token_v1(t: &mut Tester, pin: &str) -> Result<Vec<u8>, u8> {
 #[test]
 fn ctap20_get_info_is_pinned() {
     let mut t = tester("ctap20");
-    // map of 6: versions ["FIDO_2_0"], extensions, AAGUID, options (5:
+    // map of 6: versions ["FIDO_2_0", "FIDO_2_1_PRE"], extensions, AAGUID, options (5:
     // rk, up, plat, clientPin, credentialMgmtPreview), maxMsgSize 1200,
     // pinUvAuthProtocols [1].
     let want = concat!(
         "00a6",
-        "0181684649444f5f325f30",
+        "0182684649444f5f325f306c4649444f5f325f315f505245",
         "02816b6372656450726f74656374",
         "03506b6579776172642d73696d2d6669646f",
         "04a562726bf5627570f564706c6174f469636c69656e7450696ef4",
