@@ -13,6 +13,7 @@
 
 mod common;
 mod ctap_common;
+mod provision_support;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -411,4 +412,90 @@ fn unknown_quirk_is_a_usage_error() {
         err.contains("unknown quirk \"warp\"") && err.contains("empty-rp-enumeration"),
         "{err}"
     );
+}
+
+// ---- enrollment (src/provision) ----
+
+fn enroll_on(
+    rig: &provision_support::Rig,
+    dev: keyward::sim::device::SimDevice,
+) -> Result<keyward::provision::EnrollOutcome, keyward::provision::ProvisionError> {
+    use keyward::provision::{self, Cancel, EventLog, KeyTarget};
+    let req = provision_support::request(
+        rig.ticket(&provision_support::claims("standard")),
+        KeyTarget::device(dev),
+        provision_support::PIN,
+    );
+    provision::enroll(&rig.station, req, &EventLog::new(), &Cancel::new())
+}
+
+fn sim_with(quirks: &str, serial: u32) -> keyward::sim::device::SimDevice {
+    let mut o = quirky(quirks);
+    o.profile.serial = serial;
+    keyward::sim::device::SimDevice::new(&o)
+}
+
+/// The criterion of issue 18: a key whose PIN change is forced (a bulk run
+/// set forceChangePin) is refused by enrollment before any PIN goes to it,
+/// with a message that says what to do; the retry counter is unchanged.
+#[test]
+fn enrollment_refuses_a_forced_pin_change_without_spending_a_retry() {
+    let rig = provision_support::rig();
+    let dev = sim_with("none", 31_000_901);
+    let probe = dev.hid().unwrap();
+    let t = keyward::sim::key::pipe_transport(probe, Duration::from_secs(5)).unwrap();
+    let mut c = Ctap2::new(t);
+    let info = c.get_info().unwrap();
+    c.set_pin(info.pin_protocol().unwrap(), &Pin::from(provision_support::PIN))
+        .unwrap();
+    let info = c.get_info().unwrap();
+    let tok = c
+        .token_for(
+            &info,
+            &Pin::from(provision_support::PIN),
+            perm::AUTHENTICATOR_CFG,
+            None,
+        )
+        .unwrap();
+    let force = ConfigCommand::SetMinPinLength {
+        new_min_pin_length: None,
+        min_pin_length_rp_ids: vec![],
+        force_change_pin: true,
+    };
+    c.config(&force, Some(&tok)).unwrap();
+    assert_eq!(c.pin_retries().unwrap().retries, 8);
+    let e = enroll_on(&rig, dev).unwrap_err();
+    assert_eq!(e.reason, keyward::provision::Reason::PinAlreadySet);
+    assert_eq!(e.step, Some(keyward::provision::Step::SetPin));
+    assert!(
+        e.message.contains("keyward fido pin change") && e.message.contains("no retry"),
+        "{}",
+        e.message
+    );
+    assert_eq!(c.pin_retries().unwrap().retries, 8, "a retry was spent");
+    assert_eq!(rig.counts(), (0, 0, 0));
+}
+
+/// Enrollment on the quirk profiles that are FIDO2 keys: the same workflow
+/// picks protocol 1, getPinToken and the preview where the key needs them;
+/// the U2F key is refused as unsupported.
+#[test]
+fn enrollment_on_quirk_profiles() {
+    let rig = provision_support::rig();
+    for (i, (name, _)) in PROFILES.iter().enumerate() {
+        let r = enroll_on(&rig, sim_with(name, 31_000_910 + i as u32));
+        if *name == "u2f-key" {
+            let e = r.unwrap_err();
+            assert_eq!(
+                e.reason,
+                keyward::provision::Reason::DeviceUnsupported,
+                "{}",
+                e.message
+            );
+            assert!(e.message.contains("only U2F/CTAP1"), "{}", e.message);
+        } else {
+            let o = r.unwrap_or_else(|e| panic!("{name}: {}", e.full_message()));
+            assert_eq!(o.credentials.len(), 1, "{name}");
+        }
+    }
 }
