@@ -92,6 +92,20 @@ fn workflow<T: Transport>(c: &mut Ctap2<T>, quirks: &Quirks) {
         return;
     }
     let info = c.get_info().expect("getInfo");
+    if quirks.has(Quirk::NoClientPin) {
+        // No PIN, no token, no credential management: the `fido` commands
+        // and enrollment refuse it (enrollment_refuses_a_key_without_pin).
+        assert_eq!(info.option("clientPin"), None);
+        let e = c.pin_retries().unwrap_err();
+        assert_eq!(e.status(), Some(StatusCode::InvalidCommand));
+        return;
+    }
+    let retries = c.pin_retries().expect("getPinRetries");
+    assert_eq!(
+        retries.power_cycle.is_none(),
+        quirks.has(Quirk::NoPowerCycleState),
+        "{quirks}"
+    );
     let proto = info.pin_protocol().expect("a PIN protocol");
     let only_v1 = quirks.has(Quirk::PinProtocol1)
         || quirks.has(Quirk::NoPinProtocols)
@@ -498,4 +512,15 @@ fn enrollment_on_quirk_profiles() {
             assert_eq!(o.credentials.len(), 1, "{name}");
         }
     }
+}
+
+/// docs/interop.md "no clientPin option": a key without PIN support is
+/// refused by enrollment (its credentials could be used without a PIN).
+#[test]
+fn enrollment_refuses_a_key_without_pin() {
+    let rig = provision_support::rig();
+    let e = enroll_on(&rig, sim_with("no-client-pin", 31_000_920)).unwrap_err();
+    assert_eq!(e.reason, keyward::provision::Reason::DeviceUnsupported);
+    assert!(e.message.contains("no clientPIN support"), "{}", e.message);
+    assert_eq!(rig.counts(), (0, 0, 0));
 }

@@ -100,6 +100,11 @@ pub fn run(args: FidoArgs, json: bool) -> Result<()> {
         FidoCommand::Info => info(&mut c, json),
         FidoCommand::Pin(PinCommand::Set) => {
             let info = c.get_info().map_err(fail)?;
+            if info.option("clientPin").is_none() {
+                return Err(anyhow::anyhow!(
+                    "this key has no PIN support (no clientPin option in its getInfo); keyward manages only keys with a PIN"
+                ));
+            }
             if info.option("clientPin") == Some(true) {
                 return Err(Failure::Usage(
                     "the key already has a PIN; change it with `keyward fido pin change`".into(),

@@ -21,6 +21,10 @@ pub enum Quirk {
     /// enumerateRPsBegin on a key without discoverable credentials answers
     /// `{totalRPs: 0}` instead of CTAP2_ERR_NO_CREDENTIALS (§6.8.3).
     EmptyRpEnumeration,
+    /// enumerateRPsBegin on a key without discoverable credentials answers
+    /// an empty map: neither rp nor totalRPs (Nitrokey FIDO2 firmware
+    /// issue #75).
+    EmptyRpMap,
     /// A CTAP 2.0 key with the 2.1 preview, as YubiKey 5.2–5.4: versions
     /// `["FIDO_2_0", "FIDO_2_1_PRE"]`, no authenticatorConfig, no
     /// selection, no credMgmt (only the 2.1-PRE command 0x41 with option
@@ -55,11 +59,15 @@ pub enum Quirk {
     /// getPinRetries answers without powerCycleState (0x04), as CTAP 2.0
     /// keys do.
     NoPowerCycleState,
+    /// No PIN support at all: getInfo has no `clientPin` option and
+    /// authenticatorClientPIN is CTAP1_ERR_INVALID_COMMAND.
+    NoClientPin,
 }
 
 impl Quirk {
-    pub const ALL: [Quirk; 10] = [
+    pub const ALL: [Quirk; 12] = [
         Quirk::EmptyRpEnumeration,
+        Quirk::EmptyRpMap,
         Quirk::Ctap20,
         Quirk::PinProtocol1,
         Quirk::NoPinProtocols,
@@ -69,11 +77,13 @@ impl Quirk {
         Quirk::U2fOnly,
         Quirk::UnknownInfoFields,
         Quirk::NoPowerCycleState,
+        Quirk::NoClientPin,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Quirk::EmptyRpEnumeration => "empty-rp-enumeration",
+            Quirk::EmptyRpMap => "empty-rp-map",
             Quirk::Ctap20 => "ctap20",
             Quirk::PinProtocol1 => "pin-protocol-1",
             Quirk::NoPinProtocols => "no-pin-protocols",
@@ -83,6 +93,7 @@ impl Quirk {
             Quirk::U2fOnly => "u2f-only",
             Quirk::UnknownInfoFields => "unknown-info-fields",
             Quirk::NoPowerCycleState => "no-power-cycle-state",
+            Quirk::NoClientPin => "no-client-pin",
         }
     }
 }

@@ -158,15 +158,19 @@ impl<T: Transport> Ctap2<T> {
     }
 
     /// enumerateRPsBegin / GetNextRP. A key without credentials answers
-    /// NO_CREDENTIALS (§6.8.3), which comes back as an empty list; so does
-    /// the answer some firmware gives instead, `{totalRPs: 0}` with no rp
-    /// (docs/interop.md: an empty list hides nothing, so it is tolerated).
+    /// NO_CREDENTIALS (§6.8.3), which comes back as an empty list; so do
+    /// the answers some firmware gives instead, `{totalRPs: 0}` with no rp
+    /// and an empty map (docs/interop.md: the listing is what the key
+    /// says it holds; no decision rests on it being non-empty).
     pub fn enumerate_rps(&mut self, command: u8, auth: &PinUvAuth) -> Result<Vec<Rp>, Error> {
         let first = match self.cm(command, sub::ENUMERATE_RPS_BEGIN, None, Some(auth)) {
             Err(Error::Status(crate::ctap::StatusCode::NoCredentials)) => return Ok(Vec::new()),
             r => r?.ok_or(DecodeError::Empty)?,
         };
         let f = Fields::of(&first, "credMgmt")?;
+        if f.get(0x03).is_none() && f.get(0x05).is_none() {
+            return Ok(Vec::new());
+        }
         let n = total(&f, 0x05, "totalRPs")?;
         if n == 0 {
             return Ok(Vec::new());
@@ -353,7 +357,7 @@ mod tests {
     #[test]
     fn empty_enumerations_in_both_forms() {
         let a = auth();
-        for answer in [vec![0x00, 0xA1, 0x05, 0x00], vec![0x2E]] {
+        for answer in [vec![0x00, 0xA1, 0x05, 0x00], vec![0x2E], vec![0x00, 0xA0]] {
             let mut c = client(vec![answer.clone()]);
             assert_eq!(c.enumerate_rps(COMMAND, &a).unwrap(), vec![]);
             assert_eq!(c.transport().sent.len(), 1);

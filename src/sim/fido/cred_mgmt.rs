@@ -115,6 +115,10 @@ impl Authenticator {
                 // Some firmware answers {totalRPs: 0} (issue 18).
                 return Ok(cbor::int_map(vec![(0x05, cbor::int(0))]));
             }
+            if self.quirk(Quirk::EmptyRpMap) {
+                // And some an empty map (Nitrokey FIDO2 issue #75).
+                return Ok(cbor::int_map(vec![]));
+            }
             return Err(CtapError::NoCredentials);
         }
         let first = rps.remove(0);

@@ -106,8 +106,15 @@ impl Authenticator {
         if self.quirk(Quirk::NoMaxMsgSize) {
             m.retain(|(k, _)| *k != 0x05);
         }
-        if self.quirk(Quirk::NoPinProtocols) {
+        if self.quirk(Quirk::NoPinProtocols) || self.quirk(Quirk::NoClientPin) {
             m.retain(|(k, _)| *k != 0x06);
+        }
+        if self.quirk(Quirk::NoClientPin) {
+            for (k, v) in m.iter_mut() {
+                if let (0x04, Value::Map(o)) = (*k, v) {
+                    o.retain(|(name, _)| name.as_text() != Some("clientPin"));
+                }
+            }
         }
         if self.quirk(Quirk::UnknownInfoFields) {
             for (k, v) in m.iter_mut() {

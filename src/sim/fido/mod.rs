@@ -239,6 +239,9 @@ impl Authenticator {
         ) {
             self.cred_mgmt = cred_mgmt::Enumeration::default();
         }
+        if self.quirk(Quirk::NoClientPin) && command == cmd::CLIENT_PIN {
+            return Err(CtapError::InvalidCommand);
+        }
         if self.quirk(Quirk::Ctap20)
             && matches!(
                 command,

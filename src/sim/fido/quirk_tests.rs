@@ -163,3 +163,38 @@ fn unknown_info_fields_parse_in_the_client() {
     assert_eq!(info.option("vendorMode"), Some(true));
     assert_eq!(info.option("vendorLevel"), None);
 }
+
+/// What a YubiKey 5.7 answers with no PIN set (the profile without
+/// quirks; CTAP 2.1 §6.5.5.2, §6.5.5.7, §6.8): getPinRetries still
+/// answers (8), a token is PIN_NOT_SET, credential management without a
+/// pinUvAuthParam is PUAT_REQUIRED.
+#[test]
+fn no_pin_set_answers() {
+    let mut t = Tester::new();
+    let r = t.call(0x06, Some(cbor::int_map(vec![(2, int(1))])));
+    assert_eq!(hex::encode(r), "00a2030804f4");
+    assert_eq!(t.token(2, "1234", 0x04, None), Err(0x35));
+    assert_eq!(pin_token_v1(&mut t, "1234"), Err(0x35));
+    assert_eq!(t.call(0x0A, Some(cbor::int_map(vec![(1, int(1))]))), [0x36]);
+}
+
+/// With forcePINChange set: the right PIN is PIN_POLICY_VIOLATION and
+/// costs nothing, a wrong one costs a retry, changePIN to the same PIN is
+/// refused and to a new one clears the flag (§6.5.5.6, §6.5.5.7.2).
+#[test]
+fn forced_pin_change_answers() {
+    let mut t = Tester::new();
+    t.set_pin(2, "1234");
+    t.auth.state.force_pin_change = true;
+    assert_eq!(t.token(2, "1234", 0x04, None), Err(0x37));
+    let retries = |t: &mut Tester| {
+        decode(&t.call(0x06, Some(cbor::int_map(vec![(2, int(1))]))))
+            .int(3)
+            .unwrap()
+    };
+    assert_eq!(retries(&mut t), Some(8));
+    assert_eq!(t.token(2, "9999", 0x04, None), Err(0x31));
+    assert_eq!(retries(&mut t), Some(7));
+    let info = decode(&t.call(0x04, None));
+    assert_eq!(info.get(0x0C), Some(&Value::Bool(true)));
+}
