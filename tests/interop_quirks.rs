@@ -249,11 +249,7 @@ fn kw(sim: &common::Sim, args: &[&str], stdin: &str) -> Output {
 }
 
 fn json_ok(o: &Output) -> serde_json::Value {
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).expect("JSON")
 }
 
@@ -276,11 +272,7 @@ fn cli_profile(profile: &str) {
     let doc = json_ok(&info);
     if profile == "u2f-key" {
         assert_eq!(doc["ctap2"], false);
-        for args in [
-            &["pin", "set"][..],
-            &["credentials", "list"],
-            &["reset"],
-        ] {
+        for args in [&["pin", "set"][..], &["credentials", "list"], &["reset"]] {
             let o = kw(&sim, args, "123456\n");
             let err = String::from_utf8_lossy(&o.stderr);
             assert!(!o.status.success(), "{args:?}");
@@ -309,6 +301,13 @@ fn cli_profile(profile: &str) {
     );
     let listed = json_ok(&kw(&sim, &["credentials", "list", "--json"], "123456\n"));
     assert_eq!(listed["credentials"], serde_json::json!([]), "{profile}");
+    if profile == "ctap20-key" {
+        // docs/interop.md row 4: no authenticatorConfig on a 2.0 key.
+        let o = kw(&sim, &["config", "toggle-always-uv"], "123456\n");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(err.contains("this key has no authenticatorConfig"), "{err}");
+    }
     // python-fido2 makes one credential, and lists it.
     let out = common::run_ok(&mut python(&[r, "make"]));
     assert!(out.contains("rps 1 creds 1"), "{out}");
@@ -460,8 +459,11 @@ fn enrollment_refuses_a_forced_pin_change_without_spending_a_retry() {
     let t = keyward::sim::key::pipe_transport(probe, Duration::from_secs(5)).unwrap();
     let mut c = Ctap2::new(t);
     let info = c.get_info().unwrap();
-    c.set_pin(info.pin_protocol().unwrap(), &Pin::from(provision_support::PIN))
-        .unwrap();
+    c.set_pin(
+        info.pin_protocol().unwrap(),
+        &Pin::from(provision_support::PIN),
+    )
+    .unwrap();
     let info = c.get_info().unwrap();
     let tok = c
         .token_for(

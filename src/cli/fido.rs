@@ -227,7 +227,9 @@ fn info<T: Transport>(c: &mut Ctap2<T>, json: bool) -> Result<()> {
         let protos: Vec<String> = i.pin_uv_auth_protocols.iter().map(u32::to_string).collect();
         println!("pin protocols:    {}", protos.join(", "));
         if i.force_pin_change == Some(true) {
-            println!("pin change:       required before the PIN can be used (`keyward fido pin change`)");
+            println!(
+                "pin change:       required before the PIN can be used (`keyward fido pin change`)"
+            );
         }
         let opts: Vec<String> = i.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("options:          {}", opts.join(" "));

@@ -389,9 +389,11 @@ mod tests {
     /// the PIN anyway. token_for must send nothing at all.
     #[test]
     fn forced_pin_change_sends_no_pin() {
-        let mut info = Info::default();
-        info.pin_uv_auth_protocols = vec![2, 1];
-        info.force_pin_change = Some(true);
+        let info = Info {
+            pin_uv_auth_protocols: vec![2, 1],
+            force_pin_change: Some(true),
+            ..Info::default()
+        };
         let mut c = client(vec![]);
         let pin = crate::ctap::Pin::new(Zeroizing::new("123456".to_string()));
         assert!(matches!(

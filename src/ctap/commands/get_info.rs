@@ -365,7 +365,9 @@ mod tests {
     /// getInfo become one error; any other failure stays what it was.
     #[test]
     fn u2f_only_answers_are_recognised() {
-        assert!(is_u2f_only_answer(&Error::Status(StatusCode::InvalidCommand)));
+        assert!(is_u2f_only_answer(&Error::Status(
+            StatusCode::InvalidCommand
+        )));
         assert!(is_u2f_only_answer(&Error::Transport(
             TransportError::HidError(0x01)
         )));

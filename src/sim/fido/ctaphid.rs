@@ -94,7 +94,13 @@ impl HidPipe {
             let u2f_only = a.quirk(crate::sim::Quirk::U2fOnly);
             let o = a.options();
             let info = crate::sim::mgmt::ManagementApplet::new(o).device_info();
-            (o.person, o.faults.clone(), o.profile.firmware, info, u2f_only)
+            (
+                o.person,
+                o.faults.clone(),
+                o.profile.firmware,
+                info,
+                u2f_only,
+            )
         };
         let dev = Device {
             rx,
@@ -349,11 +355,7 @@ impl Device {
         // A U2F-only key announces WINK alone: no CBOR (0x04), and MSG
         // present (no NMSG 0x08), though the simulator leaves MSG
         // unanswered (keyward never sends U2F messages).
-        resp.push(if self.u2f_only {
-            0x01
-        } else {
-            CAPABILITIES
-        });
+        resp.push(if self.u2f_only { 0x01 } else { CAPABILITIES });
         self.send(cid, cmd::INIT, &resp);
     }
 

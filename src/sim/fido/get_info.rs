@@ -2,11 +2,11 @@
 
 use ciborium::Value;
 
+use super::Authenticator;
+use super::MAX_DISCOVERABLE;
 use super::cbor::{self, int, text};
 use super::credential::ALGORITHMS;
 use super::status::CtapError;
-use super::Authenticator;
-use super::MAX_DISCOVERABLE;
 use crate::sim::Quirk;
 
 /// Largest credential id the key accepts in lists (§6.4 0x08).
