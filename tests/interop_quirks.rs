@@ -526,3 +526,33 @@ fn enrollment_refuses_a_key_without_pin() {
     assert!(e.message.contains("no clientPIN support"), "{}", e.message);
     assert_eq!(rig.counts(), (0, 0, 0));
 }
+
+/// Quirks are part of the device profile kept with `--state`: a restart
+/// without `--quirks` gets the stored set back, and asking for another
+/// set on the same state is refused with a one-line error naming both.
+#[test]
+fn quirks_are_kept_with_state() {
+    use keyward::sim::state::StateDir;
+    let dir = common::tempdir();
+    let mut profile = keyward::sim::DeviceProfile::default();
+    profile.quirks = "ctap20-key".parse().unwrap();
+    let mut sd = StateDir::open(dir.path(), profile.clone(), &["quirks"]).unwrap();
+    let mut opts = sim_opts();
+    opts.profile = profile.clone();
+    let card = keyward::sim::device::build_card(&opts);
+    sd.save(&card).unwrap();
+    let again = StateDir::open(dir.path(), keyward::sim::DeviceProfile::default(), &[]).unwrap();
+    assert_eq!(again.profile().quirks, profile.quirks);
+    let mut other = keyward::sim::DeviceProfile::default();
+    other.quirks = "u2f-only".parse().unwrap();
+    let e = StateDir::open(dir.path(), other, &["quirks"])
+        .err()
+        .expect("a different quirk set is refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("quirks ctap20,no-pin-protocols,no-max-msg-size,no-power-cycle-state")
+            && msg.contains("not u2f-only")
+            && !msg.contains('\n'),
+        "{msg}"
+    );
+}
