@@ -556,3 +556,38 @@ fn quirks_are_kept_with_state() {
         "{msg}"
     );
 }
+
+/// `keyward sim --help` names every quirk and profile, and docs/interop.md
+/// and docs/simulator.md document each.
+#[test]
+fn every_quirk_is_in_help_and_docs() {
+    let help = String::from_utf8(
+        common::keyward()
+            .args(["sim", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let interop = std::fs::read_to_string(root.join("docs/interop.md")).unwrap();
+    let simulator = std::fs::read_to_string(root.join("docs/simulator.md")).unwrap();
+    let names = Quirk::ALL
+        .iter()
+        .map(|q| q.name())
+        .chain(PROFILES.iter().map(|(n, _)| *n));
+    for n in names {
+        assert!(help.contains(n), "--help lacks {n}");
+        assert!(
+            interop.contains(&format!("`{n}`")),
+            "docs/interop.md lacks {n}"
+        );
+        assert!(
+            simulator.contains(&format!("`{n}`")),
+            "docs/simulator.md lacks {n}"
+        );
+    }
+}

@@ -61,10 +61,11 @@ pub struct SimRunArgs {
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<Fault>,
     /// Behave like a key that deviates from CTAP 2.1 (docs/interop.md):
-    /// comma-separated quirks (empty-rp-enumeration, ctap20, pin-protocol-1,
-    /// no-pin-protocols, short-apdu, max-msg-1024, no-max-msg-size,
-    /// u2f-only, unknown-info-fields, no-power-cycle-state) or profiles
-    /// (ctap20-key, lenient-21, nfc-1024, u2f-key); kept with --state
+    /// comma-separated quirks (empty-rp-enumeration, empty-rp-map, ctap20,
+    /// pin-protocol-1, no-pin-protocols, short-apdu, max-msg-1024,
+    /// no-max-msg-size, u2f-only, unknown-info-fields, no-power-cycle-state,
+    /// no-client-pin) or profiles (ctap20-key, lenient-21, nfc-1024,
+    /// u2f-key); kept with --state
     #[arg(long, value_name = "LIST")]
     pub quirks: Option<Quirks>,
     /// The simulated person touches the key this long after it asks
