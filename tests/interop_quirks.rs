@@ -293,12 +293,21 @@ fn cli_profile(profile: &str) {
     }
     assert_eq!(doc["ctap2"], true);
     assert_eq!(doc["options"]["clientPin"], false);
+    // docs/interop.md row 17: no PIN yet, so no PIN is asked for.
+    let o = kw(&sim, &["credentials", "list"], "123456\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("set it with `keyward fido pin set`"), "{err}");
     let set = kw(&sim, &["pin", "set"], "123456\n");
     assert!(
         set.status.success(),
         "{}",
         String::from_utf8_lossy(&set.stderr)
     );
+    let again = kw(&sim, &["pin", "set"], "123456\n");
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{err}");
+    assert!(err.contains("`keyward fido pin change`"), "{err}");
     let listed = json_ok(&kw(&sim, &["credentials", "list", "--json"], "123456\n"));
     assert_eq!(listed["credentials"], serde_json::json!([]), "{profile}");
     if profile == "ctap20-key" {
