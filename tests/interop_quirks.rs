@@ -543,8 +543,10 @@ fn enrollment_refuses_a_key_without_pin() {
 fn quirks_are_kept_with_state() {
     use keyward::sim::state::StateDir;
     let dir = common::tempdir();
-    let mut profile = keyward::sim::DeviceProfile::default();
-    profile.quirks = "ctap20-key".parse().unwrap();
+    let profile = keyward::sim::DeviceProfile {
+        quirks: "ctap20-key".parse().unwrap(),
+        ..Default::default()
+    };
     let mut sd = StateDir::open(dir.path(), profile.clone(), &["quirks"]).unwrap();
     let mut opts = sim_opts();
     opts.profile = profile.clone();
@@ -552,8 +554,10 @@ fn quirks_are_kept_with_state() {
     sd.save(&card).unwrap();
     let again = StateDir::open(dir.path(), keyward::sim::DeviceProfile::default(), &[]).unwrap();
     assert_eq!(again.profile().quirks, profile.quirks);
-    let mut other = keyward::sim::DeviceProfile::default();
-    other.quirks = "u2f-only".parse().unwrap();
+    let other = keyward::sim::DeviceProfile {
+        quirks: "u2f-only".parse().unwrap(),
+        ..Default::default()
+    };
     let e = StateDir::open(dir.path(), other, &["quirks"])
         .err()
         .expect("a different quirk set is refused");
