@@ -14,7 +14,7 @@ use crate::ctap::commands::client_pin::permission;
 use crate::ctap::commands::config::ConfigCommand;
 use crate::ctap::commands::cred_mgmt::command_for;
 use crate::ctap::commands::get_info::Info;
-use crate::ctap::{Ctap2, Error as CtapError, Pin, PinProtocol, StatusCode};
+use crate::ctap::{Ctap2, Error as CtapError, Pin, StatusCode};
 use crate::transport::{Transport, hidraw, pcsc};
 
 /// `keyward fido ...`
@@ -99,14 +99,27 @@ pub fn run(args: FidoArgs, json: bool) -> Result<()> {
     match args.command {
         FidoCommand::Info => info(&mut c, json),
         FidoCommand::Pin(PinCommand::Set) => {
-            let p = proto(&c.get_info().map_err(fail)?);
+            let info = c.get_info().map_err(fail)?;
+            if info.option("clientPin").is_none() {
+                return Err(anyhow::anyhow!(
+                    "this key has no PIN support (no clientPin option in its getInfo); keyward manages only keys with a PIN"
+                ));
+            }
+            if info.option("clientPin") == Some(true) {
+                return Err(Failure::Usage(
+                    "the key already has a PIN; change it with `keyward fido pin change`".into(),
+                )
+                .into());
+            }
+            let p = info.pin_protocol().map_err(fail)?;
             let new = pins.read("new PIN", true)?;
             c.set_pin(p, &new).map_err(fail)?;
             eprintln!("PIN set.");
             Ok(())
         }
         FidoCommand::Pin(PinCommand::Change) => {
-            let p = proto(&c.get_info().map_err(fail)?);
+            // The way out of forcePINChange (§6.5.5.6 clears it).
+            let p = c.get_info().map_err(fail)?.pin_protocol().map_err(fail)?;
             let old = pins.read("current PIN", false)?;
             let new = pins.read("new PIN", true)?;
             c.change_pin(p, &old, &new).map_err(fail)?;
@@ -114,6 +127,8 @@ pub fn run(args: FidoArgs, json: bool) -> Result<()> {
             Ok(())
         }
         FidoCommand::Reset => {
+            // getInfo first: a U2F-only key gets its one-line refusal.
+            c.get_info().map_err(fail)?;
             c.reset().map_err(fail)?;
             eprintln!("The key is reset.");
             Ok(())
@@ -135,16 +150,17 @@ pub fn run(args: FidoArgs, json: bool) -> Result<()> {
                     force_change_pin: force_change,
                 },
             };
+            if info.option("authnrCfg") != Some(true) {
+                return Err(anyhow::anyhow!(
+                    "this key has no authenticatorConfig (a CTAP 2.0 key, or one without the authnrCfg option); nothing was changed"
+                ));
+            }
             let auth = if info.option("clientPin") == Some(true) {
+                check_force_pin_change(&info)?;
                 let pin = pins.read("PIN", false)?;
                 Some(
-                    c.pin_token(
-                        proto(&info),
-                        &pin,
-                        Some(permission::AUTHENTICATOR_CFG),
-                        None,
-                    )
-                    .map_err(fail)?,
+                    c.token_for(&info, &pin, permission::AUTHENTICATOR_CFG, None)
+                        .map_err(fail)?,
                 )
             } else {
                 None
@@ -156,25 +172,35 @@ pub fn run(args: FidoArgs, json: bool) -> Result<()> {
     }
 }
 
-/// Protocol 2 when the key offers it (CTAP 2.1 §6.5.4), else 1.
-fn proto(info: &Info) -> PinProtocol {
-    if info.pin_uv_auth_protocols.contains(&2) {
-        PinProtocol::V2
-    } else {
-        PinProtocol::V1
+/// What to tell a person whose key demands a new PIN (forcePINChange).
+const CHANGE_PIN_FIRST: &str = "the key demands a new PIN before its PIN can be used (forcePINChange, set e.g. by a bulk run): run `keyward fido pin change` first; no PIN was sent, so no retry was spent";
+
+/// Refuse before asking for the PIN when the key would refuse it anyway.
+fn check_force_pin_change(info: &Info) -> Result<()> {
+    if info.force_pin_change == Some(true) {
+        return Err(anyhow::anyhow!(CHANGE_PIN_FIRST));
     }
+    Ok(())
 }
 
 /// CTAP errors become exit-code failures where one is documented.
 fn fail(e: CtapError) -> anyhow::Error {
-    match e.status() {
-        Some(StatusCode::PinBlocked) => Failure::PinBlocked(format!("{e}")).into(),
+    match (&e, e.status()) {
+        (_, Some(StatusCode::PinBlocked)) => Failure::PinBlocked(format!("{e}")).into(),
+        (CtapError::PinChangeRequired, _) => anyhow::anyhow!(CHANGE_PIN_FIRST),
+        (CtapError::U2fOnly, _) => anyhow::anyhow!(
+            "{e}: it has no PIN, no discoverable credentials and no FIDO2 reset; use a FIDO2 key"
+        ),
         _ => anyhow::Error::new(e),
     }
 }
 
 fn info<T: Transport>(c: &mut Ctap2<T>, json: bool) -> Result<()> {
-    let i = c.get_info().map_err(fail)?;
+    let i = match c.get_info() {
+        Ok(i) => i,
+        Err(CtapError::U2fOnly) => return info_u2f(c, json),
+        Err(e) => return Err(fail(e)),
+    };
     let retries = if i.option("clientPin").is_some() {
         c.pin_retries().ok().map(|r| r.retries)
     } else {
@@ -198,8 +224,40 @@ fn info<T: Transport>(c: &mut Ctap2<T>, json: bool) -> Result<()> {
         println!("versions:         {}", i.versions.join(", "));
         println!("firmware version: {}", doc["firmware_version"]);
         println!("pin retries:      {}", doc["pin_retries"]);
+        let protos: Vec<String> = i.pin_uv_auth_protocols.iter().map(u32::to_string).collect();
+        println!("pin protocols:    {}", protos.join(", "));
+        if i.force_pin_change == Some(true) {
+            println!(
+                "pin change:       required before the PIN can be used (`keyward fido pin change`)"
+            );
+        }
         let opts: Vec<String> = i.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("options:          {}", opts.join(" "));
+    }
+    Ok(())
+}
+
+/// `fido info` of a key that answers only U2F: what it is, and that
+/// keyward cannot manage it.
+fn info_u2f<T: Transport>(c: &mut Ctap2<T>, json: bool) -> Result<()> {
+    let (kind, device) = (c.transport().kind().name(), c.transport().device_name());
+    let note = CtapError::U2fOnly.to_string();
+    if json {
+        let doc = serde_json::json!({
+            "version": 1,
+            "ok": true,
+            "device": device,
+            "transport": kind,
+            "ctap2": false,
+            "versions": ["U2F_V2"],
+            "note": note,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("device:           {device}");
+        println!("transport:        {kind}");
+        println!("versions:         U2F_V2");
+        println!("note:             {note}");
     }
     Ok(())
 }
@@ -225,6 +283,7 @@ pub fn info_json(
         "ok": true,
         "device": device,
         "transport": transport,
+        "ctap2": true,
         "aaguid": aaguid,
         "versions": i.versions,
         "extensions": i.extensions,
@@ -246,11 +305,22 @@ fn credentials<T: Transport>(
     json: bool,
 ) -> Result<()> {
     let info = c.get_info().map_err(fail)?;
-    let command = command_for(&info)
-        .ok_or_else(|| anyhow::anyhow!("this key has no credential management"))?;
+    // credMgmt (0x0A), or the 2.1-PRE 0x41 of keys with only
+    // credentialMgmtPreview (docs/interop.md).
+    let command = command_for(&info).ok_or_else(|| {
+        anyhow::anyhow!(
+            "this key has no credential management (neither credMgmt nor credentialMgmtPreview in its getInfo); keyward cannot list or delete its credentials"
+        )
+    })?;
+    if info.option("clientPin") != Some(true) {
+        return Err(anyhow::anyhow!(
+            "the key has no PIN, and credential management needs one: set it with `keyward fido pin set`"
+        ));
+    }
+    check_force_pin_change(&info)?;
     let pin = pins.read("PIN", false)?;
     let auth = c
-        .pin_token(proto(&info), &pin, Some(permission::CREDENTIAL_MGMT), None)
+        .token_for(&info, &pin, permission::CREDENTIAL_MGMT, None)
         .map_err(fail)?;
     match cmd {
         CredCommand::List => {

@@ -11,7 +11,7 @@ use crate::sim::ca::SimCa;
 use crate::sim::device::{SimOptions, build_card};
 use crate::sim::state::{StateDir, ca_seed};
 use crate::sim::vpcd::{self, Shutdown};
-use crate::sim::{AttestationFormat, DeviceProfile, Fault, Faults, Firmware, Person, Vendor};
+use crate::sim::{AttestationFormat, DeviceProfile, Fault, Faults, Firmware, Person, Quirks, Vendor};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -65,6 +65,14 @@ pub struct SimRunArgs {
     /// untrusted-attestation, aaguid-mismatch
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<Fault>,
+    /// Behave like a key that deviates from CTAP 2.1 (docs/interop.md):
+    /// comma-separated quirks (empty-rp-enumeration, empty-rp-map, ctap20,
+    /// pin-protocol-1, no-pin-protocols, short-apdu, max-msg-1024,
+    /// no-max-msg-size, u2f-only, unknown-info-fields, no-power-cycle-state,
+    /// no-client-pin) or profiles (ctap20-key, lenient-21, nfc-1024,
+    /// u2f-key); kept with --state
+    #[arg(long, value_name = "LIST")]
+    pub quirks: Option<Quirks>,
     /// The simulated person touches the key this long after it asks
     #[arg(long, value_name = "MS", conflicts_with = "no_touch")]
     pub touch_delay_ms: Option<u64>,
@@ -142,7 +150,8 @@ fn serve(a: SimRunArgs) -> Result<()> {
         profile.aaguid = aaguid;
     }
     profile.attestation = a.attestation;
-    let explicit: Vec<&'static str> = ["serial", "firmware"]
+    profile.quirks = a.quirks.clone().unwrap_or_default();
+    let explicit: Vec<&'static str> = ["serial", "firmware", "quirks"]
         .into_iter()
         .filter(|f| flag_given(f))
         .collect();
@@ -176,7 +185,7 @@ fn serve(a: SimRunArgs) -> Result<()> {
         .collect();
     let faults: Vec<String> = a.faults.iter().map(Fault::to_string).collect();
     eprintln!(
-        "keyward sim: serial {} firmware {} ({}) AAGUID {} vendor {:?} attestation {:?} on vpcd {addr}{}",
+        "keyward sim: serial {} firmware {} ({}) AAGUID {} vendor {:?} attestation {:?} on vpcd {addr}{}{}",
         profile.serial,
         profile.firmware,
         applets.join(" + "),
@@ -187,6 +196,11 @@ fn serve(a: SimRunArgs) -> Result<()> {
             String::new()
         } else {
             format!(", faults: {}", faults.join(", "))
+        },
+        if profile.quirks.is_empty() {
+            String::new()
+        } else {
+            format!(", quirks: {}", profile.quirks)
         }
     );
     let shutdown = Shutdown::default();

@@ -31,6 +31,13 @@ pub enum Error {
     Unsupported(&'static str),
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
+    /// getInfo refused as an unknown command: a CTAP1 key.
+    #[error("this key speaks only U2F/CTAP1; keyward needs FIDO2 (CTAP2)")]
+    U2fOnly,
+    /// getInfo says forcePINChange: the key refuses every PIN token until
+    /// the PIN is changed, so keyward does not send the PIN (§6.5.5.7.2).
+    #[error("the key demands a new PIN before its PIN can be used (forcePINChange)")]
+    PinChangeRequired,
 }
 
 impl Error {

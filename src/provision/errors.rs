@@ -95,6 +95,14 @@ pub(crate) fn ctap(step: Step, e: ctap::Error) -> ProvisionError {
         ctap::Error::Status(StatusCode::PinInvalid) => {
             (R::PinInvalid, "the key refused the PIN".to_string())
         }
+        ctap::Error::PinChangeRequired => (
+            R::PinAlreadySet,
+            "the key's FIDO2 PIN must be changed before it can be used (forcePINChange, set e.g. by a bulk run): the person runs `keyward fido pin change`, then the enrollment is run again; keyward sent no PIN, so no retry was spent".to_string(),
+        ),
+        ctap::Error::U2fOnly => (
+            R::DeviceUnsupported,
+            "this key speaks only U2F/CTAP1; keyward needs FIDO2 (CTAP2): use a FIDO2 key".to_string(),
+        ),
         ctap::Error::Status(StatusCode::PinPolicyViolation) => (
             R::PolicyPin,
             "the key's own PIN policy refused the PIN (too short for its minimum PIN length)".to_string(),

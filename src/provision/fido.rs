@@ -67,11 +67,10 @@ pub(crate) fn identify(
                 "the key speaks only U2F (no FIDO2); use a FIDO2 key",
             ));
         }
-        let proto = if info.pin_uv_auth_protocols.contains(&2) {
-            PinProtocol::V2
-        } else {
-            PinProtocol::V1
-        };
+        // Protocol 2 when offered, else 1 (docs/interop.md).
+        let proto = info
+            .pin_protocol()
+            .map_err(|e| errors::ctap(Step::Identify, e))?;
         let aaguid = attest::mds::format_aaguid(&info.aaguid);
         let detail = json!({"aaguid": aaguid, "versions": info.versions,
             "firmware": info.firmware_version.map(fmt_firmware),
@@ -141,6 +140,15 @@ pub(crate) fn set_pin(
         PinChoice::Generate => (generate_pin(profile.pin.generated_length), true),
     };
     flow.step(Step::SetPin, cmd, |_| {
+        if has_pin == Some(true) && f.info.force_pin_change == Some(true) {
+            // The key refuses every PIN token until its PIN is changed
+            // (§6.5.5.7.2); trying would only risk a retry. Not one PIN
+            // is sent (docs/interop.md "forcePINChange").
+            return Err(errors::ctap(
+                Step::SetPin,
+                crate::ctap::Error::PinChangeRequired,
+            ));
+        }
         if has_pin == Some(true) {
             let retries = f
                 .c
@@ -174,7 +182,7 @@ pub(crate) fn set_pin(
             }
             // One try with the PIN the person chose: an earlier,
             // interrupted attempt of this enrollment may have set it.
-            return match f.c.pin_token(f.proto, &pin, Some(permission::MAKE_CREDENTIAL), Some(rp_id)) {
+            return match f.c.token_for(&f.info, &pin, permission::MAKE_CREDENTIAL, Some(rp_id)) {
                 Ok(_) => Ok(((), json!({"pin": "already set by an earlier attempt; accepted"}))),
                 Err(e) if e.status() == Some(StatusCode::PinInvalid) => Err(ProvisionError::new(
                     Reason::PinAlreadySet,
@@ -200,7 +208,7 @@ pub(crate) fn generate_pin(len: usize) -> Pin {
 }
 
 fn cfg_token(f: &mut Fido, pin: &Pin, step: Step) -> Result<PinUvAuth, ProvisionError> {
-    f.c.pin_token(f.proto, pin, Some(permission::AUTHENTICATOR_CFG), None)
+    f.c.token_for(&f.info, pin, permission::AUTHENTICATOR_CFG, None)
         .map_err(|e| errors::ctap(step, e))
 }
 
@@ -322,10 +330,10 @@ pub(crate) fn credential(
     f.c.set_timeout(touch);
     let att = flow.step(Step::MakeCredential, touch, |_| {
         let tok =
-            f.c.pin_token(
-                f.proto,
+            f.c.token_for(
+                &f.info,
                 pin,
-                Some(permission::MAKE_CREDENTIAL | permission::GET_ASSERTION),
+                permission::MAKE_CREDENTIAL | permission::GET_ASSERTION,
                 Some(&op.rp_id),
             )
             .map_err(|e| errors::ctap(Step::MakeCredential, e))?;
@@ -491,13 +499,8 @@ fn prove(
         // makeCredential with UV used up the token's mc/ga permissions
         // (CTAP 2.1 §6.1.2): a fresh token.
         let tok =
-            f.c.pin_token(
-                f.proto,
-                pin,
-                Some(permission::GET_ASSERTION),
-                Some(&op.rp_id),
-            )
-            .map_err(|e| errors::ctap(Step::GetAssertion, e))?;
+            f.c.token_for(&f.info, pin, permission::GET_ASSERTION, Some(&op.rp_id))
+                .map_err(|e| errors::ctap(Step::GetAssertion, e))?;
         let a =
             f.c.get_assertion(&ga, Some(&tok))
                 .map_err(|e| errors::ctap(Step::GetAssertion, e))?;

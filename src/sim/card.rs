@@ -70,6 +70,10 @@ pub struct VirtualCard {
     /// Response data not yet fetched with GET RESPONSE.
     pending: Vec<u8>,
     powered: bool,
+    /// No extended-length APDUs (the `short-apdu` quirk): one is answered
+    /// `6700`, as a card without them does (ISO 7816-4 §5.1: extended
+    /// length is announced in the ATR's card capabilities, not assumed).
+    short_only: bool,
 }
 
 impl VirtualCard {
@@ -80,7 +84,13 @@ impl VirtualCard {
             chain: None,
             pending: Vec::new(),
             powered: true,
+            short_only: false,
         }
+    }
+
+    /// Refuse extended-length APDUs from now on.
+    pub fn set_short_only(&mut self, on: bool) {
+        self.short_only = on;
     }
 
     pub fn atr(&self) -> &'static [u8] {
@@ -126,6 +136,7 @@ impl VirtualCard {
         presence: &mut dyn UserPresence,
     ) -> Result<Vec<u8>, Interrupt> {
         let resp = match Command::parse(apdu) {
+            Ok(cmd) if cmd.extended && self.short_only => Response::status(sw::WRONG_LENGTH),
             Ok(cmd) => self.dispatch(cmd, presence)?,
             Err(_) => Response::status(sw::WRONG_LENGTH),
         };
@@ -316,6 +327,23 @@ mod tests {
             .unwrap();
         let r = c.transmit(&[0x00, 0x02, 0, 0, 0, 0, 0], &mut p).unwrap();
         assert_eq!(r.len(), 602);
+    }
+
+    /// docs/interop.md "no extended-length APDUs": the `short-apdu` card
+    /// refuses an extended APDU with 6700 and serves the same request as
+    /// a short chain with 61xx GET RESPONSE.
+    #[test]
+    fn short_only_card_refuses_extended() {
+        let (mut c, mut p) = card();
+        c.set_short_only(true);
+        c.transmit(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0, 0, 0, 0x01], &mut p)
+            .unwrap();
+        assert_eq!(
+            c.transmit(&[0x00, 0x02, 0, 0, 0, 0, 0], &mut p).unwrap(),
+            [0x67, 0x00]
+        );
+        let r = c.transmit(&[0x00, 0x02, 0, 0, 0], &mut p).unwrap();
+        assert_eq!(&r[256..], &[0x61, 0x00]);
     }
 
     #[test]

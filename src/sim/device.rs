@@ -38,8 +38,8 @@ impl SimOptions {
     }
 }
 
-/// Build the card: the Management applet always, PIV and FIDO2 as the
-/// profile says.
+/// Build the card: the Management applet on the simulator's own (YubiKey-like)
+/// keys, PIV and FIDO2 as the profile says.
 pub fn build_card(opts: &SimOptions) -> VirtualCard {
     SimDevice::new(opts).card
 }
@@ -54,8 +54,13 @@ pub struct SimDevice {
 
 impl SimDevice {
     pub fn new(opts: &SimOptions) -> SimDevice {
-        let mut applets: Vec<Box<dyn Applet>> =
-            vec![Box::new(super::mgmt::ManagementApplet::new(opts))];
+        // The YubiKey Management applet is Yubico's: another vendor's key
+        // has none, so nothing can read a serial from it (detection and
+        // linking must do without, docs/devices.md).
+        let mut applets: Vec<Box<dyn Applet>> = Vec::new();
+        if opts.profile.vendor == super::Vendor::Sim {
+            applets.push(Box::new(super::mgmt::ManagementApplet::new(opts)));
+        }
         if opts.profile.piv {
             applets.push(Box::new(super::piv::PivApplet::new(opts)));
         }
@@ -63,10 +68,9 @@ impl SimDevice {
         if let Some(auth) = &fido {
             applets.push(Box::new(FidoApplet::with_authenticator(auth.clone())));
         }
-        SimDevice {
-            card: VirtualCard::new(applets),
-            fido,
-        }
+        let mut card = VirtualCard::new(applets);
+        card.set_short_only(opts.profile.quirks.has(super::Quirk::ShortApdu));
+        SimDevice { card, fido }
     }
 
     /// Plug the key into USB: a CTAPHID report pipe to the same

@@ -15,11 +15,13 @@ pub mod key;
 pub mod mgmt;
 pub mod person;
 pub mod piv;
+pub mod quirk;
 pub mod state;
 pub mod vpcd;
 
 pub use fault::{Fault, Faults};
 pub use person::{Person, TouchOutcome, UserPresence};
+pub use quirk::{Quirk, Quirks};
 
 use std::fmt;
 
@@ -88,6 +90,9 @@ pub struct DeviceProfile {
     /// The makeCredential attestation statement format.
     #[serde(default)]
     pub attestation: AttestationFormat,
+    /// How the FIDO2 side deviates from CTAP 2.1 (docs/interop.md).
+    #[serde(default, skip_serializing_if = "Quirks::is_empty")]
+    pub quirks: Quirks,
 }
 
 /// The maker a simulated FIDO2 key claims, and so the CA hierarchy its
@@ -165,6 +170,7 @@ impl DeviceProfile {
             piv: true,
             vendor: Vendor::Sim,
             attestation: AttestationFormat::Packed,
+            quirks: Quirks::none(),
         }
     }
 

@@ -216,6 +216,13 @@ fn check_profile(
             asked.firmware.to_string(),
         ));
     }
+    if explicit.contains(&"quirks") && stored.quirks != asked.quirks {
+        return Err(mismatch(
+            "quirks",
+            stored.quirks.to_string(),
+            asked.quirks.to_string(),
+        ));
+    }
     Ok(())
 }
 

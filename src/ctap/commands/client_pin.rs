@@ -6,6 +6,7 @@ use ciborium::Value;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::get_info::Info;
 use crate::ctap::cbor::{self, DecodeError, Fields};
 use crate::ctap::client::{Ctap2, Error, PinUvAuth, request};
 use crate::ctap::pin_protocol::{PinProtocol, SharedSecret};
@@ -178,6 +179,31 @@ impl<T: Transport> Ctap2<T> {
             ..Params::default()
         })
         .map(|_| ())
+    }
+
+    /// A pinUvAuthToken for `permissions`, the way the key's getInfo
+    /// allows: its PIN/UV auth protocol ([`Info::pin_protocol`]), and
+    /// getPinUvAuthTokenUsingPinWithPermissions only when it has the
+    /// `pinUvAuthToken` option, else the CTAP 2.0 getPinToken (whose token
+    /// the key limits as it likes; §6.5.5.7.1).
+    ///
+    /// A key whose getInfo says forcePINChange answers every token request
+    /// with PIN_POLICY_VIOLATION (§6.5.5.7.2); the PIN is then not sent at
+    /// all ([`Error::PinChangeRequired`]), so no retry is spent and a wrong
+    /// PIN cannot count against the key.
+    pub fn token_for(
+        &mut self,
+        info: &Info,
+        pin: &Pin,
+        permissions: u8,
+        rp_id: Option<&str>,
+    ) -> Result<PinUvAuth, Error> {
+        if info.force_pin_change == Some(true) {
+            return Err(Error::PinChangeRequired);
+        }
+        let proto = info.pin_protocol()?;
+        let permissions = info.has_permission_tokens().then_some(permissions);
+        self.pin_token(proto, pin, permissions, rp_id)
     }
 
     /// getPinUvAuthTokenUsingPinWithPermissions (§6.5.5.7.2); with

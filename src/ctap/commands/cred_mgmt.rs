@@ -158,14 +158,23 @@ impl<T: Transport> Ctap2<T> {
     }
 
     /// enumerateRPsBegin / GetNextRP. A key without credentials answers
-    /// NO_CREDENTIALS, which comes back as an empty list.
+    /// NO_CREDENTIALS (§6.8.3), which comes back as an empty list; so do
+    /// the answers some firmware gives instead, `{totalRPs: 0}` with no rp
+    /// and an empty map (docs/interop.md: the listing is what the key
+    /// says it holds; no decision rests on it being non-empty).
     pub fn enumerate_rps(&mut self, command: u8, auth: &PinUvAuth) -> Result<Vec<Rp>, Error> {
         let first = match self.cm(command, sub::ENUMERATE_RPS_BEGIN, None, Some(auth)) {
             Err(Error::Status(crate::ctap::StatusCode::NoCredentials)) => return Ok(Vec::new()),
             r => r?.ok_or(DecodeError::Empty)?,
         };
         let f = Fields::of(&first, "credMgmt")?;
+        if f.get(0x03).is_none() && f.get(0x05).is_none() {
+            return Ok(Vec::new());
+        }
         let n = total(&f, 0x05, "totalRPs")?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let mut out = vec![parse_rp(&f)?];
         for _ in 1..n {
             let v = self
@@ -176,7 +185,8 @@ impl<T: Transport> Ctap2<T> {
         Ok(out)
     }
 
-    /// enumerateCredentialsBegin / GetNextCredential for one RP.
+    /// enumerateCredentialsBegin / GetNextCredential for one RP; as for
+    /// RPs, NO_CREDENTIALS and `{totalCredentials: 0}` are an empty list.
     pub fn enumerate_credentials(
         &mut self,
         command: u8,
@@ -184,16 +194,20 @@ impl<T: Transport> Ctap2<T> {
         auth: &PinUvAuth,
     ) -> Result<Vec<Credential>, Error> {
         let p = cbor::int_map(vec![(0x01, cbor::bytes(rp_id_hash))]);
-        let first = self
-            .cm(
-                command,
-                sub::ENUMERATE_CREDENTIALS_BEGIN,
-                Some(&p),
-                Some(auth),
-            )?
-            .ok_or(DecodeError::Empty)?;
+        let first = match self.cm(
+            command,
+            sub::ENUMERATE_CREDENTIALS_BEGIN,
+            Some(&p),
+            Some(auth),
+        ) {
+            Err(Error::Status(crate::ctap::StatusCode::NoCredentials)) => return Ok(Vec::new()),
+            r => r?.ok_or(DecodeError::Empty)?,
+        };
         let f = Fields::of(&first, "credMgmt")?;
         let n = total(&f, 0x09, "totalCredentials")?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let mut out = vec![parse_cred(&f)?];
         for _ in 1..n {
             let v = self
@@ -299,5 +313,93 @@ mod tests {
         assert_eq!(command_for(&i), Some(COMMAND_PREVIEW));
         i.options.insert("credMgmt".into(), true);
         assert_eq!(command_for(&i), Some(COMMAND));
+    }
+
+    /// Answers each request with the next canned response and records the
+    /// requests.
+    struct Script {
+        answers: Vec<Vec<u8>>,
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl Transport for Script {
+        fn cbor(
+            &mut self,
+            req: &[u8],
+            _: &mut crate::transport::Call<'_>,
+        ) -> Result<Vec<u8>, crate::transport::TransportError> {
+            self.sent.push(req.to_vec());
+            Ok(if self.answers.is_empty() {
+                vec![0x01]
+            } else {
+                self.answers.remove(0)
+            })
+        }
+        fn kind(&self) -> crate::transport::TransportKind {
+            crate::transport::TransportKind::Memory
+        }
+        fn device_name(&self) -> String {
+            "script".into()
+        }
+    }
+
+    fn client(answers: Vec<Vec<u8>>) -> Ctap2<Script> {
+        Ctap2::new(Script {
+            answers,
+            sent: Vec::new(),
+        })
+    }
+
+    /// docs/interop.md "empty enumeration without NO_CREDENTIALS": the
+    /// firmware of issue 18 answers enumerateRPsBegin with `{05: 0}` and no
+    /// rp; the spec's NO_CREDENTIALS; both are an empty list, and no
+    /// GetNextRP follows (which would fetch what the key never offered).
+    #[test]
+    fn empty_enumerations_in_both_forms() {
+        let a = auth();
+        for answer in [vec![0x00, 0xA1, 0x05, 0x00], vec![0x2E], vec![0x00, 0xA0]] {
+            let mut c = client(vec![answer.clone()]);
+            assert_eq!(c.enumerate_rps(COMMAND, &a).unwrap(), vec![]);
+            assert_eq!(c.transport().sent.len(), 1);
+        }
+        for answer in [vec![0x00, 0xA1, 0x09, 0x00], vec![0x2E]] {
+            let mut c = client(vec![answer]);
+            assert_eq!(
+                c.enumerate_credentials(COMMAND_PREVIEW, &[0; 32], &a)
+                    .unwrap(),
+                vec![]
+            );
+            assert_eq!(c.transport().sent[0][0], COMMAND_PREVIEW);
+        }
+        // A total with no entry is still refused: a key claiming RPs it
+        // does not show is not believed.
+        let mut c = client(vec![vec![0x00, 0xA1, 0x05, 0x01]]);
+        assert!(matches!(
+            c.enumerate_rps(COMMAND, &a),
+            Err(Error::Decode(DecodeError::MissingField("rp")))
+        ));
+        let mut c = client(vec![vec![0x00, 0xA1, 0x05, 0x19, 0x04, 0x01]]);
+        assert!(matches!(
+            c.enumerate_rps(COMMAND, &a),
+            Err(Error::Decode(DecodeError::Invalid("totalRPs")))
+        ));
+    }
+
+    /// docs/interop.md "forcePINChange": the attack is a client that sends
+    /// the PIN anyway. token_for must send nothing at all.
+    #[test]
+    fn forced_pin_change_sends_no_pin() {
+        let info = Info {
+            pin_uv_auth_protocols: vec![2, 1],
+            force_pin_change: Some(true),
+            ..Info::default()
+        };
+        let mut c = client(vec![]);
+        let pin = crate::ctap::Pin::new(Zeroizing::new("123456".to_string()));
+        assert!(matches!(
+            c.token_for(&info, &pin, 0x04, None),
+            Err(Error::PinChangeRequired)
+        ));
+        assert!(c.transport().sent.is_empty());
     }
 }

@@ -11,6 +11,7 @@ use super::credential::SecretBytes;
 use super::pin_protocol::{PinProtocol, SharedSecret};
 use super::status::CtapError;
 use super::{Authenticator, PIN_FAILS_BEFORE_POWER_CYCLE, PIN_RETRIES, new_token, perm};
+use crate::sim::Quirk;
 
 /// clientPIN subCommand values (§6.5.5.1).
 pub mod sub {
@@ -32,19 +33,21 @@ impl Authenticator {
         let subcommand = req.int(0x02)?.ok_or(CtapError::MissingParameter)?;
         let proto = req.int(0x01)?;
         if subcommand == sub::GET_PIN_RETRIES {
-            return Ok(Some(cbor::int_map(vec![
-                (0x03, cbor::int(i64::from(self.state.pin_retries))),
-                (
+            // Answered with or without a PIN set, as a YubiKey 5.7 does.
+            let mut m = vec![(0x03, cbor::int(i64::from(self.state.pin_retries)))];
+            if !self.quirk(Quirk::NoPowerCycleState) {
+                m.push((
                     0x04,
                     Value::Bool(self.pin_fails_in_row >= PIN_FAILS_BEFORE_POWER_CYCLE),
-                ),
-            ])));
+                ));
+            }
+            return Ok(Some(cbor::int_map(m)));
         }
         if matches!(subcommand, sub::GET_UV_TOKEN | sub::GET_UV_RETRIES) {
             // No built-in user verification (getInfo has no "uv" option).
             return Err(CtapError::InvalidSubcommand);
         }
-        let proto = PinProtocol::from_param(proto.ok_or(CtapError::MissingParameter)?)?;
+        let proto = self.protocol(proto)?;
         match subcommand {
             sub::GET_KEY_AGREEMENT => Ok(Some(cbor::int_map(vec![(0x01, self.ka.cose_public())]))),
             sub::SET_PIN => self.set_pin(proto, req).map(|()| None),
@@ -53,8 +56,17 @@ impl Authenticator {
                 if req.get(0x09).is_some() || req.get(0x0A).is_some() {
                     return Err(CtapError::InvalidParameter);
                 }
-                self.pin_token(proto, req, perm::MC | perm::GA, None)
-                    .map(Some)
+                // CTAP 2.0 tokens are good for everything the key does,
+                // the 2.1-PRE credential management included.
+                let p = if self.quirk(Quirk::Ctap20) {
+                    perm::MC | perm::GA | perm::CM
+                } else {
+                    perm::MC | perm::GA
+                };
+                self.pin_token(proto, req, p, None).map(Some)
+            }
+            sub::GET_PIN_TOKEN_WITH_PERMISSIONS if self.quirk(Quirk::Ctap20) => {
+                Err(CtapError::InvalidSubcommand)
             }
             sub::GET_PIN_TOKEN_WITH_PERMISSIONS => {
                 let p = req.int(0x09)?.ok_or(CtapError::MissingParameter)?;
@@ -70,6 +82,20 @@ impl Authenticator {
             }
             _ => Err(CtapError::InvalidSubcommand),
         }
+    }
+
+    /// The pinUvAuthProtocol of a request; one the key lacks is
+    /// CTAP1_ERR_INVALID_PARAMETER (§6.5.5.1; the `pin-protocol-1` quirk
+    /// lacks 2).
+    fn protocol(&self, p: Option<i128>) -> Result<PinProtocol, CtapError> {
+        let proto = PinProtocol::from_param(p.ok_or(CtapError::MissingParameter)?)?;
+        let only_v1 = self.quirk(Quirk::PinProtocol1)
+            || self.quirk(Quirk::NoPinProtocols)
+            || self.quirk(Quirk::Ctap20);
+        if only_v1 && proto == PinProtocol::Two {
+            return Err(CtapError::InvalidParameter);
+        }
+        Ok(proto)
     }
 
     fn platform_secret(&self, proto: PinProtocol, req: &Req) -> Result<SharedSecret, CtapError> {
@@ -225,7 +251,7 @@ impl Authenticator {
         permission: u8,
         rp_id: Option<&str>,
     ) -> Result<(), CtapError> {
-        let proto = PinProtocol::from_param(proto.ok_or(CtapError::MissingParameter)?)?;
+        let proto = self.protocol(proto)?;
         if !self.token.in_use || !proto.verify(self.token.value.expose(), msg, param) {
             return Err(CtapError::PinAuthInvalid);
         }

@@ -8,6 +8,7 @@ use super::cbor::{self, Req};
 use super::make_credential::descriptor_id;
 use super::status::CtapError;
 use super::{Authenticator, MAX_DISCOVERABLE, perm};
+use crate::sim::Quirk;
 
 /// subCommand values (§6.8).
 pub mod sub {
@@ -110,6 +111,14 @@ impl Authenticator {
             }
         }
         if rps.is_empty() {
+            if self.quirk(Quirk::EmptyRpEnumeration) {
+                // Some firmware answers {totalRPs: 0} (issue 18).
+                return Ok(cbor::int_map(vec![(0x05, cbor::int(0))]));
+            }
+            if self.quirk(Quirk::EmptyRpMap) {
+                // And some an empty map (Nitrokey FIDO2 issue #75).
+                return Ok(cbor::int_map(vec![]));
+            }
             return Err(CtapError::NoCredentials);
         }
         let first = rps.remove(0);

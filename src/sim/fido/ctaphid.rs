@@ -88,12 +88,19 @@ impl HidPipe {
     pub fn spawn(auth: SharedAuthenticator) -> HidPipe {
         let (to_device, rx) = mpsc::channel();
         let (tx, from_device) = mpsc::channel();
-        let (person, faults, fw, device_info) = {
+        let (person, faults, fw, device_info, u2f_only) = {
             let mut a = auth.lock().unwrap_or_else(PoisonError::into_inner);
             a.power_cycle();
+            let u2f_only = a.quirk(crate::sim::Quirk::U2fOnly);
             let o = a.options();
             let info = crate::sim::mgmt::ManagementApplet::new(o).device_info();
-            (o.person, o.faults.clone(), o.profile.firmware, info)
+            (
+                o.person,
+                o.faults.clone(),
+                o.profile.firmware,
+                info,
+                u2f_only,
+            )
         };
         let dev = Device {
             rx,
@@ -106,6 +113,7 @@ impl HidPipe {
             channels: HashSet::new(),
             next_cid: 1,
             pending: None,
+            u2f_only,
         };
         let thread = std::thread::Builder::new()
             .name("ctaphid-device".into())
@@ -210,6 +218,8 @@ struct Device {
     next_cid: u32,
     /// An INIT packet that arrived while a message was being assembled.
     pending: Option<[u8; REPORT_LEN]>,
+    /// The `u2f-only` quirk: no CBOR capability, CTAPHID_CBOR unknown.
+    u2f_only: bool,
 }
 
 enum Next {
@@ -306,6 +316,8 @@ impl Device {
             cmd::WINK => self.send(cid, cmd::WINK, &[]),
             // CANCEL outside a wait has nothing to cancel and no answer.
             cmd::CANCEL => {}
+            // A CTAP1 device has no CBOR command (§11.2.9.1.5).
+            cmd::CBOR if self.u2f_only => self.send(cid, cmd::ERROR, &[err::INVALID_CMD]),
             cmd::CBOR => return self.cbor(cid, data),
             cmd::YK_READ_CONFIG => match data {
                 [0] => self.send(cid, command, &self.device_info),
@@ -340,7 +352,10 @@ impl Device {
         resp.extend_from_slice(&new_cid.to_be_bytes());
         resp.push(2);
         resp.extend_from_slice(&self.version);
-        resp.push(CAPABILITIES);
+        // A U2F-only key announces WINK alone: no CBOR (0x04), and MSG
+        // present (no NMSG 0x08), though the simulator leaves MSG
+        // unanswered (keyward never sends U2F messages).
+        resp.push(if self.u2f_only { 0x01 } else { CAPABILITIES });
         self.send(cid, cmd::INIT, &resp);
     }
 

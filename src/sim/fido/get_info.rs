@@ -2,10 +2,12 @@
 
 use ciborium::Value;
 
+use super::Authenticator;
+use super::MAX_DISCOVERABLE;
 use super::cbor::{self, int, text};
 use super::credential::ALGORITHMS;
 use super::status::CtapError;
-use super::{Authenticator, MAX_DISCOVERABLE, MAX_MSG_SIZE};
+use crate::sim::Quirk;
 
 /// Largest credential id the key accepts in lists (§6.4 0x08).
 pub const MAX_CREDENTIAL_ID_LENGTH: i64 = 128;
@@ -13,8 +15,12 @@ pub const MAX_CREDENTIAL_ID_LENGTH: i64 = 128;
 pub const MAX_CREDENTIAL_COUNT_IN_LIST: i64 = 8;
 
 impl Authenticator {
-    /// The authenticatorGetInfo response map (§6.4, keys 0x01–0x0E, 0x14).
+    /// The authenticatorGetInfo response map (§6.4, keys 0x01–0x0E, 0x14),
+    /// or what a quirky key answers instead (docs/interop.md).
     pub(super) fn get_info(&self) -> Result<Value, CtapError> {
+        if self.quirk(Quirk::Ctap20) {
+            return Ok(self.get_info_ctap20());
+        }
         let s = &self.state;
         let fw = self.opts.profile.firmware;
         let opts = vec![
@@ -35,13 +41,13 @@ impl Authenticator {
             .map(|a| cbor::text_map(vec![("alg", int(*a)), ("type", text("public-key"))]))
             .collect();
         let rk_count = s.credentials.iter().filter(|c| c.discoverable).count();
-        Ok(cbor::int_map(vec![
+        let mut m = vec![
             (0x01, Value::Array(vec![text("FIDO_2_0"), text("FIDO_2_1")])),
             (0x02, Value::Array(vec![text("credProtect")])),
             (0x03, cbor::bytes(&self.opts.profile.aaguid)),
             (0x04, cbor::text_map(opts)),
-            (0x05, int(MAX_MSG_SIZE as i64)),
-            (0x06, Value::Array(vec![int(2), int(1)])),
+            (0x05, int(self.max_msg_size() as i64)),
+            (0x06, self.pin_protocols()),
             (0x07, int(MAX_CREDENTIAL_COUNT_IN_LIST)),
             (0x08, int(MAX_CREDENTIAL_ID_LENGTH)),
             (0x09, Value::Array(vec![text("nfc"), text("usb")])),
@@ -54,7 +60,77 @@ impl Authenticator {
                 int(i64::from(fw.0) << 16 | i64::from(fw.1) << 8 | i64::from(fw.2)),
             ),
             (0x14, int(MAX_DISCOVERABLE.saturating_sub(rk_count) as i64)),
-        ]))
+        ];
+        self.apply_info_quirks(&mut m);
+        Ok(cbor::int_map(m))
+    }
+
+    /// pinUvAuthProtocols (0x06), most preferred first.
+    fn pin_protocols(&self) -> Value {
+        if self.quirk(Quirk::PinProtocol1) || self.quirk(Quirk::Ctap20) {
+            Value::Array(vec![int(1)])
+        } else {
+            Value::Array(vec![int(2), int(1)])
+        }
+    }
+
+    /// What a CTAP 2.0 key with the 2.1-PRE preview answers (YubiKey
+    /// 5.2–5.4 do: versions FIDO_2_0 and FIDO_2_1_PRE; CTAP 2.0 §5.4
+    /// members 0x01–0x06 only): no 2.1 options, no permission tokens,
+    /// credential management only as the preview.
+    fn get_info_ctap20(&self) -> Value {
+        let opts = vec![
+            ("rk", Value::Bool(true)),
+            ("up", Value::Bool(true)),
+            ("plat", Value::Bool(false)),
+            ("clientPin", Value::Bool(self.state.pin_hash.is_some())),
+            ("credentialMgmtPreview", Value::Bool(true)),
+        ];
+        let mut m = vec![
+            (
+                0x01,
+                Value::Array(vec![text("FIDO_2_0"), text("FIDO_2_1_PRE")]),
+            ),
+            (0x02, Value::Array(vec![text("credProtect")])),
+            (0x03, cbor::bytes(&self.opts.profile.aaguid)),
+            (0x04, cbor::text_map(opts)),
+            (0x05, int(self.max_msg_size() as i64)),
+            (0x06, self.pin_protocols()),
+        ];
+        self.apply_info_quirks(&mut m);
+        cbor::int_map(m)
+    }
+
+    /// The quirks that leave members out or add unknown ones.
+    fn apply_info_quirks(&self, m: &mut Vec<(i64, Value)>) {
+        if self.quirk(Quirk::NoMaxMsgSize) {
+            m.retain(|(k, _)| *k != 0x05);
+        }
+        if self.quirk(Quirk::NoPinProtocols) || self.quirk(Quirk::NoClientPin) {
+            m.retain(|(k, _)| *k != 0x06);
+        }
+        if self.quirk(Quirk::NoClientPin) {
+            for (k, v) in m.iter_mut() {
+                if let (0x04, Value::Map(o)) = (*k, v) {
+                    o.retain(|(name, _)| name.as_text() != Some("clientPin"));
+                }
+            }
+        }
+        if self.quirk(Quirk::UnknownInfoFields) {
+            for (k, v) in m.iter_mut() {
+                match (*k, v) {
+                    (0x01, Value::Array(a)) => a.push(text("FIDO_2_3_VENDOR")),
+                    (0x02, Value::Array(a)) => a.push(text("vendorExtension")),
+                    (0x04, Value::Map(o)) => {
+                        o.push((text("vendorMode"), Value::Bool(true)));
+                        o.push((text("vendorLevel"), int(3)));
+                    }
+                    _ => {}
+                }
+            }
+            m.push((0x13, cbor::text_map(vec![("FIDO", int(1))])));
+            m.push((0x7F, Value::Array(vec![int(1), text("vendor")])));
+        }
     }
 }
 

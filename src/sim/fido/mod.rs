@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sim::card::Interrupt;
 use crate::sim::device::SimOptions;
-use crate::sim::{Fault, TouchOutcome, UserPresence};
+use crate::sim::{Fault, Quirk, TouchOutcome, UserPresence};
 use credential::{Credential, SecretBytes};
 use pin_protocol::KeyAgreement;
 pub use status::CtapError;
@@ -68,6 +68,9 @@ pub mod cmd {
 
 /// Largest request accepted (getInfo maxMsgSize, §6.4): as YubiKey 5.
 pub const MAX_MSG_SIZE: usize = 1200;
+/// maxMsgSize of the `max-msg-1024` and `no-max-msg-size` quirks (§6.4:
+/// 1024 when the key does not say).
+pub const SMALL_MSG_SIZE: usize = 1024;
 /// PIN retries after a reset or a correct PIN (§6.5.2.1: maximum 8).
 pub const PIN_RETRIES: u8 = 8;
 /// Wrong PINs in a row that require a power cycle (§6.5.5.5 step 3).
@@ -173,6 +176,20 @@ impl Authenticator {
         &self.opts
     }
 
+    /// Whether the device profile has quirk `q` (docs/interop.md).
+    pub fn quirk(&self, q: Quirk) -> bool {
+        self.opts.profile.quirks.has(q)
+    }
+
+    /// The largest request (command byte and parameters) taken, maxMsgSize.
+    pub fn max_msg_size(&self) -> usize {
+        if self.quirk(Quirk::MaxMsg1024) || self.quirk(Quirk::NoMaxMsgSize) {
+            SMALL_MSG_SIZE
+        } else {
+            MAX_MSG_SIZE
+        }
+    }
+
     /// Process one request: `request[0]` is the command byte, the rest its
     /// CBOR parameters. Returns status byte ‖ CBOR, or an interrupt when a
     /// fault makes the key stall or vanish.
@@ -191,7 +208,10 @@ impl Authenticator {
         if faulty && self.opts.faults.has(Fault::DisconnectMidCommand) {
             return Err(Interrupt::Disconnect);
         }
-        let result = if body.len() > MAX_MSG_SIZE {
+        let result = if self.quirk(Quirk::U2fOnly) {
+            // CTAP1 knows no CTAP2 command (CTAP 2.1 §8.2: 0x01).
+            Err(CtapError::InvalidCommand)
+        } else if request.len() > self.max_msg_size() {
             Err(CtapError::RequestTooLarge)
         } else {
             self.dispatch(command, body, up)
@@ -218,6 +238,19 @@ impl Authenticator {
             cmd::CREDENTIAL_MANAGEMENT | cmd::CREDENTIAL_MANAGEMENT_PRE
         ) {
             self.cred_mgmt = cred_mgmt::Enumeration::default();
+        }
+        if self.quirk(Quirk::NoClientPin) && command == cmd::CLIENT_PIN {
+            return Err(CtapError::InvalidCommand);
+        }
+        if self.quirk(Quirk::Ctap20)
+            && matches!(
+                command,
+                cmd::CREDENTIAL_MANAGEMENT | cmd::SELECTION | cmd::CONFIG
+            )
+        {
+            // CTAP 2.0 (2019) has none of these; the 2.1-PRE 0x41 stands in
+            // for credential management.
+            return Err(CtapError::InvalidCommand);
         }
         match command {
             cmd::GET_INFO => self.get_info().map(Some),
@@ -350,3 +383,6 @@ pub mod testutil;
 
 #[cfg(test)]
 mod robustness_tests;
+
+#[cfg(test)]
+mod quirk_tests;

@@ -18,6 +18,7 @@ use crate::sim::card::{Applet, CardEnv, Interrupt};
 use crate::sim::device::SimOptions;
 use crate::sim::fault::Fault;
 use crate::sim::person::{self, Person, TouchOutcome, UserPresence};
+use crate::sim::quirk::Quirk;
 
 use super::{Authenticator, SharedAuthenticator};
 
@@ -56,6 +57,8 @@ pub struct FidoApplet {
     pending: Option<Pending>,
     /// The last saved state, for when a running request holds the lock.
     snapshot: Option<serde_json::Value>,
+    /// The `u2f-only` quirk: a CTAP1 applet.
+    u2f_only: bool,
 }
 
 impl FidoApplet {
@@ -65,15 +68,16 @@ impl FidoApplet {
 
     /// An applet over an authenticator another transport also serves.
     pub fn with_authenticator(auth: SharedAuthenticator) -> Self {
-        let person = auth
+        let (person, u2f_only) = auth
             .lock()
-            .map(|a| a.options().person)
-            .unwrap_or(Person::Immediate);
+            .map(|a| (a.options().person, a.quirk(Quirk::U2fOnly)))
+            .unwrap_or((Person::Immediate, false));
         FidoApplet {
             auth,
             person,
             pending: None,
             snapshot: None,
+            u2f_only,
         }
     }
 
@@ -186,13 +190,22 @@ impl Applet for FidoApplet {
     }
 
     /// SELECT answers the version string: "FIDO_2_0" for an authenticator
-    /// without U2F (§11.3.3; python-fido2 `CtapPcscDevice._select`).
+    /// without U2F (§11.3.3; python-fido2 `CtapPcscDevice._select`), and
+    /// "U2F_V2" for a U2F-only one (FIDO U2F NFC protocol §5).
     fn select(&mut self) -> Response {
         self.abandon_pending();
+        if self.u2f_only {
+            return Response::ok(b"U2F_V2".to_vec());
+        }
         Response::ok(b"FIDO_2_0".to_vec())
     }
 
     fn process(&mut self, cmd: &Command, env: &mut CardEnv<'_>) -> Result<Response, Interrupt> {
+        if self.u2f_only {
+            // A U2F applet knows only the U2F APDUs (CLA 00): NFCCTAP_MSG
+            // is an unknown instruction.
+            return Ok(Response::status(sw::INS_NOT_SUPPORTED));
+        }
         if cmd.cla != CLA_NFCCTAP {
             return Ok(Response::status(sw::CLA_NOT_SUPPORTED));
         }
