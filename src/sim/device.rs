@@ -38,8 +38,9 @@ impl SimOptions {
     }
 }
 
-/// Build the card: the Management applet on the simulator's own (YubiKey-like)
-/// keys, PIV and FIDO2 as the profile says.
+/// Build the card: the Management applet always (also on a Vendor B key,
+/// where a real key has none: the tests tell their own card by its serial),
+/// PIV and FIDO2 as the profile says.
 pub fn build_card(opts: &SimOptions) -> VirtualCard {
     SimDevice::new(opts).card
 }
@@ -54,13 +55,8 @@ pub struct SimDevice {
 
 impl SimDevice {
     pub fn new(opts: &SimOptions) -> SimDevice {
-        // The YubiKey Management applet is Yubico's: another vendor's key
-        // has none, so nothing can read a serial from it (detection and
-        // linking must do without, docs/devices.md).
-        let mut applets: Vec<Box<dyn Applet>> = Vec::new();
-        if opts.profile.vendor == super::Vendor::Sim {
-            applets.push(Box::new(super::mgmt::ManagementApplet::new(opts)));
-        }
+        let mut applets: Vec<Box<dyn Applet>> =
+            vec![Box::new(super::mgmt::ManagementApplet::new(opts))];
         if opts.profile.piv {
             applets.push(Box::new(super::piv::PivApplet::new(opts)));
         }
