@@ -3,7 +3,7 @@
 use ciborium::Value;
 
 use super::cbor::{self, int, text};
-use super::credential::ALGORITHMS;
+use super::credential::{ALGORITHMS, MAX_CRED_BLOB_LENGTH};
 use super::status::CtapError;
 use super::{Authenticator, MAX_DISCOVERABLE, MAX_MSG_SIZE};
 
@@ -11,6 +11,22 @@ use super::{Authenticator, MAX_DISCOVERABLE, MAX_MSG_SIZE};
 pub const MAX_CREDENTIAL_ID_LENGTH: i64 = 128;
 /// Most descriptors in an allowList or excludeList (§6.4 0x07).
 pub const MAX_CREDENTIAL_COUNT_IN_LIST: i64 = 8;
+/// maxRPIDsForSetMinPINLength (§6.4 0x10) of a YubiKey 5.7.
+pub const MAX_RPIDS_FOR_SET_MIN_PIN_LENGTH: usize = 1;
+
+/// The extensions a YubiKey 5.7 lists (§6.4 0x02), in its order. From a
+/// real 5.7's getInfo as Yubico's powershellYK prints it
+/// (Docs/Commands/Get-YubikeyFIDO2.md: "credProtect, hmac-secret,
+/// largeBlobKey, credBlob…", maxCredBlobLength 32,
+/// maxSerializedLargeBlobArray 4096, maxRPIDsForSetMinPINLength 1) and
+/// the minPinLength extension the 5.7 firmware added.
+pub const EXTENSIONS: [&str; 5] = [
+    "credProtect",
+    "hmac-secret",
+    "largeBlobKey",
+    "credBlob",
+    "minPinLength",
+];
 
 impl Authenticator {
     /// The authenticatorGetInfo response map (§6.4, keys 0x01–0x0E, 0x14).
@@ -24,6 +40,7 @@ impl Authenticator {
             ("ep", Value::Bool(s.ep_enabled)),
             ("alwaysUv", Value::Bool(s.always_uv)),
             ("credMgmt", Value::Bool(true)),
+            ("largeBlobs", Value::Bool(true)),
             ("authnrCfg", Value::Bool(true)),
             ("setMinPINLength", Value::Bool(true)),
             // §6.4: with alwaysUv on, makeCredUvNotRqd must be false.
@@ -37,7 +54,10 @@ impl Authenticator {
         let rk_count = s.credentials.iter().filter(|c| c.discoverable).count();
         Ok(cbor::int_map(vec![
             (0x01, Value::Array(vec![text("FIDO_2_0"), text("FIDO_2_1")])),
-            (0x02, Value::Array(vec![text("credProtect")])),
+            (
+                0x02,
+                Value::Array(EXTENSIONS.iter().map(|e| text(e)).collect()),
+            ),
             (0x03, cbor::bytes(&self.opts.profile.aaguid)),
             (0x04, cbor::text_map(opts)),
             (0x05, int(MAX_MSG_SIZE as i64)),
@@ -46,6 +66,10 @@ impl Authenticator {
             (0x08, int(MAX_CREDENTIAL_ID_LENGTH)),
             (0x09, Value::Array(vec![text("nfc"), text("usb")])),
             (0x0A, Value::Array(algs)),
+            (
+                0x0B,
+                int(super::large_blobs::MAX_SERIALIZED_LARGE_BLOB_ARRAY as i64),
+            ),
             (0x0C, Value::Bool(s.force_pin_change)),
             (0x0D, int(i64::from(s.min_pin_length))),
             // Yubico's encoding: major << 16 | minor << 8 | patch.
@@ -53,6 +77,8 @@ impl Authenticator {
                 0x0E,
                 int(i64::from(fw.0) << 16 | i64::from(fw.1) << 8 | i64::from(fw.2)),
             ),
+            (0x0F, int(MAX_CRED_BLOB_LENGTH as i64)),
+            (0x10, int(MAX_RPIDS_FOR_SET_MIN_PIN_LENGTH as i64)),
             (0x14, int(MAX_DISCOVERABLE.saturating_sub(rk_count) as i64)),
         ]))
     }
@@ -66,18 +92,29 @@ mod tests {
     fn get_info_bytes_are_pinned() {
         let mut t = Tester::new();
         let r = t.call(0x04, None);
-        // Whole response, decoded by hand: status 00; map of 14; 01 versions;
-        // 02 extensions; 03 AAGUID "keyward-sim-fido"; 04 options (10, in
-        // canonical order); 05 maxMsgSize 1200; 06 [2, 1]; 07 8; 08 128;
-        // 09 ["nfc", "usb"]; 0A ES256, EdDSA; 0C false; 0D 4; 0E 0x050701;
-        // 14 remaining discoverable 100.
+        // Whole response, decoded by hand: status 00; map of 17; 01 versions;
+        // 02 the five extensions of a YubiKey 5.7 (credProtect,
+        // hmac-secret, largeBlobKey, credBlob, minPinLength); 03 AAGUID
+        // "keyward-sim-fido"; 04 options (11, in canonical order, with
+        // largeBlobs); 05 maxMsgSize 1200; 06 [2, 1]; 07 8; 08 128;
+        // 09 ["nfc", "usb"]; 0A ES256, EdDSA; 0B maxSerializedLargeBlobArray
+        // 4096; 0C false; 0D 4; 0E 0x050701; 0F maxCredBlobLength 32;
+        // 10 maxRPIDsForSetMinPINLength 1; 14 remaining discoverable 100.
+        // The 5.7 values of 02, 0B, 0F and 10 are a real 5.7's, as Yubico's
+        // powershellYK documents them (see [`EXTENSIONS`]).
         let want = concat!(
-            "00ae",
+            "00b1",
             "0182684649444f5f325f30684649444f5f325f31",
-            "02816b6372656450726f74656374",
+            "0285",
+            "6b6372656450726f74656374",
+            "6b686d61632d736563726574",
+            "6c6c61726765426c6f624b6579",
+            "6863726564426c6f62",
+            "6c6d696e50696e4c656e677468",
             "03506b6579776172642d73696d2d6669646f",
-            "04aa626570f462726bf5627570f568616c776179735576f4",
+            "04ab626570f462726bf5627570f568616c776179735576f4",
             "68637265644d676d74f569617574686e72436667f569636c69656e7450696ef4",
+            "6a6c61726765426c6f6273f5",
             "6e70696e557641757468546f6b656ef56f7365744d696e50494e4c656e677468f5",
             "706d616b654372656455764e6f74527164f5",
             "051904b0",
@@ -87,9 +124,12 @@ mod tests {
             "0982636e6663637573620a82",
             "a263616c672664747970656a7075626c69632d6b6579",
             "a263616c672764747970656a7075626c69632d6b6579",
+            "0b191000",
             "0cf4",
             "0d04",
             "0e1a00050701",
+            "0f1820",
+            "1001",
             "141864"
         );
         assert_eq!(hex::encode(&r), want);
@@ -103,6 +143,8 @@ mod tests {
         assert_eq!(v.int(5).unwrap(), Some(1200));
         assert_eq!(v.int(0x0D).unwrap(), Some(4));
         assert_eq!(v.int(0x0E).unwrap(), Some(0x050701));
+        assert_eq!(v.int(0x0B).unwrap(), Some(4096));
+        assert_eq!(v.int(0x0F).unwrap(), Some(32));
         // Canonical: re-encoding the parsed value gives the same bytes.
         assert_eq!(
             super::super::cbor::encode(ciborium::Value::Map(v.0.clone())),

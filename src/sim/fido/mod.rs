@@ -7,7 +7,8 @@
 //! authenticator can serve both through a [`SharedAuthenticator`].
 //!
 //! One file per command: [`get_info`], [`client_pin`], [`make_credential`],
-//! [`get_assertion`], [`cred_mgmt`], [`config`], [`reset`] (with selection).
+//! [`get_assertion`], [`cred_mgmt`], [`large_blobs`], [`config`], [`reset`]
+//! (with selection).
 //!
 //! One key seen over NFC and USB at once:
 //!
@@ -31,6 +32,7 @@ pub mod ctaphid;
 pub mod get_assertion;
 pub mod get_info;
 pub mod key_handle;
+pub mod large_blobs;
 pub mod make_credential;
 pub mod nfc;
 pub mod pin_protocol;
@@ -60,6 +62,7 @@ pub mod cmd {
     pub const GET_NEXT_ASSERTION: u8 = 0x08;
     pub const CREDENTIAL_MANAGEMENT: u8 = 0x0A;
     pub const SELECTION: u8 = 0x0B;
+    pub const LARGE_BLOBS: u8 = 0x0C;
     pub const CONFIG: u8 = 0x0D;
     /// authenticatorCredentialManagement of the 2.1 preview
     /// (`credentialMgmtPreview`), still sent by older platforms.
@@ -101,6 +104,14 @@ pub struct Persistent {
     /// The signature counter of key-handle credentials (one for all).
     #[serde(default)]
     pub handle_sign_count: u32,
+    /// The serialized large-blob array (§6.10); empty means the initial
+    /// empty array.
+    #[serde(default)]
+    pub large_blob: Vec<u8>,
+    /// minPinLengthRPIDs from setMinPINLength (§6.11.4): RPs the
+    /// minPinLength extension answers (§12.4).
+    #[serde(default)]
+    pub min_pin_length_rp_ids: Vec<String>,
 }
 
 impl Persistent {
@@ -143,6 +154,7 @@ pub struct Authenticator {
     powered_at: Instant,
     next_assertion: Option<get_assertion::Pending>,
     cred_mgmt: cred_mgmt::Enumeration,
+    large_blob_write: large_blobs::Pending,
     attestation: make_credential::AttestationKeys,
 }
 
@@ -162,6 +174,7 @@ impl Authenticator {
             powered_at: Instant::now(),
             next_assertion: None,
             cred_mgmt: cred_mgmt::Enumeration::default(),
+            large_blob_write: large_blobs::Pending::default(),
         }
     }
 
@@ -231,6 +244,7 @@ impl Authenticator {
                 self.credential_management(&cbor::parse_map(body)?)
             }
             cmd::CONFIG => self.config(&cbor::parse_map(body)?).map(|()| None),
+            cmd::LARGE_BLOBS => self.large_blobs(&cbor::parse_map(body)?),
             _ => Err(CtapError::InvalidCommand),
         }
     }
@@ -261,6 +275,7 @@ impl Authenticator {
         self.powered_at = Instant::now();
         self.next_assertion = None;
         self.cred_mgmt = cred_mgmt::Enumeration::default();
+        self.large_blob_write = large_blobs::Pending::default();
     }
 
     /// Pretend the key was powered up `ago` earlier (tests of the reset
