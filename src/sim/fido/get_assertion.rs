@@ -260,6 +260,10 @@ impl Authenticator {
             Some(true) => true,
             Some(false) => return Err(CtapError::InvalidOption),
         };
+        if !self.has_5_7_extensions() {
+            out.cred_blob = false;
+            out.large_blob_key = false;
+        }
         Ok(out)
     }
 

@@ -33,30 +33,39 @@ impl Authenticator {
     pub(super) fn get_info(&self) -> Result<Value, CtapError> {
         let s = &self.state;
         let fw = self.opts.profile.firmware;
-        let opts = vec![
+        let mut opts = vec![
             ("rk", Value::Bool(true)),
             ("up", Value::Bool(true)),
             ("clientPin", Value::Bool(s.pin_hash.is_some())),
             ("ep", Value::Bool(s.ep_enabled)),
             ("alwaysUv", Value::Bool(s.always_uv)),
             ("credMgmt", Value::Bool(true)),
-            ("largeBlobs", Value::Bool(true)),
             ("authnrCfg", Value::Bool(true)),
             ("setMinPINLength", Value::Bool(true)),
             // §6.4: with alwaysUv on, makeCredUvNotRqd must be false.
             ("makeCredUvNotRqd", Value::Bool(!s.always_uv)),
             ("pinUvAuthToken", Value::Bool(true)),
         ];
+        let v5_7 = self.has_5_7_extensions();
+        if v5_7 {
+            opts.push(("largeBlobs", Value::Bool(true)));
+        }
+        // A 5.4 lists credProtect and hmac-secret only.
+        let extensions = if v5_7 {
+            &EXTENSIONS[..]
+        } else {
+            &EXTENSIONS[..2]
+        };
         let algs = ALGORITHMS
             .iter()
             .map(|a| cbor::text_map(vec![("alg", int(*a)), ("type", text("public-key"))]))
             .collect();
         let rk_count = s.credentials.iter().filter(|c| c.discoverable).count();
-        Ok(cbor::int_map(vec![
+        let mut m = vec![
             (0x01, Value::Array(vec![text("FIDO_2_0"), text("FIDO_2_1")])),
             (
                 0x02,
-                Value::Array(EXTENSIONS.iter().map(|e| text(e)).collect()),
+                Value::Array(extensions.iter().map(|e| text(e)).collect()),
             ),
             (0x03, cbor::bytes(&self.opts.profile.aaguid)),
             (0x04, cbor::text_map(opts)),
@@ -66,10 +75,6 @@ impl Authenticator {
             (0x08, int(MAX_CREDENTIAL_ID_LENGTH)),
             (0x09, Value::Array(vec![text("nfc"), text("usb")])),
             (0x0A, Value::Array(algs)),
-            (
-                0x0B,
-                int(super::large_blobs::MAX_SERIALIZED_LARGE_BLOB_ARRAY as i64),
-            ),
             (0x0C, Value::Bool(s.force_pin_change)),
             (0x0D, int(i64::from(s.min_pin_length))),
             // Yubico's encoding: major << 16 | minor << 8 | patch.
@@ -77,10 +82,15 @@ impl Authenticator {
                 0x0E,
                 int(i64::from(fw.0) << 16 | i64::from(fw.1) << 8 | i64::from(fw.2)),
             ),
-            (0x0F, int(MAX_CRED_BLOB_LENGTH as i64)),
-            (0x10, int(MAX_RPIDS_FOR_SET_MIN_PIN_LENGTH as i64)),
             (0x14, int(MAX_DISCOVERABLE.saturating_sub(rk_count) as i64)),
-        ]))
+        ];
+        if v5_7 {
+            let lb = super::large_blobs::MAX_SERIALIZED_LARGE_BLOB_ARRAY;
+            m.push((0x0B, int(lb as i64)));
+            m.push((0x0F, int(MAX_CRED_BLOB_LENGTH as i64)));
+            m.push((0x10, int(MAX_RPIDS_FOR_SET_MIN_PIN_LENGTH as i64)));
+        }
+        Ok(cbor::int_map(m))
     }
 }
 
@@ -150,6 +160,42 @@ mod tests {
             super::super::cbor::encode(ciborium::Value::Map(v.0.clone())),
             r[1..]
         );
+    }
+
+    #[test]
+    fn a_5_4_profile_lists_only_credprotect_and_hmac_secret() {
+        let mut o = opts();
+        o.profile.firmware = crate::sim::Firmware::V5_4_3;
+        let mut t = Tester::with_opts(o);
+        let v = decode(&t.call(0x04, None));
+        let ext: Vec<_> = v
+            .array(2)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.as_text())
+            .collect();
+        assert_eq!(ext, ["credProtect", "hmac-secret"]);
+        assert!(v.get(0x0B).is_none() && v.get(0x0F).is_none());
+        assert_eq!(t.info_option("largeBlobs"), None);
+        // No authenticatorLargeBlobs, and largeBlobKey/credBlob ignored.
+        assert_eq!(
+            t.call(
+                0x0C,
+                Some(super::super::cbor::int_map(vec![
+                    (1, super::super::cbor::int(1)),
+                    (3, super::super::cbor::int(0))
+                ]))
+            ),
+            [0x01]
+        );
+        let ext = super::super::cbor::text_map(vec![
+            ("largeBlobKey", ciborium::Value::Bool(true)),
+            ("credBlob", super::super::cbor::bytes(&[1])),
+        ]);
+        let r = t.ok(0x01, mc_req("example.com", b"u", true, vec![(6, ext)]));
+        assert!(r.get(5).is_none());
+        assert_eq!(r.bytes(2).unwrap().unwrap()[32] & 0x80, 0);
     }
 
     #[test]

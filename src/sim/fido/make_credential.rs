@@ -226,6 +226,12 @@ impl Authenticator {
             });
         }
         let mut r = parse(req)?;
+        if !self.has_5_7_extensions() {
+            // Unknown to a 5.4: ignored (§6.1.2 step 12).
+            r.ext.cred_blob = None;
+            r.ext.large_blob_key = false;
+            r.ext.min_pin_length = false;
+        }
         if self.opts.faults.has(Fault::DropCredProtect) {
             // A key that ignores the extension: level 1, no output.
             r.cred_protect = None;

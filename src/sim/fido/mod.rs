@@ -244,7 +244,9 @@ impl Authenticator {
                 self.credential_management(&cbor::parse_map(body)?)
             }
             cmd::CONFIG => self.config(&cbor::parse_map(body)?).map(|()| None),
-            cmd::LARGE_BLOBS => self.large_blobs(&cbor::parse_map(body)?),
+            cmd::LARGE_BLOBS if self.has_5_7_extensions() => {
+                self.large_blobs(&cbor::parse_map(body)?)
+            }
             _ => Err(CtapError::InvalidCommand),
         }
     }
@@ -324,6 +326,14 @@ impl Authenticator {
             .find(|c| c.id == id && c.rp_id == rp_id)
             .cloned()
             .or_else(|| key_handle::open(&self.state.wrap_secret, id, rp_id))
+    }
+
+    /// Whether the profile is firmware 5.7 or later: credBlob,
+    /// largeBlobKey, minPinLength and largeBlobs exist from there (a 5.4
+    /// lists credProtect and hmac-secret only).
+    fn has_5_7_extensions(&self) -> bool {
+        let f = self.opts.profile.firmware;
+        (f.0, f.1) >= (5, 7)
     }
 
     fn next_seq(&mut self) -> u64 {
