@@ -320,13 +320,7 @@ impl Authenticator {
         if r.ext.cred_blob.is_some() {
             m.push(("credBlob", Value::Bool(cred.ext.cred_blob.is_some())));
         }
-        if r.ext.min_pin_length
-            && self
-                .state
-                .min_pin_length_rp_ids
-                .iter()
-                .any(|id| *id == r.rp_id)
-        {
+        if r.ext.min_pin_length && self.state.min_pin_length_rp_ids.contains(&r.rp_id) {
             let n = i64::from(self.state.min_pin_length);
             m.push(("minPinLength", cbor::int(n)));
         }
