@@ -445,8 +445,19 @@ fn cred_protect_output_and_the_drop_fault() {
 #[test]
 fn min_pin_length_answers_only_listed_rps() {
     let mut t = Tester::new();
-    t.auth.state.min_pin_length = 6;
-    t.auth.state.min_pin_length_rp_ids = vec!["corp.example".into()];
+    // authenticatorConfig setMinPINLength {1: 6, 2: ["corp.example"]}
+    // (§6.11.4); two RP IDs exceed maxRPIDsForSetMinPINLength 1.
+    let set = |ids: Vec<Value>| {
+        cbor::int_map(vec![
+            (1, int(3)),
+            (2, cbor::int_map(vec![(1, int(6)), (2, Value::Array(ids))])),
+        ])
+    };
+    assert_eq!(
+        t.call(0x0D, Some(set(vec![text("a.example"), text("b.example")]))),
+        [0x02]
+    );
+    assert_eq!(t.call(0x0D, Some(set(vec![text("corp.example")]))), [0x00]);
     let ask = vec![("minPinLength", Value::Bool(true))];
     let mc = mc_ext(&mut t, "corp.example", false, ask.clone());
     // {"minPinLength": 6}
