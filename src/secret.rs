@@ -267,6 +267,36 @@ impl fmt::Debug for PinUvAuthToken {
     }
 }
 
+/// A secret a FIDO2 credential yields (CTAP 2.1 §12): the decrypted
+/// hmac-secret output, a largeBlobKey. Wiped on drop, redacted in `Debug`,
+/// compared in constant time.
+#[derive(Clone)]
+pub struct CredentialSecret(Zeroizing<Vec<u8>>);
+
+impl CredentialSecret {
+    /// Take a secret already in a wiped buffer.
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> CredentialSecret {
+        CredentialSecret(bytes)
+    }
+
+    /// The secret bytes. Every read goes through here.
+    pub fn expose_secret(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl PartialEq for CredentialSecret {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.as_slice().ct_eq(other.0.as_slice()))
+    }
+}
+
+impl fmt::Debug for CredentialSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CredentialSecret({} bytes, redacted)", self.0.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

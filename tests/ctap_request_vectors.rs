@@ -157,6 +157,7 @@ fn commands_with_token(v: &serde_json::Value, p: &str, tok: &PinUvAuth) {
         rk: Some(true),
         uv: None,
         enterprise_attestation: Some(2),
+        ..MakeCredential::default()
     };
     let param = tok.param(&cdh);
     assert_eq!(
@@ -172,6 +173,7 @@ fn commands_with_token(v: &serde_json::Value, p: &str, tok: &PinUvAuth) {
         extensions: vec![],
         up: Some(true),
         uv: None,
+        ..GetAssertion::default()
     };
     assert_eq!(
         hex::encode(ga.request(Some((&param, num)))),

@@ -62,7 +62,7 @@ pub struct SimRunArgs {
     pub state: Option<PathBuf>,
     /// Misbehave on purpose (repeatable): malformed-cbor, non-canonical-cbor,
     /// truncated-response, wrong-status-word, stall, disconnect-mid-command,
-    /// untrusted-attestation, aaguid-mismatch
+    /// untrusted-attestation, aaguid-mismatch, drop-cred-protect
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<Fault>,
     /// Behave like a key that deviates from CTAP 2.1 (docs/interop.md):

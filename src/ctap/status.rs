@@ -25,6 +25,8 @@ pub enum StatusCode {
     MissingParameter,
     #[error("CTAP2_ERR_LIMIT_EXCEEDED")]
     LimitExceeded,
+    #[error("CTAP2_ERR_LARGE_BLOB_STORAGE_FULL: the large-blob array is longer than the key holds")]
+    LargeBlobStorageFull,
     #[error(
         "CTAP2_ERR_CREDENTIAL_EXCLUDED: the key already holds a credential from the exclude list"
     )]
@@ -96,7 +98,7 @@ pub enum StatusCode {
 }
 
 /// (byte, code) for every named status (§8.2).
-const TABLE: [(u8, StatusCode); 41] = [
+const TABLE: [(u8, StatusCode); 42] = [
     (0x01, StatusCode::InvalidCommand),
     (0x02, StatusCode::InvalidParameter),
     (0x03, StatusCode::InvalidLength),
@@ -107,6 +109,7 @@ const TABLE: [(u8, StatusCode); 41] = [
     (0x12, StatusCode::InvalidCbor),
     (0x14, StatusCode::MissingParameter),
     (0x15, StatusCode::LimitExceeded),
+    (0x18, StatusCode::LargeBlobStorageFull),
     (0x19, StatusCode::CredentialExcluded),
     (0x21, StatusCode::Processing),
     (0x22, StatusCode::InvalidCredential),

@@ -2,7 +2,8 @@
 //! `policy` claim selects. A profile says which keys are acceptable
 //! (AAGUIDs, models, attestation — [`AttestationPolicy`]), how PINs must
 //! look, whether enterprise attestation is required, which PIV algorithms
-//! and PIN/touch policies may be used, whether the key is reset first, and
+//! and PIN/touch policies may be used, which FIDO2 extensions the enrolled
+//! credential must have ([`FidoRules`]), whether the key is reset first, and
 //! the replacement rules. Parsing is strict: unknown keys are errors with
 //! file and line.
 //!
@@ -12,6 +13,7 @@
 //! enterprise_attestation = "preferred"
 //! pin = { min_length = 6, max_length = 32, digits_only = false, reject_trivial = true }
 //! piv = { algorithms = ["p256", "p384"], pin_policies = ["once", "always"] }
+//! fido = { extensions = ["credProtect=3", "hmac-secret", "largeBlobKey"] }
 //! attestation = { allowed_aaguids = ["…"] }
 //! ```
 
@@ -144,6 +146,96 @@ pub struct PivRules {
     pub touch_policies: Vec<TouchPolicy>,
 }
 
+/// A FIDO2 extension the enrolled credential must have (CTAP 2.1 §12),
+/// written as in the specification: `credProtect=N` (N = 1, 2 or 3),
+/// `hmac-secret`, `largeBlobKey`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum FidoExtension {
+    /// credProtect at exactly this level (§12.1): 2 hides the credential
+    /// from discovery without UV, 3 needs UV for every use.
+    CredProtect(u8),
+    /// hmac-secret (§12.5): a per-credential PRF (disk unlock, offline
+    /// login).
+    HmacSecret,
+    /// largeBlobKey (§12.3): the credential can open its entry of the
+    /// key's large-blob array.
+    LargeBlobKey,
+}
+
+impl std::str::FromStr for FidoExtension {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hmac-secret" => Ok(FidoExtension::HmacSecret),
+            "largeBlobKey" => Ok(FidoExtension::LargeBlobKey),
+            "credProtect=1" => Ok(FidoExtension::CredProtect(1)),
+            "credProtect=2" => Ok(FidoExtension::CredProtect(2)),
+            "credProtect=3" => Ok(FidoExtension::CredProtect(3)),
+            _ => Err(format!(
+                "unknown FIDO2 extension requirement {s:?}: use \"credProtect=1\", \"credProtect=2\", \"credProtect=3\", \"hmac-secret\" or \"largeBlobKey\""
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for FidoExtension {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<FidoExtension> for String {
+    fn from(e: FidoExtension) -> String {
+        e.to_string()
+    }
+}
+
+impl std::fmt::Display for FidoExtension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FidoExtension::CredProtect(l) => write!(f, "credProtect={l}"),
+            FidoExtension::HmacSecret => f.write_str("hmac-secret"),
+            FidoExtension::LargeBlobKey => f.write_str("largeBlobKey"),
+        }
+    }
+}
+
+impl FidoExtension {
+    /// The extension's name in getInfo (§6.4 0x02).
+    pub fn name(self) -> &'static str {
+        match self {
+            FidoExtension::CredProtect(_) => "credProtect",
+            FidoExtension::HmacSecret => "hmac-secret",
+            FidoExtension::LargeBlobKey => "largeBlobKey",
+        }
+    }
+}
+
+/// FIDO2 rules: what the enrolled credential must carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FidoRules {
+    /// Extensions enrollment requests and requires the key to apply; a key
+    /// that does not answer them fails with `policy-fido-extension`.
+    pub extensions: Vec<FidoExtension>,
+}
+
+impl FidoRules {
+    /// The credProtect level required, if any.
+    pub fn cred_protect(&self) -> Option<u8> {
+        self.extensions.iter().find_map(|e| match e {
+            FidoExtension::CredProtect(l) => Some(*l),
+            _ => None,
+        })
+    }
+
+    pub fn requires(&self, e: FidoExtension) -> bool {
+        self.extensions.contains(&e)
+    }
+}
+
 /// Replacement rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -184,6 +276,8 @@ pub struct Profile {
     pub privileged: bool,
     pub pin: PinRules,
     pub piv: PivRules,
+    /// FIDO2 extension requirements.
+    pub fido: FidoRules,
     pub replacement: ReplacementRules,
     /// Attestation requirements and their time-boxed exceptions.
     pub attestation: AttestationPolicy,
@@ -300,6 +394,15 @@ impl Profile {
                     "piv.algorithms: {a:?} is not p256, p384, ed25519, rsa2048, rsa3072 or rsa4096"
                 ));
             }
+        }
+        let levels = self
+            .fido
+            .extensions
+            .iter()
+            .filter(|e| matches!(e, FidoExtension::CredProtect(_)))
+            .count();
+        if levels > 1 {
+            return Err("fido.extensions: name one credProtect level, not several".into());
         }
         for s in &self.replacement.from_states {
             if s.parse::<crate::store::BindingState>().is_err() {
@@ -430,6 +533,48 @@ approver = "ciso@example.org"
         let a = &p.get("certified-keys").unwrap().attestation;
         assert!(a.require_mds_entry && a.accepted_statuses.len() == 2);
         assert_eq!(a.exceptions[0].waive.len(), 3);
+    }
+
+    #[test]
+    fn fido_extension_requirements_parse_strictly() {
+        let p = Profiles::parse(
+            "[profiles.a]\nfido = { extensions = [\"credProtect=3\", \"hmac-secret\", \"largeBlobKey\"] }\n",
+            "p.toml",
+        )
+        .unwrap();
+        let f = &p.get("a").unwrap().fido;
+        assert_eq!(f.cred_protect(), Some(3));
+        assert!(f.requires(FidoExtension::HmacSecret) && f.requires(FidoExtension::LargeBlobKey));
+        assert_eq!(
+            Profiles::parse("[profiles.b]\n", "p.toml")
+                .unwrap()
+                .get("b")
+                .unwrap()
+                .fido,
+            FidoRules::default()
+        );
+        // Unknown names, levels out of range and two levels are refused
+        // with the file position and the accepted spellings.
+        for (text, needle) in [
+            ("fido = { extensions = [\"credBlob\"] }", "credProtect=1"),
+            (
+                "fido = { extensions = [\"credProtect=4\"] }",
+                "credProtect=4",
+            ),
+            (
+                "fido = { extensions = [\"credProtect=2\", \"credProtect=3\"] }",
+                "one credProtect level",
+            ),
+            ("fido = { extentions = [] }", "extentions"),
+        ] {
+            let e = Profiles::parse(&format!("[profiles.a]\n{text}\n"), "p.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("p.toml") && e.contains(needle), "{e}");
+        }
+        for e in ["credProtect=1", "hmac-secret", "largeBlobKey"] {
+            assert_eq!(e.parse::<FidoExtension>().unwrap().to_string(), e);
+        }
     }
 
     #[test]

@@ -282,6 +282,9 @@ fn fido_part(
         .info
         .firmware_version
         .map(|v| format!("{}.{}.{}", (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF));
+    // Before the key is changed: a key that lacks an extension the profile
+    // requires is refused untouched.
+    fido::extensions_offered(&f, profile)?;
     if profile.reset_before_enroll {
         fido::reset(flow, &mut f)?;
     }

@@ -21,7 +21,7 @@ use crate::ctap::commands::get_assertion::GetAssertion;
 use crate::ctap::commands::get_info::Info;
 use crate::ctap::commands::make_credential::{MakeCredential, User};
 use crate::ctap::{Ctap2, Pin, PinProtocol, StatusCode, cbor};
-use crate::policy::profile::{EnterpriseAttestation, Profile};
+use crate::policy::profile::{EnterpriseAttestation, FidoExtension, Profile};
 use crate::store::CredentialRecord;
 use crate::ticket::{self, Fido2Op, VerifiedTicket};
 use crate::transport::Transport;
@@ -279,6 +279,59 @@ pub(crate) fn enterprise_attestation(
     Ok(())
 }
 
+/// The key must list every extension the profile requires (getInfo 0x02).
+pub(crate) fn extensions_offered(f: &Fido, profile: &Profile) -> Result<(), ProvisionError> {
+    for e in &profile.fido.extensions {
+        if !f.info.extensions.iter().any(|x| x == e.name()) {
+            return Err(ProvisionError::new(
+                Reason::PolicyFidoExtension,
+                Some(Step::Identify),
+                format!(
+                    "the profile requires the FIDO2 extension {e}, which this key (AAGUID {}) does not offer; use a key that has it, or a profile that does not require it",
+                    attest::mds::format_aaguid(&f.info.aaguid)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The new credential must carry what the profile required: the signed
+/// credProtect and hmac-secret outputs in authData (covered by the
+/// attestation signature) and the largeBlobKey (unsigned, §12.3).
+fn extensions_applied(
+    profile: &Profile,
+    att: &crate::ctap::commands::make_credential::Attestation,
+) -> Result<(), ProvisionError> {
+    let refuse = |m: String| {
+        ProvisionError::new(Reason::PolicyFidoExtension, Some(Step::FidoAttestation), m)
+    };
+    let out = att
+        .extensions()
+        .map_err(|e| refuse(format!("the key's extension outputs are unusable: {e}")))?;
+    for e in &profile.fido.extensions {
+        let ok = match e {
+            FidoExtension::CredProtect(l) => out.cred_protect == Some(*l),
+            FidoExtension::HmacSecret => out.hmac_secret == Some(true),
+            FidoExtension::LargeBlobKey => att.large_blob_key.is_some(),
+        };
+        if !ok {
+            let got = match e {
+                FidoExtension::CredProtect(_) => out
+                    .cred_protect
+                    .map_or("no credProtect output".to_string(), |l| {
+                        format!("level {l}")
+                    }),
+                _ => "no output".to_string(),
+            };
+            return Err(refuse(format!(
+                "the profile requires {e}, but the key did not apply it to the new credential ({got}); the key cannot be enrolled under this profile"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The user handle: the ticket's, or one derived from issuer and subject
 /// (stable per identity, reveals neither).
 fn user_handle(vt: &VerifiedTicket, op: &Fido2Op) -> Vec<u8> {
@@ -322,7 +375,10 @@ pub(crate) fn credential(
             display_name: op.user_name.clone(),
         },
         algorithms: vec![alg],
-        cred_protect: Some(2),
+        // Level 2 unless the profile asks for another (docs/policy.md).
+        cred_protect: Some(profile.fido.cred_protect().unwrap_or(2)),
+        hmac_secret: profile.fido.requires(FidoExtension::HmacSecret),
+        large_blob_key: profile.fido.requires(FidoExtension::LargeBlobKey),
         rk: Some(true),
         enterprise_attestation: f.ep.then_some(1),
         ..MakeCredential::default()
@@ -380,6 +436,7 @@ pub(crate) fn credential(
             "anchor_source": facts.trust.as_ref().ok().map(|t| &t.1)});
         Ok((facts, detail))
     })?;
+    extensions_applied(profile, &att)?;
     if profile.enterprise_attestation == EnterpriseAttestation::Required && facts.serial.is_none() {
         return Err(ProvisionError::new(
             Reason::PolicyEnterpriseAttestation,
@@ -387,13 +444,14 @@ pub(crate) fn credential(
             "profile requires enterprise attestation, but the attestation carries no serial",
         ));
     }
+    let hmac = profile.fido.requires(FidoExtension::HmacSecret);
     prove(
         flow,
         f,
         pin,
         op,
-        &attested.credential_id,
-        &attested.public_key,
+        (&attested.credential_id, &attested.public_key),
+        hmac,
     )?;
     let cose = CoseKey::from_value(&attested.public_key).ok();
     let algorithm = match cose.and_then(|k| k.alg).unwrap_or(alg) {
@@ -476,8 +534,8 @@ fn prove(
     f: &mut Fido,
     pin: &Pin,
     op: &Fido2Op,
-    credential_id: &[u8],
-    public_key: &Value,
+    (credential_id, public_key): (&[u8], &Value),
+    hmac_secret: bool,
 ) -> Result<(), ProvisionError> {
     let touch = flow.deadlines.touch;
     let mut challenge = [0u8; 32];
@@ -501,9 +559,29 @@ fn prove(
         let tok =
             f.c.token_for(&f.info, pin, permission::GET_ASSERTION, Some(&op.rp_id))
                 .map_err(|e| errors::ctap(Step::GetAssertion, e))?;
-        let a =
+        let a = if hmac_secret {
+            // The profile requires hmac-secret: the key must also answer
+            // it (§12.5), not only claim it at makeCredential.
+            let mut salt = [0u8; 32];
+            crate::random::fill(&mut salt);
+            match f
+                .c
+                .get_assertion_hmac_secret(&ga, Some(&tok), f.proto, &salt, None)
+            {
+                Ok((a, _output)) => a,
+                Err(crate::ctap::client::Error::Unsupported(what)) => {
+                    return Err(ProvisionError::new(
+                        Reason::PolicyFidoExtension,
+                        Some(Step::GetAssertion),
+                        format!("the profile requires hmac-secret, but the key gave no {what}"),
+                    ));
+                }
+                Err(e) => return Err(errors::ctap(Step::GetAssertion, e)),
+            }
+        } else {
             f.c.get_assertion(&ga, Some(&tok))
-                .map_err(|e| errors::ctap(Step::GetAssertion, e))?;
+                .map_err(|e| errors::ctap(Step::GetAssertion, e))?
+        };
         let invalid = |m: String| {
             ProvisionError::new(Reason::AttestationInvalid, Some(Step::GetAssertion), m)
         };

@@ -38,6 +38,9 @@ pub enum Reason {
     PolicyEnterpriseAttestation,
     /// A PIV algorithm, PIN policy or touch policy the profile forbids.
     PolicyPiv,
+    /// The profile requires a FIDO2 extension (credProtect level,
+    /// hmac-secret, largeBlobKey) the key does not offer or did not apply.
+    PolicyFidoExtension,
     /// Some other attestation policy rule failed (firmware, certification,
     /// MDS entry or status).
     PolicyAttestation,
@@ -140,6 +143,7 @@ impl Reason {
             PolicyModel => "policy-model",
             PolicyEnterpriseAttestation => "policy-enterprise-attestation",
             PolicyPiv => "policy-piv",
+            PolicyFidoExtension => "policy-fido-extension",
             PolicyAttestation => "policy-attestation",
             AttestationUntrusted => "attestation-untrusted",
             AttestationInvalid => "attestation-invalid",
@@ -194,6 +198,7 @@ impl Reason {
         Reason::PolicyModel,
         Reason::PolicyEnterpriseAttestation,
         Reason::PolicyPiv,
+        Reason::PolicyFidoExtension,
         Reason::PolicyAttestation,
         Reason::AttestationUntrusted,
         Reason::AttestationInvalid,
@@ -250,6 +255,7 @@ impl Reason {
             | PolicyModel
             | PolicyEnterpriseAttestation
             | PolicyPiv
+            | PolicyFidoExtension
             | PolicyAttestation
             | AttestationUntrusted
             | AttestationInvalid

@@ -35,10 +35,14 @@ pub enum Fault {
     /// The attestation certificate's AAGUID extension differs from the
     /// AAGUID in authenticator data.
     AaguidMismatch,
+    /// makeCredential ignores the credProtect extension: the credential
+    /// gets level 1 and authData carries no credProtect output (a key that
+    /// silently weakens a credential an RP asked to protect).
+    DropCredProtect,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 9] = [
         Fault::MalformedCbor,
         Fault::NonCanonicalCbor,
         Fault::TruncatedResponse,
@@ -47,6 +51,7 @@ impl Fault {
         Fault::DisconnectMidCommand,
         Fault::UntrustedAttestation,
         Fault::AaguidMismatch,
+        Fault::DropCredProtect,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +64,7 @@ impl Fault {
             Fault::DisconnectMidCommand => "disconnect-mid-command",
             Fault::UntrustedAttestation => "untrusted-attestation",
             Fault::AaguidMismatch => "aaguid-mismatch",
+            Fault::DropCredProtect => "drop-cred-protect",
         }
     }
 }

@@ -1,13 +1,26 @@
-//! authenticatorMakeCredential (0x01, CTAP 2.1 §6.1): rk, uv, credProtect,
-//! enterprise attestation (`ep`, §7.1), excludeList, and extensions passed
-//! through unchanged.
+//! authenticatorMakeCredential (0x01, CTAP 2.1 §6.1): rk, uv, enterprise
+//! attestation (`ep`, §7.1), excludeList, the extensions of §12
+//! (credProtect, hmac-secret, credBlob, largeBlobKey, minPinLength) and
+//! other extensions passed through unchanged.
+//!
+//! Extension outputs are read tolerantly: an output keyward does not know
+//! is ignored (§12 lets authenticators add their own), a known one with the
+//! wrong type is an error, since policy decides on it.
 
 use ciborium::Value;
+use zeroize::Zeroizing;
 
 use super::auth_data::{AuthData, MAX_CREDENTIAL_ID};
 use crate::ctap::cbor::{self, DecodeError, Fields};
 use crate::ctap::client::{Ctap2, Error, PinUvAuth, request};
+use crate::secret::CredentialSecret;
 use crate::transport::Transport;
+
+/// The most extension outputs read from one authData (a hostile key
+/// cannot make us hold an unbounded list of names).
+const MAX_EXTENSION_OUTPUTS: usize = 32;
+/// The longest extension name recorded.
+const MAX_EXTENSION_NAME: usize = 64;
 
 pub const COMMAND: u8 = 0x01;
 
@@ -49,7 +62,16 @@ pub struct MakeCredential {
     pub exclude_list: Vec<Vec<u8>>,
     /// credProtect level 1–3 (§12.1), sent as the `credProtect` extension.
     pub cred_protect: Option<u8>,
-    /// Other extensions, passed through as given.
+    /// `hmac-secret: true` (§12.5).
+    pub hmac_secret: bool,
+    /// `credBlob` (§12.2): bytes to store with a discoverable credential.
+    pub cred_blob: Option<Vec<u8>>,
+    /// `largeBlobKey: true` (§12.3; discoverable credentials only).
+    pub large_blob_key: bool,
+    /// `minPinLength: true` (§12.4).
+    pub min_pin_length: bool,
+    /// Other extensions, passed through as given (a name the fields above
+    /// set is not sent twice: the field wins).
     pub extensions: Vec<(String, Value)>,
     pub rk: Option<bool>,
     pub uv: Option<bool>,
@@ -81,14 +103,7 @@ impl MakeCredential {
                 Value::Array(self.exclude_list.iter().map(|i| descriptor(i)).collect()),
             ));
         }
-        let mut ext: Vec<(Value, Value)> = self
-            .extensions
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), v.clone()))
-            .collect();
-        if let Some(p) = self.cred_protect {
-            ext.push(("credProtect".into(), p.into()));
-        }
+        let ext = self.extension_map();
         if !ext.is_empty() {
             m.push((0x06, cbor::map(ext)));
         }
@@ -115,6 +130,78 @@ impl MakeCredential {
     pub fn request(&self, auth: Option<(&[u8], u8)>) -> Vec<u8> {
         request(COMMAND, Some(&self.params(auth)))
     }
+
+    /// The extensions map (§6.1 0x06) entries.
+    fn extension_map(&self) -> Vec<(Value, Value)> {
+        let mut typed: Vec<(&str, Value)> = Vec::new();
+        if let Some(p) = self.cred_protect {
+            typed.push(("credProtect", p.into()));
+        }
+        if self.hmac_secret {
+            typed.push(("hmac-secret", true.into()));
+        }
+        if let Some(b) = &self.cred_blob {
+            typed.push(("credBlob", cbor::bytes(b)));
+        }
+        if self.large_blob_key {
+            typed.push(("largeBlobKey", true.into()));
+        }
+        if self.min_pin_length {
+            typed.push(("minPinLength", true.into()));
+        }
+        let mut ext: Vec<(Value, Value)> = self
+            .extensions
+            .iter()
+            .filter(|(k, _)| !typed.iter().any(|(t, _)| t == k))
+            .map(|(k, v)| (k.as_str().into(), v.clone()))
+            .collect();
+        ext.extend(typed.into_iter().map(|(k, v)| (k.into(), v)));
+        ext
+    }
+}
+
+/// The signed extension outputs of makeCredential (authData, §12).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreatedExtensions {
+    /// The credProtect level the key applied (§12.1).
+    pub cred_protect: Option<u8>,
+    /// Whether the credential has hmac-secret (§12.5).
+    pub hmac_secret: Option<bool>,
+    /// Whether the credBlob was stored (§12.2).
+    pub cred_blob: Option<bool>,
+    /// The key's minimum PIN length, for an RP it may tell (§12.4).
+    pub min_pin_length: Option<u32>,
+    /// Outputs of extensions keyward does not know, by name.
+    pub unknown: Vec<String>,
+}
+
+/// Read the authData extension map of makeCredential.
+pub fn parse_created(ext: Option<&Value>) -> Result<CreatedExtensions, DecodeError> {
+    let mut out = CreatedExtensions::default();
+    let Some(ext) = ext else {
+        return Ok(out);
+    };
+    let f = Fields::of(ext, "extensions")?;
+    for (k, v) in f.entries().iter().take(MAX_EXTENSION_OUTPUTS) {
+        let name = cbor::as_text(k, "extension name")?;
+        match name {
+            "credProtect" => {
+                let l = cbor::as_int(v, "credProtect")?;
+                let l = u8::try_from(l)
+                    .ok()
+                    .filter(|l| (1..=3).contains(l))
+                    .ok_or(DecodeError::Invalid("credProtect"))?;
+                out.cred_protect = Some(l);
+            }
+            "hmac-secret" => out.hmac_secret = Some(cbor::as_bool(v, "hmac-secret")?),
+            "credBlob" => out.cred_blob = Some(cbor::as_bool(v, "credBlob")?),
+            "minPinLength" => out.min_pin_length = Some(cbor::as_u32(v, "minPinLength")?),
+            other => out
+                .unknown
+                .push(other.chars().take(MAX_EXTENSION_NAME).collect()),
+        }
+    }
+    Ok(out)
 }
 
 /// The attestation object makeCredential returns.
@@ -126,10 +213,16 @@ pub struct Attestation {
     pub auth_data: AuthData,
     pub att_stmt: Value,
     pub ep_att: Option<bool>,
-    pub large_blob_key: Option<Vec<u8>>,
+    /// The unsigned largeBlobKey output (§12.3, response 0x05).
+    pub large_blob_key: Option<CredentialSecret>,
 }
 
 impl Attestation {
+    /// The signed extension outputs in authData.
+    pub fn extensions(&self) -> Result<CreatedExtensions, DecodeError> {
+        parse_created(self.auth_data.extensions.as_ref())
+    }
+
     /// The new credential's ID.
     pub fn credential_id(&self) -> Option<&[u8]> {
         self.auth_data
@@ -155,11 +248,17 @@ pub fn parse(v: &Value) -> Result<Attestation, DecodeError> {
         auth_data,
         att_stmt,
         ep_att: f.get(0x04).map(|v| cbor::as_bool(v, "epAtt")).transpose()?,
-        large_blob_key: f
-            .get(0x05)
-            .map(|v| cbor::bytes_max(v, "largeBlobKey", 32).map(<[u8]>::to_vec))
-            .transpose()?,
+        large_blob_key: f.get(0x05).map(large_blob_key).transpose()?,
     })
+}
+
+/// A largeBlobKey output: exactly 32 bytes (§12.3).
+pub fn large_blob_key(v: &Value) -> Result<CredentialSecret, DecodeError> {
+    let k = cbor::as_bytes(v, "largeBlobKey")?;
+    if k.len() != 32 {
+        return Err(DecodeError::Invalid("largeBlobKey"));
+    }
+    Ok(CredentialSecret::new(Zeroizing::new(k.to_vec())))
 }
 
 impl<T: Transport> Ctap2<T> {
@@ -201,6 +300,7 @@ mod tests {
             rk: Some(true),
             uv: None,
             enterprise_attestation: Some(2),
+            ..MakeCredential::default()
         };
         let got = hex::encode(mc.request(Some((&[0xAA; 16], 1))));
         let want = [
@@ -255,5 +355,78 @@ mod tests {
         ]
         .concat();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn extension_requests_are_byte_exact() {
+        let mc = MakeCredential {
+            cred_protect: Some(2),
+            hmac_secret: true,
+            cred_blob: Some(vec![0xB1; 3]),
+            large_blob_key: true,
+            min_pin_length: true,
+            // The typed field wins over a passthrough of the same name.
+            extensions: vec![("credProtect".into(), 1.into())],
+            ..MakeCredential::default()
+        };
+        let ext = mc.extension_map();
+        let got = hex::encode(cbor::encode(&cbor::map(ext)));
+        // Canonical order (§8): shorter keys first, then bytewise.
+        let want = [
+            "a5",
+            "6863726564426c6f62",
+            "43b1b1b1", // "credBlob": h'b1b1b1'
+            "6b6372656450726f74656374",
+            "02", // "credProtect": 2
+            "6b686d61632d736563726574",
+            "f5", // "hmac-secret": true
+            "6c6c61726765426c6f624b6579",
+            "f5", // "largeBlobKey": true
+            "6c6d696e50696e4c656e677468",
+            "f5", // "minPinLength": true
+        ]
+        .concat();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn extension_outputs_are_read_tolerantly_but_typed() {
+        // The map the simulator's 5.7 profile returns (its own unit tests
+        // pin these bytes), plus an output keyward does not know.
+        let v: Value = ciborium::from_reader(
+            &hex::decode(concat!(
+                "a4",
+                "6863726564426c6f62f5",
+                "6b6372656450726f7465637403",
+                "6b686d61632d736563726574f5",
+                "6776656e646f7258",
+                "01"
+            ))
+            .unwrap()[..],
+        )
+        .unwrap();
+        let e = parse_created(Some(&v)).unwrap();
+        assert_eq!(
+            e,
+            CreatedExtensions {
+                cred_protect: Some(3),
+                hmac_secret: Some(true),
+                cred_blob: Some(true),
+                min_pin_length: None,
+                unknown: vec!["vendorX".into()],
+            }
+        );
+        assert_eq!(parse_created(None).unwrap(), CreatedExtensions::default());
+        // A known output with a bad value is an error: policy decides on it.
+        for bad in [
+            cbor::text_map(vec![("credProtect", 4.into())]),
+            cbor::text_map(vec![("credProtect", "3".into())]),
+            cbor::text_map(vec![("hmac-secret", 1.into())]),
+        ] {
+            assert!(parse_created(Some(&bad)).is_err(), "{bad:?}");
+        }
+        assert!(large_blob_key(&cbor::bytes(&[0; 31])).is_err());
+        let k = large_blob_key(&cbor::bytes(&[7; 32])).unwrap();
+        assert!(!format!("{k:?}").contains("07"));
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cred_mgmt;
 pub mod get_assertion;
 pub mod get_info;
+pub mod large_blobs;
 pub mod make_credential;
 pub mod reset;
 pub mod selection;

@@ -74,7 +74,9 @@ impl Authenticator {
                 if p == 0 {
                     return Err(CtapError::InvalidParameter);
                 }
-                if p & (perm::BE | perm::LBW) != 0 || p & !0x3F != 0 {
+                // A YubiKey 5.7 has no built-in UV: no bioEnrollment (`be`);
+                // `lbw` (largeBlobs) it has (§6.5.5.7.2 step 4).
+                if p & perm::BE != 0 || p & !0x3F != 0 {
                     return Err(CtapError::UnauthorizedPermission);
                 }
                 let rp = req.text(0x0A)?.map(str::to_string);

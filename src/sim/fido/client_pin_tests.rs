@@ -139,7 +139,8 @@ fn permissions_are_checked() {
     t.set_pin(2, "123456");
     assert_eq!(t.token(2, "123456", 0, None), Err(0x02));
     assert_eq!(t.token(2, "123456", 0x08, None), Err(0x40));
-    assert_eq!(t.token(2, "123456", 0x10, None), Err(0x40));
+    // lbw is granted: a YubiKey 5.7 has largeBlobs.
+    t.token(2, "123456", 0x10, None).unwrap();
     t.token(2, "123456", 0x24, None).unwrap();
 }
 

@@ -48,11 +48,25 @@ impl Authenticator {
 
     /// setMinPINLength (§6.11.4): the minimum only grows; forceChangePin,
     /// or a current PIN shorter than the new minimum, sets forcePINChange.
-    /// minPinLengthRPIDs (0x02) is accepted and ignored.
+    /// minPinLengthRPIDs (0x02), at most maxRPIDsForSetMinPINLength of
+    /// them, replace the list the minPinLength extension answers (§12.4).
     fn set_min_pin_length(&mut self, p: &Req) -> Result<(), CtapError> {
         let new = p.int(0x01)?;
         let force = p.bool(0x03)?.unwrap_or(false);
-        p.array(0x02)?;
+        let rp_ids = p
+            .array(0x02)?
+            .map(|a| {
+                a.iter()
+                    .map(|v| cbor::as_text(v).map(str::to_string))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        if rp_ids
+            .as_ref()
+            .is_some_and(|l| l.len() > super::get_info::MAX_RPIDS_FOR_SET_MIN_PIN_LENGTH)
+        {
+            return Err(CtapError::InvalidParameter);
+        }
         let current = i128::from(self.state.min_pin_length);
         let new = new.unwrap_or(current);
         if new < current || new > MAX_MIN_PIN_LENGTH {
@@ -62,6 +76,9 @@ impl Authenticator {
             return Err(CtapError::PinNotSet);
         }
         self.state.min_pin_length = new as u8;
+        if let Some(l) = rp_ids {
+            self.state.min_pin_length_rp_ids = l;
+        }
         let too_short =
             self.state.pin_hash.is_some() && i128::from(self.state.pin_code_points) < new;
         if force || too_short {

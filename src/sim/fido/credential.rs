@@ -83,7 +83,29 @@ pub struct Credential {
     pub sign_count: u32,
     /// Creation order, newest highest (getAssertion returns newest first).
     pub created: u64,
+    /// What the extensions of makeCredential left with the credential.
+    #[serde(default)]
+    pub ext: CredExtensions,
 }
+
+/// Per-credential extension state (CTAP 2.1 §12).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CredExtensions {
+    /// Made with `hmac-secret: true` (§12.5): getAssertion answers the
+    /// extension for this credential only.
+    #[serde(default)]
+    pub hmac_secret: bool,
+    /// The credBlob stored at creation (§12.2), at most
+    /// [`MAX_CRED_BLOB_LENGTH`] bytes; discoverable credentials only.
+    #[serde(default)]
+    pub cred_blob: Option<SecretBytes>,
+    /// The largeBlobKey (§12.3), 32 bytes; discoverable credentials only.
+    #[serde(default)]
+    pub large_blob_key: Option<SecretBytes>,
+}
+
+/// maxCredBlobLength (§6.4 0x0F) of a YubiKey 5.7: 32 bytes.
+pub const MAX_CRED_BLOB_LENGTH: usize = 32;
 
 impl Credential {
     /// A fresh private key for `alg`.
@@ -203,6 +225,7 @@ mod tests {
             cred_protect: 1,
             sign_count: 0,
             created: 0,
+            ext: CredExtensions::default(),
         }
     }
 

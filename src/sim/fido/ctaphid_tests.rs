@@ -114,7 +114,7 @@ fn cbor_get_info_and_wink() {
     let cid = init(&p);
     send(&p, cid, cmd::CBOR, &[0x04]);
     let (c, d) = recv(&p);
-    assert_eq!((c, &d[..2]), (0x90, &[0x00, 0xAE][..]));
+    assert_eq!((c, &d[..2]), (0x90, &[0x00, 0xB1][..]));
     send(&p, cid, cmd::WINK, &[]);
     assert_eq!(p.read_report(T).unwrap(), report(&[0, 0, 0, 1, 0x88, 0, 0]));
 }
@@ -267,7 +267,7 @@ fn faults_on_the_wire() {
     );
     // getInfo is never faulted.
     send(&p, cid, cmd::CBOR, &[0x04]);
-    assert_eq!(recv(&p).1[1], 0xAE);
+    assert_eq!(recv(&p).1[1], 0xB1);
 
     let p = pipe_with(Person::Immediate, Faults::none().with(Fault::Stall));
     let cid = init(&p);

@@ -189,3 +189,279 @@ fn non_discoverable_credentials_live_in_their_ids() {
         [0x2E]
     );
 }
+
+// ---- Extensions (CTAP 2.1 §12) as a YubiKey 5.7 answers them ----
+
+/// The authData extension map of a response (flag ED, after 37 bytes for
+/// an assertion).
+fn ext_outputs(r: &Req) -> Req {
+    let ad = r.bytes(2).unwrap().unwrap();
+    assert_ne!(ad[32] & 0x80, 0, "ED flag");
+    let mut rd = &ad[37..];
+    let v: Value = ciborium::from_reader(&mut rd).unwrap();
+    assert!(rd.is_empty());
+    Req::from_value(&v).unwrap()
+}
+
+fn mc_ext(t: &mut Tester, rp: &str, rk: bool, ext: Vec<(&str, Value)>) -> Req {
+    t.ok(0x01, mc_req(rp, b"u", rk, vec![(6, cbor::text_map(ext))]))
+}
+
+fn allow(id: &[u8]) -> Value {
+    Value::Array(vec![cbor::text_map(vec![
+        ("id", cbor::bytes(id)),
+        ("type", text("public-key")),
+    ])])
+}
+
+/// The platform side of hmac-secret (§12.5): keyAgreement, saltEnc and
+/// saltAuth under protocol `p`, and the shared secret to decrypt with.
+fn hmac_input(
+    t: &mut Tester,
+    p: i64,
+    salts: &[u8],
+) -> (Value, super::super::pin_protocol::SharedSecret) {
+    let (pk, s) = t.shared(p);
+    let enc = proto(p).encrypt(&s, salts);
+    let auth = proto(p).authenticate(&s, &enc);
+    let mut m = vec![(1, pk), (2, cbor::bytes(&enc)), (3, cbor::bytes(&auth))];
+    if p != 1 {
+        m.push((4, int(p)));
+    }
+    (cbor::int_map(m), s)
+}
+
+fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    m.update(msg);
+    m.finalize().into_bytes().to_vec()
+}
+
+#[test]
+fn hmac_secret_outputs_both_salts_with_each_protocol_and_uv_choice() {
+    let mut t = Tester::new();
+    let mc = mc_ext(
+        &mut t,
+        "example.com",
+        false,
+        vec![("hmac-secret", Value::Bool(true))],
+    );
+    let ad = mc.bytes(2).unwrap().unwrap();
+    // makeCredential output: {"hmac-secret": true} at the end of authData.
+    assert!(hex::encode(ad).ends_with("a16b686d61632d736563726574f5"));
+    let id = cred_id(&mc);
+    let cred =
+        super::super::key_handle::open(&t.auth.state.wrap_secret, &id, "example.com").unwrap();
+    let (salt1, salt2) = ([0x51u8; 32], [0x52u8; 32]);
+    for p in [1, 2] {
+        for salts in [&salt1[..], &[salt1, salt2].concat()[..]] {
+            let (input, s) = hmac_input(&mut t, p, salts);
+            let ext = cbor::text_map(vec![("hmac-secret", input)]);
+            let r = t.ok(0x02, ga_req("example.com", vec![(3, allow(&id)), (4, ext)]));
+            let out = ext_outputs(&r);
+            let enc = out.get_text_key("hmac-secret").unwrap();
+            let got = proto(p).decrypt(&s, cbor::as_bytes(enc).unwrap()).unwrap();
+            // Byte-exact: HMAC-SHA-256(CredRandomWithoutUV, salt) per salt.
+            let cr = super::super::key_handle::cred_random(&t.auth.state.wrap_secret, &cred, false);
+            let want: Vec<u8> = salts.chunks(32).flat_map(|s| hmac(&cr, s)).collect();
+            assert_eq!(*got, want, "protocol {p}, {} salt bytes", salts.len());
+        }
+    }
+    // With UV the other CredRandom answers (§12.5: two CredRandoms).
+    t.set_pin(2, "123456");
+    let tok = t.token(2, "123456", 0x02, None).unwrap();
+    let (input, s) = hmac_input(&mut t, 2, &salt1);
+    let ext = cbor::text_map(vec![("hmac-secret", input)]);
+    let uv = vec![
+        (3, allow(&id)),
+        (4, ext),
+        (6, cbor::bytes(&proto(2).authenticate(&tok, &CDH))),
+        (7, int(2)),
+    ];
+    let r = t.ok(0x02, ga_req("example.com", uv));
+    let got = proto(2)
+        .decrypt(
+            &s,
+            cbor::as_bytes(ext_outputs(&r).get_text_key("hmac-secret").unwrap()).unwrap(),
+        )
+        .unwrap();
+    let with_uv = super::super::key_handle::cred_random(&t.auth.state.wrap_secret, &cred, true);
+    assert_eq!(*got, hmac(&with_uv, &salt1));
+    let without = super::super::key_handle::cred_random(&t.auth.state.wrap_secret, &cred, false);
+    assert_ne!(*got, hmac(&without, &salt1));
+}
+
+#[test]
+fn hmac_secret_attacks_are_refused() {
+    let mut t = Tester::new();
+    let mc = mc_ext(
+        &mut t,
+        "example.com",
+        false,
+        vec![("hmac-secret", Value::Bool(true))],
+    );
+    let id = cred_id(&mc);
+    // A forged saltAuth: PIN_AUTH_INVALID, no output.
+    let (pk, s) = t.shared(2);
+    let enc = proto(2).encrypt(&s, &[1u8; 32]);
+    let forged = cbor::int_map(vec![
+        (1, pk.clone()),
+        (2, cbor::bytes(&enc)),
+        (3, cbor::bytes(&[0u8; 32])),
+        (4, int(2)),
+    ]);
+    let ext = cbor::text_map(vec![("hmac-secret", forged)]);
+    assert_eq!(
+        t.call(
+            0x02,
+            Some(ga_req("example.com", vec![(3, allow(&id)), (4, ext)]))
+        ),
+        [0x33]
+    );
+    // A 16-byte salt: INVALID_LENGTH.
+    let (input, _) = hmac_input(&mut t, 2, &[1u8; 16]);
+    let ext = cbor::text_map(vec![("hmac-secret", input)]);
+    assert_eq!(
+        t.call(
+            0x02,
+            Some(ga_req("example.com", vec![(3, allow(&id)), (4, ext)]))
+        ),
+        [0x03]
+    );
+    // A credential made without hmac-secret gives no output at all.
+    let plain = t.ok(0x01, mc_req("example.com", b"v", false, vec![]));
+    let (input, _) = hmac_input(&mut t, 2, &[1u8; 32]);
+    let ext = cbor::text_map(vec![("hmac-secret", input)]);
+    let r = t.ok(
+        0x02,
+        ga_req("example.com", vec![(3, allow(&cred_id(&plain))), (4, ext)]),
+    );
+    assert_eq!(r.bytes(2).unwrap().unwrap()[32] & 0x80, 0, "no ED flag");
+}
+
+#[test]
+fn cred_blob_is_stored_up_to_32_bytes_for_discoverable_credentials() {
+    let mut t = Tester::new();
+    let blob = vec![0xB1; 32];
+    let mc = mc_ext(
+        &mut t,
+        "example.com",
+        true,
+        vec![("credBlob", cbor::bytes(&blob))],
+    );
+    // {"credBlob": true}
+    assert!(hex::encode(mc.bytes(2).unwrap().unwrap()).ends_with("a16863726564426c6f62f5"));
+    let ext = cbor::text_map(vec![("credBlob", Value::Bool(true))]);
+    let r = t.ok(0x02, ga_req("example.com", vec![(4, ext.clone())]));
+    assert_eq!(
+        cbor::as_bytes(ext_outputs(&r).get_text_key("credBlob").unwrap()).unwrap(),
+        blob
+    );
+    // 33 bytes (over maxCredBlobLength) or a non-discoverable credential:
+    // credBlob false, and an empty credBlob on getAssertion (§12.2).
+    let mc = t.ok(
+        0x01,
+        mc_req(
+            "big.example",
+            b"u",
+            true,
+            vec![(6, cbor::text_map(vec![("credBlob", cbor::bytes(&[0; 33]))]))],
+        ),
+    );
+    assert!(hex::encode(mc.bytes(2).unwrap().unwrap()).ends_with("a16863726564426c6f62f4"));
+    let r = t.ok(0x02, ga_req("big.example", vec![(4, ext.clone())]));
+    assert_eq!(
+        cbor::as_bytes(ext_outputs(&r).get_text_key("credBlob").unwrap()).unwrap(),
+        b""
+    );
+    let mc = mc_ext(
+        &mut t,
+        "nr.example",
+        false,
+        vec![("credBlob", cbor::bytes(&[1]))],
+    );
+    assert!(hex::encode(mc.bytes(2).unwrap().unwrap()).ends_with("a16863726564426c6f62f4"));
+}
+
+#[test]
+fn large_blob_key_is_unsigned_and_only_for_discoverable_credentials() {
+    let mut t = Tester::new();
+    let mc = mc_ext(
+        &mut t,
+        "example.com",
+        true,
+        vec![("largeBlobKey", Value::Bool(true))],
+    );
+    let key = mc.bytes(5).unwrap().unwrap().to_vec();
+    assert_eq!(key.len(), 32);
+    assert_eq!(
+        mc.bytes(2).unwrap().unwrap()[32] & 0x80,
+        0,
+        "not in authData"
+    );
+    let ext = cbor::text_map(vec![("largeBlobKey", Value::Bool(true))]);
+    let r = t.ok(0x02, ga_req("example.com", vec![(4, ext)]));
+    assert_eq!(r.bytes(7).unwrap().unwrap(), key);
+    // Not asked: not given.
+    let r = t.ok(0x02, ga_req("example.com", vec![]));
+    assert!(r.get(7).is_none());
+    // rk false or largeBlobKey false: INVALID_OPTION (§12.3).
+    let lbk = |v: bool| vec![(6, cbor::text_map(vec![("largeBlobKey", Value::Bool(v))]))];
+    assert_eq!(
+        t.call(0x01, Some(mc_req("example.com", b"w", false, lbk(true)))),
+        [0x2C]
+    );
+    assert_eq!(
+        t.call(0x01, Some(mc_req("example.com", b"w", true, lbk(false)))),
+        [0x2C]
+    );
+    let ext = cbor::text_map(vec![("largeBlobKey", Value::Bool(false))]);
+    assert_eq!(
+        t.call(0x02, Some(ga_req("example.com", vec![(4, ext)]))),
+        [0x2C]
+    );
+}
+
+#[test]
+fn cred_protect_output_and_the_drop_fault() {
+    let mut t = Tester::new();
+    let mc = mc_ext(&mut t, "example.com", true, vec![("credProtect", int(3))]);
+    // {"credProtect": 3}
+    assert!(hex::encode(mc.bytes(2).unwrap().unwrap()).ends_with("a16b6372656450726f7465637403"));
+    // Level 3 hides the credential from a request without UV.
+    assert_eq!(t.call(0x02, Some(ga_req("example.com", vec![]))), [0x2E]);
+    let mut t =
+        Tester::with_faults(crate::sim::Faults::none().with(crate::sim::Fault::DropCredProtect));
+    let mc = mc_ext(&mut t, "example.com", true, vec![("credProtect", int(3))]);
+    assert_eq!(
+        mc.bytes(2).unwrap().unwrap()[32] & 0x80,
+        0,
+        "no extension output"
+    );
+    assert_eq!(t.auth.state.credentials[0].cred_protect, 1);
+}
+
+#[test]
+fn min_pin_length_answers_only_listed_rps() {
+    let mut t = Tester::new();
+    // authenticatorConfig setMinPINLength {1: 6, 2: ["corp.example"]}
+    // (§6.11.4); two RP IDs exceed maxRPIDsForSetMinPINLength 1.
+    let set = |ids: Vec<Value>| {
+        cbor::int_map(vec![
+            (1, int(3)),
+            (2, cbor::int_map(vec![(1, int(6)), (2, Value::Array(ids))])),
+        ])
+    };
+    assert_eq!(
+        t.call(0x0D, Some(set(vec![text("a.example"), text("b.example")]))),
+        [0x02]
+    );
+    assert_eq!(t.call(0x0D, Some(set(vec![text("corp.example")]))), [0x00]);
+    let ask = vec![("minPinLength", Value::Bool(true))];
+    let mc = mc_ext(&mut t, "corp.example", false, ask.clone());
+    // {"minPinLength": 6}
+    assert!(hex::encode(mc.bytes(2).unwrap().unwrap()).ends_with("a16c6d696e50696e4c656e67746806"));
+    let mc = mc_ext(&mut t, "other.example", false, ask);
+    assert_eq!(mc.bytes(2).unwrap().unwrap()[32] & 0x80, 0);
+}

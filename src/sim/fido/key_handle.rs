@@ -4,7 +4,8 @@
 //!
 //! id = 0x01 ‖ IV ‖ AES-256-CBC(encKey, IV, payload) ‖ HMAC-SHA-256(macKey,
 //! 0x01 ‖ IV ‖ ciphertext)[..16], payload = alg ‖ credProtect ‖
-//! SHA-256(rpId) ‖ private key ‖ zero padding to 80 bytes. Both keys derive
+//! SHA-256(rpId) ‖ private key ‖ extension flags ‖ zero padding to 80
+//! bytes (flag 0x01: made with hmac-secret, CTAP 2.1 §12.5). Both keys derive
 //! from the device's wrapping secret (HKDF-SHA-256), which a reset replaces,
 //! so a reset invalidates every handle, as on a YubiKey.
 
@@ -13,12 +14,14 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::credential::{Credential, EDDSA, ES256, SecretBytes};
+use super::credential::{CredExtensions, Credential, EDDSA, ES256, SecretBytes};
 use super::pin_protocol::PinProtocol;
 
 const VERSION: u8 = 0x01;
 const PAYLOAD_LEN: usize = 80;
 const TAG_LEN: usize = 16;
+/// Extension flag in the payload: the credential was made with hmac-secret.
+const FLAG_HMAC_SECRET: u8 = 0x01;
 /// Length of every key handle credential id.
 pub const ID_LEN: usize = 1 + 16 + PAYLOAD_LEN + TAG_LEN;
 
@@ -57,6 +60,11 @@ pub fn seal(secret: &SecretBytes, cred: &Credential) -> Vec<u8> {
     payload.push(cred.cred_protect);
     payload.extend_from_slice(&Sha256::digest(cred.rp_id.as_bytes()));
     payload.extend_from_slice(cred.key.expose());
+    payload.push(if cred.ext.hmac_secret {
+        FLAG_HMAC_SECRET
+    } else {
+        0
+    });
     payload.resize(PAYLOAD_LEN, 0);
     // Protocol two's encrypt is AES-256-CBC with a random IV in front.
     let ct = PinProtocol::Two.encrypt(&[&[0u8; 32][..], &enc[..]].concat(), &payload);
@@ -101,7 +109,30 @@ pub fn open(secret: &SecretBytes, id: &[u8], rp_id: &str) -> Option<Credential> 
         cred_protect: payload[1],
         sign_count: 0,
         created: 0,
+        ext: CredExtensions {
+            hmac_secret: payload[66] & FLAG_HMAC_SECRET != 0,
+            ..CredExtensions::default()
+        },
     })
+}
+
+/// CredRandomWithUV or CredRandomWithoutUV of a credential made with
+/// hmac-secret (CTAP 2.1 §12.5: "two random 32-byte values"). The
+/// simulator derives them (HMAC-SHA-256 under a key from the wrapping
+/// secret, over the UV choice and the credential's private key) instead of
+/// storing them, so key-handle credentials have them too; a reset replaces
+/// the wrapping secret and so both values, as on a real key.
+pub fn cred_random(secret: &SecretBytes, cred: &Credential, uv: bool) -> Zeroizing<Vec<u8>> {
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(b"keyward-sim cred random"), secret.expose());
+    let mut k = Zeroizing::new([0u8; 32]);
+    let _ = hk.expand(b"hmac-secret", k.as_mut_slice());
+    let mut out = Zeroizing::new(Vec::with_capacity(32));
+    if let Ok(mut m) = <Hmac<Sha256> as KeyInit>::new_from_slice(&k[..]) {
+        m.update(&[u8::from(uv)]);
+        m.update(cred.key.expose());
+        out.extend_from_slice(&m.finalize().into_bytes());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -122,6 +153,7 @@ mod tests {
             cred_protect: 2,
             sign_count: 0,
             created: 0,
+            ext: CredExtensions::default(),
         }
     }
 
@@ -142,5 +174,26 @@ mod tests {
             assert!(open(&s, &bad, "example.com").is_none());
             assert!(open(&s, &id[..50], "example.com").is_none());
         }
+    }
+
+    #[test]
+    fn hmac_secret_flag_and_cred_random_survive_the_handle() {
+        let s = new_secret();
+        let mut c = cred(ES256);
+        c.ext.hmac_secret = true;
+        let back = open(&s, &seal(&s, &c), "example.com").unwrap();
+        assert!(back.ext.hmac_secret);
+        let (with_uv, without) = (cred_random(&s, &back, true), cred_random(&s, &back, false));
+        assert_eq!(with_uv.len(), 32);
+        assert_ne!(with_uv, without, "two CredRandoms (§12.5)");
+        assert_eq!(with_uv, cred_random(&s, &c, true));
+        // A reset (new wrapping secret) changes them.
+        assert_ne!(with_uv, cred_random(&new_secret(), &c, true));
+        assert!(
+            !open(&s, &seal(&s, &cred(ES256)), "example.com")
+                .unwrap()
+                .ext
+                .hmac_secret
+        );
     }
 }

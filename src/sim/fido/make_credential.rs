@@ -1,14 +1,17 @@
 //! authenticatorMakeCredential (0x01, CTAP 2.1 §6.1) with `packed`
 //! attestation (WebAuthn §8.2) under the profile's vendor hierarchy, or
-//! `none` (§8.7) when the profile asks for it, and enterprise attestation
-//! (§7.1).
+//! `none` (§8.7) when the profile asks for it, enterprise attestation
+//! (§7.1) and the extensions a YubiKey 5.7 has (§12): credProtect,
+//! hmac-secret, credBlob, largeBlobKey and minPinLength.
 
 use ciborium::Value;
 use p256::ecdsa::SigningKey;
 use sha2::{Digest, Sha256};
 
 use super::cbor::{self, Req};
-use super::credential::{ALGORITHMS, Credential, ES256};
+use super::credential::{
+    ALGORITHMS, CredExtensions, Credential, ES256, MAX_CRED_BLOB_LENGTH, SecretBytes,
+};
 use super::status::CtapError;
 use super::{Authenticator, MAX_DISCOVERABLE, perm};
 use crate::sim::ca::SimCa;
@@ -106,7 +109,54 @@ struct Request<'a> {
     alg: i64,
     rk: bool,
     cred_protect: Option<u8>,
+    ext: ExtRequest,
     enterprise: Option<i128>,
+}
+
+/// The extensions other than credProtect a request asked for (§12).
+#[derive(Default)]
+struct ExtRequest {
+    /// `hmac-secret: true` (§12.5).
+    hmac_secret: bool,
+    /// `credBlob` (§12.2): the bytes to store.
+    cred_blob: Option<Vec<u8>>,
+    /// `largeBlobKey: true` (§12.3).
+    large_blob_key: bool,
+    /// `minPinLength: true` (§12.4).
+    min_pin_length: bool,
+}
+
+/// Parse the extensions map (§6.1 0x06). Unknown extensions are ignored
+/// (§6.1.2 step 12 processes only the supported ones).
+fn parse_extensions(ext: Option<Req>, rk: bool) -> Result<(Option<u8>, ExtRequest), CtapError> {
+    let mut out = ExtRequest::default();
+    let Some(ext) = ext else {
+        return Ok((None, out));
+    };
+    let cred_protect = ext
+        .get_text_key("credProtect")
+        .map(|v| {
+            let level = cbor::as_int(v)?;
+            u8::try_from(level)
+                .ok()
+                .filter(|l| (1..=3).contains(l))
+                .ok_or(CtapError::InvalidParameter)
+        })
+        .transpose()?;
+    let flag = |k: &str| ext.get_text_key(k).map(cbor::as_bool).transpose();
+    out.hmac_secret = flag("hmac-secret")? == Some(true);
+    out.min_pin_length = flag("minPinLength")? == Some(true);
+    if let Some(v) = ext.get_text_key("credBlob") {
+        out.cred_blob = Some(cbor::as_bytes(v)?.to_vec());
+    }
+    // §12.3: largeBlobKey must be true, and only for discoverable
+    // credentials.
+    match flag("largeBlobKey")? {
+        None => {}
+        Some(true) if rk => out.large_blob_key = true,
+        Some(_) => return Err(CtapError::InvalidOption),
+    }
+    Ok((cred_protect, out))
 }
 
 fn parse(req: &Req) -> Result<Request<'_>, CtapError> {
@@ -145,18 +195,7 @@ fn parse(req: &Req) -> Result<Request<'_>, CtapError> {
         }
         rk = o.get_text_key("rk").map(cbor::as_bool).transpose()? == Some(true);
     }
-    let mut cred_protect = None;
-    if let Some(ext) = req.map(0x06)?
-        && let Some(v) = ext.get_text_key("credProtect")
-    {
-        let level = cbor::as_int(v)?;
-        cred_protect = Some(
-            u8::try_from(level)
-                .ok()
-                .filter(|l| (1..=3).contains(l))
-                .ok_or(CtapError::InvalidParameter)?,
-        );
-    }
+    let (cred_protect, ext) = parse_extensions(req.map(0x06)?, rk)?;
     Ok(Request {
         client_data_hash,
         rp_id: cbor::as_text(rp_id)?.to_string(),
@@ -167,6 +206,7 @@ fn parse(req: &Req) -> Result<Request<'_>, CtapError> {
         alg: alg.ok_or(CtapError::UnsupportedAlgorithm)?,
         rk,
         cred_protect,
+        ext,
         enterprise: req.int(0x0A)?,
     })
 }
@@ -187,7 +227,17 @@ impl Authenticator {
                 CtapError::PinNotSet
             });
         }
-        let r = parse(req)?;
+        let mut r = parse(req)?;
+        if !self.has_5_7_extensions() {
+            // Unknown to a 5.4: ignored (§6.1.2 step 12).
+            r.ext.cred_blob = None;
+            r.ext.large_blob_key = false;
+            r.ext.min_pin_length = false;
+        }
+        if self.opts.faults.has(Fault::DropCredProtect) {
+            // A key that ignores the extension: level 1, no output.
+            r.cred_protect = None;
+        }
         let uv = match auth_param {
             Some(p) => {
                 self.check_token(
@@ -232,9 +282,7 @@ impl Authenticator {
         if !cred.discoverable {
             cred.id = super::key_handle::seal(&self.state.wrap_secret, &cred);
         }
-        let ext = r
-            .cred_protect
-            .map(|l| cbor::text_map(vec![("credProtect", cbor::int(i64::from(l)))]));
+        let (ext, large_blob_key) = self.extension_outputs(&r, &cred);
         let flags = flag::UP | if uv { flag::UV } else { 0 };
         let aaguid = self.opts.profile.aaguid;
         let ad = auth_data(&r.rp_id, flags, 0, Some((&aaguid, &cred)), ext)?;
@@ -256,7 +304,36 @@ impl Authenticator {
         if enterprise {
             out.push((0x04, Value::Bool(true)));
         }
+        if let Some(k) = large_blob_key {
+            // Unsigned output (§12.3, §6.1 response 0x05).
+            out.push((0x05, cbor::bytes(k.expose())));
+        }
         Ok(cbor::int_map(out))
+    }
+
+    /// The authData extension outputs (§12) and the largeBlobKey, which is
+    /// returned outside authData.
+    fn extension_outputs(
+        &self,
+        r: &Request<'_>,
+        cred: &Credential,
+    ) -> (Option<Value>, Option<SecretBytes>) {
+        let mut m = Vec::new();
+        if let Some(l) = r.cred_protect {
+            m.push(("credProtect", cbor::int(i64::from(l))));
+        }
+        if r.ext.hmac_secret {
+            m.push(("hmac-secret", Value::Bool(true)));
+        }
+        if r.ext.cred_blob.is_some() {
+            m.push(("credBlob", Value::Bool(cred.ext.cred_blob.is_some())));
+        }
+        if r.ext.min_pin_length && self.state.min_pin_length_rp_ids.contains(&r.rp_id) {
+            let n = i64::from(self.state.min_pin_length);
+            m.push(("minPinLength", cbor::int(n)));
+        }
+        let ext = (!m.is_empty()).then(|| cbor::text_map(m));
+        (ext, cred.ext.large_blob_key.clone())
     }
 
     /// §6.1.2 step 7: a listed credential of this RP that the request may
@@ -311,6 +388,7 @@ impl Authenticator {
             cred_protect: r.cred_protect.unwrap_or(1),
             sign_count: 0,
             created: self.next_seq(),
+            ext: new_extensions(r),
         })
     }
 
@@ -358,6 +436,28 @@ impl Authenticator {
                 Value::Array(x5c.iter().map(|c| cbor::bytes(c)).collect()),
             ),
         ]))
+    }
+}
+
+/// The extension state of a new credential. credBlob is kept only for a
+/// discoverable credential and only up to maxCredBlobLength (§12.2: else
+/// the output is `credBlob: false`); largeBlobKey is 32 fresh random bytes.
+fn new_extensions(r: &Request<'_>) -> CredExtensions {
+    let cred_blob = r
+        .ext
+        .cred_blob
+        .as_ref()
+        .filter(|b| r.rk && b.len() <= MAX_CRED_BLOB_LENGTH)
+        .map(|b| SecretBytes::new(b.clone()));
+    let large_blob_key = r.ext.large_blob_key.then(|| {
+        let mut k = vec![0u8; 32];
+        crate::sim::random_bytes(&mut k);
+        SecretBytes::new(k)
+    });
+    CredExtensions {
+        hmac_secret: r.ext.hmac_secret,
+        cred_blob,
+        large_blob_key,
     }
 }
 

@@ -264,7 +264,7 @@ fn cbor_faults_change_the_encoding() {
         t.call(0x06, Some(cbor::int_map(vec![(1, int(2)), (2, int(1))]))),
         [0x00, 0xA5, 0x01]
     );
-    assert_eq!(t.call(0x04, None)[1], 0xAE, "getInfo is never faulted");
+    assert_eq!(t.call(0x04, None)[1], 0xB1, "getInfo is never faulted");
     let mut t = Tester::with_faults(Faults::none().with(Fault::NonCanonicalCbor));
     assert_eq!(
         t.call(0x06, Some(cbor::int_map(vec![(1, int(2)), (2, int(1))]))),

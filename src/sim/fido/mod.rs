@@ -7,7 +7,8 @@
 //! authenticator can serve both through a [`SharedAuthenticator`].
 //!
 //! One file per command: [`get_info`], [`client_pin`], [`make_credential`],
-//! [`get_assertion`], [`cred_mgmt`], [`config`], [`reset`] (with selection).
+//! [`get_assertion`], [`cred_mgmt`], [`large_blobs`], [`config`], [`reset`]
+//! (with selection).
 //!
 //! One key seen over NFC and USB at once:
 //!
@@ -31,6 +32,7 @@ pub mod ctaphid;
 pub mod get_assertion;
 pub mod get_info;
 pub mod key_handle;
+pub mod large_blobs;
 pub mod make_credential;
 pub mod nfc;
 pub mod pin_protocol;
@@ -60,6 +62,7 @@ pub mod cmd {
     pub const GET_NEXT_ASSERTION: u8 = 0x08;
     pub const CREDENTIAL_MANAGEMENT: u8 = 0x0A;
     pub const SELECTION: u8 = 0x0B;
+    pub const LARGE_BLOBS: u8 = 0x0C;
     pub const CONFIG: u8 = 0x0D;
     /// authenticatorCredentialManagement of the 2.1 preview
     /// (`credentialMgmtPreview`), still sent by older platforms.
@@ -104,6 +107,14 @@ pub struct Persistent {
     /// The signature counter of key-handle credentials (one for all).
     #[serde(default)]
     pub handle_sign_count: u32,
+    /// The serialized large-blob array (§6.10); empty means the initial
+    /// empty array.
+    #[serde(default)]
+    pub large_blob: Vec<u8>,
+    /// minPinLengthRPIDs from setMinPINLength (§6.11.4): RPs the
+    /// minPinLength extension answers (§12.4).
+    #[serde(default)]
+    pub min_pin_length_rp_ids: Vec<String>,
 }
 
 impl Persistent {
@@ -146,6 +157,7 @@ pub struct Authenticator {
     powered_at: Instant,
     next_assertion: Option<get_assertion::Pending>,
     cred_mgmt: cred_mgmt::Enumeration,
+    large_blob_write: large_blobs::Pending,
     attestation: make_credential::AttestationKeys,
 }
 
@@ -165,6 +177,7 @@ impl Authenticator {
             powered_at: Instant::now(),
             next_assertion: None,
             cred_mgmt: cred_mgmt::Enumeration::default(),
+            large_blob_write: large_blobs::Pending::default(),
         }
     }
 
@@ -264,6 +277,9 @@ impl Authenticator {
                 self.credential_management(&cbor::parse_map(body)?)
             }
             cmd::CONFIG => self.config(&cbor::parse_map(body)?).map(|()| None),
+            cmd::LARGE_BLOBS if self.has_5_7_extensions() => {
+                self.large_blobs(&cbor::parse_map(body)?)
+            }
             _ => Err(CtapError::InvalidCommand),
         }
     }
@@ -294,6 +310,7 @@ impl Authenticator {
         self.powered_at = Instant::now();
         self.next_assertion = None;
         self.cred_mgmt = cred_mgmt::Enumeration::default();
+        self.large_blob_write = large_blobs::Pending::default();
     }
 
     /// Pretend the key was powered up `ago` earlier (tests of the reset
@@ -342,6 +359,14 @@ impl Authenticator {
             .find(|c| c.id == id && c.rp_id == rp_id)
             .cloned()
             .or_else(|| key_handle::open(&self.state.wrap_secret, id, rp_id))
+    }
+
+    /// Whether the profile is firmware 5.7 or later: credBlob,
+    /// largeBlobKey, minPinLength and largeBlobs exist from there (a 5.4
+    /// lists credProtect and hmac-secret only).
+    fn has_5_7_extensions(&self) -> bool {
+        let f = self.opts.profile.firmware;
+        (f.0, f.1) >= (5, 7)
     }
 
     fn next_seq(&mut self) -> u64 {

@@ -11,12 +11,16 @@ pub enum CtapError {
     InvalidParameter = 0x02,
     #[error("CTAP1_ERR_INVALID_LENGTH: the request length is invalid")]
     InvalidLength = 0x03,
+    #[error("CTAP1_ERR_INVALID_SEQ: a fragment is out of order")]
+    InvalidSeq = 0x04,
     #[error("CTAP2_ERR_CBOR_UNEXPECTED_TYPE: a CBOR value has the wrong type")]
     CborUnexpectedType = 0x11,
     #[error("CTAP2_ERR_INVALID_CBOR: the request is not valid CBOR")]
     InvalidCbor = 0x12,
     #[error("CTAP2_ERR_MISSING_PARAMETER: a required parameter is missing")]
     MissingParameter = 0x14,
+    #[error("CTAP2_ERR_LARGE_BLOB_STORAGE_FULL: the large-blob array is too long")]
+    LargeBlobStorageFull = 0x18,
     #[error("CTAP2_ERR_LIMIT_EXCEEDED: a limit was exceeded")]
     LimitExceeded = 0x15,
     #[error("CTAP2_ERR_CREDENTIAL_EXCLUDED: a credential in the exclude list exists")]
@@ -57,6 +61,8 @@ pub enum CtapError {
     PinPolicyViolation = 0x37,
     #[error("CTAP2_ERR_REQUEST_TOO_LARGE")]
     RequestTooLarge = 0x39,
+    #[error("CTAP2_ERR_INTEGRITY_FAILURE: the large-blob array's hash does not match")]
+    IntegrityFailure = 0x3D,
     #[error("CTAP2_ERR_INVALID_SUBCOMMAND")]
     InvalidSubcommand = 0x3E,
     #[error("CTAP2_ERR_UNAUTHORIZED_PERMISSION")]
