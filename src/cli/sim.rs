@@ -11,7 +11,9 @@ use crate::sim::ca::SimCa;
 use crate::sim::device::{SimOptions, build_card};
 use crate::sim::state::{StateDir, ca_seed};
 use crate::sim::vpcd::{self, Shutdown};
-use crate::sim::{AttestationFormat, DeviceProfile, Fault, Faults, Firmware, Person, Quirks, Vendor};
+use crate::sim::{
+    AttestationFormat, DeviceProfile, Fault, Faults, Firmware, Person, Quirks, Vendor,
+};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
