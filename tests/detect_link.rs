@@ -11,7 +11,7 @@ mod detect_support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use detect_support::{FIDO_DESC, HidNode, SIM_AAGUID, add_node, sim_device};
+use detect_support::{FIDO_DESC, HidNode, SIM_AAGUID, add_node, add_node_of, sim_device};
 use keyward::detect::hid::HidMonitor;
 use keyward::detect::link::{Device, Kind, link};
 use keyward::detect::{DeviceId, enumerate};
@@ -159,4 +159,66 @@ fn same_usb_device_with_another_serial_is_not_linked_and_says_why() {
     // Without the reader mapping nothing is linked and nothing is said.
     let devs = link(enumerate(&hid), &|_| None);
     assert!(ours(&devs, reader).iter().all(|d| d.notes.is_empty()));
+}
+
+/// Another vendor's key (here Feitian's USB vendor id 0x096E): no
+/// Management applet on the CCID side (`--quirks no-management`), so no
+/// serial on either side. One USB device and equal AAGUIDs link the two;
+/// the same card with another AAGUID does not, and the notes name both.
+#[test]
+#[ignore = "needs the test rig: pcscd + vpcd (scripts/test runs it)"]
+fn another_vendors_key_links_by_usb_device_and_aaguid() {
+    common::require_rig();
+    let root = common::tempdir();
+    let dev = sim_device(7101);
+    let node = HidNode::serve(&dev);
+    let other = (0x096E, 0x0858, "FT ePass FIDO");
+    add_node_of(root.path(), "hidraw0", "1-7", &FIDO_DESC, Some(&node.path), other);
+    let usb = root.path().join("sys/devices/usb1/1-7");
+    let hid = HidMonitor::new(
+        root.path().join("sys"),
+        root.path().join("dev"),
+        Duration::from_secs(1),
+    );
+    let no_mgmt = ["--fido2", "--quirks", "no-management", "--serial", "7101"];
+    let sim = common::start_sim_on(detect_support::empty_reader(), &no_mgmt);
+    let reader = sim.reader.name;
+    let locate = |r: &str| (r == reader).then(|| usb.clone());
+    let devs = link(enumerate(&hid), &locate);
+    let mine = ours(&devs, reader);
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    let d = mine[0];
+    assert_eq!(
+        (d.id.0.as_str(), d.kind, d.serial, d.aaguid.as_deref()),
+        ("usb:1-7", Kind::Fido2, None, Some(SIM_AAGUID))
+    );
+    assert!(d.notes.is_empty(), "{:?}", d.notes);
+    drop(sim);
+
+    // The same, but the card is another authenticator model.
+    let other_model = "00000000000000000000000000000bad";
+    let mut args = no_mgmt.to_vec();
+    args.extend(["--aaguid", other_model]);
+    let sim = common::start_sim_on(detect_support::empty_reader(), &args);
+    let reader = sim.reader.name;
+    let locate = |r: &str| (r == reader).then(|| usb.clone());
+    let devs = link(enumerate(&hid), &locate);
+    let mine = ours(&devs, reader);
+    assert_eq!(mine.len(), 2, "{mine:#?}");
+    for d in &mine {
+        assert_eq!(d.notes.len(), 1, "{:?}", d.notes);
+        let n = &d.notes[0];
+        assert!(
+            n.contains("not linked") && n.contains(SIM_AAGUID) && n.contains("0bad"),
+            "{n}"
+        );
+    }
+    drop(sim);
+
+    // A YubiKey (Management answers a serial) in a reader of that USB
+    // device: the card is not this key.
+    let sim = common::start_sim_on(detect_support::empty_reader(), &["--serial", "7102"]);
+    let reader = sim.reader.name;
+    let locate = |r: &str| (r == reader).then(|| usb.clone());
+    assert_eq!(ours(&link(enumerate(&hid), &locate), reader).len(), 2);
 }

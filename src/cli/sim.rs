@@ -71,7 +71,7 @@ pub struct SimRunArgs {
     /// comma-separated quirks (empty-rp-enumeration, empty-rp-map, ctap20,
     /// pin-protocol-1, no-pin-protocols, short-apdu, max-msg-1024,
     /// no-max-msg-size, u2f-only, unknown-info-fields, no-power-cycle-state,
-    /// no-client-pin) or profiles (ctap20-key, lenient-21, nfc-1024,
+    /// no-client-pin, no-management) or profiles (ctap20-key, lenient-21, nfc-1024,
     /// u2f-key); kept with --state
     #[arg(long, value_name = "LIST")]
     pub quirks: Option<Quirks>,

@@ -38,9 +38,10 @@ impl SimOptions {
     }
 }
 
-/// Build the card: the Management applet always (also on a Vendor B key,
-/// where a real key has none: the tests tell their own card by its serial),
-/// PIV and FIDO2 as the profile says.
+/// Build the card: the Management applet unless the `no-management` quirk
+/// says otherwise (a Vendor B key keeps it by default, where a real one has
+/// none: the rig tests tell their own card by its serial), PIV and FIDO2 as
+/// the profile says.
 pub fn build_card(opts: &SimOptions) -> VirtualCard {
     SimDevice::new(opts).card
 }
@@ -55,8 +56,10 @@ pub struct SimDevice {
 
 impl SimDevice {
     pub fn new(opts: &SimOptions) -> SimDevice {
-        let mut applets: Vec<Box<dyn Applet>> =
-            vec![Box::new(super::mgmt::ManagementApplet::new(opts))];
+        let mut applets: Vec<Box<dyn Applet>> = Vec::new();
+        if !opts.profile.quirks.has(super::Quirk::NoManagement) {
+            applets.push(Box::new(super::mgmt::ManagementApplet::new(opts)));
+        }
         if opts.profile.piv {
             applets.push(Box::new(super::piv::PivApplet::new(opts)));
         }

@@ -62,10 +62,13 @@ pub enum Quirk {
     /// No PIN support at all: getInfo has no `clientPin` option and
     /// authenticatorClientPIN is CTAP1_ERR_INVALID_COMMAND.
     NoClientPin,
+    /// Another vendor's key: no YubiKey Management applet on the card, so
+    /// no serial over CCID (SELECT `A000000527471117` answers `6A82`).
+    NoManagement,
 }
 
 impl Quirk {
-    pub const ALL: [Quirk; 12] = [
+    pub const ALL: [Quirk; 13] = [
         Quirk::EmptyRpEnumeration,
         Quirk::EmptyRpMap,
         Quirk::Ctap20,
@@ -78,6 +81,7 @@ impl Quirk {
         Quirk::UnknownInfoFields,
         Quirk::NoPowerCycleState,
         Quirk::NoClientPin,
+        Quirk::NoManagement,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +98,7 @@ impl Quirk {
             Quirk::UnknownInfoFields => "unknown-info-fields",
             Quirk::NoPowerCycleState => "no-power-cycle-state",
             Quirk::NoClientPin => "no-client-pin",
+            Quirk::NoManagement => "no-management",
         }
     }
 }

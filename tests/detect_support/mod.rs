@@ -30,23 +30,47 @@ pub const SIM_AAGUID: &str = "6b657977-6172-642d-7369-6d2d6669646f";
 
 /// `root/sys/devices/usb1/<usb>`: a USB device directory with its ids.
 pub fn usb_device(root: &Path, usb: &str) -> PathBuf {
+    usb_device_of(root, usb, 0x1050, 0x0407)
+}
+
+/// The same with another vendor's and product's ids.
+pub fn usb_device_of(root: &Path, usb: &str, vendor: u16, product: u16) -> PathBuf {
     let dir = root.join("sys/devices/usb1").join(usb);
     fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("idVendor"), "1050\n").unwrap();
-    fs::write(dir.join("idProduct"), "0407\n").unwrap();
+    fs::write(dir.join("idVendor"), format!("{vendor:04x}\n")).unwrap();
+    fs::write(dir.join("idProduct"), format!("{product:04x}\n")).unwrap();
     dir
 }
 
 /// A hidraw node `name` under the USB device `usb`, with report descriptor
 /// `desc`; `/dev/<name>` is created as a link to `dev_target` when given.
 pub fn add_node(root: &Path, name: &str, usb: &str, desc: &[u8], dev_target: Option<&Path>) {
-    let usb_dir = usb_device(root, usb);
-    let dev = usb_dir.join(format!("{usb}:1.0/0003:1050:0407.{name}"));
+    add_node_of(
+        root,
+        name,
+        usb,
+        desc,
+        dev_target,
+        (0x1050, 0x0407, "Yubico YubiKey OTP+FIDO+CCID"),
+    );
+}
+
+/// [`add_node`] for a key of another vendor: (vendor, product, HID name).
+pub fn add_node_of(
+    root: &Path,
+    name: &str,
+    usb: &str,
+    desc: &[u8],
+    dev_target: Option<&Path>,
+    (vendor, product, hid_name): (u16, u16, &str),
+) {
+    let usb_dir = usb_device_of(root, usb, vendor, product);
+    let dev = usb_dir.join(format!("{usb}:1.0/0003:{vendor:04X}:{product:04X}.{name}"));
     fs::create_dir_all(&dev).unwrap();
     fs::write(dev.join("report_descriptor"), desc).unwrap();
     fs::write(
         dev.join("uevent"),
-        "HID_ID=0003:00001050:00000407\nHID_NAME=Yubico YubiKey OTP+FIDO+CCID\nHID_UNIQ=\n",
+        format!("HID_ID=0003:{vendor:08X}:{product:08X}\nHID_NAME={hid_name}\nHID_UNIQ=\n"),
     )
     .unwrap();
     let class = root.join("sys/class/hidraw").join(name);
