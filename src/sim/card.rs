@@ -61,6 +61,12 @@ pub trait Applet: Send {
     }
 }
 
+/// Most command data a chain may gather: far above what any applet takes
+/// (a PIV certificate object or a FIDO2 large-blob write of a few KiB), so
+/// a host sending an endless chain gets `6A84` instead of growing the
+/// card's memory without bound.
+pub const MAX_CHAINED: usize = 64 * 1024;
+
 /// A card with its applets, the current selection and pending chained data.
 pub struct VirtualCard {
     applets: Vec<Box<dyn Applet>>,
@@ -161,6 +167,10 @@ impl VirtualCard {
             if ins != cmd.ins {
                 return Ok(Response::status(sw::CONDITIONS_NOT_SATISFIED));
             }
+            if buf.len() + cmd.data.len() > MAX_CHAINED {
+                // The chain is dropped: a host must start again.
+                return Ok(Response::status(sw::NOT_ENOUGH_MEMORY));
+            }
             buf.extend_from_slice(&cmd.data);
             self.chain = Some((ins, buf));
             return Ok(Response::status(sw::OK));
@@ -168,6 +178,9 @@ impl VirtualCard {
         if let Some((ins, mut buf)) = self.chain.take() {
             if ins != cmd.ins {
                 return Ok(Response::status(sw::CONDITIONS_NOT_SATISFIED));
+            }
+            if buf.len() + cmd.data.len() > MAX_CHAINED {
+                return Ok(Response::status(sw::NOT_ENOUGH_MEMORY));
             }
             buf.extend_from_slice(&cmd.data);
             cmd.data = buf;
@@ -300,6 +313,25 @@ mod tests {
         assert_eq!(
             c.transmit(&[0x00, 0x01, 0, 0, 1, 0xCC], &mut p).unwrap(),
             [0xAA, 0xBB, 0xCC, 0x90, 0x00]
+        );
+    }
+
+    #[test]
+    fn an_endless_chain_is_cut_at_the_limit() {
+        let (mut c, mut p) = card();
+        c.transmit(&[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0, 0, 0, 0x01], &mut p)
+            .unwrap();
+        let piece = [[0x10, 0x01, 0, 0, 0xFF].as_slice(), &[0x55; 255]].concat();
+        let mut answers = Vec::new();
+        for _ in 0..(MAX_CHAINED / 255 + 2) {
+            answers.push(c.transmit(&piece, &mut p).unwrap());
+        }
+        assert!(answers[..MAX_CHAINED / 255].iter().all(|a| a == &[0x90, 0x00]));
+        assert_eq!(answers[MAX_CHAINED / 255], [0x6A, 0x84]);
+        // The chain was dropped: a new one starts from nothing.
+        assert_eq!(
+            c.transmit(&[0x00, 0x01, 0, 0, 1, 0xCC], &mut p).unwrap(),
+            [0xCC, 0x90, 0x00]
         );
     }
 
