@@ -193,7 +193,8 @@ pub(crate) fn print_text(devices: &[Device]) {
 fn print_text_with(devices: &[Device], blob: Option<&MdsBlob>) {
     for d in devices {
         println!("{}", headline(d));
-        if d.aaguid.is_some() {
+        // Without a kept BLOB nothing is known of any model: no line.
+        if d.aaguid.is_some() && blob.is_some() {
             println!(
                 "  {}",
                 model_line(model(blob, d.aaguid.as_deref()).as_ref())
