@@ -173,7 +173,14 @@ fn another_vendors_key_links_by_usb_device_and_aaguid() {
     let dev = sim_device(7101);
     let node = HidNode::serve(&dev);
     let other = (0x096E, 0x0858, "FT ePass FIDO");
-    add_node_of(root.path(), "hidraw0", "1-7", &FIDO_DESC, Some(&node.path), other);
+    add_node_of(
+        root.path(),
+        "hidraw0",
+        "1-7",
+        &FIDO_DESC,
+        Some(&node.path),
+        other,
+    );
     let usb = root.path().join("sys/devices/usb1/1-7");
     let hid = HidMonitor::new(
         root.path().join("sys"),

@@ -326,7 +326,11 @@ mod tests {
         for _ in 0..(MAX_CHAINED / 255 + 2) {
             answers.push(c.transmit(&piece, &mut p).unwrap());
         }
-        assert!(answers[..MAX_CHAINED / 255].iter().all(|a| a == &[0x90, 0x00]));
+        assert!(
+            answers[..MAX_CHAINED / 255]
+                .iter()
+                .all(|a| a == &[0x90, 0x00])
+        );
         assert_eq!(answers[MAX_CHAINED / 255], [0x6A, 0x84]);
         // The chain was dropped: a new one starts from nothing.
         assert_eq!(

@@ -12,7 +12,7 @@ use ciborium::Value;
 use zeroize::Zeroizing;
 
 use super::auth_data::{AuthData, MAX_CREDENTIAL_ID};
-use super::make_credential::{descriptor, large_blob_key};
+use super::make_credential::{descriptor, large_blob_key, merge_extensions};
 use crate::ctap::cbor::{self, DecodeError, Fields};
 use crate::ctap::client::{Ctap2, Error, PinUvAuth, request};
 use crate::ctap::pin_protocol::{PinProtocol, SharedSecret};
@@ -157,14 +157,7 @@ impl GetAssertion {
         if self.large_blob_key {
             typed.push(("largeBlobKey", true.into()));
         }
-        let mut ext: Vec<(Value, Value)> = self
-            .extensions
-            .iter()
-            .filter(|(k, _)| !typed.iter().any(|(t, _)| t == k))
-            .map(|(k, v)| (k.as_str().into(), v.clone()))
-            .collect();
-        ext.extend(typed.into_iter().map(|(k, v)| (k.into(), v)));
-        ext
+        merge_extensions(&self.extensions, typed)
     }
 }
 

@@ -149,15 +149,23 @@ impl MakeCredential {
         if self.min_pin_length {
             typed.push(("minPinLength", true.into()));
         }
-        let mut ext: Vec<(Value, Value)> = self
-            .extensions
-            .iter()
-            .filter(|(k, _)| !typed.iter().any(|(t, _)| t == k))
-            .map(|(k, v)| (k.as_str().into(), v.clone()))
-            .collect();
-        ext.extend(typed.into_iter().map(|(k, v)| (k.into(), v)));
-        ext
+        merge_extensions(&self.extensions, typed)
     }
+}
+
+/// The extensions map of a request: the raw ones a caller gave, except
+/// those a typed field sets, then the typed ones (which win).
+pub(crate) fn merge_extensions(
+    raw: &[(String, Value)],
+    typed: Vec<(&str, Value)>,
+) -> Vec<(Value, Value)> {
+    let mut ext: Vec<(Value, Value)> = raw
+        .iter()
+        .filter(|(k, _)| !typed.iter().any(|(t, _)| t == k))
+        .map(|(k, v)| (k.as_str().into(), v.clone()))
+        .collect();
+    ext.extend(typed.into_iter().map(|(k, v)| (k.into(), v)));
+    ext
 }
 
 /// The signed extension outputs of makeCredential (authData, §12).
