@@ -323,7 +323,7 @@ mod tests {
             .unwrap();
         let piece = [[0x10, 0x01, 0, 0, 0xFF].as_slice(), &[0x55; 255]].concat();
         let mut answers = Vec::new();
-        for _ in 0..(MAX_CHAINED / 255 + 2) {
+        for _ in 0..=(MAX_CHAINED / 255) {
             answers.push(c.transmit(&piece, &mut p).unwrap());
         }
         assert!(
