@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::audit::{self, AuditEvent};
 use super::enroll::{EnrollmentRecord, insert_binding};
-use super::lifecycle::{BindingState, Change, ExceptionRecord, insert_exception, transition_in};
+use super::lifecycle::{
+    BindingState, Change, ExceptionRecord, Replaced, record_replacement, transition_in,
+};
 use super::replay::RowRef;
 use super::{Ledger, StoreError, meta_get, observe_time, outbox, rfc3339};
 use crate::sync::fleet::FleetChange;
@@ -236,39 +238,14 @@ impl Ledger {
             .unwrap_or(0);
         upsert_mark(&tx, &mark, cursor)?;
         rows.push(RowRef::new("fleet_marks", old.binding));
-        let events = [AuditEvent {
-            actor: &rec.actor,
-            action: "binding.created",
-            entity: "binding",
-            entity_id: &new_id,
-            detail: json!({"subject": rec.subject, "device": rec.device, "replaces": old.binding,
-                "replaces_at": old.station, "reason": reason, "ticket": rec.ticket.jti, "ial": rec.ticket.ial}),
-        }];
-        audit::append_rows(&tx, station, now, &events, &rows)?;
-        outbox::enqueue(
-            &tx,
-            "binding.created",
-            &json!({"binding": new_id, "subject": rec.subject, "state": "active", "replaces": old.binding,
-                    "replaces_at": old.station, "replace_reason": reason, "device": rec.device, "policy": rec.policy, "at": rfc3339(now),
-                    "ticket": {"jti": rec.ticket.jti, "digest": rec.ticket.digest, "issuer": rec.ticket.issuer, "ial": rec.ticket.ial}}),
-            now,
-        )?;
-        super::notify::replacement(
-            &tx,
-            station,
-            &super::notify::Replacement {
-                subject: &rec.subject,
-                old: old.binding,
-                new: &new_id,
-                device: &rec.device,
-                reason,
-            },
-            now,
-        )?;
-        for x in exceptions {
-            insert_exception(&tx, station, x, Some(&new_id), now)?;
-        }
-        observe_time(&tx, now)?;
+        let created = Replaced {
+            rec,
+            new_id: &new_id,
+            old: old.binding,
+            replaces_at: Some(old.station),
+            reason,
+        };
+        record_replacement(&tx, station, &created, &rows, exceptions, now)?;
         tx.commit()?;
         Ok(new_id)
     }

@@ -231,38 +231,14 @@ impl Ledger {
             from_fleet: false,
         };
         transition_in(&tx, station, &change)?;
-        let events = [AuditEvent {
-            actor: &rec.actor,
-            action: "binding.created",
-            entity: "binding",
-            entity_id: &new_id,
-            detail: json!({"subject": rec.subject, "device": rec.device, "replaces": old, "ticket": rec.ticket.jti, "ial": rec.ticket.ial}),
-        }];
-        audit::append_rows(&tx, station, now, &events, &rows)?;
-        outbox::enqueue(
-            &tx,
-            "binding.created",
-            &json!({"binding": new_id, "subject": rec.subject, "state": "active", "replaces": old, "replace_reason": reason, "device": rec.device,
-                    "policy": rec.policy, "at": rfc3339(now),
-                    "ticket": {"jti": rec.ticket.jti, "digest": rec.ticket.digest, "issuer": rec.ticket.issuer, "ial": rec.ticket.ial}}),
-            now,
-        )?;
-        notify::replacement(
-            &tx,
-            station,
-            &notify::Replacement {
-                subject: &rec.subject,
-                old,
-                new: &new_id,
-                device: &rec.device,
-                reason,
-            },
-            now,
-        )?;
-        for x in exceptions {
-            insert_exception(&tx, station, x, Some(&new_id), now)?;
-        }
-        observe_time(&tx, now)?;
+        let created = Replaced {
+            rec,
+            new_id: &new_id,
+            old,
+            replaces_at: None,
+            reason,
+        };
+        record_replacement(&tx, station, &created, &rows, exceptions, now)?;
         tx.commit()?;
         Ok(new_id)
     }
@@ -310,6 +286,69 @@ pub struct ExceptionRecord {
 
 /// Insert an exception with its audit row and outbox event inside the
 /// caller's transaction; `binding` names the binding it was applied to.
+/// A new binding that replaces `old` ([`record_replacement`]).
+pub(crate) struct Replaced<'a> {
+    pub rec: &'a EnrollmentRecord,
+    pub new_id: &'a str,
+    pub old: &'a str,
+    /// The station that enrolled the original, when it was another one
+    /// (a replacement through the registry, `store::fleet`).
+    pub replaces_at: Option<&'a str>,
+    pub reason: &'a str,
+}
+
+/// The rest of a replacement's transaction once the new binding is in and
+/// the original is marked (here, or for another station's binding): the
+/// `binding.created` audit row covering `rows`, its outbox event, the
+/// replacement notice, the exceptions and the clock. One path for both
+/// kinds of replacement, so their events cannot drift apart.
+pub(crate) fn record_replacement(
+    tx: &Transaction<'_>,
+    station: &StationKey,
+    r: &Replaced<'_>,
+    rows: &[RowRef],
+    exceptions: &[ExceptionRecord],
+    now: i64,
+) -> Result<(), StoreError> {
+    let rec = r.rec;
+    let mut detail = json!({"subject": rec.subject, "device": rec.device, "replaces": r.old,
+        "ticket": rec.ticket.jti, "ial": rec.ticket.ial});
+    let mut payload = json!({"binding": r.new_id, "subject": rec.subject, "state": "active",
+        "replaces": r.old, "replace_reason": r.reason, "device": rec.device,
+        "policy": rec.policy, "at": rfc3339(now),
+        "ticket": {"jti": rec.ticket.jti, "digest": rec.ticket.digest, "issuer": rec.ticket.issuer, "ial": rec.ticket.ial}});
+    if let Some(at) = r.replaces_at {
+        detail["replaces_at"] = at.into();
+        detail["reason"] = r.reason.into();
+        payload["replaces_at"] = at.into();
+    }
+    let events = [AuditEvent {
+        actor: &rec.actor,
+        action: "binding.created",
+        entity: "binding",
+        entity_id: r.new_id,
+        detail,
+    }];
+    audit::append_rows(tx, station, now, &events, rows)?;
+    outbox::enqueue(tx, "binding.created", &payload, now)?;
+    notify::replacement(
+        tx,
+        station,
+        &notify::Replacement {
+            subject: &rec.subject,
+            old: r.old,
+            new: r.new_id,
+            device: &rec.device,
+            reason: r.reason,
+        },
+        now,
+    )?;
+    for x in exceptions {
+        insert_exception(tx, station, x, Some(r.new_id), now)?;
+    }
+    observe_time(tx, now)
+}
+
 pub(crate) fn insert_exception(
     tx: &Transaction<'_>,
     station: &StationKey,
