@@ -219,6 +219,26 @@ fn requests_without_the_launch_token_or_from_another_origin_are_refused() {
     });
 }
 
+/// Bad input: a station configuration that does not load stops the kiosk
+/// at once with a one-line reason and exit 2, before any URL is printed.
+#[test]
+fn a_station_that_cannot_load_stops_the_kiosk_before_it_serves() {
+    let dir = common::tempdir();
+    let out = common::run(
+        common::keyward()
+            .env("KEYWARD_NO_DAEMON", "1")
+            .arg("--config")
+            .arg(dir.path().join("missing.toml"))
+            .args(["kiosk", "--port", "0"])
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no start URL");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("missing.toml"), "{err}");
+}
+
 /// Fail, naming what to run, unless chromium, node and the npm packages
 /// of tests/kiosk are here (scripts/test installs them).
 fn require_browser() -> PathBuf {

@@ -23,8 +23,8 @@ this machine can drive the kiosk, and the printed URL is useless once used. \
 The workflows run in the keyward daemon when one answers on its socket, else \
 in this process with the station's --config and --db (docs/kiosk.md).")]
 pub struct KioskArgs {
-    /// TCP port on 127.0.0.1 (0: any free port) [the kiosk never listens
-    /// on another address]
+    /// TCP port on 127.0.0.1, the only address the kiosk listens on (0: any
+    /// free port)
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     pub port: u16,
 }
@@ -50,6 +50,10 @@ impl Backend for Flows {
 pub fn run(args: KioskArgs, g: &GlobalArgs) -> Result<()> {
     let flows = workflow::choose(g, &[])?;
     let via = flows.via();
+    if via == "local" {
+        // A station that cannot load is said now, not at the first ticket.
+        super::enroll::station(g.config.as_deref(), g.db.as_deref())?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

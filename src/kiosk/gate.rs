@@ -227,7 +227,7 @@ mod tests {
             g.judge(&m, "/api/ticket", None, &heads(h))
         };
         let pass = Verdict::Pass;
-        assert_ne!(judge(Method::GET, &[host.clone()]), pass);
+        assert_ne!(judge(Method::GET, std::slice::from_ref(&host)), pass);
         assert_ne!(
             judge(
                 Method::GET,
