@@ -5,6 +5,7 @@
 #![cfg(feature = "sim")]
 
 mod common;
+mod daemon_support;
 mod provision_support;
 
 use std::io::{BufRead, BufReader};
@@ -23,31 +24,59 @@ struct KioskProc {
     url: String,
     /// `http://127.0.0.1:PORT`.
     origin: String,
+    /// The first line it printed.
+    first_line: String,
+    /// Its stderr (log lines), kept in a file.
+    log: tempfile::NamedTempFile,
 }
 
 impl KioskProc {
     fn start(rig: &Rig) -> KioskProc {
-        let mut child = common::keyward()
-            .env("KEYWARD_NO_DAEMON", "1")
+        let mut cmd = common::keyward();
+        cmd.env("KEYWARD_NO_DAEMON", "1")
             .arg("--config")
-            .arg(&rig.config)
+            .arg(&rig.config);
+        KioskProc::spawn(cmd)
+    }
+
+    /// `keyward kiosk` with `cmd`'s environment and global flags; returns
+    /// once it printed its start URL (plain, or in `--json`).
+    fn spawn(mut cmd: Command) -> KioskProc {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = cmd
+            .env("RUST_LOG", "keyward=trace")
             .args(["kiosk", "--port", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("spawn keyward kiosk");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .expect("read the start URL");
-        let url = line.trim().to_owned();
+        let url = match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(doc) => doc["url"].as_str().unwrap_or_default().to_owned(),
+            Err(_) => line.trim().to_owned(),
+        };
         assert!(
             url.starts_with("http://127.0.0.1:") && url.contains("/?k="),
-            "start URL: {url:?}"
+            "start URL: {line:?}"
         );
         let origin = url.split_once("/?").unwrap().0.to_owned();
-        KioskProc { child, url, origin }
+        KioskProc {
+            child,
+            url,
+            origin,
+            first_line: line,
+            log,
+        }
+    }
+}
+
+impl KioskProc {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 }
 
@@ -216,7 +245,62 @@ fn requests_without_the_launch_token_or_from_another_origin_are_refused() {
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let r = post("{\"ticket\": 1}".into()).await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+        // Neither token is ever logged, even at trace.
+        let log = k.log_text();
+        let launch = k.url.split_once("?k=").unwrap().1;
+        let session = cookie.split_once('=').unwrap().1;
+        assert!(log.contains("refused"), "the refusals are logged: {log}");
+        assert!(
+            !log.contains(launch) && !log.contains(session),
+            "a token leaked into the log: {log}"
+        );
     });
+}
+
+/// The kiosk in front of a running daemon: the verdict comes from the
+/// daemon's `POST /v1/preview` (its station, its ledger), and the kiosk
+/// says so (`via`). The kiosk process gets no --config of its own.
+#[test]
+fn the_kiosk_asks_a_running_daemon_for_the_tickets_verdict() {
+    let rig = rig();
+    let config = rig.config.to_string_lossy().into_owned();
+    let db = rig.db.to_string_lossy().into_owned();
+    let d = daemon_support::Daemon::start(&["--config", &config, "--db", &db], &[]);
+    let mut cmd = common::keyward();
+    cmd.env_remove("KEYWARD_NO_DAEMON")
+        .env("KEYWARD_SOCKET", &d.socket)
+        .arg("--json");
+    let k = KioskProc::spawn(cmd);
+    let started: serde_json::Value = serde_json::from_str(&k.first_line).unwrap();
+    assert_eq!(started["via"], "daemon", "{started}");
+    let http = client();
+    let origin = k.origin.clone();
+    rt().block_on(async {
+        let r = http.get(&k.url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let set = r.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+        let cookie = set.split(';').next().unwrap().to_owned();
+        let post = |t: Vec<u8>| {
+            http.post(format!("{origin}/api/ticket"))
+                .header(header::COOKIE, &cookie)
+                .header(header::ORIGIN, &origin)
+                .body(ticket_body(&t))
+                .send()
+        };
+        let r = post(rig.ticket(&claims("standard"))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let doc: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(doc["subject"], SUB);
+        let mut c = claims("standard");
+        c.aud = keyward::ticket::Audience::One("another-station".into());
+        let r = post(rig.ticket(&c)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let doc: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(doc["error"]["code"], "ticket-audience", "{doc}");
+    });
+    drop(k);
+    drop(d);
 }
 
 /// Bad input: a station configuration that does not load stops the kiosk
