@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "sim")]
         Commands::Demo(args) => keyward::cli::demo::run(args, cli.global.db, cli.global.json),
         Commands::Daemon(args) => keyward::cli::daemon::run(args, &cli.global),
+        Commands::Kiosk(args) => keyward::cli::kiosk::run(args, &cli.global),
         Commands::Report(args) => keyward::cli::report::main(args, &cli.global),
         Commands::Bulk(args) => keyward::cli::bulk::run(args, &cli.global),
         Commands::Enroll(args) => enroll(args, Workflow::Enroll, &cli.global),

@@ -1,5 +1,5 @@
 //! The secrets keyward handles, in one place: [`Pin`], [`Puk`],
-//! [`ManagementKey`] and [`PinUvAuthToken`].
+//! [`ManagementKey`], [`PinUvAuthToken`] and the kiosk's [`BearerToken`].
 //!
 //! Every one of them lives in a [`Zeroizing`] buffer (wiped when dropped,
 //! clones included), prints as `<redacted>` under `Debug`, has no `Display`
@@ -297,9 +297,65 @@ impl fmt::Debug for CredentialSecret {
     }
 }
 
+/// A bearer token a browser presents: the kiosk's launch token (in its
+/// start URL) and its session cookie (docs/kiosk.md). 256 random bits as
+/// 64 lowercase hex digits, wiped on drop, redacted in `Debug`, compared in
+/// constant time with [`BearerToken::matches`].
+pub struct BearerToken(Zeroizing<String>);
+
+impl BearerToken {
+    /// Bytes of randomness in a token.
+    pub const BYTES: usize = 32;
+
+    /// A fresh token from the system CSPRNG.
+    pub fn generate() -> BearerToken {
+        let mut raw = Zeroizing::new([0u8; Self::BYTES]);
+        crate::random::fill(raw.as_mut_slice());
+        BearerToken(Zeroizing::new(hex::encode(raw.as_slice())))
+    }
+
+    /// The token text (64 hex digits). Every read goes through here.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `presented` is this token, in time independent of where the
+    /// two differ (a wrong length answers at once: the length is public).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(presented))
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attack: a bearer token must not show in `Debug`, must be 256 bits
+    /// of fresh randomness, and must refuse a prefix, an extension and a
+    /// one-digit change of itself.
+    #[test]
+    fn bearer_token_is_random_redacted_and_exact() {
+        let a = BearerToken::generate();
+        let b = BearerToken::generate();
+        let t = a.expose_secret();
+        assert_eq!(t.len(), 2 * BearerToken::BYTES);
+        assert!(t.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(t, b.expose_secret());
+        assert!(!format!("{a:?}").contains(&t[..8]));
+        assert!(a.matches(t.as_bytes()));
+        assert!(!a.matches(&t.as_bytes()[..63]));
+        assert!(!a.matches(format!("{t}0").as_bytes()));
+        let mut flipped = t.as_bytes().to_vec();
+        flipped[40] = if flipped[40] == b'0' { b'1' } else { b'0' };
+        assert!(!a.matches(&flipped));
+        assert!(!a.matches(b""));
+    }
 
     /// Attack: every way a secret can be formatted (Debug, pretty Debug,
     /// inside a struct, inside an error) must not show its value.

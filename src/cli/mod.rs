@@ -17,6 +17,7 @@ pub mod devices;
 pub mod enroll;
 pub mod exit;
 pub mod fido;
+pub mod kiosk;
 pub mod ledger;
 pub mod lifecycle;
 pub mod mds;
@@ -113,6 +114,9 @@ pub enum Commands {
     /// Run the keyward daemon: device detection, workflows, and the local
     /// API on a Unix socket (docs/api.md)
     Daemon(daemon::DaemonArgs),
+    /// Serve the enrollment desk to the kiosk's browser on 127.0.0.1,
+    /// behind a single-use launch token (docs/kiosk.md)
+    Kiosk(kiosk::KioskArgs),
     /// Enrollment completion rate, time to issue, failures by reason,
     /// reset/revocation/replacement/exception volume, from the ledger
     Report(report::ReportArgs),

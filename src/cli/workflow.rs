@@ -112,7 +112,7 @@ impl From<ProvisionError> for WorkflowError {
 }
 
 /// The workflows a CLI command runs, wherever they run.
-pub trait Workflows {
+pub trait Workflows: Send + Sync {
     /// `local` or `daemon`, for `--json` (`via`).
     fn via(&self) -> &'static str;
     /// The station's verdict on a ticket, consuming nothing.
