@@ -11,6 +11,7 @@ pub mod config;
 pub mod ctap;
 pub mod daemon;
 pub mod detect;
+pub mod idp;
 pub mod kiosk;
 pub mod metrics;
 pub mod piv;
