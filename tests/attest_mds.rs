@@ -6,48 +6,21 @@
 
 mod attest_support;
 
+use attest_support::mds::{TestMds, test_mds};
 use attest_support::sim::*;
 use attest_support::{at, when};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use keyward::attest::mds::{self, MdsBlob, MdsError, MdsOptions};
 use keyward::attest::{self, TrustStore};
-use keyward::sim::ca;
 use p256::ecdsa::SigningKey;
-use p256::ecdsa::signature::Signer;
 
-struct TestMds {
-    root: Vec<u8>,
-    leaf_key: SigningKey,
-    leaf: Vec<u8>,
+trait Blobs {
+    fn blob(&self, no: u64, next_update: &str, status: &str) -> String;
+    fn blob_with(&self, no: u64, next_update: &str, entry: serde_json::Value) -> String;
 }
 
-fn test_mds() -> TestMds {
-    let rk = SigningKey::from_slice(&[0x31; 32]).unwrap();
-    let root = self_signed(&rk, "CN=keyward Test MDS Root");
-    let leaf_key = SigningKey::from_slice(&[0x32; 32]).unwrap();
-    let leaf = ca::issue(
-        (&rk, &root),
-        "CN=mds.test.invalid",
-        ca::spki_of(&leaf_key).unwrap(),
-        &[2],
-        vec![ca::basic_constraints(false, None).unwrap()],
-    )
-    .unwrap();
-    TestMds {
-        root,
-        leaf_key,
-        leaf,
-    }
-}
-
-impl TestMds {
-    fn root_store(&self) -> TrustStore {
-        let mut s = TrustStore::new();
-        s.add_anchors_from(&self.root, "test MDS root").unwrap();
-        s
-    }
-
+impl Blobs for TestMds {
     /// An ES256 BLOB with `no`, `next_update` and one entry for the
     /// simulator AAGUID with `status`.
     fn blob(&self, no: u64, next_update: &str, status: &str) -> String {
@@ -69,16 +42,7 @@ impl TestMds {
 
     /// An ES256 BLOB with one `entry`.
     fn blob_with(&self, no: u64, next_update: &str, entry: serde_json::Value) -> String {
-        let payload = serde_json::json!({
-            "legalHeader": "test", "no": no, "nextUpdate": next_update, "entries": [entry],
-        });
-        let header = serde_json::json!({
-            "alg": "ES256", "typ": "JWT", "x5c": [B64.encode(&self.leaf)],
-        });
-        let h = B64URL.encode(header.to_string().as_bytes());
-        let p = B64URL.encode(payload.to_string().as_bytes());
-        let sig: p256::ecdsa::Signature = self.leaf_key.sign(format!("{h}.{p}").as_bytes());
-        format!("{h}.{p}.{}", B64URL.encode(sig.to_bytes()))
+        self.blob_of(no, next_update, vec![entry])
     }
 }
 

@@ -14,22 +14,23 @@
 
 #![cfg(feature = "sim")]
 
+mod attest_support;
 mod common;
 mod provision_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use attest_support::mds::{TestMds, test_mds};
+use attest_support::sim::self_signed;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
-use keyward::attest::TrustStore;
 use keyward::attest::mds::{self, MdsBlob};
 use keyward::provision::{self, Cancel, EventLog, KeyTarget, Reason, Step};
-use keyward::sim::ca::{self, SimCa};
+use keyward::sim::ca::SimCa;
 use keyward::sim::device::{SimDevice, SimOptions};
 use keyward::sim::{AttestationFormat, DeviceProfile, Fault, Faults, VENDOR_AAGUID, Vendor};
 use p256::ecdsa::SigningKey;
-use p256::ecdsa::signature::Signer;
 use provision_support::*;
 
 /// Vendor B's AAGUID as MDS3 writes it.
@@ -69,52 +70,6 @@ expires = "2020-01-01T00:00:00Z"
 "#;
 
 /// A test MDS: root, BLOB signing key and its certificate.
-struct TestMds {
-    root: Vec<u8>,
-    leaf_key: SigningKey,
-    leaf: Vec<u8>,
-}
-
-fn self_signed(k: &SigningKey, name: &str) -> Vec<u8> {
-    let exts = || {
-        vec![
-            ca::basic_constraints(true, None).unwrap(),
-            ca::raw_extension("2.5.29.15", true, &[0x03, 0x02, 0x01, 0x06]),
-        ]
-    };
-    // `issue` takes the issuer's DER for its name: issue once under a
-    // throwaway issuer, then under itself.
-    let sim = SimCa::from_seed(SimCa::DEFAULT_SEED).unwrap();
-    let tmp = ca::issue(
-        (k, sim.fido_root()),
-        name,
-        ca::spki_of(k).unwrap(),
-        &[1],
-        exts(),
-    )
-    .unwrap();
-    ca::issue((k, &tmp), name, ca::spki_of(k).unwrap(), &[1], exts()).unwrap()
-}
-
-fn test_mds() -> TestMds {
-    let rk = SigningKey::from_slice(&[0x51; 32]).unwrap();
-    let root = self_signed(&rk, "CN=keyward Test MDS Root");
-    let leaf_key = SigningKey::from_slice(&[0x52; 32]).unwrap();
-    let leaf = ca::issue(
-        (&rk, &root),
-        "CN=mds.test.invalid",
-        ca::spki_of(&leaf_key).unwrap(),
-        &[2],
-        vec![ca::basic_constraints(false, None).unwrap()],
-    )
-    .unwrap();
-    TestMds {
-        root,
-        leaf_key,
-        leaf,
-    }
-}
-
 fn sim_ca() -> SimCa {
     SimCa::from_seed(SimCa::DEFAULT_SEED).unwrap()
 }
@@ -136,25 +91,15 @@ fn vendor_entry(aaguid: &str, status: &str) -> serde_json::Value {
     })
 }
 
-impl TestMds {
+trait Station {
+    fn blob(&self, no: u64, entries: Vec<serde_json::Value>) -> String;
+    fn install(&self, dir: &Path, jwt: &str, last_no: Option<u64>) -> String;
+}
+
+impl Station for TestMds {
     /// An ES256 BLOB numbered `no` with `entries`.
     fn blob(&self, no: u64, entries: Vec<serde_json::Value>) -> String {
-        let payload = serde_json::json!({
-            "legalHeader": "test", "no": no, "nextUpdate": "2099-12-01", "entries": entries,
-        });
-        let header = serde_json::json!({
-            "alg": "ES256", "typ": "JWT", "x5c": [B64.encode(&self.leaf)],
-        });
-        let h = B64URL.encode(header.to_string().as_bytes());
-        let p = B64URL.encode(payload.to_string().as_bytes());
-        let sig: p256::ecdsa::Signature = self.leaf_key.sign(format!("{h}.{p}").as_bytes());
-        format!("{h}.{p}.{}", B64URL.encode(sig.to_bytes()))
-    }
-
-    fn root_store(&self) -> TrustStore {
-        let mut s = TrustStore::new();
-        s.add_anchors_from(&self.root, "test MDS root").unwrap();
-        s
+        self.blob_of(no, "2099-12-01", entries)
     }
 
     /// Keep `jwt` in `dir/mds/blob.jwt` as `keyward mds import` would

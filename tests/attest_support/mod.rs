@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+pub mod mds;
 pub mod sim;
 
 use base64::Engine as _;
