@@ -110,12 +110,13 @@ async function pollKeys() {
 function listKeys(devices) {
   const usable = devices.filter((d) => !d.problem);
   const list = $("insert-keys");
-  if (usable.length === 1) {
+  // One key: take it, unless the person asked for another one.
+  if (usable.length === 1 && !flow.choose) {
     flow.polling++;
     showKey(usable[0]);
     return;
   }
-  const state = usable.length === 0 ? t("insert.waiting") : t("insert.several", { n: usable.length });
+  const state = usable.length === 0 ? t("insert.waiting") : t("insert.choose", { n: usable.length });
   if ($("insert-state").textContent !== state) {
     $("insert-state").textContent = state;
     say(state);
@@ -139,7 +140,8 @@ function listKeys(devices) {
   }));
 }
 
-function showInsert() {
+function showInsert(choose) {
+  flow.choose = choose === true;
   flow.key = null;
   $("insert-keys").replaceChildren();
   $("insert-keys").dataset.ids = "";
@@ -429,9 +431,9 @@ async function start() {
   });
   $("ticket-file").addEventListener("change", openFile);
   $("subject-back").addEventListener("click", startAgain);
-  $("subject-next").addEventListener("click", showInsert);
+  $("subject-next").addEventListener("click", () => showInsert(false));
   $("insert-back").addEventListener("click", startAgain);
-  $("key-back").addEventListener("click", showInsert);
+  $("key-back").addEventListener("click", () => showInsert(true));
   $("key-next").addEventListener("click", showPin);
   $("pin-back").addEventListener("click", startAgain);
   $("pin-new").addEventListener("input", pinProblems);
