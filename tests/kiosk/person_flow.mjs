@@ -175,7 +175,7 @@ async function main() {
       const forced = await page.evaluate(async ([t, d]) => {
         const r = await fetch("/api/enroll", {
           method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ ticket: t, device: d, pin: "123456" }),
+          body: JSON.stringify({ ticket: t, device: d, pin: "111111" }),
         });
         const start = await r.json();
         if (!r.ok) return { status: r.status, start };
@@ -190,7 +190,7 @@ async function main() {
       }, [ticket, device]);
       check(forced.status === 202 && forced.end && forced.end.event === "failed" && forced.end.reason === "policy-pin",
         `the server refuses the forced PIN (${JSON.stringify(forced)})`);
-      check(!JSON.stringify(forced).includes("123456"), "the refusal does not echo the PIN");
+      check(!JSON.stringify(forced).includes("111111"), "the refusal does not echo the PIN");
       console.log("kiosk bad-pin: ok");
       return;
     }
