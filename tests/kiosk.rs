@@ -312,6 +312,7 @@ fn enroll_body(ticket: &[u8], device: &str, pin: &str) -> String {
 #[ignore = "needs the test rig: pcscd + vpcd and chromium (scripts/test runs it)"]
 fn the_enrollment_route_refuses_what_is_not_the_kiosks_own_page() {
     common::require_rig();
+    let _one = one_at_a_time();
     let rig = rig();
     let k = KioskProc::start(&rig);
     let sim = own_sim(4300101, &["--no-touch", "--touch-timeout-ms", "60000"]);
@@ -345,7 +346,11 @@ fn the_enrollment_route_refuses_what_is_not_the_kiosks_own_page() {
         let body = enroll_body(&good, &device, PIN);
         for (c, o, what) in [
             (None, Some(origin.as_str()), "no session"),
-            (Some(cookie.as_str()), Some("http://evil.test"), "another origin"),
+            (
+                Some(cookie.as_str()),
+                Some("http://evil.test"),
+                "another origin",
+            ),
             (Some(cookie.as_str()), None, "no Origin"),
         ] {
             let r = post(body.clone(), c, o).await.unwrap();
@@ -422,7 +427,11 @@ fn the_enrollment_route_refuses_what_is_not_the_kiosks_own_page() {
         let r = post(body.clone(), Some(&cookie), Some(&origin))
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::CONFLICT, "a second job while one runs");
+        assert_eq!(
+            r.status(),
+            StatusCode::CONFLICT,
+            "a second job while one runs"
+        );
         answers += &r.text().await.unwrap();
 
         // Cancelled: it ends as cancelled, with nothing committed.
@@ -447,11 +456,22 @@ fn the_enrollment_route_refuses_what_is_not_the_kiosks_own_page() {
     });
     assert_eq!(count(&rig.db, "SELECT count(*) FROM bindings"), 0);
     assert_eq!(count(&rig.db, "SELECT count(*) FROM tickets"), 0);
-    assert!(!answers.contains(PIN), "a response carried the PIN: {answers}");
+    assert!(
+        !answers.contains(PIN),
+        "a response carried the PIN: {answers}"
+    );
     let log = k.log_text();
     assert!(log.contains("enrollment started"), "{log}");
     assert!(!log.contains(PIN), "the PIN is in the kiosk's log");
     drop(sim);
+}
+
+/// The kiosk tests with keys run one at a time: a kiosk waiting for a key
+/// probes every card in the machine's readers (a SELECT), which would end
+/// another test's pending request on its key.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What the browser flow needs from the test: a kiosk, a ticket, a key.
@@ -470,6 +490,7 @@ fn person_flow(f: &Flow) -> String {
     use std::io::{BufRead, BufReader, Write};
     let chromium = require_browser();
     common::require_rig();
+    let _one = one_at_a_time();
     let file = f.rig.dir.path().join(format!("{}.jwt", f.scenario));
     std::fs::write(&file, &f.ticket).unwrap();
     let mut cmd = common::keyward();
@@ -563,9 +584,7 @@ fn chromium_enrolls_a_key_through_pcscd_and_the_ledger_holds_it() {
     assert_eq!(
         count(
             &rig.db,
-            &format!(
-                "SELECT count(*) FROM bindings WHERE id = '{binding}' AND state = 'active'"
-            )
+            &format!("SELECT count(*) FROM bindings WHERE id = '{binding}' AND state = 'active'")
         ),
         1
     );

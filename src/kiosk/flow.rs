@@ -8,7 +8,8 @@
 //! into a wiped buffer (the daemon's body reader) and deserialized straight
 //! into [`Pin`]; it is never logged, echoed or kept after the job.
 //!
-//! What it refuses: a second job while one runs (409), a device that is
+//! What it refuses: a second job while one runs (409), listing the keys
+//! while one runs (409: the probe would disturb the key), a device that is
 //! not among the keys present (422), a body over [`MAX_BODY`] (413, before
 //! any of it is parsed), unknown fields. The event buffer is bounded
 //! ([`MAX_EVENTS`]): a page that falls that far behind is told it lost
@@ -207,8 +208,13 @@ fn stopped() -> Response {
     )
 }
 
-/// `GET /api/devices`: the keys present now.
+/// `GET /api/devices`: the keys present now. Refused while a job runs:
+/// listing probes every card (a SELECT), which would end the running key's
+/// pending request.
 pub(super) async fn devices(State(app): State<App>) -> Response {
+    if app.jobs.running() {
+        return busy();
+    }
     match present(&app).await {
         Ok(d) => {
             let keys: Vec<KeyView> = d.iter().map(KeyView::from).collect();
@@ -402,7 +408,14 @@ mod tests {
     fn the_events_query_is_parsed_strictly() {
         assert_eq!(events_query(Some("job=3&after=17")), Some((3, 17)));
         assert_eq!(events_query(Some("job=3")), Some((3, 0)));
-        for bad in ["", "after=1", "job=x", "job=1&after=-1", "job=1&pin=1", "job"] {
+        for bad in [
+            "",
+            "after=1",
+            "job=x",
+            "job=1&after=-1",
+            "job=1&pin=1",
+            "job",
+        ] {
             assert_eq!(events_query(Some(bad)), None, "{bad}");
         }
         assert_eq!(events_query(None), None);

@@ -143,7 +143,7 @@ async function main() {
       } else if (await keyScreen.isVisible()) {
         break;
       } else if (await mine.isVisible()) {
-        await shot(page, `${prefix}04-insert-choose`);
+        await shot(page, "04-insert-choose");
         await mine.focus();
         await page.keyboard.press("Enter");
         break;
