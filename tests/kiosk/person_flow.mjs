@@ -76,7 +76,8 @@ async function screen(page, id, name, timeout = 30000) {
 async function failedWith(page, codes, name) {
   await screen(page, "failed", name, 90000);
   const code = await page.locator("#failed-code").textContent();
-  check(codes.some((c) => code.includes(c)), `the failure names ${codes.join(" or ")} (${code})`);
+  const detail = await page.locator("#failed-detail").textContent();
+  check(codes.some((c) => code.includes(c)), `the failure names ${codes.join(" or ")} (${code}: ${detail})`);
   const what = await page.locator("#failed-what").textContent();
   check(what.length > 20 && !what.startsWith("reason."), `a plain-words sentence from the catalogue (${what})`);
   return code;
