@@ -69,8 +69,8 @@ async function screen(page, id, name, timeout = 30000) {
   const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
   const inside = await page.evaluate((s) => document.getElementById(`screen-${s}`).contains(document.activeElement), id);
   check(inside, `focus moved into the ${id} screen (at #${focused})`);
-  await axe(page, id);
   if (name) await shot(page, name);
+  await axe(page, id);
 }
 
 async function failedWith(page, codes, name) {
@@ -205,7 +205,11 @@ async function main() {
       await axe(page, "pin");
     }
     await page.keyboard.press("Enter");
-    await screen(page, "work", scenario === "success" ? "07-work" : null).catch(() => {});
+    // The progress screen shows at once; the key's touch prompt may
+    // replace it within a second, so the picture comes first.
+    await page.locator("#screen-work").waitFor({ state: "visible" });
+    if (scenario === "success") await shot(page, "07-work");
+    await axe(page, "work");
 
     if (scenario === "removed") {
       await screen(page, "touch", null, 60000);
