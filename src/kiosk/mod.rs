@@ -301,3 +301,64 @@ async fn ticket(State(app): State<App>, req: Request) -> Response {
 fn parse_body(bytes: &Bytes) -> Option<TicketBody> {
     serde_json::from_slice(bytes).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalogue() -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(MESSAGES_EN).expect("the catalogue is JSON")
+    }
+
+    /// One table: every workflow reason has a sentence for the person.
+    #[test]
+    fn every_reason_has_a_sentence_in_the_catalogue() {
+        let m = catalogue();
+        for r in crate::provision::Reason::ALL {
+            let key = format!("reason.{}", r.as_str());
+            assert!(
+                m.contains_key(&key),
+                "{key} is missing from messages.en.json"
+            );
+        }
+    }
+
+    /// Every text the page names (`data-i18n` in the HTML, `t("…")` and
+    /// `` t(`step.…`) `` in the script) is in the catalogue.
+    #[test]
+    fn every_text_the_page_names_is_in_the_catalogue() {
+        let m = catalogue();
+        // The quoted text after each `open` not preceded by a letter
+        // (`t("` but not `createElement("`).
+        let quoted = |src: &str, open: &str, close: char| -> Vec<String> {
+            src.match_indices(open)
+                .filter(|(i, _)| {
+                    !src[..*i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric())
+                })
+                .filter_map(|(i, _)| {
+                    src[i + open.len()..]
+                        .split_once(close)
+                        .map(|(k, _)| k.to_owned())
+                })
+                .collect()
+        };
+        let mut keys = quoted(INDEX_HTML, "data-i18n=\"", '"');
+        keys.extend(quoted(KIOSK_JS, "t(\"", '"'));
+        assert!(keys.len() > 60, "{} keys found", keys.len());
+        for k in keys {
+            assert!(m.contains_key(&k), "{k} is missing from messages.en.json");
+        }
+        for step in [
+            "ticket",
+            "policy",
+            "make-credential",
+            "fido-attestation",
+            "commit",
+        ] {
+            assert!(m.contains_key(&format!("step.{step}")), "step.{step}");
+        }
+    }
+}
