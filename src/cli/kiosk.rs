@@ -4,14 +4,17 @@
 //! process, as `keyward enroll` does) and prints the start URL.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use super::GlobalArgs;
-use super::workflow::{self, WorkflowError, Workflows};
-use crate::kiosk::{Backend, Kiosk, Refusal};
-use crate::provision::TicketPreview;
+use super::device::Selector;
+use super::workflow::{self, EnrollJob, Which, WorkflowError, Workflows};
+use crate::detect::Present;
+use crate::kiosk::{Backend, EnrollAsk, Kiosk, Refusal};
+use crate::provision::{Cancel, EnrollOutcome, Events, TicketPreview};
 
 /// `keyward kiosk`
 #[derive(Debug, Args)]
@@ -27,22 +30,71 @@ pub struct KioskArgs {
     /// free port)
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     pub port: u16,
+    /// How long the person has for each touch of the key, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub touch_timeout: u64,
 }
 
-struct Flows(Box<dyn Workflows>);
+/// The kiosk's backend: the CLI's one workflow interface.
+struct Flows {
+    flows: Box<dyn Workflows>,
+    touch_timeout: Duration,
+}
+
+/// A workflow failure as the page shows it: its reason code and sentence.
+fn refusal(e: WorkflowError) -> Refusal {
+    match e {
+        WorkflowError::Workflow(e) => Refusal {
+            code: e.reason.as_str().to_owned(),
+            message: e.full_message(),
+            step: e.step,
+        },
+        WorkflowError::Other(e) => Refusal {
+            code: "station".to_owned(),
+            message: format!("{e:#}"),
+            step: None,
+        },
+    }
+}
 
 impl Backend for Flows {
     fn preview(&self, ticket: &[u8]) -> Result<TicketPreview, Refusal> {
-        self.0.preview(ticket).map_err(|e| match e {
-            WorkflowError::Workflow(e) => Refusal {
-                code: e.reason.as_str().to_owned(),
-                message: e.full_message(),
+        self.flows.preview(ticket).map_err(refusal)
+    }
+
+    fn devices(&self) -> Result<Vec<Present>, Refusal> {
+        self.flows
+            .devices()
+            .map_err(|e| refusal(WorkflowError::Other(e)))
+    }
+
+    fn enroll(
+        &self,
+        ask: EnrollAsk,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<EnrollOutcome, Refusal> {
+        let device = Selector::parse(Some(&ask.device))
+            .map_err(|e| refusal(WorkflowError::Other(e.into())))?;
+        let job = EnrollJob {
+            which: if ask.replace {
+                Which::Replace
+            } else {
+                Which::Enroll
             },
-            WorkflowError::Other(e) => Refusal {
-                code: "station".to_owned(),
-                message: format!("{e:#}"),
-            },
-        })
+            ticket: ask.ticket,
+            device,
+            pin: ask.pin,
+            slot: Some("kiosk".to_owned()),
+            touch_timeout: self.touch_timeout,
+            wait: Duration::ZERO,
+            quiet: true,
+        };
+        self.flows
+            .enroll(job, events, cancel)
+            .map(|done| done.outcome)
+            .map_err(refusal)
     }
 }
 
@@ -60,7 +112,11 @@ pub fn run(args: KioskArgs, g: &GlobalArgs) -> Result<()> {
         .build()
         .context("cannot start the kiosk's runtime")?;
     rt.block_on(async move {
-        let kiosk = Kiosk::bind(args.port, Arc::new(Flows(flows)))
+        let backend = Flows {
+            flows,
+            touch_timeout: Duration::from_secs(args.touch_timeout),
+        };
+        let kiosk = Kiosk::bind(args.port, Arc::new(backend))
             .await
             .with_context(|| {
                 format!(

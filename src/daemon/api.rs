@@ -181,8 +181,13 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
 /// Read a request body (it may carry a PIN) into a wiped buffer whose
 /// capacity is the size limit, so it never reallocates and leaves an
 /// unwiped copy behind. Each chunk hyper hands over is wiped too once
-/// copied, where no other handle to its bytes remains.
-async fn read_body(mut body: Incoming) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+/// copied, where no other handle to its bytes remains. The kiosk's
+/// `POST /api/enroll` reads its body (with the PIN) through this too.
+pub(crate) async fn read_body<B>(mut body: B) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(MAX_BODY));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {

@@ -12,6 +12,7 @@
 //! session cookie, a request body over [`MAX_BODY`], framing by another
 //! page, inline script (Content-Security-Policy), caching and referrers.
 
+pub mod flow;
 pub mod gate;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,7 +27,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::provision::TicketPreview;
+use crate::detect::Present;
+use crate::provision::{Cancel, EnrollOutcome, Events, Step, TicketPreview};
+use crate::secret::Pin;
 use gate::{Gate, Verdict};
 
 /// Largest request body read (a ticket is at most 16 KiB, docs/ticket.md;
@@ -54,18 +57,45 @@ pub struct Refusal {
     pub code: String,
     /// One line saying what was wrong and what to do.
     pub message: String,
+    /// The workflow step that failed, when a workflow ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<Step>,
+}
+
+/// An enrollment the person's flow asks for. Whether it enrolls or
+/// replaces is the server's decision from the ticket's preview
+/// (`replaces`), never the page's.
+pub struct EnrollAsk {
+    /// Retire the binding the ticket's `replaces` names in the same commit.
+    pub replace: bool,
+    pub ticket: Vec<u8>,
+    /// A device id from [`Backend::devices`] (`pcsc:<reader>`, `hidraw:<node>`).
+    pub device: String,
+    /// The PIN the person chose.
+    pub pin: Pin,
 }
 
 /// What the kiosk asks of the station: the workflows behind it.
 pub trait Backend: Send + Sync + 'static {
     /// The station's verdict on a ticket, consuming nothing.
     fn preview(&self, ticket: &[u8]) -> Result<TicketPreview, Refusal>;
+    /// The keys present now (each interface, with what its probe found).
+    fn devices(&self) -> Result<Vec<Present>, Refusal>;
+    /// Enroll or replace a key: the one enrollment workflow, its progress
+    /// to `events`, stopped by `cancel`.
+    fn enroll(
+        &self,
+        ask: EnrollAsk,
+        events: &dyn Events,
+        cancel: &Cancel,
+    ) -> Result<EnrollOutcome, Refusal>;
 }
 
 #[derive(Clone)]
 struct App {
     gate: Arc<Gate>,
     backend: Arc<dyn Backend>,
+    jobs: Arc<flow::Jobs>,
 }
 
 /// A kiosk server bound to 127.0.0.1, not yet serving.
@@ -85,6 +115,7 @@ impl Kiosk {
             app: App {
                 gate: Arc::new(Gate::new(port)),
                 backend,
+                jobs: Arc::new(flow::Jobs::default()),
             },
         })
     }
@@ -112,6 +143,10 @@ fn router(app: App) -> Router {
         .route("/assets/kiosk.css", get(asset_css))
         .route("/assets/messages.json", get(asset_messages))
         .route("/api/ticket", post(ticket))
+        .route("/api/devices", get(flow::devices))
+        .route("/api/enroll", post(flow::enroll))
+        .route("/api/events", get(flow::events))
+        .route("/api/cancel", post(flow::cancel))
         // Browsers ask for it unprompted; no icon, and no 404 in their log.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
@@ -265,4 +300,65 @@ async fn ticket(State(app): State<App>, req: Request) -> Response {
 
 fn parse_body(bytes: &Bytes) -> Option<TicketBody> {
     serde_json::from_slice(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalogue() -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(MESSAGES_EN).expect("the catalogue is JSON")
+    }
+
+    /// One table: every workflow reason has a sentence for the person.
+    #[test]
+    fn every_reason_has_a_sentence_in_the_catalogue() {
+        let m = catalogue();
+        for r in crate::provision::Reason::ALL {
+            let key = format!("reason.{}", r.as_str());
+            assert!(
+                m.contains_key(&key),
+                "{key} is missing from messages.en.json"
+            );
+        }
+    }
+
+    /// Every text the page names (`data-i18n` in the HTML, `t("…")` and
+    /// `` t(`step.…`) `` in the script) is in the catalogue.
+    #[test]
+    fn every_text_the_page_names_is_in_the_catalogue() {
+        let m = catalogue();
+        // The quoted text after each `open` not preceded by a letter
+        // (`t("` but not `createElement("`).
+        let quoted = |src: &str, open: &str, close: char| -> Vec<String> {
+            src.match_indices(open)
+                .filter(|(i, _)| {
+                    !src[..*i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric())
+                })
+                .filter_map(|(i, _)| {
+                    src[i + open.len()..]
+                        .split_once(close)
+                        .map(|(k, _)| k.to_owned())
+                })
+                .collect()
+        };
+        let mut keys = quoted(INDEX_HTML, "data-i18n=\"", '"');
+        keys.extend(quoted(KIOSK_JS, "t(\"", '"'));
+        assert!(keys.len() > 60, "{} keys found", keys.len());
+        for k in keys {
+            assert!(m.contains_key(&k), "{k} is missing from messages.en.json");
+        }
+        for step in [
+            "ticket",
+            "policy",
+            "make-credential",
+            "fido-attestation",
+            "commit",
+        ] {
+            assert!(m.contains_key(&format!("step.{step}")), "step.{step}");
+        }
+    }
 }

@@ -8,6 +8,14 @@
 //! does; so the card handle lives on a worker thread and each call waits for
 //! it no longer than its deadline. After a missed deadline the transport is
 //! spent ([`TransportError::Disconnected`] from then on).
+//!
+//! A card pulled mid-command does not always fail with "card removed":
+//! pcsc-lite answers `SCARD_E_NOT_TRANSACTED` (or a communication error)
+//! when the reader's driver loses the card during the exchange, before its
+//! own status poll sees it go (seen with vpcd in 2 of 7 removals during a
+//! touch; the workflow then ended `device-error` instead of
+//! `device-removed`). Such an answer counts as a removal when the reader shows no card
+//! within [`REMOVAL_SETTLE`].
 
 use std::ffi::{CStr, CString};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -276,9 +284,15 @@ impl PcscTransport {
     ) -> Result<(Vec<u8>, u16), TransportError> {
         let deadline = super::Call::new(timeout).deadline();
         let left = || deadline.saturating_duration_since(std::time::Instant::now());
-        let (mut data, mut sw) = self.worker.transmit(apdu, left())?;
+        let (mut data, mut sw) = self
+            .worker
+            .transmit(apdu, left())
+            .map_err(|e| self.gone(e))?;
         while sw >> 8 == 0x61 {
-            let (more, next) = self.worker.transmit(&get_response_apdu(sw as u8), left())?;
+            let (more, next) = self
+                .worker
+                .transmit(&get_response_apdu(sw as u8), left())
+                .map_err(|e| self.gone(e))?;
             data.extend_from_slice(&more);
             if data.len() > MAX_MESSAGE {
                 return Err(TransportError::TooLarge(data.len()));
@@ -286,6 +300,48 @@ impl PcscTransport {
             sw = next;
         }
         Ok((data, sw))
+    }
+}
+
+impl PcscTransport {
+    /// A failed exchange that is really the card leaving the reader, as
+    /// [`TransportError::Disconnected`] (see the module comment).
+    fn gone(&self, e: TransportError) -> TransportError {
+        match e {
+            TransportError::Pcsc(pcsc::Error::NotTransacted | pcsc::Error::CommError)
+                if card_gone(&self.reader, REMOVAL_SETTLE) =>
+            {
+                TransportError::Disconnected
+            }
+            e => e,
+        }
+    }
+}
+
+/// How long pcscd may take to notice a card gone after a failed exchange
+/// (its reader poll is a few hundred milliseconds).
+pub const REMOVAL_SETTLE: Duration = Duration::from_millis(1500);
+
+/// Whether `reader` shows no card (or is gone itself) within `within`.
+fn card_gone(reader: &str, within: Duration) -> bool {
+    let (Ok(ctx), Ok(name)) = (Context::establish(Scope::User), CString::new(reader)) else {
+        return false;
+    };
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let mut rs = [pcsc::ReaderState::new(
+            name.as_c_str(),
+            pcsc::State::UNAWARE,
+        )];
+        match ctx.get_status_change(Duration::from_millis(100), &mut rs) {
+            Ok(()) if !rs[0].event_state().contains(pcsc::State::PRESENT) => return true,
+            Err(pcsc::Error::UnknownReader | pcsc::Error::ReaderUnavailable) => return true,
+            _ => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -34,11 +34,17 @@ impl KioskProc {
 
     /// `keyward kiosk` with `cmd`'s environment and global flags; returns
     /// once it printed its start URL (plain, or in `--json`).
-    pub fn spawn(mut cmd: Command) -> KioskProc {
+    pub fn spawn(cmd: Command) -> KioskProc {
+        KioskProc::spawn_with(cmd, &[])
+    }
+
+    /// [`KioskProc::spawn`] with more `keyward kiosk` flags.
+    pub fn spawn_with(mut cmd: Command, kiosk_args: &[&str]) -> KioskProc {
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = cmd
             .env("RUST_LOG", "keyward=trace")
             .args(["kiosk", "--port", "0"])
+            .args(kiosk_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log.reopen().unwrap())
