@@ -50,6 +50,9 @@ pub struct RevokeBody {
     pub binding: String,
     /// `lost`, `stolen`, `damaged` or `left`.
     pub reason: RevokeReason,
+    /// The kiosk operator who asked, named in the audit actor.
+    #[serde(default)]
+    pub operator: Option<String>,
 }
 
 /// `POST /v1/return`.
@@ -324,6 +327,7 @@ pub async fn revoke(
         let req = provision::revoke::RevokeRequest {
             binding: body.binding,
             reason: body.reason,
+            operator: body.operator,
         };
         provision::revoke::revoke(books, &req)
     })

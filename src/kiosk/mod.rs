@@ -13,6 +13,7 @@
 //! page, inline script (Content-Security-Policy), caching and referrers.
 
 pub mod gate;
+pub mod operator;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub trait Backend: Send + Sync + 'static {
 struct App {
     gate: Arc<Gate>,
     backend: Arc<dyn Backend>,
+    operator: Arc<operator::Desk>,
 }
 
 /// A kiosk server bound to 127.0.0.1, not yet serving.
@@ -85,8 +87,15 @@ impl Kiosk {
             app: App {
                 gate: Arc::new(Gate::new(port)),
                 backend,
+                operator: Arc::new(operator::Desk::closed()),
             },
         })
+    }
+
+    /// Let the station's operators sign in (docs/kiosk.md "Operator view").
+    pub fn with_operators(mut self, desk: operator::Desk) -> Kiosk {
+        self.app.operator = Arc::new(desk);
+        self
     }
 
     /// The URL to open in the kiosk's browser (carries the launch token).
@@ -114,6 +123,7 @@ fn router(app: App) -> Router {
         .route("/api/ticket", post(ticket))
         // Browsers ask for it unprompted; no icon, and no 404 in their log.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .merge(operator::routes(app.operator.clone(), app.gate.origin()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
