@@ -82,8 +82,8 @@ fn enroll_some(rig: &Rig) -> Vec<String> {
             PIN,
         );
         req.slot = slot.map(str::to_owned);
-        let o = provision::enroll(&rig.station, req, &EventLog::new(), &Cancel::new())
-            .expect("enroll");
+        let o =
+            provision::enroll(&rig.station, req, &EventLog::new(), &Cancel::new()).expect("enroll");
         ids.push(o.binding);
     }
     ids
@@ -195,7 +195,10 @@ fn every_operator_route_is_403_without_an_operator_sign_in() {
         let forged = format!("{person}; keyward_operator={}", "ab".repeat(32));
         let wrong = sign_in(&http, &k, &person, OPERATOR, "not-the-password").await;
         assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{}", wrong.body);
-        assert!(wrong.cookie.is_none(), "no operator cookie on a wrong password");
+        assert!(
+            wrong.cookie.is_none(),
+            "no operator cookie on a wrong password"
+        );
         seen.push_str(&wrong.body);
         // Sign-in itself from another origin: the gate refuses it.
         let r = http
@@ -215,7 +218,13 @@ fn every_operator_route_is_403_without_an_operator_sign_in() {
                 ("a forged operator cookie", forged.as_str()),
             ] {
                 let (s, body) = call(&http, &k, &route, cookies, &[]).await;
-                assert_eq!(s, StatusCode::FORBIDDEN, "{} {} with {what}", route.0, route.1);
+                assert_eq!(
+                    s,
+                    StatusCode::FORBIDDEN,
+                    "{} {} with {what}",
+                    route.0,
+                    route.1
+                );
                 seen.push_str(&body);
             }
         }
@@ -231,7 +240,13 @@ fn every_operator_route_is_403_without_an_operator_sign_in() {
                 [("sec-fetch-site", "same-site")],
             ] {
                 let (s, body) = call(&http, &k, &route, &both, &extra).await;
-                assert_eq!(s, StatusCode::FORBIDDEN, "{} {} {extra:?}", route.0, route.1);
+                assert_eq!(
+                    s,
+                    StatusCode::FORBIDDEN,
+                    "{} {} {extra:?}",
+                    route.0,
+                    route.1
+                );
                 seen.push_str(&body);
             }
         }
@@ -256,13 +271,25 @@ fn every_operator_route_is_403_without_an_operator_sign_in() {
     });
     // Nothing was revoked by any refused request.
     let ledger = keyward::store::Ledger::open_read_only(&rig.db, None).unwrap();
-    assert_eq!(ledger.show_binding(&ids[0]).unwrap().summary.state, "active");
+    assert_eq!(
+        ledger.show_binding(&ids[0]).unwrap().summary.state,
+        "active"
+    );
     assert!(!seen.contains(PASSWORD) && !seen.contains("not-the-password"));
     let log = k.log_text();
-    assert!(log.contains("TRACE") || log.contains("DEBUG") || log.contains("INFO"), "trace log: {log}");
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG") || log.contains("INFO"),
+        "trace log: {log}"
+    );
     assert!(!log.contains(PASSWORD), "the password is in the log");
-    assert!(!log.contains("not-the-password"), "a wrong password is in the log");
-    let fails: Vec<&str> = log.lines().filter(|l| l.contains("operator sign-in failed")).collect();
+    assert!(
+        !log.contains("not-the-password"),
+        "a wrong password is in the log"
+    );
+    let fails: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("operator sign-in failed"))
+        .collect();
     assert_eq!(fails.len(), 1, "one log line per failure: {log}");
     assert!(fails[0].contains(OPERATOR), "{}", fails[0]);
 }
@@ -399,7 +426,13 @@ fn a_revocation_through_the_view_is_in_the_ledger_with_the_operator() {
 fn hash_password_refuses_argv_and_its_line_verifies() {
     for args in [
         vec!["kiosk", "hash-password", "anna", "s3cret-on-argv"],
-        vec!["kiosk", "hash-password", "anna", "--password", "s3cret-on-argv"],
+        vec![
+            "kiosk",
+            "hash-password",
+            "anna",
+            "--password",
+            "s3cret-on-argv",
+        ],
     ] {
         let out = common::run(common::keyward().args(&args).stdin(Stdio::null()));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -452,7 +485,10 @@ fn a_weak_operators_file_stops_the_kiosk() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("kiosk-operators:1") && err.contains("too few"), "{err}");
+    assert!(
+        err.contains("kiosk-operators:1") && err.contains("too few"),
+        "{err}"
+    );
 }
 
 /// Chromium through the operator view: sign in from the person's page's

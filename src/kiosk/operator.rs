@@ -165,7 +165,9 @@ impl PasswordHash {
         if len.unwrap_or(HASH_BYTES) != HASH_BYTES {
             return Err(bad("l must be 32"));
         }
-        let salt = B64.decode(salt).map_err(|_| bad("the salt is not base64"))?;
+        let salt = B64
+            .decode(salt)
+            .map_err(|_| bad("the salt is not base64"))?;
         if !(SALT_BYTES..=64).contains(&salt.len()) {
             return Err(bad("the salt must be 16 to 64 bytes"));
         }
@@ -302,9 +304,9 @@ pub struct KioskSection {
 impl KioskSection {
     /// Parse the raw table; `origin` names the file in errors.
     pub fn from_table(t: &toml::Table, origin: &str) -> Result<KioskSection, String> {
-        t.clone().try_into().map_err(|e: toml::de::Error| {
-            format!("{origin}: [kiosk]: {}", e.message().trim_end())
-        })
+        t.clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("{origin}: [kiosk]: {}", e.message().trim_end()))
     }
 }
 
@@ -485,10 +487,7 @@ struct Op {
 
 /// The operator page, its assets and the `/api/operator/*` routes, to merge
 /// into the kiosk's router (inside the gate). `origin` is the kiosk's.
-pub(super) fn routes<S: Clone + Send + Sync + 'static>(
-    desk: Arc<Desk>,
-    origin: &str,
-) -> Router<S> {
+pub(super) fn routes<S: Clone + Send + Sync + 'static>(desk: Arc<Desk>, origin: &str) -> Router<S> {
     let op = Op {
         desk,
         origin: origin.to_owned(),
@@ -511,7 +510,11 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>(
 }
 
 async fn page() -> Response {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], OPERATOR_HTML).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        OPERATOR_HTML,
+    )
+        .into_response()
 }
 
 async fn script() -> Response {
@@ -523,7 +526,11 @@ async fn script() -> Response {
 }
 
 async fn style() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], OPERATOR_CSS).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        OPERATOR_CSS,
+    )
+        .into_response()
 }
 
 /// The operator's name, put in the request by [`guard`].
@@ -654,10 +661,7 @@ async fn sign_in(State(op): State<Op>, req: Request) -> Response {
             .await;
     match answer {
         Ok(Ok(token)) => {
-            let name = op
-                .desk
-                .operator_name()
-                .unwrap_or_else(|| "operator".into());
+            let name = op.desk.operator_name().unwrap_or_else(|| "operator".into());
             let mut r = json(
                 StatusCode::OK,
                 &serde_json::json!({"name": name, "idle_seconds": IDLE.as_secs()}),
@@ -999,10 +1003,7 @@ mod tests {
             Err(SignInError::Locked(_))
         ));
         assert!(d.operator_name().is_none());
-        assert!(
-            d.sign_in("op1", &pw("s3cret-pass"), t0 + LOCKOUT)
-                .is_ok()
-        );
+        assert!(d.sign_in("op1", &pw("s3cret-pass"), t0 + LOCKOUT).is_ok());
     }
 
     /// Attack: a forged or absent operator cookie gets nothing; the real
@@ -1022,7 +1023,10 @@ mod tests {
         // Activity at 9 min keeps it; a poll at 18 min does not extend it.
         let nine = t0 + Duration::from_secs(9 * 60);
         assert!(d.operator(&good, nine, true).is_some());
-        assert!(d.operator(&good, nine + IDLE - Duration::from_secs(1), false).is_some());
+        assert!(
+            d.operator(&good, nine + IDLE - Duration::from_secs(1), false)
+                .is_some()
+        );
         assert!(d.operator(&good, nine + IDLE, false).is_none());
         assert!(d.operator(&good, nine, true).is_none(), "ended for good");
         let tok = d.sign_in("op1", &pw("pw-123456"), t0).unwrap();
