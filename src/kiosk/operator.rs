@@ -706,14 +706,8 @@ impl Desk {
         lock(&self.session).as_ref().map(|s| s.name.clone())
     }
 
-    fn books(&self) -> Result<Arc<dyn Books>, Response> {
-        self.books.clone().ok_or_else(|| {
-            error(
-                StatusCode::FORBIDDEN,
-                "operator-none",
-                "this station has no kiosk operators",
-            )
-        })
+    fn books(&self) -> Option<Arc<dyn Books>> {
+        self.books.clone()
     }
 }
 
@@ -770,9 +764,12 @@ async fn run_blocking<T: Send + 'static>(
 }
 
 async fn figures(State(op): State<Op>) -> Response {
-    let books = match op.desk.books() {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(books) = op.desk.books() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "operator-none",
+            "this station has no kiosk operators",
+        );
     };
     let now = unix_now();
     let since = day_start(now);
@@ -807,9 +804,12 @@ struct FindBody {
 }
 
 async fn find(State(op): State<Op>, req: Request) -> Response {
-    let books = match op.desk.books() {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(books) = op.desk.books() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "operator-none",
+            "this station has no kiosk operators",
+        );
     };
     let raw = match body(req).await {
         Ok(b) => b,
@@ -847,9 +847,12 @@ struct RevokeBody {
 }
 
 async fn revoke(State(op): State<Op>, req: Request) -> Response {
-    let books = match op.desk.books() {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(books) = op.desk.books() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "operator-none",
+            "this station has no kiosk operators",
+        );
     };
     let Some(Signed(name)) = req.extensions().get::<Signed>().cloned() else {
         return error(StatusCode::FORBIDDEN, "operator-sign-in", "sign in first");
@@ -872,9 +875,12 @@ async fn revoke(State(op): State<Op>, req: Request) -> Response {
 
 /// Today's runs, grouped by the slot they ran in (`-` for none).
 async fn runs(State(op): State<Op>) -> Response {
-    let books = match op.desk.books() {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(books) = op.desk.books() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "operator-none",
+            "this station has no kiosk operators",
+        );
     };
     let since = day_start(unix_now());
     match run_blocking(move || books.runs(since)).await {
