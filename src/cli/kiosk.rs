@@ -30,7 +30,9 @@ kiosk's browser (e.g. chromium --kiosk URL). The first visit trades the token \
 for a session cookie, so no other browser, tab of another site or process on \
 this machine can drive the kiosk, and the printed URL is useless once used. \
 The workflows run in the keyward daemon when one answers on its socket, else \
-in this process with the station's --config and --db (docs/kiosk.md).")]
+in this process with the station's --config and --db. Staff named in the \
+operators file of `[kiosk] operators` sign in to the operator view at /operator \
+(`keyward kiosk hash-password NAME` makes their lines; docs/kiosk.md).")]
 pub struct KioskArgs {
     /// TCP port on 127.0.0.1, the only address the kiosk listens on (0: any
     /// free port)
@@ -43,9 +45,11 @@ pub struct KioskArgs {
 /// `keyward kiosk …`
 #[derive(Debug, Subcommand)]
 pub enum KioskCommand {
-    /// Make an operators-file line (NAME:HASH) for `[kiosk] operators`:
-    /// the password is read at a prompt with echo off (twice), or as one
-    /// line of standard input; never from the command line
+    /// Make a line (NAME:HASH) of the operators file for the operator view
+    ///
+    /// The password is read at a prompt with echo off (twice), or as one
+    /// line of standard input (or --password-fd); never from the command
+    /// line.
     #[command(after_help = "\
 The line is NAME:$pbkdf2-sha256$i=600000,l=32$SALT$HASH (PBKDF2-HMAC-SHA256, \
 a fresh random salt, PHC string format). Append it to the operators file \
