@@ -159,7 +159,7 @@ impl operator::Books for Ledger {
 
 /// The operator desk of this station: closed without `[kiosk] operators`.
 fn desk(g: &GlobalArgs, flows: Arc<dyn Workflows>) -> Result<Desk> {
-    let config = super::daemon::load_config(g)?;
+    let config = super::daemon::load_config(g).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let section = match config
         .as_ref()
         .and_then(|c| c.kiosk.as_ref().map(|t| (c, t)))
@@ -235,11 +235,11 @@ pub fn run(args: KioskArgs, g: &GlobalArgs) -> Result<()> {
     }
     let flows: Arc<dyn Workflows> = Arc::from(workflow::choose(g, &[])?);
     let via = flows.via();
-    let desk = desk(g, flows.clone())?;
     if via == "local" {
         // A station that cannot load is said now, not at the first ticket.
         super::enroll::station(g.config.as_deref(), g.db.as_deref())?;
     }
+    let desk = desk(g, flows.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
