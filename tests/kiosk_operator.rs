@@ -6,6 +6,7 @@
 #![cfg(feature = "sim")]
 
 mod common;
+mod daemon_support;
 mod kiosk_support;
 mod provision_support;
 
@@ -13,9 +14,12 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use keyward::cli::workflow::{self, WorkflowError, Workflows};
 use keyward::kiosk::operator::Operators;
+use keyward::provision::revoke::RevokeRequest;
 use keyward::provision::{self, Cancel, EventLog, KeyTarget};
 use keyward::secret::Password;
+use keyward::store::stock::RevokeReason;
 use kiosk_support::*;
 use provision_support::*;
 use reqwest::StatusCode;
@@ -417,6 +421,59 @@ fn a_revocation_through_the_view_is_in_the_ledger_with_the_operator() {
         ledger.show_binding(&ids[0]).unwrap().summary.state,
         "active"
     );
+}
+
+/// The revoke the operator view sends through a running daemon (the
+/// kiosk's `Workflows::revoke`, `POST /v1/revoke`) puts the operator in
+/// the audit actor after the station's actor and the peer's uid. Attack:
+/// an operator name that would forge more of the actor (spaces, another
+/// "operator:") is refused and nothing is revoked.
+#[test]
+fn through_the_daemon_the_operator_is_in_the_actor_and_a_forged_name_is_refused() {
+    let rig = rig();
+    let ids = enroll_some(&rig);
+    let config = rig.config.to_string_lossy().into_owned();
+    let db = rig.db.to_string_lossy().into_owned();
+    let d = daemon_support::Daemon::start(&["--config", &config, "--db", &db], &[]);
+    let flows = workflow::Daemon {
+        client: keyward::daemon::client::Client::new(&d.socket),
+    };
+    let req = |op: &str| RevokeRequest {
+        binding: ids[0].clone(),
+        reason: RevokeReason::Damaged,
+        operator: Some(op.to_owned()),
+    };
+    // In-process the workflow refuses it too, before any run starts.
+    let e = provision::revoke::revoke(
+        keyward::provision::record::Books::of(&rig.station),
+        &req("eve operator:root"),
+    )
+    .expect_err("a forged operator name, in-process");
+    assert!(e.message.contains("operator name"), "{e}");
+    let e = flows
+        .revoke(req("eve operator:root"))
+        .expect_err("a forged operator name");
+    assert!(
+        matches!(&e, WorkflowError::Other(e) if format!("{e:#}").contains("operator")),
+        "{e:?}"
+    );
+    let o = flows.revoke(req(OPERATOR)).expect("revoke");
+    assert_eq!(o.from.as_str(), "active");
+    let ledger = keyward::store::Ledger::open_read_only(&rig.db, None).unwrap();
+    let b = ledger.show_binding(&ids[0]).unwrap();
+    let rows: Vec<_> = b
+        .audit
+        .iter()
+        .filter(|a| a.action == "binding.state")
+        .collect();
+    assert_eq!(rows.len(), 1, "{:?}", b.audit);
+    assert!(
+        rows[0].actor.starts_with("test-operator (api uid ")
+            && rows[0].actor.ends_with(&format!(") operator:{OPERATOR}")),
+        "{}",
+        rows[0].actor
+    );
+    drop(d);
 }
 
 /// Bad input: a password on the command line is refused without echoing
