@@ -1041,6 +1041,37 @@ mod tests {
         assert!(d.operator(&good, t0, true).is_none());
     }
 
+    /// Every text the operator page shows is in the catalogue: each
+    /// `data-i18n` key of operator.html and each `"op.…"` string of
+    /// operator.js, and the op.* block has no key nobody uses.
+    #[test]
+    fn every_operator_text_is_in_the_catalogue() {
+        let cat: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(super::super::MESSAGES_EN).unwrap();
+        let keys_after = |text: &str, marker: &str| -> Vec<String> {
+            text.split(marker)
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next())
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut used = keys_after(OPERATOR_HTML, "data-i18n=\"");
+        used.extend(keys_after(OPERATOR_JS, "\"op."));
+        for k in used.iter_mut().filter(|k| !k.starts_with("op.")) {
+            *k = format!("op.{k}");
+        }
+        // Built from a prefix in the script: op.reason.*, op.outcome.*.
+        used.extend(["lost", "stolen", "damaged", "left"].map(|r| format!("op.reason.{r}")));
+        used.extend(["completed", "failed", "aborted"].map(|o| format!("op.outcome.{o}")));
+        used.push("op.link".into()); // the person's page
+        for k in &used {
+            assert!(cat.contains_key(k), "{k} is not in messages.en.json");
+        }
+        for k in cat.keys().filter(|k| k.starts_with("op.")) {
+            assert!(used.contains(k), "{k} is in the catalogue but not used");
+        }
+    }
+
     #[test]
     fn the_kiosk_section_knows_only_operators() {
         let t: toml::Table = toml::from_str("operators = \"ops\"").unwrap();
