@@ -323,6 +323,9 @@ async function start() {
   $("sign-in-form").addEventListener("submit", (e) => { e.preventDefault(); signIn(); });
   $("find-form").addEventListener("submit", (e) => { e.preventDefault(); find(); });
   $("confirm-revoke").addEventListener("click", revoke);
+  for (const r of document.querySelectorAll("input[name=reason]")) {
+    r.addEventListener("change", () => { $("confirm-error").textContent = ""; });
+  }
   $("confirm-cancel").addEventListener("click", () => {
     pending = null;
     $("confirm").hidden = true;
