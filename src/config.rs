@@ -56,6 +56,9 @@ pub struct Config {
     /// Read by bulk issuance (docs/bulk.md).
     #[serde(default)]
     pub bulk: Option<toml::Table>,
+    /// Read by `keyward kiosk` (docs/kiosk.md): its operators file.
+    #[serde(default)]
+    pub kiosk: Option<toml::Table>,
     /// Sync to the central registry (docs/sync.md).
     #[serde(default)]
     pub sync: SyncSection,

@@ -1,5 +1,6 @@
 //! The secrets keyward handles, in one place: [`Pin`], [`Puk`],
-//! [`ManagementKey`], [`PinUvAuthToken`] and the kiosk's [`BearerToken`].
+//! [`ManagementKey`], [`PinUvAuthToken`], the kiosk's [`BearerToken`] and
+//! its operators' [`Password`].
 //!
 //! Every one of them lives in a [`Zeroizing`] buffer (wiped when dropped,
 //! clones included), prints as `<redacted>` under `Debug`, has no `Display`
@@ -329,6 +330,36 @@ impl BearerToken {
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+/// A kiosk operator's password (docs/kiosk.md "Operator view"), as typed
+/// at sign-in or at `keyward kiosk hash-password`: wiped on drop, redacted
+/// in `Debug`, deserialized straight into zeroizing storage, read through
+/// [`Password::expose_secret`]. It is only ever fed to the password hash.
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// Take a password already in a wiped buffer.
+    pub fn new(text: Zeroizing<String>) -> Password {
+        Password(text)
+    }
+
+    /// The password text. Every read goes through here.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Password {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor("password")).map(Password)
     }
 }
 

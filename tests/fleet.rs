@@ -332,6 +332,7 @@ fn revocation_at_one_station_reaches_the_others(db: &Db) {
         &RevokeRequest {
             binding: k.binding.clone(),
             reason: RevokeReason::Stolen,
+            operator: None,
         },
     )
     .expect("revoke at B");
@@ -358,6 +359,7 @@ fn revocation_at_one_station_reaches_the_others(db: &Db) {
         &RevokeRequest {
             binding: "no-such-binding".into(),
             reason: RevokeReason::Lost,
+            operator: None,
         },
     )
     .expect_err("unknown binding");

@@ -133,6 +133,7 @@ pub fn revoke(a: RevokeArgs, g: &GlobalArgs) -> Result<()> {
     let req = RevokeRequest {
         binding: a.binding,
         reason: a.reason.into(),
+        operator: None,
     };
     let o = flows
         .revoke(req)

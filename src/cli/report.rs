@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::Failure;
 use crate::metrics::{DEFAULT_EXCEPTION_THRESHOLD, Summary};
-use crate::store::rfc3339;
+use crate::store::{Ledger, rfc3339};
 
 /// `keyward report`
 #[derive(Debug, Args)]
@@ -48,8 +48,7 @@ pub fn run(args: ReportArgs, db: &Path, config_threshold: Option<f64>, json: boo
     };
     let ledger = super::ledger::open_read_only(db, false)?;
     // `until` is one past now so that what happened this second counts.
-    let stats = ledger.stats(since, now.saturating_add(1))?;
-    let summary = Summary::new(stats, threshold);
+    let summary = summary(&ledger, since, now.saturating_add(1), threshold)?;
     if json {
         let mut doc = serde_json::to_value(&summary)?;
         doc["version"] = 1.into();
@@ -58,6 +57,12 @@ pub fn run(args: ReportArgs, db: &Path, config_threshold: Option<f64>, json: boo
         print!("{}", render(&summary));
     }
     Ok(())
+}
+
+/// The figures of `[since, until)` (Unix seconds): the one query behind
+/// `keyward report` and the kiosk's operator view (docs/kiosk.md).
+pub fn summary(ledger: &Ledger, since: i64, until: i64, threshold: f64) -> Result<Summary> {
+    Ok(Summary::new(ledger.stats(since, until)?, threshold))
 }
 
 /// A rate between 0 and 1.

@@ -474,6 +474,7 @@ impl Workflows for Daemon {
         let body = serde_json::to_vec(&serde_json::json!({
             "binding": req.binding,
             "reason": req.reason,
+            "operator": req.operator,
         }))
         .map_err(anyhow::Error::from)?;
         self.answer("/v1/revoke", &body, Step::Commit)

@@ -50,6 +50,9 @@ pub struct RevokeBody {
     pub binding: String,
     /// `lost`, `stolen`, `damaged` or `left`.
     pub reason: RevokeReason,
+    /// The kiosk operator who asked, named in the audit actor.
+    #[serde(default)]
+    pub operator: Option<String>,
 }
 
 /// `POST /v1/return`.
@@ -307,8 +310,15 @@ pub async fn revoke(
         .station
         .as_ref()
         .map_or("keyward daemon", |s| s.actor.as_str());
+    if let Some(op) = &body.operator
+        && !provision::revoke::valid_operator(op)
+    {
+        return Err(ApiError::bad_request(
+            "operator: 1 to 64 letters, digits, '.', '_', '-' or '@'; send the kiosk operator's name",
+        ));
+    }
     let actor = format!("{who} (api uid {})", peer.uid);
-    tracing::info!(uid = peer.uid, binding = %body.binding, reason = body.reason.as_str(), "revoke requested");
+    tracing::info!(uid = peer.uid, binding = %body.binding, reason = body.reason.as_str(), operator = body.operator.as_deref().unwrap_or("-"), "revoke requested");
     let s = shared.clone();
     tokio::task::spawn_blocking(move || {
         let clock: &(dyn Fn() -> std::time::SystemTime + Send + Sync) = match &s.station {
@@ -324,6 +334,7 @@ pub async fn revoke(
         let req = provision::revoke::RevokeRequest {
             binding: body.binding,
             reason: body.reason,
+            operator: body.operator,
         };
         provision::revoke::revoke(books, &req)
     })

@@ -14,6 +14,7 @@
 
 pub mod flow;
 pub mod gate;
+pub mod operator;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -96,6 +97,7 @@ struct App {
     gate: Arc<Gate>,
     backend: Arc<dyn Backend>,
     jobs: Arc<flow::Jobs>,
+    operator: Arc<operator::Desk>,
 }
 
 /// A kiosk server bound to 127.0.0.1, not yet serving.
@@ -116,8 +118,15 @@ impl Kiosk {
                 gate: Arc::new(Gate::new(port)),
                 backend,
                 jobs: Arc::new(flow::Jobs::default()),
+                operator: Arc::new(operator::Desk::closed()),
             },
         })
+    }
+
+    /// Let the station's operators sign in (docs/kiosk.md "Operator view").
+    pub fn with_operators(mut self, desk: operator::Desk) -> Kiosk {
+        self.app.operator = Arc::new(desk);
+        self
     }
 
     /// The URL to open in the kiosk's browser (carries the launch token).
@@ -149,6 +158,7 @@ fn router(app: App) -> Router {
         .route("/api/cancel", post(flow::cancel))
         // Browsers ask for it unprompted; no icon, and no 404 in their log.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .merge(operator::routes(app.operator.clone(), app.gate.origin()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)

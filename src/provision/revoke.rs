@@ -17,6 +17,18 @@ pub struct RevokeRequest {
     /// The binding id (`keyward bindings list`).
     pub binding: String,
     pub reason: RevokeReason,
+    /// The kiosk operator who asked (docs/kiosk.md "Operator view"): named
+    /// in the audit actor after the station's. At most 64 characters of
+    /// letters, digits and `.`, `_`, `-`, `@`.
+    pub operator: Option<String>,
+}
+
+/// Whether `name` may stand in an audit actor as an operator's name.
+pub fn valid_operator(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
 }
 
 /// A revoked binding (`Deserialize`: the CLI reads it back from the daemon).
@@ -35,6 +47,24 @@ pub struct RevokeOutcome {
 /// revoked, replaced or returned is refused and nothing is written but the
 /// failed run.
 pub fn revoke(books: Books<'_>, req: &RevokeRequest) -> Result<RevokeOutcome, ProvisionError> {
+    let actor;
+    let books = match &req.operator {
+        None => books,
+        Some(op) if valid_operator(op) => {
+            actor = format!("{} operator:{op}", books.actor);
+            Books {
+                actor: &actor,
+                ..books
+            }
+        }
+        Some(_) => {
+            return Err(ProvisionError::new(
+                Reason::BindingNotFound,
+                Some(Step::Commit),
+                "an operator name is 1 to 64 letters, digits, '.', '_', '-' or '@'",
+            ));
+        }
+    };
     let run = Run::start(
         books,
         RunKind::Revoke,
