@@ -311,16 +311,14 @@ impl Http {
                 Auth::Bearer(t) => ("Bearer", t),
                 Auth::Ssws(t) => ("SSWS", t),
             };
-            let mut v = reqwest::header::HeaderValue::from_str(&format!(
-                "{scheme} {}",
-                t.expose_secret()
-            ))
-            .map_err(|_| {
-                IdpError::Token(
+            let mut v =
+                reqwest::header::HeaderValue::from_str(&format!("{scheme} {}", t.expose_secret()))
+                    .map_err(|_| {
+                        IdpError::Token(
                     "the token holds characters an HTTP header cannot carry; check the token file"
                         .into(),
                 )
-            })?;
+                    })?;
             v.set_sensitive(true);
             b = b.header(reqwest::header::AUTHORIZATION, v);
         }
