@@ -448,6 +448,16 @@ impl Provider for Entra {
         )?;
         Ok(())
     }
+
+    fn check(&self) -> Result<String, IdpError> {
+        self.access_token()?;
+        Ok(format!(
+            "Entra ID issued an access token to client {} in tenant {} (certificate x5t#S256 {})",
+            self.opts.client_id,
+            self.opts.tenant,
+            self.opts.certificate.x5t_s256()
+        ))
+    }
 }
 
 /// `base` with `segments` appended, each percent-encoded as one segment.

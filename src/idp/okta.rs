@@ -52,6 +52,10 @@ pub mod examples {
         status: 204,
         body: "",
     };
+    pub const ME: Example = Example {
+        status: 200,
+        body: include_str!("../../tests/data/idp/okta/user-me.json"),
+    };
 }
 
 /// Where and as whom the registry talks to Okta.
@@ -262,6 +266,23 @@ impl Provider for Okta {
             user,
         )?;
         Ok(())
+    }
+
+    /// `GET /api/v1/users/me`: the API token's own administrator.
+    fn check(&self) -> Result<String, IdpError> {
+        let url = join(&self.opts.org, &["api", "v1", "users", "me"])?;
+        let resp = self.call(
+            Request::new(reqwest::Method::GET, url),
+            examples::ME,
+            "users/me",
+            "me",
+        )?;
+        let me: serde_json::Value = resp.json("Okta users/me")?;
+        let login = me["profile"]["login"].as_str().unwrap_or("?");
+        Ok(format!(
+            "Okta {} accepted the API token (it acts as {login})",
+            self.opts.org.origin().ascii_serialization()
+        ))
     }
 }
 
