@@ -393,27 +393,7 @@ impl Provider for Entra {
             "creationOptions",
             user,
         )?;
-        let a: OptionsAnswer = resp.json("Graph creationOptions")?;
-        let expires_at = a
-            .challenge_timeout_date_time
-            .parse::<jiff::Timestamp>()
-            .map_err(|_| {
-                IdpError::Transport(format!(
-                    "Graph creationOptions: challengeTimeoutDateTime {:?} is not a date and time",
-                    a.challenge_timeout_date_time
-                ))
-            })?
-            .as_second();
-        let rp_id = a.public_key.rp.id.clone().unwrap_or_default();
-        super::decode_options(
-            ProviderKind::Entra,
-            user,
-            a.public_key,
-            &rp_id,
-            None,
-            expires_at,
-            None,
-        )
+        parse_creation_options(user, &resp)
     }
 
     fn find(&self, user: &str, credential_id: &[u8]) -> Result<Option<MethodId>, IdpError> {
@@ -458,6 +438,32 @@ impl Provider for Entra {
             self.opts.certificate.x5t_s256()
         ))
     }
+}
+
+/// Graph's webauthnCredentialCreationOptions as creation options: the
+/// expiry from `challengeTimeoutDateTime`, the origin of the RP id.
+pub fn parse_creation_options(user: &str, resp: &Response) -> Result<CreationOptions, IdpError> {
+    let a: OptionsAnswer = resp.json("Graph creationOptions")?;
+    let expires_at = a
+        .challenge_timeout_date_time
+        .parse::<jiff::Timestamp>()
+        .map_err(|_| {
+            IdpError::Transport(
+                "Graph creationOptions: challengeTimeoutDateTime is not an RFC 3339 date and time"
+                    .into(),
+            )
+        })?
+        .as_second();
+    let rp_id = a.public_key.rp.id.clone().unwrap_or_default();
+    super::decode_options(
+        ProviderKind::Entra,
+        user,
+        a.public_key,
+        &rp_id,
+        None,
+        expires_at,
+        None,
+    )
 }
 
 /// `base` with `segments` appended, each percent-encoded as one segment.

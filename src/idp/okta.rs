@@ -166,18 +166,6 @@ impl Okta {
         let url = self.factors_url(user, &[factor, "lifecycle", "activate"])?;
         Ok(Request::new(reqwest::Method::POST, url).json(&body))
     }
-
-    fn org_host(&self) -> Result<String, IdpError> {
-        self.opts
-            .org
-            .host_str()
-            .map(str::to_ascii_lowercase)
-            .ok_or_else(|| {
-                IdpError::Transport(
-                    "the Okta org URL has no host; give https://YOUR-ORG.okta.com".into(),
-                )
-            })
-    }
 }
 
 impl Provider for Okta {
@@ -187,33 +175,7 @@ impl Provider for Okta {
 
     fn creation_options(&self, user: &str) -> Result<CreationOptions, IdpError> {
         let resp = self.call(self.enroll_request(user)?, examples::ENROLL, "enroll", user)?;
-        let f: Factor = resp.json("Okta factor enrollment")?;
-        if f.status != "PENDING_ACTIVATION" {
-            return Err(IdpError::Transport(format!(
-                "Okta answered the WebAuthn enrollment with status {:?}, not PENDING_ACTIVATION",
-                f.status
-            )));
-        }
-        super::check_method_id(&f.id)?;
-        let activation = f
-            .embedded
-            .ok_or_else(|| {
-                IdpError::Transport("Okta's enrollment carries no _embedded.activation".into())
-            })?
-            .activation;
-        let host = self.org_host()?;
-        let rp_id = activation.rp.id.clone().unwrap_or(host);
-        let origin = self.opts.org.origin().ascii_serialization();
-        let expires_at = (super::unix_now() + ACTIVATION_LIFETIME) as i64;
-        super::decode_options(
-            ProviderKind::Okta,
-            user,
-            activation,
-            &rp_id,
-            Some(origin),
-            expires_at,
-            Some(f.id),
-        )
+        parse_enrollment(&self.opts.org, user, &resp, super::unix_now())
     }
 
     fn find(&self, user: &str, credential_id: &[u8]) -> Result<Option<MethodId>, IdpError> {
@@ -224,18 +186,7 @@ impl Provider for Okta {
             "list",
             user,
         )?;
-        let factors: Vec<Factor> = resp.json("Okta factor list")?;
-        for f in factors {
-            let cred = f.profile.and_then(|p| p.credential_id);
-            if f.factor_type == "webauthn"
-                && f.status == "ACTIVE"
-                && cred.and_then(|c| super::b64_liberal(&c)).as_deref() == Some(credential_id)
-            {
-                super::check_method_id(&f.id)?;
-                return Ok(Some(MethodId(f.id)));
-            }
-        }
-        Ok(None)
+        match_factor(&resp, credential_id)
     }
 
     fn register(&self, user: &str, reg: &Registration) -> Result<MethodId, IdpError> {
@@ -284,6 +235,63 @@ impl Provider for Okta {
             self.opts.org.origin().ascii_serialization()
         ))
     }
+}
+
+/// Okta's answer to a WebAuthn enrollment, at `now`, as creation options
+/// (the factor id as `state`; RP id the org host unless Okta names one;
+/// origin the org URL).
+pub fn parse_enrollment(
+    org: &reqwest::Url,
+    user: &str,
+    resp: &Response,
+    now: u64,
+) -> Result<CreationOptions, IdpError> {
+    let f: Factor = resp.json("Okta factor enrollment")?;
+    if f.status != "PENDING_ACTIVATION" {
+        return Err(IdpError::Transport(format!(
+            "Okta answered the WebAuthn enrollment with status {:?}, not PENDING_ACTIVATION",
+            f.status.chars().take(40).collect::<String>()
+        )));
+    }
+    super::check_method_id(&f.id)?;
+    let activation = f
+        .embedded
+        .ok_or_else(|| {
+            IdpError::Transport("Okta's enrollment carries no _embedded.activation".into())
+        })?
+        .activation;
+    let host = org.host_str().map(str::to_ascii_lowercase).ok_or_else(|| {
+        IdpError::Transport("the Okta org URL has no host; give https://YOUR-ORG.okta.com".into())
+    })?;
+    let rp_id = activation.rp.id.clone().unwrap_or(host);
+    let origin = org.origin().ascii_serialization();
+    let expires_at = now.saturating_add(ACTIVATION_LIFETIME).min(i64::MAX as u64) as i64;
+    super::decode_options(
+        ProviderKind::Okta,
+        user,
+        activation,
+        &rp_id,
+        Some(origin),
+        expires_at,
+        Some(f.id),
+    )
+}
+
+/// The active WebAuthn factor of a factor list whose
+/// `profile.credentialId` is `credential_id`.
+pub fn match_factor(resp: &Response, credential_id: &[u8]) -> Result<Option<MethodId>, IdpError> {
+    let factors: Vec<Factor> = resp.json("Okta factor list")?;
+    for f in factors {
+        let cred = f.profile.and_then(|p| p.credential_id);
+        if f.factor_type == "webauthn"
+            && f.status == "ACTIVE"
+            && cred.and_then(|c| super::b64_liberal(&c)).as_deref() == Some(credential_id)
+        {
+            super::check_method_id(&f.id)?;
+            return Ok(Some(MethodId(f.id)));
+        }
+    }
+    Ok(None)
 }
 
 /// Okta's error object (`errorCode`, `errorSummary`, `errorCauses`) as an
