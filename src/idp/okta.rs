@@ -339,3 +339,126 @@ fn okta_error(resp: &Response, what: &str, user: &str) -> IdpError {
         _ => IdpError::Refused(said),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::idp::http::Options;
+    use zeroize::Zeroizing;
+
+    fn okta() -> Okta {
+        let opts = OktaOptions {
+            org: reqwest::Url::parse("https://example.okta.com").unwrap(),
+            token: ApiToken::new(Zeroizing::new("00-zqxj-token".into())),
+        };
+        Okta::new(opts, Http::new(Options::default()).unwrap())
+    }
+
+    /// Byte-exact: enroll (Factors API "Enroll WebAuthn Factor") and
+    /// activate ("Activate WebAuthn Factor": attestation and clientData in
+    /// standard base64 with padding, as the documented example).
+    #[test]
+    fn enroll_and_activate_requests_are_the_documented_shape() {
+        let k = okta();
+        assert_eq!(
+            k.enroll_request("00u15s1KDETTQMQYABRL").unwrap().render(),
+            "POST https://example.okta.com/api/v1/users/00u15s1KDETTQMQYABRL/factors\n\
+             Accept: application/json\nContent-Type: application/json\n\n\
+             {\"factorType\":\"webauthn\",\"provider\":\"FIDO\"}\n"
+        );
+        let mut reg = Registration {
+            credential_id: vec![1],
+            client_data_json: b"{}".to_vec(),
+            attestation_object: vec![0xfb, 0xff],
+            display_name: String::new(),
+            state: Some("fwf2rovRxogXJ0nDy0g4".into()),
+        };
+        assert_eq!(
+            k.activate_request("00u15s1KDETTQMQYABRL", &reg)
+                .unwrap()
+                .render(),
+            "POST https://example.okta.com/api/v1/users/00u15s1KDETTQMQYABRL/factors/fwf2rovRxogXJ0nDy0g4/lifecycle/activate\n\
+             Accept: application/json\nContent-Type: application/json\n\n\
+             {\"attestation\":\"+/8=\",\"clientData\":\"e30=\"}\n"
+        );
+        // Attack: a factor id that would change the path is refused.
+        reg.state = Some("../../../users/admin".into());
+        assert!(
+            k.activate_request("u", &reg)
+                .is_ok_and(|r| r.url.path().contains("..%2F..%2F"))
+        );
+        reg.state = None;
+        assert!(matches!(
+            k.activate_request("u", &reg),
+            Err(IdpError::Refused(_))
+        ));
+    }
+
+    /// The documented enrollment example decodes: the factor id as state,
+    /// the org host as RP id, the org URL as origin, the challenge and
+    /// user id as base64url.
+    #[test]
+    fn documented_enrollment_decodes() {
+        let org = reqwest::Url::parse("https://example.okta.com").unwrap();
+        let resp = Response {
+            status: 200,
+            body: examples::ENROLL.body.as_bytes().to_vec(),
+        };
+        let o = parse_enrollment(&org, "00u15s1KDETTQMQYABRL", &resp, 1_800_000_000).unwrap();
+        assert_eq!(o.state.as_deref(), Some("fwf2rovRxogXJ0nDy0g4"));
+        assert_eq!(
+            (o.rp_id.as_str(), o.origin.as_str()),
+            ("example.okta.com", "https://example.okta.com")
+        );
+        assert_eq!(o.rp_name, "Rain-Cloud59");
+        assert_eq!(o.challenge.len(), 15);
+        assert_eq!(o.algorithms, [-7, -257]);
+        assert_eq!(o.expires_at, 1_800_000_300);
+        let cd = String::from_utf8(o.client_data_json()).unwrap();
+        assert!(
+            cd.contains("\"challenge\":\"cdsZ1V10E0BGE4GcG3IK\""),
+            "{cd}"
+        );
+        let listed = Response {
+            status: 200,
+            body: examples::FACTORS.body.as_bytes().to_vec(),
+        };
+        let cred = crate::idp::b64_liberal("l3Br0n-7H3g047NqESqJynFtIgf3Ix9OfaRoNwLoloso99Xl2zS_O7EXUkmPeAIzTVtEL4dYjicJWBz7NpqhGA").unwrap();
+        assert_eq!(
+            match_factor(&listed, &cred).unwrap(),
+            Some(MethodId("fwf2rovRxogXJ0nDy0g4".into()))
+        );
+        assert_eq!(match_factor(&listed, b"other").unwrap(), None);
+    }
+
+    #[test]
+    fn okta_errors_say_what_to_change() {
+        let r = |status, body: &str| {
+            okta_error(
+                &Response {
+                    status,
+                    body: body.as_bytes().to_vec(),
+                },
+                "activate",
+                "u",
+            )
+        };
+        let e = r(
+            401,
+            include_str!("../../tests/data/idp/okta/error-invalid-token.json"),
+        );
+        assert!(
+            matches!(&e, IdpError::Token(m) if m.contains("token file")),
+            "{e}"
+        );
+        let e = r(
+            403,
+            include_str!("../../tests/data/idp/okta/error-invalid-attestation.json"),
+        );
+        assert!(
+            matches!(&e, IdpError::Refused(m) if m.contains("WebAuthn (FIDO2)")),
+            "{e}"
+        );
+        assert!(r(500, "not json").retryable());
+    }
+}
