@@ -353,6 +353,26 @@ fn deletion_and_deleting_what_is_gone() {
     assert_eq!(deletes, 2);
 }
 
+/// A cached token Graph no longer accepts (revoked): one retry with a
+/// fresh token, and the call succeeds; a second refusal is an error.
+#[test]
+fn a_revoked_token_is_renewed_once() {
+    let idp = FakeIdp::entra();
+    let e = entra(&idp);
+    e.creation_options(USER).unwrap();
+    idp.revoke_tokens();
+    e.creation_options(USER).expect("renewed");
+    let tokens = |idp: &FakeIdp| {
+        idp.seen()
+            .requests
+            .iter()
+            .filter(|(r, _)| r.ends_with("/token"))
+            .count()
+    };
+    assert_eq!(tokens(&idp), 2);
+    assert_eq!(idp.seen().requests.len(), 5);
+}
+
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);
 

@@ -341,11 +341,21 @@ impl Entra {
         what: &str,
         user: &str,
     ) -> Result<Response, IdpError> {
-        let req = req.auth(Auth::Bearer(self.access_token()?));
-        let resp = self.http.send(&req, example)?;
+        let mut resp = self.http.send(
+            &req.clone().auth(Auth::Bearer(self.access_token()?)),
+            example,
+        )?;
         if resp.status == 401 {
-            // A revoked or stale token: the next call fetches a new one.
+            // A revoked or stale cached token: Graph did not act on the
+            // request (RFC 9110 §15.5.2), so one retry with a fresh token
+            // cannot register twice.
             *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            resp = self
+                .http
+                .send(&req.auth(Auth::Bearer(self.access_token()?)), example)?;
+            if resp.status == 401 {
+                *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
         }
         if resp.is_success() || resp.status == 404 && what == "delete" {
             return Ok(resp);

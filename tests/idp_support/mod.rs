@@ -136,6 +136,11 @@ impl FakeIdp {
             .unwrap_or_default()
     }
 
+    /// Forget every access token issued (as a revocation would).
+    pub fn revoke_tokens(&self) {
+        self.inner.lock().unwrap().tokens.clear()
+    }
+
     /// Put a method in place, as if registered earlier.
     pub fn add_method(&self, user: &str, m: Method_) {
         self.inner
