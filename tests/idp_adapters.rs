@@ -225,6 +225,27 @@ fn throttling_honours_retry_after() {
         );
     }
     assert!(start.elapsed() >= Duration::from_secs(2));
+
+    // Retry-After as an HTTP-date (RFC 9110 §10.2.3), two seconds ahead.
+    let idp = FakeIdp::entra();
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&at)
+        .unwrap();
+    idp.knobs(|k| {
+        k.throttle = 1;
+        k.retry_after = Some(date);
+    });
+    let start = Instant::now();
+    entra(&idp)
+        .creation_options(USER)
+        .expect("succeeds after the date");
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(idp.seen().throttled, 1);
 }
 
 /// Attack: a server that throttles forever must not hold the registry
