@@ -193,6 +193,8 @@ fn requests_without_the_launch_token_or_from_another_origin_are_refused() {
 /// says so (`via`). The kiosk process gets no --config of its own.
 #[test]
 fn the_kiosk_asks_a_running_daemon_for_the_tickets_verdict() {
+    // Its daemon's monitor probes every card that arrives.
+    let _one = one_at_a_time();
     let rig = rig();
     let config = rig.config.to_string_lossy().into_owned();
     let db = rig.db.to_string_lossy().into_owned();
@@ -537,6 +539,9 @@ fn person_flow(f: &Flow) -> String {
         match line.as_str() {
             "@need-key" => {
                 sim = Some(common::start_sim_on(reader.take().unwrap(), &sim_args));
+                // As own_sim: let other processes' monitors probe the new
+                // card (a SELECT ends a pending CTAP request) before use.
+                std::thread::sleep(std::time::Duration::from_millis(1500));
                 writeln!(to_node, "go").unwrap();
             }
             "@touch-shown" => {
