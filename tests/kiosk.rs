@@ -193,6 +193,8 @@ fn requests_without_the_launch_token_or_from_another_origin_are_refused() {
 /// says so (`via`). The kiosk process gets no --config of its own.
 #[test]
 fn the_kiosk_asks_a_running_daemon_for_the_tickets_verdict() {
+    // Its daemon's monitor probes every card that arrives.
+    let _one = one_at_a_time();
     let rig = rig();
     let config = rig.config.to_string_lossy().into_owned();
     let db = rig.db.to_string_lossy().into_owned();
@@ -537,6 +539,9 @@ fn person_flow(f: &Flow) -> String {
         match line.as_str() {
             "@need-key" => {
                 sim = Some(common::start_sim_on(reader.take().unwrap(), &sim_args));
+                // As own_sim: let other processes' monitors probe the new
+                // card (a SELECT ends a pending CTAP request) before use.
+                std::thread::sleep(std::time::Duration::from_millis(1500));
                 writeln!(to_node, "go").unwrap();
             }
             "@touch-shown" => {
@@ -699,4 +704,91 @@ fn chromium_replaces_a_lost_key_with_a_replacement_ticket() {
         ),
         1
     );
+}
+
+/// The same flow in front of a running daemon: the keys are the daemon's,
+/// the job runs there (its event stream read back into the kiosk's), and
+/// the binding is in the daemon's ledger. No PIN in either log.
+#[test]
+#[ignore = "needs the test rig: pcscd + vpcd and chromium (scripts/test runs it)"]
+fn the_kiosk_enrolls_through_a_running_daemon() {
+    common::require_rig();
+    let _one = one_at_a_time();
+    let rig = rig();
+    let config = rig.config.to_string_lossy().into_owned();
+    let db = rig.db.to_string_lossy().into_owned();
+    let d = daemon_support::Daemon::start(&["--config", &config, "--db", &db], &[]);
+    let mut cmd = common::keyward();
+    cmd.env_remove("KEYWARD_NO_DAEMON")
+        .env("KEYWARD_SOCKET", &d.socket);
+    let k = KioskProc::spawn(cmd);
+    let sim = own_sim(4300701, &["--touch-delay-ms", "1500"]);
+    let device = format!("pcsc:{}", sim.reader.name);
+    let http = client();
+    let origin = k.origin.clone();
+    rt().block_on(async {
+        let cookie = session(&http, &k).await;
+        // The daemon's monitor reports the key shortly after it arrives.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = http
+                .get(format!("{origin}/api/devices"))
+                .header(header::COOKIE, &cookie)
+                .send()
+                .await
+                .unwrap();
+            let t = r.text().await.unwrap();
+            let doc: serde_json::Value = serde_json::from_str(&t).unwrap();
+            let here = doc["devices"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|d| d["id"] == device.as_str() && d["problem"].is_null())
+            });
+            if here {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{t}");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        let r = http
+            .post(format!("{origin}/api/enroll"))
+            .header(header::COOKIE, &cookie)
+            .header(header::ORIGIN, &origin)
+            .body(enroll_body(&rig.ticket(&claims("standard")), &device, PIN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let job =
+            serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()["job"]
+                .as_u64()
+                .unwrap();
+        let mut after = 0;
+        let mut kinds = Vec::new();
+        let last = loop {
+            let r = http
+                .get(format!("{origin}/api/events?job={job}&after={after}"))
+                .header(header::COOKIE, &cookie)
+                .send()
+                .await
+                .unwrap();
+            let doc: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            for e in doc["events"].as_array().unwrap() {
+                after = e["seq"].as_u64().unwrap();
+                kinds.push(e["event"].as_str().unwrap().to_owned());
+            }
+            if doc["done"] == true {
+                break doc["events"].as_array().unwrap().last().unwrap().clone();
+            }
+        };
+        assert_eq!(last["event"], "finished", "{last} after {kinds:?}");
+        assert_eq!(last["outcome"]["serial"], "4300701");
+        assert!(kinds.iter().any(|k| k == "touch-needed"), "{kinds:?}");
+    });
+    assert_eq!(count(&rig.db, "SELECT count(*) FROM bindings"), 1);
+    assert!(!k.log_text().contains(PIN), "the PIN is in the kiosk's log");
+    let dlog = std::fs::read_to_string(&d.log).unwrap_or_default();
+    assert!(!dlog.contains(PIN), "the PIN is in the daemon's log");
+    drop(sim);
+    drop(k);
+    drop(d);
 }
