@@ -318,9 +318,7 @@ impl IdpStep {
         if let Some(d) = &self.display_name
             && (d.trim().is_empty() || d.len() > 200 || d.chars().any(char::is_control))
         {
-            return Err(
-                "idp.display_name must be 1 to 200 bytes of printable text".to_string(),
-            );
+            return Err("idp.display_name must be 1 to 200 bytes of printable text".to_string());
         }
         Ok(())
     }
@@ -660,7 +658,10 @@ approver = "ciso@example.org"
             ("idp = { provider = \"ping\", step = \"optional\" }", "ping"),
             ("idp = { provider = \"okta\", step = \"always\" }", "always"),
             ("idp = { provider = \"okta\", stepp = \"off\" }", "stepp"),
-            ("idp = { provider = \"okta\", step = \"optional\", display_name = \"\" }", "display_name"),
+            (
+                "idp = { provider = \"okta\", step = \"optional\", display_name = \"\" }",
+                "display_name",
+            ),
         ] {
             let e = Profiles::parse(&format!("[profiles.a]\n{text}\n"), "p.toml")
                 .unwrap_err()

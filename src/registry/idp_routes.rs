@@ -107,9 +107,11 @@ fn idp_refusal(e: &IdpError) -> Response {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, IdpError> + Send + 'static,
 ) -> Result<T, IdpError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(IdpError::Transport(format!("the IdP call did not finish: {e}"))))
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(IdpError::Transport(format!(
+            "the IdP call did not finish: {e}"
+        )))
+    })
 }
 
 pub(super) async fn options(
@@ -117,11 +119,10 @@ pub(super) async fn options(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (req, now, p) =
-        match read::<OptionsRequest>(&s, &headers, idp::OPTIONS_PATH, &body).await {
-            Ok(r) => r,
-            Err(r) => return r,
-        };
+    let (req, now, p) = match read::<OptionsRequest>(&s, &headers, idp::OPTIONS_PATH, &body).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     if let Err(m) = check_names(&[
         ("issuer", &req.issuer),
         ("jti", &req.jti),
@@ -145,7 +146,10 @@ pub(super) async fn options(
     match blocking(move || p.creation_options(&user)).await {
         Ok(options) => {
             tracing::info!(station = %req.station, jti = %req.jti, provider = options.provider.as_str(), "idp: creation options issued");
-            super::ok(&OptionsAnswer { v: VERSION, options })
+            super::ok(&OptionsAnswer {
+                v: VERSION,
+                options,
+            })
         }
         Err(e) => {
             tracing::warn!(station = %req.station, jti = %req.jti, code = idp::error_code(&e), "idp: creation options failed: {e}");
@@ -159,11 +163,10 @@ pub(super) async fn register(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (req, _, p) =
-        match read::<RegisterRequest>(&s, &headers, idp::REGISTER_PATH, &body).await {
-            Ok(r) => r,
-            Err(r) => return r,
-        };
+    let (req, _, p) = match read::<RegisterRequest>(&s, &headers, idp::REGISTER_PATH, &body).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     if let Err(m) = check_names(&[("binding", &req.binding), ("user", &req.user)]) {
         return malformed(m);
     }
@@ -204,11 +207,7 @@ pub(super) async fn register(
     }
 }
 
-pub(super) async fn delete(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(super) async fn delete(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let (req, _, p) = match read::<DeleteRequest>(&s, &headers, idp::DELETE_PATH, &body).await {
         Ok(r) => r,
         Err(r) => return r,

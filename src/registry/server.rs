@@ -27,15 +27,15 @@ use axum::routing::{get, post};
 
 use super::report::{self, PushCounters, RefusalCode};
 use super::{ChainRefusal, Nonce, Registry, RegistryError};
-use crate::sync::{fleet, idp};
 use crate::sync::signature::{self, SignatureError, SignedHeaders};
+use crate::sync::{fleet, idp};
 
 #[path = "fleet_routes.rs"]
 mod fleet_routes;
 #[path = "idp_routes.rs"]
 mod idp_routes;
-use fleet_routes::ok;
 use crate::sync::wire::{self, Refusal, RegistryHead, WireError};
+use fleet_routes::ok;
 
 /// The registry's clock (Unix seconds), passed in for tests.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;

@@ -54,13 +54,28 @@ pub enum IdpStaged {
 /// An outcome at the registry after the commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdpOutcome {
-    Registered { method: String, existed: bool },
+    Registered {
+        method: String,
+        existed: bool,
+    },
     /// Retryable (throttled, IdP or registry unreachable).
-    Pending { code: String, message: String },
-    Failed { code: String, message: String },
+    Pending {
+        code: String,
+        message: String,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
     Deleted,
-    DeletePending { code: String, message: String },
-    DeleteFailed { code: String, message: String },
+    DeletePending {
+        code: String,
+        message: String,
+    },
+    DeleteFailed {
+        code: String,
+        message: String,
+    },
 }
 
 impl IdpOutcome {
@@ -184,7 +199,8 @@ pub(crate) fn record_staged(
     Ok(())
 }
 
-const SELECT: &str = "SELECT m.binding_id, m.provider, m.idp_user, m.credential_id, m.state, m.method_id,
+const SELECT: &str =
+    "SELECT m.binding_id, m.provider, m.idp_user, m.credential_id, m.state, m.method_id,
         m.error_code, m.message, m.attempts, m.updated_at, b.state, m.registration
      FROM idp_methods m JOIN bindings b ON b.id = m.binding_id";
 
@@ -220,9 +236,9 @@ impl Ledger {
 
     /// Every binding's IdP row, newest first.
     pub fn idp_methods(&self) -> Result<Vec<IdpMethod>, StoreError> {
-        let mut stmt = self
-            .conn()
-            .prepare(&format!("{SELECT} ORDER BY m.updated_at DESC, m.binding_id"))?;
+        let mut stmt = self.conn().prepare(&format!(
+            "{SELECT} ORDER BY m.updated_at DESC, m.binding_id"
+        ))?;
         let rows = stmt.query_map([], row)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
