@@ -1,5 +1,6 @@
 //! The secrets keyward handles, in one place: [`Pin`], [`Puk`],
-//! [`ManagementKey`], [`PinUvAuthToken`] and the kiosk's [`BearerToken`].
+//! [`ManagementKey`], [`PinUvAuthToken`], the kiosk's [`BearerToken`] and
+//! the registry's identity-provider credentials ([`ApiToken`]).
 //!
 //! Every one of them lives in a [`Zeroizing`] buffer (wiped when dropped,
 //! clones included), prints as `<redacted>` under `Debug`, has no `Display`
@@ -329,6 +330,31 @@ impl BearerToken {
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+/// A credential the registry presents to an identity provider
+/// (docs/idp.md): an Entra access token, an Okta API token, a signed
+/// client assertion. Wiped on drop, redacted in `Debug`; the HTTP layer
+/// (`idp::http`) shows it as `<redacted>` in dry runs.
+#[derive(Clone)]
+pub struct ApiToken(Zeroizing<String>);
+
+impl ApiToken {
+    /// Take a token already in a wiped buffer.
+    pub fn new(token: Zeroizing<String>) -> ApiToken {
+        ApiToken(token)
+    }
+
+    /// The token text. Every read goes through here.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
     }
 }
 

@@ -22,6 +22,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod config;
+pub mod entra;
+pub mod http;
+pub mod okta;
+
 /// Largest IdP response body read (Graph and Okta answers are a few KiB;
 /// a user's method list with attestation certificates stays well under).
 pub const MAX_RESPONSE: usize = 1024 * 1024;
@@ -157,6 +162,131 @@ pub trait Provider: Send + Sync {
     fn register(&self, user: &str, reg: &Registration) -> Result<MethodId, IdpError>;
     /// Delete a registered method (a method already gone is success).
     fn delete(&self, user: &str, method: &MethodId) -> Result<(), IdpError>;
+}
+
+/// Seconds since the Unix epoch now.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A user id as an IdP names users (object id, UPN, Okta id or login):
+/// 1–320 characters, no control characters. It goes into a URL path as
+/// one percent-encoded segment.
+pub(crate) fn check_user(user: &str) -> Result<(), IdpError> {
+    if user.is_empty() || user.chars().count() > 320 || user.chars().any(char::is_control) {
+        return Err(IdpError::Refused(format!(
+            "{user:?} is not a user id: give the user's IdP id or sign-in name (1 to 320 characters, no control characters)"
+        )));
+    }
+    Ok(())
+}
+
+/// A method id as the IdP issued it: 1–256 printable ASCII characters
+/// (it goes into a URL path as one percent-encoded segment).
+pub(crate) fn check_method_id(id: &str) -> Result<(), IdpError> {
+    if id.is_empty() || id.len() > 256 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(IdpError::Transport(format!(
+            "the identity provider named a method {:?} that is not an id (1 to 256 printable ASCII characters)",
+            id.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// Base64 in either alphabet, padded or not (IdPs differ: Graph sends
+/// base64url without padding, Okta's examples show both).
+pub(crate) fn b64_liberal(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let t: String = s
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    URL_SAFE_NO_PAD.decode(t).ok()
+}
+
+/// A DNS name as an RP id (WebAuthn L2 §5.1.2: a registrable domain
+/// suffix of the origin's host): lowercase letters, digits, `-` and `.`.
+fn is_rp_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// Decode the WebAuthn options both IdPs send (WebAuthn L2 §5.4, binary
+/// fields base64url) into [`CreationOptions`], refusing what a station
+/// could not use safely: an empty or oversized challenge, a user handle
+/// outside 1–64 bytes (§5.4.3), an RP id that is not a DNS name.
+pub(crate) fn decode_options(
+    provider: ProviderKind,
+    user: &str,
+    pk: entra::PublicKeyOptions,
+    rp_id: &str,
+    origin: Option<String>,
+    expires_at: i64,
+    state: Option<String>,
+) -> Result<CreationOptions, IdpError> {
+    let bad = |what: &str| {
+        IdpError::Transport(format!(
+            "the {} creation options carry {what}; the answer is not what the API documents",
+            provider.as_str()
+        ))
+    };
+    let challenge =
+        b64_liberal(&pk.challenge).ok_or_else(|| bad("a challenge that is not base64url"))?;
+    if challenge.is_empty() || challenge.len() > 1024 {
+        return Err(bad("an empty or oversized challenge"));
+    }
+    let user_handle =
+        b64_liberal(&pk.user.id).ok_or_else(|| bad("a user id that is not base64url"))?;
+    if user_handle.is_empty() || user_handle.len() > 64 {
+        return Err(bad("a user handle outside 1 to 64 bytes"));
+    }
+    if !is_rp_id(rp_id) {
+        return Err(bad("an RP id that is not a DNS name"));
+    }
+    if pk.exclude_credentials.len() > 256 {
+        return Err(bad("more than 256 excluded credentials"));
+    }
+    let exclude = pk
+        .exclude_credentials
+        .iter()
+        .map(|c| b64_liberal(&c.id))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad("an excluded credential id that is not base64url"))?;
+    let mut algorithms: Vec<i64> = pk.pub_key_cred_params.iter().map(|p| p.alg).collect();
+    if algorithms.is_empty() {
+        // WebAuthn L2 §5.1.3 step 10: an empty list means ES256 and RS256.
+        algorithms = vec![-7, -257];
+    }
+    Ok(CreationOptions {
+        provider,
+        user: user.to_owned(),
+        challenge,
+        rp_id: rp_id.to_owned(),
+        rp_name: pk.rp.name,
+        user_handle,
+        user_name: pk.user.name,
+        user_display_name: pk.user.display_name,
+        algorithms,
+        exclude,
+        origin: origin.unwrap_or_else(|| format!("https://{rp_id}")),
+        expires_at,
+        state,
+    })
 }
 
 /// Raw bytes as unpadded base64url in JSON.

@@ -1,0 +1,312 @@
+//! Okta through its Factors API (docs/idp.md), with an API token
+//! (`Authorization: SSWS …`).
+//!
+//! - Enroll: `POST /api/v1/users/{userId}/factors` with
+//!   `{"factorType":"webauthn","provider":"FIDO"}` answers the factor in
+//!   `PENDING_ACTIVATION` with `_embedded.activation`, the WebAuthn
+//!   PublicKeyCredentialCreationOptions; its factor id is carried to
+//!   activation as [`CreationOptions::state`].
+//! - Activate: `POST /api/v1/users/{userId}/factors/{factorId}/lifecycle/activate`
+//!   with `attestation` and `clientData`, base64 (the documented example
+//!   uses the standard alphabet with padding); the factor comes back
+//!   `ACTIVE` and its id is the method id.
+//! - `GET /api/v1/users/{userId}/factors`: a WebAuthn factor carries
+//!   `profile.credentialId`, so [`Provider::find`] matches credential ids.
+//! - `DELETE /api/v1/users/{userId}/factors/{factorId}` (204; 404 means
+//!   already gone).
+//!
+//! Okta's activation object names no RP id and no expiry: the RP id is
+//! the org's host, the origin the org URL, and the challenge is taken to
+//! last [`ACTIVATION_LIFETIME`] (Okta documents activations as lasting
+//! "minutes"); Okta itself decides at activation.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::entra::{PublicKeyOptions, join};
+use super::http::{Auth, Example, Http, Request, Response};
+use super::{CreationOptions, IdpError, MethodId, Provider, ProviderKind, Registration};
+use crate::secret::ApiToken;
+
+/// How long keyward assumes an Okta activation challenge lasts.
+pub const ACTIVATION_LIFETIME: u64 = 300;
+
+/// The documented examples a dry run answers with (tests/data/idp/README.md).
+pub mod examples {
+    use super::Example;
+    pub const ENROLL: Example = Example {
+        status: 200,
+        body: include_str!("../../tests/data/idp/okta/enroll-webauthn.json"),
+    };
+    pub const ACTIVATE: Example = Example {
+        status: 200,
+        body: include_str!("../../tests/data/idp/okta/activate-webauthn.json"),
+    };
+    pub const FACTORS: Example = Example {
+        status: 200,
+        body: include_str!("../../tests/data/idp/okta/factors.json"),
+    };
+    pub const DELETED: Example = Example {
+        status: 204,
+        body: "",
+    };
+}
+
+/// Where and as whom the registry talks to Okta.
+#[derive(Debug)]
+pub struct OktaOptions {
+    /// The org URL, `https://example.okta.com` (a loopback URL in tests).
+    pub org: reqwest::Url,
+    /// An API token of an admin allowed to manage the users' factors.
+    pub token: ApiToken,
+}
+
+/// The Okta adapter.
+pub struct Okta {
+    opts: OktaOptions,
+    http: Http,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Factor {
+    id: String,
+    #[serde(default)]
+    factor_type: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    profile: Option<FactorProfile>,
+    #[serde(default, rename = "_embedded")]
+    embedded: Option<Embedded>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FactorProfile {
+    #[serde(default)]
+    credential_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Embedded {
+    activation: PublicKeyOptions,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OktaError {
+    #[serde(default)]
+    error_code: String,
+    #[serde(default)]
+    error_summary: String,
+    #[serde(default)]
+    error_causes: Vec<OktaCause>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OktaCause {
+    #[serde(default)]
+    error_summary: String,
+}
+
+impl Okta {
+    pub fn new(opts: OktaOptions, http: Http) -> Okta {
+        Okta { opts, http }
+    }
+
+    fn factors_url(&self, user: &str, tail: &[&str]) -> Result<reqwest::Url, IdpError> {
+        super::check_user(user)?;
+        let mut segs = vec!["api", "v1", "users", user, "factors"];
+        segs.extend_from_slice(tail);
+        join(&self.opts.org, &segs)
+    }
+
+    fn call(
+        &self,
+        req: Request,
+        example: Example,
+        what: &str,
+        user: &str,
+    ) -> Result<Response, IdpError> {
+        let req = req.auth(Auth::Ssws(self.opts.token.clone()));
+        let resp = self.http.send(&req, example)?;
+        if resp.is_success() || resp.status == 404 && what == "delete" {
+            return Ok(resp);
+        }
+        Err(okta_error(&resp, what, user))
+    }
+
+    /// The enrollment request (byte-exact test below).
+    pub fn enroll_request(&self, user: &str) -> Result<Request, IdpError> {
+        let body = json!({"factorType": "webauthn", "provider": "FIDO"});
+        Ok(Request::new(reqwest::Method::POST, self.factors_url(user, &[])?).json(&body))
+    }
+
+    /// The activation request for `reg` (byte-exact test below).
+    pub fn activate_request(&self, user: &str, reg: &Registration) -> Result<Request, IdpError> {
+        let factor = reg.state.as_deref().ok_or_else(|| {
+            IdpError::Refused(
+                "the registration carries no Okta factor id (state): ask for new creation options"
+                    .into(),
+            )
+        })?;
+        super::check_method_id(factor)?;
+        let body = json!({
+            "attestation": STANDARD.encode(&reg.attestation_object),
+            "clientData": STANDARD.encode(&reg.client_data_json),
+        });
+        let url = self.factors_url(user, &[factor, "lifecycle", "activate"])?;
+        Ok(Request::new(reqwest::Method::POST, url).json(&body))
+    }
+
+    fn org_host(&self) -> Result<String, IdpError> {
+        self.opts
+            .org
+            .host_str()
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| {
+                IdpError::Transport(
+                    "the Okta org URL has no host; give https://YOUR-ORG.okta.com".into(),
+                )
+            })
+    }
+}
+
+impl Provider for Okta {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Okta
+    }
+
+    fn creation_options(&self, user: &str) -> Result<CreationOptions, IdpError> {
+        let resp = self.call(self.enroll_request(user)?, examples::ENROLL, "enroll", user)?;
+        let f: Factor = resp.json("Okta factor enrollment")?;
+        if f.status != "PENDING_ACTIVATION" {
+            return Err(IdpError::Transport(format!(
+                "Okta answered the WebAuthn enrollment with status {:?}, not PENDING_ACTIVATION",
+                f.status
+            )));
+        }
+        super::check_method_id(&f.id)?;
+        let activation = f
+            .embedded
+            .ok_or_else(|| {
+                IdpError::Transport("Okta's enrollment carries no _embedded.activation".into())
+            })?
+            .activation;
+        let host = self.org_host()?;
+        let rp_id = activation.rp.id.clone().unwrap_or(host);
+        let origin = self.opts.org.origin().ascii_serialization();
+        let expires_at = (super::unix_now() + ACTIVATION_LIFETIME) as i64;
+        super::decode_options(
+            ProviderKind::Okta,
+            user,
+            activation,
+            &rp_id,
+            Some(origin),
+            expires_at,
+            Some(f.id),
+        )
+    }
+
+    fn find(&self, user: &str, credential_id: &[u8]) -> Result<Option<MethodId>, IdpError> {
+        let url = self.factors_url(user, &[])?;
+        let resp = self.call(
+            Request::new(reqwest::Method::GET, url),
+            examples::FACTORS,
+            "list",
+            user,
+        )?;
+        let factors: Vec<Factor> = resp.json("Okta factor list")?;
+        for f in factors {
+            let cred = f.profile.and_then(|p| p.credential_id);
+            if f.factor_type == "webauthn"
+                && f.status == "ACTIVE"
+                && cred.and_then(|c| super::b64_liberal(&c)).as_deref() == Some(credential_id)
+            {
+                super::check_method_id(&f.id)?;
+                return Ok(Some(MethodId(f.id)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn register(&self, user: &str, reg: &Registration) -> Result<MethodId, IdpError> {
+        let resp = self.call(
+            self.activate_request(user, reg)?,
+            examples::ACTIVATE,
+            "activate",
+            user,
+        )?;
+        let f: Factor = resp.json("Okta factor activation")?;
+        if f.status != "ACTIVE" {
+            return Err(IdpError::Refused(format!(
+                "Okta left the WebAuthn factor {} in status {:?} after activation; check the user's factors in the Okta admin console",
+                f.id, f.status
+            )));
+        }
+        super::check_method_id(&f.id)?;
+        Ok(MethodId(f.id))
+    }
+
+    fn delete(&self, user: &str, method: &MethodId) -> Result<(), IdpError> {
+        super::check_method_id(&method.0)?;
+        let url = self.factors_url(user, &[&method.0])?;
+        self.call(
+            Request::new(reqwest::Method::DELETE, url),
+            examples::DELETED,
+            "delete",
+            user,
+        )?;
+        Ok(())
+    }
+}
+
+/// Okta's error object (`errorCode`, `errorSummary`, `errorCauses`) as an
+/// [`IdpError`] saying what the administrator must change.
+fn okta_error(resp: &Response, what: &str, user: &str) -> IdpError {
+    let e: OktaError = serde_json::from_slice(&resp.body).unwrap_or(OktaError {
+        error_code: format!("HTTP {}", resp.status),
+        error_summary: String::new(),
+        error_causes: vec![],
+    });
+    let cause = e
+        .error_causes
+        .first()
+        .map(|c| format!(" ({})", c.error_summary))
+        .unwrap_or_default();
+    let said = format!(
+        "Okta {what} answered {} {}: {}{cause}",
+        resp.status, e.error_code, e.error_summary
+    );
+    let summary = format!("{} {cause}", e.error_summary).to_ascii_lowercase();
+    match (resp.status, e.error_code.as_str()) {
+        (401, _) | (_, "E0000011") => IdpError::Token(format!(
+            "{said}; the API token is invalid, expired or revoked: create a new one (Security > API > Tokens) and put it in the token file"
+        )),
+        (403, "E0000006") => IdpError::Refused(format!(
+            "{said}; the API token's administrator may not manage {user}'s factors: use a token of an administrator who can"
+        )),
+        (404, _) | (_, "E0000007") => IdpError::Refused(format!(
+            "{said}; there is no user {user:?} in the org: give the Okta user id or login"
+        )),
+        _ if summary.contains("expired") || summary.contains("timeout") => {
+            IdpError::ChallengeExpired(format!(
+                "{said}; the activation ran out before registration: ask for new creation options and touch the key again"
+            ))
+        }
+        (400, "E0000001") | (403, "E0000068") => IdpError::Refused(format!(
+            "{said}; Okta refused the attestation or client data: check that WebAuthn (FIDO2) is an enabled authenticator and that the key model is allowed"
+        )),
+        (400, _) if summary.contains("not enabled") || summary.contains("not allowed") => {
+            IdpError::Refused(format!(
+                "{said}; enable the WebAuthn (FIDO2) authenticator in the org's enrollment policy for this user"
+            ))
+        }
+        (s, _) if s >= 500 => IdpError::Transport(said),
+        _ => IdpError::Refused(said),
+    }
+}
