@@ -485,6 +485,13 @@ fn on_key(
     let staged = idp::staged(&plan, bound, vt);
     let binding = commit(flow, &rec, original.as_ref(), &out.exceptions, run, staged)?;
     let idp = idp_after_commit(flow, &binding, &plan, registration);
+    // A replacement retires the original: its IdP method is deleted after
+    // the commit (a failure stays `delete-pending`, retried).
+    if let Some(o) = original.as_ref().filter(|o| o.remote.is_none())
+        && let Err(e) = idp::delete(Books::of(flow.station), &o.binding)
+    {
+        tracing::warn!(binding = %o.binding, "the IdP deletion's outcome was not recorded: {e}");
+    }
     Ok(EnrollOutcome {
         binding,
         run: run.to_string(),
@@ -516,7 +523,7 @@ fn idp_after_commit(
         (idp::Plan::Make(o), Some((user, reg))) => {
             let provider = o.provider.as_str();
             let r = flow.step(Step::IdpRegister, flow.deadlines.command, |_| {
-                let summary = match idp::register(station, binding, &user, &reg) {
+                let summary = match idp::register(Books::of(station), binding, &user, &reg) {
                     Ok(outcome) => idp::summary(provider, &outcome),
                     Err(e) => {
                         tracing::warn!(

@@ -27,7 +27,8 @@ use sha2::{Digest, Sha256};
 
 use super::fido::{self, CredentialSpec, Fido, FidoResult};
 use super::flow::Flow;
-use super::{ProvisionError, Reason, Station, Step};
+use super::record::Books;
+use super::{ProvisionError, Reason, Step};
 use crate::ctap::Pin;
 use crate::ctap::commands::make_credential::User;
 use crate::idp::{CreationOptions, MethodId, Registration};
@@ -248,13 +249,13 @@ pub(crate) fn staged(
 /// the outcome (its own transaction). The ledger is locked only to read
 /// the station key and to record, never during the call.
 pub fn register(
-    station: &Station,
+    books: Books<'_>,
     binding: &str,
     user: &str,
     registration: &Registration,
 ) -> Result<IdpOutcome, ProvisionError> {
-    let now = station.now_secs();
-    let outcome = match station.fleet.clone() {
+    let now = books.now_secs();
+    let outcome = match books.fleet.cloned() {
         None => IdpOutcome::Pending {
             code: "no-registry".into(),
             message: "this station has no registry configured ([sync])".into(),
@@ -263,7 +264,7 @@ pub fn register(
             // The ledger's lock (not a transaction) is held for its key
             // during the call, as the reservation does.
             let r = {
-                let ledger = station.ledger()?;
+                let ledger = books.ledger()?;
                 let key = ledger
                     .station_key()
                     .ok_or_else(|| read_only(Step::IdpRegister))?;
@@ -282,14 +283,14 @@ pub fn register(
             }
         }
     };
-    record(station, binding, &outcome)?;
+    record(books, binding, &outcome)?;
     Ok(outcome)
 }
 
 /// Delete a binding's IdP method through the registry and record the
 /// outcome; a binding without a registered method is left alone.
-pub fn delete(station: &Station, binding: &str) -> Result<Option<IdpOutcome>, ProvisionError> {
-    let row = station
+pub fn delete(books: Books<'_>, binding: &str) -> Result<Option<IdpOutcome>, ProvisionError> {
+    let row = books
         .ledger()?
         .idp_method(binding)
         .map_err(|e| super::errors::store(Step::IdpRegister, e))?;
@@ -300,15 +301,15 @@ pub fn delete(station: &Station, binding: &str) -> Result<Option<IdpOutcome>, Pr
     if row.state == "deleted" {
         return Ok(None);
     }
-    let now = station.now_secs();
-    let outcome = match station.fleet.clone() {
+    let now = books.now_secs();
+    let outcome = match books.fleet.cloned() {
         None => IdpOutcome::DeletePending {
             code: "no-registry".into(),
             message: "this station has no registry configured ([sync])".into(),
         },
         Some(link) => {
             let r = {
-                let ledger = station.ledger()?;
+                let ledger = books.ledger()?;
                 let key = ledger
                     .station_key()
                     .ok_or_else(|| read_only(Step::IdpRegister))?;
@@ -327,7 +328,7 @@ pub fn delete(station: &Station, binding: &str) -> Result<Option<IdpOutcome>, Pr
             }
         }
     };
-    record(station, binding, &outcome)?;
+    record(books, binding, &outcome)?;
     Ok(Some(outcome))
 }
 
@@ -335,10 +336,10 @@ fn read_only(step: Step) -> ProvisionError {
     ProvisionError::new(Reason::Ledger, Some(step), "the ledger is open read-only")
 }
 
-fn record(station: &Station, binding: &str, outcome: &IdpOutcome) -> Result<(), ProvisionError> {
-    station
+fn record(books: Books<'_>, binding: &str, outcome: &IdpOutcome) -> Result<(), ProvisionError> {
+    books
         .ledger()?
-        .idp_outcome(binding, outcome, &station.actor, station.now_secs())
+        .idp_outcome(binding, outcome, books.actor, books.now_secs())
         .map_err(|e| super::errors::store(Step::IdpRegister, e))
 }
 
@@ -355,8 +356,8 @@ pub struct Retried {
 
 /// Retry every due registration and deletion (`keyward idp retry`, the
 /// daemon's sync loop).
-pub fn retry(station: &Station) -> Result<Vec<Retried>, ProvisionError> {
-    let due = station
+pub fn retry(books: Books<'_>) -> Result<Vec<Retried>, ProvisionError> {
+    let due = books
         .ledger()?
         .idp_due()
         .map_err(|e| super::errors::store(Step::IdpRegister, e))?;
@@ -364,9 +365,9 @@ pub fn retry(station: &Station) -> Result<Vec<Retried>, ProvisionError> {
     for row in due {
         let deleting = row.state != "pending";
         let outcome = if deleting {
-            delete(station, &row.binding)?
+            delete(books, &row.binding)?
         } else if let Some(reg) = &row.registration {
-            Some(register(station, &row.binding, &row.user, reg)?)
+            Some(register(books, &row.binding, &row.user, reg)?)
         } else {
             None
         };
