@@ -225,6 +225,27 @@ fn throttling_honours_retry_after() {
         );
     }
     assert!(start.elapsed() >= Duration::from_secs(2));
+
+    // Retry-After as an HTTP-date (RFC 9110 §10.2.3), two seconds ahead.
+    let idp = FakeIdp::entra();
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&at)
+        .unwrap();
+    idp.knobs(|k| {
+        k.throttle = 1;
+        k.retry_after = Some(date);
+    });
+    let start = Instant::now();
+    entra(&idp)
+        .creation_options(USER)
+        .expect("succeeds after the date");
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(idp.seen().throttled, 1);
 }
 
 /// Attack: a server that throttles forever must not hold the registry
@@ -353,6 +374,26 @@ fn deletion_and_deleting_what_is_gone() {
     assert_eq!(deletes, 2);
 }
 
+/// A cached token Graph no longer accepts (revoked): one retry with a
+/// fresh token, and the call succeeds; a second refusal is an error.
+#[test]
+fn a_revoked_token_is_renewed_once() {
+    let idp = FakeIdp::entra();
+    let e = entra(&idp);
+    e.creation_options(USER).unwrap();
+    idp.revoke_tokens();
+    e.creation_options(USER).expect("renewed");
+    let tokens = |idp: &FakeIdp| {
+        idp.seen()
+            .requests
+            .iter()
+            .filter(|(r, _)| r.ends_with("/token"))
+            .count()
+    };
+    assert_eq!(tokens(&idp), 2);
+    assert_eq!(idp.seen().requests.len(), 5);
+}
+
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);
 
@@ -473,4 +514,208 @@ fn keyward_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+fn keyward_bin(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn write_secret(path: &std::path::Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `registry idp check --user` against the fake Entra ID: the token and
+/// the creation options, every request accepted, nothing registered.
+#[test]
+fn idp_check_proves_an_entra_configuration() {
+    let idp = FakeIdp::entra();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("c.crt"), CERT).unwrap();
+    write_secret(&d.path().join("c.key"), KEY, 0o600);
+    let cfg = d.path().join("idp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "provider = \"entra\"\ntenant = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\n\
+             certificate = \"c.crt\"\nkey = \"c.key\"\nauthority = \"{0}\"\ngraph = \"{0}\"\n",
+            idp.url()
+        ),
+    )
+    .unwrap();
+    let out = keyward_bin(&[
+        "--json",
+        "registry",
+        "idp",
+        "check",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--user",
+        USER,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["provider"], "entra");
+    assert_eq!(doc["options"]["rp_id"], "login.microsoftonline.com");
+    assert_eq!(doc["options"]["challenge_bytes"], 32);
+    let seen = idp.seen();
+    assert!(seen.rejected.is_empty(), "{:?}", seen.rejected);
+    assert_eq!(seen.requests.len(), 2);
+    assert_eq!(seen.registered, 0);
+}
+
+/// Attack: `idp check --dry-run` must send nothing and print the Okta
+/// token nowhere (stdout, stderr); the pending factor a live check would
+/// delete is only printed.
+#[test]
+fn idp_check_dry_run_sends_nothing_and_hides_the_token() {
+    let idp = FakeIdp::okta();
+    let d = tempfile::tempdir().unwrap();
+    write_secret(
+        &d.path().join("okta.token"),
+        &format!("{OKTA_TOKEN}\n"),
+        0o600,
+    );
+    let cfg = d.path().join("idp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "provider = \"okta\"\norg = \"{}\"\ntoken_file = \"okta.token\"\n",
+            idp.url()
+        ),
+    )
+    .unwrap();
+    let out = keyward_bin(&[
+        "registry",
+        "idp",
+        "check",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--user",
+        OKTA_USER,
+        "--dry-run",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(idp.seen().requests.len(), 0);
+    assert!(!stdout.contains(OKTA_TOKEN) && !stderr.contains(OKTA_TOKEN));
+    assert_eq!(
+        stdout.matches("Authorization: SSWS <redacted>").count(),
+        3,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("GET {}/api/v1/users/me\n", idp.url())),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!(
+        "DELETE {}/api/v1/users/{OKTA_USER}/factors/fwf2rovRxogXJ0nDy0g4\n",
+        idp.url()
+    )));
+}
+
+/// Attack: configurations that must not be used: a token file others can
+/// read, an unknown key (a typo), a national-cloud Graph, plain HTTP to a
+/// remote host. Each: exit 2, one line naming the fix, no secret shown.
+#[test]
+fn unusable_configurations_are_refused_in_one_line() {
+    let d = tempfile::tempdir().unwrap();
+    write_secret(&d.path().join("okta.token"), OKTA_TOKEN, 0o640);
+    std::fs::write(d.path().join("c.crt"), CERT).unwrap();
+    write_secret(&d.path().join("c.key"), KEY, 0o600);
+    let cases = [
+        (
+            "provider = \"okta\"\norg = \"https://example.okta.com\"\ntoken_file = \"okta.token\"\n",
+            "chmod 600",
+        ),
+        (
+            "provider = \"okta\"\norg = \"https://example.okta.com\"\ntoken_fil = \"okta.token\"\n",
+            "unknown field `token_fil`",
+        ),
+        (
+            "provider = \"entra\"\ntenant = \"t\"\nclient_id = \"c\"\ncertificate = \"c.crt\"\nkey = \"c.key\"\n\
+             graph = \"https://microsoftgraph.chinacloudapi.cn\"\n",
+            "global cloud only",
+        ),
+        (
+            "provider = \"okta\"\norg = \"http://example.okta.com\"\ntoken_file = \"okta.token\"\n",
+            "only https://",
+        ),
+        ("provider = \"ping\"\n", "unknown variant `ping`"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let cfg = d.path().join(format!("idp{i}.toml"));
+        std::fs::write(&cfg, text).unwrap();
+        let out = keyward_bin(&[
+            "registry",
+            "idp",
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(want), "{text}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(!stderr.contains(OKTA_TOKEN));
+    }
+}
+
+/// The answer parsers on truncated and bit-flipped documented answers (the
+/// fuzz target's seeds, run here on stable): no panic, and options that
+/// parse keep their invariants.
+#[test]
+fn answer_parsers_survive_mangled_answers() {
+    use keyward::idp::http::Response;
+    use keyward::idp::{entra as ke, okta as ko};
+    let org = reqwest::Url::parse("https://example.okta.com").unwrap();
+    let seeds = [
+        include_str!("data/idp/entra/creation-options.json"),
+        include_str!("data/idp/okta/enroll-webauthn.json"),
+        include_str!("data/idp/okta/factors.json"),
+    ];
+    let mut parsed = 0;
+    for seed in seeds {
+        let b = seed.as_bytes();
+        let mut inputs: Vec<Vec<u8>> = (0..b.len()).step_by(7).map(|n| b[..n].to_vec()).collect();
+        for i in (0..b.len()).step_by(3) {
+            let mut m = b.to_vec();
+            m[i] ^= 0x20;
+            inputs.push(m);
+        }
+        inputs.push(b.to_vec());
+        for body in inputs {
+            let resp = Response { status: 200, body };
+            for o in [
+                ke::parse_creation_options("u", &resp),
+                ko::parse_enrollment(&org, "u", &resp, 1_800_000_000),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                parsed += 1;
+                let cd: serde_json::Value = serde_json::from_slice(&o.client_data_json()).unwrap();
+                assert_eq!(cd["type"], "webauthn.create");
+                assert!(
+                    !o.challenge.is_empty()
+                        && !o.user_handle.is_empty()
+                        && o.user_handle.len() <= 64
+                );
+            }
+            let _ = ko::match_factor(&resp, b"x");
+        }
+    }
+    assert!(parsed >= 2, "the unmangled seeds must parse");
 }

@@ -11,7 +11,6 @@
 #![cfg(feature = "sim")]
 
 mod common;
-#[allow(clippy::result_large_err)] // tests/idp_support is the adapters branch's; its checks answer axum Responses
 mod idp_support;
 mod provision_support;
 mod sync_support;

@@ -25,6 +25,7 @@ pub mod mds;
 pub mod outbox;
 pub mod piv;
 pub mod registry;
+pub mod registry_idp;
 pub mod registry_notify;
 pub mod registry_report;
 pub mod render;

@@ -57,6 +57,10 @@ pub enum RegistryCommand {
     /// (docs/notify.md)
     #[command(subcommand)]
     Notify(super::registry_notify::NotifyCommand),
+    /// The identity provider the registry registers credentials with
+    /// (docs/idp.md)
+    #[command(subcommand)]
+    Idp(super::registry_idp::IdpCommand),
     /// Ingest a bundle written by `keyward outbox export` (exactly once, as
     /// a push)
     Import {
@@ -140,6 +144,10 @@ fn db(g: &GlobalArgs) -> Result<String> {
 }
 
 pub fn run(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
+    // Blocking HTTP, and no database: before any runtime.
+    if let RegistryCommand::Idp(c) = cmd {
+        return super::registry_idp::run(c, g.json);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -287,6 +295,9 @@ async fn run_async(cmd: RegistryCommand, g: &GlobalArgs) -> Result<()> {
         }
         RegistryCommand::Report(a) => super::registry_report::run(&reg, a, g.json).await,
         RegistryCommand::Notify(c) => super::registry_notify::run(&reg, c, g.json).await,
+        RegistryCommand::Idp(_) => Err(anyhow::anyhow!(
+            "registry idp runs before the async runtime"
+        )),
         RegistryCommand::Import {
             file,
             ack_out,

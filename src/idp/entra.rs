@@ -341,11 +341,21 @@ impl Entra {
         what: &str,
         user: &str,
     ) -> Result<Response, IdpError> {
-        let req = req.auth(Auth::Bearer(self.access_token()?));
-        let resp = self.http.send(&req, example)?;
+        let mut resp = self.http.send(
+            &req.clone().auth(Auth::Bearer(self.access_token()?)),
+            example,
+        )?;
         if resp.status == 401 {
-            // A revoked or stale token: the next call fetches a new one.
+            // A revoked or stale cached token: Graph did not act on the
+            // request (RFC 9110 §15.5.2), so one retry with a fresh token
+            // cannot register twice.
             *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            resp = self
+                .http
+                .send(&req.auth(Auth::Bearer(self.access_token()?)), example)?;
+            if resp.status == 401 {
+                *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
         }
         if resp.is_success() || resp.status == 404 && what == "delete" {
             return Ok(resp);
@@ -393,27 +403,7 @@ impl Provider for Entra {
             "creationOptions",
             user,
         )?;
-        let a: OptionsAnswer = resp.json("Graph creationOptions")?;
-        let expires_at = a
-            .challenge_timeout_date_time
-            .parse::<jiff::Timestamp>()
-            .map_err(|_| {
-                IdpError::Transport(format!(
-                    "Graph creationOptions: challengeTimeoutDateTime {:?} is not a date and time",
-                    a.challenge_timeout_date_time
-                ))
-            })?
-            .as_second();
-        let rp_id = a.public_key.rp.id.clone().unwrap_or_default();
-        super::decode_options(
-            ProviderKind::Entra,
-            user,
-            a.public_key,
-            &rp_id,
-            None,
-            expires_at,
-            None,
-        )
+        parse_creation_options(user, &resp)
     }
 
     fn find(&self, user: &str, credential_id: &[u8]) -> Result<Option<MethodId>, IdpError> {
@@ -448,6 +438,42 @@ impl Provider for Entra {
         )?;
         Ok(())
     }
+
+    fn check(&self) -> Result<String, IdpError> {
+        self.access_token()?;
+        Ok(format!(
+            "Entra ID issued an access token to client {} in tenant {} (certificate x5t#S256 {})",
+            self.opts.client_id,
+            self.opts.tenant,
+            self.opts.certificate.x5t_s256()
+        ))
+    }
+}
+
+/// Graph's webauthnCredentialCreationOptions as creation options: the
+/// expiry from `challengeTimeoutDateTime`, the origin of the RP id.
+pub fn parse_creation_options(user: &str, resp: &Response) -> Result<CreationOptions, IdpError> {
+    let a: OptionsAnswer = resp.json("Graph creationOptions")?;
+    let expires_at = a
+        .challenge_timeout_date_time
+        .parse::<jiff::Timestamp>()
+        .map_err(|_| {
+            IdpError::Transport(
+                "Graph creationOptions: challengeTimeoutDateTime is not an RFC 3339 date and time"
+                    .into(),
+            )
+        })?
+        .as_second();
+    let rp_id = a.public_key.rp.id.clone().unwrap_or_default();
+    super::decode_options(
+        ProviderKind::Entra,
+        user,
+        a.public_key,
+        &rp_id,
+        None,
+        expires_at,
+        None,
+    )
 }
 
 /// `base` with `segments` appended, each percent-encoded as one segment.

@@ -162,6 +162,15 @@ pub trait Provider: Send + Sync {
     fn register(&self, user: &str, reg: &Registration) -> Result<MethodId, IdpError>;
     /// Delete a registered method (a method already gone is success).
     fn delete(&self, user: &str, method: &MethodId) -> Result<(), IdpError>;
+    /// Prove the registry's credentials without touching any user (Entra:
+    /// get a token; Okta: read the API token's own user); a sentence
+    /// saying what was proved. `keyward registry idp check` runs it.
+    fn check(&self) -> Result<String, IdpError> {
+        Ok(format!(
+            "{} needs no credential check",
+            self.kind().as_str()
+        ))
+    }
 }
 
 /// Seconds since the Unix epoch now.

@@ -52,6 +52,10 @@ pub mod examples {
         status: 204,
         body: "",
     };
+    pub const ME: Example = Example {
+        status: 200,
+        body: include_str!("../../tests/data/idp/okta/user-me.json"),
+    };
 }
 
 /// Where and as whom the registry talks to Okta.
@@ -162,18 +166,6 @@ impl Okta {
         let url = self.factors_url(user, &[factor, "lifecycle", "activate"])?;
         Ok(Request::new(reqwest::Method::POST, url).json(&body))
     }
-
-    fn org_host(&self) -> Result<String, IdpError> {
-        self.opts
-            .org
-            .host_str()
-            .map(str::to_ascii_lowercase)
-            .ok_or_else(|| {
-                IdpError::Transport(
-                    "the Okta org URL has no host; give https://YOUR-ORG.okta.com".into(),
-                )
-            })
-    }
 }
 
 impl Provider for Okta {
@@ -183,33 +175,7 @@ impl Provider for Okta {
 
     fn creation_options(&self, user: &str) -> Result<CreationOptions, IdpError> {
         let resp = self.call(self.enroll_request(user)?, examples::ENROLL, "enroll", user)?;
-        let f: Factor = resp.json("Okta factor enrollment")?;
-        if f.status != "PENDING_ACTIVATION" {
-            return Err(IdpError::Transport(format!(
-                "Okta answered the WebAuthn enrollment with status {:?}, not PENDING_ACTIVATION",
-                f.status
-            )));
-        }
-        super::check_method_id(&f.id)?;
-        let activation = f
-            .embedded
-            .ok_or_else(|| {
-                IdpError::Transport("Okta's enrollment carries no _embedded.activation".into())
-            })?
-            .activation;
-        let host = self.org_host()?;
-        let rp_id = activation.rp.id.clone().unwrap_or(host);
-        let origin = self.opts.org.origin().ascii_serialization();
-        let expires_at = (super::unix_now() + ACTIVATION_LIFETIME) as i64;
-        super::decode_options(
-            ProviderKind::Okta,
-            user,
-            activation,
-            &rp_id,
-            Some(origin),
-            expires_at,
-            Some(f.id),
-        )
+        parse_enrollment(&self.opts.org, user, &resp, super::unix_now())
     }
 
     fn find(&self, user: &str, credential_id: &[u8]) -> Result<Option<MethodId>, IdpError> {
@@ -220,18 +186,7 @@ impl Provider for Okta {
             "list",
             user,
         )?;
-        let factors: Vec<Factor> = resp.json("Okta factor list")?;
-        for f in factors {
-            let cred = f.profile.and_then(|p| p.credential_id);
-            if f.factor_type == "webauthn"
-                && f.status == "ACTIVE"
-                && cred.and_then(|c| super::b64_liberal(&c)).as_deref() == Some(credential_id)
-            {
-                super::check_method_id(&f.id)?;
-                return Ok(Some(MethodId(f.id)));
-            }
-        }
-        Ok(None)
+        match_factor(&resp, credential_id)
     }
 
     fn register(&self, user: &str, reg: &Registration) -> Result<MethodId, IdpError> {
@@ -263,6 +218,80 @@ impl Provider for Okta {
         )?;
         Ok(())
     }
+
+    /// `GET /api/v1/users/me`: the API token's own administrator.
+    fn check(&self) -> Result<String, IdpError> {
+        let url = join(&self.opts.org, &["api", "v1", "users", "me"])?;
+        let resp = self.call(
+            Request::new(reqwest::Method::GET, url),
+            examples::ME,
+            "users/me",
+            "me",
+        )?;
+        let me: serde_json::Value = resp.json("Okta users/me")?;
+        let login = me["profile"]["login"].as_str().unwrap_or("?");
+        Ok(format!(
+            "Okta {} accepted the API token (it acts as {login})",
+            self.opts.org.origin().ascii_serialization()
+        ))
+    }
+}
+
+/// Okta's answer to a WebAuthn enrollment, at `now`, as creation options
+/// (the factor id as `state`; RP id the org host unless Okta names one;
+/// origin the org URL).
+pub fn parse_enrollment(
+    org: &reqwest::Url,
+    user: &str,
+    resp: &Response,
+    now: u64,
+) -> Result<CreationOptions, IdpError> {
+    let f: Factor = resp.json("Okta factor enrollment")?;
+    if f.status != "PENDING_ACTIVATION" {
+        return Err(IdpError::Transport(format!(
+            "Okta answered the WebAuthn enrollment with status {:?}, not PENDING_ACTIVATION",
+            f.status.chars().take(40).collect::<String>()
+        )));
+    }
+    super::check_method_id(&f.id)?;
+    let activation = f
+        .embedded
+        .ok_or_else(|| {
+            IdpError::Transport("Okta's enrollment carries no _embedded.activation".into())
+        })?
+        .activation;
+    let host = org.host_str().map(str::to_ascii_lowercase).ok_or_else(|| {
+        IdpError::Transport("the Okta org URL has no host; give https://YOUR-ORG.okta.com".into())
+    })?;
+    let rp_id = activation.rp.id.clone().unwrap_or(host);
+    let origin = org.origin().ascii_serialization();
+    let expires_at = now.saturating_add(ACTIVATION_LIFETIME).min(i64::MAX as u64) as i64;
+    super::decode_options(
+        ProviderKind::Okta,
+        user,
+        activation,
+        &rp_id,
+        Some(origin),
+        expires_at,
+        Some(f.id),
+    )
+}
+
+/// The active WebAuthn factor of a factor list whose
+/// `profile.credentialId` is `credential_id`.
+pub fn match_factor(resp: &Response, credential_id: &[u8]) -> Result<Option<MethodId>, IdpError> {
+    let factors: Vec<Factor> = resp.json("Okta factor list")?;
+    for f in factors {
+        let cred = f.profile.and_then(|p| p.credential_id);
+        if f.factor_type == "webauthn"
+            && f.status == "ACTIVE"
+            && cred.and_then(|c| super::b64_liberal(&c)).as_deref() == Some(credential_id)
+        {
+            super::check_method_id(&f.id)?;
+            return Ok(Some(MethodId(f.id)));
+        }
+    }
+    Ok(None)
 }
 
 /// Okta's error object (`errorCode`, `errorSummary`, `errorCauses`) as an
@@ -308,5 +337,128 @@ fn okta_error(resp: &Response, what: &str, user: &str) -> IdpError {
         }
         (s, _) if s >= 500 => IdpError::Transport(said),
         _ => IdpError::Refused(said),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::idp::http::Options;
+    use zeroize::Zeroizing;
+
+    fn okta() -> Okta {
+        let opts = OktaOptions {
+            org: reqwest::Url::parse("https://example.okta.com").unwrap(),
+            token: ApiToken::new(Zeroizing::new("00-zqxj-token".into())),
+        };
+        Okta::new(opts, Http::new(Options::default()).unwrap())
+    }
+
+    /// Byte-exact: enroll (Factors API "Enroll WebAuthn Factor") and
+    /// activate ("Activate WebAuthn Factor": attestation and clientData in
+    /// standard base64 with padding, as the documented example).
+    #[test]
+    fn enroll_and_activate_requests_are_the_documented_shape() {
+        let k = okta();
+        assert_eq!(
+            k.enroll_request("00u15s1KDETTQMQYABRL").unwrap().render(),
+            "POST https://example.okta.com/api/v1/users/00u15s1KDETTQMQYABRL/factors\n\
+             Accept: application/json\nContent-Type: application/json\n\n\
+             {\"factorType\":\"webauthn\",\"provider\":\"FIDO\"}\n"
+        );
+        let mut reg = Registration {
+            credential_id: vec![1],
+            client_data_json: b"{}".to_vec(),
+            attestation_object: vec![0xfb, 0xff],
+            display_name: String::new(),
+            state: Some("fwf2rovRxogXJ0nDy0g4".into()),
+        };
+        assert_eq!(
+            k.activate_request("00u15s1KDETTQMQYABRL", &reg)
+                .unwrap()
+                .render(),
+            "POST https://example.okta.com/api/v1/users/00u15s1KDETTQMQYABRL/factors/fwf2rovRxogXJ0nDy0g4/lifecycle/activate\n\
+             Accept: application/json\nContent-Type: application/json\n\n\
+             {\"attestation\":\"+/8=\",\"clientData\":\"e30=\"}\n"
+        );
+        // Attack: a factor id that would change the path is refused.
+        reg.state = Some("../../../users/admin".into());
+        assert!(
+            k.activate_request("u", &reg)
+                .is_ok_and(|r| r.url.path().contains("..%2F..%2F"))
+        );
+        reg.state = None;
+        assert!(matches!(
+            k.activate_request("u", &reg),
+            Err(IdpError::Refused(_))
+        ));
+    }
+
+    /// The documented enrollment example decodes: the factor id as state,
+    /// the org host as RP id, the org URL as origin, the challenge and
+    /// user id as base64url.
+    #[test]
+    fn documented_enrollment_decodes() {
+        let org = reqwest::Url::parse("https://example.okta.com").unwrap();
+        let resp = Response {
+            status: 200,
+            body: examples::ENROLL.body.as_bytes().to_vec(),
+        };
+        let o = parse_enrollment(&org, "00u15s1KDETTQMQYABRL", &resp, 1_800_000_000).unwrap();
+        assert_eq!(o.state.as_deref(), Some("fwf2rovRxogXJ0nDy0g4"));
+        assert_eq!(
+            (o.rp_id.as_str(), o.origin.as_str()),
+            ("example.okta.com", "https://example.okta.com")
+        );
+        assert_eq!(o.rp_name, "Rain-Cloud59");
+        assert_eq!(o.challenge.len(), 15);
+        assert_eq!(o.algorithms, [-7, -257]);
+        assert_eq!(o.expires_at, 1_800_000_300);
+        let cd = String::from_utf8(o.client_data_json()).unwrap();
+        assert!(
+            cd.contains("\"challenge\":\"cdsZ1V10E0BGE4GcG3IK\""),
+            "{cd}"
+        );
+        let listed = Response {
+            status: 200,
+            body: examples::FACTORS.body.as_bytes().to_vec(),
+        };
+        let cred = crate::idp::b64_liberal("l3Br0n-7H3g047NqESqJynFtIgf3Ix9OfaRoNwLoloso99Xl2zS_O7EXUkmPeAIzTVtEL4dYjicJWBz7NpqhGA").unwrap();
+        assert_eq!(
+            match_factor(&listed, &cred).unwrap(),
+            Some(MethodId("fwf2rovRxogXJ0nDy0g4".into()))
+        );
+        assert_eq!(match_factor(&listed, b"other").unwrap(), None);
+    }
+
+    #[test]
+    fn okta_errors_say_what_to_change() {
+        let r = |status, body: &str| {
+            okta_error(
+                &Response {
+                    status,
+                    body: body.as_bytes().to_vec(),
+                },
+                "activate",
+                "u",
+            )
+        };
+        let e = r(
+            401,
+            include_str!("../../tests/data/idp/okta/error-invalid-token.json"),
+        );
+        assert!(
+            matches!(&e, IdpError::Token(m) if m.contains("token file")),
+            "{e}"
+        );
+        let e = r(
+            403,
+            include_str!("../../tests/data/idp/okta/error-invalid-attestation.json"),
+        );
+        assert!(
+            matches!(&e, IdpError::Refused(m) if m.contains("WebAuthn (FIDO2)")),
+            "{e}"
+        );
+        assert!(r(500, "not json").retryable());
     }
 }

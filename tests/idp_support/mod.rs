@@ -17,6 +17,8 @@
 //! Fault knobs ([`Knobs`]): answer 429 with `Retry-After` N times, issue
 //! challenges already expired, refuse every token.
 #![allow(dead_code)]
+// Handlers return the refusal itself as the error (axum style).
+#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -132,6 +134,11 @@ impl FakeIdp {
             .get(user)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Forget every access token issued (as a revocation would).
+    pub fn revoke_tokens(&self) {
+        self.inner.lock().unwrap().tokens.clear()
     }
 
     /// Put a method in place, as if registered earlier.
