@@ -571,3 +571,79 @@ fn no_idp_secret_or_token_reaches_the_station() {
         }
     }
 }
+
+/// The registry's IdP routes refuse, before the IdP is called: an unsigned
+/// request, one naming another station than its signer, a body over the
+/// limit, an unknown field, a name out of bounds; and a registry without an
+/// IdP says so (`idp-not-configured`).
+#[test]
+fn the_registry_idp_routes_refuse_what_they_must() {
+    use keyward::sync::client::{Options, SyncError};
+    use keyward::sync::fleet::FleetClient;
+    use keyward::sync::idp::{OPTIONS_PATH, REGISTER_PATH};
+    let w = world();
+    let url = format!("http://{}", w._reg.addr);
+    let client = FleetClient::new(Options::new(&url, STATION)).unwrap();
+    let ledger = w.rig.station.ledger.lock().unwrap();
+    let key = ledger.station_key().unwrap();
+    let now = sync_support::now();
+    let call = |path: &str, body: serde_json::Value| -> (u16, String) {
+        let r: Result<serde_json::Value, SyncError> =
+            w._reg.rt.block_on(client.call(key, path, &body, now));
+        match r {
+            Ok(v) => (200, v.to_string()),
+            Err(SyncError::Refused { status, code, .. }) => (status, code),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let ok = serde_json::json!({"v": 1, "station": STATION, "issuer": ISS, "jti": "j-1",
+        "subject": SUB, "user": SUB});
+    let mut other = ok.clone();
+    other["station"] = "kiosk-other".into();
+    assert_eq!(call(OPTIONS_PATH, other), (403, "station-mismatch".into()));
+    let mut extra = ok.clone();
+    extra["access_token"] = "x".into();
+    assert_eq!(call(OPTIONS_PATH, extra), (400, "malformed".into()));
+    let mut long = ok.clone();
+    long["user"] = "u".repeat(1025).into();
+    assert_eq!(call(OPTIONS_PATH, long), (400, "malformed".into()));
+    let mut huge = ok.clone();
+    huge["user"] = "u".repeat(70_000).into();
+    assert_eq!(call(OPTIONS_PATH, huge), (413, "too-large".into()));
+    let reg = serde_json::json!({"v": 1, "station": STATION, "binding": "b", "user": SUB,
+        "registration": {"credential_id": "", "client_data_json": "e30", "attestation_object": "oA",
+        "display_name": "k", "state": null}});
+    assert_eq!(call(REGISTER_PATH, reg), (400, "malformed".into()));
+    // The well-formed request gets options.
+    assert_eq!(call(OPTIONS_PATH, ok.clone()).0, 200);
+    drop(ledger);
+
+    // Unsigned.
+    let r = w
+        ._reg
+        .rt
+        .block_on(
+            reqwest::Client::new()
+                .post(format!("{url}{OPTIONS_PATH}"))
+                .body(ok.to_string())
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    // A registry without an IdP.
+    let bare = world_with(false, |r| r.url());
+    let c2 = FleetClient::new(Options::new(&bare._reg.url(), STATION)).unwrap();
+    let l2 = bare.rig.station.ledger.lock().unwrap();
+    let r: Result<serde_json::Value, SyncError> =
+        bare._reg
+            .rt
+            .block_on(c2.call(l2.station_key().unwrap(), OPTIONS_PATH, &ok, now));
+    match r {
+        Err(SyncError::Refused { code, message, .. }) => {
+            assert_eq!(code, "idp-not-configured");
+            assert!(message.contains("--idp"), "{message}");
+        }
+        r => panic!("{r:?}"),
+    }
+}

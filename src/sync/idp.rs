@@ -246,6 +246,51 @@ mod tests {
         assert!(!code::retryable(code::NOT_CONFIGURED));
     }
 
+    /// The request documents, byte for byte (docs/idp.md, the routes).
+    #[test]
+    fn requests_serialize_exactly() {
+        let o = OptionsRequest {
+            v: 1,
+            station: "k1".into(),
+            issuer: "https://iss".into(),
+            jti: "j".into(),
+            subject: "alice@example.test".into(),
+            user: "alice@example.test".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            r#"{"v":1,"station":"k1","issuer":"https://iss","jti":"j","subject":"alice@example.test","user":"alice@example.test"}"#
+        );
+        let r = RegisterRequest {
+            v: 1,
+            station: "k1".into(),
+            binding: "b1".into(),
+            user: "u".into(),
+            registration: Registration {
+                credential_id: vec![0xfb, 0xff],
+                client_data_json: b"{}".to_vec(),
+                attestation_object: vec![0xa0],
+                display_name: "Kiosk key".into(),
+                state: None,
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"v":1,"station":"k1","binding":"b1","user":"u","registration":{"credential_id":"-_8","client_data_json":"e30","attestation_object":"oA","display_name":"Kiosk key","state":null}}"#
+        );
+        let d = DeleteRequest {
+            v: 1,
+            station: "k1".into(),
+            binding: "b1".into(),
+            user: "u".into(),
+            method: "m1".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"v":1,"station":"k1","binding":"b1","user":"u","method":"m1"}"#
+        );
+    }
+
     #[test]
     fn names_are_length_checked() {
         assert!(check_names(&[("user", "a")]).is_ok());
