@@ -96,10 +96,9 @@ fn retry(g: &GlobalArgs) -> Result<()> {
         }
     }
     if left > 0 {
-        return Err(Failure::Usage(format!(
+        anyhow::bail!(
             "{left} IdP step(s) still pending (the registry or the identity provider did not answer); run `keyward idp retry` again later"
-        ))
-        .into());
+        );
     }
     Ok(())
 }
