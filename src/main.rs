@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Commands::Manpages(args) => keyward::cli::completions::manpages(&args),
         Commands::Sync(args) => keyward::cli::sync::run(args, &cli.global),
         Commands::Outbox(cmd) => keyward::cli::outbox::run(cmd, &cli.global),
+        Commands::Idp(cmd) => keyward::cli::idp::run(cmd, &cli.global),
         Commands::Registry(cmd) => keyward::cli::registry::run(cmd, &cli.global),
     };
     match result {

@@ -17,6 +17,7 @@ pub mod devices;
 pub mod enroll;
 pub mod exit;
 pub mod fido;
+pub mod idp;
 pub mod kiosk;
 pub mod ledger;
 pub mod lifecycle;
@@ -158,6 +159,10 @@ pub enum Commands {
     /// bundle for an air-gapped kiosk
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    /// The identity-provider step of this station's bindings: list them,
+    /// retry the registrations and deletions still pending (docs/idp.md)
+    #[command(subcommand)]
+    Idp(idp::IdpCommand),
     /// The central registry: serve it, enroll stations, query the fleet's
     /// events and bindings, import bundles (--db FILE|postgres://…)
     #[command(subcommand)]

@@ -111,6 +111,11 @@ pub struct ServeArgs {
     /// heads go out unsigned
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Register enrolled credentials with the identity provider this TOML
+    /// file configures (Entra ID or Okta, docs/idp.md); without it the
+    /// /v1/idp routes answer idp-not-configured
+    #[arg(long, value_name = "FILE")]
+    pub idp: Option<PathBuf>,
     #[command(flatten)]
     pub webhook: super::registry_notify::WebhookArgs,
 }
@@ -494,6 +499,20 @@ async fn serve(reg: Registry, a: ServeArgs) -> Result<()> {
         .load_log()
         .await
         .map_err(|e| Failure::Verification(e.to_string()))?;
+    let reg = match &a.idp {
+        Some(path) => {
+            let cfg = crate::idp::config::IdpConfig::load(path)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let p = crate::idp::config::build(&cfg).map_err(|e| Failure::Usage(e.to_string()))?;
+            eprintln!(
+                "keyward registry: identity provider {} ({})",
+                p.kind().as_str(),
+                path.display()
+            );
+            reg.with_idp(Arc::from(p))
+        }
+        None => reg,
+    };
     let reg = Arc::new(reg);
     let worker = super::registry_notify::worker(&reg, &a.webhook)?;
     let listener = tokio::net::TcpListener::bind(a.listen)

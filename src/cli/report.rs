@@ -49,12 +49,38 @@ pub fn run(args: ReportArgs, db: &Path, config_threshold: Option<f64>, json: boo
     let ledger = super::ledger::open_read_only(db, false)?;
     // `until` is one past now so that what happened this second counts.
     let summary = summary(&ledger, since, now.saturating_add(1), threshold)?;
+    // Bindings whose identity-provider step is not done (docs/idp.md):
+    // pending or failed registrations, skipped steps, deletions waiting.
+    let idp: Vec<_> = ledger
+        .idp_methods()?
+        .into_iter()
+        .filter(|m| !matches!(m.state.as_str(), "registered" | "deleted"))
+        .collect();
     if json {
         let mut doc = serde_json::to_value(&summary)?;
         doc["version"] = 1.into();
+        doc["idp_unfinished"] = serde_json::to_value(&idp)?;
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", render(&summary));
+        if !idp.is_empty() {
+            println!(
+                "identity-provider steps not done: {} (`keyward idp retry` retries the pending)",
+                idp.len()
+            );
+            for m in &idp {
+                println!(
+                    "  {}  {} {}{}",
+                    m.binding,
+                    m.provider,
+                    m.state,
+                    m.error_code
+                        .as_deref()
+                        .map(|c| format!(" ({c}: {})", m.message.as_deref().unwrap_or_default()))
+                        .unwrap_or_default()
+                );
+            }
+        }
     }
     Ok(())
 }

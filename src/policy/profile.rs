@@ -263,6 +263,67 @@ pub struct UnblockRules {
     pub allow_puk_rotation: bool,
 }
 
+/// Whether the enrollment registers a credential with the person's
+/// identity provider (docs/idp.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdpStepMode {
+    /// The IdP's creation options must be had before the key is touched,
+    /// or the enrollment is refused (`idp-unavailable`).
+    Required,
+    /// Enroll without the IdP when its options cannot be had; the binding
+    /// shows the IdP step as skipped.
+    Optional,
+    /// No IdP step.
+    #[default]
+    Off,
+}
+
+impl IdpStepMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdpStepMode::Required => "required",
+            IdpStepMode::Optional => "optional",
+            IdpStepMode::Off => "off",
+        }
+    }
+}
+
+/// The profile's IdP step:
+/// `idp = { provider = "entra", step = "required", display_name = "…" }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdpStep {
+    /// `entra` or `okta`: must be the provider the registry is configured
+    /// with.
+    pub provider: Option<crate::idp::ProviderKind>,
+    pub step: IdpStepMode,
+    /// The method's name at the IdP; default "<model or key> <serial>".
+    pub display_name: Option<String>,
+}
+
+impl IdpStep {
+    /// Whether the step runs at all.
+    pub fn on(&self) -> bool {
+        self.step != IdpStepMode::Off
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.on() && self.provider.is_none() {
+            return Err(format!(
+                "idp: step = {:?} needs a provider (\"entra\" or \"okta\")",
+                self.step.as_str()
+            ));
+        }
+        if let Some(d) = &self.display_name
+            && (d.trim().is_empty() || d.len() > 200 || d.chars().any(char::is_control))
+        {
+            return Err("idp.display_name must be 1 to 200 bytes of printable text".to_string());
+        }
+        Ok(())
+    }
+}
+
 /// One named profile.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -283,6 +344,8 @@ pub struct Profile {
     pub attestation: AttestationPolicy,
     /// Help-desk unblock rules.
     pub unblock: UnblockRules,
+    /// Registration with the person's identity provider (off by default).
+    pub idp: IdpStep,
 }
 
 /// The profiles file: `[profiles.NAME]` tables.
@@ -410,6 +473,7 @@ impl Profile {
             }
         }
         self.attestation.validate()?;
+        self.idp.validate()?;
         for (i, e) in self.attestation.exceptions.iter().enumerate() {
             let Some(exp) = &e.expires else {
                 return Err(format!(
@@ -574,6 +638,35 @@ approver = "ciso@example.org"
         }
         for e in ["credProtect=1", "hmac-secret", "largeBlobKey"] {
             assert_eq!(e.parse::<FidoExtension>().unwrap().to_string(), e);
+        }
+    }
+
+    #[test]
+    fn the_idp_step_is_validated_when_the_profile_loads() {
+        let p = Profiles::parse(
+            "[profiles.a]\nidp = { provider = \"entra\", step = \"required\", display_name = \"Kiosk key\" }\n",
+            "p.toml",
+        )
+        .unwrap();
+        let a = p.get("a").unwrap();
+        assert_eq!(a.idp.step, IdpStepMode::Required);
+        assert_eq!(a.idp.provider, Some(crate::idp::ProviderKind::Entra));
+        let off = Profiles::parse("[profiles.a]\n", "p.toml").unwrap();
+        assert!(!off.get("a").unwrap().idp.on(), "default off");
+        for (text, needle) in [
+            ("idp = { step = \"required\" }", "needs a provider"),
+            ("idp = { provider = \"ping\", step = \"optional\" }", "ping"),
+            ("idp = { provider = \"okta\", step = \"always\" }", "always"),
+            ("idp = { provider = \"okta\", stepp = \"off\" }", "stepp"),
+            (
+                "idp = { provider = \"okta\", step = \"optional\", display_name = \"\" }",
+                "display_name",
+            ),
+        ] {
+            let e = Profiles::parse(&format!("[profiles.a]\n{text}\n"), "p.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("p.toml") && e.contains(needle), "{e}");
         }
     }
 

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::errors;
 use super::fido::{self, FidoResult};
 use super::flow::{Envelope, Flow};
+use super::idp;
 use super::piv::{self as piv_steps, PivIdentity, PivResult};
 use super::record::{Books, Run, Seen};
 use super::replace::{self, Original};
@@ -20,6 +21,7 @@ use super::{
 use crate::ctap::Pin;
 use crate::policy::profile::Profile;
 use crate::policy::{self, Rule, Verdict};
+use crate::store::idp::{IdpBound, IdpStaged};
 use crate::store::{
     CredentialRecord, DeviceRecord, EnrollmentRecord, ExceptionRecord, RunKind, RunStart,
     TicketRecord,
@@ -273,8 +275,9 @@ fn fido_part(
     vt: &VerifiedTicket,
     profile: &Profile,
     ops: &[Fido2Op],
+    plan: &idp::Plan,
     out: &mut FidoResult,
-) -> Result<(Pin, bool), ProvisionError> {
+) -> Result<(Pin, bool, Option<IdpBound>), ProvisionError> {
     let transport = target::open_fido(&req.target, flow.deadlines.command)?;
     let mut f = fido::identify(flow, transport)?;
     out.aaguid = crate::attest::mds::format_aaguid(&f.info.aaguid);
@@ -293,12 +296,17 @@ fn fido_part(
     for op in ops {
         fido::credential(flow, &mut f, &pin, vt, op, profile, out)?;
     }
+    // The IdP's credential, judged like the ticket's (docs/idp.md).
+    let bound = match plan {
+        idp::Plan::Make(o) => Some(idp::credential(flow, &mut f, &pin, vt, o, profile, out)?),
+        _ => None,
+    };
     // Last: once forceChangePin is set the key issues no token until the
     // PIN is changed.
     if generated {
         fido::force_change_pin(flow, &mut f, &pin)?;
     }
-    Ok((pin, generated))
+    Ok((pin, generated, bound))
 }
 
 /// FIDO and PIV must agree on the serial of the one physical key.
@@ -378,7 +386,10 @@ fn body(
 ) -> Result<EnrollOutcome, ProvisionError> {
     let (profile, original) = preflight(flow, &req, vt, mode)?;
     let reserved = super::fleet::reserve(flow, vt)?;
-    let result = on_key(flow, req, vt, run, profile, original);
+    let result = match idp::options(flow, vt, &profile) {
+        Ok(plan) => on_key(flow, req, vt, run, (profile, plan), original),
+        Err(e) => Err(e),
+    };
     if result.is_err() && reserved {
         // Nothing was committed: give the ticket back, so the person may
         // use it at another station (best effort; a reservation left
@@ -394,10 +405,17 @@ fn on_key(
     req: EnrollRequest,
     vt: &VerifiedTicket,
     run: &str,
-    profile: Profile,
+    (profile, plan): (Profile, idp::Plan),
     original: Option<Original>,
 ) -> Result<EnrollOutcome, ProvisionError> {
     let (fido_ops, piv_ops) = split_ops(vt);
+    if matches!(plan, idp::Plan::Make(_)) && fido_ops.is_empty() {
+        return Err(ProvisionError::new(
+            Reason::IdpUnavailable,
+            Some(Step::IdpOptions),
+            "the profile registers a FIDO2 credential with the identity provider, but the ticket provisions no FIDO2 credential; ask for a ticket with a fido2 op (nothing was written to the key)",
+        ));
+    }
 
     // PIV first, read-only: serial (pre-assigned device) and drift.
     let piv_id = if piv_ops.is_empty() {
@@ -429,10 +447,12 @@ fn on_key(
     let mut out = FidoResult::default();
     let mut pin = None;
     let mut generated = false;
+    let mut bound = None;
     if !fido_ops.is_empty() {
-        let (p, g) = fido_part(flow, &req, vt, &profile, &fido_ops, &mut out)?;
+        let (p, g, b) = fido_part(flow, &req, vt, &profile, &fido_ops, &plan, &mut out)?;
         pin = Some(p);
         generated = g;
+        bound = b;
     }
 
     let mut piv_out = None;
@@ -459,7 +479,19 @@ fn on_key(
     check_assigned(vt, serial, Step::CrossCheck)?;
 
     let rec = record(flow, vt, &out, piv_out.as_ref(), piv_id.as_ref(), serial);
-    let binding = commit(flow, &rec, original.as_ref(), &out.exceptions, run)?;
+    let registration = bound
+        .as_ref()
+        .map(|b| (b.user.clone(), b.registration.clone()));
+    let staged = idp::staged(&plan, bound, vt);
+    let binding = commit(flow, &rec, original.as_ref(), &out.exceptions, run, staged)?;
+    let idp = idp_after_commit(flow, &binding, &plan, registration);
+    // A replacement retires the original: its IdP method is deleted after
+    // the commit (a failure stays `delete-pending`, retried).
+    if let Some(o) = original.as_ref().filter(|o| o.remote.is_none())
+        && let Err(e) = idp::delete(Books::of(flow.station), &o.binding)
+    {
+        tracing::warn!(binding = %o.binding, "the IdP deletion's outcome was not recorded: {e}");
+    }
     Ok(EnrollOutcome {
         binding,
         run: run.to_string(),
@@ -474,7 +506,60 @@ fn on_key(
         generated_pin: if generated { pin } else { None },
         generated_puk: piv_out.and_then(|p| p.puk),
         steps: std::mem::take(&mut flow.steps),
+        idp,
     })
+}
+
+/// After the commit: register the IdP credential through the registry (a
+/// failure leaves the binding `pending` or `failed`, never undoes it).
+fn idp_after_commit(
+    flow: &mut Flow<'_>,
+    binding: &str,
+    plan: &idp::Plan,
+    registration: Option<(String, crate::idp::Registration)>,
+) -> Option<idp::IdpSummary> {
+    let station = flow.station;
+    match (plan, registration) {
+        (idp::Plan::Make(o), Some((user, reg))) => {
+            let provider = o.provider.as_str();
+            let r = flow.step(Step::IdpRegister, flow.deadlines.command, |_| {
+                let summary = match idp::register(Books::of(station), binding, &user, &reg) {
+                    Ok(outcome) => idp::summary(provider, &outcome),
+                    Err(e) => {
+                        tracing::warn!(
+                            binding,
+                            "the IdP registration's outcome was not recorded: {e}"
+                        );
+                        idp::IdpSummary {
+                            provider: provider.to_string(),
+                            state: "pending".into(),
+                            method: None,
+                            code: Some(e.reason.as_str().to_string()),
+                            message: Some(e.message.clone()),
+                        }
+                    }
+                };
+                let detail = serde_json::to_value(&summary).unwrap_or_default();
+                Ok((summary, detail))
+            });
+            r.ok()
+        }
+        (
+            idp::Plan::Skipped {
+                provider,
+                code,
+                message,
+            },
+            _,
+        ) => Some(idp::IdpSummary {
+            provider: provider.clone(),
+            state: "skipped".into(),
+            method: None,
+            code: Some(code.clone()),
+            message: Some(message.clone()),
+        }),
+        _ => None,
+    }
 }
 
 fn summary(c: &CredentialRecord) -> CredentialSummary {
@@ -495,6 +580,7 @@ fn commit(
     original: Option<&Original>,
     exceptions: &[AppliedException],
     run: &str,
+    idp: Option<IdpStaged>,
 ) -> Result<String, ProvisionError> {
     let station = flow.station;
     flow.step(Step::Commit, flow.deadlines.command, |_| {
@@ -520,6 +606,10 @@ fn commit(
             super::fleet::check_key(station, serial, Step::Commit)?;
         }
         let mut ledger = station.ledger()?;
+        // Written in the binding's transaction (the `idp.bound` audit row).
+        if let Some(s) = idp {
+            ledger.stage_idp(s);
+        }
         let binding = match original {
             None => ledger.commit_enrollment_with(rec, &waivers, now),
             Some(Original {

@@ -55,8 +55,14 @@ pub enum Step {
     /// The ticket reserved at the registry (fleet-wide single use), before
     /// the key is touched.
     Reserve,
+    /// The identity provider's creation options asked of the registry,
+    /// before the key is touched (docs/idp.md).
+    IdpOptions,
     /// The one ledger transaction.
     Commit,
+    /// The IdP credential registered through the registry, after the
+    /// commit (docs/idp.md).
+    IdpRegister,
 }
 
 impl Step {
@@ -83,7 +89,9 @@ impl Step {
             CrossCheck => "cross-check",
             Replace => "replace",
             Reserve => "reserve",
+            IdpOptions => "idp-options",
             Commit => "commit",
+            IdpRegister => "idp-register",
         }
     }
 }

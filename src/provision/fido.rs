@@ -349,6 +349,19 @@ fn user_handle(vt: &VerifiedTicket, op: &Fido2Op) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+/// What one makeCredential is for: the ticket's relying party (the
+/// ticket digest in the clientDataHash), or the identity provider's
+/// (`provision::idp`, the IdP's challenge in it).
+pub(crate) struct CredentialSpec {
+    pub rp_id: String,
+    pub user: User,
+    pub client_data_hash: [u8; 32],
+    /// COSE algorithms acceptable, in order of preference.
+    pub algorithms: Vec<i64>,
+    /// Credential ids the relying party already knows (excludeList).
+    pub exclude: Vec<Vec<u8>>,
+}
+
 /// makeCredential, attestation check and getAssertion for one op.
 pub(crate) fn credential(
     flow: &mut Flow<'_>,
@@ -360,21 +373,57 @@ pub(crate) fn credential(
     out: &mut FidoResult,
 ) -> Result<(), ProvisionError> {
     let client_data = ticket::fido2_client_data(&vt.digest, &op.rp_id);
-    let touch = flow.deadlines.touch;
-    let alg = if f.info.algorithms.is_empty() || f.info.algorithms.contains(&-7) {
-        -7
-    } else {
-        f.info.algorithms[0]
-    };
-    let mc = MakeCredential {
-        client_data_hash: client_data.hash,
+    let spec = CredentialSpec {
         rp_id: op.rp_id.clone(),
         user: User {
             id: user_handle(vt, op),
             name: op.user_name.clone().or_else(|| Some(vt.claims.sub.clone())),
             display_name: op.user_name.clone(),
         },
+        client_data_hash: client_data.hash,
+        algorithms: vec![-7],
+        exclude: Vec::new(),
+    };
+    made(flow, f, pin, &spec, profile, out).map(|_| ())
+}
+
+/// makeCredential for `spec`, its attestation verified by the station's
+/// verifier and judged by the profile's policy (the same for every
+/// credential of an enrollment), then getAssertion proving it. Returns the
+/// attestation object and the credential id; the credential is added to
+/// `out`.
+pub(crate) fn made(
+    flow: &mut Flow<'_>,
+    f: &mut Fido,
+    pin: &Pin,
+    spec: &CredentialSpec,
+    profile: &Profile,
+    out: &mut FidoResult,
+) -> Result<(Vec<u8>, Vec<u8>), ProvisionError> {
+    let touch = flow.deadlines.touch;
+    let offered =
+        |a: &i64| f.info.algorithms.is_empty() && *a == -7 || f.info.algorithms.contains(a);
+    let alg = match spec.algorithms.iter().copied().find(offered) {
+        Some(a) => a,
+        // The ticket's credential: ES256, or the key's first algorithm.
+        None if spec.algorithms == [-7] && !f.info.algorithms.is_empty() => f.info.algorithms[0],
+        None => {
+            return Err(ProvisionError::new(
+                Reason::DeviceUnsupported,
+                Some(Step::MakeCredential),
+                format!(
+                    "{} accepts COSE algorithms {:?}, none of which this key offers ({:?}); use another key",
+                    spec.rp_id, spec.algorithms, f.info.algorithms
+                ),
+            ));
+        }
+    };
+    let mc = MakeCredential {
+        client_data_hash: spec.client_data_hash,
+        rp_id: spec.rp_id.clone(),
+        user: spec.user.clone(),
         algorithms: vec![alg],
+        exclude_list: spec.exclude.clone(),
         // Level 2 unless the profile asks for another (docs/policy.md).
         cred_protect: Some(profile.fido.cred_protect().unwrap_or(2)),
         hmac_secret: profile.fido.requires(FidoExtension::HmacSecret),
@@ -390,14 +439,14 @@ pub(crate) fn credential(
                 &f.info,
                 pin,
                 permission::MAKE_CREDENTIAL | permission::GET_ASSERTION,
-                Some(&op.rp_id),
+                Some(&spec.rp_id),
             )
             .map_err(|e| errors::ctap(Step::MakeCredential, e))?;
         let att =
             f.c.make_credential(&mc, Some(&tok))
                 .map_err(|e| errors::ctap(Step::MakeCredential, e))?;
         let id = att.credential_id().map(hex::encode);
-        let detail = json!({"rp_id": op.rp_id, "credential_id": id, "fmt": att.fmt,
+        let detail = json!({"rp_id": spec.rp_id, "credential_id": id, "fmt": att.fmt,
                             "enterprise_attestation": f.ep});
         Ok((att, detail))
     })?;
@@ -418,7 +467,14 @@ pub(crate) fn credential(
     }
     let attestation_object = cbor::encode(&cbor::text_map(ao));
     let facts = flow.step(Step::FidoAttestation, touch, |fl| {
-        let facts = check_attestation(fl, f, &attestation_object, &client_data.hash, profile, out)?;
+        let facts = check_attestation(
+            fl,
+            f,
+            &attestation_object,
+            &spec.client_data_hash,
+            profile,
+            out,
+        )?;
         if facts.credential_id != attested.credential_id {
             return Err(ProvisionError::new(
                 Reason::AttestationInvalid,
@@ -449,7 +505,7 @@ pub(crate) fn credential(
         flow,
         f,
         pin,
-        op,
+        &spec.rp_id,
         (&attested.credential_id, &attested.public_key),
         hmac,
     )?;
@@ -463,18 +519,18 @@ pub(crate) fn credential(
     out.credentials.push(CredentialRecord {
         kind: "fido2".into(),
         credential_id: Some(attested.credential_id.clone()),
-        rp_id: Some(op.rp_id.clone()),
+        rp_id: Some(spec.rp_id.clone()),
         slot: None,
         algorithm,
         public_key: cbor::encode(&attested.public_key),
-        attestation: Some(attestation_object),
+        attestation: Some(attestation_object.clone()),
         attestation_format: Some(att.fmt.clone()),
     });
     if facts.serial.is_some() {
         out.serial = facts.serial;
     }
     out.facts.push(facts);
-    Ok(())
+    Ok((attestation_object, attested.credential_id))
 }
 
 /// Verify the attestation to the station's anchors (and MDS), then let the
@@ -533,7 +589,7 @@ fn prove(
     flow: &mut Flow<'_>,
     f: &mut Fido,
     pin: &Pin,
-    op: &Fido2Op,
+    rp_id: &str,
     (credential_id, public_key): (&[u8], &Value),
     hmac_secret: bool,
 ) -> Result<(), ProvisionError> {
@@ -543,11 +599,11 @@ fn prove(
     let json_text = format!(
         "{{\"type\":\"webauthn.get\",\"challenge\":\"{}\",\"origin\":{},\"crossOrigin\":false}}",
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, challenge),
-        serde_json::Value::String(format!("https://{}", op.rp_id))
+        serde_json::Value::String(format!("https://{}", rp_id))
     );
     let hash: [u8; 32] = Sha256::digest(json_text.as_bytes()).into();
     let ga = GetAssertion {
-        rp_id: op.rp_id.clone(),
+        rp_id: rp_id.to_string(),
         client_data_hash: hash,
         allow_list: vec![credential_id.to_vec()],
         ..GetAssertion::default()
@@ -557,7 +613,7 @@ fn prove(
         // makeCredential with UV used up the token's mc/ga permissions
         // (CTAP 2.1 §6.1.2): a fresh token.
         let tok =
-            f.c.token_for(&f.info, pin, permission::GET_ASSERTION, Some(&op.rp_id))
+            f.c.token_for(&f.info, pin, permission::GET_ASSERTION, Some(rp_id))
                 .map_err(|e| errors::ctap(Step::GetAssertion, e))?;
         let a = if hmac_secret {
             // The profile requires hmac-secret: the key must also answer

@@ -47,6 +47,34 @@ pub trait FleetLink: Send + Sync {
     fn provisional_allowed(&self) -> bool;
     /// The registry's address, for messages.
     fn registry(&self) -> &str;
+    /// The identity provider's creation options for `user`, for the ticket
+    /// (iss, jti, sub) this station holds (docs/idp.md).
+    fn idp_options(
+        &self,
+        key: &StationKey,
+        ticket: (&str, &str, &str),
+        user: &str,
+        now: i64,
+    ) -> Result<crate::idp::CreationOptions, SyncError>;
+    /// Register a binding's IdP credential (the registry looks it up
+    /// first): the IdP's method id, and whether it was already there.
+    fn idp_register(
+        &self,
+        key: &StationKey,
+        binding: &str,
+        user: &str,
+        registration: &crate::idp::Registration,
+        now: i64,
+    ) -> Result<(String, bool), SyncError>;
+    /// Delete a binding's IdP method.
+    fn idp_delete(
+        &self,
+        key: &StationKey,
+        binding: &str,
+        user: &str,
+        method: &crate::idp::MethodId,
+        now: i64,
+    ) -> Result<(), SyncError>;
 }
 
 /// A shared link.

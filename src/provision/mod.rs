@@ -33,6 +33,7 @@ mod fido;
 pub mod fleet;
 mod flow;
 mod guard;
+pub mod idp;
 mod piv;
 mod preview;
 mod reason;

@@ -123,6 +123,10 @@ pub enum Reason {
     /// The registry is needed (ticket reservation, a replacement's
     /// original) and cannot be reached.
     RegistryUnavailable,
+    /// The profile requires the identity-provider step and its creation
+    /// options could not be had (registry or IdP unreachable, IdP refused,
+    /// no IdP configured): nothing was written to the key (docs/idp.md).
+    IdpUnavailable,
 }
 
 impl Reason {
@@ -180,6 +184,7 @@ impl Reason {
             PukBlocked => "puk-blocked",
             DeviceReported => "device-reported",
             RegistryUnavailable => "registry-unavailable",
+            IdpUnavailable => "idp-unavailable",
         }
     }
 
@@ -235,6 +240,7 @@ impl Reason {
         Reason::PukBlocked,
         Reason::DeviceReported,
         Reason::RegistryUnavailable,
+        Reason::IdpUnavailable,
     ];
 
     /// The coarse class a CLI maps to an exit code.

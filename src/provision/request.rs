@@ -126,4 +126,7 @@ pub struct EnrollOutcome {
     #[serde(skip)]
     pub generated_puk: Option<crate::piv::Puk>,
     pub steps: Vec<StepReport>,
+    /// The identity-provider step, when the profile has one (docs/idp.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<super::idp::IdpSummary>,
 }

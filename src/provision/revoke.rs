@@ -123,6 +123,12 @@ fn revoke_in(
     let b = ledger
         .show_binding(&req.binding)
         .map_err(|e| errors::store(Step::Commit, e))?;
+    drop(ledger);
+    // After the commit: the binding's IdP method is deleted through the
+    // registry; a failure stays `delete-pending`, retried (docs/idp.md).
+    if let Err(e) = super::idp::delete(books, &req.binding) {
+        tracing::warn!(binding = %req.binding, "the IdP deletion's outcome was not recorded: {e}");
+    }
     Ok(RevokeOutcome {
         run: run.to_string(),
         binding: req.binding.clone(),

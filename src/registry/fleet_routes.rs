@@ -55,7 +55,7 @@ async fn read<T: DeserializeOwned + fleet::Request>(
     Ok((req, now))
 }
 
-fn ok<T: Serialize>(v: &T) -> Response {
+pub(super) fn ok<T: Serialize>(v: &T) -> Response {
     let mut r = (StatusCode::OK, serde_json::to_vec(v).unwrap_or_default()).into_response();
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));

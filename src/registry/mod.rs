@@ -143,6 +143,8 @@ pub struct Registry {
     db: Db,
     log: SharedLog,
     signer: Option<Arc<StationKey>>,
+    /// The identity provider (`registry serve --idp`), when configured.
+    idp: Option<Arc<dyn crate::idp::Provider>>,
 }
 
 enum Db {
@@ -260,6 +262,7 @@ impl Registry {
             db,
             log: Arc::new(tokio::sync::Mutex::new(None)),
             signer: None,
+            idp: None,
         })
     }
 
@@ -269,6 +272,17 @@ impl Registry {
         let r = Registry::open(db).await?.with_signer(key);
         r.load_log().await?;
         Ok(r)
+    }
+
+    /// Register credentials with this identity provider (docs/idp.md).
+    pub fn with_idp(mut self, idp: Arc<dyn crate::idp::Provider>) -> Registry {
+        self.idp = Some(idp);
+        self
+    }
+
+    /// The identity provider, when configured.
+    pub fn idp(&self) -> Option<Arc<dyn crate::idp::Provider>> {
+        self.idp.clone()
     }
 
     /// Sign tree heads with `key` from now on.

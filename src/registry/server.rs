@@ -1,4 +1,6 @@
-//! The registry's HTTP front (axum): `POST /v1/push`, `GET /v1/health` and
+//! The registry's HTTP front (axum): `POST /v1/push`, the fleet routes
+//! (fleet_routes.rs), the identity-provider routes (idp_routes.rs),
+//! `GET /v1/health` and
 //! `GET /metrics` (the fleet in Prometheus text, `report::prometheus`),
 //! over HTTPS (rustls on aws-lc-rs, `serve_tls`) or plain HTTP (`serve`,
 //! for a loopback address or behind a TLS-terminating proxy).
@@ -25,12 +27,15 @@ use axum::routing::{get, post};
 
 use super::report::{self, PushCounters, RefusalCode};
 use super::{ChainRefusal, Nonce, Registry, RegistryError};
-use crate::sync::fleet;
 use crate::sync::signature::{self, SignatureError, SignedHeaders};
+use crate::sync::{fleet, idp};
 
 #[path = "fleet_routes.rs"]
 mod fleet_routes;
+#[path = "idp_routes.rs"]
+mod idp_routes;
 use crate::sync::wire::{self, Refusal, RegistryHead, WireError};
+use fleet_routes::ok;
 
 /// The registry's clock (Unix seconds), passed in for tests.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -52,6 +57,9 @@ pub fn router(reg: Arc<Registry>, clock: Clock) -> Router {
         .route(fleet::LOOKUP_PATH, post(fleet_routes::lookup))
         .route(fleet::PULL_PATH, post(fleet_routes::pull))
         .route(fleet::HEAD_PATH, post(fleet_routes::head))
+        .route(idp::OPTIONS_PATH, post(idp_routes::options))
+        .route(idp::REGISTER_PATH, post(idp_routes::register))
+        .route(idp::DELETE_PATH, post(idp_routes::delete))
         .route(
             "/metrics",
             get(|State(s): State<AppState>| report::metrics(s.reg, s.pushes)),

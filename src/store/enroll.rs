@@ -132,6 +132,7 @@ impl Ledger {
         exceptions: &[ExceptionRecord],
         now: i64,
     ) -> Result<String, StoreError> {
+        let idp = self.take_staged_idp();
         rec.validate()?;
         let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -151,6 +152,9 @@ impl Ledger {
         notify::binding_created(&tx, station, &id, &rec.subject, &rec.device, now)?;
         for x in exceptions {
             insert_exception(&tx, station, x, Some(&id), now)?;
+        }
+        if let Some(idp) = &idp {
+            super::idp::record_staged(&tx, station, &id, idp, &rec.actor, now)?;
         }
         observe_time(&tx, now)?;
         tx.commit()?;

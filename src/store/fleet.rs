@@ -221,6 +221,7 @@ impl Ledger {
         exceptions: &[ExceptionRecord],
         now: i64,
     ) -> Result<String, StoreError> {
+        let idp = self.take_staged_idp();
         let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (new_id, mut rows) = insert_binding(&tx, rec, now)?;
@@ -246,6 +247,9 @@ impl Ledger {
             reason,
         };
         record_replacement(&tx, station, &created, &rows, exceptions, now)?;
+        if let Some(idp) = &idp {
+            super::idp::record_staged(&tx, station, &new_id, idp, &rec.actor, now)?;
+        }
         tx.commit()?;
         Ok(new_id)
     }

@@ -218,6 +218,7 @@ impl Ledger {
         exceptions: &[ExceptionRecord],
         now: i64,
     ) -> Result<String, StoreError> {
+        let idp = self.take_staged_idp();
         let (conn, station) = self.parts()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (new_id, rows) = insert_binding(&tx, rec, now)?;
@@ -239,6 +240,9 @@ impl Ledger {
             reason,
         };
         record_replacement(&tx, station, &created, &rows, exceptions, now)?;
+        if let Some(idp) = &idp {
+            super::idp::record_staged(&tx, station, &new_id, idp, &rec.actor, now)?;
+        }
         tx.commit()?;
         Ok(new_id)
     }

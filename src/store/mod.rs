@@ -20,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, Transactio
 pub mod audit;
 pub mod enroll;
 pub mod fleet;
+pub mod idp;
 pub mod lifecycle;
 pub mod notify;
 pub mod outbox;
@@ -43,6 +44,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("migrations/0003_ticket_issuer_key.sql")),
     (4, include_str!("migrations/0004_signed_head.sql")),
     (5, include_str!("migrations/0005_fleet.sql")),
+    (6, include_str!("migrations/0006_idp.sql")),
 ];
 
 /// The schema that brought the signed head and the table digests.
@@ -131,6 +133,8 @@ pub struct Ledger {
     /// The station public key the audit head must verify with; `None` for
     /// a read-only ledger opened only to list or report.
     pinned: Option<[u8; 32]>,
+    /// The IdP step staged for the next binding commit (`idp::stage`).
+    idp_staged: Option<idp::IdpStaged>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -222,6 +226,7 @@ impl Ledger {
             conn,
             station: None,
             pinned,
+            idp_staged: None,
         })
     }
 
@@ -245,6 +250,7 @@ impl Ledger {
             conn,
             station: Some(station),
             pinned,
+            idp_staged: None,
         };
         ledger.check_head_key()?;
         Ok(ledger)

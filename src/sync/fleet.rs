@@ -483,4 +483,41 @@ impl crate::provision::fleet::FleetLink for Link {
     fn registry(&self) -> &str {
         &self.client.opts.registry
     }
+
+    fn idp_options(
+        &self,
+        key: &StationKey,
+        ticket: (&str, &str, &str),
+        user: &str,
+        now: i64,
+    ) -> Result<crate::idp::CreationOptions, SyncError> {
+        self.run(self.client.idp_options(key, ticket, user, now))
+    }
+
+    fn idp_register(
+        &self,
+        key: &StationKey,
+        binding: &str,
+        user: &str,
+        registration: &crate::idp::Registration,
+        now: i64,
+    ) -> Result<(String, bool), SyncError> {
+        self.run(
+            self.client
+                .idp_register(key, binding, user, registration, now),
+        )
+        .map(|a| (a.method, a.existed))
+    }
+
+    fn idp_delete(
+        &self,
+        key: &StationKey,
+        binding: &str,
+        user: &str,
+        method: &crate::idp::MethodId,
+        now: i64,
+    ) -> Result<(), SyncError> {
+        self.run(self.client.idp_delete(key, binding, user, method, now))
+            .map(|_| ())
+    }
 }

@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod client;
 pub mod fleet;
 pub mod head;
+pub mod idp;
 pub mod signature;
 pub mod tree_head;
 pub mod wire;

@@ -84,6 +84,13 @@ impl RegistryServer {
         Self::serve(db, rt, reg)
     }
 
+    /// A registry registering credentials with `idp` (docs/idp.md).
+    pub fn start_with_idp(db: &str, idp: Arc<dyn keyward::idp::Provider>) -> RegistryServer {
+        let rt = rt();
+        let reg = rt.block_on(Registry::open(db)).unwrap().with_idp(idp);
+        Self::serve(db, rt, reg)
+    }
+
     /// A registry signing its tree heads with the key at `key` (created
     /// with its station.pub beside it if missing), its log loaded.
     pub fn start_with_key(db: &str, key: &Path) -> RegistryServer {
