@@ -617,6 +617,34 @@ fn the_registry_idp_routes_refuse_what_they_must() {
     assert_eq!(call(REGISTER_PATH, reg), (400, "malformed".into()));
     // The well-formed request gets options.
     assert_eq!(call(OPTIONS_PATH, ok.clone()).0, 200);
+    // Attack: options for someone other than the ticket's subject.
+    let mut mismatch = ok.clone();
+    mismatch["user"] = "mallory@example.test".into();
+    assert_eq!(
+        call(OPTIONS_PATH, mismatch),
+        (403, "idp-user-mismatch".into())
+    );
+    // Attack: a registration answering no options this registry issued
+    // (a station that skipped /v1/idp/options, or forged the challenge)
+    // never reaches the IdP.
+    let b64 = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let forged_cdj = format!(
+        "{{\"type\":\"webauthn.create\",\"challenge\":\"{}\",\
+         \"origin\":\"https://login.microsoftonline.com\",\"crossOrigin\":false}}",
+        b64(b"never issued")
+    );
+    let forged = serde_json::json!({"v": 1, "station": STATION, "binding": "b", "user": SUB,
+        "registration": {"credential_id": b64(&[7; 16]),
+        "client_data_json": b64(forged_cdj.as_bytes()), "attestation_object": "oA",
+        "display_name": "k", "state": null}});
+    assert_eq!(call(REGISTER_PATH, forged), (403, "idp-not-issued".into()));
+    assert!(
+        w.idp().methods(SUB).is_empty(),
+        "a forged registration reached the IdP"
+    );
     drop(ledger);
 
     // Unsigned.

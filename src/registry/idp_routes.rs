@@ -131,6 +131,15 @@ pub(super) async fn options(
     ]) {
         return malformed(m);
     }
+    // The IdP user is the ticket's subject (docs/idp.md): options for
+    // anyone else would let a station's ticket register a key for them.
+    if req.user != req.subject {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            code::USER_MISMATCH,
+            "the IdP user must be the ticket's subject; ask for a ticket for that person",
+        );
+    }
     // Options only for a ticket this station holds: the reservation is
     // taken (or confirmed, for the station that took it) first.
     match s
@@ -145,6 +154,17 @@ pub(super) async fn options(
     let user = req.user.clone();
     match blocking(move || p.creation_options(&user)).await {
         Ok(options) => {
+            if !s
+                .reg
+                .issued()
+                .remember(&req.station, &req.user, &options, now)
+            {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "too many IdP enrollments are in progress; try again in a few minutes",
+                );
+            }
             tracing::info!(station = %req.station, jti = %req.jti, provider = options.provider.as_str(), "idp: creation options issued");
             super::ok(&OptionsAnswer {
                 v: VERSION,
@@ -182,17 +202,38 @@ pub(super) async fn register(
     if r.display_name.is_empty() || r.display_name.len() > 200 {
         return malformed("registration.display_name must be 1 to 200 bytes".into());
     }
+    // Only what answers options this registry issued to this station for
+    // this user (src/registry/idp_issued.rs); a retry whose options were
+    // used may still learn that the IdP has the credential.
+    let issued = s.reg.issued();
+    let allowed = issued.check(&req.station, &req.user, r);
     let (user, reg) = (req.user.clone(), req.registration.clone());
     // `find` first: a retry after a lost answer registers nothing twice.
+    let may_register = allowed.is_ok();
     let outcome = blocking(move || {
         if let Some(m) = p.find(&user, &reg.credential_id)? {
-            return Ok((m, true));
+            return Ok(Some((m, true)));
         }
-        p.register(&user, &reg).map(|m| (m, false))
+        if !may_register {
+            return Ok(None);
+        }
+        p.register(&user, &reg).map(|m| Some((m, false)))
     })
     .await;
+    if let (Ok(Some(_)), Ok(challenge)) = (&outcome, &allowed) {
+        issued.spend(challenge);
+    }
     match outcome {
-        Ok((MethodId(method), existed)) => {
+        Ok(None) => {
+            let why = allowed.err().unwrap_or_default();
+            tracing::warn!(station = %req.station, binding = %req.binding, "idp: registration refused: {why}");
+            refuse(
+                StatusCode::FORBIDDEN,
+                code::NOT_ISSUED,
+                format!("the registry refused the registration: {why}"),
+            )
+        }
+        Ok(Some((MethodId(method), existed))) => {
             tracing::info!(station = %req.station, binding = %req.binding, existed, "idp: credential registered");
             super::ok(&RegisterAnswer {
                 v: VERSION,

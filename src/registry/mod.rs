@@ -31,6 +31,7 @@ use crate::sync::wire::{self, Ack, Push, RegistryHead};
 use log::{LogTree, TreeHead};
 
 pub mod chain;
+pub(crate) mod idp_issued;
 pub mod log;
 pub mod notify;
 pub mod postgres;
@@ -145,6 +146,8 @@ pub struct Registry {
     signer: Option<Arc<StationKey>>,
     /// The identity provider (`registry serve --idp`), when configured.
     idp: Option<Arc<dyn crate::idp::Provider>>,
+    /// Creation options handed out and not yet registered.
+    issued: Arc<idp_issued::Issued>,
 }
 
 enum Db {
@@ -263,6 +266,7 @@ impl Registry {
             log: Arc::new(tokio::sync::Mutex::new(None)),
             signer: None,
             idp: None,
+            issued: Arc::default(),
         })
     }
 
@@ -278,6 +282,11 @@ impl Registry {
     pub fn with_idp(mut self, idp: Arc<dyn crate::idp::Provider>) -> Registry {
         self.idp = Some(idp);
         self
+    }
+
+    /// The creation options issued and not yet used.
+    pub(crate) fn issued(&self) -> Arc<idp_issued::Issued> {
+        self.issued.clone()
     }
 
     /// The identity provider, when configured.

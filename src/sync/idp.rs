@@ -37,6 +37,12 @@ pub mod code {
     pub const CHALLENGE_EXPIRED: &str = "idp-challenge-expired";
     pub const REFUSED: &str = "idp-refused";
     pub const TRANSPORT: &str = "idp-transport";
+    /// A registration whose clientDataJSON does not answer creation options
+    /// this registry issued to this station for this user (or whose options
+    /// were already used).
+    pub const NOT_ISSUED: &str = "idp-not-issued";
+    /// The options' IdP user is not the ticket's subject.
+    pub const USER_MISMATCH: &str = "idp-user-mismatch";
 
     /// Whether trying again later may succeed (as `IdpError::retryable`).
     pub fn retryable(code: &str) -> bool {
