@@ -11,44 +11,13 @@
 // Exit 0 when every check holds; otherwise the failed check on stderr, exit 1.
 
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { axe as scan, check, need, shot } from "./common.mjs";
 
-const require = createRequire(import.meta.url);
-const AXE_SOURCE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set; run this through tests/kiosk.rs`);
-  return v;
-}
-
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
-
-// axe-core on the current page: WCAG 2.0/2.1/2.2 A and AA rules; any
-// serious or critical violation fails.
+// axe-core on the screen, and how many rules passed.
 async function axe(page, screen) {
-  // Through the DevTools protocol: the page's CSP (rightly) refuses an
-  // inline <script>, which is what page.addScriptTag would add.
-  await page.evaluate(AXE_SOURCE);
-  const result = await page.evaluate(() =>
-    window.axe.run(document, {
-      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] },
-    }));
-  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  for (const v of bad) {
-    console.error(`axe ${screen}: ${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join("; ")})`);
-  }
-  check(bad.length === 0, `axe-core found ${bad.length} serious or critical violation(s) on ${screen}`);
+  const result = await scan(page, screen);
   console.log(`axe ${screen}: ${result.passes.length} rules pass, ${result.violations.length} minor/moderate violations`);
-}
-
-async function shot(page, name) {
-  const dir = process.env.KIOSK_SCREENSHOTS;
-  if (dir) await page.screenshot({ path: join(dir, `${name}.png`), fullPage: true });
 }
 
 async function main() {

@@ -13,43 +13,19 @@
 // Exit 0 when every check holds; otherwise the failed check on stderr, exit 1.
 
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { join } from "node:path";
 import { chromium } from "playwright-core";
+import * as common from "./common.mjs";
+import { check } from "./common.mjs";
 
-const require = createRequire(import.meta.url);
-const AXE_SOURCE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+const need = (name) => common.need(name, "tests/kiosk_operator.rs");
 
-function need(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set; run this through tests/kiosk_operator.rs`);
-  return v;
-}
-
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
-
-// axe-core on the current page: WCAG 2.x A/AA and best practice; any
-// serious or critical violation fails.
+// axe-core on the screen, and how many rules passed.
 async function axe(page, screen) {
-  await page.evaluate(AXE_SOURCE);
-  const result = await page.evaluate(() =>
-    window.axe.run(document, {
-      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] },
-    }));
-  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  for (const v of bad) {
-    console.error(`axe ${screen}: ${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join("; ")})`);
-  }
-  check(bad.length === 0, `axe-core found ${bad.length} serious or critical violation(s) on ${screen}`);
+  const result = await common.axe(page, screen);
   console.log(`axe ${screen}: ${result.passes.length} rules pass, ${result.violations.length} minor/moderate violations`);
 }
 
-async function shot(page, name) {
-  const dir = process.env.KIOSK_SCREENSHOTS;
-  if (dir) await page.screenshot({ path: join(dir, `operator-${name}.png`), fullPage: true });
-}
+const shot = (page, name) => common.shot(page, `operator-${name}`);
 
 const focusedId = (page) => page.evaluate(() => document.activeElement && document.activeElement.id);
 

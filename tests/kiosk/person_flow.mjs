@@ -18,24 +18,11 @@
 // "@binding <id>" after a success. Exit 0 when every check holds.
 
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
-
-const require = createRequire(import.meta.url);
-const AXE_SOURCE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+import * as common from "./common.mjs";
+import { axe, check, need } from "./common.mjs";
 const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set; run this through tests/kiosk.rs`);
-  return v;
-}
-
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
 
 // Tell the Rust test something happened and wait until it has acted.
 async function signal(what) {
@@ -44,24 +31,8 @@ async function signal(what) {
   check(!line.done && line.value.trim() === "go", `the test answered "go" after @${what}`);
 }
 
-// axe-core: WCAG 2.0/2.1/2.2 A and AA; any serious or critical violation fails.
-async function axe(page, screen) {
-  await page.evaluate(AXE_SOURCE);
-  const result = await page.evaluate(() =>
-    window.axe.run(document, {
-      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] },
-    }));
-  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  for (const v of bad) {
-    console.error(`axe ${screen}: ${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join("; ")})`);
-  }
-  check(bad.length === 0, `axe-core found ${bad.length} serious or critical violation(s) on ${screen}`);
-}
-
-async function shot(page, name) {
-  const dir = process.env.KIOSK_SCREENSHOTS;
-  if (dir) await page.screenshot({ path: join(dir, `${name}.png`) });
-}
+// The viewport only: the person's screens are one screen high.
+const shot = (page, name) => common.shot(page, name, { fullPage: false });
 
 // A screen is shown, its heading has focus, axe-core passes, a screenshot.
 async function screen(page, id, name, timeout = 30000) {
