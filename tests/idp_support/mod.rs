@@ -671,15 +671,21 @@ async fn entra_delete(
     if let Err(r) = check_graph_headers(&s, &h, false) {
         return r;
     }
-    let mut g = s.lock().unwrap();
-    let ms = g.methods.entry(user).or_default();
-    let before = ms.len();
-    ms.retain(|m| m.id != id);
-    if ms.len() == before {
+    if !remove_method(&s, user, &id) {
         let e = json!({"error": {"code": "itemNotFound", "message": "The requested resource does not exist."}});
         return json_answer(StatusCode::NOT_FOUND, &e);
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Remove the user's method (Entra method or Okta factor) `id`; whether
+/// there was one.
+fn remove_method(s: &Shared, user: String, id: &str) -> bool {
+    let mut g = s.lock().unwrap();
+    let ms = g.methods.entry(user).or_default();
+    let before = ms.len();
+    ms.retain(|m| m.id != id);
+    ms.len() != before
 }
 
 /// Wait until `f` holds or `limit` passes.

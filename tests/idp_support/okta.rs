@@ -189,11 +189,7 @@ pub(super) async fn okta_delete(
     if let Err(r) = check_okta_headers(&s, &h, false) {
         return r;
     }
-    let mut g = s.lock().unwrap();
-    let ms = g.methods.entry(user).or_default();
-    let before = ms.len();
-    ms.retain(|m| m.id != factor);
-    if ms.len() == before {
+    if !remove_method(&s, user, &factor) {
         let e = json!({"errorCode": "E0000007", "errorSummary": format!("Not found: Resource not found: {factor} (UserFactor)"),
                        "errorLink": "E0000007", "errorId": "oaeFakeNotFound", "errorCauses": []});
         return json_answer(StatusCode::NOT_FOUND, &e);
