@@ -135,15 +135,20 @@ impl Gate {
     }
 
     fn has_session(&self, headers: &HeaderMap) -> bool {
-        // Every Cookie header, every pair: the browser may split them.
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
+        cookies(headers)
             .any(|(name, value)| name == COOKIE && self.session.matches(value.as_bytes()))
     }
+}
+
+/// Every `name=value` pair of every Cookie header (the browser may split
+/// them across headers).
+pub(super) fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
 }
 
 /// Whether the single header `name` equals `want`; `None` when absent or

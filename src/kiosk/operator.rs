@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -41,7 +41,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::Refusal;
+use super::gate::cookies;
+use super::{Refusal, error, json};
 use crate::metrics::Summary;
 use crate::provision::revoke::{RevokeOutcome, valid_operator};
 use crate::secret::{BearerToken, Password};
@@ -470,15 +471,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-}
-
 #[derive(Clone)]
 struct Op {
     desk: Arc<Desk>,
@@ -576,23 +568,6 @@ async fn guard(State(op): State<Op>, mut req: Request, next: Next) -> Response {
             "sign in as an operator first (the session ends after 10 minutes idle)",
         ),
     }
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    json(
-        status,
-        &serde_json::json!({"error": {"code": code, "message": message}}),
-    )
-}
-
-fn json(status: StatusCode, v: &impl Serialize) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body),
-    )
-        .into_response()
 }
 
 fn refused(r: Refusal) -> Response {

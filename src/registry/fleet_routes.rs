@@ -19,23 +19,38 @@ use crate::sync::fleet::{
 };
 use crate::sync::wire::VERSION;
 
-/// Authenticate and parse: the request (signed by the station it names, in
-/// this protocol version) and the registry's clock, or the refusal.
+/// Authenticate and parse a fleet request: the request (signed by the
+/// station it names, in this protocol version) and the registry's clock,
+/// or the refusal.
 async fn read<T: DeserializeOwned + fleet::Request>(
     s: &AppState,
     headers: &HeaderMap,
     path: &str,
     body: &[u8],
 ) -> Result<(T, i64), Response> {
-    if body.len() > fleet::MAX_REQUEST {
+    read_with(s, headers, path, body, fleet::MAX_REQUEST, fleet::parse).await
+}
+
+/// [`read`] for any station-signed request (the fleet and IdP routes): at
+/// most `max` bytes, checked before anything else, then the signature,
+/// `parse`, the signer and the protocol version.
+pub(super) async fn read_with<T: fleet::Request>(
+    s: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+    max: usize,
+    parse: fn(&[u8]) -> Result<T, String>,
+) -> Result<(T, i64), Response> {
+    if body.len() > max {
         return Err(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-large",
-            format!("the request is over {} bytes", fleet::MAX_REQUEST),
+            format!("the request is over {max} bytes"),
         ));
     }
     let (params, now) = authenticate(s, headers, path, body).await?;
-    let req: T = fleet::parse(body).map_err(|e| {
+    let req: T = parse(body).map_err(|e| {
         refuse(
             StatusCode::BAD_REQUEST,
             "malformed",

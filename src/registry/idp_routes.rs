@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 
-use super::{AppState, authenticate, refusal, refuse};
+use super::{AppState, refusal, refuse};
 use crate::idp::{IdpError, MethodId, Provider};
 use crate::registry::RegistryError;
 use crate::sync::fleet::Request;
@@ -41,38 +41,9 @@ async fn read<T: DeserializeOwned + Request>(
     path: &str,
     body: &[u8],
 ) -> Result<(T, i64, Arc<dyn Provider>), Response> {
-    if body.len() > idp::MAX_REQUEST {
-        return Err(refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            format!("the request is over {} bytes", idp::MAX_REQUEST),
-        ));
-    }
-    let (params, now) = authenticate(s, headers, path, body).await?;
-    let req: T = idp::parse(body).map_err(|e| {
-        refuse(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("not a version-1 {path} request: {e}"),
-        )
-    })?;
-    if req.station() != params.keyid {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "station-mismatch",
-            "the request names another station than the one that signed it",
-        ));
-    }
-    if req.version() != VERSION {
-        return Err(refuse(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!(
-                "protocol version {}; this registry speaks {VERSION}",
-                req.version()
-            ),
-        ));
-    }
+    let (req, now) =
+        super::fleet_routes::read_with(s, headers, path, body, idp::MAX_REQUEST, idp::parse::<T>)
+            .await?;
     let Some(p) = s.reg.idp() else {
         return Err(refuse(
             StatusCode::CONFLICT,
